@@ -13,6 +13,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
+@app.callback()
+def _root() -> None:
+    """p4cs content switch: P4 fast path, Python CS processor."""
+
+
 # (module, attribute, command or group name, kind). Each room owns its own CLI module.
 _ROOMS = [
     ("p4cs.p4gen", "generate_cmd", "generate", "command"),

@@ -1,0 +1,137 @@
+"""`p4cs generate`: render the P4 programs' parameters and, where p4c is installed, compile.
+
+The P4 sources in ``p4src/`` are the source of truth. For each target this writes
+``p4src/build/<target>/params.p4`` (from :mod:`p4cs.params`) and, with ``--compile``, runs
+
+* DPDK: ``p4c-dpdk --arch pna`` → ``p4cs.spec`` (the SWX pipeline the embedded target runs),
+  ``p4cs.p4info.txtpb``, ``context.json``;
+* BMv2: ``p4c-bm2-ss --arch v1model`` → ``p4cs.json``, ``p4cs.p4info.txtpb``.
+
+A ``COMPILER`` file records the compiler version and a hash of the sources, so a stale
+artifact is detectable (``p4cs generate --check``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+
+from p4cs import params as params_mod
+
+REPO = Path(__file__).resolve().parents[2]
+P4SRC = REPO / "p4src"
+BUILD = P4SRC / "build"
+
+MAIN = {"dpdk": P4SRC / "pna" / "p4cs.p4", "bmv2": P4SRC / "v1model" / "p4cs.p4"}
+COMPILER = {"dpdk": "p4c-dpdk", "bmv2": "p4c-bm2-ss"}
+
+
+def artifact_dir(target: str) -> Path:
+    return BUILD / target
+
+
+def source_hash(target: str, rendered_params: str) -> str:
+    h = hashlib.sha256()
+    files = sorted((P4SRC / "include").glob("*.p4")) + [MAIN[target]]
+    for f in files:
+        h.update(f.relative_to(P4SRC).as_posix().encode())
+        h.update(f.read_bytes())
+    h.update(rendered_params.encode())
+    return h.hexdigest()[:16]
+
+
+def compile_target(target: str, out: Path, compiler: str) -> list[str]:
+    main = MAIN[target]
+    p4info = out / "p4cs.p4info.txtpb"
+    if target == "dpdk":
+        cmd = [compiler, "--arch", "pna", "-I", str(out), "-o", str(out / "p4cs.spec"),
+               "--p4runtime-files", str(p4info), "--context", str(out / "context.json"), str(main)]
+    else:
+        cmd = [compiler, "--arch", "v1model", "-I", str(out), "-o", str(out / "p4cs.json"),
+               "--p4runtime-files", str(p4info), str(main)]
+    subprocess.run(cmd, check=True)
+    return cmd
+
+
+def compiler_version(compiler: str) -> str:
+    out = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).strip().splitlines()[-1] if (out.stdout or out.stderr) else "unknown"
+
+
+def generate(target: str, overrides: dict | None = None, out: Path | None = None,
+             compile_: bool = False) -> Path:
+    p = params_mod.with_overrides(params_mod.defaults(target), overrides or {})
+    out = out or artifact_dir(target)
+    out.mkdir(parents=True, exist_ok=True)
+    rendered = p.to_p4()
+    (out / "params.p4").write_text(rendered)
+    if compile_:
+        compiler = shutil.which(COMPILER[target])
+        if compiler is None:
+            raise FileNotFoundError(f"{COMPILER[target]} is not on PATH: cannot compile for {target}")
+        cmd = compile_target(target, out, compiler)
+        (out / "COMPILER").write_text(
+            f"compiler: {compiler_version(compiler)}\n"
+            f"command: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd)).replace(str(REPO) + '/', '')}\n"
+            f"sources: {source_hash(target, rendered)}\n")
+    return out
+
+
+def check(target: str) -> Optional[str]:
+    """Return None if the committed artifacts match the sources, else a reason."""
+    out = artifact_dir(target)
+    stamp = out / "COMPILER"
+    if not stamp.exists():
+        return f"{stamp} is missing: run `p4cs generate --target {target} --compile`"
+    rendered = (out / "params.p4").read_text() if (out / "params.p4").exists() else ""
+    want = source_hash(target, rendered)
+    for line in stamp.read_text().splitlines():
+        if line.startswith("sources:") and line.split(":", 1)[1].strip() == want:
+            return None
+    return f"p4src/ changed since {target} artifacts were compiled: run `p4cs generate --target {target} --compile`"
+
+
+def generate_cmd(
+    target: list[str] = typer.Option(["dpdk", "bmv2"], "--target", "-t", help="dpdk and/or bmv2"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="YAML file with a 'dataplane:' section of parameter overrides"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory (default p4src/build/<target>)"),
+    compile_: bool = typer.Option(False, "--compile", help="run p4c-dpdk / p4c-bm2-ss (must be on PATH)"),
+    check_only: bool = typer.Option(False, "--check", help="only check that the committed artifacts are current"),
+) -> None:
+    """Render the P4 programs' parameters for a configuration and compile them if p4c is present."""
+    overrides: dict = {}
+    if config is not None:
+        try:
+            doc = yaml.safe_load(config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            typer.echo(f"error: cannot read {config}: {exc}", err=True)
+            raise typer.Exit(2)
+        overrides = dict(doc.get("dataplane") or {})
+    status = 0
+    for t in target:
+        if t not in params_mod.TARGETS:
+            typer.echo(f"error: unknown target {t!r} (expected dpdk or bmv2)", err=True)
+            raise typer.Exit(2)
+        if check_only:
+            reason = check(t)
+            typer.echo(f"{t}: {'up to date' if reason is None else reason}")
+            status |= reason is not None
+            continue
+        try:
+            t_overrides = {k: v for k, v in overrides.items() if k != "target"}
+            path = generate(t, t_overrides, out / t if out and len(target) > 1 else out, compile_)
+        except (ValueError, FileNotFoundError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2)
+        except subprocess.CalledProcessError as exc:
+            typer.echo(f"error: {COMPILER[t]} failed with status {exc.returncode}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{t}: {path}")
+    raise typer.Exit(status)

@@ -1,0 +1,123 @@
+/* p4cs — the flow table: the fast path of the content switch ("Case A").
+ *
+ * An exact match on the TCP/IP 5-tuple. A hit on `splice` rewrites MACs, IPv4 addresses and
+ * ports, adds the sequence and acknowledgement deltas (mod 2^32) and forwards: this is TCP
+ * splicing after delayed binding. Checksums are fixed incrementally in checksums.p4 from the
+ * old values saved here. Every action counts packets and bytes in flow_counter[flow_id]
+ * (an indexed counter: the DPDK learner table has no direct counters; the controller
+ * allocates flow ids).
+ *
+ * On the DPDK target the table is a PNA add-on-miss table (an SWX learner): O(1) inserts and
+ * deletes and per-entry expiry; hits re-arm the expiry timer. On BMv2 it is a plain exact
+ * table with P4Runtime idle timeouts.
+ */
+#ifndef P4CS_FLOW_TABLE_P4
+#define P4CS_FLOW_TABLE_P4
+
+#include "headers.p4"
+
+control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
+
+#ifdef P4CS_TARGET_PNA
+    @name(".flow_counter")
+    Counter<bit<64>, bit<32>>(P4CS_FLOW_TABLE_SIZE, PNA_CounterType_t.PACKETS_AND_BYTES) flow_counter;
+#define P4CS_FLOW_REARM restart_expire_timer()
+#else
+    @name(".flow_counter")
+    counter(P4CS_FLOW_TABLE_SIZE, CounterType.packets_and_bytes) flow_counter;
+#define P4CS_FLOW_REARM
+#endif
+
+    @name(".splice")
+    action splice(bit<32> port,
+                  mac_addr_t dmac, mac_addr_t smac,
+                  ipv4_addr_t sip, ipv4_addr_t dip,
+                  bit<16> sport, bit<16> dport,
+                  bit<32> seq_delta, bit<32> ack_delta,
+                  bit<32> flow_id) {
+        meta.flow_hit = true;
+        meta.rewritten = true;
+        meta.old_src_addr = hdr.ipv4.src_addr;
+        meta.old_dst_addr = hdr.ipv4.dst_addr;
+        meta.old_src_port = hdr.tcp.src_port;
+        meta.old_dst_port = hdr.tcp.dst_port;
+        meta.old_seq_no = hdr.tcp.seq_no;
+        meta.old_ack_no = hdr.tcp.ack_no;
+        hdr.ethernet.dst_addr = dmac;
+        hdr.ethernet.src_addr = smac;
+        hdr.ipv4.src_addr = sip;
+        hdr.ipv4.dst_addr = dip;
+        hdr.tcp.src_port = sport;
+        hdr.tcp.dst_port = dport;
+        hdr.tcp.seq_no = hdr.tcp.seq_no + seq_delta;
+        hdr.tcp.ack_no = hdr.tcp.ack_no + ack_delta;
+        meta.out_port = port;
+        flow_counter.count(flow_id);
+        P4CS_FLOW_REARM;
+    }
+
+    /* Forward a flow unchanged but for the MACs (e.g. a pass-through virtual service). */
+    @name(".flow_forward")
+    action flow_forward(bit<32> port, mac_addr_t dmac, mac_addr_t smac, bit<32> flow_id) {
+        meta.flow_hit = true;
+        hdr.ethernet.dst_addr = dmac;
+        hdr.ethernet.src_addr = smac;
+        meta.out_port = port;
+        flow_counter.count(flow_id);
+        P4CS_FLOW_REARM;
+    }
+
+    /* Drop a flow in the fast path (e.g. a rejected client that keeps sending). */
+    @name(".flow_drop")
+    action flow_drop(bit<32> flow_id) {
+        meta.flow_hit = true;
+        meta.drop = true;
+        flow_counter.count(flow_id);
+        P4CS_FLOW_REARM;
+    }
+
+    @name(".flow_miss")
+    action flow_miss() {
+        meta.flow_hit = false;
+    }
+
+    @name(".flow_table")
+    table flow_table {
+        key = {
+            meta.fk_src_addr: exact @name("src_addr");
+            meta.fk_dst_addr: exact @name("dst_addr");
+            meta.fk_protocol: exact @name("protocol");
+            meta.fk_src_port: exact @name("src_port");
+            meta.fk_dst_port: exact @name("dst_port");
+        }
+        actions = {
+            @tableonly splice;
+            @tableonly flow_forward;
+            @tableonly flow_drop;
+            @defaultonly flow_miss;
+        }
+        const default_action = flow_miss;
+        size = P4CS_FLOW_TABLE_SIZE;
+#ifdef P4CS_TARGET_PNA
+        add_on_miss = true;
+        idle_timeout_with_auto_delete = true;
+#else
+        support_timeout = true;
+#endif
+    }
+
+    apply {
+        meta.fk_src_addr = hdr.ipv4.src_addr;
+        meta.fk_dst_addr = hdr.ipv4.dst_addr;
+        meta.fk_protocol = hdr.ipv4.protocol;
+        meta.fk_src_port = hdr.tcp.src_port;
+        meta.fk_dst_port = hdr.tcp.dst_port;
+        flow_table.apply();
+        if (meta.flow_hit && (hdr.tcp.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0) {
+            meta.flow_end = true;
+        }
+    }
+}
+#undef P4CS_FLOW_REARM
+
+#endif

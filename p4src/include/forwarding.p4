@@ -1,0 +1,128 @@
+/* p4cs — everything that is not a spliced flow:
+ *  - ARP: the switch answers ARP requests for its own addresses (gateways, VIPs, SNAT
+ *    addresses) in the data plane (arp_table).
+ *  - Virtual services: vip_table marks client -> VIP:port traffic, backend_table marks real
+ *    server -> client traffic (transparent mode), local_table switch-owned addresses (SNAT
+ *    address, VIP address on other ports, gateways). A flow-table miss on any of them is
+ *    punted to the controller with a reason ("Case B").
+ *  - Everything else is routed by ipv4_route (longest prefix match -> port and MACs).
+ *    TTL is not decremented: p4cs forwards like a bridge between its ports.
+ */
+#ifndef P4CS_FORWARDING_P4
+#define P4CS_FORWARDING_P4
+
+#include "headers.p4"
+
+control Forwarding(inout headers_t hdr, inout local_metadata_t meta) {
+
+    @name(".arp_reply")
+    action arp_reply(mac_addr_t mac) {
+        bit<32> requested = hdr.arp.tpa;
+        hdr.arp.oper = ARP_OPER_REPLY;
+        hdr.arp.tha = hdr.arp.sha;
+        hdr.arp.tpa = hdr.arp.spa;
+        hdr.arp.sha = mac;
+        hdr.arp.spa = requested;
+        hdr.ethernet.dst_addr = hdr.ethernet.src_addr;
+        hdr.ethernet.src_addr = mac;
+        meta.out_port = meta.in_port;
+    }
+
+    @name(".drop")
+    action drop() {
+        meta.drop = true;
+    }
+
+    @name(".arp_table")
+    table arp_table {
+        key = { hdr.arp.tpa: exact @name("target_addr"); }
+        actions = { arp_reply; @defaultonly drop; }
+        const default_action = drop;
+        size = P4CS_ARP_TABLE_SIZE;
+    }
+
+    @name(".to_controller")
+    action to_controller(bit<8> reason) {
+        meta.punt_reason = reason;
+    }
+
+    @name(".no_action")
+    action no_action() { }
+
+    @name(".vip_table")
+    table vip_table {
+        key = {
+            hdr.ipv4.dst_addr: exact @name("vip_addr");
+            hdr.ipv4.protocol: exact @name("protocol");
+            hdr.tcp.dst_port:  exact @name("vip_port");
+        }
+        actions = { to_controller; @defaultonly no_action; }
+        const default_action = no_action;
+        size = P4CS_VIP_TABLE_SIZE;
+    }
+
+    @name(".backend_table")
+    table backend_table {
+        key = {
+            hdr.ipv4.src_addr: exact @name("server_addr");
+            hdr.ipv4.protocol: exact @name("protocol");
+            hdr.tcp.src_port:  exact @name("server_port");
+        }
+        actions = { to_controller; @defaultonly no_action; }
+        const default_action = no_action;
+        size = P4CS_VIP_TABLE_SIZE;
+    }
+
+    @name(".local_table")
+    table local_table {
+        key = { hdr.ipv4.dst_addr: exact @name("addr"); }
+        actions = { to_controller; @defaultonly no_action; }
+        const default_action = no_action;
+        size = P4CS_VIP_TABLE_SIZE;
+    }
+
+    @name(".route")
+    action route(bit<32> port, mac_addr_t dmac, mac_addr_t smac) {
+        hdr.ethernet.dst_addr = dmac;
+        hdr.ethernet.src_addr = smac;
+        meta.out_port = port;
+    }
+
+    @name(".ipv4_route")
+    table ipv4_route {
+        key = { hdr.ipv4.dst_addr: lpm @name("dst_addr"); }
+        actions = { route; drop; }
+        const default_action = drop;
+        size = P4CS_ROUTE_TABLE_SIZE;
+    }
+
+    apply {
+        if (hdr.arp.isValid()) {
+            if (hdr.arp.oper == ARP_OPER_REQUEST) {
+                arp_table.apply();
+            } else {
+                meta.drop = true;
+            }
+        } else if (hdr.ipv4.isValid()) {
+            if (hdr.tcp.isValid() && !meta.ip_exception) {
+                vip_table.apply();
+                if (meta.punt_reason == 0) {
+                    backend_table.apply();
+                }
+            }
+            if (meta.punt_reason == 0) {
+                local_table.apply();
+                if (meta.punt_reason != 0 && meta.ip_exception) {
+                    meta.punt_reason = REASON_IP_EXCEPTION;
+                }
+            }
+            if (meta.punt_reason == 0) {
+                ipv4_route.apply();
+            }
+        } else {
+            meta.drop = true;   /* unknown EtherType */
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,81 @@
+/* p4cs — the parser, one body for both architectures (the signature differs).
+ *
+ * Bad input is handled deliberately:
+ *  - unknown EtherTypes: only Ethernet is parsed; the frame is dropped by the forwarding stage
+ *    (p4cs forwards IPv4 and answers ARP; nothing else is bridged).
+ *  - IPv4 with options (ihl != 5) or fragments: L4 is not parsed; the control marks
+ *    ip_exception: towards a virtual service such packets go to the controller
+ *    (REASON_IP_EXCEPTION), otherwise they are routed like any IPv4 packet.
+ *  - TCP options: not parsed, carried as payload.
+ *  - truncated headers: on BMv2 the parser rejects the packet (PacketTooShort -> drop). The DPDK
+ *    SWX `extract` does not bounds-check, see docs/architecture.md "Malformed packets".
+ */
+#ifndef P4CS_PARSER_P4
+#define P4CS_PARSER_P4
+
+#include "headers.p4"
+
+#ifdef P4CS_TARGET_PNA
+parser MainParserImpl(packet_in pkt,
+                      out headers_t hdr,
+                      inout local_metadata_t meta,
+                      in pna_main_parser_input_metadata_t istd)
+{
+#define P4CS_PARSER_IN_PORT ((bit<32>)istd.input_port)
+#else
+parser ParserImpl(packet_in pkt,
+                  out headers_t hdr,
+                  inout local_metadata_t meta,
+                  inout standard_metadata_t standard_metadata)
+{
+#define P4CS_PARSER_IN_PORT ((bit<32>)standard_metadata.ingress_port)
+#endif
+    state start {
+        transition select(P4CS_PARSER_IN_PORT) {
+            P4CS_CPU_PORT: parse_packet_out;
+            default: parse_ethernet;
+        }
+    }
+
+    state parse_packet_out {
+        pkt.extract(hdr.packet_out);
+        transition parse_ethernet;
+    }
+
+    state parse_ethernet {
+        pkt.extract(hdr.ethernet);
+        transition select(hdr.ethernet.ether_type) {
+            ETHERTYPE_IPV4: parse_ipv4;
+            ETHERTYPE_ARP:  parse_arp;
+            default: accept;
+        }
+    }
+
+    state parse_arp {
+        pkt.extract(hdr.arp);
+        transition accept;
+    }
+
+    state parse_ipv4 {
+        pkt.extract(hdr.ipv4);
+        /* L4 only when there are no options and this is not a non-first fragment. */
+        transition select(hdr.ipv4.ihl, hdr.ipv4.frag_offset, hdr.ipv4.protocol) {
+            (4w5, 13w0, IP_PROTO_TCP): parse_tcp;
+            (4w5, 13w0, IP_PROTO_UDP): parse_udp;
+            default: accept;
+        }
+    }
+
+    state parse_tcp {
+        pkt.extract(hdr.tcp);
+        transition accept;
+    }
+
+    state parse_udp {
+        pkt.extract(hdr.udp);
+        transition accept;
+    }
+}
+#undef P4CS_PARSER_IN_PORT
+
+#endif

@@ -1,0 +1,50 @@
+/* p4cs — the target-independent pipeline: packet-out, flow table, forwarding, punting.
+ * The main controls of pna/p4cs.p4 and v1model/p4cs.p4 apply it and turn meta.out_port /
+ * meta.drop / meta.flow_end into their architecture's forwarding and mirroring calls. */
+#ifndef P4CS_PIPELINE_P4
+#define P4CS_PIPELINE_P4
+
+#include "headers.p4"
+#include "packet_io.p4"
+#include "flow_table.p4"
+#include "forwarding.p4"
+
+control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
+    PacketOut() packet_out;
+    PacketIn() packet_in;
+    FlowTable() flows;
+    Forwarding() forwarding;
+
+    apply {
+        meta.drop = false;
+        meta.punt_reason = 0;
+        meta.flow_hit = false;
+        meta.flow_end = false;
+        meta.rewritten = false;
+        if (hdr.packet_out.isValid()) {
+            packet_out.apply(hdr, meta);
+        } else {
+            if (hdr.ipv4.isValid()) {
+                if (hdr.ipv4.ihl != 5 || hdr.ipv4.frag_offset != 0 || (hdr.ipv4.flags & 1) != 0) {
+                    meta.ip_exception = true;
+                } else {
+                    meta.ip_exception = false;
+                }
+                if (hdr.tcp.isValid() && !meta.ip_exception) {
+                    flows.apply(hdr, meta);
+                }
+            }
+            if (!meta.flow_hit) {
+                forwarding.apply(hdr, meta);
+                if (meta.punt_reason != 0) {
+                    packet_in.apply(hdr, meta);
+                }
+            }
+        }
+        if (meta.out_port >= P4CS_MAX_PORTS) {
+            meta.drop = true;
+        }
+    }
+}
+
+#endif
