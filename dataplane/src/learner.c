@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Direct learner-table operations.
+ *
+ * DPDK 22.11 has no control API to add or read learner entries, and the regular-table control
+ * path (rte_swx_ctl_pipeline_table_entry_add) keeps entries in linked lists and is O(n) per
+ * entry. The daemon instead drives the pipeline's own learner table object
+ * (rte_swx_table_learner_*) with a private lookup mailbox: O(1) per operation. This is safe
+ * because the daemon's single thread calls it only at a packet boundary (pipeline_quiesce()).
+ *
+ * Key layout: the learner looks its key up in the metadata (or one header) at key_offset, over
+ * key_size contiguous bytes. We fill a key buffer laid out like that struct: metadata fields in
+ * host byte order (little-endian), header fields in network byte order.
+ *
+ * Action data layout: the arguments packed in declaration order, n_bits/8 bytes each, in
+ * network byte order when the pipeline marked the argument so (it does when the action moves
+ * the argument into a header as a block) and in host order otherwise -- exactly what
+ * rte_swx_ctl builds for regular tables and what the action code reads.
+ *
+ * rte_swx_table_learner_add() after a lookup hit updates the entry in place (data + timeout),
+ * which is what MODIFY uses. Time is the TSC, as in the pipeline.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_cycles.h>
+#include <rte_hash_crc.h>
+#include <rte_swx_table_learner.h>
+
+#include "swxd.h"
+
+/* ---------------------------------------------------------------------------------------- */
+/* Registry of installed keys                                                               */
+
+static inline uint32_t reg_hash(const struct flow_registry *r, const uint8_t *key)
+{
+	return rte_hash_crc(key, r->key_size, 0x9e3779b9);
+}
+
+static int reg_grow(struct flow_registry *r)
+{
+	size_t n = r->n_slots ? r->n_slots * 2 : 1024, i, mask = n - 1;
+	uint8_t *slots = calloc(n, r->slot_size);
+
+	if (!slots)
+		return -ENOMEM;
+	for (i = 0; i < r->n_slots; i++) {
+		uint8_t *s = reg_slot(r, i);
+		size_t pos;
+
+		if (!s[0])
+			continue;
+		pos = reg_hash(r, s + REG_SLOT_HDR) & mask;
+		while (slots[pos * r->slot_size])
+			pos = (pos + 1) & mask;
+		memcpy(&slots[pos * r->slot_size], s, r->slot_size);
+	}
+	free(r->slots);
+	r->slots = slots;
+	r->n_slots = n;
+	return 0;
+}
+
+uint8_t *reg_find(struct flow_registry *r, const uint8_t *key)
+{
+	size_t mask, pos;
+
+	if (!r->n_slots)
+		return NULL;
+	mask = r->n_slots - 1;
+	for (pos = reg_hash(r, key) & mask; ; pos = (pos + 1) & mask) {
+		uint8_t *s = reg_slot(r, pos);
+
+		if (!s[0])
+			return NULL;
+		if (!memcmp(s + REG_SLOT_HDR, key, r->key_size))
+			return s;
+	}
+}
+
+int reg_insert(struct flow_registry *r, const uint8_t *key, uint8_t timeout_id, uint8_t permanent)
+{
+	uint8_t *s = reg_find(r, key);
+	size_t mask, pos;
+
+	if (!s) {
+		if ((r->n_used + 1) * 2 > r->n_slots && reg_grow(r))
+			return -ENOMEM;
+		mask = r->n_slots - 1;
+		for (pos = reg_hash(r, key) & mask; reg_slot(r, pos)[0]; pos = (pos + 1) & mask)
+			;
+		s = reg_slot(r, pos);
+		s[0] = 1;
+		memcpy(s + REG_SLOT_HDR, key, r->key_size);
+		r->n_used++;
+	}
+	s[1] = timeout_id;
+	s[2] = permanent;
+	return 0;
+}
+
+/* Backward-shift deletion keeps probe sequences intact without tombstones. */
+void reg_delete_slot(struct flow_registry *r, size_t i)
+{
+	size_t mask = r->n_slots - 1, j = i;
+
+	for (;;) {
+		uint8_t *sj;
+		size_t k;
+
+		j = (j + 1) & mask;
+		sj = reg_slot(r, j);
+		if (!sj[0])
+			break;
+		k = reg_hash(r, sj + REG_SLOT_HDR) & mask;
+		/* Leave sj where it is if its home k lies cyclically in (i, j]. */
+		if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		memcpy(reg_slot(r, i), sj, r->slot_size);
+		i = j;
+	}
+	memset(reg_slot(r, i), 0, r->slot_size);
+	r->n_used--;
+}
+
+static void reg_delete(struct flow_registry *r, const uint8_t *key)
+{
+	uint8_t *s = reg_find(r, key);
+
+	if (s)
+		reg_delete_slot(r, (size_t)(s - r->slots) / r->slot_size);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Setup                                                                                    */
+
+int learner_setup(struct learner_rt *l)
+{
+	struct rte_swx_ctl_learner_info li;
+	uint32_t i, first = UINT32_MAX, end = 0, sum = 0;
+
+	if (rte_swx_ctl_learner_info_get(g.p, l->id, &li))
+		return -EINVAL;
+	snprintf(l->name, sizeof(l->name), "%s", li.name);
+	l->size = li.size;
+	l->n_fields = li.n_match_fields;
+	l->fields = calloc(li.n_match_fields + 1, sizeof(*l->fields));
+	if (!l->fields)
+		return -ENOMEM;
+	for (i = 0; i < li.n_match_fields; i++) {
+		struct rte_swx_ctl_table_match_field_info mf;
+
+		if (rte_swx_ctl_learner_match_field_info_get(g.p, l->id, i, &mf))
+			return -EINVAL;
+		if (mf.n_bits % 8 || mf.offset % 8) {
+			LOG_ERR("learner %s: key field %u is not byte aligned", l->name, i);
+			return -EINVAL;
+		}
+		l->fields[i].offset = mf.offset / 8;
+		l->fields[i].n_bits = mf.n_bits;
+		l->fields[i].is_header = mf.is_header;
+		if (mf.offset / 8 < first)
+			first = mf.offset / 8;
+		if ((mf.offset + mf.n_bits) / 8 > end)
+			end = (mf.offset + mf.n_bits) / 8;
+		sum += mf.n_bits / 8;
+	}
+	if (!li.n_match_fields || sum != end - first) {
+		LOG_ERR("learner %s: key fields must be contiguous", l->name);
+		return -EINVAL;
+	}
+	l->key_offset = first;
+	l->key_size = end - first;
+	l->struct_size = end;
+	l->keybuf = calloc(1, end);
+	l->mailbox = calloc(1, rte_swx_table_learner_mailbox_size_get());
+
+	l->n_actions = li.n_actions;
+	l->action_ids = calloc(li.n_actions + 1, sizeof(*l->action_ids));
+	l->action_for_entries = calloc(li.n_actions + 1, sizeof(int));
+	if (!l->keybuf || !l->mailbox || !l->action_ids || !l->action_for_entries)
+		return -ENOMEM;
+	for (i = 0; i < li.n_actions; i++) {
+		struct rte_swx_ctl_table_action_info ai;
+
+		if (rte_swx_ctl_learner_action_info_get(g.p, l->id, i, &ai))
+			return -EINVAL;
+		l->action_ids[i] = ai.action_id;
+		l->action_for_entries[i] = ai.action_is_for_table_entries;
+		if (g.actions[ai.action_id].data_size > l->action_data_size)
+			l->action_data_size = g.actions[ai.action_id].data_size;
+	}
+	l->databuf = calloc(1, l->action_data_size + 8);
+	if (!l->databuf)
+		return -ENOMEM;
+
+	l->n_timeouts = li.n_key_timeouts < SWXD_MAX_TIMEOUTS ? li.n_key_timeouts : SWXD_MAX_TIMEOUTS;
+	for (i = 0; i < l->n_timeouts; i++)
+		rte_swx_ctl_pipeline_learner_timeout_get(g.p, l->id, i, &l->timeouts[i]);
+
+	l->reg.key_size = l->key_size;
+	l->reg.slot_size = (REG_SLOT_HDR + l->key_size + 3) & ~3u;
+	return 0;
+}
+
+/* --learner-timeouts S1,S2,...: overrides the first profiles of every learner. */
+int learner_apply_timeouts(void)
+{
+	uint32_t i, j;
+
+	for (i = 0; i < g.info.n_learners; i++) {
+		struct learner_rt *l = &g.learners[i];
+
+		for (j = 0; j < g.n_learner_timeouts && j < l->n_timeouts; j++) {
+			int rc = rte_swx_ctl_pipeline_learner_timeout_set(g.p, i, j,
+									   g.learner_timeouts[j]);
+			if (rc) {
+				LOG_ERR("learner %s: timeout %u = %u s rejected (%d)", l->name, j,
+					g.learner_timeouts[j], rc);
+				return rc;
+			}
+			l->timeouts[j] = g.learner_timeouts[j];
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Operations                                                                               */
+
+/* Looks up the key currently in l->keybuf. */
+static int lookup(struct learner_rt *l, uint64_t now, uint64_t *action_id, uint8_t **data)
+{
+	uint8_t *kb = l->keybuf;
+	size_t entry_id;
+	int hit = 0;
+
+	/* Two-stage lookup: the first call hashes and prefetches, the second one compares. */
+	while (!rte_swx_table_learner_lookup(l->table, l->mailbox, now, &kb, action_id, data,
+					     &entry_id, &hit))
+		;
+	return hit;
+}
+
+/* Looks up a registry key (key_size bytes as stored in the table). */
+int learner_lookup_slot_key(struct learner_rt *l, const uint8_t *key, uint64_t now)
+{
+	uint64_t action_id;
+	uint8_t *data;
+
+	memcpy(&l->keybuf[l->key_offset], key, l->key_size);
+	return lookup(l, now, &action_id, &data);
+}
+
+static int parse_key(struct learner_rt *l, char **tok, int n_tok, char *out, size_t out_size)
+{
+	uint8_t be[64];
+	uint32_t i;
+
+	if (n_tok < 1 + (int)l->n_fields || strcmp(tok[0], "match")) {
+		snprintf(out, out_size, "err EINVAL expected: match <%u values>", l->n_fields);
+		return -EINVAL;
+	}
+	for (i = 0; i < l->n_fields; i++) {
+		const struct field_desc *f = &l->fields[i];
+		int rc;
+
+		if (f->n_bits > 8 * sizeof(be)) {
+			snprintf(out, out_size, "err EINVAL key field %u too wide", i);
+			return -EINVAL;
+		}
+		rc = parse_value(tok[1 + i], f->n_bits, be);
+		if (rc) {
+			snprintf(out, out_size, "err %s bad value '%s' for %u-bit key field %u",
+				 rc == -ERANGE ? "ERANGE" : "EINVAL", tok[1 + i], f->n_bits, i);
+			return -EINVAL;
+		}
+		field_store(&l->keybuf[f->offset], be, f->n_bits, f->is_header);
+	}
+	return 1 + (int)l->n_fields;
+}
+
+/* "action NAME [ARG VALUE]... [timeout ID]" -> l->databuf, *action_id, *timeout_id */
+static int parse_action(struct learner_rt *l, char **tok, int n_tok, uint64_t *action_id,
+			uint32_t *timeout_id, char *out, size_t out_size)
+{
+	const struct action_desc *a;
+	uint32_t id, i, j, n_args_seen = 0;
+	uint8_t be[64];
+	int k;
+
+	if (n_tok < 2 || strcmp(tok[0], "action")) {
+		snprintf(out, out_size, "err EINVAL expected: action <name> [<arg> <value>]...");
+		return -EINVAL;
+	}
+	a = action_find(tok[1], &id);
+	for (j = 0; a && j < l->n_actions; j++)
+		if (l->action_ids[j] == id)
+			break;
+	if (!a || j == l->n_actions) {
+		snprintf(out, out_size, "err EINVAL action '%s' is not an action of %s", tok[1], l->name);
+		return -EINVAL;
+	}
+	if (!l->action_for_entries[j]) {
+		snprintf(out, out_size, "err EINVAL action '%s' is default-only", tok[1]);
+		return -EINVAL;
+	}
+	memset(l->databuf, 0, l->action_data_size);
+	*timeout_id = 0;
+	for (k = 2; k < n_tok; k += 2) {
+		if (k + 1 >= n_tok) {
+			snprintf(out, out_size, "err EINVAL '%s' has no value", tok[k]);
+			return -EINVAL;
+		}
+		if (!strcmp(tok[k], "timeout")) {
+			uint64_t t;
+
+			if (parse_u64(tok[k + 1], &t) || t >= l->n_timeouts) {
+				snprintf(out, out_size, "err EINVAL timeout id '%s' (learner has %u)",
+					 tok[k + 1], l->n_timeouts);
+				return -EINVAL;
+			}
+			*timeout_id = (uint32_t)t;
+			continue;
+		}
+		for (i = 0; i < a->n_args; i++)
+			if (!strcmp(a->args[i].name, tok[k]))
+				break;
+		if (i == a->n_args) {
+			snprintf(out, out_size, "err EINVAL action %s has no argument '%s'", a->name, tok[k]);
+			return -EINVAL;
+		}
+		if (a->args[i].n_bits > 8 * sizeof(be) ||
+		    parse_value(tok[k + 1], a->args[i].n_bits, be)) {
+			snprintf(out, out_size, "err EINVAL bad value '%s' for %u-bit argument %s",
+				 tok[k + 1], a->args[i].n_bits, a->args[i].name);
+			return -EINVAL;
+		}
+		field_store(&l->databuf[a->args[i].offset], be, a->args[i].n_bits, a->args[i].nbo);
+		n_args_seen++;
+	}
+	if (n_args_seen != a->n_args) {
+		snprintf(out, out_size, "err EINVAL action %s takes %u arguments, got %u", a->name,
+			 a->n_args, n_args_seen);
+		return -EINVAL;
+	}
+	*action_id = id;
+	return 0;
+}
+
+static void format_hit(struct learner_rt *l, uint64_t action_id, const uint8_t *data, char *out,
+		       size_t out_size)
+{
+	const struct action_desc *a;
+	size_t len;
+	uint32_t i;
+
+	if (action_id >= g.info.n_actions) {
+		snprintf(out, out_size, "ok hit ?");
+		return;
+	}
+	a = &g.actions[action_id];
+	len = snprintf(out, out_size, "ok hit %s", a->name);
+	for (i = 0; i < a->n_args && len < out_size; i++) {
+		uint8_t be[64];
+		char v[140];
+
+		if (a->args[i].n_bits > 8 * sizeof(be))
+			continue;
+		field_load(&data[a->args[i].offset], a->args[i].n_bits, a->args[i].nbo, be);
+		value_format(be, a->args[i].n_bits, v, sizeof(v));
+		len += snprintf(out + len, out_size - len, " %s=%s", a->args[i].name, v);
+	}
+}
+
+/* tok[0] is the first token after the learner name. Writes the reply line to out. */
+int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char *out,
+	       size_t out_size)
+{
+	uint64_t now = rte_get_tsc_cycles(), action_id = 0, cur_action;
+	uint32_t timeout_id = 0;
+	uint8_t *cur_data;
+	int n, hit;
+
+	n = parse_key(l, tok, n_tok, out, out_size);
+	if (n < 0)
+		return n;
+	tok += n;
+	n_tok -= n;
+
+	if (!strcmp(op, "add") || !strcmp(op, "mod")) {
+		int is_add = op[0] == 'a';
+
+		if (parse_action(l, tok, n_tok, &action_id, &timeout_id, out, out_size))
+			return -EINVAL;
+		hit = lookup(l, now, &cur_action, &cur_data);
+		if (is_add && hit) {
+			snprintf(out, out_size, "err EEXIST key already present");
+			return -EEXIST;
+		}
+		if (!is_add && !hit) {
+			snprintf(out, out_size, "err ENOENT key not present");
+			return -ENOENT;
+		}
+		/* After a hit the add() rewrites the entry's data and timeout in place. */
+		if (rte_swx_table_learner_add(l->table, l->mailbox, now, action_id, l->databuf,
+					      timeout_id)) {
+			l->n_enospc++;
+			snprintf(out, out_size, "err ENOSPC learner bucket full");
+			return -ENOSPC;
+		}
+		if (reg_insert(&l->reg, &l->keybuf[l->key_offset], (uint8_t)timeout_id, 0)) {
+			rte_swx_table_learner_delete(l->table, l->mailbox);
+			snprintf(out, out_size, "err ENOMEM registry");
+			return -ENOMEM;
+		}
+		snprintf(out, out_size, "ok");
+		return 0;
+	}
+
+	if (n_tok) {
+		snprintf(out, out_size, "err EINVAL unexpected '%s'", tok[0]);
+		return -EINVAL;
+	}
+	hit = lookup(l, now, &cur_action, &cur_data);
+
+	if (!strcmp(op, "get")) {
+		if (hit)
+			format_hit(l, cur_action, cur_data, out, out_size);
+		else
+			snprintf(out, out_size, "ok miss");
+		return 0;
+	}
+	if (!hit) {
+		snprintf(out, out_size, "err ENOENT key not present");
+		return -ENOENT;
+	}
+	if (!strcmp(op, "del")) {
+		rte_swx_table_learner_delete(l->table, l->mailbox);
+		reg_delete(&l->reg, &l->keybuf[l->key_offset]);
+		snprintf(out, out_size, "ok");
+		return 0;
+	}
+	if (!strcmp(op, "keep")) {
+		/* Permanent entries move to the longest timeout profile; the sweeper re-arms them
+		 * well before that runs out. */
+		uint32_t t, longest = 0;
+
+		for (t = 1; t < l->n_timeouts; t++)
+			if (l->timeouts[t] > l->timeouts[longest])
+				longest = t;
+		rte_swx_table_learner_rearm_new(l->table, l->mailbox, now, longest);
+		if (reg_insert(&l->reg, &l->keybuf[l->key_offset], (uint8_t)longest, 1)) {
+			snprintf(out, out_size, "err ENOMEM registry");
+			return -ENOMEM;
+		}
+		snprintf(out, out_size, "ok");
+		return 0;
+	}
+	snprintf(out, out_size, "err EINVAL unknown learner operation '%s'", op);
+	return -EINVAL;
+}

@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * p4cs-swxd: the embedded DPDK SWX target's data-plane daemon (docs/interfaces.md section 1).
+ *
+ *   p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N --cpu-fd N --cpu-port P
+ *             [--port P=afpacket:IF | P=tap:NAME | P=source:FILE.pcap[:loop] | P=sink[:FILE]]...
+ *             [--learner-timeouts S1,S2,...] [--eal "EAL ARGS"] [--log-level N]
+ *             [--dpdk-headers DIR] [--bench-packets N]
+ *
+ * Main loop (one thread): run the pipeline for a quantum of instructions, flush the outputs,
+ * serve control messages and the sweeper at a packet boundary, and block in epoll_wait on every
+ * input fd + the control fd whenever a quantum took no packet (no busy polling when idle).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_swx_pipeline.h>
+
+#include "swxd.h"
+
+#define DEFAULT_EAL "-l 0 --no-huge --no-pci --no-shconf -m 1024 --log-level=*:notice"
+#define RUN_QUANTUM 1024         /* pipeline instructions per pass */
+#define CTL_POLL_PASSES 16       /* under load, look at the control socket every this many passes */
+#define MAX_WAIT_MS 100
+
+struct swxd g = {
+	.ctl_fd = -1,
+	.cpu_fd = -1,
+	.cpu_port = -1,
+	.log_level = 1,
+	.epfd = -1,
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N [--cpu-fd N --cpu-port P]\n"
+		"                 [--port P=afpacket:IF|P=tap:NAME|P=source:FILE.pcap[:loop]|P=sink[:FILE.pcap]]...\n"
+		"                 [--learner-timeouts S1,S2,...] [--eal \"EAL ARGS\"] [--log-level N]\n"
+		"                 [--dpdk-headers DIR] [--bench-packets N]\n"
+		"default EAL arguments: " DEFAULT_EAL "\n");
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g.stop = 1;
+}
+
+static int parse_int(const char *s, long min, long max, long *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtol(s, &end, 0);
+	return (!*s || *end || errno || *v < min || *v > max) ? -1 : 0;
+}
+
+/* --dpdk-headers, $P4CS_DPDK_HEADERS, <exe>/../../build/dpdk-headers, build-time default */
+static const char *find_headers(const char *opt)
+{
+	static char path[PATH_MAX];
+	char exe[PATH_MAX];
+	ssize_t n;
+	struct stat st;
+
+	if (opt)
+		return opt;
+	if (getenv("P4CS_DPDK_HEADERS"))
+		return getenv("P4CS_DPDK_HEADERS");
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		snprintf(path, sizeof(path), "%s/../../build/dpdk-headers/rte_swx_pipeline_internal.h",
+			 dirname(exe));
+		if (stat(path, &st) == 0) {
+			char *real;
+
+			*strrchr(path, '/') = 0;
+			real = realpath(path, NULL);
+			return real ? real : path;
+		}
+	}
+	return P4CS_DPDK_HEADERS_DEFAULT;
+}
+
+static int parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"spec", required_argument, NULL, 's'},
+		{"workdir", required_argument, NULL, 'w'},
+		{"ctl-fd", required_argument, NULL, 'c'},
+		{"cpu-fd", required_argument, NULL, 'f'},
+		{"cpu-port", required_argument, NULL, 'P'},
+		{"port", required_argument, NULL, 'p'},
+		{"learner-timeouts", required_argument, NULL, 't'},
+		{"eal", required_argument, NULL, 'e'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"dpdk-headers", required_argument, NULL, 'H'},
+		{"bench-packets", required_argument, NULL, 'b'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *headers = NULL;
+	long v;
+	int c, rc;
+
+	g.eal_args = DEFAULT_EAL;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': g.spec_path = optarg; break;
+		case 'w': g.workdir = optarg; break;
+		case 'e': g.eal_args = optarg; break;
+		case 'H': headers = optarg; break;
+		case 'c':
+			if (parse_int(optarg, 0, INT_MAX, &v))
+				goto bad;
+			g.ctl_fd = (int)v;
+			break;
+		case 'f':
+			if (parse_int(optarg, 0, INT_MAX, &v))
+				goto bad;
+			g.cpu_fd = (int)v;
+			break;
+		case 'P':
+			if (parse_int(optarg, 0, SWXD_MAX_PORTS - 1, &v))
+				goto bad;
+			g.cpu_port = (int)v;
+			break;
+		case 'l':
+			if (parse_int(optarg, 0, 9, &v))
+				goto bad;
+			g.log_level = (int)v;
+			break;
+		case 'b':
+			if (parse_int(optarg, 1, LONG_MAX, &v))
+				goto bad;
+			g.bench_packets = (uint64_t)v;
+			break;
+		case 'p':
+			rc = ports_parse(optarg);
+			if (rc) {
+				fprintf(stderr, "p4cs-swxd: bad --port '%s': %s\n", optarg, strerror(-rc));
+				return -1;
+			}
+			break;
+		case 't': {
+			char *s = strdup(optarg), *save = NULL, *t;
+
+			for (t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+				if (g.n_learner_timeouts == SWXD_MAX_TIMEOUTS ||
+				    parse_int(t, 1, UINT32_MAX, &v)) {
+					free(s);
+					goto bad;
+				}
+				g.learner_timeouts[g.n_learner_timeouts++] = (uint32_t)v;
+			}
+			free(s);
+			break;
+		}
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			goto bad;
+		}
+	}
+	if (optind != argc || !g.spec_path || !g.workdir || g.ctl_fd < 0 ||
+	    ((g.cpu_fd < 0) != (g.cpu_port < 0)))
+		goto bad;
+	g.headers_dir = find_headers(headers);
+	return 0;
+bad:
+	usage(stderr);
+	return -1;
+}
+
+static int eal_init(void)
+{
+	char *s = strdup(g.eal_args), *save = NULL, *t;
+	char *argv[64];
+	int argc = 0;
+
+	argv[argc++] = "p4cs-swxd";
+	for (t = strtok_r(s, " \t", &save); t && argc < 63; t = strtok_r(NULL, " \t", &save))
+		argv[argc++] = t;
+	argv[argc] = NULL;
+	/* rte_eal_init() permutes argv; the strings stay in s for the life of the process. */
+	if (rte_eal_init(argc, argv) < 0) {
+		fprintf(stderr, "p4cs-swxd: EAL init failed (%s): %s\n", g.eal_args,
+			rte_strerror(rte_errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int epoll_setup(void)
+{
+	struct epoll_event ev;
+	uint32_t i;
+
+	g.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (g.epfd < 0)
+		return -errno;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.fd = g.ctl_fd;
+	if (epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.ctl_fd, &ev) < 0)
+		return -errno;
+	for (i = 0; i < g.n_ports; i++) {
+		if (g.ports[i].fd < 0)
+			continue;
+		ev.data.fd = g.ports[i].fd;
+		if (epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.ports[i].fd, &ev) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Serves waiting control messages. Returns -1 when the control socket was closed. */
+static int serve_control(void)
+{
+	int i, rc;
+
+	for (i = 0; i < 64; i++) {
+		rc = ctl_handle();
+		if (rc <= 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void serve_sweeper(void)
+{
+	if (rte_get_tsc_cycles() < g.next_sweep_tsc)
+		return;
+	if (pipeline_quiesce() == 0)
+		sweeper_tick(0);
+	pipeline_resume();
+	ctl_flush_pending();
+}
+
+static int run(void)
+{
+	uint64_t start = rte_get_tsc_cycles(), passes = 0;
+
+	while (!g.stop) {
+		uint64_t rx0 = g.rx_count;
+		int idle;
+
+		rte_swx_pipeline_run(g.p, RUN_QUANTUM);
+		rte_swx_pipeline_flush(g.p);
+		idle = g.rx_count == rx0;
+		passes++;
+
+		if (idle || passes % CTL_POLL_PASSES == 0) {
+			if (serve_control() < 0)
+				break;
+			serve_sweeper();
+		}
+		if (g.bench_packets && passes % CTL_POLL_PASSES == 0) {
+			uint64_t tx = pipeline_tx_packets();
+
+			if (tx >= g.bench_packets) {
+				double s = (double)(rte_get_tsc_cycles() - start) / (double)g.hz;
+
+				printf("{\"packets\":%llu,\"seconds\":%.6f,\"pps\":%.0f}\n",
+				       (unsigned long long)tx, s, tx / s);
+				fflush(stdout);
+				break;
+			}
+		}
+		if (idle && pipeline_threads_idle()) {
+			struct epoll_event ev[16];
+			uint64_t wait = sweeper_next_timeout_ms();
+
+			if (wait > MAX_WAIT_MS)
+				wait = MAX_WAIT_MS;
+			if (ctl_pending_bytes() && wait > 10)
+				wait = 10;   /* retry unsent notifications soon */
+			if (epoll_wait(g.epfd, ev, 16, (int)wait) < 0 && errno != EINTR) {
+				LOG_ERR("epoll_wait: %s", strerror(errno));
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa;
+	int rc;
+
+	if (parse_args(argc, argv))
+		return 2;
+	if (mkdir(g.workdir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "p4cs-swxd: workdir %s: %s\n", g.workdir, strerror(errno));
+		return 1;
+	}
+	if (eal_init())
+		return 1;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;   /* no SA_RESTART: epoll_wait returns EINTR */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = ports_open();
+	if (!rc)
+		rc = pipeline_build();
+	if (!rc)
+		rc = pipeline_describe();
+	if (!rc)
+		rc = learner_apply_timeouts();
+	if (!rc)
+		rc = epoll_setup();
+	if (rc) {
+		LOG_ERR("startup failed: %s", strerror(rc < 0 ? -rc : rc));
+		return 1;
+	}
+	pipeline_install_rx_shims();
+	sweeper_init();
+	LOG_INFO("running: %u ports (%u inputs), %u tables, %u learners", g.n_ports, g.n_ports_in,
+		 g.info.n_tables, g.info.n_learners);
+
+	rc = run();
+	ports_close();
+	rte_eal_cleanup();
+	return rc;
+}

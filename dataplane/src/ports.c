@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Ports: parse --port arguments, open the kernel-facing file descriptors and write the SWX
+ * I/O spec ("iospec") that rte_swx_pipeline_build_from_lib() reads.
+ *
+ * SWX input port N writes N into m.port_in, so input port numbers must equal P4 port
+ * numbers: a port without an input side (sink, unnamed number) gets an idle ring as its input,
+ * and the input count is padded with idle rings to a power of two (the pipeline requires it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+#include <rte_errno.h>
+
+#include "swxd.h"
+
+#define MEMPOOL_NAME "MEMPOOL0"
+#define IDLE_RING_NAME "SWXD_IDLE"
+#define FD_MTU 2000   /* must fit the mbuf data room (2048) */
+#define BURST 32
+
+/* "P=afpacket:IF" | "P=tap:NAME" | "P=source:FILE.pcap[:loop]" | "P=sink[:FILE.pcap]" */
+int ports_parse(const char *spec)
+{
+	char buf[512], *eq, *kind, *arg, *end;
+	struct port_cfg *pc;
+	unsigned long n;
+
+	if (strlen(spec) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, spec);
+	eq = strchr(buf, '=');
+	if (!eq)
+		return -EINVAL;
+	*eq = 0;
+	n = strtoul(buf, &end, 0);
+	if (!buf[0] || *end || n >= SWXD_MAX_PORTS)
+		return -EINVAL;
+	pc = &g.ports[n];
+	if (pc->kind != PORT_UNSET)
+		return -EEXIST;
+	kind = eq + 1;
+	arg = strchr(kind, ':');
+	if (arg)
+		*arg++ = 0;
+
+	if (!strcmp(kind, "afpacket") || !strcmp(kind, "tap")) {
+		if (!arg || !*arg || strlen(arg) >= IFNAMSIZ)
+			return -EINVAL;
+		pc->kind = kind[0] == 'a' ? PORT_AFPACKET : PORT_TAP;
+		strcpy(pc->arg, arg);
+	} else if (!strcmp(kind, "source")) {
+		char *loop;
+
+		if (!arg || !*arg)
+			return -EINVAL;
+		loop = strrchr(arg, ':');
+		if (loop && !strcmp(loop, ":loop")) {
+			*loop = 0;
+			pc->loop = 1;
+		}
+		if (strlen(arg) >= sizeof(pc->arg))
+			return -EINVAL;
+		pc->kind = PORT_SOURCE;
+		strcpy(pc->arg, arg);
+	} else if (!strcmp(kind, "sink")) {
+		if (arg && strlen(arg) >= sizeof(pc->arg))
+			return -EINVAL;
+		pc->kind = PORT_SINK;
+		strcpy(pc->arg, arg ? arg : "");
+	} else {
+		return -EINVAL;
+	}
+	if (n + 1 > g.n_ports)
+		g.n_ports = n + 1;
+	return 0;
+}
+
+static int open_afpacket(const char *ifname)
+{
+	struct sockaddr_ll sll;
+	int fd, one = 1, bufsz = 4 << 20;
+	unsigned int ifindex = if_nametoindex(ifname);
+
+	if (!ifindex) {
+		LOG_ERR("interface %s: %s", ifname, strerror(errno));
+		return -1;
+	}
+	fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL));
+	if (fd < 0) {
+		LOG_ERR("AF_PACKET socket: %s", strerror(errno));
+		return -1;
+	}
+	memset(&sll, 0, sizeof(sll));
+	sll.sll_family = AF_PACKET;
+	sll.sll_protocol = htons(ETH_P_ALL);
+	sll.sll_ifindex = (int)ifindex;
+	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+		LOG_ERR("bind to %s: %s", ifname, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* Without this the socket also sees every frame the pipeline transmits on it. */
+	if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0) {
+		LOG_ERR("PACKET_IGNORE_OUTGOING on %s: %s", ifname, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* Bigger socket buffers absorb bursts; best effort. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz, sizeof(bufsz));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof(bufsz));
+	return fd;
+}
+
+static int open_tap(const char *name)
+{
+	struct ifreq ifr;
+	int fd, s;
+
+	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		LOG_ERR("/dev/net/tun: %s", strerror(errno));
+		return -1;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		LOG_ERR("TUNSETIFF %s: %s", name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* Bring the device up; its addresses and routes are the caller's business. */
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s >= 0) {
+		if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+			ifr.ifr_flags |= IFF_UP;
+			ioctl(s, SIOCSIFFLAGS, &ifr);
+		}
+		close(s);
+	}
+	return fd;
+}
+
+int ports_open(void)
+{
+	uint32_t i;
+
+	if (g.cpu_port >= 0) {
+		struct port_cfg *pc;
+
+		if (g.cpu_port >= SWXD_MAX_PORTS)
+			return -EINVAL;
+		pc = &g.ports[g.cpu_port];
+		if (pc->kind != PORT_UNSET) {
+			LOG_ERR("--cpu-port %d is also given as --port", g.cpu_port);
+			return -EINVAL;
+		}
+		pc->kind = PORT_CPU;
+		if ((uint32_t)g.cpu_port + 1 > g.n_ports)
+			g.n_ports = g.cpu_port + 1;
+	}
+	if (!g.n_ports) {
+		LOG_ERR("no ports");
+		return -EINVAL;
+	}
+
+	for (i = 0; i < g.n_ports; i++) {
+		struct port_cfg *pc = &g.ports[i];
+
+		pc->fd = -1;
+		switch (pc->kind) {
+		case PORT_AFPACKET:
+			pc->fd = open_afpacket(pc->arg);
+			break;
+		case PORT_TAP:
+			pc->fd = open_tap(pc->arg);
+			break;
+		case PORT_CPU:
+			pc->fd = g.cpu_fd;
+			if (fcntl(pc->fd, F_SETFL, fcntl(pc->fd, F_GETFL) | O_NONBLOCK) < 0) {
+				LOG_ERR("--cpu-fd %d: %s", pc->fd, strerror(errno));
+				pc->fd = -1;
+			}
+			break;
+		default:
+			continue;
+		}
+		if (pc->fd < 0)
+			return -EIO;
+	}
+
+	g.n_ports_in = 1;
+	while (g.n_ports_in < g.n_ports)
+		g.n_ports_in <<= 1;
+
+	if (!rte_pktmbuf_pool_create(MEMPOOL_NAME, 16383, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+				     SOCKET_ID_ANY)) {
+		LOG_ERR("mempool: %s", rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int port_has_input(const struct port_cfg *pc)
+{
+	return pc->kind == PORT_AFPACKET || pc->kind == PORT_TAP || pc->kind == PORT_CPU ||
+	       pc->kind == PORT_SOURCE;
+}
+
+int ports_write_iospec(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	uint32_t i, n_idle = 0;
+
+	if (!f)
+		return -errno;
+	fprintf(f, "; generated by p4cs-swxd\n");
+	for (i = 0; i < g.n_ports_in; i++) {
+		const struct port_cfg *pc = i < g.n_ports ? &g.ports[i] : NULL;
+
+		if (pc && port_has_input(pc)) {
+			if (pc->kind == PORT_SOURCE)
+				fprintf(f, "port in %u source mempool %s file %s loop %d packets 0\n",
+					i, MEMPOOL_NAME, pc->arg, pc->loop);
+			else
+				fprintf(f, "port in %u fd %d mtu %d mempool %s bsz %d\n",
+					i, pc->fd, FD_MTU, MEMPOOL_NAME, BURST);
+			continue;
+		}
+		/* One idle ring serves as every padding input: nothing ever enqueues to it. */
+		if (!n_idle++ &&
+		    !rte_ring_create(IDLE_RING_NAME, 64, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ)) {
+			fclose(f);
+			return -ENOMEM;
+		}
+		fprintf(f, "port in %u ring %s bsz %d\n", i, IDLE_RING_NAME, BURST);
+	}
+	for (i = 0; i < g.n_ports; i++) {
+		const struct port_cfg *pc = &g.ports[i];
+
+		if (pc->fd >= 0)
+			fprintf(f, "port out %u fd %d bsz %d\n", i, pc->fd, BURST);
+		else if (pc->kind == PORT_SINK && pc->arg[0])
+			fprintf(f, "port out %u sink file %s\n", i, pc->arg);
+		else
+			fprintf(f, "port out %u sink file none\n", i);
+	}
+	if (fclose(f))
+		return -errno;
+	return 0;
+}
+
+void ports_close(void)
+{
+	uint32_t i;
+
+	for (i = 0; i < g.n_ports; i++)
+		if (g.ports[i].fd >= 0 && g.ports[i].kind != PORT_CPU)
+			close(g.ports[i].fd);
+}

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * p4cs-swxd: shared declarations of the data-plane daemon.
+ *
+ * One thread owns everything: the SWX pipeline, the control socket, the CPU port and the
+ * learner sweeper. Control operations run only at a packet boundary (see pipeline_quiesce()),
+ * so no lock exists anywhere in the daemon.
+ */
+#ifndef P4CS_SWXD_H
+#define P4CS_SWXD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <rte_swx_ctl.h>
+#include <rte_swx_pipeline.h>
+
+#define SWXD_MAX_PORTS 64
+#define SWXD_NAME_SIZE RTE_SWX_CTL_NAME_SIZE
+#define SWXD_MAX_TIMEOUTS 16
+
+/* ---------------------------------------------------------------------------------------- */
+/* Ports (ports.c)                                                                          */
+
+enum port_kind {
+	PORT_UNSET = 0,   /* unnamed number below the highest one: output sink, no input */
+	PORT_AFPACKET,    /* AF_PACKET raw socket bound to an interface, SWX fd port in + out */
+	PORT_TAP,         /* TAP device (IFF_TAP | IFF_NO_PI), SWX fd port in + out */
+	PORT_SOURCE,      /* pcap file source (input), benchmark */
+	PORT_SINK,        /* sink (output), optionally to a pcap file */
+	PORT_CPU,         /* the inherited --cpu-fd SOCK_SEQPACKET end, fd port in + out */
+};
+
+struct port_cfg {
+	enum port_kind kind;
+	char arg[256];    /* interface name or pcap file ("" = none) */
+	int loop;         /* source: replay the file forever */
+	int fd;           /* fd-backed ports, else -1 */
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* Pipeline metadata used by the control protocol                                           */
+
+struct arg_desc {
+	char name[SWXD_NAME_SIZE];
+	uint32_t n_bits;
+	uint32_t offset;          /* byte offset in the action data */
+	int nbo;                  /* stored in network byte order */
+};
+
+struct action_desc {
+	char name[SWXD_NAME_SIZE];
+	uint32_t n_args;
+	struct arg_desc *args;
+	uint32_t data_size;       /* bytes */
+};
+
+struct field_desc {
+	uint32_t offset;          /* byte offset in the struct (metadata or header) */
+	uint32_t n_bits;
+	int is_header;            /* network byte order when set */
+};
+
+/* Daemon-side record of the learner keys installed through the control socket. Open
+ * addressing with linear probing and backward-shift deletion; grows by doubling. */
+struct flow_registry {
+	uint8_t *slots;
+	size_t n_slots;           /* power of two, 0 before the first insert */
+	size_t n_used;
+	uint32_t key_size;
+	uint32_t slot_size;
+};
+
+struct learner_rt {
+	char name[SWXD_NAME_SIZE];
+	uint32_t id;
+	void *table;              /* rte_swx_table_learner object of the pipeline */
+	void *mailbox;            /* our own lookup mailbox (the pipeline threads have theirs) */
+	uint32_t key_offset;      /* byte offset of the first key byte in the key struct */
+	uint32_t key_size;        /* bytes, contiguous */
+	uint32_t struct_size;     /* bytes of the key buffer handed to the lookup */
+	uint8_t *keybuf;
+	uint32_t n_fields;
+	struct field_desc *fields;
+	uint32_t n_actions;
+	uint32_t *action_ids;     /* global action ids */
+	int *action_for_entries;
+	uint32_t action_data_size;
+	uint8_t *databuf;
+	uint32_t size;
+	uint32_t n_timeouts;
+	uint32_t timeouts[SWXD_MAX_TIMEOUTS];
+	struct flow_registry reg;
+	size_t sweep_pos;         /* next registry slot to look at */
+	uint64_t n_enospc;
+};
+
+struct table_desc {
+	char name[SWXD_NAME_SIZE];
+	uint32_t n_fields;
+	struct rte_swx_ctl_table_match_field_info *fields;
+	uint32_t n_actions;
+	uint32_t *action_ids;
+	uint32_t size;
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* Daemon state                                                                             */
+
+struct swxd {
+	/* Command line. */
+	const char *spec_path;
+	const char *workdir;
+	const char *headers_dir;
+	const char *eal_args;
+	int ctl_fd;
+	int cpu_fd;
+	int cpu_port;
+	int log_level;
+	uint64_t bench_packets;   /* 0 = off */
+	uint32_t learner_timeouts[SWXD_MAX_TIMEOUTS];
+	uint32_t n_learner_timeouts;
+
+	/* Ports: index = P4 port number. */
+	struct port_cfg ports[SWXD_MAX_PORTS];
+	uint32_t n_ports;         /* highest port number + 1 */
+	uint32_t n_ports_in;      /* after padding to a power of two */
+
+	/* Pipeline. */
+	struct rte_swx_pipeline *p;
+	struct rte_swx_ctl_pipeline *ctl;
+	struct rte_swx_ctl_pipeline_info info;
+	struct action_desc *actions;
+	struct table_desc *tables;
+	struct learner_rt *learners;
+
+	/* Main loop. */
+	int epfd;
+	volatile int stop;
+	uint64_t rx_count;        /* packets handed to the pipeline by the input ports */
+	int rx_gate_closed;       /* input ports return "no packet" while set */
+	uint64_t hz;              /* TSC frequency */
+	uint64_t next_sweep_tsc;
+	uint64_t sweep_period_tsc;   /* one full pass over every registry */
+	uint64_t sweep_tick_tsc;     /* one slice */
+};
+
+extern struct swxd g;
+
+#define LOG(level, ...) do { if (g.log_level >= (level)) { \
+	fprintf(stderr, "p4cs-swxd: " __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#define LOG_ERR(...)  LOG(1, __VA_ARGS__)
+#define LOG_INFO(...) LOG(2, __VA_ARGS__)
+#define LOG_DBG(...)  LOG(3, __VA_ARGS__)
+
+/* ports.c */
+int ports_parse(const char *spec);
+int ports_open(void);
+int ports_write_iospec(const char *path);
+void ports_close(void);
+
+/* pipeline.c */
+int pipeline_build(void);
+int pipeline_describe(void);
+void pipeline_install_rx_shims(void);
+int pipeline_quiesce(void);
+void pipeline_resume(void);
+int pipeline_threads_idle(void);
+uint64_t pipeline_tx_packets(void);
+const struct action_desc *action_find(const char *name, uint32_t *id);
+int table_find(const char *name);
+int learner_find(const char *name);
+
+/* learner.c */
+int learner_setup(struct learner_rt *l);
+int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char *out, size_t out_size);
+int learner_apply_timeouts(void);
+int learner_lookup_slot_key(struct learner_rt *l, const uint8_t *key, uint64_t now);
+
+/* sweeper.c */
+void sweeper_init(void);
+void sweeper_tick(int full);
+uint64_t sweeper_next_timeout_ms(void);
+
+/* registry (learner.c) */
+int reg_insert(struct flow_registry *r, const uint8_t *key, uint8_t timeout_id, uint8_t permanent);
+uint8_t *reg_find(struct flow_registry *r, const uint8_t *key);
+void reg_delete_slot(struct flow_registry *r, size_t pos);
+static inline uint8_t *reg_slot(struct flow_registry *r, size_t i)
+{
+	return &r->slots[i * r->slot_size];
+}
+/* slot layout: [0] used, [1] timeout id, [2] permanent, [3] spare, [4..] key bytes */
+#define REG_SLOT_HDR 4
+
+/* ctl.c */
+int ctl_handle(void);     /* <0: peer closed or fatal */
+void ctl_queue_unsolicited(const char *msg, size_t len);
+size_t ctl_pending_bytes(void);
+void ctl_flush_pending(void);
+
+/* util.c */
+int parse_u64(const char *s, uint64_t *v);
+int parse_value(const char *s, uint32_t n_bits, uint8_t *be);
+void value_format(const uint8_t *be, uint32_t n_bits, char *out, size_t out_size);
+void field_store(uint8_t *dst, const uint8_t *be, uint32_t n_bits, int nbo);
+void field_load(const uint8_t *src, uint32_t n_bits, int nbo, uint8_t *be);
+int split_tokens(char *s, char **tok, int max);
+
+struct sbuf {
+	char *buf;
+	size_t len;
+	size_t cap;
+	int oom;
+};
+void sb_init(struct sbuf *b);
+void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_json_str(struct sbuf *b, const char *s);
+void sb_free(struct sbuf *b);
+
+#endif
