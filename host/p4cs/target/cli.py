@@ -1,0 +1,194 @@
+"""`p4cs switch`: run a P4 switch target and its P4Runtime server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+LOG = logging.getLogger("p4cs.target")
+
+
+def _root() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "p4src").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def parse_ifaces(values: list[str], *, dpdk: bool) -> dict[int, str]:
+    """`1=veth0` → {1: "afpacket:veth0"} (DPDK) / {1: "veth0"} (BMv2); `1=tap:tap0` kept as is."""
+    out: dict[int, str] = {}
+    for v in values:
+        port, sep, name = v.partition("=")
+        if not sep or not port.strip().isdigit() or not name:
+            raise typer.BadParameter(f"--iface {v!r}: expected PORT=NAME, e.g. 1=veth0")
+        p = int(port)
+        if p in out:
+            raise typer.BadParameter(f"--iface: port {p} given twice")
+        if dpdk:
+            kind = name.split(":", 1)[0]
+            if ":" not in name or kind not in ("afpacket", "tap", "source", "sink"):
+                if name == "sink":
+                    pass
+                else:
+                    name = f"afpacket:{name}"
+        elif ":" in name:
+            name = name.split(":", 1)[1]
+        out[p] = name
+    return out
+
+
+async def _serve_dpdk(
+    ports: dict[int, str],
+    *,
+    grpc_addr: str,
+    device_id: int,
+    netns: str | None,
+    spec: Path | None,
+    p4info: Path | None,
+    cpu_port: int,
+    workdir: str | None,
+    learner_timeouts: list[int] | None,
+    eal: str | None,
+    daemon_log_level: int | None,
+) -> int:
+    from .dpdk.p4rt_server import P4RuntimeServer, P4RTError, TargetConfig, cookie_of, load_p4info
+
+    if cpu_port in ports:
+        LOG.error("--cpu-port %d is also an --iface port", cpu_port)
+        return 2
+    target = TargetConfig(
+        ports=ports,
+        cpu_port=cpu_port,
+        netns=netns,
+        workdir=workdir,
+        learner_timeouts=learner_timeouts,
+        eal=eal,
+        log_level=daemon_log_level,
+    )
+    server = P4RuntimeServer(target, device_id=device_id)
+    if spec is not None and p4info is not None:
+        info = load_p4info(p4info)
+        dev = spec.read_bytes()
+        try:
+            await server.load_pipeline(info, dev, cookie_of(info, dev), spec_path=str(spec))
+        except P4RTError as e:
+            LOG.error("cannot load the pipeline: %s", e.message)
+            return 1
+    else:
+        LOG.warning("no pipeline loaded: waiting for SetForwardingPipelineConfig")
+    try:
+        await server.start(grpc_addr)
+    except Exception as e:  # noqa: BLE001
+        LOG.error("cannot start the P4Runtime server on %s: %s", grpc_addr, e)
+        await server.stop()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"p4cs switch: P4Runtime on {grpc_addr}, device id {device_id}", flush=True)
+    await stop.wait()
+    LOG.info("shutting down")
+    await server.stop()
+    return 0
+
+
+def switch_cmd(
+    iface: list[str] = typer.Option(
+        [], "--iface", "-i", help="P4 port = interface, e.g. 1=veth0 (AF_PACKET) or 1=tap:tap0"
+    ),
+    target: str = typer.Option("dpdk", "--target", help="dpdk (embedded SWX daemon) or bmv2"),
+    grpc_addr: str = typer.Option("127.0.0.1:9559", "--grpc-addr", help="P4Runtime listen address"),
+    device_id: int = typer.Option(1, "--device-id", help="P4Runtime device id"),
+    netns: Optional[str] = typer.Option(
+        None, "--netns", help="run the data plane inside this network namespace"
+    ),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="SWX pipeline spec (p4c-dpdk output)"),
+    p4info: Optional[Path] = typer.Option(None, "--p4info", help="P4Info of --spec (text or binary)"),
+    cpu_port: Optional[int] = typer.Option(
+        None, "--cpu-port", help="CPU port number (default 0 for dpdk, 255 for bmv2)"
+    ),
+    workdir: Optional[str] = typer.Option(None, "--workdir", help="daemon work directory"),
+    learner_timeouts: Optional[str] = typer.Option(
+        None, "--learner-timeouts", help="override the learner timeout profiles, e.g. 10,60,300"
+    ),
+    eal: Optional[str] = typer.Option(None, "--eal", help="DPDK EAL arguments for the daemon"),
+    no_pipeline: bool = typer.Option(
+        False, "--no-pipeline", help="start without a pipeline (wait for the controller's)"
+    ),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="more logging"),
+) -> None:
+    """Run the P4 switch: data plane on the given interfaces plus a P4Runtime server."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("p4cs.target").setLevel(logging.INFO)
+    if target not in ("dpdk", "bmv2"):
+        raise typer.BadParameter("--target must be dpdk or bmv2")
+    ports = parse_ifaces(iface, dpdk=target == "dpdk")
+    if target == "bmv2":
+        from . import bmv2
+
+        try:
+            arts = None
+            try:
+                arts = bmv2.compile_v1model()
+                print(f"compiled: {arts.json} {arts.p4info}", flush=True)
+            except bmv2.Bmv2Error as e:
+                LOG.warning("%s; the controller must push a compiled pipeline", e)
+            proc = bmv2.start_simple_switch(
+                ports,
+                device_id=device_id,
+                grpc_addr=grpc_addr,
+                cpu_port=cpu_port if cpu_port is not None else bmv2.BMV2_CPU_PORT,
+                netns=netns,
+            )
+        except bmv2.Bmv2Error as e:
+            typer.echo(f"p4cs switch: {e}", err=True)
+            raise typer.Exit(1)
+        try:
+            raise typer.Exit(proc.wait())
+        except KeyboardInterrupt:
+            proc.terminate()
+            raise typer.Exit(proc.wait())
+
+    root = _root()
+    if not no_pipeline:
+        spec = spec or root / "p4src" / "build" / "dpdk" / "p4cs.spec"
+        p4info = p4info or root / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
+        for f in (spec, p4info):
+            if not f.exists():
+                typer.echo(
+                    f"p4cs switch: {f} not found (run `p4cs generate --compile`, pass "
+                    "--spec/--p4info, or --no-pipeline)",
+                    err=True,
+                )
+                raise typer.Exit(2)
+    else:
+        spec = p4info = None
+    lt = [int(x) for x in learner_timeouts.split(",")] if learner_timeouts else None
+    rc = asyncio.run(
+        _serve_dpdk(
+            ports,
+            grpc_addr=grpc_addr,
+            device_id=device_id,
+            netns=netns,
+            spec=spec,
+            p4info=p4info,
+            cpu_port=cpu_port if cpu_port is not None else 0,
+            workdir=workdir,
+            learner_timeouts=lt,
+            eal=eal,
+            daemon_log_level=None,
+        )
+    )
+    sys.exit(rc)

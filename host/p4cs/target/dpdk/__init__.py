@@ -1,0 +1,16 @@
+"""The embedded DPDK SWX target: `p4cs-swxd` data-plane daemon + P4Runtime server."""
+
+from .daemon import DaemonDead, DaemonError, SwxDaemon
+from .p4rt_server import P4RuntimeServer, TargetConfig, load_p4info
+from .schema import Schema, SchemaError
+
+__all__ = [
+    "DaemonDead",
+    "DaemonError",
+    "SwxDaemon",
+    "P4RuntimeServer",
+    "TargetConfig",
+    "load_p4info",
+    "Schema",
+    "SchemaError",
+]

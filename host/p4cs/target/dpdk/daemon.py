@@ -1,0 +1,391 @@
+"""Spawn and own one `p4cs-swxd` process: control socket, CPU port, lifetime.
+
+The daemon gets two inherited `SOCK_SEQPACKET` socketpair ends: the control socket (text
+request lines, one reply line per request line, unsolicited `expired ...` messages) and the
+CPU port (one frame per message). Both are driven from the asyncio loop with `add_reader`; the
+control socket is pipelined (replies come back in request order, matched FIFO).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+LOG = logging.getLogger("p4cs.target.dpdk.daemon")
+
+# Largest control message we send (the daemon reads messages of at least this size).
+MAX_MSG = 64 * 1024
+_RECV = 1 << 20
+
+
+class DaemonError(Exception):
+    """The daemon could not be started, or answered something unexpected."""
+
+
+class DaemonDead(DaemonError):
+    """The daemon is gone (exited, crashed or closed its control socket)."""
+
+
+def default_binary() -> str:
+    env = os.environ.get("P4CS_SWXD")
+    if env:
+        return env
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "dataplane" / "build" / "p4cs-swxd"
+        if cand.exists():
+            return str(cand)
+    return "p4cs-swxd"
+
+
+def split_messages(lines: list[str], limit: int = MAX_MSG) -> list[list[str]]:
+    """Group request lines into messages of at most `limit` bytes each."""
+    out: list[list[str]] = []
+    cur: list[str] = []
+    size = 0
+    for ln in lines:
+        n = len(ln) + 1
+        if cur and size + n > limit:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(ln)
+        size += n
+    if cur:
+        out.append(cur)
+    return out
+
+
+class SwxDaemon:
+    """One running `p4cs-swxd`."""
+
+    def __init__(
+        self,
+        spec: str | Path,
+        ports: dict[int, str],
+        cpu_port: int,
+        *,
+        binary: str | None = None,
+        workdir: str | Path | None = None,
+        netns: str | None = None,
+        learner_timeouts: list[int] | None = None,
+        eal: str | None = None,
+        log_level: int | None = None,
+        extra_args: list[str] | None = None,
+        start_timeout: float = 300.0,
+    ):
+        self.spec = str(spec)
+        self.ports = dict(ports)
+        self.cpu_port = cpu_port
+        self.binary = binary or default_binary()
+        self.netns = netns
+        self.learner_timeouts = learner_timeouts
+        self.eal = eal
+        self.log_level = log_level
+        self.extra_args = list(extra_args or [])
+        self.start_timeout = start_timeout
+        self._own_workdir = workdir is None
+        self.workdir = str(workdir) if workdir else ""
+        self.proc: asyncio.subprocess.Process | None = None
+        self.info: dict = {}
+        self.dead: str | None = "not started"
+        self._ctl: socket.socket | None = None
+        self._cpu: socket.socket | None = None
+        self._pending: collections.deque[tuple[asyncio.Future, int]] = collections.deque()
+        self._send_lock = asyncio.Lock()
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._tasks: list[asyncio.Task] = []
+        self.on_expired: Callable[[list[str]], None] | None = None
+        self.on_packet: Callable[[bytes], None] | None = None
+        self.on_death: Callable[[str], None] | None = None
+        self.cpu_rx = 0
+        self.cpu_tx = 0
+        self.cpu_tx_drop = 0
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def argv(self, ctl_fd: int, cpu_fd: int) -> list[str]:
+        argv = [
+            self.binary,
+            "--spec", self.spec,
+            "--workdir", self.workdir,
+            "--ctl-fd", str(ctl_fd),
+            "--cpu-fd", str(cpu_fd),
+            "--cpu-port", str(self.cpu_port),
+        ]  # fmt: skip
+        for p, spec in sorted(self.ports.items()):
+            argv += ["--port", f"{p}={spec}"]
+        if self.learner_timeouts:
+            argv += ["--learner-timeouts", ",".join(str(t) for t in self.learner_timeouts)]
+        if self.eal:
+            argv += ["--eal", self.eal]
+        if self.log_level is not None:
+            argv += ["--log-level", str(self.log_level)]
+        argv += self.extra_args
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns] + argv
+        return argv
+
+    async def start(self) -> dict:
+        """Start the daemon, wait until it answers, and return its `info`."""
+        loop = asyncio.get_running_loop()
+        if not self.workdir:
+            base = Path("/run/p4cs")
+            try:
+                base.mkdir(parents=True, exist_ok=True)
+                self.workdir = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base)
+            except OSError:
+                self.workdir = tempfile.mkdtemp(prefix="p4cs-swxd-")
+        else:
+            Path(self.workdir).mkdir(parents=True, exist_ok=True)
+        if not (os.path.isfile(self.binary) or shutil.which(self.binary)):
+            raise DaemonError(
+                f"data-plane daemon {self.binary!r} not found (build it with `make -C dataplane`, "
+                "or point P4CS_SWXD at it)"
+            )
+        ctl_a, ctl_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cpu_a, cpu_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for s in (ctl_a, cpu_a):
+            s.setblocking(False)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        argv = self.argv(ctl_b.fileno(), cpu_b.fileno())
+        LOG.info("starting data-plane daemon: %s", " ".join(argv))
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                pass_fds=(ctl_b.fileno(), cpu_b.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as e:
+            for s in (ctl_a, ctl_b, cpu_a, cpu_b):
+                s.close()
+            raise DaemonError(f"cannot start {self.binary}: {e}") from e
+        ctl_b.close()
+        cpu_b.close()
+        self._ctl, self._cpu = ctl_a, cpu_a
+        self.dead = None
+        loop.add_reader(ctl_a.fileno(), self._on_ctl_readable)
+        loop.add_reader(cpu_a.fileno(), self._on_cpu_readable)
+        self._tasks.append(asyncio.create_task(self._relay_output()))
+        self._tasks.append(asyncio.create_task(self._watch_exit()))
+        try:
+            reply = await asyncio.wait_for(self.request(["ping", "info"]), self.start_timeout)
+        except asyncio.TimeoutError:
+            await self.stop()
+            raise DaemonError(
+                f"data-plane daemon did not answer within {self.start_timeout:.0f} s"
+                + self._tail_text()
+            ) from None
+        except DaemonDead as e:
+            await self.stop()
+            raise DaemonError(f"data-plane daemon failed to start: {e}" + self._tail_text()) from None
+        if not reply[1].startswith("ok "):
+            await self.stop()
+            raise DaemonError(f"daemon `info` failed: {reply[1]}")
+        try:
+            self.info = json.loads(reply[1][3:])
+        except ValueError as e:
+            await self.stop()
+            raise DaemonError(f"daemon `info` is not JSON: {e}") from e
+        LOG.info("data-plane daemon pid %d ready", self.proc.pid)
+        return self.info
+
+    def _tail_text(self) -> str:
+        if not self._stderr_tail:
+            return ""
+        return "\n  daemon output (last lines):\n    " + "\n    ".join(self._stderr_tail)
+
+    async def _relay_output(self) -> None:
+        assert self.proc and self.proc.stdout
+        dlog = logging.getLogger("p4cs.swxd")
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            self._stderr_tail.append(text)
+            dlog.info("%s", text)
+
+    async def _watch_exit(self) -> None:
+        assert self.proc
+        rc = await self.proc.wait()
+        if self.dead is None:
+            self._mark_dead(f"data-plane daemon exited with status {rc}")
+
+    def _mark_dead(self, why: str, *, expected: bool = False) -> None:
+        if self.dead is not None:
+            return
+        self.dead = why
+        if not expected:
+            LOG.error("%s", why)
+        loop = asyncio.get_running_loop()
+        for s in (self._ctl, self._cpu):
+            if s is not None:
+                try:
+                    loop.remove_reader(s.fileno())
+                except (ValueError, OSError):
+                    pass
+        while self._pending:
+            fut, _n = self._pending.popleft()
+            if not fut.done():
+                fut.set_exception(DaemonDead(why))
+        if self.on_death and not expected:
+            self.on_death(why)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Close the control socket (the daemon exits), then TERM, then KILL."""
+        was_alive = self.dead is None
+        self._mark_dead("data-plane daemon stopped", expected=True)
+        for s in (self._ctl, self._cpu):
+            if s is not None:
+                s.close()
+        self._ctl = self._cpu = None
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                if sig is not None:
+                    try:
+                        proc.send_signal(sig)
+                    except ProcessLookupError:
+                        break
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+        for t in self._tasks:
+            t.cancel()
+        self._tasks.clear()
+        if self._own_workdir and self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if was_alive:
+            LOG.info("data-plane daemon stopped")
+
+    # -- control socket -------------------------------------------------------------------
+
+    async def request(self, lines: list[str]) -> list[str]:
+        """Send request lines (split into messages as needed); return one reply line each."""
+        if self.dead is not None:
+            raise DaemonDead(self.dead)
+        msgs = split_messages(lines)
+        futs = []
+        loop = asyncio.get_running_loop()
+        async with self._send_lock:
+            for m in msgs:
+                data = "\n".join(m).encode()
+                fut = loop.create_future()
+                self._pending.append((fut, len(m)))
+                futs.append(fut)
+                await self._send(data)
+        out: list[str] = []
+        for f in futs:
+            out.extend(await f)
+        return out
+
+    async def _send(self, data: bytes) -> None:
+        sock = self._ctl
+        if sock is None or self.dead is not None:
+            raise DaemonDead(self.dead or "not started")
+        while True:
+            try:
+                sock.send(data)
+                return
+            except BlockingIOError:
+                fut = asyncio.get_running_loop().create_future()
+                loop = asyncio.get_running_loop()
+                loop.add_writer(sock.fileno(), lambda: fut.done() or fut.set_result(None))
+                try:
+                    await fut
+                finally:
+                    loop.remove_writer(sock.fileno())
+            except OSError as e:
+                self._mark_dead(f"control socket send failed: {e}")
+                raise DaemonDead(self.dead or str(e)) from e
+
+    def _on_ctl_readable(self) -> None:
+        sock = self._ctl
+        if sock is None:
+            return
+        while True:
+            try:
+                data = sock.recv(_RECV)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self._mark_dead(f"control socket failed: {e}")
+                return
+            if not data:
+                self._mark_dead("data-plane daemon closed its control socket")
+                return
+            text = data.decode(errors="replace")
+            if text.startswith("expired"):
+                lines = [ln for ln in text.split("\n") if ln]
+                if self.on_expired:
+                    try:
+                        self.on_expired(lines)
+                    except Exception:  # noqa: BLE001 - never let a callback kill the reader
+                        LOG.exception("expired-notification handler failed")
+                continue
+            if not self._pending:
+                LOG.warning("unsolicited control message from the daemon: %.200s", text)
+                continue
+            fut, n = self._pending.popleft()
+            lines = text.split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            if len(lines) != n:
+                exc = DaemonError(f"daemon answered {len(lines)} lines to {n} requests")
+                if not fut.done():
+                    fut.set_exception(exc)
+                continue
+            if not fut.done():
+                fut.set_result(lines)
+
+    # -- CPU port -------------------------------------------------------------------------
+
+    def _on_cpu_readable(self) -> None:
+        sock = self._cpu
+        if sock is None:
+            return
+        cb = self.on_packet
+        for _ in range(256):  # bounded, so that one busy port does not starve the loop
+            try:
+                frame = sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                LOG.error("CPU port receive failed: %s", e)
+                return
+            if not frame:
+                return
+            self.cpu_rx += 1
+            if cb is not None:
+                try:
+                    cb(frame)
+                except Exception:  # noqa: BLE001
+                    LOG.exception("packet-in handler failed")
+
+    def send_packet(self, frame: bytes) -> bool:
+        """Send one frame into the pipeline's CPU port; False when the socket is full."""
+        sock = self._cpu
+        if sock is None or self.dead is not None:
+            raise DaemonDead(self.dead or "not started")
+        try:
+            sock.send(frame)
+        except BlockingIOError:
+            self.cpu_tx_drop += 1
+            return False
+        self.cpu_tx += 1
+        return True
