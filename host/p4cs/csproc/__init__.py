@@ -1,0 +1,22 @@
+"""CS processor: TCP delayed binding (SYN cookies, request buffering, server selection,
+flow installation, teardown) as a pure state machine over Ethernet frames.
+
+    from p4cs.csproc import Engine, Config, VirtualService, StaticTopology
+    from p4cs.csproc import ServerGroup, Server, PrefixRouter, Route
+
+See docs/csproc.md.
+"""
+
+from .effects import FlowKey, FlowSpec, InstallFlows, Log, PacketOut, RemoveFlows
+from .engine import (REASON_FIN_COPY, REASON_LOCAL, REASON_SERVER_MISS, REASON_VS_MISS,
+                     Config, Engine, StaticTopology, Topology, VirtualService)
+from .routing import Decision, PrefixRouter, Route, RuleSetDecider
+from .schedulers import Server, ServerGroup
+from .stats import Stats
+
+__all__ = [
+    "Config", "Decision", "Engine", "FlowKey", "FlowSpec", "InstallFlows", "Log",
+    "PacketOut", "PrefixRouter", "REASON_FIN_COPY", "REASON_LOCAL", "REASON_SERVER_MISS",
+    "REASON_VS_MISS", "RemoveFlows", "Route", "RuleSetDecider", "Server", "ServerGroup",
+    "StaticTopology", "Stats", "Topology", "VirtualService",
+]

@@ -1,0 +1,989 @@
+"""The CS processor: TCP delayed binding as a pure state machine over Ethernet frames.
+
+See docs/csproc.md for the design (sequence spaces, ownership of acknowledged bytes,
+options policy, limits).  Nothing here does I/O or reads a clock: the caller passes
+``now`` (monotonic seconds) and executes the returned effects in order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+from . import packet as P
+from .cookies import SynCookies
+from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketOut,
+                      RemoveFlows)
+from .framing import RequestFramer
+from .packet import ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str
+from .schedulers import Server, ServerGroup
+from .stats import Stats
+
+# Packet-in reasons (p4src/include/packet_io.p4)
+REASON_VS_MISS = 1       # flow miss, client -> VIP
+REASON_SERVER_MISS = 2   # flow miss, real server -> client / SNAT address
+REASON_LOCAL = 3         # to a switch-local address (SNAT replies may come this way)
+REASON_FIN_COPY = 4      # copy of a FIN/RST of a spliced flow
+
+# Connection states
+RECV = "recv"            # handshake done with the client, reading the request
+CONNECTING = "connecting"  # request classified, SYN sent to the server
+RELAYING = "relaying"    # client->server flow installed; waiting for the server to ACK
+#                          the bytes the switch acknowledged itself (see docs)
+SPLICED = "spliced"      # both flows installed: the data plane carries the connection
+CLOSING = "closing"      # the switch answered itself (4xx/5xx) and is closing
+TIME_WAIT = "time_wait"  # flows scheduled for removal; tombstone until they are gone
+
+_HALF_BOUND = (RECV, CONNECTING, CLOSING)
+
+REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout",
+           413: "Content Too Large", 431: "Request Header Fields Too Large",
+           302: "Found", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class Topology(Protocol):
+    """What the engine needs to know about the switch's surroundings."""
+
+    def port_mac(self, port: int) -> bytes:
+        """The switch's own MAC address on data-plane port ``port``."""
+
+    def route(self, ip: int) -> tuple[int, bytes] | None:
+        """(port, next-hop MAC) towards host ``ip`` (a real server), or None."""
+
+
+class StaticTopology:
+    """A fixed table: ``port_macs`` {port: mac}; ``hosts`` {ip: (port, mac)};
+    ``default`` (port, mac) for other destinations (a gateway) or None."""
+
+    def __init__(self, port_macs: dict, hosts: dict | None = None, default=None):
+        self._pm = {int(p): P.mac_bytes(m) for p, m in port_macs.items()}
+        self._hosts = {ip_int(ip): (int(p), P.mac_bytes(m))
+                       for ip, (p, m) in (hosts or {}).items()}
+        self._default = None if default is None else (int(default[0]),
+                                                      P.mac_bytes(default[1]))
+
+    def port_mac(self, port: int) -> bytes:
+        return self._pm[port]
+
+    def route(self, ip: int):
+        return self._hosts.get(ip, self._default)
+
+
+@dataclass
+class Config:
+    mss: int = 1460                 # MSS advertised to clients; <= every server's MSS
+    max_header_bytes: int = 8192    # request line + headers (431 above)
+    max_body_bytes: int = 65536     # buffered body when the rules need it (413 above)
+    request_timeout: float = 10.0   # complete request within this (408, slowloris)
+    max_half_bound: int = 10000     # connections with state but no flows (RST above)
+    max_ooo_segments: int = 16      # out-of-order segments kept per connection
+    server_syn_rto: float = 1.0     # first SYN retransmission towards a server
+    server_syn_retries: int = 2     # then give up on that server (1+2+4 = 7 s worst)
+    redispatch: int = 1             # other servers of the group tried after a failure
+    relay_rto: float = 0.2          # retransmission of switch-owned request bytes
+    relay_retries: int = 6
+    time_wait: float = 2.0          # delay before removing the flows of a closed conn
+    tombstone_margin: float = 1.0   # extra life of the tombstone after that delay
+    close_timeout: float = 5.0      # max life of a connection the switch is closing
+    flow_idle_timeout: float = 300.0
+    snat_ports: tuple[int, int] = (20000, 59999)
+    log_interval: float = 1.0       # rate limit of repetitive debug/warning logs
+    ttl: int = 64
+
+    def __post_init__(self):
+        if not 88 <= self.mss <= 65495:
+            raise ValueError("mss out of range")
+        if self.max_header_bytes < 64 or self.max_body_bytes < 0:
+            raise ValueError("bad request limits")
+
+
+@dataclass
+class VirtualService:
+    """One VIP:port.  ``mode`` is ``transparent`` (the server sees the client's address
+    and must route its replies through the switch) or ``snat`` (the server sees
+    ``snat_ip`` and a port from the pool)."""
+
+    name: str
+    vip: str | int
+    port: int
+    decider: object                 # routing.Decider
+    default_group: str | None = None
+    mode: str = "transparent"
+    snat_ip: str | int | None = None
+
+    def __post_init__(self):
+        self.vip = ip_int(self.vip)
+        if self.mode not in ("transparent", "snat"):
+            raise ValueError(f"service {self.name}: mode must be transparent or snat")
+        if self.mode == "snat":
+            if self.snat_ip is None:
+                raise ValueError(f"service {self.name}: snat mode needs snat_ip")
+            self.snat_ip = ip_int(self.snat_ip)
+
+
+class Conn:
+    __slots__ = (
+        "id", "svc", "state", "cip", "cport", "vip", "vport", "c_port", "c_mac",
+        "cisn", "sisn", "mss", "snd_nxt", "cwin", "buf", "ooo", "acked", "cap",
+        "fin_at", "fin_rcvd", "framer", "created", "deadline", "tgen",
+        "server", "group", "algorithm", "tried", "s_port", "s_mac", "src_ip", "src_port",
+        "skey", "server_isn", "server_mss", "syn_tries", "syn_sent", "counted",
+        "c2s", "s2c", "installed", "relay", "relay_tries", "srv_nxt", "cli_nxt",
+        "fin_c", "fin_s", "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries",
+        "rule", "owned_end",
+    )
+
+    def __init__(self):
+        self.ooo = {}
+        self.server = None
+        self.tried = set()
+        self.installed = []
+        self.deadline = None
+        self.tgen = 0
+        self.counted = False
+        self.fin_at = None
+        self.fin_rcvd = False
+        self.fin_c = self.fin_s = False
+        self.relay = None
+        self.resp = None
+        self.our_fin_acked = False
+        self.rule = None
+        self.skey = None
+        self.src_port = None
+        self.c2s = self.s2c = None
+
+
+def _rel(seq: int, base: int) -> int:
+    """Signed offset of ``seq`` from ``base`` in 32-bit sequence space."""
+    d = (seq - base) & MOD32
+    return d - 0x100000000 if d & 0x80000000 else d
+
+
+class Engine:
+    def __init__(self, services: Iterable[VirtualService],
+                 groups: dict[str, ServerGroup] | Iterable[ServerGroup],
+                 topology: Topology, config: Config | None = None,
+                 secret: bytes | None = None, stats: Stats | None = None):
+        self.cfg = config or Config()
+        self.topo = topology
+        self.stats = stats or Stats()
+        self.cookies = SynCookies(secret if secret is not None else os.urandom(32))
+        self.services = {(s.vip, s.port): s for s in services}
+        if isinstance(groups, dict):
+            self.groups = dict(groups)
+        else:
+            self.groups = {g.name: g for g in groups}
+        self.servers_by_name: dict[str, tuple[Server, ServerGroup]] = {}
+        for g in self.groups.values():
+            for s in g.servers:
+                self.servers_by_name.setdefault(s.name, (s, g))
+        for s in self.services.values():
+            if s.default_group is not None and s.default_group not in self.groups:
+                raise ValueError(f"service {s.name}: unknown default group "
+                                 f"{s.default_group!r}")
+        self.conns_c: dict[tuple, Conn] = {}
+        self.conns_s: dict[tuple, Conn] = {}
+        self.by_id: dict[int, Conn] = {}
+        self._next_id = 1
+        self._timers: list = []
+        self._pmac: dict[int, bytes] = {}
+        self._snat: dict[int, deque] = {}
+        lo, hi = self.cfg.snat_ports
+        for s in self.services.values():
+            if s.mode == "snat" and s.snat_ip not in self._snat:
+                self._snat[s.snat_ip] = deque(range(lo, hi + 1))
+        self._rl: dict[str, list] = {}
+        self._win0 = min(65535, self.cfg.max_header_bytes + self.cfg.max_body_bytes)
+        self._mss_opt = P.mss_option(self.cfg.mss)
+
+    # ------------------------------------------------------------------ public API
+    def handle(self, frame: bytes, ingress_port: int, reason: int,
+               now: float) -> list[Effect]:
+        """Process one packet-in.  Never raises: bad frames are counted and dropped."""
+        st = self.stats
+        st.packets += 1
+        try:
+            seg = P.parse(frame)
+        except BadFrame as e:
+            return self._bad(e.args[0], now, ingress_port, reason)
+        except Exception:  # noqa: BLE001 - e.g. a non-bytes frame
+            return self._bad("garbage", now, ingress_port, reason)
+        try:
+            if reason == REASON_VS_MISS:
+                return self._from_client(seg, frame, ingress_port, now)
+            if reason == REASON_SERVER_MISS or reason == REASON_LOCAL:
+                return self._from_server(seg, frame, ingress_port, now)
+            if reason == REASON_FIN_COPY:
+                return self._fin_copy(seg, now)
+            return self._bad("unknown_reason", now, ingress_port, reason)
+        except Exception as e:  # noqa: BLE001 - a bug must not kill the controller
+            st.bad_frames += 1
+            return self._rl_log("internal", "error", "internal error handling a packet",
+                                now, error=repr(e), reason=reason)
+
+    def tick(self, now: float) -> list[Effect]:
+        """Run the timers due at ``now`` (call every 10-100 ms)."""
+        out: list[Effect] = []
+        h = self._timers
+        while h and h[0][0] <= now:
+            _, cid, gen = heapq.heappop(h)
+            c = self.by_id.get(cid)
+            if c is None or c.tgen != gen:
+                continue
+            c.deadline = None
+            try:
+                out += self._timeout(c, now)
+            except Exception as e:  # noqa: BLE001
+                out += self._rl_log("internal", "error", "internal error in a timer", now,
+                                    error=repr(e), conn=cid)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """Earliest pending timer (may be stale: calling tick() then is harmless)."""
+        return self._timers[0][0] if self._timers else None
+
+    def flow_expired(self, key: FlowKey, now: float) -> list[Effect]:
+        """The data plane aged out ``key`` (idle timeout notification)."""
+        k = (key.src_ip, key.sport, key.dst_ip, key.dport)
+        c = self.conns_c.get(k) or self.conns_s.get(k)
+        if c is None or c.state not in (SPLICED, RELAYING):
+            return []
+        self.stats.flows_expired += 1
+        keys = list(c.installed)
+        self._free(c)
+        return [RemoveFlows(keys, 0.0),
+                Log("debug", "flows idle-expired", {"conn": c.id, "key": tuple(key)})]
+
+    def install_failed(self, conn_id: int, now: float) -> list[Effect]:
+        """The controller could not write an InstallFlows batch of ``conn_id``: reset
+        both sides and forget the connection."""
+        c = self.by_id.get(conn_id)
+        if c is None:
+            return []
+        self.stats.install_failures += 1
+        return self._abort(c, now, "flow install failed", level="warning")
+
+    def connections(self) -> list[dict]:
+        """A snapshot for listings (ipvsadm -Lc style)."""
+        out = []
+        for c in self.by_id.values():
+            out.append({"id": c.id, "state": c.state, "service": c.svc.name,
+                        "client": f"{ip_str(c.cip)}:{c.cport}",
+                        "server": None if c.server is None else
+                        f"{ip_str(c.server.ip)}:{c.server.port}",
+                        "rule": c.rule})
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def _pm(self, port: int) -> bytes:
+        m = self._pmac.get(port)
+        if m is None:
+            m = self._pmac[port] = P.mac_bytes(self.topo.port_mac(port))
+        return m
+
+    def _rl_log(self, kind: str, level: str, msg: str, now: float, **fields) -> list:
+        """At most one log per ``kind`` per ``log_interval``; reports the suppressed."""
+        e = self._rl.get(kind)
+        if e is None:
+            self._rl[kind] = [now, 0]
+            return [Log(level, msg, fields)]
+        if now - e[0] >= self.cfg.log_interval:
+            if e[1]:
+                fields["suppressed"] = e[1]
+            e[0], e[1] = now, 0
+            return [Log(level, msg, fields)]
+        e[1] += 1
+        return []
+
+    def _bad(self, kind: str, now: float, port: int, reason: int) -> list:
+        st = self.stats
+        st.bad_frames += 1
+        st.bad_kinds[kind] = st.bad_kinds.get(kind, 0) + 1
+        return self._rl_log("bad:" + kind, "debug", "dropped bad frame", now, kind=kind,
+                            port=port, reason=reason)
+
+    def _arm(self, c: Conn, when: float) -> None:
+        c.tgen += 1
+        c.deadline = when
+        heapq.heappush(self._timers, (when, c.id, c.tgen))
+
+    def _disarm(self, c: Conn) -> None:
+        c.tgen += 1
+        c.deadline = None
+
+    def _to_client(self, c: Conn, seq: int, ack: int, flags: int, payload: bytes = b"",
+                   window: int | None = None, options: bytes = b"") -> PacketOut:
+        return PacketOut(c.c_port, P.build(
+            self._pm(c.c_port), c.c_mac, c.vip, c.cip, c.vport, c.cport, seq, ack, flags,
+            self._rwnd(c) if window is None else window, payload, options, self.cfg.ttl))
+
+    def _to_server(self, c: Conn, seq: int, ack: int, flags: int, payload: bytes = b"",
+                   options: bytes = b"") -> PacketOut:
+        return PacketOut(c.s_port, P.build(
+            self._pm(c.s_port), c.s_mac, c.src_ip, c.server.ip, c.src_port,
+            c.server.port, seq, ack, flags, min(c.cwin, 65535), payload, options,
+            self.cfg.ttl))
+
+    def _rwnd(self, c: Conn) -> int:
+        # Right edge cisn+1+cap never moves left; this window is also the buffer limit.
+        return max(0, min(65535, c.cap - len(c.buf)))
+
+    @staticmethod
+    def _rst_reply(seg: Segment, port: int, smac: bytes) -> PacketOut:
+        """RFC 9293 reset for a segment that belongs to no connection."""
+        if seg.flags & ACK:
+            seq, ack, flags = seg.ack, 0, RST
+        else:
+            ln = len(seg.payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN
+                                                                      else 0)
+            seq, ack, flags = 0, seg.seq + ln, RST | ACK
+        return PacketOut(port, P.build(smac, seg.smac, seg.dip, seg.sip, seg.dport,
+                                       seg.sport, seq, ack, flags, 0))
+
+    def _rcv_nxt(self, c: Conn) -> int:
+        return (c.cisn + 1 + len(c.buf) + (1 if c.fin_rcvd else 0)) & MOD32
+
+    def _log(self, c: Conn, level: str, msg: str, **fields) -> Log:
+        fields["conn"] = c.id
+        fields["client"] = f"{ip_str(c.cip)}:{c.cport}"
+        fields["service"] = c.svc.name
+        return Log(level, msg, fields)
+
+    # ------------------------------------------------------------------ client side
+    def _from_client(self, seg: Segment, frame: bytes, port: int, now: float) -> list:
+        c = self.conns_c.get((seg.sip, seg.sport, seg.dip, seg.dport))
+        if c is None:
+            svc = self.services.get((seg.dip, seg.dport))
+            if svc is None:
+                self.stats.not_for_us += 1
+                return []
+            return self._new_client_segment(svc, seg, port, now)
+        st = c.state
+        if st == RECV or st == CONNECTING:
+            return self._client_segment(c, seg, now)
+        if st == SPLICED or st == RELAYING or st == TIME_WAIT:
+            if st == TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
+                # A new incarnation of the 4-tuple while the old flows still exist:
+                # drop; the client retries its SYN after the flows are gone.
+                return []
+            return self._sw_splice(c, seg, frame, True, now)
+        if st == CLOSING:
+            return self._closing_segment(c, seg, now)
+        return []
+
+    def _new_client_segment(self, svc: VirtualService, seg: Segment, port: int,
+                            now: float) -> list:
+        f = seg.flags
+        st = self.stats
+        if f & RST:
+            return []
+        if f & SYN:
+            if f & ACK:
+                return [self._rst_reply(seg, port, self._pm(port))]
+            st.syn_received += 1
+            isn = self.cookies.make(seg.sip, seg.dip, seg.sport, seg.dport, seg.seq,
+                                    seg.mss, now)
+            st.syncookies_sent += 1
+            return [PacketOut(port, P.build(
+                self._pm(port), seg.smac, seg.dip, seg.sip, seg.dport, seg.sport, isn,
+                seg.seq + 1, SYN | ACK, self._win0, b"", self._mss_opt, self.cfg.ttl))]
+        if not f & ACK:
+            return []
+        cisn = (seg.seq - 1) & MOD32
+        mss = self.cookies.check(seg.sip, seg.dip, seg.sport, seg.dport, cisn,
+                                 (seg.ack - 1) & MOD32, now)
+        if mss is None:
+            st.syncookies_invalid += 1
+            return self._rl_log("cookie", "debug", "ACK without valid SYN cookie dropped",
+                                now, client=f"{ip_str(seg.sip)}:{seg.sport}")
+        if st.half_bound >= self.cfg.max_half_bound:
+            st.limit_half_bound += 1
+            return [self._rst_reply(seg, port, self._pm(port))] + self._rl_log(
+                "half_bound", "warning", "max_half_bound reached: connection reset", now,
+                client=f"{ip_str(seg.sip)}:{seg.sport}", limit=self.cfg.max_half_bound)
+        c = Conn()
+        c.id = self._next_id
+        self._next_id += 1
+        c.svc = svc
+        c.state = RECV
+        c.cip, c.cport, c.vip, c.vport = seg.sip, seg.sport, seg.dip, seg.dport
+        c.c_port, c.c_mac = port, seg.smac
+        c.cisn = cisn
+        c.sisn = (seg.ack - 1) & MOD32
+        c.snd_nxt = seg.ack
+        c.mss = mss
+        c.cwin = seg.window
+        c.buf = bytearray()
+        c.acked = 0
+        c.cap = self.cfg.max_header_bytes + self.cfg.max_body_bytes
+        c.framer = RequestFramer(bool(getattr(svc.decider, "needs_body", False)),
+                                 self.cfg.max_header_bytes, self.cfg.max_body_bytes)
+        c.created = now
+        self.conns_c[(c.cip, c.cport, c.vip, c.vport)] = c
+        self.by_id[c.id] = c
+        st.accepted += 1
+        st.half_bound += 1
+        self._arm(c, now + self.cfg.request_timeout)
+        return self._client_segment(c, seg, now)
+
+    def _client_segment(self, c: Conn, seg: Segment, now: float) -> list:
+        """A segment from the client while the switch terminates its TCP."""
+        f = seg.flags
+        base = (c.cisn + 1) & MOD32
+        if f & RST:
+            rel = _rel(seg.seq, base)
+            if 0 <= rel <= c.cap:
+                self.stats.client_resets += 1
+                self._free(c)
+                return [self._log(c, "debug", "client reset before splicing")]
+            return []
+        if f & SYN:
+            if seg.seq == c.cisn and not f & ACK:   # our SYN-ACK was lost
+                return [self._to_client(c, c.sisn, seg.seq + 1, SYN | ACK, b"",
+                                        self._win0, self._mss_opt)]
+            return []
+        if not f & ACK:
+            return []
+        c.cwin = seg.window
+        out: list = []
+        data = seg.payload
+        rel = _rel(seg.seq, base)
+        n0 = len(c.buf)
+        gap = dup = False
+        if data:
+            gap, dup = self._reassemble(c, rel, data)
+        if f & FIN:
+            end = rel + len(data)
+            if c.fin_at is None and 0 <= end <= c.cap:
+                c.fin_at = end
+        if c.fin_at is not None and not c.fin_rcvd and len(c.buf) >= c.fin_at:
+            del c.buf[c.fin_at:]
+            c.fin_rcvd = True
+        new = len(c.buf) > n0
+        if c.state == RECV:
+            fr = c.framer
+            if new:
+                fr.feed(bytes(c.buf[n0:]))
+            if fr.error is not None:
+                return self._refuse(c, fr.error, fr.error_reason, now)
+            if fr.ready:
+                return self._decide(c, now)
+            if c.fin_rcvd:
+                self.stats.client_early_close += 1
+                if not c.buf:
+                    return self._close_with(c, None, now, "client closed without request")
+                return self._refuse(c, 400, "client closed before a complete request",
+                                    now, stat="client_early_close")
+            if new or gap or dup:
+                # The request is incomplete: acknowledge what is contiguous so that the
+                # client can send more.  These bytes are now the switch's to deliver.
+                c.acked = len(c.buf) + (1 if c.fin_rcvd else 0)
+                out.append(self._to_client(c, c.snd_nxt, self._rcv_nxt(c), ACK))
+            return out
+        # CONNECTING: keep buffering (bounded by the window), do not acknowledge: the
+        # server will, through the splice.  Only answer gaps, so fast retransmit works.
+        if gap and c.acked:
+            out.append(self._to_client(c, c.snd_nxt, (base + c.acked) & MOD32, ACK))
+        return out
+
+    def _reassemble(self, c: Conn, rel: int, data: bytes) -> tuple[bool, bool]:
+        """Add a segment at offset ``rel``; returns (gap, duplicate)."""
+        buf = c.buf
+        n = len(buf)
+        right = c.cap if c.fin_at is None else c.fin_at
+        end = rel + len(data)
+        if end <= n:
+            self.stats.duplicate_segments += 1
+            return False, True
+        if rel > n:
+            self.stats.out_of_order += 1
+            if rel < right and (rel in c.ooo or len(c.ooo) < self.cfg.max_ooo_segments):
+                old = c.ooo.get(rel)
+                if old is None or len(old) < len(data):
+                    c.ooo[rel] = data[:right - rel]
+            else:
+                self.stats.limit_ooo += 1
+            return True, False
+        if n >= right:
+            return False, True
+        buf += data[n - rel:right - rel]
+        ooo = c.ooo
+        while ooo:
+            r = min(ooo)
+            if r > len(buf):
+                break
+            d = ooo.pop(r)
+            if r + len(d) > len(buf):
+                buf += d[len(buf) - r:]
+        return False, False
+
+    def _decide(self, c: Conn, now: float) -> list:
+        st = self.stats
+        svc = c.svc
+        out: list = []
+        try:
+            d = svc.decider.decide(bytes(c.buf), (ip_str(c.cip), c.cport),
+                                   (ip_str(c.vip), c.vport))
+        except Exception as e:  # noqa: BLE001 - a rules bug answers 503, not a crash
+            out.append(self._log(c, "error", "decider raised", error=repr(e)))
+            return out + self._refuse(c, 503, "decider error", now, stat="no_server")
+        st.decided += 1
+        c.rule = getattr(d, "rule", None)
+        for msg in getattr(d, "logs", ()) or ():
+            out.append(self._log(c, "info", str(msg), rule=c.rule))
+        action = getattr(d, "action", None)
+        target = getattr(d, "target", None)
+        if action == "reject":
+            st.rejected += 1
+            return out + self._close_with(c, 403, now, "rejected by rule")
+        if action == "redirect":
+            st.redirected += 1
+            return out + self._close_with(c, 302, now, "redirected", location=target)
+        c.algorithm = getattr(d, "algorithm", None)
+        server = None
+        group = None
+        if action == "forward":
+            hit = self.servers_by_name.get(target)
+            if hit is not None:
+                server = hit[0] if hit[0].usable else None
+            else:
+                group = self.groups.get(target)
+        elif action in ("routeTo", "loadBalance"):
+            group = self.groups.get(target)
+            if group is None:
+                out.append(self._log(c, "warning", "rule names an unknown group",
+                                     rule=c.rule, group=target))
+        elif svc.default_group is not None:
+            group = self.groups[svc.default_group]
+        if getattr(d, "sticky", True) is False:
+            out += self._rl_log("nonsticky", "warning",
+                                "NONSTICKY not supported yet: connection stays on its "
+                                "first server", now, rule=c.rule)
+        c.group = group
+        if group is not None:
+            server = group.pick(c.algorithm)
+        if server is None:
+            return out + self._refuse(c, 503, "no usable server", now, stat="no_server")
+        return out + self._connect(c, server, now)
+
+    def _connect(self, c: Conn, server: Server, now: float) -> list:
+        route = self.topo.route(server.ip)
+        if route is None:
+            c.tried.add(server)
+            return [self._log(c, "warning", "no route to server", server=server.name)] \
+                + self._next_server(c, now, "no route")
+        svc = c.svc
+        if svc.mode == "snat":
+            pool = self._snat[svc.snat_ip]
+            if not pool:
+                return self._refuse(c, 503, "SNAT port pool exhausted", now,
+                                    stat="no_server")
+            c.src_ip, c.src_port = svc.snat_ip, pool.popleft()
+        else:
+            c.src_ip, c.src_port = c.cip, c.cport
+        skey = (server.ip, server.port, c.src_ip, c.src_port)
+        if skey in self.conns_s:
+            self._release_snat(c)
+            c.tried.add(server)
+            return self._next_server(c, now, "server-side 4-tuple in use")
+        c.server = server
+        c.s_port, c.s_mac = route[0], P.mac_bytes(route[1])
+        c.skey = skey
+        self.conns_s[skey] = c
+        server.active += 1
+        server.total += 1
+        c.counted = True
+        c.tried.add(server)
+        c.state = CONNECTING
+        c.syn_tries = 0
+        c.syn_sent = now
+        return [self._send_syn(c, now)]
+
+    def _send_syn(self, c: Conn, now: float) -> PacketOut:
+        self._arm(c, now + self.cfg.server_syn_rto * (1 << c.syn_tries))
+        c.syn_tries += 1
+        return self._to_server(c, c.cisn, 0, SYN, b"", P.mss_option(c.mss))
+
+    def _release_server(self, c: Conn) -> None:
+        if c.skey is not None:
+            if self.conns_s.get(c.skey) is c:
+                del self.conns_s[c.skey]
+            c.skey = None
+        if c.counted:
+            c.server.active -= 1
+            c.counted = False
+        self._release_snat(c)
+
+    def _release_snat(self, c: Conn) -> None:
+        if c.svc.mode == "snat" and c.src_port is not None:
+            self._snat[c.svc.snat_ip].append(c.src_port)
+            c.src_port = None
+
+    def _next_server(self, c: Conn, now: float, why: str) -> list:
+        """The chosen server failed before anything was relayed: redispatch or 503."""
+        self._release_server(c)
+        c.server = None
+        c.state = RECV
+        if c.group is not None and len(c.tried) <= self.cfg.redispatch:
+            s = c.group.pick(c.algorithm, frozenset(c.tried))
+            if s is not None:
+                self.stats.redispatched += 1
+                return [self._log(c, "info", "redispatching", why=why, server=s.name)] \
+                    + self._connect(c, s, now)
+        return self._refuse(c, 503, why, now, stat="no_server")
+
+    # ------------------------------------------------------------------ server side
+    def _from_server(self, seg: Segment, frame: bytes, port: int, now: float) -> list:
+        c = self.conns_s.get((seg.sip, seg.sport, seg.dip, seg.dport))
+        if c is None:
+            if seg.flags & SYN and seg.flags & ACK:
+                # SYN-ACK for a connection we gave up on: clear the server's half-open.
+                return [self._rst_reply(seg, port, self._pm(port))]
+            self.stats.not_for_us += 1
+            return []
+        if c.state == CONNECTING:
+            return self._server_handshake(c, seg, now)
+        if c.state == RELAYING:
+            return self._relaying_segment(c, seg, frame, now)
+        if c.state == SPLICED or c.state == TIME_WAIT:
+            return self._sw_splice(c, seg, frame, False, now)
+        return []
+
+    def _server_handshake(self, c: Conn, seg: Segment, now: float) -> list:
+        f = seg.flags
+        want = (c.cisn + 1) & MOD32
+        if f & RST:
+            if f & ACK and seg.ack == want:
+                self.stats.server_refused += 1
+                return [self._log(c, "warning", "server refused connection",
+                                  server=c.server.name)] + \
+                    self._next_server(c, now, "server refused")
+            return []
+        if f & SYN and f & ACK:
+            if seg.ack != want:
+                return [PacketOut(c.s_port, P.build(
+                    self._pm(c.s_port), c.s_mac, c.src_ip, c.server.ip, c.src_port,
+                    c.server.port, seg.ack, 0, RST, 0))]
+            c.server_isn = seg.seq
+            c.server_mss = seg.mss or 536
+            return self._splice(c, now)
+        return []
+
+    def _splice(self, c: Conn, now: float) -> list:
+        st = self.stats
+        srv = c.server
+        seq_delta = (c.snd_nxt - c.server_isn - 1) & MOD32
+        ack_delta = (-seq_delta) & MOD32
+        idle = self.cfg.flow_idle_timeout
+        c.c2s = FlowSpec(FlowKey(c.cip, c.vip, TCP, c.cport, c.vport), c.s_port, c.s_mac,
+                         self._pm(c.s_port), c.src_ip, srv.ip, c.src_port, srv.port,
+                         0, ack_delta, idle, c.id, "c2s")
+        c.s2c = FlowSpec(FlowKey(srv.ip, c.src_ip, TCP, srv.port, c.src_port), c.c_port,
+                         c.c_mac, self._pm(c.c_port), c.vip, c.cip, c.vport, c.cport,
+                         seq_delta, 0, idle, c.id, "s2c")
+        # The buffered request, in server-sized segments; the first one completes the
+        # server's handshake (ACK of its SYN) so no separate pure ACK is needed.
+        then = self._relay_segments(c, 0)
+        c.srv_nxt = (c.server_isn + 1) & MOD32
+        c.cli_nxt = self._rcv_nxt(c)
+        c.ooo.clear()
+        c.framer = None
+        st.spliced += 1
+        st.half_bound -= 1
+        st.spliced_active += 1
+        log = self._log(c, "info", "spliced", server=c.server.name, rule=c.rule,
+                        bytes=len(c.buf), rtt_ms=round((now - c.syn_sent) * 1e3, 3))
+        if c.acked:
+            # The switch acknowledged part of the request itself: the client will never
+            # resend it, so the switch must see the server acknowledge it before the
+            # server->client flow goes in (until then those packets come to us).
+            c.state = RELAYING
+            c.owned_end = (c.cisn + 1 + c.acked) & MOD32
+            c.relay_tries = 0
+            self._arm(c, now + self.cfg.relay_rto)
+            c.installed = [c.c2s.key]
+            return [InstallFlows([c.c2s], then), log]
+        c.state = SPLICED
+        self._disarm(c)
+        c.buf = bytearray()
+        c.installed = [c.c2s.key, c.s2c.key]
+        return [InstallFlows([c.c2s, c.s2c], then), log]
+
+    def _relay_segments(self, c: Conn, start: int) -> list:
+        """Segments of the buffered request from offset ``start`` towards the server."""
+        out = []
+        size = max(64, min(c.server_mss, 65495))
+        buf = c.buf
+        n = len(buf)
+        ack = (c.server_isn + 1) & MOD32
+        base = c.cisn + 1
+        off = start
+        while True:
+            chunk = bytes(buf[off:off + size])
+            last = off + size >= n
+            flags = ACK
+            if chunk and last:
+                flags |= PSH
+            if last and c.fin_rcvd:
+                flags |= FIN
+            out.append(self._to_server(c, base + off, ack, flags, chunk))
+            off += size
+            if last:
+                return out
+
+    def _relaying_segment(self, c: Conn, seg: Segment, frame: bytes, now: float) -> list:
+        f = seg.flags
+        out: list = []
+        if f & SYN:
+            # Our ACK of its SYN-ACK (the first relay segment) was lost: resend it all.
+            return self._relay_segments(c, 0) if f & ACK else []
+        if f & RST:
+            out.append(PacketOut(c.c_port, P.apply_splice(frame, c.s2c)))
+            return out + self._teardown(c, now, "server reset")
+        if seg.payload or f & FIN:
+            out.append(PacketOut(c.c_port, P.apply_splice(frame, c.s2c)))
+            self.stats.sw_spliced += 1
+            self._advance_srv(c, seg)
+            if f & FIN:
+                c.fin_s = True
+        if f & ACK:
+            if P.seq_le(c.owned_end, seg.ack):
+                # Everything the switch owned has arrived: hand over the return path.
+                c.state = SPLICED
+                self._disarm(c)
+                c.buf = bytearray()
+                c.relay = None
+                c.installed = [c.c2s.key, c.s2c.key]
+                out.append(InstallFlows([c.s2c], []))
+                if c.fin_c and c.fin_s:
+                    out += self._teardown(c, now, "closed")
+            elif not seg.payload and not f & FIN:
+                off = _rel(seg.ack, (c.cisn + 1) & MOD32)
+                if 0 <= off < len(c.buf):   # duplicate ACK: resend from the hole
+                    out += self._relay_segments(c, off)[:1]
+        return out
+
+    def _advance_srv(self, c: Conn, seg: Segment) -> None:
+        end = (seg.seq + len(seg.payload) + (1 if seg.flags & FIN else 0)) & MOD32
+        if P.seq_lt(c.srv_nxt, end):
+            c.srv_nxt = end
+
+    def _advance_cli(self, c: Conn, seg: Segment) -> None:
+        end = (seg.seq + len(seg.payload) + (1 if seg.flags & FIN else 0)) & MOD32
+        if P.seq_lt(c.cli_nxt, end):
+            c.cli_nxt = end
+
+    # ------------------------------------------------------------------ spliced
+    def _sw_splice(self, c: Conn, seg: Segment, frame: bytes, from_client: bool,
+                   now: float) -> list:
+        """A packet of a spliced connection that missed in the data plane (its flow is
+        being installed, or being removed): rewrite it exactly as the data plane does."""
+        self.stats.sw_spliced += 1
+        if from_client:
+            out = [PacketOut(c.s_port, P.apply_splice(frame, c.c2s))]
+            self._advance_cli(c, seg)
+        else:
+            out = [PacketOut(c.c_port, P.apply_splice(frame, c.s2c))]
+            self._advance_srv(c, seg)
+        if c.state != TIME_WAIT and seg.flags & (FIN | RST):
+            out += self._close_seen(c, seg, from_client, now)
+        return out
+
+    def _fin_copy(self, seg: Segment, now: float) -> list:
+        k = (seg.sip, seg.sport, seg.dip, seg.dport)
+        c = self.conns_c.get(k)
+        from_client = c is not None
+        if c is None:
+            c = self.conns_s.get(k)
+        if c is None or c.state not in (SPLICED, RELAYING):
+            return []
+        if not seg.flags & (FIN | RST):
+            return []
+        if from_client:
+            self._advance_cli(c, seg)
+        else:
+            self._advance_srv(c, seg)
+        return self._close_seen(c, seg, from_client, now)
+
+    def _close_seen(self, c: Conn, seg: Segment, from_client: bool, now: float) -> list:
+        if seg.flags & RST:
+            return self._teardown(c, now, "reset by " + ("client" if from_client
+                                                        else "server"))
+        if from_client:
+            c.fin_c = True
+        else:
+            c.fin_s = True
+        if c.fin_c and c.fin_s and c.state == SPLICED:
+            return self._teardown(c, now, "closed")
+        return []
+
+    def _teardown(self, c: Conn, now: float, why: str) -> list:
+        """Schedule removal of the flows after ``time_wait``; keep a tombstone until then
+        (software-splices late packets, keeps the 4-tuple and SNAT port reserved)."""
+        st = self.stats
+        st.teardowns += 1
+        st.spliced_active -= 1
+        c.state = TIME_WAIT
+        if c.counted:
+            c.server.active -= 1
+            c.counted = False
+        c.buf = bytearray()
+        c.relay = None
+        tw = self.cfg.time_wait
+        self._arm(c, now + tw + self.cfg.tombstone_margin)
+        return [RemoveFlows(list(c.installed), tw),
+                self._log(c, "debug", "teardown", why=why, server=c.server.name)]
+
+    def _abort(self, c: Conn, now: float, why: str, level: str = "info") -> list:
+        """Reset both legs, remove whatever flows exist, forget the connection."""
+        out: list = []
+        if c.state in (RELAYING, SPLICED, TIME_WAIT):
+            rst_seq = (c.srv_nxt + c.s2c.seq_delta) & MOD32
+            out.append(self._to_client(c, rst_seq, 0, RST, window=0))
+            out.append(self._to_server(c, c.cli_nxt, 0, RST))
+            out.append(RemoveFlows([c.c2s.key, c.s2c.key], 0.0))
+        elif c.state == CONNECTING:
+            out.append(self._to_client(c, c.snd_nxt, 0, RST, window=0))
+        elif c.state in (RECV, CLOSING):
+            out.append(self._to_client(c, c.snd_nxt, 0, RST, window=0))
+        out.append(self._log(c, level, "connection aborted", why=why))
+        self._free(c)
+        return out
+
+    # ------------------------------------------------------------------ local answers
+    def _refuse(self, c: Conn, status: int, why: str, now: float,
+                stat: str | None = None) -> list:
+        st = self.stats
+        name = stat or {400: "bad_requests", 408: "limit_timeout", 413: "limit_body",
+                        431: "limit_header", 503: "no_server"}.get(status)
+        if name and name != "client_early_close":
+            setattr(st, name, getattr(st, name) + 1)
+        level = "info" if status in (400, 408, 413, 431) else "warning"
+        return self._close_with(c, status, now, why, level=level)
+
+    def _close_with(self, c: Conn, status: int | None, now: float, why: str,
+                    location: str | None = None, level: str = "info") -> list:
+        """Answer ``status`` (None: no response) with FIN, then wait for the client."""
+        if c.state in (CONNECTING,):
+            self._release_server(c)
+        if status is None:
+            resp = b""
+        else:
+            text = REASONS.get(status, "Error")
+            body = (f"<html><body><h1>{status} {text}</h1></body></html>\n").encode()
+            hdr = [f"HTTP/1.1 {status} {text}", "Content-Type: text/html",
+                   f"Content-Length: {len(body)}", "Cache-Control: no-cache",
+                   "Connection: close"]
+            if location is not None:
+                loc = location.replace("\r", "").replace("\n", "")
+                hdr.append(f"Location: {loc}")
+            resp = ("\r\n".join(hdr) + "\r\n\r\n").encode("latin-1", "replace") + body
+        c.resp = resp
+        c.resp_seq = c.snd_nxt
+        c.snd_nxt = (c.snd_nxt + len(resp) + 1) & MOD32
+        c.state = CLOSING
+        c.ooo.clear()
+        c.framer = None
+        c.close_hard = now + self.cfg.close_timeout
+        c.close_tries = 0
+        self._arm(c, min(now + 0.5, c.close_hard))
+        fields = {"why": why, "rule": c.rule}
+        if status is not None:
+            fields["status"] = status
+        return self._send_resp(c) + [self._log(c, level, "closing client connection",
+                                               **fields)]
+
+    def _send_resp(self, c: Conn) -> list:
+        out = []
+        resp = c.resp
+        ack = self._rcv_nxt(c)
+        size = c.mss
+        off = 0
+        while True:
+            chunk = resp[off:off + size]
+            last = off + size >= len(resp)
+            flags = ACK | (PSH | FIN if last else 0)
+            if not chunk:
+                flags = ACK | FIN
+            out.append(self._to_client(c, c.resp_seq + off, ack, flags, chunk))
+            off += size
+            if last:
+                return out
+
+    def _closing_segment(self, c: Conn, seg: Segment, now: float) -> list:
+        f = seg.flags
+        if f & RST:
+            self._free(c)
+            return []
+        if f & SYN:
+            return []
+        if f & ACK and seg.ack == c.snd_nxt:
+            c.our_fin_acked = True
+        out = []
+        if f & FIN:
+            end = (seg.seq + len(seg.payload)) & MOD32
+            if not c.fin_rcvd:
+                c.fin_rcvd = True
+                c.buf = bytearray()   # what came before the FIN is not wanted any more
+                c.cisn = (end - 1) & MOD32   # so that _rcv_nxt() acks the FIN
+            out.append(self._to_client(c, c.snd_nxt, (end + 1) & MOD32, ACK, window=0))
+        if c.our_fin_acked and c.fin_rcvd:
+            # Linger for retransmitted FINs (our ACK may be lost), then forget.
+            self._arm(c, now + self.cfg.time_wait)
+            c.close_hard = now + self.cfg.time_wait
+        return out
+
+    # ------------------------------------------------------------------ timers
+    def _timeout(self, c: Conn, now: float) -> list:
+        cfg = self.cfg
+        st = c.state
+        if st == RECV:
+            return self._refuse(c, 408, "request timeout", now)
+        if st == CONNECTING:
+            if c.syn_tries <= cfg.server_syn_retries:
+                return [self._send_syn(c, now)]
+            self.stats.server_timeouts += 1
+            return [self._log(c, "warning", "server did not answer SYN",
+                              server=c.server.name)] + \
+                self._next_server(c, now, "server connect timeout")
+        if st == RELAYING:
+            if c.relay_tries >= cfg.relay_retries:
+                self.stats.server_timeouts += 1
+                return self._abort(c, now, "server did not acknowledge the request",
+                                   level="warning")
+            c.relay_tries += 1
+            self._arm(c, now + cfg.relay_rto * (1 << c.relay_tries))
+            return self._relay_segments(c, 0)
+        if st == CLOSING:
+            if now >= c.close_hard or (c.our_fin_acked and c.fin_rcvd):
+                out = []
+                if not (c.our_fin_acked and c.fin_rcvd):
+                    out.append(self._to_client(c, c.snd_nxt, 0, RST, window=0))
+                self._free(c)
+                return out
+            c.close_tries += 1
+            self._arm(c, min(now + 0.5 * (1 << c.close_tries), c.close_hard))
+            return [] if c.our_fin_acked else self._send_resp(c)
+        if st == TIME_WAIT:
+            self._free(c)
+        return []
+
+    def _free(self, c: Conn) -> None:
+        st = self.stats
+        if c.state in _HALF_BOUND:
+            st.half_bound -= 1
+        elif c.state == SPLICED or c.state == RELAYING:
+            st.spliced_active -= 1
+        c.state = "freed"
+        self._disarm(c)
+        self._release_server(c)
+        k = (c.cip, c.cport, c.vip, c.vport)
+        if self.conns_c.get(k) is c:
+            del self.conns_c[k]
+        self.by_id.pop(c.id, None)
+        c.buf = bytearray()
+        c.ooo.clear()
+        c.relay = None

@@ -1,0 +1,108 @@
+"""Incremental HTTP/1.x request framing over the reassembled client byte stream.
+
+Uses httptools (llhttp), which keeps its own state across ``feed`` calls, so a header
+name or value split across TCP segments (slide 71: ``Content-length: 7`` | ``53``) needs
+no special handling.  llhttp is strict: a request with both Content-Length and
+Transfer-Encoding, duplicate Content-Length values or bare-LF line ends is rejected (400),
+which closes the usual request-smuggling doors before anything reaches a server.
+"""
+
+from __future__ import annotations
+
+import httptools
+
+
+class RequestFramer:
+    """Tells when enough of the first request has arrived for the rules to decide.
+
+    ``ready`` becomes true when the header block is complete, or, with ``need_body``, when
+    the whole message (Content-Length or chunked body) is complete.  ``error`` becomes an
+    HTTP status (400, 413, 431) when the request must be refused.
+    """
+
+    __slots__ = ("_p", "need_body", "max_header", "max_body", "header_fed",
+                 "headers_done", "message_done", "body_bytes", "content_length",
+                 "chunked", "expect_continue", "upgrade", "error", "error_reason")
+
+    def __init__(self, need_body: bool, max_header: int, max_body: int):
+        self._p = httptools.HttpRequestParser(self)
+        self.need_body = need_body
+        self.max_header = max_header
+        self.max_body = max_body
+        self.header_fed = 0
+        self.headers_done = False
+        self.message_done = False
+        self.body_bytes = 0
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.upgrade = False
+        self.error: int | None = None
+        self.error_reason = ""
+
+    # httptools callbacks -------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        n = name.lower()
+        if n == b"content-length":
+            try:
+                self.content_length = int(value)
+            except ValueError:
+                pass  # llhttp rejects it itself
+        elif n == b"transfer-encoding":
+            self.chunked = b"chunked" in value.lower()
+        elif n == b"expect":
+            self.expect_continue = value.strip().lower() == b"100-continue"
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        if (self.need_body and self.content_length is not None
+                and self.content_length > self.max_body):
+            self._fail(413, "content-length above max_body")
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.need_body and self.body_bytes > self.max_body:
+            self._fail(413, "body above max_body")
+
+    def on_message_complete(self) -> None:
+        self.message_done = True
+
+    # ---------------------------------------------------------------------------------
+    def _fail(self, status: int, reason: str) -> None:
+        if self.error is None:
+            self.error = status
+            self.error_reason = reason
+
+    @property
+    def ready(self) -> bool:
+        return self.error is None and self.headers_done and (
+            self.message_done or not self.need_body or self.upgrade)
+
+    def feed(self, data: bytes) -> None:
+        if self.error is not None or self.message_done or self.upgrade:
+            return  # pipelined data after the first request is relayed, not parsed
+        if not self.headers_done:
+            room = self.max_header - self.header_fed
+            part = data if len(data) <= room else data[:room]
+            self._feed(part)
+            self.header_fed += len(part)
+            if self.error is not None:
+                return
+            if not self.headers_done:
+                if self.header_fed >= self.max_header:
+                    self._fail(431, "header block above max_header")
+                return
+            data = data[len(part):]
+            if not data or self.message_done or self.upgrade:
+                return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._p.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.headers_done = True
+            self.upgrade = True
+        except httptools.HttpParserError as e:
+            if self.error is None:
+                self._fail(400, f"bad request: {e}")

@@ -1,0 +1,215 @@
+"""Struct-based Ethernet/IPv4/TCP parsing and building for the CS processor hot path.
+
+Checksums use the fact that 2**16 == 1 (mod 0xFFFF): the one's-complement sum of 16-bit
+words is congruent to the whole buffer read as one big-endian integer, modulo 0xFFFF.  So
+``int.from_bytes(...) % 0xFFFF`` (both in C) replaces a Python loop over words.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .effects import FlowSpec
+
+ETH_IPV4 = 0x0800
+PROTO_TCP = 6
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+MOD32 = 0xFFFFFFFF
+
+_ETH = struct.Struct("!6s6sH")
+_IP = struct.Struct("!BBHHHBBHII")
+_TCP = struct.Struct("!HHIIBBHHH")
+_MSS_OPT = struct.Struct("!BBH")
+
+
+class BadFrame(Exception):
+    """A frame the CS processor cannot use; ``args[0]`` is a short counter name."""
+
+
+class Segment:
+    """A parsed TCP/IPv4 frame.  Fields are host-order ints; ``payload`` is bytes."""
+
+    __slots__ = ("dmac", "smac", "sip", "dip", "sport", "dport", "seq", "ack", "flags",
+                 "window", "mss", "payload", "ttl")
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return (f"Segment({ip_str(self.sip)}:{self.sport}->{ip_str(self.dip)}:{self.dport} "
+                f"flags={flag_str(self.flags)} seq={self.seq} ack={self.ack} "
+                f"win={self.window} len={len(self.payload)})")
+
+
+def ip_str(ip: int) -> str:
+    return f"{ip >> 24}.{(ip >> 16) & 255}.{(ip >> 8) & 255}.{ip & 255}"
+
+
+def ip_int(ip: str | int) -> int:
+    if isinstance(ip, int):
+        return ip
+    a, b, c, d = (int(x) for x in ip.split("."))
+    if not all(0 <= x <= 255 for x in (a, b, c, d)):
+        raise ValueError(f"bad IPv4 address {ip!r}")
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def mac_bytes(mac: str | bytes) -> bytes:
+    if isinstance(mac, bytes):
+        if len(mac) != 6:
+            raise ValueError("MAC must be 6 bytes")
+        return mac
+    b = bytes(int(x, 16) for x in mac.replace("-", ":").split(":"))
+    if len(b) != 6:
+        raise ValueError(f"bad MAC {mac!r}")
+    return b
+
+
+def flag_str(flags: int) -> str:
+    return "".join(c for bit, c in ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"),
+                                    (PSH, "P"), (URG, "U"), (ECE, "E"), (CWR, "C"))
+                   if flags & bit) or "."
+
+
+def _fold(s: int) -> int:
+    """Checksum field value for a buffer whose sum (with a zero checksum) is ``s``."""
+    s %= 0xFFFF
+    return 0xFFFF - s if s else 0
+
+
+def parse(frame: bytes) -> Segment:
+    """Parse and validate an Ethernet/IPv4/TCP frame; raises BadFrame(kind)."""
+    n = len(frame)
+    if n < 54:
+        raise BadFrame("truncated")
+    dmac, smac, etype = _ETH.unpack_from(frame, 0)
+    if etype != ETH_IPV4:
+        raise BadFrame("not_ipv4")
+    vihl, _tos, tot, _id, frag, ttl, proto, _ck, sip, dip = _IP.unpack_from(frame, 14)
+    ihl = (vihl & 15) * 4
+    if vihl >> 4 != 4 or ihl < 20:
+        raise BadFrame("bad_ip_header")
+    if tot < ihl + 20 or 14 + tot > n:
+        raise BadFrame("truncated")
+    if proto != PROTO_TCP:
+        raise BadFrame("not_tcp")
+    if frag & 0x3FFF:
+        raise BadFrame("fragment")
+    if int.from_bytes(frame[14:14 + ihl], "big") % 0xFFFF:
+        raise BadFrame("bad_ip_checksum")
+    t = 14 + ihl
+    end = 14 + tot
+    sport, dport, seq, ack, doff, flags, window, _tck, _urg = _TCP.unpack_from(frame, t)
+    hl = (doff >> 4) * 4
+    tcp_len = tot - ihl
+    if hl < 20 or hl > tcp_len:
+        raise BadFrame("bad_tcp_header")
+    tcp = frame[t:end]
+    if tcp_len & 1:
+        tsum = int.from_bytes(tcp, "big") << 8
+    else:
+        tsum = int.from_bytes(tcp, "big")
+    if (tsum + sip + dip + PROTO_TCP + tcp_len) % 0xFFFF:
+        raise BadFrame("bad_tcp_checksum")
+    seg = Segment()
+    seg.dmac = dmac
+    seg.smac = smac
+    seg.sip = sip
+    seg.dip = dip
+    seg.sport = sport
+    seg.dport = dport
+    seg.seq = seq
+    seg.ack = ack
+    seg.flags = flags
+    seg.window = window
+    seg.ttl = ttl
+    seg.payload = tcp[hl:]
+    seg.mss = _parse_mss(tcp, hl) if (flags & SYN and hl > 20) else None
+    return seg
+
+
+def _parse_mss(tcp: bytes, hl: int) -> int | None:
+    i = 20
+    while i < hl:
+        kind = tcp[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= hl:
+            break
+        ln = tcp[i + 1]
+        if ln < 2 or i + ln > hl:
+            break
+        if kind == 2 and ln == 4:
+            return (tcp[i + 2] << 8) | tcp[i + 3]
+        i += ln
+    return None
+
+
+def mss_option(mss: int) -> bytes:
+    return _MSS_OPT.pack(2, 4, mss)
+
+
+def build(smac: bytes, dmac: bytes, sip: int, dip: int, sport: int, dport: int,
+          seq: int, ack: int, flags: int, window: int, payload: bytes = b"",
+          options: bytes = b"", ttl: int = 64) -> bytes:
+    """Build a complete Ethernet/IPv4/TCP frame with correct checksums (DF set)."""
+    if len(options) & 3:
+        options += b"\x00" * (4 - (len(options) & 3))
+    hl = 20 + len(options)
+    tcp_len = hl + len(payload)
+    tot = 20 + tcp_len
+    hdr = _TCP.pack(sport, dport, seq & MOD32, ack & MOD32, (hl // 4) << 4, flags,
+                    window, 0, 0) + options
+    tsum = int.from_bytes(hdr, "big") << (8 * len(payload))
+    if payload:
+        tsum += int.from_bytes(payload, "big")
+    if tcp_len & 1:
+        tsum <<= 8
+    tck = _fold(tsum + sip + dip + PROTO_TCP + tcp_len)
+    ipck = _fold((0x4500 << 144) + (tot << 128) + (0x4000 << 96) + (ttl << 88)
+                 + (PROTO_TCP << 80) + (sip << 32) + dip)
+    return b"".join((dmac, smac, b"\x08\x00",
+                     _IP.pack(0x45, 0, tot, 0, 0x4000, ttl, PROTO_TCP, ipck, sip, dip),
+                     hdr[:16], tck.to_bytes(2, "big"), hdr[18:], payload))
+
+
+def apply_splice(frame: bytes, spec: FlowSpec) -> bytes:
+    """Reference model of the data plane's ``splice`` action (also the software fallback
+    used while a flow is being installed).  The frame must have passed ``parse``."""
+    vihl = frame[14]
+    ihl = (vihl & 15) * 4
+    tot = int.from_bytes(frame[16:18], "big")
+    ip = bytearray(frame[14:14 + ihl])
+    ip[10:12] = b"\x00\x00"
+    ip[12:16] = spec.sip.to_bytes(4, "big")
+    ip[16:20] = spec.dip.to_bytes(4, "big")
+    ip[10:12] = _fold(int.from_bytes(ip, "big")).to_bytes(2, "big")
+    tcp = bytearray(frame[14 + ihl:14 + tot])
+    seq = (int.from_bytes(tcp[4:8], "big") + spec.seq_delta) & MOD32
+    ack = (int.from_bytes(tcp[8:12], "big") + spec.ack_delta) & MOD32
+    tcp[0:12] = struct.pack("!HHII", spec.sport, spec.dport, seq, ack)
+    tcp[16:18] = b"\x00\x00"
+    tcp_len = len(tcp)
+    tsum = int.from_bytes(tcp, "big")
+    if tcp_len & 1:
+        tsum <<= 8
+    tcp[16:18] = _fold(tsum + spec.sip + spec.dip + PROTO_TCP + tcp_len).to_bytes(2, "big")
+    return b"".join((spec.dmac, spec.smac, frame[12:14], ip, tcp))
+
+
+def seq_lt(a: int, b: int) -> bool:
+    """a < b in sequence space (RFC 1982 style, 32 bits)."""
+    return ((a - b) & MOD32) > 0x7FFFFFFF
+
+
+def seq_le(a: int, b: int) -> bool:
+    return a == b or seq_lt(a, b)

@@ -1,0 +1,55 @@
+"""Counters of the CS processor, exported by the controller as metrics.
+
+Monotonic counters end in nothing special; gauges are listed in ``GAUGES``.
+"""
+
+from __future__ import annotations
+
+COUNTERS = (
+    "packets",              # frames given to handle()
+    "bad_frames",           # truncated / bad checksum / not IPv4-TCP / fragments
+    "not_for_us",           # valid TCP that matches no service and no connection
+    "syn_received",
+    "syncookies_sent",
+    "syncookies_invalid",   # ACKs without state whose cookie did not validate
+    "accepted",             # handshakes completed (valid cookie, state created)
+    "decided",              # requests classified
+    "spliced",              # server handshakes completed, flows emitted
+    "rejected",             # 403 (rule reject)
+    "redirected",           # 302
+    "no_server",            # 503: no group / no usable server / server unreachable
+    "server_refused",       # server RST to our SYN
+    "server_timeouts",      # server SYN or relay retransmissions exhausted
+    "redispatched",         # retried on another server of the group
+    "limit_header",         # 431
+    "limit_body",           # 413
+    "limit_timeout",        # 408 (slowloris)
+    "limit_half_bound",     # RST: too many half-bound connections
+    "limit_ooo",            # out-of-order segments dropped (queue full)
+    "bad_requests",         # 400
+    "client_resets",        # RST from the client before splicing
+    "client_early_close",   # FIN from the client before a complete request
+    "sw_spliced",           # packets of spliced connections rewritten in software
+    "teardowns",            # connections whose flows were scheduled for removal
+    "flows_expired",        # idle expiry notifications
+    "install_failures",
+    "duplicate_segments",
+    "out_of_order",
+)
+
+GAUGES = ("half_bound", "spliced_active")
+
+
+class Stats:
+    __slots__ = COUNTERS + GAUGES + ("bad_kinds",)
+
+    def __init__(self):
+        for name in COUNTERS + GAUGES:
+            setattr(self, name, 0)
+        self.bad_kinds: dict[str, int] = {}
+
+    def as_dict(self) -> dict[str, int]:
+        d = {name: getattr(self, name) for name in COUNTERS + GAUGES}
+        for k, v in self.bad_kinds.items():
+            d[f"bad_frames_{k}"] = v
+        return d

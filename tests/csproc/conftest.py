@@ -1,0 +1,7 @@
+import pytest
+from cs_harness import Harness
+
+
+@pytest.fixture
+def h():
+    return Harness()
