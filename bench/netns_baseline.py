@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_ceiling:
             with content_switch_topology(args.prefix, n_clients=1, n_servers=1) as topo:
                 src, _ = endpoints(topo, "c1", "s1")
-                sink = Endpoint(topo.switch_netns, topo.switch_ifaces[0], "", "10.0.2.1", "")
+                port = topo.hosts["c1"].switch_port
+                sink = Endpoint(topo.switch_netns, topo.switch_ifaces[port], "", "10.0.2.1", "")
                 runs = [flood(src, sink, **opts).as_dict() for _ in range(args.repeat)]
                 out["generator_ceiling"] = {"switch": "none (frames dropped on arrival)",
                                             **_summary(runs)}

@@ -468,9 +468,14 @@ class Topology:
 CLIENT_NET = ipaddress.IPv4Network("10.0.1.0/24")
 SERVER_NET = ipaddress.IPv4Network("10.0.2.0/24")
 GATEWAY_HOST = 254
+FIRST_PORT = 1
+"""Presets number data ports from 1: P4 port 0 is the embedded DPDK target's CPU port (and
+Mininet's switch control port), so a preset's port numbers mean the same everywhere."""
 
 
-def _preset_hosts(n_clients: int, n_servers: int, mode: Mode) -> list[HostSpec]:
+def preset_hosts(n_clients: int = 1, n_servers: int = 3, mode: Mode = "transparent",
+                 first_port: int = FIRST_PORT) -> list[HostSpec]:
+    """The presets' hosts (MACs unresolved: a ``Topology`` derives them from its prefix)."""
     if mode not in ("transparent", "snat", "dsr"):
         raise ValueError(f"mode must be transparent, snat or dsr, not {mode!r}")
     if not (1 <= n_clients <= 100 and 1 <= n_servers <= 100):
@@ -478,7 +483,7 @@ def _preset_hosts(n_clients: int, n_servers: int, mode: Mode) -> list[HostSpec]:
     cgw = str(CLIENT_NET.network_address + GATEWAY_HOST)
     sgw = str(SERVER_NET.network_address + GATEWAY_HOST)
     hosts = []
-    port = 0
+    port = first_port
     for i in range(1, n_clients + 1):
         hosts.append(HostSpec(f"c{i}", "client", str(CLIENT_NET.network_address + i), 24,
                               port, gateway=cgw))
@@ -494,8 +499,8 @@ def _preset_hosts(n_clients: int, n_servers: int, mode: Mode) -> list[HostSpec]:
 def content_switch_topology(prefix: str, n_clients: int = 1, n_servers: int = 3,
                             mode: Mode = "transparent", *, mtu: int = 1500,
                             static_arp: bool = False) -> Topology:
-    """Clients ``c1..`` in 10.0.1.0/24 on P4 ports 0.., servers ``s1..`` in 10.0.2.0/24 on the
-    following ports; the switch owns ``.254`` in each subnet and the VIP 10.0.0.100 (reached
+    """Clients ``c1..`` in 10.0.1.0/24 on P4 ports 1.., servers ``s1..`` in 10.0.2.0/24 on the
+    following ports (port 0 is left to the CPU port); the switch owns ``.254`` in each subnet and the VIP 10.0.0.100 (reached
     through the clients' default route). Modes say how servers return traffic:
 
     * ``transparent``: servers route via 10.0.2.254, see real client addresses (NAT / delayed
@@ -505,7 +510,7 @@ def content_switch_topology(prefix: str, n_clients: int = 1, n_servers: int = 3,
     * ``dsr``: as transparent, plus the VIP on each server's ``lo`` with ``arp_ignore=1`` /
       ``arp_announce=2`` (direct routing: MAC rewrite only).
     """
-    return Topology(prefix, _preset_hosts(n_clients, n_servers, mode), kind="p4", mtu=mtu,
+    return Topology(prefix, preset_hosts(n_clients, n_servers, mode), kind="p4", mtu=mtu,
                     static_arp=static_arp, mode=mode, vip=VIP)
 
 
@@ -514,7 +519,7 @@ def direct_topology(prefix: str, n_clients: int = 1, n_servers: int = 3, *, mtu:
     """Same namespaces, addresses, MACs and veths as ``content_switch_topology`` (transparent),
     but the switch namespace is a Linux router: one bridge per subnet with the gateway address
     on it and ``ip_forward=1``. Clients reach servers by their own addresses (no VIP)."""
-    return Topology(prefix, _preset_hosts(n_clients, n_servers, "transparent"), kind="bridge",
+    return Topology(prefix, preset_hosts(n_clients, n_servers, "transparent"), kind="bridge",
                     mtu=mtu, static_arp=static_arp, mode="transparent", vip=None)
 
 

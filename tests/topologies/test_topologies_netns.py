@@ -37,16 +37,16 @@ def test_preset_layout_and_description_is_json() -> None:
     d = json.loads(json.dumps(topo.describe()))
     assert d["vip"] == "10.0.0.100" and d["kind"] == "p4" and d["mode"] == "transparent"
     hosts = {h["name"]: h for h in d["hosts"]}
-    assert [h["switch_port"] for h in d["hosts"]] == [0, 1, 2, 3, 4]
+    assert [h["switch_port"] for h in d["hosts"]] == [1, 2, 3, 4, 5]  # 0: CPU port
     assert hosts["c2"]["ip"] == "10.0.1.2" and hosts["c2"]["gateway"] == "10.0.1.254"
     assert hosts["s3"]["ip"] == "10.0.2.3" and hosts["s3"]["gateway"] == "10.0.2.254"
     assert hosts["s1"]["netns"] == "lab-s1" and d["switch"]["netns"] == "lab-sw"
     ports = {p["port"]: p for p in d["switch"]["ports"]}
-    assert ports[2]["ifname"] == "lab-p2" and ports[2]["host"] == "s1"
+    assert ports[3]["ifname"] == "lab-p3" and ports[3]["host"] == "s1"
     # with the P4 switch each port answers ARP for its gateway with its own MAC
-    assert ports[2]["gateway_mac"] == ports[2]["mac"] == hosts["s1"]["gateway_mac"]
+    assert ports[3]["gateway_mac"] == ports[3]["mac"] == hosts["s1"]["gateway_mac"]
     gws = {g["ip"]: g for g in d["gateways"]}
-    assert gws["10.0.1.254"]["ports"] == [0, 1] and gws["10.0.2.254"]["ports"] == [2, 3, 4]
+    assert gws["10.0.1.254"]["ports"] == [1, 2] and gws["10.0.2.254"]["ports"] == [3, 4, 5]
     assert all(len(n) <= 15 for n in topo.switch_ifaces.values())
 
 
@@ -253,7 +253,7 @@ def test_cli_up_show_down(prefix: str) -> None:
                           check=True, cwd=REPO)
     live = json.loads(show.stdout)
     assert set(live) == {f"{prefix}-sw", f"{prefix}-c1", f"{prefix}-s1", f"{prefix}-s2"}
-    assert {ln["ifname"] for ln in live[f"{prefix}-sw"]["links"]} >= {f"{prefix}-b0", f"{prefix}-p0"}
+    assert {ln["ifname"] for ln in live[f"{prefix}-sw"]["links"]} >= {f"{prefix}-b0", f"{prefix}-p1"}
     again = subprocess.run(run + ["up", "--prefix", prefix], capture_output=True, text=True,
                            cwd=REPO)
     assert again.returncode == 1 and "already exist" in again.stderr
