@@ -218,13 +218,16 @@ class P4CSTopo(Topo):  # type: ignore[misc,valid-type]
     """Clients and servers (``HostSpec``s, the same as the namespace presets) around one switch.
     Host names, IPs, MACs and gateways follow ``topologies.netns``; the switch is ``sw1``."""
 
-    def build(self, hosts: Sequence[HostSpec] = (), **_opts: Any) -> None:  # noqa: D102
+    def build(self, hosts: Sequence[HostSpec] = (), prefix: str = MININET_PREFIX,
+              **_opts: Any) -> None:  # noqa: D102
         sw = self.addSwitch(SWITCH_NAME)
         for h in hosts:
             route = f"via {h.gateway}" if h.gateway else None
             node = self.addHost(h.name, ip=f"{h.ip}/{h.prefix_len}", mac=h.mac,
                                 defaultRoute=route)
-            self.addLink(node, sw, port1=0, port2=mininet_port(h.switch_port))
+            # the switch-side MAC is the gateway MAC the P4 switch answers ARP with
+            self.addLink(node, sw, port1=0, port2=mininet_port(h.switch_port),
+                         addr2=gateway_mac(h.switch_port, prefix))
 
 
 def preset_hosts(n_clients: int = 1, n_servers: int = 3, mode: Mode = "transparent",
@@ -304,11 +307,12 @@ def _smoke(net: Any, hosts: Sequence[HostSpec], switch: str) -> dict[str, Any]:
             "arp": node.cmd(f"ip neigh show {h.gateway}").strip() if h.gateway else "",
         }
     sw = net.get(SWITCH_NAME)
-    out["switch_ifaces"] = sorted(i.name for i in sw.intfList() if i.name != "lo")
+    out["switch_ifaces"] = {i.name: i.MAC() for i in sw.intfList() if i.name != "lo"}
     if isinstance(sw, P4CSSwitch):
         out["pid"] = sw.proc.pid if sw.proc else None
         out["alive"] = bool(sw.proc and sw.proc.poll() is None)
         out["argv"] = sw.switch_argv()
+        out["log_file"] = sw.log_file
     else:  # L2 bridge: two servers share a subnet, so they can ping each other through it
         servers = [h for h in hosts if h.role == "server"]
         if len(servers) >= 2:
