@@ -30,6 +30,8 @@ BUILD = P4SRC / "build"
 
 MAIN = {"dpdk": P4SRC / "pna" / "p4cs.p4", "bmv2": P4SRC / "v1model" / "p4cs.p4"}
 COMPILER = {"dpdk": "p4c-dpdk", "bmv2": "p4c-bm2-ss"}
+#: The p4c release the committed artifacts are built with (its --version prints no release).
+P4C_RELEASE = "v1.2.4.8"
 
 
 def artifact_dir(target: str) -> Path:
@@ -46,6 +48,33 @@ def source_hash(target: str, rendered_params: str) -> str:
     return h.hexdigest()[:16]
 
 
+PARSER_PORT = "m.pna_main_parser_input_metadata_input_port"
+MAIN_PORT = "m.pna_main_input_metadata_input_port"
+
+
+def fixup_spec(text: str) -> tuple[str, list[str]]:
+    """Repair known p4c-dpdk defects in a generated spec; return the text and what was done.
+
+    p4c-dpdk 1.2.4.8 gives the parser's ``istd.input_port`` its own metadata field but never
+    writes it (``rx`` fills only the main control's copy), so a parser that selects on the
+    ingress port (ours: packet-out from the CPU port) reads a constant 0. The fix is the one
+    assignment the compiler forgot, right after ``rx``.
+    """
+    notes: list[str] = []
+    lines = text.splitlines()
+    reads = any(PARSER_PORT in ln for ln in lines)
+    writes = any(ln.split()[:2] == ["mov", PARSER_PORT] for ln in lines if ln.strip())
+    if reads and not writes:
+        for i, ln in enumerate(lines):
+            if ln.split()[:2] == ["rx", MAIN_PORT]:
+                lines.insert(i + 1, f"\tmov {PARSER_PORT} {MAIN_PORT}")
+                notes.append("parser input port: inserted the missing copy from the main input port after rx")
+                break
+        else:
+            raise ValueError("spec reads the parser input port but has no rx into the main input port")
+    return "\n".join(lines) + "\n", notes
+
+
 def compile_target(target: str, out: Path, compiler: str) -> list[str]:
     main = MAIN[target]
     p4info = out / "p4cs.p4info.txtpb"
@@ -57,6 +86,15 @@ def compile_target(target: str, out: Path, compiler: str) -> list[str]:
                "--p4runtime-files", str(p4info), str(main)]
     subprocess.run(cmd, check=True)
     return cmd
+
+
+def postprocess(target: str, out: Path) -> list[str]:
+    if target != "dpdk":
+        return []
+    spec = out / "p4cs.spec"
+    text, notes = fixup_spec(spec.read_text())
+    spec.write_text(text)
+    return notes
 
 
 def compiler_version(compiler: str) -> str:
@@ -76,8 +114,10 @@ def generate(target: str, overrides: dict | None = None, out: Path | None = None
         if compiler is None:
             raise FileNotFoundError(f"{COMPILER[target]} is not on PATH: cannot compile for {target}")
         cmd = compile_target(target, out, compiler)
+        notes = postprocess(target, out)
         (out / "COMPILER").write_text(
-            f"compiler: {compiler_version(compiler)}\n"
+            f"compiler: {Path(compiler).name} {P4C_RELEASE} ({compiler_version(compiler)})\n"
+            + "".join(f"fixup: {n}\n" for n in notes) +
             f"command: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd)).replace(str(REPO) + '/', '')}\n"
             f"sources: {source_hash(target, rendered)}\n")
     return out

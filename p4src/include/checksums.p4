@@ -12,8 +12,8 @@
 
 #ifdef P4CS_TARGET_PNA
 
-/* PNA: the InternetChecksum extern; p4c-dpdk turns it into SWX cksub / ckadd. Called from the
- * deparser. */
+ /* PNA: the InternetChecksum extern; p4c-dpdk turns it into SWX cksub / ckadd. Called from the
+ * main control (the PNA deparser takes the headers read-only). */
 #define P4CS_UPDATE_CHECKSUMS(ck, hdr, meta)                                              \
     if (meta.rewritten) {                                                                \
         ck.clear();                                                                      \
@@ -40,8 +40,8 @@
 control IncrementalChecksum(inout headers_t hdr, inout local_metadata_t meta) {
     bit<32> s;
 
-    action add_word(in bit<16> w) { s = s + (bit<32>)w; }
-    action fold() { s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16); }
+    @hidden action add_word(in bit<16> w) { s = s + (bit<32>)w; }
+    @hidden action fold() { s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16); }
 
     apply {
         if (meta.rewritten) {

@@ -22,10 +22,13 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
     @name(".flow_counter")
     Counter<bit<64>, bit<32>>(P4CS_FLOW_TABLE_SIZE, PNA_CounterType_t.PACKETS_AND_BYTES) flow_counter;
 #define P4CS_FLOW_REARM restart_expire_timer()
+/* Bytes counted: the Ethernet frame without FCS (14 + IPv4 total length). */
+#define P4CS_FLOW_COUNT(idx) flow_counter.count(idx, (bit<32>)hdr.ipv4.total_len + 14)
 #else
     @name(".flow_counter")
     counter(P4CS_FLOW_TABLE_SIZE, CounterType.packets_and_bytes) flow_counter;
 #define P4CS_FLOW_REARM
+#define P4CS_FLOW_COUNT(idx) flow_counter.count(idx)
 #endif
 
     @name(".splice")
@@ -52,7 +55,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         hdr.tcp.seq_no = hdr.tcp.seq_no + seq_delta;
         hdr.tcp.ack_no = hdr.tcp.ack_no + ack_delta;
         meta.out_port = port;
-        flow_counter.count(flow_id);
+        P4CS_FLOW_COUNT(flow_id);
         P4CS_FLOW_REARM;
     }
 
@@ -63,7 +66,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         hdr.ethernet.dst_addr = dmac;
         hdr.ethernet.src_addr = smac;
         meta.out_port = port;
-        flow_counter.count(flow_id);
+        P4CS_FLOW_COUNT(flow_id);
         P4CS_FLOW_REARM;
     }
 
@@ -72,7 +75,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
     action flow_drop(bit<32> flow_id) {
         meta.flow_hit = true;
         meta.drop = true;
-        flow_counter.count(flow_id);
+        P4CS_FLOW_COUNT(flow_id);
         P4CS_FLOW_REARM;
     }
 
@@ -119,5 +122,6 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
     }
 }
 #undef P4CS_FLOW_REARM
+#undef P4CS_FLOW_COUNT
 
 #endif

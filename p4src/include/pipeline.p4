@@ -10,8 +10,8 @@
 #include "forwarding.p4"
 
 control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
-    PacketOut() packet_out;
-    PacketIn() packet_in;
+    PacketOut() pkt_out;
+    PacketIn() pkt_in;
     FlowTable() flows;
     Forwarding() forwarding;
 
@@ -22,7 +22,7 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
         meta.flow_end = false;
         meta.rewritten = false;
         if (hdr.packet_out.isValid()) {
-            packet_out.apply(hdr, meta);
+            pkt_out.apply(hdr, meta);
         } else {
             if (hdr.ipv4.isValid()) {
                 if (hdr.ipv4.ihl != 5 || hdr.ipv4.frag_offset != 0 || (hdr.ipv4.flags & 1) != 0) {
@@ -37,7 +37,7 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
             if (!meta.flow_hit) {
                 forwarding.apply(hdr, meta);
                 if (meta.punt_reason != 0) {
-                    packet_in.apply(hdr, meta);
+                    pkt_in.apply(hdr, meta);
                 }
             }
         }

@@ -16,6 +16,25 @@ control IngressImpl(inout headers_t hdr, inout local_metadata_t meta,
                     inout standard_metadata_t standard_metadata) {
     P4csPipeline() p4cs;
     IncrementalChecksum() checksums;
+
+    /* The same egress_table as the PNA program (there it is needed because send_to_port takes
+     * only control-plane values), so both targets share one P4Info. */
+    @name(".send")
+    action send(bit<32> port) {
+        standard_metadata.egress_spec = (bit<9>)port;
+    }
+    @name(".drop_packet")
+    action drop_pkt() {
+        mark_to_drop(standard_metadata);
+    }
+    @name(".egress_table")
+    table egress_table {
+        key = { meta.out_port: exact @name("out_port"); }
+        actions = { send; @defaultonly drop_pkt; }
+        const default_action = drop_pkt;
+        size = P4CS_MAX_PORTS;
+    }
+
     apply {
         meta.in_port = (bit<32>)standard_metadata.ingress_port;
         meta.out_port = 0;
@@ -24,11 +43,11 @@ control IngressImpl(inout headers_t hdr, inout local_metadata_t meta,
         if (meta.drop) {
             mark_to_drop(standard_metadata);
         } else {
-            standard_metadata.egress_spec = (bit<9>)meta.out_port;
+            egress_table.apply();
             if (meta.flow_end) {
                 /* FIN/RST of a spliced flow: forwarded, and an ingress-to-egress clone goes
                  * to the controller (clone session P4CS_FLOW_END_SESSION -> CPU port). */
-                clone_preserving_field_list(CloneType.I2E, P4CS_FLOW_END_SESSION, 1);
+                clone(CloneType.I2E, P4CS_FLOW_END_SESSION);
             }
         }
     }
