@@ -41,7 +41,7 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
                 }
             }
         }
-        if (meta.out_port >= P4CS_MAX_PORTS) {
+        if (meta.out_port >= P4CS_MAX_PORTS && meta.out_port != P4CS_CPU_PORT) {
             meta.drop = true;
         }
     }
