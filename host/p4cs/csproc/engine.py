@@ -206,12 +206,12 @@ class Engine:
         st = self.stats
         st.packets += 1
         try:
-            seg = P.parse(frame)
-        except BadFrame as e:
-            return self._bad(e.args[0], now, ingress_port, reason)
-        except Exception:  # noqa: BLE001 - e.g. a non-bytes frame
-            return self._bad("garbage", now, ingress_port, reason)
-        try:
+            try:
+                seg = P.parse(frame)
+            except BadFrame as e:
+                return self._bad(e.args[0], now, ingress_port, reason)
+            except Exception:  # noqa: BLE001 - e.g. a non-bytes frame
+                return self._bad("garbage", now, ingress_port, reason)
             if reason == REASON_VS_MISS:
                 return self._from_client(seg, frame, ingress_port, now)
             if reason == REASON_SERVER_MISS or reason == REASON_LOCAL:
@@ -284,11 +284,11 @@ class Engine:
             m = self._pmac[port] = P.mac_bytes(self.topo.port_mac(port))
         return m
 
-    def _rl_log(self, kind: str, level: str, msg: str, now: float, **fields) -> list:
-        """At most one log per ``kind`` per ``log_interval``; reports the suppressed."""
-        e = self._rl.get(kind)
+    def _rl_log(self, _key: str, level: str, msg: str, now: float, **fields) -> list:
+        """At most one log per ``_key`` per ``log_interval``; reports the suppressed."""
+        e = self._rl.get(_key)
         if e is None:
-            self._rl[kind] = [now, 0]
+            self._rl[_key] = [now, 0]
             return [Log(level, msg, fields)]
         if now - e[0] >= self.cfg.log_interval:
             if e[1]:

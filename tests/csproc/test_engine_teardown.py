@@ -1,0 +1,133 @@
+"""Teardown (FIN/RST copies, idle expiry, install failure) and bad input."""
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP
+
+from p4cs.csproc import Config, InstallFlows, Log, RemoveFlows
+
+from cs_harness import Harness, of, pkts
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def spliced(h=None, **kw):
+    h = h or Harness(**kw)
+    h.handshake()
+    syn = h.to_server_syn(h.send(GET))
+    inst, = of(h.server(h.sframe(syn, "SA", 500, h.cisn + 1)), InstallFlows)
+    return h, syn, inst
+
+
+def test_fin_copies_remove_both_flows_after_time_wait():
+    h, syn, inst = spliced(config=Config(time_wait=2.0))
+    keys = [f.key for f in inst.flows]
+    srv = h.servers[0]
+    assert srv.active == 1
+    # server closes first (FIN copy from the data plane, reason 4): nothing yet
+    fin_s = h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET))
+    assert h.server(fin_s, reason=4) == []
+    # client FIN (copy): both directions closed -> remove after TIME_WAIT
+    eff = h.client(h.cframe("FA", rel=len(GET), ack=h.sisn + 2), reason=4)
+    rm, = of(eff, RemoveFlows)
+    assert rm.keys == keys and rm.after == 2.0
+    assert srv.active == 0 and h.eng.stats.teardowns == 1
+    # tombstone: a late retransmitted FIN that misses is still spliced correctly
+    (port, p), = pkts(h.server(fin_s, reason=2))
+    assert port == 1 and p[TCP].flags == "FA" and p[TCP].seq == h.sisn + 1
+    # a new SYN on the same 4-tuple waits until the old flows are gone
+    assert h.client(h.cframe("S", seq=9, ack=0)) == []
+    h.tick(2.0 + 1.0)
+    assert not h.eng.by_id and not h.eng.conns_s
+    assert pkts(h.client(h.cframe("S", seq=9, ack=0)))[0][1][TCP].flags == "SA"
+
+
+def test_rst_copy_tears_down_at_once():
+    h, syn, inst = spliced()
+    eff = h.server(h.sframe(syn, "R", 501, 0), reason=4)
+    rm, = of(eff, RemoveFlows)
+    assert set(rm.keys) == {f.key for f in inst.flows}
+    assert h.eng.stats.spliced_active == 0
+
+
+def test_fin_seen_in_software_splice_path_counts_too():
+    h, syn, inst = spliced()
+    h.server(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), reason=2)
+    eff = h.client(h.cframe("FA", rel=len(GET), ack=h.sisn + 2), reason=1)
+    assert len(pkts(eff)) == 1 and of(eff, RemoveFlows)
+
+
+def test_idle_expiry_removes_the_other_entry_and_frees():
+    h, syn, inst = spliced(mode="snat")
+    c2s, s2c = inst.flows
+    eff = h.eng.flow_expired(s2c.key, h.now)
+    rm, = of(eff, RemoveFlows)
+    assert rm.after == 0 and set(rm.keys) == {c2s.key, s2c.key}
+    assert not h.eng.by_id and h.eng._snat[c2s.sip][-1] == c2s.sport   # port returned
+    assert h.eng.flow_expired(c2s.key, h.now) == []
+    assert h.servers[0].active == 0 and h.eng.stats.spliced_active == 0
+
+
+def test_install_failure_resets_both_sides():
+    h, syn, inst = spliced()
+    eff = h.eng.install_failed(inst.flows[0].conn_id, h.now)
+    by_port = {port: p for port, p in pkts(eff)}
+    assert by_port[1][TCP].flags == "R" and by_port[1][TCP].seq == h.sisn + 1
+    assert by_port[2][TCP].flags == "R" and by_port[2][TCP].seq == h.cisn + 1 + len(GET)
+    assert by_port[2][IP].dst == syn[IP].dst
+    assert of(eff, RemoveFlows) and not h.eng.by_id
+
+
+def test_keepalive_requests_stay_on_the_server():
+    """STICKY: a second request on the spliced connection goes through the data plane;
+    if it misses (flow still being installed) the engine splices it to the same server
+    instead of classifying it again."""
+    h, syn, inst = spliced()
+    eff = h.send(b"GET /other HTTP/1.1\r\nHost: a\r\n\r\n", rel=len(GET))
+    (port, p), = pkts(eff)
+    assert port == 2 and p[IP].dst == syn[IP].dst and h.eng.stats.decided == 1
+
+
+BAD = [b"", b"\x00", b"\xff" * 13, b"\x00" * 60, b"garbage" * 30]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=120), reason=st.integers(-1, 6))
+def test_garbage_never_raises(data, reason):
+    h = Harness()
+    eff = h.eng.handle(data, 1, reason, 0.0)
+    assert not pkts(eff)
+    assert all(isinstance(e, Log) and e.level == "debug" for e in eff)
+
+
+def test_mutated_frames_never_raise():
+    rnd = random.Random(7)
+    h, syn, inst = spliced()
+    good = [h.cframe("PA", data=GET), h.cframe("S", seq=1, ack=0),
+            h.sframe(syn, "SA", 1, h.cisn + 1), inst.then[0].frame]
+    for _ in range(1500):
+        f = bytearray(rnd.choice(good))
+        for _ in range(rnd.randint(1, 4)):
+            f[rnd.randrange(len(f))] = rnd.randrange(256)
+        if rnd.random() < 0.2:
+            f = f[:rnd.randrange(len(f))]
+        eff = h.eng.handle(bytes(f), rnd.choice([1, 2]), rnd.randint(1, 4), h.now)
+        assert not [e for e in eff if isinstance(e, Log) and e.level == "error"]
+
+
+def test_bad_frames_counted_and_logs_rate_limited():
+    h = Harness(config=Config(log_interval=1.0))
+    good = h.cframe("PA", data=b"x")
+    bad = good[:-1] + bytes([good[-1] ^ 0xFF])
+    logs = []
+    for i in range(100):
+        logs += h.eng.handle(bad, 1, 1, 10.0 + i * 0.01)
+    assert h.eng.stats.bad_frames == 100
+    assert h.eng.stats.bad_kinds == {"bad_tcp_checksum": 100}
+    assert len(logs) == 1 and logs[0].level == "debug"
+    later = h.eng.handle(bad, 1, 1, 12.0)
+    assert later[0].fields["suppressed"] == 99
+    h.eng.handle(b"\x00" * 10, 1, 1, 12.0)
+    assert h.eng.stats.bad_kinds["truncated"] == 1
