@@ -254,6 +254,15 @@ class Topology:
         return {h.switch_port: self.switch_ifname(h.switch_port)
                 for h in sorted(self.hosts.values(), key=lambda h: h.switch_port)}
 
+    def p4cs_switch_argv(self, target: str = "dpdk", grpc_addr: str = "127.0.0.1:9559",
+                         p4cs: Sequence[str] = ("p4cs",), extra: Sequence[str] = ()) -> list[str]:
+        """``p4cs switch`` on this topology's switch ports: the data plane runs inside
+        ``switch_netns`` (``--netns``), the P4Runtime server in the caller's namespace."""
+        argv = [*p4cs, "switch", "--target", target, "--netns", self.switch_netns]
+        for port, ifname in self.switch_ifaces.items():
+            argv += ["--iface", f"{port}={ifname}"]
+        return [*argv, "--grpc-addr", grpc_addr, *extra]
+
     def switch_port_mac(self, port: int) -> str:
         return derive_mac(self.prefix, _MAC_SWITCH_PORT, port)
 

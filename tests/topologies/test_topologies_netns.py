@@ -50,6 +50,14 @@ def test_preset_layout_and_description_is_json() -> None:
     assert all(len(n) <= 15 for n in topo.switch_ifaces.values())
 
 
+def test_p4cs_switch_argv() -> None:
+    topo = content_switch_topology("lab", n_servers=2)
+    assert topo.p4cs_switch_argv("bmv2", "127.0.0.1:9600", extra=["--no-pipeline"]) == [
+        "p4cs", "switch", "--target", "bmv2", "--netns", "lab-sw",
+        "--iface", "1=lab-p1", "--iface", "2=lab-p2", "--iface", "3=lab-p3",
+        "--grpc-addr", "127.0.0.1:9600", "--no-pipeline"]
+
+
 def test_modes() -> None:
     snat = content_switch_topology("m", mode="snat")
     assert all(s.gateway is None for s in snat.servers())
