@@ -67,16 +67,17 @@ class Endpoint:
 
 
 def endpoints(topo: Topology, src: str = "c1", dst: str = "s1") -> tuple[Endpoint, Endpoint]:
-    """Endpoints for two hosts of a ``topologies.netns.Topology`` (they need gateways)."""
+    """Endpoints for two hosts of a ``topologies.netns.Topology`` (``src`` needs a gateway:
+    frames are sent to it; ``dst``'s next hop is only filled in when it has one)."""
     from topologies.netns import HOST_IFNAME
 
+    if not topo.hosts[src].gateway:
+        raise ValueError(f"{src} has no gateway: no next hop to send frames to")
     out = []
     for name in (src, dst):
         h = topo.hosts[name]
-        if not h.gateway:
-            raise ValueError(f"{name} has no gateway: no next hop to send frames to")
         out.append(Endpoint(topo.netns(name), HOST_IFNAME, str(h.mac), h.ip,
-                            topo.gateway_mac(h.switch_port)))
+                            topo.gateway_mac(h.switch_port) if h.gateway else ""))
     return out[0], out[1]
 
 
