@@ -88,9 +88,25 @@ class Harness:
             p = p / Raw(data)
         return bytes(p)
 
+    def check(self):
+        """Accounting invariants, checked after every call into the engine."""
+        eng = self.eng
+        st = eng.stats
+        conns = list(eng.by_id.values())
+        assert st.buffered_bytes == sum(len(c.buf) + sum(map(len, c.ooo.values()))
+                                        for c in conns)
+        assert st.half_bound == sum(c.state in ("recv", "connecting", "closing")
+                                    for c in conns)
+        assert st.spliced_active == sum(c.state in ("spliced", "relaying") for c in conns)
+        assert len(eng.conns_c) == len(conns)
+        assert all(eng.conns_s[c.skey] is c for c in conns if c.skey is not None)
+        for s in self.servers:
+            assert s.active == sum(c.counted and c.server is s for c in conns)
+
     def client(self, frame, reason=1, port=1):
         eff = self.eng.handle(frame, port, reason, self.now)
         assert not errors(eff), errors(eff)
+        self.check()
         return eff
 
     def syn(self, mss=1460, extra=()):
@@ -123,12 +139,14 @@ class Harness:
     def server(self, frame, reason=2, port=2):
         eff = self.eng.handle(frame, port, reason, self.now)
         assert not errors(eff), errors(eff)
+        self.check()
         return eff
 
     def tick(self, dt):
         self.now += dt
         eff = self.eng.tick(self.now)
         assert not errors(eff), errors(eff)
+        self.check()
         return eff
 
     def to_server_syn(self, eff):

@@ -294,3 +294,19 @@ def test_rule_logs_and_nonsticky_warning():
     msgs = [e.msg for e in eff if isinstance(e, Log)]
     assert "big purchase" in msgs and any("NONSTICKY" in m for m in msgs)
     assert h.to_server_syn(eff)
+
+
+def test_global_buffer_budget_applies_backpressure():
+    h = Harness(config=Config(max_buffered_bytes=100))
+    h.handshake()
+    h.send(b"GET / HTTP/1.1\r\nX: " + b"a" * 70)       # 89 bytes buffered, acked
+    assert h.eng.stats.buffered_bytes == 89
+    h.cport, h.cisn = h.cport + 1, 5
+    h.handshake()
+    eff = h.send(b"GET / HTTP/1.1\r\nX: " + b"b" * 70)
+    assert client_pkts(eff) == []                        # not accepted, not acked
+    assert h.eng.stats.limit_memory == 1 and h.eng.stats.buffered_bytes == 89
+    h.cport, h.cisn = h.cport - 1, 1000
+    h.sisn = None
+    h.client(h.cframe("R", rel=89, ack=0))              # first client goes away
+    assert h.eng.stats.buffered_bytes == 0

@@ -80,6 +80,7 @@ class Config:
     request_timeout: float = 10.0   # complete request within this (408, slowloris)
     max_half_bound: int = 10000     # connections with state but no flows (RST above)
     max_ooo_segments: int = 16      # out-of-order segments kept per connection
+    max_buffered_bytes: int = 64 << 20  # all connections together (backpressure above)
     server_syn_rto: float = 1.0     # first SYN retransmission towards a server
     server_syn_retries: int = 2     # then give up on that server (1+2+4 = 7 s worst)
     redispatch: int = 1             # other servers of the group tried after a failure
@@ -131,7 +132,7 @@ class Conn:
         "fin_at", "fin_rcvd", "framer", "created", "deadline", "tgen",
         "server", "group", "algorithm", "tried", "s_port", "s_mac", "src_ip", "src_port",
         "skey", "server_isn", "server_mss", "syn_tries", "syn_sent", "counted",
-        "c2s", "s2c", "installed", "relay", "relay_tries", "srv_nxt", "cli_nxt",
+        "c2s", "s2c", "installed", "relay_tries", "srv_nxt", "cli_nxt",
         "fin_c", "fin_s", "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries",
         "rule", "owned_end",
     )
@@ -147,7 +148,6 @@ class Conn:
         self.fin_at = None
         self.fin_rcvd = False
         self.fin_c = self.fin_s = False
-        self.relay = None
         self.resp = None
         self.our_fin_acked = False
         self.rule = None
@@ -196,7 +196,6 @@ class Engine:
             if s.mode == "snat" and s.snat_ip not in self._snat:
                 self._snat[s.snat_ip] = deque(range(lo, hi + 1))
         self._rl: dict[str, list] = {}
-        self._win0 = min(65535, self.cfg.max_header_bytes + self.cfg.max_body_bytes)
         self._mss_opt = P.mss_option(self.cfg.mss)
 
     # ------------------------------------------------------------------ public API
@@ -389,7 +388,8 @@ class Engine:
             st.syncookies_sent += 1
             return [PacketOut(port, P.build(
                 self._pm(port), seg.smac, seg.dip, seg.sip, seg.dport, seg.sport, isn,
-                seg.seq + 1, SYN | ACK, self._win0, b"", self._mss_opt, self.cfg.ttl))]
+                seg.seq + 1, SYN | ACK, min(65535, self._cap(svc)), b"", self._mss_opt,
+                self.cfg.ttl))]
         if not f & ACK:
             return []
         cisn = (seg.seq - 1) & MOD32
@@ -418,7 +418,7 @@ class Engine:
         c.cwin = seg.window
         c.buf = bytearray()
         c.acked = 0
-        c.cap = self.cfg.max_header_bytes + self.cfg.max_body_bytes
+        c.cap = self._cap(svc)
         c.framer = RequestFramer(bool(getattr(svc.decider, "needs_body", False)),
                                  self.cfg.max_header_bytes, self.cfg.max_body_bytes)
         c.created = now
@@ -443,7 +443,7 @@ class Engine:
         if f & SYN:
             if seg.seq == c.cisn and not f & ACK:   # our SYN-ACK was lost
                 return [self._to_client(c, c.sisn, seg.seq + 1, SYN | ACK, b"",
-                                        self._win0, self._mss_opt)]
+                                        min(65535, c.cap), self._mss_opt)]
             return []
         if not f & ACK:
             return []
@@ -460,6 +460,7 @@ class Engine:
             if c.fin_at is None and 0 <= end <= c.cap:
                 c.fin_at = end
         if c.fin_at is not None and not c.fin_rcvd and len(c.buf) >= c.fin_at:
+            self.stats.buffered_bytes -= max(0, len(c.buf) - c.fin_at)
             del c.buf[c.fin_at:]
             c.fin_rcvd = True
         new = len(c.buf) > n0
@@ -503,22 +504,59 @@ class Engine:
             if rel < right and (rel in c.ooo or len(c.ooo) < self.cfg.max_ooo_segments):
                 old = c.ooo.get(rel)
                 if old is None or len(old) < len(data):
-                    c.ooo[rel] = data[:right - rel]
+                    d = data[:right - rel]
+                    add = len(d) - (len(old) if old else 0)
+                    if not self._budget(add):
+                        return False, False
+                    c.ooo[rel] = d
             else:
                 self.stats.limit_ooo += 1
             return True, False
         if n >= right:
             return False, True
-        buf += data[n - rel:right - rel]
+        d = data[n - rel:right - rel]
+        if not self._budget(len(d)):
+            return False, False
+        buf += d
         ooo = c.ooo
+        st = self.stats
         while ooo:
             r = min(ooo)
             if r > len(buf):
                 break
             d = ooo.pop(r)
+            st.buffered_bytes -= len(d)
             if r + len(d) > len(buf):
-                buf += d[len(buf) - r:]
+                tail = d[len(buf) - r:]
+                buf += tail
+                st.buffered_bytes += len(tail)
         return False, False
+
+    def _budget(self, add: int) -> bool:
+        """Account ``add`` buffered bytes, or refuse them (the client will retransmit)."""
+        st = self.stats
+        if add > 0 and st.buffered_bytes + add > self.cfg.max_buffered_bytes:
+            st.limit_memory += 1
+            return False
+        st.buffered_bytes += add
+        return True
+
+    def _drop_ooo(self, c: Conn) -> None:
+        if c.ooo:
+            self.stats.buffered_bytes -= sum(len(d) for d in c.ooo.values())
+            c.ooo.clear()
+
+    def _release_bufs(self, c: Conn) -> None:
+        self.stats.buffered_bytes -= len(c.buf)
+        c.buf = bytearray()
+        self._drop_ooo(c)
+
+    def _cap(self, svc: VirtualService) -> int:
+        """Bytes the switch buffers for one request: the right edge of its window."""
+        cfg = self.cfg
+        if getattr(svc.decider, "needs_body", False):
+            return cfg.max_header_bytes + cfg.max_body_bytes
+        return cfg.max_header_bytes
 
     def _decide(self, c: Conn, now: float) -> list:
         st = self.stats
@@ -689,7 +727,7 @@ class Engine:
         then = self._relay_segments(c, 0)
         c.srv_nxt = (c.server_isn + 1) & MOD32
         c.cli_nxt = self._rcv_nxt(c)
-        c.ooo.clear()
+        self._drop_ooo(c)
         c.framer = None
         st.spliced += 1
         st.half_bound -= 1
@@ -708,7 +746,7 @@ class Engine:
             return [InstallFlows([c.c2s], then), log]
         c.state = SPLICED
         self._disarm(c)
-        c.buf = bytearray()
+        self._release_bufs(c)
         c.installed = [c.c2s.key, c.s2c.key]
         return [InstallFlows([c.c2s, c.s2c], then), log]
 
@@ -754,8 +792,7 @@ class Engine:
                 # Everything the switch owned has arrived: hand over the return path.
                 c.state = SPLICED
                 self._disarm(c)
-                c.buf = bytearray()
-                c.relay = None
+                self._release_bufs(c)
                 c.installed = [c.c2s.key, c.s2c.key]
                 out.append(InstallFlows([c.s2c], []))
                 if c.fin_c and c.fin_s:
@@ -830,8 +867,7 @@ class Engine:
         if c.counted:
             c.server.active -= 1
             c.counted = False
-        c.buf = bytearray()
-        c.relay = None
+        self._release_bufs(c)
         tw = self.cfg.time_wait
         self._arm(c, now + tw + self.cfg.tombstone_margin)
         return [RemoveFlows(list(c.installed), tw),
@@ -885,7 +921,7 @@ class Engine:
         c.resp_seq = c.snd_nxt
         c.snd_nxt = (c.snd_nxt + len(resp) + 1) & MOD32
         c.state = CLOSING
-        c.ooo.clear()
+        self._drop_ooo(c)
         c.framer = None
         c.close_hard = now + self.cfg.close_timeout
         c.close_tries = 0
@@ -927,7 +963,7 @@ class Engine:
             end = (seg.seq + len(seg.payload)) & MOD32
             if not c.fin_rcvd:
                 c.fin_rcvd = True
-                c.buf = bytearray()   # what came before the FIN is not wanted any more
+                self._release_bufs(c)   # what came before the FIN is not wanted any more
                 c.cisn = (end - 1) & MOD32   # so that _rcv_nxt() acks the FIN
             out.append(self._to_client(c, c.snd_nxt, (end + 1) & MOD32, ACK, window=0))
         if c.our_fin_acked and c.fin_rcvd:
@@ -984,6 +1020,4 @@ class Engine:
         if self.conns_c.get(k) is c:
             del self.conns_c[k]
         self.by_id.pop(c.id, None)
-        c.buf = bytearray()
-        c.ooo.clear()
-        c.relay = None
+        self._release_bufs(c)

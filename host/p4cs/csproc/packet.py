@@ -165,21 +165,29 @@ def build(smac: bytes, dmac: bytes, sip: int, dip: int, sport: int, dport: int,
     if len(options) & 3:
         options += b"\x00" * (4 - (len(options) & 3))
     hl = 20 + len(options)
-    tcp_len = hl + len(payload)
+    plen = len(payload)
+    tcp_len = hl + plen
     tot = 20 + tcp_len
-    hdr = _TCP.pack(sport, dport, seq & MOD32, ack & MOD32, (hl // 4) << 4, flags,
-                    window, 0, 0) + options
-    tsum = int.from_bytes(hdr, "big") << (8 * len(payload))
-    if payload:
-        tsum += int.from_bytes(payload, "big")
-    if tcp_len & 1:
-        tsum <<= 8
+    seq &= MOD32
+    ack &= MOD32
+    # Header words summed arithmetically (2**16 == 1 mod 0xFFFF, so 32-bit fields need
+    # no splitting).  The header is followed by ``plen`` payload bytes: when plen is odd
+    # every header word sits one byte off, i.e. is multiplied by 256, and the odd segment
+    # is padded with a zero byte (another factor 256 on the whole).
+    hsum = (sport + dport + seq + ack + ((hl << 10) | flags) + window
+            + (int.from_bytes(options, "big") if options else 0))
+    psum = int.from_bytes(payload, "big") if plen else 0
+    if plen & 1:
+        tsum = (hsum * 256 + psum) * 256
+    else:
+        tsum = hsum + psum
     tck = _fold(tsum + sip + dip + PROTO_TCP + tcp_len)
-    ipck = _fold((0x4500 << 144) + (tot << 128) + (0x4000 << 96) + (ttl << 88)
-                 + (PROTO_TCP << 80) + (sip << 32) + dip)
+    ipck = _fold(0x4500 + tot + 0x4000 + (ttl << 8) + PROTO_TCP + sip + dip)
     return b"".join((dmac, smac, b"\x08\x00",
                      _IP.pack(0x45, 0, tot, 0, 0x4000, ttl, PROTO_TCP, ipck, sip, dip),
-                     hdr[:16], tck.to_bytes(2, "big"), hdr[18:], payload))
+                     _TCP.pack(sport, dport, seq, ack, (hl // 4) << 4, flags, window, tck,
+                               0),
+                     options, payload))
 
 
 def apply_splice(frame: bytes, spec: FlowSpec) -> bytes:

@@ -26,6 +26,7 @@ COUNTERS = (
     "limit_timeout",        # 408 (slowloris)
     "limit_half_bound",     # RST: too many half-bound connections
     "limit_ooo",            # out-of-order segments dropped (queue full)
+    "limit_memory",         # segments dropped: max_buffered_bytes reached
     "bad_requests",         # 400
     "client_resets",        # RST from the client before splicing
     "client_early_close",   # FIN from the client before a complete request
@@ -37,7 +38,7 @@ COUNTERS = (
     "out_of_order",
 )
 
-GAUGES = ("half_bound", "spliced_active")
+GAUGES = ("half_bound", "spliced_active", "buffered_bytes")
 
 
 class Stats:
