@@ -29,7 +29,7 @@
 
 #include "swxd.h"
 
-#define DEFAULT_EAL "-l 0 --no-huge --no-pci --no-shconf -m 1024 --log-level=*:notice"
+#define DEFAULT_EAL "-l 0 --no-huge --no-pci --no-shconf -m 2048 --log-level=*:notice"
 #define RUN_QUANTUM 1024         /* pipeline instructions per pass */
 #define CTL_POLL_PASSES 16       /* under load, look at the control socket every this many passes */
 #define MAX_WAIT_MS 100

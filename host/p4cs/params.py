@@ -18,7 +18,7 @@ class DataplaneParams:
     target: str = "dpdk"
     #: Flow table size (entries). The DPDK learner hashes into 4-key buckets, so the table
     #: is sized above the number of flows it must hold (see docs/benchmarks.md).
-    flow_table_size: int = 4 * 1024 * 1024
+    flow_table_size: int = 2 * 1024 * 1024
     #: Port number of the controller (CPU) port: 0 on the DPDK target (SWX ports are dense),
     #: 255 on BMv2 (simple_switch_grpc --cpu-port 255).
     cpu_port: int = 0

@@ -1,0 +1,432 @@
+"""The p4cs controller: drives one switch through P4Runtime and runs the CS processor.
+
+* connects with finsy, becomes primary, pushes the pipeline when asked;
+* programs the static part of the data plane from the configuration: ports (egress_table),
+  ARP answers for switch-owned addresses, virtual services (vip_table), real servers
+  (backend_table, transparent mode), switch-local addresses (local_table), host routes
+  (ipv4_route) and the clone session that carries FIN/RST copies;
+* feeds every packet-in to the CS processor (:mod:`p4cs.csproc`) and executes its effects:
+  packet-outs, batched flow installs (both directions before the buffered request is
+  relayed), delayed flow removals, logs;
+* turns idle-timeout notifications into ``Engine.flow_expired``;
+* serves a control socket (JSON lines: status, connections, rules.load) and Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from finsy import P4CloneSessionEntry, P4TableEntry, Switch, SwitchOptions
+from finsy.p4client import P4ClientError
+from finsy.proto import p4r
+
+from p4cs import params as params_mod
+from p4cs.controller.config import Config, ServiceConf, ip_to_int, mac_to_int
+from p4cs.controller.p4rt import FlowEncoder, FlowKey, Splice, decode_match_key
+from p4cs.csproc import effects as fx
+from p4cs.csproc.engine import Config as EngineConfig
+from p4cs.csproc.engine import Engine, StaticTopology, VirtualService
+from p4cs.csproc.routing import PrefixRouter, Route, RuleSetDecider
+from p4cs.csproc.schedulers import Server, ServerGroup
+
+LOG = logging.getLogger("p4cs.controller")
+
+REASON_VIP_MISS, REASON_BACKEND_MISS, REASON_LOCAL = 1, 2, 3
+TCP = 6
+
+
+class FlowIds:
+    """Allocator of flow ids (the index of a flow's counters)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._next = 1            # 0 is never handed out: it reads as "no flow"
+        self._free: deque[int] = deque()
+
+    def get(self) -> int:
+        if self._free:
+            return self._free.popleft()
+        if self._next >= self.size:
+            raise RuntimeError("flow ids exhausted")
+        self._next += 1
+        return self._next - 1
+
+    def put(self, fid: int) -> None:
+        self._free.append(fid)
+
+
+class ControllerApp:
+    def __init__(self, cfg: Config, p4info: Path, p4blob: Path | None = None,
+                 push_pipeline: bool = False):
+        self.cfg = cfg
+        self.p4info = p4info
+        self.p4blob = p4blob
+        self.push = push_pipeline
+        self.params = params_mod.defaults(cfg.switch.target)
+        self.rule_stores: dict[str, Any] = {}
+        self.engine = self._make_engine()
+        self.flow_ids = FlowIds(self.params.flow_table_size)
+        self.flow_of: dict[tuple, int] = {}       # flow key -> flow id
+        self.enc: FlowEncoder | None = None
+        self.switch: Switch | None = None
+        self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0,
+                         "flows_removed": 0, "install_errors": 0, "idle_timeouts": 0}
+        self._installs: list[fx.InstallFlows] = []
+        self._install_event = asyncio.Event()
+        self._removals: list[tuple] = []
+        self._remove_event = asyncio.Event()
+        self._tick_event = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ construction
+    def _decider(self, svc: ServiceConf):
+        if svc.rules is not None:
+            from p4cs.rules.store import RuleStore
+            store = RuleStore()
+            errors = store.reload(svc.rules)
+            if errors:
+                raise ValueError(f"rules of service {svc.name}: " + "; ".join(map(str, errors)))
+            self.rule_stores[svc.name] = store
+            return RuleSetDecider(store)
+        routes = [Route(name=f"{svc.name}#{i + 1}", target=r.group, prefix=r.prefix or "/",
+                        host=r.host) for i, r in enumerate(svc.routes)]
+        return PrefixRouter(routes)
+
+    def _make_engine(self) -> Engine:
+        cfg = self.cfg
+        groups = {name: ServerGroup(name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight)
+                                           for s in g.servers], g.scheduler)
+                  for name, g in cfg.groups.items()}
+        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc),
+                                   default_group=svc.default_group, mode=svc.mode,
+                                   snat_ip=svc.snat_address)
+                    for svc in cfg.services]
+        topo = StaticTopology({p.number: p.mac for p in cfg.ports.values()},
+                              {h.ip: (h.port, h.mac) for h in cfg.hosts})
+        lim = cfg.limits
+        ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
+                            request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
+                            time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s)
+        return Engine(services, groups, topo, ecfg)
+
+    # ------------------------------------------------------------------ base tables
+    def base_entries(self) -> list:
+        """The static data-plane state this configuration asks for."""
+        cfg, cpu = self.cfg, self.params.cpu_port
+        entries: list = []
+        add = entries.append
+        for p in cfg.ports.values():
+            add(P4TableEntry("egress_table", match={"out_port": p.number},
+                             action=("send", {"port": p.number})))
+        add(P4TableEntry("egress_table", match={"out_port": cpu}, action=("send", {"port": cpu})))
+        owned: dict[str, int] = {}     # switch-owned address -> MAC answering ARP for it
+        for p in cfg.ports.values():
+            owned[str(p.gateway.ip)] = mac_to_int(p.mac)
+        first_mac = mac_to_int(next(iter(cfg.ports.values())).mac)
+        for svc in cfg.services:
+            port = cfg.port_for_ip(svc.vip)
+            owned.setdefault(svc.vip, mac_to_int(cfg.ports[port].mac) if port is not None else first_mac)
+            if svc.snat_address:
+                sport = cfg.port_for_ip(svc.snat_address)
+                owned.setdefault(svc.snat_address,
+                                 mac_to_int(cfg.ports[sport].mac) if sport is not None else first_mac)
+        for ip, mac in owned.items():
+            add(P4TableEntry("arp_table", match={"target_addr": ip}, action=("arp_reply", {"mac": mac})))
+            add(P4TableEntry("local_table", match={"addr": ip},
+                             action=("to_controller", {"reason": REASON_LOCAL})))
+        backends: set[tuple[str, int]] = set()
+        for svc in cfg.services:
+            add(P4TableEntry("vip_table", match={"vip_addr": svc.vip, "protocol": TCP, "vip_port": svc.port},
+                             action=("to_controller", {"reason": REASON_VIP_MISS})))
+            if svc.mode == "transparent":
+                for g in cfg.groups.values():
+                    for s in g.servers:
+                        backends.add((s.address, s.port))
+        for addr, port in sorted(backends):
+            add(P4TableEntry("backend_table", match={"server_addr": addr, "protocol": TCP, "server_port": port},
+                             action=("to_controller", {"reason": REASON_BACKEND_MISS})))
+        for h in cfg.hosts:
+            add(P4TableEntry("ipv4_route", match={"dst_addr": f"{h.ip}/32"},
+                             action=("route", {"port": h.port, "dmac": mac_to_int(h.mac),
+                                               "smac": mac_to_int(cfg.ports[h.port].mac)})))
+        add(P4CloneSessionEntry(self.params.flow_end_session, replicas=[cpu]))
+        return entries
+
+    async def _program(self, sw: Switch) -> None:
+        entries = self.base_entries()
+        # Replace what a previous controller left: delete tables' entries, then insert.
+        await sw.delete_all()
+        await sw.insert(entries)
+        LOG.info("programmed %d base entries", len(entries))
+
+    # ------------------------------------------------------------------ running
+    async def _ready(self, sw: Switch) -> None:
+        self.switch = sw
+        self.enc = FlowEncoder(sw.p4info)
+        self.flow_of.clear()
+        await self._program(sw)
+        for coro in (self._packet_loop(sw), self._idle_loop(sw), self._timer_loop(),
+                     self._install_loop(sw), self._remove_loop(sw)):
+            sw.create_task(coro)
+        self.ready.set()
+        LOG.info("controller ready: %d service(s)", len(self.cfg.services))
+
+    async def _packet_loop(self, sw: Switch) -> None:
+        engine = self.engine
+        async for pkt in sw.read_packets(queue_size=65536):
+            self.counters["packet_in"] += 1
+            meta = pkt.metadata
+            effects = engine.handle(pkt.payload, int(meta.get("ingress_port", 0)),
+                                    int(meta.get("reason", 0)), time.monotonic())
+            if effects:
+                await self._execute(effects)
+            self._tick_event.set()
+
+    async def _idle_loop(self, sw: Switch) -> None:
+        async for note in sw.read_idle_timeouts():
+            now = time.monotonic()
+            for entry in note.table_entry:
+                key = self._key_of(entry)
+                if key is None:
+                    continue
+                self.counters["idle_timeouts"] += 1
+                fid = self.flow_of.pop(tuple(key), None)
+                if fid is not None:
+                    self.flow_ids.put(fid)
+                await self._execute(self.engine.flow_expired(key, now))
+
+    def _key_of(self, entry: Any) -> fx.FlowKey | None:
+        try:
+            if isinstance(entry, p4r.TableEntry):
+                vals = decode_match_key(entry)
+            else:
+                m = entry.match
+                vals = tuple(int(m[k]) for k in ("src_addr", "dst_addr", "protocol", "src_port", "dst_port"))
+            return fx.FlowKey(*vals)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    async def _timer_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            effects = self.engine.tick(now)
+            if effects:
+                await self._execute(effects)
+            deadline = self.engine.next_deadline()
+            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            self._tick_event.clear()
+            try:
+                await asyncio.wait_for(self._tick_event.wait(), timeout=wait)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _execute(self, effects: list) -> None:
+        sw = self.switch
+        out: list = []
+        for e in effects:
+            if isinstance(e, fx.PacketOut):
+                out.append(self.enc.packet_out(e.frame, e.port))
+            elif isinstance(e, fx.InstallFlows):
+                self._installs.append(e)
+                self._install_event.set()
+            elif isinstance(e, fx.RemoveFlows):
+                if e.after > 0:
+                    asyncio.get_running_loop().call_later(e.after, self._queue_removal, list(e.keys))
+                else:
+                    self._queue_removal(list(e.keys))
+            elif isinstance(e, fx.Log):
+                LOG.log(logging.getLevelName(e.level.upper()), "%s %s", e.msg,
+                        " ".join(f"{k}={v}" for k, v in e.fields.items()))
+        if out:
+            self.counters["packet_out"] += len(out)
+            await sw.write(out)
+
+    def _queue_removal(self, keys: list) -> None:
+        self._removals.extend(keys)
+        self._remove_event.set()
+
+    async def _install_loop(self, sw: Switch) -> None:
+        """Batch the flow installs of all connections that are ready: one WriteRequest."""
+        while True:
+            await self._install_event.wait()
+            self._install_event.clear()
+            batch, self._installs = self._installs, []
+            updates, owners = [], []
+            for i, inst in enumerate(batch):
+                for f in inst.flows:
+                    fid = self.flow_of.get(tuple(f.key))
+                    utype = p4r.Update.MODIFY if fid is not None else p4r.Update.INSERT
+                    if fid is None:
+                        fid = self.flow_ids.get()
+                        self.flow_of[tuple(f.key)] = fid
+                    updates.append(self.enc.insert(
+                        FlowKey(*f.key),
+                        Splice(f.port, int.from_bytes(f.dmac, "big"), int.from_bytes(f.smac, "big"),
+                               f.sip, f.dip, f.sport, f.dport, f.seq_delta, f.ack_delta, fid),
+                        f.idle_timeout_s, utype))
+                    owners.append(i)
+            failed: set[int] = set()
+            try:
+                await sw.write(updates)
+            except P4ClientError as exc:
+                if exc.details:
+                    failed = {owners[k] for k in exc.details}
+                else:
+                    failed = set(range(len(batch)))
+                self.counters["install_errors"] += len(failed)
+                LOG.warning("flow install failed for %d connection(s): %s", len(failed), exc)
+            self.counters["flows_installed"] += len(updates) - sum(len(batch[i].flows) for i in failed)
+            now = time.monotonic()
+            out: list = []
+            for i, inst in enumerate(batch):
+                if i in failed:
+                    for f in inst.flows:
+                        fid = self.flow_of.pop(tuple(f.key), None)
+                        if fid is not None:
+                            self.flow_ids.put(fid)
+                    conn_ids = {f.conn_id for f in inst.flows}
+                    for cid in conn_ids:
+                        await self._execute(self.engine.install_failed(cid, now))
+                    # One direction may have gone in: remove whatever is there.
+                    self._queue_removal([f.key for f in inst.flows])
+                else:
+                    out.extend(self.enc.packet_out(p.frame, p.port) for p in inst.then)
+            if out:
+                self.counters["packet_out"] += len(out)
+                await sw.write(out)
+
+    async def _remove_loop(self, sw: Switch) -> None:
+        while True:
+            await self._remove_event.wait()
+            self._remove_event.clear()
+            keys, self._removals = self._removals, []
+            updates = []
+            for k in keys:
+                fid = self.flow_of.pop(tuple(k), None)
+                if fid is not None:
+                    self.flow_ids.put(fid)
+                updates.append(self.enc.delete(FlowKey(*k)))
+            if updates:
+                try:
+                    await sw.write(updates, strict=False)
+                    self.counters["flows_removed"] += len(updates)
+                except P4ClientError as exc:
+                    LOG.warning("flow removal failed: %s", exc)
+
+    # ------------------------------------------------------------------ operator surface
+    def status(self) -> dict:
+        st = self.engine.stats
+        stats = st.as_dict() if hasattr(st, "as_dict") else dict(vars(st))
+        return {
+            "switch": self.cfg.switch.address,
+            "primary": bool(self.switch and self.switch.is_primary),
+            "services": [{"name": s.name, "vip": s.vip, "port": s.port, "mode": s.mode,
+                          "rules": str(s.rules) if s.rules else None} for s in self.cfg.services],
+            "groups": {name: [{"server": srv.name, "active": srv.active, "total": srv.total,
+                               "up": srv.up, "weight": srv.weight}
+                              for srv in g.servers]
+                       for name, g in self.engine.groups.items()},
+            "flows": len(self.flow_of),
+            "counters": dict(self.counters),
+            "csproc": stats,
+        }
+
+    async def handle_control(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "status":
+            return {"ok": True, "status": self.status()}
+        if op == "connections":
+            return {"ok": True, "connections": self.engine.connections()}
+        if op == "rules.load":
+            path = req.get("path")
+            if not isinstance(path, str):
+                return {"ok": False, "errors": ["'path' (a string) is required"]}
+            stores = self.rule_stores
+            if req.get("service"):
+                stores = {k: v for k, v in stores.items() if k == req["service"]}
+            if not stores:
+                return {"ok": False, "errors": ["no service of this controller uses a rule file"]}
+            errors: list[str] = []
+            for name, store in stores.items():
+                errs = store.reload(Path(path))
+                errors.extend(f"{name}: {e}" for e in errs)
+            return {"ok": not errors, "errors": errors} if errors else {"ok": True}
+        return {"ok": False, "errors": [f"unknown op {op!r}"]}
+
+    async def _serve_control(self) -> asyncio.AbstractServer | None:
+        path = Path(self.cfg.control.socket)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() or path.is_symlink():
+                path.unlink()
+        except OSError as exc:
+            LOG.warning("control socket %s unavailable: %s", path, exc)
+            return None
+
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while line := await reader.readline():
+                    try:
+                        req = json.loads(line)
+                        if not isinstance(req, dict):
+                            raise ValueError("a JSON object is expected")
+                        resp = await self.handle_control(req)
+                    except (ValueError, json.JSONDecodeError) as exc:
+                        resp = {"ok": False, "errors": [f"bad request: {exc}"]}
+                    writer.write(json.dumps(resp, default=str).encode() + b"\n")
+                    await writer.drain()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_unix_server(client, path=str(path), limit=1 << 20)
+        LOG.info("control socket %s", path)
+        return server
+
+    def _start_metrics(self) -> None:
+        port = self.cfg.control.metrics_port
+        if not port:
+            return
+        from p4cs.controller.metrics import start_metrics
+        start_metrics(self, port)
+
+    def _reload_all_rules(self) -> None:
+        for name, store in self.rule_stores.items():
+            svc = next(s for s in self.cfg.services if s.name == name)
+            errs = store.reload(svc.rules)
+            if errs:
+                LOG.error("SIGHUP: rules of %s not reloaded: %s", name, "; ".join(map(str, errs)))
+            else:
+                LOG.info("SIGHUP: rules of %s reloaded from %s", name, svc.rules)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_all_rules)
+        opts = SwitchOptions(p4info=self.p4info, p4blob=self.p4blob, p4force=self.push,
+                             device_id=self.cfg.switch.device_id, ready_handler=self._ready)
+        server = await self._serve_control()
+        self._start_metrics()
+        try:
+            async with Switch("p4cs", self.cfg.switch.address, opts) as sw:
+                self.switch = sw
+                await self._stop.wait()
+        finally:
+            if server is not None:
+                server.close()
+                try:
+                    os.unlink(self.cfg.control.socket)
+                except OSError:
+                    pass

@@ -1,0 +1,429 @@
+"""The controller's configuration file (YAML), validated with file:line error messages.
+
+A configuration says which switch to drive, what the switch's ports look like, which hosts
+sit behind them, the virtual services (VIP:port) and the server groups they balance over.
+Nothing is applied before the whole file validated: a bad file changes nothing.
+
+    switch:   {address: 127.0.0.1:9559, device_id: 1, target: dpdk}
+    ports:                                   # switch ports: MAC and gateway address
+      1: {mac: "02:00:00:00:01:fe", gateway: 10.0.1.254/24}
+      2: {mac: "02:00:00:00:02:fe", gateway: 10.0.2.254/24}
+    hosts:                                   # neighbours: where each host is and its MAC
+      - {name: client1, ip: 10.0.1.1, mac: "02:00:00:00:01:01", port: 1}
+      - {name: ace,     ip: 10.0.2.1, mac: "02:00:00:00:02:01", port: 2}
+    groups:
+      ace:  {scheduler: rr, servers: [{address: 10.0.2.1, port: 80, weight: 1}]}
+    services:
+      - name: web
+        vip: 10.0.0.100
+        port: 80
+        mode: transparent                    # or snat (then snat_address: …)
+        routes:                              # URL-prefix / Host routing, first match wins
+          - {prefix: "/~lcs1/", group: ace}
+          - {host: "shop.example", group: ace}
+        rules: rules.conf                    # optional: a rule file (p4cs rules), relative to this file
+        default_group: ace
+    limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
+    control: {socket: /run/p4cs/controller.sock, metrics_port: 9100}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A configuration problem, with file and line."""
+
+    def __init__(self, msg: str, path: Path | str | None = None, line: int | None = None):
+        self.msg, self.path, self.line = msg, path, line
+        where = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
+        super().__init__(f"{where}{msg}")
+
+
+class _Map(dict):
+    """A mapping that remembers the line of each key."""
+
+    line: int = 0
+    key_lines: dict
+
+
+class _Seq(list):
+    line: int = 0
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    m = _Map()
+    m.line = node.start_mark.line + 1
+    m.key_lines = {}
+    for knode, vnode in node.value:
+        k = loader.construct_object(knode, deep=True)
+        if k in m:
+            raise ConfigError(f"duplicate key {k!r}", None, knode.start_mark.line + 1)
+        m[k] = loader.construct_object(vnode, deep=True)
+        m.key_lines[k] = vnode.start_mark.line + 1
+    return m
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
+    s = _Seq(loader.construct_object(n, deep=True) for n in node.value)
+    s.line = node.start_mark.line + 1
+    return s
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
+
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+SCHEDULERS = ("rr", "wrr", "lc")
+MODES = ("transparent", "snat")
+
+
+def mac_to_int(mac: str) -> int:
+    return int(mac.replace(":", ""), 16)
+
+
+def ip_to_int(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
+
+
+@dataclass(frozen=True)
+class PortConf:
+    number: int
+    mac: str
+    gateway: ipaddress.IPv4Interface
+
+
+@dataclass(frozen=True)
+class HostConf:
+    name: str
+    ip: str
+    mac: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ServerConf:
+    address: str
+    port: int
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class GroupConf:
+    name: str
+    scheduler: str
+    servers: tuple[ServerConf, ...]
+
+
+@dataclass(frozen=True)
+class RouteConf:
+    group: str
+    prefix: str | None = None
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceConf:
+    name: str
+    vip: str
+    port: int
+    mode: str
+    snat_address: str | None
+    routes: tuple[RouteConf, ...]
+    rules: Path | None
+    default_group: str | None
+
+
+@dataclass(frozen=True)
+class SwitchConf:
+    address: str = "127.0.0.1:9559"
+    device_id: int = 1
+    target: str = "dpdk"
+    p4info: Path | None = None
+    p4blob: Path | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_header_bytes: int = 16384
+    max_body_bytes: int = 1 << 20
+    request_timeout_s: float = 10.0
+    max_pending: int = 10000
+    server_connect_timeout_s: float = 3.0
+    teardown_delay_s: float = 2.0
+    flow_idle_timeout_s: int = 300
+
+
+@dataclass(frozen=True)
+class ControlConf:
+    socket: str = "/run/p4cs/controller.sock"
+    metrics_port: int = 0   # 0: no metrics HTTP endpoint
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    switch: SwitchConf
+    ports: dict[int, PortConf]
+    hosts: tuple[HostConf, ...]
+    groups: dict[str, GroupConf]
+    services: tuple[ServiceConf, ...]
+    limits: Limits
+    control: ControlConf
+    dataplane: dict[str, Any] = field(default_factory=dict)
+
+    def host_by_ip(self, ip: str) -> HostConf | None:
+        for h in self.hosts:
+            if h.ip == ip:
+                return h
+        return None
+
+    def port_for_ip(self, ip: str) -> int | None:
+        """The switch port whose gateway subnet contains ip."""
+        addr = ipaddress.IPv4Address(ip)
+        for p in self.ports.values():
+            if addr in p.gateway.network:
+                return p.number
+        return None
+
+
+class _V:
+    """Validation helpers bound to one file."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def err(self, msg: str, node: Any = None, key: Any = None) -> ConfigError:
+        line = None
+        if isinstance(node, _Map):
+            line = node.key_lines.get(key, node.line) if key is not None else node.line
+        elif isinstance(node, _Seq):
+            line = node.line
+        return ConfigError(msg, self.path, line)
+
+    def map(self, parent: Any, key: str, required: bool = False) -> _Map:
+        v = parent.get(key) if isinstance(parent, dict) else None
+        if v is None:
+            if required:
+                raise self.err(f"missing section '{key}'", parent)
+            m = _Map(); m.line = getattr(parent, "line", 0); m.key_lines = {}
+            return m
+        if not isinstance(v, dict):
+            raise self.err(f"'{key}' must be a mapping", parent, key)
+        return v
+
+    def seq(self, parent: Any, key: str, required: bool = False) -> list:
+        v = parent.get(key)
+        if v is None:
+            if required:
+                raise self.err(f"missing '{key}'", parent)
+            return []
+        if not isinstance(v, list):
+            raise self.err(f"'{key}' must be a list", parent, key)
+        return v
+
+    def known(self, m: _Map, keys: set[str], what: str) -> None:
+        for k in m:
+            if k not in keys:
+                raise self.err(f"unknown key '{k}' in {what} (expected one of: {', '.join(sorted(keys))})", m, k)
+
+    def str_(self, m: _Map, key: str, required: bool = True, default: str | None = None) -> str | None:
+        v = m.get(key, default)
+        if v is None:
+            if required:
+                raise self.err(f"missing '{key}'", m)
+            return None
+        if not isinstance(v, (str, int)) or isinstance(v, bool):
+            raise self.err(f"'{key}' must be a string", m, key)
+        return str(v)
+
+    def int_(self, m: _Map, key: str, lo: int, hi: int, default: int | None = None) -> int:
+        v = m.get(key, default)
+        if v is None:
+            raise self.err(f"missing '{key}'", m)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise self.err(f"'{key}' must be an integer in [{lo}, {hi}], got {v!r}", m, key)
+        return v
+
+    def num(self, m: _Map, key: str, lo: float, default: float) -> float:
+        v = m.get(key, default)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < lo:
+            raise self.err(f"'{key}' must be a number >= {lo}, got {v!r}", m, key)
+        return float(v)
+
+    def ip(self, m: _Map, key: str, required: bool = True) -> str | None:
+        v = self.str_(m, key, required)
+        if v is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Address(v))
+        except ValueError:
+            raise self.err(f"'{key}': {v!r} is not an IPv4 address", m, key) from None
+
+    def mac(self, m: _Map, key: str) -> str:
+        v = self.str_(m, key)
+        if not _MAC.match(v):
+            raise self.err(f"'{key}': {v!r} is not a MAC address (aa:bb:cc:dd:ee:ff)", m, key)
+        return v.lower()
+
+
+def parse_config(text: str, path: Path | str | None = None) -> Config:
+    path = Path(path) if path is not None else None
+    try:
+        doc = yaml.load(text, Loader=_Loader)
+    except ConfigError as exc:
+        raise ConfigError(exc.msg, path, exc.line) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"YAML syntax error: {getattr(exc, 'problem', exc)}", path,
+                          mark.line + 1 if mark else None) from None
+    if not isinstance(doc, dict):
+        raise ConfigError("the configuration must be a YAML mapping", path, 1)
+    v = _V(path)
+    v.known(doc, {"switch", "ports", "hosts", "groups", "services", "limits", "control", "dataplane"},
+            "the top level")
+
+    sw = v.map(doc, "switch")
+    v.known(sw, {"address", "device_id", "target", "p4info", "p4blob"}, "switch")
+    base = path.parent if path else Path.cwd()
+    target = v.str_(sw, "target", False, "dpdk")
+    if target not in ("dpdk", "bmv2"):
+        raise v.err(f"switch.target must be dpdk or bmv2, got {target!r}", sw, "target")
+    switch = SwitchConf(
+        address=v.str_(sw, "address", False, "127.0.0.1:9559"),
+        device_id=v.int_(sw, "device_id", 0, 2**63 - 1, 1),
+        target=target,
+        p4info=(base / sw["p4info"]) if sw.get("p4info") else None,
+        p4blob=(base / sw["p4blob"]) if sw.get("p4blob") else None,
+    )
+
+    ports: dict[int, PortConf] = {}
+    pm = v.map(doc, "ports", required=True)
+    for num, pc in pm.items():
+        if not isinstance(num, int) or not 0 <= num < 512:
+            raise v.err(f"port number must be an integer in [0, 511], got {num!r}", pm, num)
+        if not isinstance(pc, dict):
+            raise v.err(f"port {num} must be a mapping with mac and gateway", pm, num)
+        v.known(pc, {"mac", "gateway"}, f"port {num}")
+        gw = v.str_(pc, "gateway")
+        try:
+            gwi = ipaddress.IPv4Interface(gw)
+        except ValueError:
+            raise v.err(f"gateway {gw!r} is not an IPv4 interface (a.b.c.d/len)", pc, "gateway") from None
+        ports[num] = PortConf(num, v.mac(pc, "mac"), gwi)
+
+    hosts = []
+    seen_ips: set[str] = set()
+    for h in v.seq(doc, "hosts"):
+        if not isinstance(h, dict):
+            raise v.err("each host must be a mapping", doc.get("hosts"))
+        v.known(h, {"name", "ip", "mac", "port"}, "a host")
+        ip = v.ip(h, "ip")
+        if ip in seen_ips:
+            raise v.err(f"host address {ip} listed twice", h, "ip")
+        seen_ips.add(ip)
+        port = v.int_(h, "port", 0, 511)
+        if port not in ports:
+            raise v.err(f"host {ip}: port {port} is not in 'ports'", h, "port")
+        hosts.append(HostConf(v.str_(h, "name", False, ip), ip, v.mac(h, "mac"), port))
+
+    groups: dict[str, GroupConf] = {}
+    gm = v.map(doc, "groups", required=True)
+    for name, g in gm.items():
+        if not isinstance(g, dict):
+            raise v.err(f"group {name!r} must be a mapping", gm, name)
+        v.known(g, {"scheduler", "servers"}, f"group {name}")
+        sched = v.str_(g, "scheduler", False, "rr")
+        if sched not in SCHEDULERS:
+            raise v.err(f"group {name}: unknown scheduler {sched!r} (expected {', '.join(SCHEDULERS)})", g, "scheduler")
+        servers = []
+        for s in v.seq(g, "servers", required=True):
+            if not isinstance(s, dict):
+                raise v.err(f"group {name}: each server must be a mapping", g, "servers")
+            v.known(s, {"address", "port", "weight"}, f"a server of group {name}")
+            servers.append(ServerConf(v.ip(s, "address"), v.int_(s, "port", 1, 65535),
+                                      v.int_(s, "weight", 0, 1000, 1)))
+        if not servers:
+            raise v.err(f"group {name} has no servers", g, "servers")
+        groups[str(name)] = GroupConf(str(name), sched, tuple(servers))
+
+    services = []
+    for s in v.seq(doc, "services", required=True):
+        if not isinstance(s, dict):
+            raise v.err("each service must be a mapping", doc.get("services"))
+        v.known(s, {"name", "vip", "port", "mode", "snat_address", "routes", "rules", "default_group"},
+                "a service")
+        mode = v.str_(s, "mode", False, "transparent")
+        if mode not in MODES:
+            raise v.err(f"mode must be transparent or snat, got {mode!r}", s, "mode")
+        snat = v.ip(s, "snat_address", required=(mode == "snat"))
+        routes = []
+        for r in v.seq(s, "routes"):
+            if not isinstance(r, dict):
+                raise v.err("each route must be a mapping", s, "routes")
+            v.known(r, {"prefix", "host", "group"}, "a route")
+            grp = v.str_(r, "group")
+            if grp not in groups:
+                raise v.err(f"route names unknown group {grp!r}", r, "group")
+            if r.get("prefix") is None and r.get("host") is None:
+                raise v.err("a route needs 'prefix' and/or 'host'", r)
+            routes.append(RouteConf(grp, v.str_(r, "prefix", False), v.str_(r, "host", False)))
+        dg = v.str_(s, "default_group", False)
+        if dg is not None and dg not in groups:
+            raise v.err(f"default_group names unknown group {dg!r}", s, "default_group")
+        rules = None
+        if s.get("rules") is not None:
+            rules = base / v.str_(s, "rules")
+            if not rules.is_file():
+                raise v.err(f"rule file {rules} does not exist", s, "rules")
+        services.append(ServiceConf(v.str_(s, "name", False, f"{s.get('vip')}:{s.get('port')}"),
+                                    v.ip(s, "vip"), v.int_(s, "port", 1, 65535), mode, snat,
+                                    tuple(routes), rules, dg))
+    if not services:
+        raise v.err("at least one service is needed", doc)
+    seen = set()
+    for svc in services:
+        if (svc.vip, svc.port) in seen:
+            raise ConfigError(f"service {svc.vip}:{svc.port} defined twice", path)
+        seen.add((svc.vip, svc.port))
+
+    lm = v.map(doc, "limits")
+    v.known(lm, set(Limits.__dataclass_fields__), "limits")
+    d = Limits()
+    limits = Limits(
+        max_header_bytes=v.int_(lm, "max_header_bytes", 256, 1 << 20, d.max_header_bytes),
+        max_body_bytes=v.int_(lm, "max_body_bytes", 0, 1 << 30, d.max_body_bytes),
+        request_timeout_s=v.num(lm, "request_timeout_s", 0.1, d.request_timeout_s),
+        max_pending=v.int_(lm, "max_pending", 1, 10_000_000, d.max_pending),
+        server_connect_timeout_s=v.num(lm, "server_connect_timeout_s", 0.1, d.server_connect_timeout_s),
+        teardown_delay_s=v.num(lm, "teardown_delay_s", 0.0, d.teardown_delay_s),
+        flow_idle_timeout_s=v.int_(lm, "flow_idle_timeout_s", 1, 86400 * 7, d.flow_idle_timeout_s),
+    )
+    cm = v.map(doc, "control")
+    v.known(cm, {"socket", "metrics_port"}, "control")
+    control = ControlConf(v.str_(cm, "socket", False, ControlConf.socket),
+                          v.int_(cm, "metrics_port", 0, 65535, 0))
+    dp = doc.get("dataplane") or {}
+    if not isinstance(dp, dict):
+        raise v.err("'dataplane' must be a mapping", doc, "dataplane")
+    return Config(path, switch, ports, tuple(hosts), groups, tuple(services), limits, control, dict(dp))
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path) from None
+    return parse_config(text, path)

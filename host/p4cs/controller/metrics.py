@@ -1,0 +1,43 @@
+"""Prometheus metrics of the controller (prometheus-client), read at scrape time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import REGISTRY, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+
+class _Collector:
+    def __init__(self, app: Any):
+        self.app = app
+
+    def collect(self):
+        st = self.app.status()
+        for name, value in st["counters"].items():
+            c = CounterMetricFamily(f"p4cs_controller_{name}", f"controller {name.replace('_', ' ')}")
+            c.add_metric([], value)
+            yield c
+        for name, value in (st.get("csproc") or {}).items():
+            if isinstance(value, (int, float)):
+                c = CounterMetricFamily(f"p4cs_csproc_{name}", f"CS processor {name.replace('_', ' ')}")
+                c.add_metric([], value)
+                yield c
+        g = GaugeMetricFamily("p4cs_flows", "flow entries installed by this controller")
+        g.add_metric([], st["flows"])
+        yield g
+        active = GaugeMetricFamily("p4cs_server_active_connections", "connections bound to a server",
+                                   labels=["group", "server"])
+        total = CounterMetricFamily("p4cs_server_connections", "connections ever bound to a server",
+                                    labels=["group", "server"])
+        for group, servers in st["groups"].items():
+            for s in servers:
+                active.add_metric([group, s["server"]], s["active"])
+                total.add_metric([group, s["server"]], s["total"])
+        yield active
+        yield total
+
+
+def start_metrics(app: Any, port: int, addr: str = "127.0.0.1") -> None:
+    REGISTRY.register(_Collector(app))
+    start_http_server(port, addr=addr)

@@ -1,0 +1,320 @@
+"""A content switch in network namespaces: topology, real servers, the switch, the controller.
+
+Used by ``p4cs demo``, the end-to-end tests and the benchmarks, so that all three exercise the
+same thing a user would run by hand:
+
+* ``topologies.netns.content_switch_topology``: client(s) and servers, each in its namespace,
+  joined to the switch namespace by veths (offloads off);
+* in every server namespace nginx (static content, port 80) and the p4cs echo server
+  (``python -m p4cs.labserver``, port 8080: POST bodies, keep-alive, chosen response sizes);
+* ``p4cs switch`` (the embedded DPDK target) on the switch-side veths, P4Runtime on loopback;
+* ``p4cs controller`` with a configuration generated from the topology.
+
+Every process is started by this module and stopped by PID; the namespaces carry the lab's
+prefix and are removed on stop, also after a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from topologies.netns import Topology, content_switch_topology
+
+REPO = Path(__file__).resolve().parents[2]
+P4CS = [sys.executable, "-m", "p4cs.cli"]
+
+#: Server names of the demo, after the source documents' LCS demo hosts.
+DEFAULT_SERVER_NAMES = ("ace", "wait", "www")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+worker_rlimit_nofile 8192;
+events {{ worker_connections 4096; }}
+http {{
+    include /etc/nginx/mime.types;
+    access_log off;
+    sendfile on;
+    keepalive_requests 100000;
+    keepalive_timeout 65;
+    client_body_temp_path {dir}/tmp/body;
+    proxy_temp_path {dir}/tmp/proxy;
+    fastcgi_temp_path {dir}/tmp/fastcgi;
+    uwsgi_temp_path {dir}/tmp/uwsgi;
+    scgi_temp_path {dir}/tmp/scgi;
+    server {{
+        listen {ip}:80 default_server backlog=4096;
+        root {dir}/www;
+        add_header X-Server {name} always;
+        location / {{ }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Lab:
+    prefix: str
+    n_servers: int = 3
+    n_clients: int = 1
+    mode: str = "transparent"
+    server_names: Sequence[str] = DEFAULT_SERVER_NAMES
+    #: services: list of dicts as in the controller config (vip/port added by default)
+    services: list[dict] | None = None
+    groups: dict[str, Any] | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
+    big_files: dict[str, int] = field(default_factory=dict)   # name -> bytes, under /big/
+    workdir: Path | None = None
+    log_level: str = "info"
+    keep_workdir: bool = False
+
+    def __post_init__(self):
+        self.topo: Topology = content_switch_topology(self.prefix, n_clients=self.n_clients,
+                                                      n_servers=self.n_servers, mode=self.mode)
+        self._procs: list[tuple[str, subprocess.Popen]] = []
+        self._own_workdir = self.workdir is None
+        self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix=f"p4cs-{self.prefix}-"))
+        self.grpc_port = free_port()
+        self.control_socket = str(self.workdir / "controller.sock")
+        self.config_path = self.workdir / "controller.yaml"
+
+    # ------------------------------------------------------------------ names
+    @property
+    def vip(self) -> str:
+        return self.topo.vip
+
+    @property
+    def clients(self):
+        return self.topo.clients()
+
+    @property
+    def servers(self):
+        return self.topo.servers()
+
+    def server_name(self, i: int) -> str:
+        names = list(self.server_names)
+        return names[i] if i < len(names) else f"srv{i + 1}"
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "Lab":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.topo.create()
+        self._start_servers()
+        self._start_switch()
+        self._write_config()
+        self._start_controller()
+        self.wait_ready()
+
+    def stop(self) -> None:
+        for name, p in reversed(self._procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for name, p in reversed(self._procs):
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self._procs.clear()
+        self.topo.destroy()
+        if self._own_workdir and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _spawn(self, name: str, argv: Sequence[str], host: str | None = None, **kw) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if host is None:
+            p = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 stdin=subprocess.DEVNULL, **kw)
+        else:
+            p = self.topo.popen(host, list(argv), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL, **kw)
+        self._procs.append((name, p))
+        return p
+
+    def log_of(self, name: str) -> str:
+        try:
+            return (self.workdir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _start_servers(self) -> None:
+        for i, h in enumerate(self.servers):
+            name = self.server_name(i)
+            d = self.workdir / f"srv-{name}"
+            (d / "tmp").mkdir(parents=True, exist_ok=True)
+            www = d / "www"
+            for sub in ("", "~lcs1", "~lcs2", "big"):
+                (www / sub).mkdir(parents=True, exist_ok=True)
+                (www / sub / "index.html").write_text(f"{name}: /{sub + '/' if sub else ''}\n")
+            for fname, size in self.big_files.items():
+                dst = www / "big" / fname
+                # deterministic, incompressible-ish content, same on every server
+                with open(dst, "wb") as f:
+                    block = bytes((j * 7 + 13) & 0xFF for j in range(65536))
+                    left = size
+                    k = 0
+                    while left > 0:
+                        chunk = (k.to_bytes(8, "big") + block)[:min(left, 65536)]
+                        f.write(chunk)
+                        left -= len(chunk)
+                        k += 1
+            for p in [d, *d.rglob("*")]:
+                p.chmod(0o755 if p.is_dir() else 0o644)
+            (d / "nginx.conf").write_text(NGINX_CONF.format(dir=d, ip=h.ip, name=name))
+            self._spawn(f"nginx-{name}", ["nginx", "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")],
+                        host=h.name)
+            self._spawn(f"echo-{name}", [sys.executable, "-m", "p4cs.labserver", "--bind", h.ip,
+                                         "--port", "8080", "--name", name], host=h.name)
+        for i, h in enumerate(self.servers):
+            for port in (80, 8080):
+                self._wait_listen(h.name, h.ip, port)
+
+    def _wait_listen(self, host: str, ip: str, port: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.topo.exec(host, ["ss", "-Hltn", f"sport = :{port}"], check=False)
+            if ip in (r.stdout or ""):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"no server listening on {ip}:{port} in {host}: "
+                           f"{self.log_of('nginx-' + host)} {self.log_of('echo-' + host)}")
+
+    def _start_switch(self) -> None:
+        argv = [*P4CS, "switch", "--netns", self.topo.switch_netns,
+                "--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--workdir", str(self.workdir / "swxd")]
+        for port, ifname in sorted(self.topo.switch_ifaces.items()):
+            argv += ["--iface", f"{port}={ifname}"]
+        self._spawn("switch", argv)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.grpc_port)) == 0:
+                    return
+            if self._procs[-1][1].poll() is not None:
+                raise RuntimeError("p4cs switch exited:\n" + self.log_of("switch"))
+            time.sleep(0.1)
+        raise RuntimeError("p4cs switch did not start listening:\n" + self.log_of("switch"))
+
+    def config(self) -> dict:
+        d = self.topo.describe()
+        ports = {}
+        for p in d["switch"]["ports"]:
+            ports[p["port"]] = {"mac": p["mac"],
+                                "gateway": f"{p['gateway_ip'] or self._snat_ip()}/24"}
+        hosts = [{"name": h["name"], "ip": h["ip"], "mac": h["mac"], "port": h["switch_port"]}
+                 for h in d["hosts"]]
+        names = [self.server_name(i) for i in range(len(self.servers))]
+        groups = self.groups or {
+            **{n: {"scheduler": "rr", "servers": [{"address": h.ip, "port": 80}]}
+               for n, h in zip(names, self.servers)},
+            "all": {"scheduler": "wrr", "servers": [{"address": h.ip, "port": 80} for h in self.servers]},
+            "echo": {"scheduler": "rr", "servers": [{"address": h.ip, "port": 8080} for h in self.servers]},
+        }
+        services = self.services
+        if services is None:
+            services = [
+                {"name": "web", "port": 80,
+                 "routes": [{"prefix": "/~lcs1/", "group": names[0]},
+                            {"prefix": "/~lcs2/", "group": names[1 % len(names)]}],
+                 "default_group": "all"},
+                {"name": "echo", "port": 8080, "default_group": "echo"},
+            ]
+        svcs = []
+        for s in services:
+            s = dict(s)
+            s.setdefault("vip", self.vip)
+            s.setdefault("mode", "snat" if self.mode == "snat" else "transparent")
+            if s["mode"] == "snat":
+                s.setdefault("snat_address", self._snat_ip())
+            svcs.append(s)
+        return {
+            "switch": {"address": f"127.0.0.1:{self.grpc_port}", "device_id": 1, "target": "dpdk"},
+            "ports": ports,
+            "hosts": hosts,
+            "groups": groups,
+            "services": svcs,
+            "limits": self.limits,
+            "control": {"socket": self.control_socket},
+        }
+
+    def _snat_ip(self) -> str:
+        return "10.0.2.253"
+
+    def _write_config(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+
+    def _start_controller(self) -> None:
+        self._spawn("controller", [*P4CS, "controller", "--config", str(self.config_path),
+                                   "--log-level", self.log_level])
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            ctl = dict(self._procs)["controller"]
+            if ctl.poll() is not None:
+                raise RuntimeError("controller exited:\n" + self.log_of("controller"))
+            try:
+                st = self.status()
+                if st.get("primary") and "controller ready" in self.log_of("controller"):
+                    return
+                last = st
+            except OSError as exc:
+                last = exc
+            time.sleep(0.1)
+        raise RuntimeError(f"controller not ready ({last}):\n{self.log_of('controller')}\n"
+                           f"switch:\n{self.log_of('switch')}")
+
+    # ------------------------------------------------------------------ using it
+    def control(self, req: dict) -> dict:
+        from p4cs.controller.cli import control_request
+        return control_request(req, self.control_socket)
+
+    def status(self) -> dict:
+        resp = self.control({"op": "status"})
+        if not resp.get("ok"):
+            raise RuntimeError(resp)
+        return resp["status"]
+
+    def curl(self, path: str, *, client: int = 0, port: int = 80, args: Sequence[str] = (),
+             timeout: float = 20.0) -> subprocess.CompletedProcess:
+        url = f"http://{self.vip}:{port}{path}"
+        return self.topo.exec(self.clients[client].name,
+                              ["curl", "-sS", "--max-time", str(timeout), *args, url], check=False)
+
+    def client_exec(self, argv: Sequence[str], client: int = 0, **kw) -> subprocess.CompletedProcess:
+        return self.topo.exec(self.clients[client].name, list(argv), check=False, **kw)
