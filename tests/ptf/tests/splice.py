@@ -1,0 +1,116 @@
+"""The fast path: spliced flows (flow_table splice / flow_forward / flow_drop).
+
+A splice rewrites MACs, IPv4 addresses, ports, adds the sequence / acknowledgement deltas
+(mod 2^32) and fixes the IPv4 and TCP checksums incrementally. Every expected frame below is
+built from scratch by scapy (so its checksums are computed, not copied) and the received frame
+must be byte-identical to it; the received frame's checksums are also re-verified by scapy.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lib.base import P4csTest  # noqa: E402
+from lib.flows import SpliceBase, flow_key  # noqa: E402
+from lib.packets import M32, checksum_problems, tcp_frame  # noqa: E402
+from lib.topo import (  # noqa: E402
+    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, IP_TCP, OTHER_MAC, OTHER_PORT, SERVER_IP, SERVER_MAC, SERVER_PORT,
+    SERVER_PORT_NO, SNAT_IP, SW_MAC, VIP, VIP_PORT,
+)
+from scapy.layers.inet import IP, TCP  # noqa: E402
+from scapy.layers.l2 import Ether  # noqa: E402
+
+
+PAYLOADS = [b"", b"G", b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n", bytes(range(256)) * 4 + b"odd"]
+
+
+class SpliceClientToServer(SpliceBase):
+    """client -> VIP rewritten to SNAT -> server: MACs, IPs, ports, seq + delta, ack + delta,
+    IPv4 and TCP checksums valid (scapy), payload and other fields untouched."""
+
+    def runTest(self):
+        d_seq, d_ack = 0x01020304, 0x7FFF0001
+        self.splice_pair(40001, 50001, d_seq, d_ack)
+        for i, pl in enumerate(PAYLOADS):
+            self.c2s(40001, 50001, 1000 + i * 5000, 777777 + i, d_seq, d_ack, payload=pl,
+                     flags="PA" if pl else "A", ttl=64 - i, ip_id=100 + i)
+        self.expect_no_frames()
+        self.expect_no_packet_in()
+
+
+class SpliceServerToClient(SpliceBase):
+    """server -> SNAT rewritten to VIP -> client with the inverse deltas."""
+
+    def runTest(self):
+        d_seq, d_ack = 0x01020304, 0x7FFF0001
+        self.splice_pair(40002, 50002, d_seq, d_ack)
+        for i, pl in enumerate(PAYLOADS):
+            self.s2c(40002, 50002, 0x10000000 + i * 9000, 0x20000000 + i, d_seq, d_ack, payload=pl,
+                     flags="PA" if pl else "A", ip_id=200 + i)
+        self.expect_no_frames()
+        self.expect_no_packet_in()
+
+
+class SeqAckWrapAround(SpliceBase):
+    """Sequence and acknowledgement numbers wrap modulo 2^32 (values near 2^32, negative
+    deltas), in both directions, with valid checksums."""
+
+    def runTest(self):
+        cases = [
+            # (seq, ack, d_seq, d_ack)
+            (0xFFFFFFF0, 0xFFFFFFFF, 0x20, 0x1),          # both wrap past 2^32
+            (0x00000005, 0x00000003, -0x10, -0x4),        # negative deltas wrap below 0
+            (0xFFFFFFFF, 0x00000000, 0xFFFFFFFF, 0x80000000),
+            (0x80000000, 0x7FFFFFFF, 0x80000000, 0x80000001),
+        ]
+        for i, (seq, ack, d_seq, d_ack) in enumerate(cases):
+            cport, sport = 41000 + i, 51000 + i
+            self.splice_pair(cport, sport, d_seq, d_ack, flow_id=200 + 2 * i)
+            self.c2s(cport, sport, seq, ack, d_seq, d_ack, payload=b"wrap%d" % i, flags="PA")
+            self.s2c(cport, sport, seq, ack, d_seq, d_ack, payload=b"back%d" % i, flags="PA")
+        self.expect_no_frames()
+
+
+class BadChecksumNotLaundered(SpliceBase):
+    """A frame that arrives with a wrong TCP (or IPv4) checksum leaves with a wrong one: the
+    update is incremental, corruption is not turned into a valid packet."""
+
+    def runTest(self):
+        self.splice_pair(40003, 50003, 1000, 2000)
+        for layer in (TCP, IP):
+            sent = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40003, VIP_PORT, payload=b"corrupt", flags="PA")
+            sent = Ether(bytes(sent))
+            sent[layer].chksum ^= 0x1234
+            self.send(CLIENT_PORT, sent)
+            got = self.recv(SERVER_PORT)
+            probs = checksum_problems(got)
+            self.assertTrue(any(p.startswith("IPv4" if layer is IP else "TCP") for p in probs),
+                            f"{layer.__name__} checksum was corrupted on input but is valid on output")
+        self.expect_no_frames()
+
+
+class FlowForward(P4csTest):
+    """flow_forward: only the MACs change, the frame goes to the given port."""
+
+    def runTest(self):
+        self.insert("flow_table", flow_key(CLIENT_IP, "10.0.3.9", 40004, 443), "flow_forward",
+                    {"port": OTHER_PORT, "dmac": OTHER_MAC, "smac": SW_MAC[3], "flow_id": 300})
+        sent = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, "10.0.3.9", 40004, 443, payload=b"tls", flags="PA")
+        want = tcp_frame(SW_MAC[3], OTHER_MAC, CLIENT_IP, "10.0.3.9", 40004, 443, payload=b"tls", flags="PA")
+        self.send(CLIENT_PORT, sent)
+        self.expect_frame(OTHER_PORT, want)
+        self.expect_no_frames()
+        self.expect_no_packet_in()
+
+
+class FlowDrop(P4csTest):
+    """flow_drop: the flow is dropped in the fast path (not punted even though it goes to a VIP)."""
+
+    def runTest(self):
+        self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "to_controller", {"reason": 1})
+        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40005, VIP_PORT), "flow_drop", {"flow_id": 301})
+        for _ in range(3):
+            self.send(CLIENT_PORT, tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40005, VIP_PORT, payload=b"x"))
+        self.expect_no_frames()
+        self.expect_no_packet_in()
