@@ -36,8 +36,12 @@ from topologies.traffic import Endpoint, endpoints, flood  # noqa: E402
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     pps = [r["rx_pps"] for r in runs]
+    per_cpu = [sum(x["frames"] for x in r["senders"]) / sum(x["cpu_s"] for x in r["senders"])
+               for r in runs]
     return {"rx_pps_median": statistics.median(pps), "rx_pps_min": min(pps),
             "rx_pps_max": max(pps), "loss_max": max(r["loss"] for r in runs),
+            # load-robust: frames per CPU-second of the senders (kernel forwarding included)
+            "frames_per_sender_cpu_s_median": round(statistics.median(per_cpu), 1),
             "runs": [{k: r[k] for k in ("rx_pps", "tx_pps", "loss", "window_s", "rx_packets")}
                      for r in runs]}
 
