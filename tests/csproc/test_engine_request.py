@@ -310,3 +310,21 @@ def test_global_buffer_budget_applies_backpressure():
     h.sisn = None
     h.client(h.cframe("R", rel=89, ack=0))              # first client goes away
     assert h.eng.stats.buffered_bytes == 0
+
+
+@pytest.mark.parametrize("cisn", [M - 1, M - 5, M - 20])
+def test_reassembly_across_sequence_wrap(cisn):
+    h = Harness(cisn=cisn)
+    h.handshake()
+    h.client(h.cframe("A"))
+    a, b, c = b"GET / HT", b"TP/1.1\r\nHost:", b" a\r\n\r\n"
+    assert client_pkts(h.send(c, rel=len(a + b)))[0][TCP].ack == (cisn + 1) % M
+    assert client_pkts(h.send(a))[0][TCP].ack == (cisn + 1 + len(a)) % M
+    syn = h.to_server_syn(h.send(b, rel=len(a)))
+    assert syn[TCP].seq == cisn
+    eff = h.server(h.sframe(syn, "SA", 7, (cisn + 1) % M))
+    inst, = of(eff, InstallFlows)
+    from cs_harness import valid
+    segs = [valid(p.frame) for p in inst.then]
+    assert b"".join(payload(p) for p in segs) == a + b + c
+    assert segs[0][TCP].seq == (cisn + 1) % M

@@ -131,3 +131,23 @@ def test_bad_frames_counted_and_logs_rate_limited():
     assert later[0].fields["suppressed"] == 99
     h.eng.handle(b"\x00" * 10, 1, 1, 12.0)
     assert h.eng.stats.bad_kinds["truncated"] == 1
+
+
+def test_fin_copies_after_rewrite_are_recognised():
+    """A target may mirror the rewritten frame instead of the received one."""
+    from p4cs.csproc.packet import apply_splice
+    for mode in ("transparent", "snat"):
+        h, syn, inst = spliced(mode=mode)
+        c2s, s2c = inst.flows
+        fin_s = apply_splice(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), s2c)
+        assert h.server(fin_s, reason=4) == []
+        fin_c = apply_splice(h.cframe("FA", rel=len(GET), ack=h.sisn + 2), c2s)
+        rm, = of(h.client(fin_c, reason=4), RemoveFlows)
+        assert set(rm.keys) == {c2s.key, s2c.key}
+        c = h.eng.by_id[c2s.conn_id]
+        assert c.srv_nxt == 502 and c.cli_nxt == h.cisn + 1 + len(GET) + 1
+
+
+def test_ip_exception_reason_goes_the_client_path(h):
+    assert pkts(h.client(h.cframe("S", seq=h.cisn, ack=0), reason=5))[0][1][TCP].flags \
+        == "SA"

@@ -27,6 +27,7 @@ REASON_VS_MISS = 1       # flow miss, client -> VIP
 REASON_SERVER_MISS = 2   # flow miss, real server -> client / SNAT address
 REASON_LOCAL = 3         # to a switch-local address (SNAT replies may come this way)
 REASON_FIN_COPY = 4      # copy of a FIN/RST of a spliced flow
+REASON_IP_EXCEPTION = 5  # IPv4 options or fragment towards a virtual service
 
 # Connection states
 RECV = "recv"            # handshake done with the client, reading the request
@@ -211,7 +212,7 @@ class Engine:
                 return self._bad(e.args[0], now, ingress_port, reason)
             except Exception:  # noqa: BLE001 - e.g. a non-bytes frame
                 return self._bad("garbage", now, ingress_port, reason)
-            if reason == REASON_VS_MISS:
+            if reason == REASON_VS_MISS or reason == REASON_IP_EXCEPTION:
                 return self._from_client(seg, frame, ingress_port, now)
             if reason == REASON_SERVER_MISS or reason == REASON_LOCAL:
                 return self._from_server(seg, frame, ingress_port, now)
@@ -830,18 +831,32 @@ class Engine:
         return out
 
     def _fin_copy(self, seg: Segment, now: float) -> list:
+        """A FIN/RST copy of a spliced flow.  Depending on the target the copy is the
+        frame as received or as rewritten by ``splice``: all four views are recognised."""
+        if not seg.flags & (FIN | RST):
+            return []
         k = (seg.sip, seg.sport, seg.dip, seg.dport)
+        r = (seg.dip, seg.dport, seg.sip, seg.sport)
+        rewritten = False
         c = self.conns_c.get(k)
-        from_client = c is not None
+        from_client = True
         if c is None:
             c = self.conns_s.get(k)
+            from_client = False
+            if c is None:
+                c = self.conns_s.get(r)          # client -> server, after the rewrite
+                from_client = rewritten = True
+                if c is None:
+                    c = self.conns_c.get(r)      # server -> client, after the rewrite
+                    from_client = False
+                    rewritten = True
         if c is None or c.state not in (SPLICED, RELAYING):
-            return []
-        if not seg.flags & (FIN | RST):
             return []
         if from_client:
             self._advance_cli(c, seg)
         else:
+            if rewritten:
+                seg.seq = (seg.seq - c.s2c.seq_delta) & MOD32
             self._advance_srv(c, seg)
         return self._close_seen(c, seg, from_client, now)
 
