@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from p4cs.labserver import file_chunks
 from topologies.netns import Topology, content_switch_topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,14 +185,8 @@ class Lab:
                 dst = www / "big" / fname
                 # deterministic, incompressible-ish content, same on every server
                 with open(dst, "wb") as f:
-                    block = bytes((j * 7 + 13) & 0xFF for j in range(65536))
-                    left = size
-                    k = 0
-                    while left > 0:
-                        chunk = (k.to_bytes(8, "big") + block)[:min(left, 65536)]
+                    for chunk in file_chunks(size):
                         f.write(chunk)
-                        left -= len(chunk)
-                        k += 1
             for p in [d, *d.rglob("*")]:
                 p.chmod(0o755 if p.is_dir() else 0o644)
             (d / "nginx.conf").write_text(NGINX_CONF.format(dir=d, ip=h.ip, name=name))

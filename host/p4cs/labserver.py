@@ -20,6 +20,24 @@ def pattern_bytes(n: int) -> bytes:
     return (PATTERN * (n // len(PATTERN) + 1))[:n]
 
 
+def file_chunks(size: int):
+    """The content of the lab's large static files: 64 KiB blocks, each numbered, so that a
+    misplaced or duplicated block changes the sha256."""
+    left, k = size, 0
+    while left > 0:
+        chunk = (k.to_bytes(8, "big") + PATTERN)[:min(left, 65536)]
+        yield chunk
+        left -= len(chunk)
+        k += 1
+
+
+def file_sha256(size: int) -> str:
+    h = hashlib.sha256()
+    for chunk in file_chunks(size):
+        h.update(chunk)
+    return h.hexdigest()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "p4cs-lab"

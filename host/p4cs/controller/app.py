@@ -24,7 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from finsy import P4CloneSessionEntry, P4TableEntry, Switch, SwitchOptions
+from finsy import P4CloneSessionEntry, P4CounterEntry, P4TableEntry, Switch, SwitchOptions
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
@@ -78,7 +78,8 @@ class ControllerApp:
         self.enc: FlowEncoder | None = None
         self.switch: Switch | None = None
         self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0,
-                         "flows_removed": 0, "install_errors": 0, "idle_timeouts": 0}
+                         "flows_removed": 0, "install_errors": 0, "idle_timeouts": 0,
+                         "fastpath_packets": 0, "fastpath_bytes": 0}
         self._installs: list[fx.InstallFlows] = []
         self._install_event = asyncio.Event()
         self._removals: list[tuple] = []
@@ -310,18 +311,44 @@ class ControllerApp:
             await self._remove_event.wait()
             self._remove_event.clear()
             keys, self._removals = self._removals, []
-            updates = []
+            updates, fids = [], []
             for k in keys:
                 fid = self.flow_of.pop(tuple(k), None)
                 if fid is not None:
-                    self.flow_ids.put(fid)
+                    fids.append(fid)
                 updates.append(self.enc.delete(FlowKey(*k)))
+            if fids:
+                # What these flows carried in the fast path, before their ids are reused.
+                pkts, nbytes = await self._flow_counters(sw, fids)
+                self.counters["fastpath_packets"] += pkts
+                self.counters["fastpath_bytes"] += nbytes
+                for fid in fids:
+                    self.flow_ids.put(fid)
             if updates:
                 try:
                     await sw.write(updates, strict=False)
                     self.counters["flows_removed"] += len(updates)
                 except P4ClientError as exc:
                     LOG.warning("flow removal failed: %s", exc)
+
+    async def _flow_counters(self, sw: Switch, fids: list[int]) -> tuple[int, int]:
+        pkts = nbytes = 0
+        try:
+            async for c in sw.read([P4CounterEntry("flow_counter", index=f) for f in fids]):
+                if c.data is not None:
+                    pkts += c.data.packet_count
+                    nbytes += c.data.byte_count
+        except P4ClientError as exc:
+            LOG.warning("cannot read flow counters: %s", exc)
+        return pkts, nbytes
+
+    async def fastpath_totals(self) -> dict:
+        """Fast-path packets/bytes: finished flows plus the flows installed now."""
+        live = await self._flow_counters(self.switch, list(self.flow_of.values())) if self.flow_of else (0, 0)
+        return {"packets": self.counters["fastpath_packets"] + live[0],
+                "bytes": self.counters["fastpath_bytes"] + live[1],
+                "controller_packet_in": self.counters["packet_in"],
+                "controller_packet_out": self.counters["packet_out"]}
 
     # ------------------------------------------------------------------ operator surface
     def status(self) -> dict:
@@ -345,6 +372,8 @@ class ControllerApp:
         op = req.get("op")
         if op == "status":
             return {"ok": True, "status": self.status()}
+        if op == "fastpath":
+            return {"ok": True, "fastpath": await self.fastpath_totals()}
         if op == "connections":
             return {"ok": True, "connections": self.engine.connections()}
         if op == "rules.load":
