@@ -140,8 +140,8 @@ class PrefixRouter:
 
 class RuleSetDecider:
     """Adapter from the rules engine (docs/interfaces.md §3) to the engine's decider.
-    ``source`` is a ``RuleSet`` or anything with an ``active`` RuleSet (a ``RuleStore``),
-    read at every decision so that a hot reload takes effect for new connections."""
+    ``source`` is a ``RuleSet`` or a ``RuleStore``; the store's ``current`` rule set is
+    read at every use, so a hot reload takes effect for the next connection."""
 
     def __init__(self, source):
         from p4cs.rules import classify  # imported here: csproc does not need the rules
@@ -149,7 +149,8 @@ class RuleSetDecider:
         self._source = source
 
     def _rs(self):
-        return getattr(self._source, "active", self._source)
+        cur = getattr(self._source, "current", None)
+        return self._source if cur is None else cur
 
     @property
     def needs_body(self) -> bool:
