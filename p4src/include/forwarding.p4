@@ -28,26 +28,29 @@ control Forwarding(inout headers_t hdr, inout local_metadata_t meta) {
         meta.out_port = meta.in_port;
     }
 
-    @name(".drop")
-    action drop() {
+    /* Every table has its own actions (p4c-dpdk copies an action shared by several tables
+     * under new names, which would make the P4Info ambiguous for the embedded target). */
+    @name(".arp_drop")
+    action arp_drop() {
         meta.drop = true;
     }
 
     @name(".arp_table")
     table arp_table {
         key = { hdr.arp.tpa: exact @name("target_addr"); }
-        actions = { arp_reply; @defaultonly drop; }
-        const default_action = drop;
+        actions = { arp_reply; @defaultonly arp_drop; }
+        const default_action = arp_drop;
         size = P4CS_ARP_TABLE_SIZE;
     }
 
-    @name(".to_controller")
-    action to_controller(bit<8> reason) {
-        meta.punt_reason = reason;
+    /* A flow-table miss on client -> VIP:port traffic goes to the controller. */
+    @name(".punt_vip")
+    action punt_vip() {
+        meta.punt_reason = REASON_VIP_MISS;
     }
 
-    @name(".no_action")
-    action no_action() { }
+    @name(".vip_miss")
+    action vip_miss() { }
 
     @name(".vip_table")
     table vip_table {
@@ -56,10 +59,19 @@ control Forwarding(inout headers_t hdr, inout local_metadata_t meta) {
             hdr.ipv4.protocol: exact @name("protocol");
             hdr.tcp.dst_port:  exact @name("vip_port");
         }
-        actions = { to_controller; @defaultonly no_action; }
-        const default_action = no_action;
+        actions = { punt_vip; @defaultonly vip_miss; }
+        const default_action = vip_miss;
         size = P4CS_VIP_TABLE_SIZE;
     }
+
+    /* A flow-table miss on real server -> client traffic (transparent mode). */
+    @name(".punt_backend")
+    action punt_backend() {
+        meta.punt_reason = REASON_BACKEND_MISS;
+    }
+
+    @name(".backend_miss")
+    action backend_miss() { }
 
     @name(".backend_table")
     table backend_table {
@@ -68,16 +80,25 @@ control Forwarding(inout headers_t hdr, inout local_metadata_t meta) {
             hdr.ipv4.protocol: exact @name("protocol");
             hdr.tcp.src_port:  exact @name("server_port");
         }
-        actions = { to_controller; @defaultonly no_action; }
-        const default_action = no_action;
+        actions = { punt_backend; @defaultonly backend_miss; }
+        const default_action = backend_miss;
         size = P4CS_VIP_TABLE_SIZE;
     }
+
+    /* Anything addressed to a switch-owned address. */
+    @name(".punt_local")
+    action punt_local() {
+        meta.punt_reason = REASON_LOCAL;
+    }
+
+    @name(".local_miss")
+    action local_miss() { }
 
     @name(".local_table")
     table local_table {
         key = { hdr.ipv4.dst_addr: exact @name("addr"); }
-        actions = { to_controller; @defaultonly no_action; }
-        const default_action = no_action;
+        actions = { punt_local; @defaultonly local_miss; }
+        const default_action = local_miss;
         size = P4CS_VIP_TABLE_SIZE;
     }
 
@@ -88,11 +109,16 @@ control Forwarding(inout headers_t hdr, inout local_metadata_t meta) {
         meta.out_port = port;
     }
 
+    @name(".route_drop")
+    action route_drop() {
+        meta.drop = true;
+    }
+
     @name(".ipv4_route")
     table ipv4_route {
         key = { hdr.ipv4.dst_addr: lpm @name("dst_addr"); }
-        actions = { route; drop; }
-        const default_action = drop;
+        actions = { route; route_drop; }
+        const default_action = route_drop;
         size = P4CS_ROUTE_TABLE_SIZE;
     }
 

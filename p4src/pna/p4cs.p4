@@ -33,15 +33,15 @@ control MainControlImpl(inout headers_t hdr, inout local_metadata_t meta,
     action send(bit<32> port) {
         send_to_port((PortId_t)port);
     }
-    @name(".drop_packet")
-    action drop_pkt() {
+    @name(".egress_drop")
+    action egress_drop() {
         drop_packet();
     }
     @name(".egress_table")
     table egress_table {
         key = { meta.out_port: exact @name("out_port"); }
-        actions = { send; @defaultonly drop_pkt; }
-        const default_action = drop_pkt;
+        actions = { send; @defaultonly egress_drop; }
+        const default_action = egress_drop;
         size = P4CS_MAX_PORTS;
     }
 

@@ -23,15 +23,15 @@ control IngressImpl(inout headers_t hdr, inout local_metadata_t meta,
     action send(bit<32> port) {
         standard_metadata.egress_spec = (bit<9>)port;
     }
-    @name(".drop_packet")
-    action drop_pkt() {
+    @name(".egress_drop")
+    action egress_drop() {
         mark_to_drop(standard_metadata);
     }
     @name(".egress_table")
     table egress_table {
         key = { meta.out_port: exact @name("out_port"); }
-        actions = { send; @defaultonly drop_pkt; }
-        const default_action = drop_pkt;
+        actions = { send; @defaultonly egress_drop; }
+        const default_action = egress_drop;
         size = P4CS_MAX_PORTS;
     }
 

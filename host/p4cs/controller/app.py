@@ -39,7 +39,6 @@ from p4cs.csproc.schedulers import Server, ServerGroup
 
 LOG = logging.getLogger("p4cs.controller")
 
-REASON_VIP_MISS, REASON_BACKEND_MISS, REASON_LOCAL = 1, 2, 3
 TCP = 6
 
 
@@ -143,19 +142,18 @@ class ControllerApp:
                                  mac_to_int(cfg.ports[sport].mac) if sport is not None else first_mac)
         for ip, mac in owned.items():
             add(P4TableEntry("arp_table", match={"target_addr": ip}, action=("arp_reply", {"mac": mac})))
-            add(P4TableEntry("local_table", match={"addr": ip},
-                             action=("to_controller", {"reason": REASON_LOCAL})))
+            add(P4TableEntry("local_table", match={"addr": ip}, action="punt_local"))
         backends: set[tuple[str, int]] = set()
         for svc in cfg.services:
             add(P4TableEntry("vip_table", match={"vip_addr": svc.vip, "protocol": TCP, "vip_port": svc.port},
-                             action=("to_controller", {"reason": REASON_VIP_MISS})))
+                             action="punt_vip"))
             if svc.mode == "transparent":
                 for g in cfg.groups.values():
                     for s in g.servers:
                         backends.add((s.address, s.port))
         for addr, port in sorted(backends):
             add(P4TableEntry("backend_table", match={"server_addr": addr, "protocol": TCP, "server_port": port},
-                             action=("to_controller", {"reason": REASON_BACKEND_MISS})))
+                             action="punt_backend"))
         for h in cfg.hosts:
             add(P4TableEntry("ipv4_route", match={"dst_addr": f"{h.ip}/32"},
                              action=("route", {"port": h.port, "dmac": mac_to_int(h.mac),

@@ -163,7 +163,8 @@ class DaemonInfo:
 def _name_variants(p4name: str) -> list[str]:
     local = p4name.rsplit(".", 1)[-1]
     flat = p4name.replace(".", "_")
-    out = [p4name, local, flat]
+    # p4c-dpdk spells objects with absolute names (@name(".x")) "_x", and instances "_x_0".
+    out = [p4name, local, flat, "_" + local]
     # "MainControlImpl.flow_table" may also appear as "flow_table_0" etc. (handled below)
     return list(dict.fromkeys(out))
 
