@@ -317,7 +317,7 @@ def raw_socket(ns: str, ifname: str) -> socket.socket:
     def mk():
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
         s.bind((ifname, 0))
-        s.setsockopt(socket.SOL_PACKET, 23, 1)  # PACKET_IGNORE_OUTGOING
+        s.setsockopt(263, 23, 1)  # SOL_PACKET, PACKET_IGNORE_OUTGOING
         s.settimeout(5)
         return s
 

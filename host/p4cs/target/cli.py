@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -176,6 +177,12 @@ def switch_cmd(
     else:
         spec = p4info = None
     lt = [int(x) for x in learner_timeouts.split(",")] if learner_timeouts else None
+    profile = os.environ.get("P4CS_PROFILE")  # developer aid: cProfile the server to this file
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     rc = asyncio.run(
         _serve_dpdk(
             ports,
@@ -191,4 +198,7 @@ def switch_cmd(
             daemon_log_level=None,
         )
     )
+    if profile:
+        prof.disable()
+        prof.dump_stats(profile)
     sys.exit(rc)

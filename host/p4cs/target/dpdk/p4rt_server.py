@@ -33,9 +33,11 @@ from typing import Any, AsyncIterator, Iterable
 import grpc
 from finsy.proto import p4i, p4r, rpc_code, rpc_status
 from google.protobuf import any_pb2, text_format
+from google.protobuf.message import DecodeError
 
 from .daemon import DaemonDead, DaemonError, SwxDaemon
 from .schema import Schema, SchemaError, TableInfo, canonical_bytes
+from .wire import Slow, decode_update, update_slices
 
 LOG = logging.getLogger("p4cs.target.dpdk.p4rt")
 
@@ -50,6 +52,7 @@ REG_CHUNK = 1024
 STREAM_QUEUE_MAX = 8192
 
 SC = grpc.StatusCode
+_INSERT, _MODIFY, _DELETE = p4r.Update.INSERT, p4r.Update.MODIFY, p4r.Update.DELETE
 _ERRNO_CODE = {
     "EEXIST": SC.ALREADY_EXISTS,
     "ENOENT": SC.NOT_FOUND,
@@ -270,7 +273,7 @@ class P4RuntimeServer:
         h = {
             "Write": grpc.unary_unary_rpc_method_handler(
                 self.Write,
-                request_deserializer=p4r.WriteRequest.FromString,
+                request_deserializer=None,  # raw bytes: see wire.py
                 response_serializer=_raw_or_message,
             ),
             "Read": grpc.unary_stream_rpc_method_handler(
@@ -497,8 +500,12 @@ class P4RuntimeServer:
 
     # -- Write ----------------------------------------------------------------------------
 
-    async def Write(self, request, context):
+    async def Write(self, raw, context):
         try:
+            try:
+                request = p4r.WriteRequest.FromString(raw)
+            except DecodeError as e:
+                raise P4RTError(SC.INVALID_ARGUMENT, f"malformed WriteRequest: {e}") from None
             self._check_device(request.device_id)
             self._check_primary(request.role, request.election_id, request.HasField("election_id"))
             pipe = self._pipeline()
@@ -506,8 +513,7 @@ class P4RuntimeServer:
                 raise P4RTError(
                     SC.UNIMPLEMENTED, "only CONTINUE_ON_ERROR atomicity is supported by this target"
                 )
-            async with self._write_lock:
-                errors = await self._write(pipe, request.updates)
+            errors = await self._write(pipe, request, raw)
         except Exception as e:  # noqa: BLE001
             await self._abort(context, e)
             return None
@@ -533,172 +539,256 @@ class P4RuntimeServer:
             trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
         )
 
-    async def _write(self, pipe: Pipeline, updates) -> list | None:
-        """Apply updates; None when all succeeded, else one (code, message) or None each."""
-        n = len(updates)
-        results: list[tuple[grpc.StatusCode, str] | None] = [None] * n
-        failed = False
-        lines: list[str] = []
-        # ops: (update index, shadow dict, key, stored bytes or None for delete, first line, n lines)
-        ops: list[tuple] = []
-        overlay: dict[tuple, Any] = {}  # regular-table keys touched earlier in this batch
-        schema = pipe.schema
-        INSERT, MODIFY, DELETE = p4r.Update.INSERT, p4r.Update.MODIFY, p4r.Update.DELETE
-        _MISSING = overlay  # sentinel object: "deleted in this batch"
-        for i, upd in enumerate(updates):
-            try:
-                ent = upd.entity
-                kind = ent.WhichOneof("entity")
-                utype = upd.type
-                if utype not in (INSERT, MODIFY, DELETE):
-                    raise P4RTError(SC.INVALID_ARGUMENT, "update type is UNSPECIFIED")
-                if kind == "table_entry":
-                    te = ent.table_entry
-                    t = schema.tables.get(te.table_id)
-                    if t is None:
-                        raise P4RTError(SC.NOT_FOUND, f"unknown table id {te.table_id:#x}")
-                    if te.is_default_action:
-                        lines_, op = self._plan_default(pipe, t, te, utype)
-                        ops.append((i, None, t.id, op, len(lines), len(lines_)))
-                        lines.extend(lines_)
-                        continue
-                    key, keytext = self._key(t, te)
-                    shadow = pipe.shadow[t.id]
-                    if t.learner:
-                        if utype == DELETE:
-                            ops.append((i, shadow, key, None, len(lines), 1))
-                            lines.append(t.del_prefix + keytext)
-                            continue
-                        acttext = self._action_text(t, te)
-                        to = te.idle_timeout_ns
-                        if to:
-                            if not t.idle_notify:
-                                raise P4RTError(
-                                    SC.INVALID_ARGUMENT,
-                                    f"table {t.name!r} does not support idle timeouts "
-                                    "(idle_timeout_behavior is not NOTIFY_CONTROL)",
-                                )
-                            if to < 0:
-                                raise P4RTError(SC.INVALID_ARGUMENT, "idle_timeout_ns is negative")
-                            if not t.timeouts:
-                                raise P4RTError(
-                                    SC.UNIMPLEMENTED,
-                                    f"learner {t.dname!r} has no timeout profiles",
-                                )
-                            acttext += f" timeout {t.timeout_profile(to)}"
-                        prefix = t.add_prefix if utype == INSERT else t.mod_prefix
-                        if to:
-                            ops.append((i, shadow, key, te.SerializeToString(), len(lines), 1))
-                            lines.append(prefix + keytext + acttext)
-                        else:
-                            ops.append((i, shadow, key, te.SerializeToString(), len(lines), 2))
-                            lines.append(prefix + keytext + acttext)
-                            lines.append(t.keep_prefix + keytext)
-                        continue
-                    # regular table: the server decides existence (the daemon's add is an upsert)
-                    cur = overlay.get(key)
-                    exists = (key in shadow) if cur is None else (cur is not _MISSING)
-                    if utype == INSERT and exists:
-                        raise P4RTError(SC.ALREADY_EXISTS, f"entry already exists in {t.name!r}")
-                    if utype != INSERT and not exists:
-                        raise P4RTError(SC.NOT_FOUND, f"entry not found in {t.name!r}")
-                    if te.idle_timeout_ns:
-                        raise P4RTError(
-                            SC.INVALID_ARGUMENT,
-                            f"table {t.name!r} is not a learner table: idle timeouts unsupported",
-                        )
-                    if utype == DELETE:
-                        overlay[key] = _MISSING
-                        ops.append((i, shadow, key, None, len(lines), 1))
-                        lines.append(t.del_prefix + keytext)
-                    else:
-                        acttext = self._action_text(t, te)
-                        overlay[key] = True
-                        ops.append((i, shadow, key, te.SerializeToString(), len(lines), 1))
-                        lines.append(t.add_prefix + keytext + acttext)
-                elif kind == "register_entry":
-                    if utype != MODIFY:
-                        raise P4RTError(SC.INVALID_ARGUMENT, "register entries only support MODIFY")
-                    ln = self._register_write_lines(schema, ent.register_entry)
-                    ops.append((i, None, None, None, len(lines), len(ln)))
-                    lines.extend(ln)
-                elif kind == "counter_entry":
-                    if utype != MODIFY:
-                        raise P4RTError(SC.INVALID_ARGUMENT, "counter entries only support MODIFY")
-                    ln = self._counter_write_lines(schema, ent.counter_entry)
-                    ops.append((i, None, None, None, len(lines), len(ln)))
-                    lines.extend(ln)
-                elif kind is None:
-                    raise P4RTError(SC.INVALID_ARGUMENT, "update has no entity")
-                else:
-                    raise P4RTError(SC.UNIMPLEMENTED, f"{kind} is not supported by this target")
-            except P4RTError as e:
-                results[i] = (e.code, e.message)
-                failed = True
-        if lines:
-            replies = await pipe.daemon.request(lines)
-            for i, shadow, key, value, first, nl in ops:
-                r = replies[first]
-                if r[:2] != "ok":
-                    results[i] = _daemon_error(r)
+    async def _write(self, pipe: Pipeline, request: p4r.WriteRequest, raw: bytes | None) -> list | None:
+        """Apply updates; None when all succeeded, else one (code, message) or None each.
+
+        Planning runs under the write lock. A batch that touches only learner tables (whose
+        existence checks the daemon makes) releases it as soon as its message is queued, so
+        the next batch is planned while the daemon applies this one; a batch that touches a
+        regular table (existence decided here, from the shadow) keeps it until applied.
+        """
+        lock = self._write_lock
+        await lock.acquire()
+        held = True
+        try:
+            updates = request.updates
+            n = len(updates)
+            results: list[tuple[grpc.StatusCode, str] | None] = [None] * n
+            failed = False
+            lines: list[str] = []
+            # ops: (update index, shadow dict, key, stored bytes or None, first line, n lines)
+            ops: list[tuple] = []
+            # regular-table keys touched earlier in this batch -> exists afterwards
+            overlay: dict[tuple, bool] = {}
+            tables = pipe.schema.tables
+            slices = None
+            if raw is not None:
+                try:
+                    slices = update_slices(raw)
+                except (Slow, IndexError):
+                    slices = None
+                if slices is not None and len(slices) != n:
+                    slices = None
+            ordered = [False]
+            for i in range(n):
+                try:
+                    if slices is not None:
+                        try:
+                            fast = decode_update(raw, *slices[i])
+                        except (Slow, IndexError):
+                            fast = None
+                        if fast is not None:
+                            utype, tid, matches, aid, params, prio, idle, is_default, ts, te_end = fast
+                            t = tables.get(tid)
+                            if t is not None and t.all_exact and not is_default:
+                                if prio:
+                                    raise P4RTError(
+                                        SC.INVALID_ARGUMENT,
+                                        f"table {t.name!r} has only exact fields: priority must be 0",
+                                    )
+                                key, keytext = self._key_exact(t, matches)
+                                self._plan_entry(
+                                    pipe, t, utype, key, keytext, aid, params, idle,
+                                    raw[ts:te_end], i, lines, ops, overlay, ordered,
+                                )  # fmt: skip
+                                continue
+                    self._plan_slow(pipe, updates[i], i, lines, ops, overlay, ordered)
+                except P4RTError as e:
+                    results[i] = (e.code, e.message)
                     failed = True
-                    continue
-                for extra in replies[first + 1 : first + nl]:
-                    if extra[:2] != "ok":
-                        results[i] = _daemon_error(extra)
-                        failed = True
-                        break
-                if shadow is None:
-                    if isinstance(value, bytes) or value is None and key is not None:
-                        pass
-                    if key is not None and value is not None:  # default entry
-                        pipe.defaults[key] = value
-                    continue
-                if value is None:
-                    shadow.pop(key, None)
-                else:
-                    shadow[key] = value
+            if not lines:
+                return results if failed else None
+            if ordered[0]:
+                replies = await pipe.daemon.request(lines)
+            else:
+                task = asyncio.ensure_future(pipe.daemon.request(lines))
+                await asyncio.sleep(0)  # the task has queued its message(s) by now
+                lock.release()
+                held = False
+                replies = await task
+        finally:
+            if held:
+                lock.release()
+        for i, shadow, key, value, first, nl in ops:
+            r = replies[first]
+            if r[:2] != "ok":
+                results[i] = _daemon_error(r)
+                failed = True
+                continue
+            for extra in replies[first + 1 : first + nl]:
+                if extra[:2] != "ok":
+                    results[i] = _daemon_error(extra)
+                    failed = True
+                    break
+            if shadow is None:
+                if key is not None and value is not None:  # default entry of table `key`
+                    pipe.defaults[key] = value
+                continue
+            if value is None:
+                shadow.pop(key, None)
+            else:
+                shadow[key] = value
         return results if failed else None
+
+    def _plan_entry(
+        self, pipe: Pipeline, t: TableInfo, utype: int, key: tuple, keytext: str,
+        action_id: int | None, params: list, idle: int, te_bytes: bytes,
+        i: int, lines: list, ops: list, overlay: dict, ordered: list,
+    ) -> None:  # fmt: skip
+        """Daemon line(s) of one INSERT/MODIFY/DELETE of a (non-default) table entry."""
+        shadow = pipe.shadow[t.id]
+        if not t.learner:
+            ordered[0] = True
+        if utype == _DELETE:
+            if not t.learner:
+                cur = overlay.get(key)
+                if not (key in shadow if cur is None else cur):
+                    raise P4RTError(SC.NOT_FOUND, f"entry not found in {t.name!r}")
+                overlay[key] = False
+            ops.append((i, shadow, key, None, len(lines), 1))
+            lines.append(t.del_prefix + keytext)
+            return
+        if utype != _INSERT and utype != _MODIFY:
+            raise P4RTError(SC.INVALID_ARGUMENT, "update type is UNSPECIFIED")
+        if action_id is None:
+            raise P4RTError(SC.INVALID_ARGUMENT, f"table {t.name!r}: entry has no action")
+        acttext = self._action_text(t, action_id, params)
+        if t.learner:
+            if idle:
+                if not t.idle_notify:
+                    raise P4RTError(
+                        SC.INVALID_ARGUMENT,
+                        f"table {t.name!r} does not support idle timeouts "
+                        "(idle_timeout_behavior is not NOTIFY_CONTROL)",
+                    )
+                if idle < 0:
+                    raise P4RTError(SC.INVALID_ARGUMENT, "idle_timeout_ns is negative")
+                if not t.timeouts:
+                    raise P4RTError(SC.UNIMPLEMENTED, f"learner {t.dname!r} has no timeout profiles")
+                prefix = t.add_prefix if utype == _INSERT else t.mod_prefix
+                ops.append((i, shadow, key, te_bytes, len(lines), 1))
+                lines.append(f"{prefix}{keytext}{acttext} timeout {t.timeout_profile(idle)}")
+            else:
+                prefix = t.add_prefix if utype == _INSERT else t.mod_prefix
+                ops.append((i, shadow, key, te_bytes, len(lines), 2))
+                lines.append(prefix + keytext + acttext)
+                lines.append(t.keep_prefix + keytext)
+            return
+        # regular table: the server decides existence (the daemon's add is an upsert)
+        cur = overlay.get(key)
+        exists = (key in shadow) if cur is None else cur
+        if utype == _INSERT and exists:
+            raise P4RTError(SC.ALREADY_EXISTS, f"entry already exists in {t.name!r}")
+        if utype == _MODIFY and not exists:
+            raise P4RTError(SC.NOT_FOUND, f"entry not found in {t.name!r}")
+        if idle:
+            raise P4RTError(
+                SC.INVALID_ARGUMENT,
+                f"table {t.name!r} is not a learner table: idle timeouts unsupported",
+            )
+        overlay[key] = True
+        ops.append((i, shadow, key, te_bytes, len(lines), 1))
+        lines.append(t.add_prefix + keytext + acttext)
+
+    def _plan_slow(
+        self, pipe: Pipeline, upd: p4r.Update, i: int, lines: list, ops: list, overlay: dict,
+        ordered: list,
+    ) -> None:  # fmt: skip
+        schema = pipe.schema
+        ent = upd.entity
+        kind = ent.WhichOneof("entity")
+        utype = upd.type
+        if utype not in (_INSERT, _MODIFY, _DELETE):
+            raise P4RTError(SC.INVALID_ARGUMENT, "update type is UNSPECIFIED")
+        if kind == "table_entry":
+            te = ent.table_entry
+            t = schema.tables.get(te.table_id)
+            if t is None:
+                raise P4RTError(SC.NOT_FOUND, f"unknown table id {te.table_id:#x}")
+            if te.is_default_action:
+                lines_, op = self._plan_default(pipe, t, te, utype)
+                ordered[0] = True
+                ops.append((i, None, t.id, op, len(lines), len(lines_)))
+                lines.extend(lines_)
+                return
+            key, keytext = self._key(t, te)
+            if te.HasField("action"):
+                aid, params = self._te_action(t, te)
+            else:
+                aid, params = None, []
+            self._plan_entry(
+                pipe, t, utype, key, keytext, aid, params, te.idle_timeout_ns,
+                te.SerializeToString(), i, lines, ops, overlay, ordered,
+            )  # fmt: skip
+        elif kind == "register_entry":
+            if utype != _MODIFY:
+                raise P4RTError(SC.INVALID_ARGUMENT, "register entries only support MODIFY")
+            ln = self._register_write_lines(schema, ent.register_entry)
+            ops.append((i, None, None, None, len(lines), len(ln)))
+            lines.extend(ln)
+        elif kind == "counter_entry":
+            if utype != _MODIFY:
+                raise P4RTError(SC.INVALID_ARGUMENT, "counter entries only support MODIFY")
+            ln = self._counter_write_lines(schema, ent.counter_entry)
+            ops.append((i, None, None, None, len(lines), len(ln)))
+            lines.extend(ln)
+        elif kind is None:
+            raise P4RTError(SC.INVALID_ARGUMENT, "update has no entity")
+        else:
+            raise P4RTError(SC.UNIMPLEMENTED, f"{kind} is not supported by this target")
 
     # -- entry codecs ---------------------------------------------------------------------
 
     @staticmethod
-    def _key(t: TableInfo, te: p4r.TableEntry) -> tuple[tuple, str]:
-        """(shadow key, daemon key text) of a table entry's match."""
-        nf = len(t.fields)
-        if t.all_exact:
-            vals: list = [None] * nf
-            fbid = t.fields_by_id
-            for fm in te.match:
-                f = fbid.get(fm.field_id)
-                if f is None:
-                    raise P4RTError(
-                        SC.INVALID_ARGUMENT, f"table {t.name!r}: unknown match field id {fm.field_id}"
-                    )
-                if not fm.HasField("exact"):
-                    raise P4RTError(
-                        SC.INVALID_ARGUMENT,
-                        f"table {t.name!r} field {f.name!r}: expected an exact match",
-                    )
-                v = fm.exact.value
+    def _key_exact(t: TableInfo, matches: list[tuple[int, bytes]]) -> tuple[tuple, str]:
+        """(shadow key, daemon key text) of an all-exact key given as (field id, value)."""
+        fields = t.fields
+        if len(matches) == len(fields):  # fast path: fields given in P4Info order
+            out = []
+            for (fid, v), f in zip(matches, fields):
                 x = int.from_bytes(v, "big")
-                if not v or x >> f.bitwidth:
-                    _int_of(v, f.bitwidth, f"table {t.name!r} field {f.name!r}")
-                if vals[f.index] is not None:
+                if fid != f.id or not v or x >> f.bitwidth:
+                    break
+                out.append(x)
+            else:
+                return tuple(out), " ".join(map(hex, out))
+        vals: list = [None] * len(t.fields)
+        fbid = t.fields_by_id
+        for fid, v in matches:
+            f = fbid.get(fid)
+            if f is None:
+                raise P4RTError(SC.INVALID_ARGUMENT, f"table {t.name!r}: unknown match field id {fid}")
+            x = int.from_bytes(v, "big")
+            if not v or x >> f.bitwidth:
+                _int_of(v, f.bitwidth, f"table {t.name!r} field {f.name!r}")
+            if vals[f.index] is not None:
+                raise P4RTError(SC.INVALID_ARGUMENT, f"table {t.name!r}: field {f.name!r} given twice")
+            vals[f.index] = x
+        if None in vals:
+            missing = [f.name for f in t.fields if vals[f.index] is None]
+            raise P4RTError(
+                SC.INVALID_ARGUMENT, f"table {t.name!r}: missing exact match field(s) {missing}"
+            )
+        return tuple(vals), " ".join(["0x%x" % x for x in vals])
+
+    @staticmethod
+    def _key(t: TableInfo, te: p4r.TableEntry) -> tuple[tuple, str]:
+        """(shadow key, daemon key text) of a table entry's match (protobuf path)."""
+        if t.all_exact:
+            pairs = []
+            for fm in te.match:
+                if not fm.HasField("exact"):
+                    f = t.fields_by_id.get(fm.field_id)
+                    name = f.name if f else fm.field_id
                     raise P4RTError(
-                        SC.INVALID_ARGUMENT, f"table {t.name!r}: field {f.name!r} given twice"
+                        SC.INVALID_ARGUMENT, f"table {t.name!r} field {name!r}: expected an exact match"
                     )
-                vals[f.index] = x
+                pairs.append((fm.field_id, fm.exact.value))
             if te.priority:
                 raise P4RTError(
                     SC.INVALID_ARGUMENT, f"table {t.name!r} has only exact fields: priority must be 0"
                 )
-            if nf and None in vals:
-                missing = [f.name for f in t.fields if vals[f.index] is None]
-                raise P4RTError(
-                    SC.INVALID_ARGUMENT, f"table {t.name!r}: missing exact match field(s) {missing}"
-                )
-            return tuple(vals), " ".join(["0x%x" % x for x in vals])
+            return P4RuntimeServer._key_exact(t, pairs)
         return P4RuntimeServer._key_general(t, te)
 
     @staticmethod
@@ -763,40 +853,53 @@ class P4RuntimeServer:
         return tuple(vals) + ((prio,) if t.needs_priority else ()), " ".join(parts)
 
     @staticmethod
-    def _action_text(t: TableInfo, te: p4r.TableEntry, default: bool = False) -> str:
+    def _te_action(t: TableInfo, te: p4r.TableEntry) -> tuple[int, list[tuple[int, bytes]]]:
         ta = te.action
-        if not te.HasField("action") or ta.WhichOneof("type") != "action":
-            if te.HasField("action"):
-                raise P4RTError(
-                    SC.UNIMPLEMENTED,
-                    f"table {t.name!r}: only direct actions are supported (no action profiles)",
-                )
-            raise P4RTError(SC.INVALID_ARGUMENT, f"table {t.name!r}: entry has no action")
+        if ta.WhichOneof("type") != "action":
+            raise P4RTError(
+                SC.UNIMPLEMENTED,
+                f"table {t.name!r}: only direct actions are supported (no action profiles)",
+            )
         a = ta.action
+        return a.action_id, [(p.param_id, p.value) for p in a.params]
+
+    @staticmethod
+    def _action_text(
+        t: TableInfo, action_id: int, params: list[tuple[int, bytes]], default: bool = False
+    ) -> str:
         allowed = t.default_actions if default else t.actions
-        ai = allowed.get(a.action_id)
+        ai = allowed.get(action_id)
         if ai is None:
             scope = "default" if default else "entry"
             raise P4RTError(
                 SC.INVALID_ARGUMENT,
-                f"table {t.name!r}: action id {a.action_id:#x} is not a valid {scope} action",
+                f"table {t.name!r}: action id {action_id:#x} is not a valid {scope} action",
             )
         np = len(ai.params)
         if not np:
-            if a.params:
+            if params:
                 raise P4RTError(SC.INVALID_ARGUMENT, f"action {ai.name!r} takes no parameters")
             return " action " + ai.dname
+        if len(params) == np:  # fast path: parameters given in P4Info order
+            out = []
+            for (pid, v), p in zip(params, ai.params):
+                x = int.from_bytes(v, "big")
+                if pid != p.id or not v or x >> p.bitwidth:
+                    break
+                out.append(hex(x))
+            else:
+                return ai.line_fmt % tuple(out)
         vals: list = [None] * np
-        for p in a.params:
-            pi = ai.params_by_id.get(p.param_id)
+        pbid = ai.params_by_id
+        for pid, v in params:
+            pi = pbid.get(pid)
             if pi is None:
-                raise P4RTError(
-                    SC.INVALID_ARGUMENT, f"action {ai.name!r}: unknown parameter id {p.param_id}"
-                )
-            v = p.value
+                raise P4RTError(SC.INVALID_ARGUMENT, f"action {ai.name!r}: unknown parameter id {pid}")
             x = int.from_bytes(v, "big")
             if not v or x >> pi.bitwidth:
                 _int_of(v, pi.bitwidth, f"action {ai.name!r} parameter {pi.name!r}")
+            if vals[pi.index] is not None:
+                raise P4RTError(SC.INVALID_ARGUMENT, f"action {ai.name!r}: parameter {pi.name!r} given twice")
             vals[pi.index] = x
         if None in vals:
             missing = [p.name for p in ai.params if vals[p.index] is None]
@@ -812,7 +915,10 @@ class P4RuntimeServer:
             raise P4RTError(SC.INVALID_ARGUMENT, "the default entry has no match fields or priority")
         if t.const_default_action_id:
             raise P4RTError(SC.PERMISSION_DENIED, f"table {t.name!r} has a const default action")
-        acttext = self._action_text(t, te, default=True)
+        if not te.HasField("action"):
+            raise P4RTError(SC.INVALID_ARGUMENT, f"table {t.name!r}: default entry has no action")
+        aid, params = self._te_action(t, te)
+        acttext = self._action_text(t, aid, params, default=True)
         return [f"table default {t.dname}" + acttext], te.SerializeToString()
 
     # -- registers / counters -------------------------------------------------------------

@@ -227,6 +227,12 @@ class ActionInfo:
     dname: str
     params: list[ParamInfo]
     params_by_id: dict[int, ParamInfo]
+    line_fmt: str = ""  # " action NAME arg1 %s arg2 %s" (values as 0x... text)
+
+    def __post_init__(self) -> None:
+        self.line_fmt = " action " + self.dname + "".join(
+            " %s %%s" % p.dname.replace("%", "%%") for p in self.params
+        )
 
 
 @dataclass

@@ -1,0 +1,110 @@
+"""Packet-in / packet-out through the P4Runtime stream, and idle-timeout notifications,
+on the real data-plane daemon with AF_PACKET ports on veths in a private namespace."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from finsy.proto import p4r, rpc_code
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from .conftest import T_FLOW, be, flow_entry, raw_socket, upd
+
+pytestmark = [pytest.mark.dpdk, pytest.mark.root]
+
+
+def _frame(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", ip_src="10.0.0.1", ip_dst="10.0.0.2"):
+    return bytes(Ether(dst=dst, src=src) / IP(src=ip_src, dst=ip_dst) / UDP(sport=1234, dport=80) / (b"x" * 20))
+
+
+def _recv_matching(sock, payload: bytes, timeout: float = 5.0) -> bytes:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        if data[: len(payload)] == payload:
+            return data
+    raise AssertionError("frame did not arrive")
+
+
+def test_packet_out_and_packet_in(make_switch, client_factory, netns_ports):
+    ns, ports, peers = netns_ports((1, 2))
+    sw = make_switch(ports=ports, netns=ns)
+    c = client_factory(sw.addr)
+    c.arbitrate(1)
+    h1, h2 = raw_socket(ns, peers[1]), raw_socket(ns, peers[2])
+
+    # packet-out to port 2 appears on the peer of port 2, not on port 1
+    frame = _frame()
+    po = p4r.StreamMessageRequest()
+    po.packet.payload = frame
+    po.packet.metadata.add(metadata_id=1, value=be(2))
+    c.send(po)
+    assert _recv_matching(h2, frame)[: len(frame)] == frame
+    h1.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        while True:
+            if h1.recv(65536)[: len(frame)] == frame:
+                break
+
+    # a frame into port 1 that misses every table is punted: PacketIn with ingress_port/reason
+    h1.settimeout(5)
+    pkt = _frame(ip_src="10.9.9.9")
+    h1.send(pkt)
+    pin = c.recv("packet")
+    md = {m.metadata_id: int.from_bytes(m.value, "big") for m in pin.metadata}
+    assert md == {1: 1, 2: 1}
+    assert pin.payload[: len(pkt)] == pkt
+
+    # after a flow entry is installed the same frame is forwarded to port 2 instead
+    c.write([upd("INSERT", flow_entry(0x0A090909, 0x0A000002, port=2, flow_id=9))])
+    h1.send(pkt)
+    assert _recv_matching(h2, pkt)[: len(pkt)] == pkt
+    ce = p4r.CounterEntry(counter_id=301989889)
+    ce.index.index = 9
+    (r,) = c.read([p4r.Entity(counter_entry=ce)])
+    assert r.counter_entry.data.packet_count == 1
+    assert r.counter_entry.data.byte_count == len(pkt) - 14  # the pipeline counts the IPv4 length
+
+    # bad packet-outs are answered with StreamError and the stream survives
+    bad = p4r.StreamMessageRequest()
+    bad.packet.payload = frame
+    bad.packet.metadata.add(metadata_id=1, value=be(7))  # no such port
+    c.send(bad)
+    err = c.recv("error")
+    assert err.canonical_code == rpc_code.INVALID_ARGUMENT and err.packet_out.packet_out == bad.packet
+    c.send(po)
+    _recv_matching(h2, frame)
+
+    # a backup's packet-out is refused; the backup gets no packet-in
+    b = client_factory(sw.addr)
+    b.arbitrate(0)
+    b.send(po)
+    assert b.recv("error").canonical_code == rpc_code.PERMISSION_DENIED
+    h1.send(_frame(ip_src="10.9.9.8"))
+    assert c.recv("packet").metadata[0].value == be(1)
+    with pytest.raises(TimeoutError):
+        b.recv("packet", timeout=0.5)
+
+
+def test_idle_timeout_notification(switch, client_factory):
+    c = client_factory(switch.addr)
+    c.arbitrate(1)
+    short = flow_entry(1, 2, idle_ns=1_000_000_000)  # 1 s profile
+    keep = flow_entry(1, 3)  # no idle timeout: permanent
+    long_ = flow_entry(1, 4, idle_ns=60 * 10**9)
+    c.write([upd("INSERT", short), upd("INSERT", keep), upd("INSERT", long_)])
+    d = switch.server.pipe.daemon
+    n = c.recv("idle_timeout_notification", timeout=15)
+    assert list(n.table_entry) == [short]
+    assert n.timestamp > 0
+    switch.call(d.request(["sweep"]))
+    got = {e.table_entry.match[1].exact.value for e in c.read([p4r.Entity(table_entry=p4r.TableEntry(table_id=T_FLOW))])}
+    assert got == {be(3), be(4)}
+    assert switch.call(d.request(["learner get flow_table match 0x1 0x2"])) == ["ok miss"]
+    # an expired entry may be inserted again
+    c.write([upd("INSERT", short)])
