@@ -213,14 +213,17 @@ static void cmd_stats(struct sbuf *b)
 		sb_printf(b, "%s{\"port\":%u,\"rx_pkts\":%llu,\"rx_bytes\":%llu,\"tx_pkts\":%llu,"
 			  "\"tx_bytes\":%llu}", i ? "," : "", i,
 			  (unsigned long long)in.n_pkts, (unsigned long long)in.n_bytes,
-			  (unsigned long long)out.n_pkts, (unsigned long long)out.n_bytes);
+			  /* sinks account what they discard as "drop" */
+			  (unsigned long long)(out.n_pkts + out.n_pkts_drop),
+			  (unsigned long long)(out.n_bytes + out.n_bytes_drop));
 	}
 	{
 		struct rte_swx_port_out_stats out;
 
 		memset(&out, 0, sizeof(out));
 		rte_swx_ctl_pipeline_port_out_stats_read(g.p, g.info.n_ports_out - 1, &out);
-		sb_printf(b, "],\"drop_pkts\":%llu,\"learners\":[", (unsigned long long)out.n_pkts);
+		sb_printf(b, "],\"drop_pkts\":%llu,\"learners\":[",
+			  (unsigned long long)(out.n_pkts + out.n_pkts_drop));
 	}
 	for (i = 0; i < g.info.n_learners; i++) {
 		struct rte_swx_learner_stats ls;
@@ -488,9 +491,13 @@ int ctl_handle(void)
 
 	sb_init(&reply);
 	for (line = rx_buf; line; line = next) {
-		next = strchr(line, '\n');
+		char *end = rx_buf + n;
+		int has_nul;
+
+		next = memchr(line, '\n', (size_t)(end - line));
 		if (next)
 			*next++ = 0;
+		has_nul = strlen(line) != (size_t)((next ? next - 1 : end) - line);
 		if (n_lines == cap_lines) {
 			cap_lines = cap_lines ? 2 * cap_lines : 256;
 			line_off = realloc(line_off, cap_lines * sizeof(*line_off));
@@ -498,6 +505,10 @@ int ctl_handle(void)
 		if (line_off)
 			line_off[n_lines] = reply.len;
 		n_lines++;
+		if (has_nul) {
+			sb_printf(&reply, "err EINVAL NUL byte in line\n");
+			continue;
+		}
 		if (handle_line(line, &reply)) {
 			if (n_table == cap_table) {
 				cap_table = cap_table ? 2 * cap_table : 64;

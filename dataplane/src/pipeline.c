@@ -372,13 +372,13 @@ uint64_t pipeline_tx_packets(void)
 	uint64_t n = 0;
 	uint32_t i;
 
-	/* The last output port is the drop port appended by the pipeline: not counted. */
+	/* Packets sent to the user's ports; the drop port the pipeline appends last is not counted. */
 	for (i = 0; i < g.n_ports; i++) {
 		struct rte_swx_port_out_stats st;
 
 		memset(&st, 0, sizeof(st));
 		if (!rte_swx_ctl_pipeline_port_out_stats_read(g.p, i, &st))
-			n += st.n_pkts;
+			n += st.n_pkts + st.n_pkts_drop;   /* a sink counts as drop */
 	}
 	return n;
 }

@@ -234,8 +234,9 @@ int ports_write_iospec(const char *path)
 
 		if (pc && port_has_input(pc)) {
 			if (pc->kind == PORT_SOURCE)
+				/* "loop 0" replays forever, "loop 1" reads the file once. */
 				fprintf(f, "port in %u source mempool %s file %s loop %d packets 0\n",
-					i, MEMPOOL_NAME, pc->arg, pc->loop);
+					i, MEMPOOL_NAME, pc->arg, pc->loop ? 0 : 1);
 			else
 				fprintf(f, "port in %u fd %d mtu %d mempool %s bsz %d\n",
 					i, pc->fd, FD_MTU, MEMPOOL_NAME, BURST);

@@ -1,0 +1,328 @@
+"""p4cs-swxd: control protocol, learner direct operations, traffic through veths, CPU port,
+expiry notifications, idle CPU and bench mode."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import ARP, Ether
+from scapy.utils import wrpcap
+
+from conftest import (CPU_PORT, FLOW_SPEC, netns_packet_socket, recv_frames, start_daemon)
+
+pytestmark = [pytest.mark.root, pytest.mark.dpdk]
+
+MAC_H0 = "02:00:00:00:00:10"
+MAC_H1 = "02:00:00:00:00:11"
+MAC_SW = "02:00:00:00:00:fe"
+
+
+def ip2int(a: str) -> int:
+    return struct.unpack("!I", socket.inet_aton(a))[0]
+
+
+def mac2int(m: str) -> int:
+    return int(m.replace(":", ""), 16)
+
+
+def key(src="10.0.0.1", dst="10.0.0.100", proto=6, sport=40000, dport=80) -> str:
+    return f"match {ip2int(src)} {ip2int(dst)} {proto} {sport} {dport}"
+
+
+def splice(dmac=MAC_H1, smac=MAC_SW, new_src="10.0.1.100", new_dst="10.0.1.2", sport=50000,
+           dport=8080, seq=1000, ack=0xFFFFFFF0, port=1, cidx=7) -> str:
+    return (f"action splice dmac 0x{mac2int(dmac):012x} smac 0x{mac2int(smac):012x} "
+            f"new_src {ip2int(new_src)} new_dst {ip2int(new_dst)} new_sport {sport} "
+            f"new_dport {dport} seq_delta {seq} ack_delta {ack} port {port} counter_idx {cidx}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Control protocol without traffic
+
+
+def test_ping_info(sink_daemon):
+    ctl = sink_daemon.ctl
+    assert ctl.req("ping", "ping") == ["ok pong", "ok pong"]
+    info = json.loads(ctl.one("info")[3:])
+    assert info["cpu_port"] == CPU_PORT
+    assert [p["type"] for p in info["ports"]] == ["sink", "sink", "cpu"]
+    lrn = {x["name"]: x for x in info["learners"]}["flow_table"]
+    assert [k["bits"] for k in lrn["key"]] == [32, 32, 8, 16, 16]
+    assert lrn["timeouts"] == [3, 30, 120]
+    spl = {a["name"]: a for a in lrn["actions"]}["splice"]
+    assert [a["bits"] for a in spl["args"]][:2] == [48, 48]
+    assert {t["name"] for t in info["tables"]} == {"vip_table", "route_table", "port_table"}
+    assert info["regarrays"] == [{"name": "flow_pkts", "size": 65536}]
+
+
+def test_learner_ops(sink_daemon):
+    ctl = sink_daemon.ctl
+    k = key()
+    assert ctl.one(f"learner get flow_table {k}") == "ok miss"
+    assert ctl.one(f"learner add flow_table {k} {splice()}") == "ok"
+    assert ctl.one(f"learner add flow_table {k} {splice()}").startswith("err EEXIST")
+    got = ctl.one(f"learner get flow_table {k}")
+    assert got.startswith("ok hit splice ")
+    args = dict(kv.split("=") for kv in got.split()[3:])
+    assert int(args["dmac"]) == mac2int(MAC_H1)
+    assert int(args["smac"]) == mac2int(MAC_SW)
+    assert int(args["new_src"]) == ip2int("10.0.1.100")
+    assert int(args["new_sport"]) == 50000
+    assert int(args["ack_delta"]) == 0xFFFFFFF0
+    assert ctl.one(f"learner mod flow_table {k} {splice(port=0, sport=1234)} timeout 2") == "ok"
+    got = ctl.one(f"learner get flow_table {k}")
+    args = dict(kv.split("=") for kv in got.split()[3:])
+    assert (int(args["port"]), int(args["new_sport"])) == (0, 1234)
+    k2 = key(sport=40001)
+    assert ctl.one(f"learner mod flow_table {k2} {splice()}").startswith("err ENOENT")
+    assert ctl.one(f"learner del flow_table {k2}").startswith("err ENOENT")
+    assert ctl.one(f"learner keep flow_table {k2}").startswith("err ENOENT")
+    assert ctl.one(f"learner keep flow_table {k}") == "ok"
+    assert ctl.one(f"learner del flow_table {k}") == "ok"
+    assert ctl.one(f"learner get flow_table {k}") == "ok miss"
+    # batch: one reply line per request line, in order
+    lines = [f"learner add flow_table {key(sport=s)} {splice()}" for s in range(1000, 1100)]
+    assert ctl.req(*lines) == ["ok"] * 100
+    stats = json.loads(ctl.one("stats")[3:])
+    assert {x["name"]: x for x in stats["learners"]}["flow_table"]["entries"] == 100
+
+
+def test_bad_lines(sink_daemon):
+    ctl = sink_daemon.ctl
+    bad = [
+        "", "   ", "nope", "ping extra", "learner", "learner add", "learner add nope match 1",
+        "learner frob flow_table match 1 2 6 3 4",
+        "learner add flow_table match 1 2 3",
+        f"learner add flow_table {key()}",
+        f"learner add flow_table {key()} action nope",
+        f"learner add flow_table {key()} action flow_miss",
+        f"learner add flow_table {key()} action splice dmac 1",
+        f"learner add flow_table {key()} {splice()} timeout 9",
+        f"learner add flow_table {key()} {splice()} extra",
+        f"learner add flow_table {key()} {splice()} dmac",
+        "learner add flow_table match 99999999999 1 6 1 1 " + splice(),
+        "learner add flow_table match 0x1ffffffff 1 6 1 1 " + splice(),
+        "learner add flow_table match -1 1 6 1 1 " + splice(),
+        "learner add flow_table match 1 1 6 1 1 action splice dmac 0x1000000000000",
+        "learner get flow_table match 1 2 6 3 4 extra",
+        "table", "table add", "table add nope match 1 action fwd port 1",
+        "table add flow_table match 1 action fwd port 1",
+        "table add port_table match zz action fwd port 1",
+        "table add port_table match 1 action nope",
+        "table add port_table action fwd port 1",
+        "table frob port_table match 1",
+        "reg", "reg read", "reg read nope 0", "reg read flow_pkts 65536",
+        "reg read flow_pkts 0 0", "reg read flow_pkts 0 100000", "reg write flow_pkts 0",
+        "reg write flow_pkts 0 x", "reg frob flow_pkts 0",
+        "\x00\x01\xff garbage", "x" * 5000,
+    ]
+    out = ctl.req(*bad)
+    for line, reply in zip(bad, out):
+        assert reply.startswith("err E"), (line, reply)
+    # binary junk in a message of its own
+    ctl.sock.send(bytes(range(256)) * 4)
+    assert ctl.recv_msg().startswith("err")
+    assert ctl.one("ping") == "ok pong"
+
+
+def test_tables_and_regs(sink_daemon):
+    ctl = sink_daemon.ctl
+    assert ctl.req("table add port_table match 0 action fwd port 1",
+                   "table add port_table match 1 action fwd port 0",
+                   "table add route_table match 0x0a000100/0xffffff00 action route port 1 dmac 0x020000000011",
+                   "table add vip_table match 0x0a000064 80 action send_to_cpu",
+                   "table default route_table action NoAction",
+                   "reg write flow_pkts 3 42") == ["ok"] * 6
+    # MODIFY through add, then delete
+    assert ctl.one("table add port_table match 0 action fwd port 0") == "ok"
+    assert ctl.one("table del port_table match 1") == "ok"
+    assert ctl.one("reg read flow_pkts 2 3") == "ok 0 42 0"
+    assert ctl.one("reg write flow_pkts 0x3 0xffffffffffffffff") == "ok"
+    assert ctl.one("reg read flow_pkts 3") == f"ok {2**64 - 1}"
+    # a commit that fails (more entries than the table holds) answers err on every table line
+    # of the message and leaves the previous tables in place
+    lines = [f"table add port_table match {i + 10} action fwd port 1" for i in range(200)]
+    out = ctl.req("ping", *lines)
+    assert out[0] == "ok pong"
+    if any(o != "ok" for o in out[1:]):
+        assert all(o.startswith("err") for o in out[1:]), set(out[1:])
+    assert ctl.one("ping") == "ok pong"
+
+
+def test_expiry_notification(swxd_binary, workdir):
+    d = start_daemon(swxd_binary, workdir, ["0=sink", "1=sink"],
+                     extra=["--learner-timeouts", "3,4"])
+    try:
+        ctl = d.ctl
+        info = json.loads(ctl.one("info")[3:])
+        assert info["learners"][0]["timeouts"] == [3, 4, 120]
+        short, perm = key(sport=1), key(sport=2)
+        assert ctl.req(f"learner add flow_table {short} {splice()} timeout 0",
+                       f"learner add flow_table {perm} {splice()} timeout 0",
+                       f"learner keep flow_table {perm}") == ["ok"] * 3
+        # the sweeper reports on its own within timeout + one full pass
+        expired = ctl.poll_expired(6.0)
+        want = f"expired flow_table {ip2int('10.0.0.1')} {ip2int('10.0.0.100')} 6 1 80"
+        assert want in expired, expired
+        assert all(" 6 2 80" not in e for e in expired)
+        assert ctl.one(f"learner get flow_table {short}") == "ok miss"
+        assert ctl.one(f"learner get flow_table {perm}").startswith("ok hit")
+        # explicit sweep: nothing new
+        ctl.expired.clear()
+        assert ctl.one("sweep") == "ok"
+        assert ctl.poll_expired(0.3) == []
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Traffic through veths in namespaces
+
+
+def tcp_frame(src="10.0.0.1", dst="10.0.0.100", sport=40000, dport=80, seq=5000, ack=7000,
+              payload=b"GET / HTTP/1.0\r\n\r\n"):
+    return bytes(Ether(src=MAC_H0, dst=MAC_SW) / IP(src=src, dst=dst, ttl=64) /
+                 TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags="PA") / payload)
+
+
+def checksums_ok(frame: bytes) -> bool:
+    p = Ether(frame)
+    ip_ck, tcp_ck = p[IP].chksum, p[TCP].chksum
+    del p[IP].chksum
+    del p[TCP].chksum
+    q = Ether(bytes(p))
+    return q[IP].chksum == ip_ck and q[TCP].chksum == tcp_ck
+
+
+@pytest.fixture
+def traffic(swxd_binary, workdir, topo):
+    d = start_daemon(swxd_binary, workdir, ["0=afpacket:s0", "1=afpacket:s1"], netns=topo.sw)
+    s0 = netns_packet_socket(topo.h0, "h0")
+    s1 = netns_packet_socket(topo.h1, "h1")
+    try:
+        yield d, s0, s1
+        assert d.proc.poll() is None, "daemon died:\n" + d.log.read_text()
+    finally:
+        s0.close()
+        s1.close()
+        d.stop()
+
+
+def test_splice_rewrite(traffic):
+    d, s0, s1 = traffic
+    k = key()
+    assert d.ctl.one(f"learner add flow_table {k} {splice()}") == "ok"
+    s0.send(tcp_frame())
+    frames = recv_frames(s1, 3.0, match=lambda f: f[12:14] == b"\x08\x00")
+    assert frames, "no spliced frame on h1"
+    p = Ether(frames[0])
+    assert p.dst == MAC_H1 and p.src == MAC_SW
+    assert (p[IP].src, p[IP].dst) == ("10.0.1.100", "10.0.1.2")
+    assert (p[TCP].sport, p[TCP].dport) == (50000, 8080)
+    assert p[TCP].seq == 6000 and p[TCP].ack == (7000 + 0xFFFFFFF0) & 0xFFFFFFFF
+    assert bytes(p[TCP].payload) == b"GET / HTTP/1.0\r\n\r\n"
+    assert checksums_ok(frames[0])
+    assert d.ctl.one("reg read flow_pkts 7") == "ok 1"
+    stats = json.loads(d.ctl.one("stats")[3:])
+    assert {x["name"]: x for x in stats["learners"]}["flow_table"]["hit"] >= 1
+    # MODIFY takes effect on the next packet; DELETE sends the flow to the miss path
+    assert d.ctl.one(f"learner mod flow_table {k} {splice(port=0, cidx=8)}") == "ok"
+    s0.send(tcp_frame())
+    back = recv_frames(s0, 3.0, match=lambda f: f[:6] == bytes.fromhex(MAC_H1.replace(":", "")))
+    assert back, "modified flow did not come out of port 0"
+    assert d.ctl.one("reg read flow_pkts 8") == "ok 1"
+
+
+def test_cpu_port_both_ways(traffic):
+    d, s0, s1 = traffic
+    assert d.ctl.one("table add vip_table match 0x0a000064 80 action send_to_cpu") == "ok"
+    # miss in the flow table + VIP hit -> CPU with {ingress port, reason}
+    s0.send(tcp_frame(sport=41000))
+    d.cpu.settimeout(3.0)
+    msg = d.cpu.recv(65536)
+    port, reason = struct.unpack("!HH", msg[:4])
+    assert (port, reason) == (0, 1)
+    assert Ether(msg[4:])[TCP].sport == 41000
+    # packet-out: CPU header names the egress port
+    out = bytes(Ether(src=MAC_SW, dst=MAC_H1) / IP(src="10.9.9.9", dst="10.0.1.2") /
+                TCP(sport=1, dport=2))
+    d.cpu.send(struct.pack("!HH", 1, 0) + out)
+    got = recv_frames(s1, 3.0, match=lambda f: f[12:14] == b"\x08\x00")
+    assert got and got[0][:len(out)] == out
+    # out-of-range packet-out ports are dropped, never crash the daemon
+    for bad_port in (2, 3, 7, 0xFFFF):
+        d.cpu.send(struct.pack("!HH", bad_port, 0) + out)
+    d.cpu.send(b"\x00")  # runt
+    time.sleep(0.3)
+    assert d.ctl.one("ping") == "ok pong"
+    stats = json.loads(d.ctl.one("stats")[3:])
+    assert stats["drop_pkts"] >= 4
+
+
+def test_l2_and_route(traffic):
+    d, s0, s1 = traffic
+    assert d.ctl.req("table add port_table match 0 action fwd port 1",
+                     "table add route_table match 0x0a000100/0xffffff00 action route port 1 "
+                     "dmac 0x020000000011") == ["ok", "ok"]
+    arp = bytes(Ether(src=MAC_H0, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.0.0.1", pdst="10.0.0.2"))
+    s0.send(arp)
+    assert recv_frames(s1, 3.0, match=lambda f: f == arp), "ARP not forwarded by port_table"
+    udp = bytes(Ether(src=MAC_H0, dst=MAC_SW) / IP(src="10.0.0.1", dst="10.0.1.7") /
+                UDP(sport=1, dport=2) / b"x")
+    s0.send(udp)
+    got = recv_frames(s1, 3.0, match=lambda f: f[12:14] == b"\x08\x00")
+    assert got and Ether(got[0]).dst == MAC_H1 and Ether(got[0])[IP].dst == "10.0.1.7"
+
+
+def test_idle_cpu(traffic):
+    d, s0, s1 = traffic
+    pid = d.proc.pid
+    # the daemon runs under `ip netns exec`, which execs: same pid
+    def cpu_ticks():
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])  # utime + stime
+    time.sleep(0.5)
+    t0, c0 = time.monotonic(), cpu_ticks()
+    time.sleep(3.0)
+    t1, c1 = time.monotonic(), cpu_ticks()
+    share = (c1 - c0) / os.sysconf("SC_CLK_TCK") / (t1 - t0)
+    print(f"idle CPU share: {share:.3%}")
+    assert share < 0.05, share
+
+
+def test_bench_mode(swxd_binary, workdir, tmp_path):
+    pcap = tmp_path / "flows.pcap"
+    frames = [Ether(tcp_frame(sport=40000 + i)) for i in range(64)]
+    wrpcap(str(pcap), frames)
+    ctl_a, ctl_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cmd = [str(swxd_binary), "--spec", str(FLOW_SPEC), "--workdir", str(workdir),
+           "--ctl-fd", str(ctl_b.fileno()), "--port", f"0=source:{pcap}:loop",
+           "--port", "1=sink", "--bench-packets", "300000"]
+    # TCP frames that miss the flow table end in the drop port, which the benchmark does not
+    # count: install the flows first.
+    proc = subprocess.Popen(cmd, pass_fds=[ctl_b.fileno()], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    ctl_b.close()
+    try:
+        ctl_a.settimeout(60)
+        lines = [f"learner add flow_table {key(sport=40000 + i)} {splice()} timeout 2"
+                 for i in range(64)]
+        ctl_a.send("\n".join(lines).encode())
+        reply = ctl_a.recv(1 << 16).decode().split("\n")
+        assert all(r in ("ok", "err EEXIST key already present") for r in reply), reply
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ctl_a.close()
+    assert proc.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    print("bench:", res)
+    assert res["packets"] >= 300000 and res["pps"] > 100000
