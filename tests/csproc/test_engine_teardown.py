@@ -151,3 +151,52 @@ def test_fin_copies_after_rewrite_are_recognised():
 def test_ip_exception_reason_goes_the_client_path(h):
     assert pkts(h.client(h.cframe("S", seq=h.cisn, ack=0), reason=5))[0][1][TCP].flags \
         == "SA"
+
+
+def test_server_reset_after_splice_reaches_client_translated():
+    # relay phase: the server resets instead of acknowledging the request
+    h = Harness()
+    h.handshake()
+    h.send(b"GET / HTTP/1.1\r\n")
+    syn = h.to_server_syn(h.send(b"Host: a\r\n\r\n", rel=16))
+    inst, = of(h.server(h.sframe(syn, "SA", 500, h.cisn + 1)), InstallFlows)
+    eff = h.server(h.sframe(syn, "RA", 501, h.cisn + 1))
+    (port, rst), = pkts(eff)
+    assert port == 1 and rst[TCP].flags == "RA" and rst[TCP].seq == h.sisn + 1
+    assert rst[IP].src == "10.0.0.100"
+    rm, = of(eff, RemoveFlows)
+    assert rm.keys == [inst.flows[0].key]
+    # spliced, the RST missed in the data plane (flow being installed)
+    h, syn, inst = spliced()
+    eff = h.server(h.sframe(syn, "R", 501, 0))
+    (port, rst), = pkts(eff)
+    assert port == 1 and rst[TCP].flags == "R" and rst[TCP].seq == h.sisn + 1
+    assert of(eff, RemoveFlows)
+
+
+def test_client_reset_while_connecting_then_late_synack_is_reset():
+    h = Harness()
+    h.handshake()
+    syn = h.to_server_syn(h.send(GET))
+    h.client(h.cframe("R", rel=len(GET), ack=0))
+    assert not h.eng.by_id and h.servers[0].active == 0
+    (port, rst), = pkts(h.server(h.sframe(syn, "SA", 9, h.cisn + 1)))
+    assert port == 2 and rst[TCP].flags == "R" and rst[TCP].seq == h.cisn + 1
+
+
+def test_install_failure_after_close_only_cleans_up():
+    h, syn, inst = spliced()
+    h.server(h.sframe(syn, "R", 501, 0), reason=4)
+    eff = h.eng.install_failed(inst.flows[0].conn_id, h.now)
+    assert pkts(eff) == [] and of(eff, RemoveFlows) and not h.eng.by_id
+
+
+def test_listing_and_deadline():
+    h, syn, inst = spliced()
+    (row,) = h.eng.connections()
+    assert row["state"] == "spliced" and row["server"] == "10.0.1.1:8080"
+    assert row["client"] == "192.168.1.10:40000" and row["rule"] == "all"
+    h2 = Harness()
+    h2.handshake()
+    h2.client(h2.cframe("A"))
+    assert h2.eng.next_deadline() == h2.now + h2.cfg.request_timeout

@@ -264,6 +264,10 @@ class Engine:
         if c is None:
             return []
         self.stats.install_failures += 1
+        if c.state == TIME_WAIT:   # already closed: just make sure nothing stays behind
+            keys = [c.c2s.key, c.s2c.key]
+            self._free(c)
+            return [RemoveFlows(keys, 0.0)]
         return self._abort(c, now, "flow install failed", level="warning")
 
     def connections(self) -> list[dict]:
