@@ -1321,20 +1321,18 @@ class P4RuntimeServer:
             return
         hdr = pipe.schema.packet_in
         if hdr is None:
-            pi = p4r.PacketIn(payload=frame)
+            pin = _ld(0x0A, frame)
         else:
             if len(frame) < hdr.nbytes:
                 self.counters["packet_in_dropped"] += 1
                 return
-            pi = p4r.PacketIn(
-                payload=frame[hdr.nbytes :],
-                metadata=[
-                    p4r.PacketMetadata(metadata_id=mid, value=canonical_bytes(v))
-                    for mid, v in hdr.decode(frame)
-                ],
-            )
-        msg = p4r.StreamMessageResponse(packet=pi)
-        data = msg.SerializeToString()
+            # StreamMessageResponse{packet: PacketIn{payload, metadata: [{metadata_id, value}]}}
+            # encoded directly: this runs for every punted packet.
+            parts = [_ld(0x0A, frame[hdr.nbytes :])]
+            for mid, v in hdr.decode(frame):
+                parts.append(_ld(0x12, b"\x08" + _varint(mid) + _ld(0x12, canonical_bytes(v))))
+            pin = b"".join(parts)
+        data = _ld(0x12, pin)
         self.counters["packet_in"] += 1
         for c in prims:
             c.put(data)

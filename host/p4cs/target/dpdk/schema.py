@@ -7,9 +7,10 @@ counterpart, and a missing counterpart is an error at pipeline load time (never 
 at the first Write).
 
 p4c-dpdk keeps most names but drops the control prefix (P4Info `MainControlImpl.flow_table`
-→ spec `flow_table`) and sometimes appends a uniquifying `_N` suffix; indexed counters
-become one register array per unit (`<name>_packets` / `<name>_bytes`, possibly with an
-`_N` suffix on the base name). The matching below accepts exactly those variations and
+→ spec `flow_table`), sometimes appends a uniquifying `_N` suffix and, for objects with a
+global `@name("...")`, prepends an underscore (`flow_table` → `_flow_table_0`, action
+`splice` → `_splice`); indexed counters become one register array per unit
+(`<name>_packets` / `<name>_bytes`, the base name spelled as above). The matching below accepts exactly those variations and
 refuses ambiguity.
 """
 
@@ -180,7 +181,8 @@ def match_name(p4name: str, candidates: Iterable[str], what: str) -> str | None:
     for v in variants:
         if v in cset:
             return v
-    pat = re.compile("(?:" + "|".join(re.escape(v) for v in variants) + r")_\d+")
+    # p4c-dpdk spellings: "flow_table_0", "_flow_table_0" (global @name), "_splice" (actions)
+    pat = re.compile("_?(?:" + "|".join(re.escape(v) for v in variants) + r")(?:_\d+)?")
     hits = sorted(c for c in cands if pat.fullmatch(c))
     if len(hits) == 1:
         return hits[0]
@@ -419,7 +421,10 @@ class Schema:
                 size=t.size or dt.size,
                 learner=dt.learner,
                 timeouts=dt.timeouts,
-                idle_notify=t.idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL,
+                # A learner ages its entries out by construction, and p4c does not carry PNA's
+                # `idle_timeout_with_auto_delete` into P4Info: learners always accept
+                # idle_timeout_ns and notify on expiry.
+                idle_notify=dt.learner or t.idle_timeout_behavior == p4i.Table.NOTIFY_CONTROL,
                 const_default_action_id=t.const_default_action_id,
                 default_dname=dt.default_action,
             )
