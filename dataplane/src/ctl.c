@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <rte_swx_ctl.h>
@@ -472,8 +473,17 @@ int ctl_handle(void)
 	n = recvmsg(g.ctl_fd, &mh, MSG_DONTWAIT);
 	if (n < 0)
 		return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
-	if (n == 0)
-		return -1;
+	if (n == 0) {
+		/* EOF, or a zero-length message (legal on SOCK_SEQPACKET): tell them apart. */
+		static const char msg[] = "err EINVAL empty message";
+		struct pollfd pfd = { .fd = g.ctl_fd, .events = POLLIN | POLLRDHUP };
+
+		if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP)))
+			return -1;
+
+		send_reply(msg, sizeof(msg) - 1);
+		return 1;
+	}
 	if (mh.msg_flags & MSG_TRUNC) {
 		static const char msg[] = "err EMSGSIZE request too large\n";
 

@@ -326,3 +326,29 @@ def test_bench_mode(swxd_binary, workdir, tmp_path):
     res = json.loads(out.strip().splitlines()[-1])
     print("bench:", res)
     assert res["packets"] >= 300000 and res["pps"] > 100000
+
+
+def test_learner_bucket_full(swxd_binary, workdir, tmp_path):
+    import re
+    spec = tmp_path / "tiny.spec"
+    spec.write_text(re.sub(r"(learner flow_table \{.*?\n\tsize )\d+", r"\g<1>4",
+                           FLOW_SPEC.read_text(), flags=re.S))
+    d = start_daemon(swxd_binary, workdir, ["0=sink", "1=sink"], spec=spec)
+    try:
+        out = d.ctl.req(*[f"learner add flow_table {key(sport=s)} {splice()}" for s in range(64)])
+        ok = out.count("ok")
+        full = [o for o in out if o.startswith("err ENOSPC")]
+        assert ok <= 16 and len(full) == 64 - ok and full, out
+        stats = json.loads(d.ctl.one("stats")[3:])
+        lrn = stats["learners"][0]
+        assert (lrn["entries"], lrn["enospc"]) == (ok, len(full))
+        # deleting frees the slot again
+        first_ok = out.index("ok")
+        assert d.ctl.one(f"learner del flow_table {key(sport=first_ok)}") == "ok"
+        # empty messages and closing the control socket
+        d.ctl.sock.send(b"")
+        assert d.ctl.recv_msg().startswith("err EINVAL")
+        d.ctl.sock.close()
+        assert d.proc.wait(10) == 0
+    finally:
+        d.stop()
