@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +51,11 @@ SWXD = REPO / "dataplane" / "build" / "p4cs-swxd"
 
 _seq = itertools.count()
 
+SWITCH_LAUNCHER = (
+    "import sys, typer; from p4cs.target.cli import switch_cmd; "
+    "sys.argv[0] = 'p4cs switch'; typer.run(switch_cmd)"
+)
+
 
 def _log(msg: str) -> None:
     print(f"[ptf-run] {msg}", flush=True)
@@ -62,30 +66,20 @@ def _log(msg: str) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def _common_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, AF_PACKET)"
-    for tool in ("ip", "ethtool"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not on PATH"
-    if not (VENV_BIN / "ptf").exists() and shutil.which("ptf") is None:
-        return "the ptf command is not installed"
-    return None
-
-
 def unavailable(target: str) -> str | None:
-    """Why `target` cannot run here, or None."""
-    why = _common_unavailable()
-    if why:
-        return why
+    """Why `target` cannot run on this machine (a reason to skip), or None.
+
+    Only what a machine may legitimately lack is a reason: root, the built DPDK daemon and the
+    compiled DPDK artifacts; for BMv2, simple_switch_grpc and p4c. A missing tool that setup
+    installs (ip, ethtool, ptf, the p4cs package) is an error, see `broken_setup`."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, AF_PACKET sockets)"
     if target == "dpdk":
         if not os.access(SWXD, os.X_OK):
             return f"{SWXD.relative_to(REPO)} is not built (run `make -C dataplane`)"
         for f in ("p4cs.spec", "p4cs.p4info.txtpb"):
             if not (DPDK_DIR / f).exists():
                 return f"p4src/build/dpdk/{f} is missing (compile with `p4cs generate --target dpdk --compile`)"
-        if _p4cs() is None:
-            return "the p4cs command is not installed in the virtualenv"
         return None
     if target == "bmv2":
         if shutil.which("simple_switch_grpc") is None:
@@ -96,11 +90,22 @@ def unavailable(target: str) -> str | None:
     return f"unknown target {target!r}"
 
 
-def _p4cs() -> str | None:
-    cand = VENV_BIN / "p4cs"
-    if cand.exists():
-        return str(cand)
-    return shutil.which("p4cs")
+def broken_setup(target: str) -> str | None:
+    """A tool the suite needs and setup should have installed is missing."""
+    for tool in ("ip", "ethtool", "ss"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not on PATH"
+    if not (VENV_BIN / "ptf").exists() and shutil.which("ptf") is None:
+        return "the ptf command is not installed (pip install ptf)"
+    if target == "dpdk":
+        import importlib.util
+
+        try:
+            if importlib.util.find_spec("p4cs.target.cli") is None:
+                return "the p4cs package (p4cs.target.cli) is not importable"
+        except ImportError as e:
+            return f"the p4cs package is not importable: {e}"
+    return None
 
 
 def _ptf() -> str:
@@ -224,7 +229,9 @@ def _flow_timeouts() -> list[int]:
 
 
 def start_dpdk(ns: Netns, rundir: Path) -> TargetProc:
-    argv = ["ip", "netns", "exec", ns.sw, _p4cs(), "switch", "--target", "dpdk"]
+    # `p4cs switch`, started through its own module so that an import problem in an unrelated
+    # part of the p4cs command line cannot stop the conformance run.
+    argv = ["ip", "netns", "exec", ns.sw, sys.executable, "-c", SWITCH_LAUNCHER, "--target", "dpdk"]
     for p in ns.ports:
         argv += ["--iface", f"{p}={ns.sw_if(p)}"]
     argv += [
@@ -238,11 +245,15 @@ def start_dpdk(ns: Netns, rundir: Path) -> TargetProc:
     eal = os.environ.get("P4CS_PTF_EAL")
     if eal:
         argv += ["--eal", eal]
+    env = dict(os.environ)
+    dev = os.environ.get("P4CS_PTF_PYTHONPATH")  # a development copy of the p4cs package
+    if dev:
+        env["PYTHONPATH"] = dev + os.pathsep + env.get("PYTHONPATH", "")
     log = rundir / "switch.log"
     _log("target: " + " ".join(shlex.quote(a) for a in argv))
     with open(log, "wb") as f:
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=REPO)
+                                start_new_session=True, cwd=REPO, env=env)
     params = {
         "p4info": str(DPDK_DIR / "p4cs.p4info.txtpb"),
         "device_config": str(DPDK_DIR / "p4cs.spec"),
@@ -328,36 +339,30 @@ class RunResult:
         return "\n".join(lines)
 
 
-_LINE = re.compile(r"^(?P<name>[\w.]+) \.\.\. (?P<res>ok|FAIL|ERROR|skipped.*|expected failure|unexpected success)$", re.M)
+_RESULT = re.compile(r"(ok|FAIL|ERROR|skipped(?: .*)?|expected failure|unexpected success)")
+_START = re.compile(r"^(?P<name>[A-Za-z_][\w]*\.[A-Za-z_][\w]*) \.\.\. ?(?P<rest>.*)$")
 
 
-def parse_results(output: str, xunit_dir: Path | None) -> tuple[dict[str, str], dict[str, str]]:
+def parse_results(output: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Per-test results from PTF's (unittest's verbose) output. A test may print between
+    "name ... " and its result, so the result is the first line (from the start line on) that
+    ends with a result word."""
     results: dict[str, str] = {}
     details: dict[str, str] = {}
-    if xunit_dir is not None and xunit_dir.is_dir():
-        for xf in sorted(xunit_dir.glob("*.xml")):
-            try:
-                root = ET.parse(xf).getroot()
-            except ET.ParseError:
-                continue
-            for tc in root.iter("testcase"):
-                cls = tc.get("classname", "")
-                name = cls if cls else tc.get("name", "")
-                name = re.sub(r"^tests?\.", "", name)
-                res = "ok"
-                for kind, label in (("failure", "FAIL"), ("error", "ERROR"), ("skipped", "skipped")):
-                    el = tc.find(kind)
-                    if el is not None:
-                        res = label
-                        details[name] = (el.get("message") or "") + "\n" + (el.text or "")
-                        break
-                results[name] = res
-    for m in _LINE.finditer(output):
-        name = m.group("name")
-        res = m.group("res")
-        res = "skipped" if res.startswith("skipped") else res
-        results.setdefault(name, res)
-    # unittest's failure blocks: "FAIL: name" / "ERROR: name" then the traceback.
+    current: str | None = None
+    for line in output.splitlines():
+        m = _START.match(line)
+        if m:
+            current = m.group("name")
+            line = m.group("rest")
+        if current is None:
+            continue
+        r = _RESULT.fullmatch(line.strip())
+        if r:
+            res = r.group(1)
+            results[current] = "skipped" if res.startswith("skipped") else res
+            current = None
+    # unittest's failure blocks: "FAIL: name" / "ERROR: name", a dashed line, the traceback.
     for m in re.finditer(r"^(FAIL|ERROR): (\S+)\n-+\n(.*?)(?=^={20,}|^-{20,}\nRan |\Z)", output, re.M | re.S):
         details.setdefault(m.group(2), m.group(3).strip())
     return results, details
@@ -367,7 +372,7 @@ def run_ptf(ns: Netns, tp: TargetProc, rundir: Path, tests: list[str], extra: li
     params = {"grpcaddr": f"{MGMT_SW}:{GRPC_PORT}", "device_id": 1, "ports": tuple(ns.ports), **tp.test_params}
     tparams = ";".join(f"{k}={v!r}" for k, v in params.items())
     argv = ["ip", "netns", "exec", ns.tg, _ptf(), "--test-dir", str(HERE / "tests"), "--pypath", str(HERE),
-            "--log-dir", str(rundir / "ptf"), "--xunit", "--xunit-dir", str(rundir / "xunit"),
+            "--log-dir", str(rundir / "ptf"),
             "--test-params", tparams, "--default-timeout", "2", "--default-negative-timeout", "0.3",
             "--test-case-timeout", "150"]
     for p in ns.ports:
@@ -399,6 +404,9 @@ def run_suite(target: str, tests: list[str] | None = None, logdir: Path | None =
     why = unavailable(target)
     if why:
         return RunResult(target, SKIP, skipped=why)
+    broken = broken_setup(target)
+    if broken:
+        return RunResult(target, 1, results={"<setup>": "ERROR"}, details={"<setup>": broken}, output=broken)
     rundir = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix=f"p4cs-ptf-{target}-"))
     rundir.mkdir(parents=True, exist_ok=True)
     prefix = f"pt{os.getpid() % 100000:05d}{next(_seq) % 10}"
@@ -421,7 +429,7 @@ def run_suite(target: str, tests: list[str] | None = None, logdir: Path | None =
         wait_listening(ns, tp, timeout=300)
         rc, out = run_ptf(ns, tp, rundir, list(tests or []), list(extra or []))
         result.output = out
-        result.results, result.details = parse_results(out, rundir / "xunit")
+        result.results, result.details = parse_results(out)
         alive = tp.proc.poll() is None
         if not alive:
             result.details["<target>"] = f"the target exited during the run ({tp.proc.returncode})"

@@ -322,6 +322,10 @@ class Client:
                 ("grpc.max_receive_message_length", 256 << 20),
                 ("grpc.max_send_message_length", 256 << 20),
                 ("grpc.enable_http_proxy", 0),
+                # A failed batch carries one p4.v1.Error per update in the trailing metadata
+                # (grpc-status-details-bin): ~35 bytes each, far above gRPC's 16 KiB default.
+                ("grpc.max_metadata_size", 16 << 20),
+                ("grpc.absolute_max_metadata_size", 16 << 20),
             ],
         )
         try:
@@ -395,6 +399,10 @@ class Client:
         arb.election_id.low = election_id & ((1 << 64) - 1)
         if self.role:
             arb.role.name = self.role
+        # Notices of earlier primary changes may be queued: the answer to this request is the
+        # first arbitration message that arrives after it.
+        while not self.arbitrations.empty():
+            self.arbitrations.get_nowait()
         self._requests.put(p4r.StreamMessageRequest(arbitration=arb))
         deadline = time.monotonic() + timeout
         while True:
@@ -407,9 +415,6 @@ class Client:
                 if self.stream_closed is not None:
                     raise ConnectionError(f"stream closed during arbitration: {self.stream_closed}") from None
                 continue
-            # Answers for other clients' changes carry the same device; the last one wins.
-            while not self.arbitrations.empty():
-                a = self.arbitrations.get_nowait()
             return status_code(a.status.code)
 
     def packet_out(self, payload: bytes, egress_port: int, **extra: int) -> None:

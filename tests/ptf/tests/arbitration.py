@@ -34,7 +34,7 @@ class ArbitrationBase(P4csTest):
 
     def vip(self, vip_port=VIP_PORT):
         return self.entry("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": vip_port},
-                          "to_controller", {"reason": REASON_VIP_MISS})
+                          "punt_vip")
 
 
 class BackupWriteDenied(ArbitrationBase):
@@ -58,8 +58,7 @@ class BackupWriteDenied(ArbitrationBase):
         backup.packet_out(bytes(f), CLIENT_PORT)
         self.expect_no_frames(0.5)
         # the primary still writes, and only the primary gets the packet-in
-        self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "to_controller",
-                    {"reason": REASON_VIP_MISS})
+        self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "punt_vip")
         syn = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40400, VIP_PORT, flags="S")
         self.send(CLIENT_PORT, syn)
         self.assert_packet_in(self.expect_packet_in(), ingress_port=CLIENT_PORT, reason=REASON_VIP_MISS, payload=bytes(syn))

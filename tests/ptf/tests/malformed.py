@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.base import P4csTest  # noqa: E402
-from lib.flows import SpliceBase  # noqa: E402
+from lib.flows import SpliceBase  # noqa: E402  (TcpOptionsCarried)
 from lib.packets import tcp_frame  # noqa: E402
 from lib.topo import (  # noqa: E402
     CLIENT_IP, CLIENT_MAC, CLIENT_PORT, IP_TCP, OTHER_MAC, OTHER_PORT, REASON_IP_EXCEPTION, REASON_LOCAL,
@@ -21,10 +21,9 @@ from scapy.packet import Raw  # noqa: E402
 
 
 def vip_service(test):
-    test.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "to_controller",
-                {"reason": REASON_VIP_MISS})
+    test.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "punt_vip")
     # the VIP address is also switch-owned: non-service traffic to it is local
-    test.insert("local_table", {"addr": VIP}, "to_controller", {"reason": REASON_LOCAL})
+    test.insert("local_table", {"addr": VIP}, "punt_local")
 
 
 class IpOptionsToVip(P4csTest):
@@ -77,16 +76,18 @@ class IpOptionsRouted(P4csTest):
         self.expect_no_packet_in()
 
 
-class MalformedFramesSurvive(SpliceBase):
+class MalformedFramesSurvive(P4csTest):
     """Truncated and nonsensical frames (cut inside Ethernet, IPv4, TCP, ARP; IPv4 total length
     larger than the frame; IHL < 5; version 6 in an IPv4 EtherType) do not kill the target:
-    afterwards a spliced flow, routing and P4Runtime reads still work. What happens to the bad
+    afterwards a flow entry, routing and P4Runtime reads still work. What happens to the bad
     frames themselves is target-specific and only reported (BMv2's parser rejects short frames;
     the DPDK SWX parser does not bounds-check)."""
 
     def runTest(self):
         vip_service(self)
-        self.splice_pair(40510, 50510, 100, 200, flow_id=810)
+        self.insert("flow_table", {"src_addr": CLIENT_IP, "dst_addr": VIP, "protocol": IP_TCP, "src_port": 40510,
+                                   "dst_port": VIP_PORT}, "flow_forward",
+                    {"port": OTHER_PORT, "dmac": OTHER_MAC, "smac": SW_MAC[3], "flow_id": 810})
         good = bytes(tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40510, VIP_PORT, flags="PA", payload=b"x" * 20))
         bad = {
             "eth-only-ipv4-type": good[:14],
@@ -97,7 +98,7 @@ class MalformedFramesSurvive(SpliceBase):
             "ip-len-too-big": None,
             "ihl-3": None,
             "version-6": None,
-            "arp-cut": bytes(Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(pdst="10.0.1.1"))[:24],
+            "arp-cut": bytes(Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(hwsrc=CLIENT_MAC, psrc=CLIENT_IP, pdst="10.0.1.1"))[:24],
             "all-zero-60": bytes(60),
             "all-ones-60": b"\xff" * 60,
         }
@@ -125,8 +126,11 @@ class MalformedFramesSurvive(SpliceBase):
             n_pi = self.client.drain()["packet_ins"]
             outcomes[name] = f"{n_frames} frame(s) out, {n_pi} packet-in(s)"
         print("malformed frame outcomes:", outcomes)
-        # still alive: the spliced flow, a route, a read
-        self.c2s(40510, 50510, 1, 2, 100, 200, payload=b"after", flags="PA")
+        # still alive: the flow entry (the same 5-tuple as the truncated TCP frames), a route, a read
+        self.dataplane.flush()
+        self.send(CLIENT_PORT, good)
+        self.expect_frame(OTHER_PORT, tcp_frame(SW_MAC[3], OTHER_MAC, CLIENT_IP, VIP, 40510, VIP_PORT, flags="PA",
+                                                payload=b"x" * 20))
         self.assert_forwarding_alive()
         self.assertTrue(self.client.read_table("flow_table"), "flow table read failed after malformed frames")
 

@@ -21,7 +21,7 @@ from scapy.layers.l2 import Ether  # noqa: E402
 
 def vip_entry(test):
     return test.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT},
-                       "to_controller", {"reason": REASON_VIP_MISS})
+                       "punt_vip")
 
 
 class VipMissPacketIn(P4csTest):
@@ -47,7 +47,7 @@ class BackendMissPacketIn(P4csTest):
 
     def runTest(self):
         self.insert("backend_table", {"server_addr": SERVER_IP, "protocol": IP_TCP, "server_port": SERVER_PORT_NO},
-                    "to_controller", {"reason": REASON_BACKEND_MISS})
+                    "punt_backend")
         f = tcp_frame(SERVER_MAC, SW_MAC[2], SERVER_IP, SNAT_IP, SERVER_PORT_NO, 50100, flags="SA")
         self.send(SERVER_PORT, f)
         pi = self.expect_packet_in()
@@ -59,8 +59,8 @@ class LocalPacketIn(P4csTest):
     """Traffic addressed to a switch-owned address (local_table): PacketIn reason 3."""
 
     def runTest(self):
-        self.insert("local_table", {"addr": GW_IP[1]}, "to_controller", {"reason": REASON_LOCAL})
-        self.insert("local_table", {"addr": SNAT_IP}, "to_controller", {"reason": REASON_LOCAL})
+        self.insert("local_table", {"addr": GW_IP[1]}, "punt_local")
+        self.insert("local_table", {"addr": SNAT_IP}, "punt_local")
         frames = [
             (CLIENT_PORT, icmp_echo(CLIENT_MAC, SW_MAC[1], CLIENT_IP, GW_IP[1])),
             (SERVER_PORT, tcp_frame(SERVER_MAC, SW_MAC[2], SERVER_IP, SNAT_IP, SERVER_PORT_NO, 50101, flags="SA")),

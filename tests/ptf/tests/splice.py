@@ -108,7 +108,7 @@ class FlowDrop(P4csTest):
     """flow_drop: the flow is dropped in the fast path (not punted even though it goes to a VIP)."""
 
     def runTest(self):
-        self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "to_controller", {"reason": 1})
+        self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "punt_vip")
         self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40005, VIP_PORT), "flow_drop", {"flow_id": 301})
         for _ in range(3):
             self.send(CLIENT_PORT, tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40005, VIP_PORT, payload=b"x"))

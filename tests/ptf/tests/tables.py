@@ -21,7 +21,7 @@ from lib.topo import (  # noqa: E402
 
 def vip_entry(test):
     return test.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT},
-                       "to_controller", {"reason": REASON_VIP_MISS})
+                       "punt_vip")
 
 
 def fwd_params(port=OTHER_PORT, flow_id=500):
