@@ -328,3 +328,40 @@ def test_reassembly_across_sequence_wrap(cisn):
     segs = [valid(p.frame) for p in inst.then]
     assert b"".join(payload(p) for p in segs) == a + b + c
     assert segs[0][TCP].seq == (cisn + 1) % M
+
+
+def test_gap_while_connecting_dup_acks_only_owned_bytes():
+    # nothing owned: a hole while connecting is left to the server to report
+    h = Harness()
+    h.handshake()
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n"
+    h.to_server_syn(h.send(head))
+    assert pkts(h.send(b"6789", rel=len(head) + 6)) == []
+    # owned bytes: duplicate ACK at the owned edge, so the client fast-retransmits
+    h = Harness()
+    h.handshake()
+    h.send(head[:20])
+    h.to_server_syn(h.send(head[20:], rel=20))
+    (ack,) = client_pkts(h.send(b"6789", rel=len(head) + 6))
+    assert ack[TCP].ack == h.cisn + 1 + 20 and ack[TCP].flags == "A"
+
+
+def test_blind_reset_outside_window_is_ignored(h):
+    h.handshake()
+    h.send(b"GET / HTTP/1.1\r\n")
+    h.client(h.cframe("R", rel=100000, ack=0))
+    assert len(h.eng.by_id) == 1 and h.eng.stats.client_resets == 0
+
+
+def test_syn_on_established_half_bound_connection():
+    h = Harness()
+    first = h.handshake()
+    h.send(b"GET / HTTP/1.1\r\n")
+    # same ISN: the client did not see our SYN-ACK; answer again with the same cookie
+    (again,) = client_pkts(h.client(h.cframe("S", seq=h.cisn, ack=0,
+                                             options=[("MSS", 1460)])))
+    assert again[TCP].flags == "SA" and again[TCP].seq == first[TCP].seq
+    assert again[TCP].ack == h.cisn + 1
+    # another ISN on the same 4-tuple while the connection lives: ignored
+    assert h.client(h.cframe("S", seq=h.cisn + 99999, ack=0)) == []
+    assert len(h.eng.by_id) == 1

@@ -481,8 +481,8 @@ class Engine:
                 self.stats.client_early_close += 1
                 if not c.buf:
                     return self._close_with(c, None, now, "client closed without request")
-                return self._refuse(c, 400, "client closed before a complete request",
-                                    now, stat="client_early_close")
+                return self._close_with(c, 400, now,
+                                        "client closed before a complete request")
             if new or gap or dup:
                 # The request is incomplete: acknowledge what is contiguous so that the
                 # client can send more.  These bytes are now the switch's to deliver.
@@ -572,7 +572,7 @@ class Engine:
                                    (ip_str(c.vip), c.vport))
         except Exception as e:  # noqa: BLE001 - a rules bug answers 503, not a crash
             out.append(self._log(c, "error", "decider raised", error=repr(e)))
-            return out + self._refuse(c, 503, "decider error", now, stat="no_server")
+            return out + self._refuse(c, 503, "decider error", now)
         st.decided += 1
         c.rule = getattr(d, "rule", None)
         for msg in getattr(d, "logs", ()) or ():
@@ -609,7 +609,7 @@ class Engine:
         if group is not None:
             server = group.pick(c.algorithm)
         if server is None:
-            return out + self._refuse(c, 503, "no usable server", now, stat="no_server")
+            return out + self._refuse(c, 503, "no usable server", now)
         return out + self._connect(c, server, now)
 
     def _connect(self, c: Conn, server: Server, now: float) -> list:
@@ -622,8 +622,7 @@ class Engine:
         if svc.mode == "snat":
             pool = self._snat[svc.snat_ip]
             if not pool:
-                return self._refuse(c, 503, "SNAT port pool exhausted", now,
-                                    stat="no_server")
+                return self._refuse(c, 503, "SNAT port pool exhausted", now)
             c.src_ip, c.src_port = svc.snat_ip, pool.popleft()
         else:
             c.src_ip, c.src_port = c.cip, c.cport
@@ -676,7 +675,7 @@ class Engine:
                 self.stats.redispatched += 1
                 return [self._log(c, "info", "redispatching", why=why, server=s.name)] \
                     + self._connect(c, s, now)
-        return self._refuse(c, 503, why, now, stat="no_server")
+        return self._refuse(c, 503, why, now)
 
     # ------------------------------------------------------------------ server side
     def _from_server(self, seg: Segment, frame: bytes, port: int, now: float) -> list:
@@ -909,12 +908,11 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------ local answers
-    def _refuse(self, c: Conn, status: int, why: str, now: float,
-                stat: str | None = None) -> list:
+    def _refuse(self, c: Conn, status: int, why: str, now: float) -> list:
         st = self.stats
-        name = stat or {400: "bad_requests", 408: "limit_timeout", 413: "limit_body",
+        name = {400: "bad_requests", 408: "limit_timeout", 413: "limit_body",
                         431: "limit_header", 503: "no_server"}.get(status)
-        if name and name != "client_early_close":
+        if name:
             setattr(st, name, getattr(st, name) + 1)
         level = "info" if status in (400, 408, 413, 431) else "warning"
         return self._close_with(c, status, now, why, level=level)
@@ -922,7 +920,7 @@ class Engine:
     def _close_with(self, c: Conn, status: int | None, now: float, why: str,
                     location: str | None = None, level: str = "info") -> list:
         """Answer ``status`` (None: no response) with FIN, then wait for the client."""
-        if c.state in (CONNECTING,):
+        if c.state == CONNECTING:
             self._release_server(c)
         if status is None:
             resp = b""
