@@ -48,6 +48,8 @@ class Daemon:
                 pass
         cmd = [str(DAEMON), "--spec", str(spec), "--workdir", str(workdir / "w"),
                "--ctl-fd", str(b.fileno()), "--port", "0=sink", "--port", "1=sink",
+               # profile 2 (used by ACTION) long enough that nothing expires during a run
+               "--learner-timeouts", "3,30,3600",
                "--eal", f"-l 0 --no-huge --no-pci --no-shconf -m {mem} --log-level=*:warning"]
         self.proc = subprocess.Popen(cmd, pass_fds=[b.fileno()])
         b.close()

@@ -574,6 +574,8 @@ int ctl_handle(void)
 
 void ctl_queue_unsolicited(const char *msg, size_t len)
 {
+	if (g.stop)
+		return;
 	sb_printf(&pending, "%.*s", (int)len, msg);
 	ctl_flush_pending();
 }
@@ -600,7 +602,9 @@ void ctl_flush_pending(void)
 		if (send(g.ctl_fd, p, len - (p[len - 1] == '\n'), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 				return;
+			/* The controller is gone: stop; the main loop exits on the next control poll. */
 			LOG_ERR("control notification: %s", strerror(errno));
+			g.stop = 1;
 			pending_off = pending.len;
 			break;
 		}
