@@ -97,8 +97,11 @@ def _ensure_pipeline(c: Client, p: dict[str, Any]) -> None:
         cookie = c.get_pipeline_cookie()
         has = True
     except P4RuntimeError as e:
-        if e.code != SC.FAILED_PRECONDITION:
+        # FAILED_PRECONDITION is what the specification says for "no pipeline"; some targets
+        # answer differently (UNKNOWN, NOT_FOUND): anything else means "push it".
+        if not dev_path:
             raise
+        LOG.info("no pipeline on the target (%s)", e)
         cookie, has = None, False
     if not dev_path:
         if not has:

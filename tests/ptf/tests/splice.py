@@ -85,8 +85,11 @@ class BadChecksumNotLaundered(SpliceBase):
             self.send(CLIENT_PORT, sent)
             got = self.recv(SERVER_PORT)
             probs = checksum_problems(got)
-            self.assertTrue(any(p.startswith("IPv4" if layer is IP else "TCP") for p in probs),
-                            f"{layer.__name__} checksum was corrupted on input but is valid on output")
+            bad, good = ("IPv4", "TCP") if layer is IP else ("TCP", "IPv4")
+            self.assertTrue(any(p.startswith(bad) for p in probs),
+                            f"{bad} checksum was corrupted on input but is valid on output")
+            self.assertFalse([p for p in probs if p.startswith(good)],
+                             f"only the {bad} checksum was corrupted, but the {good} checksum is wrong too: {probs}")
         self.expect_no_frames()
 
 
