@@ -269,7 +269,12 @@ def start_bmv2(ns: Netns, rundir: Path) -> TargetProc:
         from p4cs.target import bmv2  # type: ignore
     finally:
         sys.path.pop(0)
-    arts = bmv2.compile_v1model(outdir=rundir / "bmv2")
+    # Compile the v1model program fresh (it must match p4src/), into the run directory: the
+    # committed params.p4 of the BMv2 build goes along, it is #included by defines.p4.
+    outdir = rundir / "bmv2"
+    outdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "p4src" / "build" / "bmv2" / "params.p4", outdir / "params.p4")
+    arts = bmv2.compile_v1model(outdir=outdir)
     ifaces = {p: ns.sw_if(p) for p in ns.ports}
     argv = bmv2.simple_switch_argv(ifaces, device_id=1, grpc_addr=f"{MGMT_SW}:{GRPC_PORT}",
                                    cpu_port=bmv2.BMV2_CPU_PORT, binary=shutil.which("simple_switch_grpc"))
