@@ -14,13 +14,13 @@
 
  /* PNA: the InternetChecksum extern; p4c-dpdk turns it into SWX cksub / ckadd. Called from the
  * main control (the PNA deparser takes the headers read-only). */
-#define P4CS_UPDATE_CHECKSUMS(ck, hdr, meta)                                              \
+#define P4CS_UPDATE_CHECKSUMS(ck_ip, ck, hdr, meta)                                       \
     if (meta.rewritten) {                                                                \
-        ck.clear();                                                                      \
-        ck.subtract({hdr.ipv4.hdr_checksum});                                            \
-        ck.subtract({meta.old_src_addr, meta.old_dst_addr});                             \
-        ck.add({hdr.ipv4.src_addr, hdr.ipv4.dst_addr});                                  \
-        hdr.ipv4.hdr_checksum = ck.get();                                                \
+        ck_ip.clear();                                                                   \
+        ck_ip.subtract({hdr.ipv4.hdr_checksum});                                         \
+        ck_ip.subtract({meta.old_src_addr, meta.old_dst_addr});                          \
+        ck_ip.add({hdr.ipv4.src_addr, hdr.ipv4.dst_addr});                               \
+        hdr.ipv4.hdr_checksum = ck_ip.get();                                             \
         ck.clear();                                                                      \
         ck.subtract({hdr.tcp.checksum});                                                 \
         ck.subtract({meta.old_src_addr, meta.old_dst_addr,                               \

@@ -22,6 +22,7 @@ control MainControlImpl(inout headers_t hdr, inout local_metadata_t meta,
                         in pna_main_input_metadata_t istd,
                         inout pna_main_output_metadata_t ostd) {
     P4csPipeline() p4cs;
+    InternetChecksum() ck_ip;
     InternetChecksum() ck;
 
     /* PNA's send_to_port() takes a directionless argument, which p4c only accepts when it is
@@ -49,7 +50,7 @@ control MainControlImpl(inout headers_t hdr, inout local_metadata_t meta,
         meta.in_port = (bit<32>)istd.input_port;
         meta.out_port = 0;
         p4cs.apply(hdr, meta);
-        P4CS_UPDATE_CHECKSUMS(ck, hdr, meta)
+        P4CS_UPDATE_CHECKSUMS(ck_ip, ck, hdr, meta)
         if (meta.drop) {
             drop_packet();
         } else {
