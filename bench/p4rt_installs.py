@@ -70,6 +70,8 @@ def bench_pipeline(size: int, workdir: Path) -> tuple[Path, Path]:
     text = MINI_SPEC.read_text()
     learner_size = 1 << max(16, (2 * size - 1).bit_length())  # keep the load factor <= 50%
     text = re.sub(r"(learner flow_table \{.*?size )\d+", rf"\g<1>{learner_size}", text, flags=re.S)
+    # long timeout profiles: nothing may age out while the bench runs
+    text = re.sub(r"timeout \{[^}]*\}", "timeout {\n\t\t3600\n\t\t43200\n\t}", text)
     spec = workdir / "bench.spec"
     spec.write_text(text)
     p4info = workdir / "bench.p4info.txtpb"
@@ -82,7 +84,8 @@ def bench_pipeline(size: int, workdir: Path) -> tuple[Path, Path]:
 class Flows:
     """Pre-built INSERT updates for the flow table, from P4Info ids (no per-field reflection)."""
 
-    def __init__(self, schema):
+    def __init__(self, schema, idle_timeout_ns: int = 0):
+        self.idle_timeout_ns = idle_timeout_ns
         t = schema.tables["flow_table"]
         self.table_id = t.id
         self.f_src = t.match_fields["meta.k_src"].id
@@ -97,6 +100,7 @@ class Flows:
         dst = 0x0B000000 | (i & 0xFFFF)
         te = p4r.TableEntry(
             table_id=self.table_id,
+            idle_timeout_ns=self.idle_timeout_ns,
             match=[
                 p4r.FieldMatch(field_id=self.f_src, exact=p4r.FieldMatch.Exact(value=src.to_bytes(4, "big"))),
                 p4r.FieldMatch(field_id=self.f_dst, exact=p4r.FieldMatch.Exact(value=dst.to_bytes(4, "big"))),
@@ -136,7 +140,8 @@ async def write_all(sw: Switch, batches, inflight: int) -> None:
 
 async def run(args) -> dict:
     at = sorted(int(x) for x in args.at.split(","))
-    results: dict = {"batch": args.batch, "window": args.window, "inflight": args.inflight, "points": []}
+    results: dict = {"batch": args.batch, "window": args.window, "inflight": args.inflight,
+                     "idle_timeout": not args.permanent, "points": []}
     tmp = Path(tempfile.mkdtemp(prefix="p4cs-bench-"))
     if args.spec and args.p4info:
         spec, p4info = Path(args.spec), Path(args.p4info)
@@ -156,7 +161,7 @@ async def run(args) -> dict:
             raise SystemExit(f"switch did not start: {line!r}")
         opts = SwitchOptions(p4info=p4info, p4blob=spec, device_id=1)
         async with Switch("sw", addr, opts) as sw:
-            flows = Flows(sw.p4info)
+            flows = Flows(sw.p4info, 0 if args.permanent else 3600 * 10**9)
             installed = 0
             for target in at:
                 if target > installed:
@@ -213,6 +218,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="updates per WriteRequest")
     ap.add_argument("--window", type=int, default=50000, help="installs per measurement")
     ap.add_argument("--inflight", type=int, default=1, help="WriteRequests in flight")
+    ap.add_argument("--permanent", action="store_true",
+                    help="install without idle timeout (each install is then add + keep)")
     ap.add_argument("--spec", help="SWX spec (default: the test pipeline, resized)")
     ap.add_argument("--p4info", help="P4Info of --spec")
     ap.add_argument("--json", help="write the results here")

@@ -176,7 +176,10 @@ def switch_cmd(
                 raise typer.Exit(2)
     else:
         spec = p4info = None
-    lt = [int(x) for x in learner_timeouts.split(",")] if learner_timeouts else None
+    from p4cs.params import defaults as _dp_defaults
+    # The flow table's idle-timeout profiles come from the one place of data-plane parameters.
+    lt = ([int(x) for x in learner_timeouts.split(",")] if learner_timeouts
+          else list(_dp_defaults("dpdk").flow_timeouts_s))
     profile = os.environ.get("P4CS_PROFILE")  # developer aid: cProfile the server to this file
     if profile:
         import cProfile

@@ -641,10 +641,10 @@ class P4RuntimeServer:
             ordered[0] = True
         if utype == _DELETE:
             if not t.learner:
-                cur = overlay.get(key)
+                cur = overlay.get((t.id, key))
                 if not (key in shadow if cur is None else cur):
                     raise P4RTError(SC.NOT_FOUND, f"entry not found in {t.name!r}")
-                overlay[key] = False
+                overlay[(t.id, key)] = False
             ops.append((i, shadow, key, None, len(lines), 1))
             lines.append(t.del_prefix + keytext)
             return
@@ -675,7 +675,7 @@ class P4RuntimeServer:
                 lines.append(t.keep_prefix + keytext)
             return
         # regular table: the server decides existence (the daemon's add is an upsert)
-        cur = overlay.get(key)
+        cur = overlay.get((t.id, key))
         exists = (key in shadow) if cur is None else cur
         if utype == _INSERT and exists:
             raise P4RTError(SC.ALREADY_EXISTS, f"entry already exists in {t.name!r}")
@@ -686,7 +686,7 @@ class P4RuntimeServer:
                 SC.INVALID_ARGUMENT,
                 f"table {t.name!r} is not a learner table: idle timeouts unsupported",
             )
-        overlay[key] = True
+        overlay[(t.id, key)] = True
         ops.append((i, shadow, key, te_bytes, len(lines), 1))
         lines.append(t.add_prefix + keytext + acttext)
 

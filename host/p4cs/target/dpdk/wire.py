@@ -120,6 +120,15 @@ def decode_update(buf: bytes, s: int, e: int):
             table_id = buf[i]
             if table_id < 0x80:
                 i += 1
+            elif buf[i + 3] < 0x80 and buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80:
+                # P4Info ids (8-bit prefix, 24-bit index) are 4-byte varints
+                table_id = (
+                    (table_id & 0x7F)
+                    | (buf[i + 1] & 0x7F) << 7
+                    | (buf[i + 2] & 0x7F) << 14
+                    | buf[i + 3] << 21
+                )
+                i += 4
             else:
                 table_id, i = _varint(buf, i)
         elif tag == 0x12:
@@ -129,6 +138,19 @@ def decode_update(buf: bytes, s: int, e: int):
             else:
                 ln, i = _varint(buf, i)
             end = i + ln
+            # common layout: 08 fid 12 L 0a vl value (one-byte varints, L == vl + 2)
+            if (
+                ln >= 6
+                and buf[i] == 0x08
+                and buf[i + 2] == 0x12
+                and buf[i + 4] == 0x0A
+                and buf[i + 1] < 0x80
+                and buf[i + 3] == ln - 4
+                and buf[i + 5] == ln - 6
+            ):
+                matches.append((buf[i + 1], buf[i + 6 : end]))
+                i = end
+                continue
             fid = 0
             val = None
             while i < end:
@@ -227,6 +249,15 @@ def decode_update(buf: bytes, s: int, e: int):
             action_id = buf[i]
             if action_id < 0x80:
                 i += 1
+            elif buf[i + 3] < 0x80 and buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80:
+                # P4Info ids (8-bit prefix, 24-bit index) are 4-byte varints
+                action_id = (
+                    (action_id & 0x7F)
+                    | (buf[i + 1] & 0x7F) << 7
+                    | (buf[i + 2] & 0x7F) << 14
+                    | buf[i + 3] << 21
+                )
+                i += 4
             else:
                 action_id, i = _varint(buf, i)
         elif tag == 0x22:
@@ -236,6 +267,17 @@ def decode_update(buf: bytes, s: int, e: int):
             else:
                 ln, i = _varint(buf, i)
             end = i + ln
+            # common layout: 10 pid 1a vl value (one-byte varints)
+            if (
+                ln >= 4
+                and buf[i] == 0x10
+                and buf[i + 2] == 0x1A
+                and buf[i + 1] < 0x80
+                and buf[i + 3] == ln - 4
+            ):
+                params.append((buf[i + 1], buf[i + 4 : end]))
+                i = end
+                continue
             pid = 0
             val = b""
             while i < end:
