@@ -97,6 +97,7 @@ class Lab:
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._own_workdir = self.workdir is None
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix=f"p4cs-{self.prefix}-"))
+        self.workdir.chmod(0o755)   # nginx workers (user nobody) read the document roots below
         self.grpc_port = free_port()
         self.control_socket = str(self.workdir / "controller.sock")
         self.config_path = self.workdir / "controller.yaml"

@@ -30,7 +30,7 @@ class DataplaneParams:
     #: Mirror / clone session that carries FIN/RST copies to the controller.
     flow_end_session: int = 1
     #: Idle-timeout profiles of the flow table, seconds (DPDK learner timeout ids 0..n-1).
-    flow_timeouts_s: tuple[int, ...] = field(default=(2, 10, 30, 60, 120, 300, 3600, 86400))
+    flow_timeouts_s: tuple[int, ...] = field(default=(3, 10, 30, 60, 120, 300, 3600, 86400))
 
     def to_p4(self) -> str:
         lines = [
