@@ -99,7 +99,7 @@ def request(draw):
     return vals
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ruleset(), st.lists(request(), min_size=1, max_size=8))
 def test_compiled_equals_naive(text, reqs):
     rs = parse_rules(text)
