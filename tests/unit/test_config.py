@@ -1,0 +1,91 @@
+"""The controller configuration: valid files load, bad ones fail with file:line and apply nothing."""
+
+from pathlib import Path
+
+import pytest
+
+from p4cs.controller.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "lcs.yaml"
+
+BASE = """\
+switch: {address: 127.0.0.1:9559}
+ports:
+  1: {mac: "02:00:00:00:01:fe", gateway: 10.0.1.254/24}
+  2: {mac: "02:00:00:00:02:fe", gateway: 10.0.2.254/24}
+hosts:
+  - {ip: 10.0.1.1, mac: "02:00:00:00:01:01", port: 1}
+  - {ip: 10.0.2.1, mac: "02:00:00:00:02:01", port: 2}
+groups:
+  g: {servers: [{address: 10.0.2.1, port: 80}]}
+services:
+  - {vip: 10.0.0.100, port: 80, default_group: g}
+"""
+
+
+def test_example_loads():
+    cfg = load_config(EXAMPLE)
+    assert [s.name for s in cfg.services] == ["web"]
+    assert cfg.groups["all"].scheduler == "wrr"
+    assert [s.weight for s in cfg.groups["all"].servers] == [2, 1, 1]
+    assert cfg.port_for_ip("10.0.2.3") == 2    # first port whose gateway subnet holds it
+    assert cfg.control.metrics_port == 9100
+
+
+def test_minimal_defaults():
+    cfg = parse_config(BASE, "x.yaml")
+    svc = cfg.services[0]
+    assert (svc.vip, svc.port, svc.mode, svc.default_group) == ("10.0.0.100", 80, "transparent", "g")
+    assert cfg.limits.max_header_bytes == 16384
+    assert cfg.switch.device_id == 1 and cfg.switch.target == "dpdk"
+
+
+@pytest.mark.parametrize("old,new,line,words", [
+    ("port: 2}\ngroups", "port: 7}\ngroups", 7, "port 7 is not in 'ports'"),
+    ("address: 10.0.2.1, port: 80", "address: 10.0.2.300, port: 80", 9, "not an IPv4 address"),
+    ("address: 10.0.2.1, port: 80", "address: 10.0.2.1, port: 70000", 9, "[1, 65535]"),
+    ("default_group: g}", "default_group: nope}", 11, "unknown group 'nope'"),
+    ("gateway: 10.0.1.254/24", "gateway: banana", 3, "not an IPv4 interface"),
+    ("mac: \"02:00:00:00:01:01\"", "mac: \"02:00:00\"", 6, "not a MAC address"),
+    ("switch: {address", "switchh: {address", 1, "unknown key 'switchh'"),
+])
+def test_errors_point_at_the_line(old, new, line, words):
+    text = BASE.replace(old, new, 1)
+    assert text != BASE
+    with pytest.raises(ConfigError) as ei:
+        parse_config(text, "cfg.yaml")
+    msg = str(ei.value)
+    assert msg.startswith(f"cfg.yaml:{line}: "), msg
+    assert words in msg
+
+
+def test_snat_needs_an_address():
+    text = BASE.replace("default_group: g}", "default_group: g, mode: snat}")
+    with pytest.raises(ConfigError, match="snat_address"):
+        parse_config(text, "c.yaml")
+    cfg = parse_config(text.replace("mode: snat}", "mode: snat, snat_address: 10.0.2.253}"), "c.yaml")
+    assert cfg.services[0].snat_address == "10.0.2.253"
+
+
+def test_duplicates_and_syntax():
+    with pytest.raises(ConfigError, match="defined twice"):
+        parse_config(BASE + "  - {vip: 10.0.0.100, port: 80, default_group: g}\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"c.yaml:\d+: YAML syntax error"):
+        parse_config(BASE + "  - {vip: [\n", "c.yaml")
+    with pytest.raises(ConfigError, match="duplicate key 'switch'"):
+        parse_config("switch: {}\n" + BASE, "c.yaml")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_rule_file_must_exist(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(BASE.replace("default_group: g}", "default_group: g, rules: r.conf}"))
+    with pytest.raises(ConfigError, match="r.conf does not exist"):
+        load_config(p)
+    (tmp_path / "r.conf").write_text("")
+    assert load_config(p).services[0].rules == tmp_path / "r.conf"

@@ -1,0 +1,69 @@
+"""What the controller writes for a configuration, encoded against the real P4Info."""
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from finsy import P4Schema
+from finsy.proto import p4r
+
+from p4cs.controller.app import ControllerApp, FlowIds
+from p4cs.controller.config import load_config
+from p4cs.controller.p4rt import FlowEncoder, FlowKey, Splice, decode_match_key, enc
+
+REPO = Path(__file__).resolve().parents[2]
+P4INFO = REPO / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return P4Schema(P4INFO)
+
+
+def test_base_entries_encode_against_p4info(schema):
+    app = ControllerApp(load_config(REPO / "examples" / "lcs.yaml"), P4INFO)
+    entries = app.base_entries()
+    tables = Counter(e.table_id for e in entries)
+    # 4 ports + the CPU port; gateways 10.0.1.254, 10.0.2.254 + the VIP own ARP and local entries
+    assert tables == {"egress_table": 5, "arp_table": 3, "local_table": 3, "vip_table": 1,
+                      "backend_table": 3, "ipv4_route": 4}
+    for e in entries:
+        e.encode(schema)                       # names, widths and values all valid
+    cpu = [e for e in entries if e.table_id == "egress_table" and e.match["out_port"] == 0]
+    assert cpu, "punted packets leave through egress_table on the CPU port"
+    assert app.clone_session().replicas == [0]
+
+
+def test_flow_encoder_round_trip(schema):
+    fe = FlowEncoder(schema)
+    key = FlowKey(0x0A000101, 0x0A000064, 6, 40000, 80)
+    up = fe.insert(key, Splice(2, 0x020000000201, 0x0200000002FE, 0x0A000101, 0x0A000201,
+                               40000, 80, -5, 123, 7), idle_timeout_s=300)
+    assert up.type == p4r.Update.INSERT
+    te = up.entity.table_entry
+    assert decode_match_key(te) == (0x0A000101, 0x0A000064, 6, 40000, 80)
+    params = {p.param_id: int.from_bytes(p.value, "big") for p in te.action.action.params}
+    assert params[8] == (-5) & 0xFFFFFFFF         # seq_delta mod 2^32
+    assert te.idle_timeout_ns == 300 * 10**9
+    assert fe.delete(key).type == p4r.Update.DELETE
+    po = fe.packet_out(b"\x00" * 60, 3)
+    assert po.packet.payload == b"\x00" * 60
+    assert {m.metadata_id: int.from_bytes(m.value, "big") for m in po.packet.metadata}[1] == 3
+
+
+def test_canonical_bytes():
+    assert enc(0, 32) == b"\x00"
+    assert enc(0x0102, 16) == b"\x01\x02"
+    assert enc(1, 9) == b"\x01"
+    with pytest.raises(ValueError):
+        enc(256, 8)
+
+
+def test_flow_ids_reuse():
+    ids = FlowIds(4)
+    a, b, c = ids.get(), ids.get(), ids.get()
+    assert (a, b, c) == (1, 2, 3)
+    with pytest.raises(RuntimeError):
+        ids.get()
+    ids.put(b)
+    assert ids.get() == b
