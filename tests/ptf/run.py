@@ -414,7 +414,10 @@ def run_suite(target: str, tests: list[str] | None = None, logdir: Path | None =
         return RunResult(target, 1, results={"<setup>": "ERROR"}, details={"<setup>": broken}, output=broken)
     rundir = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix=f"p4cs-ptf-{target}-"))
     rundir.mkdir(parents=True, exist_ok=True)
-    prefix = f"pt{os.getpid() % 100000:05d}{next(_seq) % 10}"
+    while True:  # unique among the namespaces that exist now (several runs may share a machine)
+        prefix = f"pt{os.getpid() % 100000:05d}{next(_seq) % 10}"
+        if not any(Path(f"/run/netns/{prefix}-{k}").exists() for k in ("sw", "tg")):
+            break
     ns = Netns(prefix, ports)
     tp: TargetProc | None = None
     result = RunResult(target, 1, rundir=rundir)
