@@ -90,6 +90,7 @@ static const char *port_kind_name(enum port_kind k)
 	case PORT_SOURCE: return "source";
 	case PORT_SINK: return "sink";
 	case PORT_CPU: return "cpu";
+	case PORT_COPY: return "copy";
 	default: return "sink";
 	}
 }
@@ -123,7 +124,9 @@ static void cmd_info(struct sbuf *b)
 {
 	uint32_t i, j;
 
-	sb_printf(b, "ok {\"pipeline\":\"p4cs\",\"cpu_port\":%d,\"ports\":[", g.cpu_port);
+	sb_printf(b, "ok {\"pipeline\":\"p4cs\",\"cpu_port\":%d,\"copy_port\":%d,\"drop_port\":%u,"
+		  "\"mirroring_slots\":%u,\"mirroring_sessions\":%u,\"ports\":[", g.cpu_port,
+		  g.copy_port, g.drop_port, g.info.n_mirroring_slots, g.info.n_mirroring_sessions);
 	for (i = 0; i < g.n_ports; i++) {
 		sb_printf(b, "%s{\"port\":%u,\"type\":\"%s\",\"name\":", i ? "," : "", i,
 			  port_kind_name(g.ports[i].kind));
@@ -400,6 +403,58 @@ static void cmd_reg(char *rest, struct sbuf *b)
 	sb_printf(b, "\n");
 }
 
+/* mirror <session> <port> [truncate <bytes>] | mirror <session> off | mirror <session> */
+static void cmd_mirror(char *rest, struct sbuf *b)
+{
+	char *sess_s = next_word(&rest), *port_s = next_word(&rest), *kw = next_word(&rest);
+	char *len_s = next_word(&rest);
+	uint64_t sess, port = 0, len = 0;
+	int rc;
+
+	if (!sess_s || parse_u64(sess_s, &sess) || next_word(&rest) || (kw && !len_s) ||
+	    (kw && strcmp(kw, "truncate"))) {
+		sb_printf(b, "err EINVAL usage: mirror <session> <port> [truncate <bytes>] | "
+			  "mirror <session> off | mirror <session>\n");
+		return;
+	}
+	if (sess >= g.info.n_mirroring_sessions) {
+		sb_printf(b, "err EINVAL mirroring session must be 0..%u\n",
+			  g.info.n_mirroring_sessions - 1);
+		return;
+	}
+	if (!port_s) {
+		if (g.mirror_port[sess] < 0)
+			sb_printf(b, "ok off\n");
+		else if (g.mirror_trunc[sess])
+			sb_printf(b, "ok %d truncate %u\n", g.mirror_port[sess], g.mirror_trunc[sess]);
+		else
+			sb_printf(b, "ok %d\n", g.mirror_port[sess]);
+		return;
+	}
+	if (!strcmp(port_s, "off")) {
+		if (kw) {
+			sb_printf(b, "err EINVAL trailing tokens after off\n");
+			return;
+		}
+		rc = mirror_set((uint32_t)sess, -1, 0);
+	} else {
+		if (parse_u64(port_s, &port) || port >= g.n_ports) {
+			sb_printf(b, "err EINVAL mirror port must be 0..%u\n", g.n_ports - 1);
+			return;
+		}
+		if (len_s && (parse_u64(len_s, &len) || len > 65535)) {
+			sb_printf(b, "err EINVAL truncate must be 0..65535 bytes (0 = whole frame)\n");
+			return;
+		}
+		rc = mirror_set((uint32_t)sess, (int32_t)port, (uint32_t)len);
+	}
+	if (rc)
+		sb_printf(b, "err %s mirroring session %llu rejected\n", errno_name(rc),
+			  (unsigned long long)sess);
+	else
+		sb_printf(b, "ok\n");
+}
+
 /* Handles one line; appends exactly one reply line to b. Returns 1 if it staged a table op. */
 static int handle_line(char *line, struct sbuf *b)
 {
@@ -429,6 +484,8 @@ static int handle_line(char *line, struct sbuf *b)
 		sb_printf(b, "%s\n", out);
 	} else if (!strcmp(cmd, "reg")) {
 		cmd_reg(rest, b);
+	} else if (!strcmp(cmd, "mirror")) {
+		cmd_mirror(rest, b);
 	} else {
 		sb_printf(b, "err EINVAL unknown command '%.64s'\n", cmd);
 	}

@@ -2,7 +2,7 @@
  *
  * p4cs-swxd: the embedded DPDK SWX target's data-plane daemon (docs/interfaces.md section 1).
  *
- *   p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N --cpu-fd N --cpu-port P
+ *   p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N --cpu-fd N --cpu-port P [--copy-fd N]
  *             [--port P=afpacket:IF | P=tap:NAME | P=source:FILE.pcap[:loop] | P=sink[:FILE]]...
  *             [--learner-timeouts S1,S2,...] [--eal "EAL ARGS"] [--log-level N]
  *             [--dpdk-headers DIR] [--bench-packets N]
@@ -38,6 +38,8 @@ struct swxd g = {
 	.ctl_fd = -1,
 	.cpu_fd = -1,
 	.cpu_port = -1,
+	.copy_fd = -1,
+	.copy_port = -1,
 	.log_level = 1,
 	.epfd = -1,
 };
@@ -46,6 +48,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N [--cpu-fd N --cpu-port P]\n"
+		"                 [--copy-fd N]\n"
 		"                 [--port P=afpacket:IF|P=tap:NAME|P=source:FILE.pcap[:loop]|P=sink[:FILE.pcap]]...\n"
 		"                 [--learner-timeouts S1,S2,...] [--eal \"EAL ARGS\"] [--log-level N]\n"
 		"                 [--dpdk-headers DIR] [--bench-packets N]\n"
@@ -103,6 +106,7 @@ static int parse_args(int argc, char **argv)
 		{"ctl-fd", required_argument, NULL, 'c'},
 		{"cpu-fd", required_argument, NULL, 'f'},
 		{"cpu-port", required_argument, NULL, 'P'},
+		{"copy-fd", required_argument, NULL, 'C'},
 		{"port", required_argument, NULL, 'p'},
 		{"learner-timeouts", required_argument, NULL, 't'},
 		{"eal", required_argument, NULL, 'e'},
@@ -132,6 +136,11 @@ static int parse_args(int argc, char **argv)
 			if (parse_int(optarg, 0, INT_MAX, &v))
 				goto bad;
 			g.cpu_fd = (int)v;
+			break;
+		case 'C':
+			if (parse_int(optarg, 0, INT_MAX, &v))
+				goto bad;
+			g.copy_fd = (int)v;
 			break;
 		case 'P':
 			if (parse_int(optarg, 0, SWXD_MAX_PORTS - 1, &v))
@@ -219,7 +228,8 @@ static int epoll_setup(void)
 	if (epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.ctl_fd, &ev) < 0)
 		return -errno;
 	for (i = 0; i < g.n_ports; i++) {
-		if (g.ports[i].fd < 0)
+		/* The copy port is output only: the other end never writes into it. */
+		if (g.ports[i].fd < 0 || g.ports[i].kind == PORT_COPY)
 			continue;
 		ev.data.fd = g.ports[i].fd;
 		if (epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.ports[i].fd, &ev) < 0)
@@ -323,6 +333,8 @@ int main(int argc, char **argv)
 		rc = pipeline_build();
 	if (!rc)
 		rc = pipeline_describe();
+	if (!rc)
+		rc = mirror_init();
 	if (!rc)
 		rc = learner_apply_timeouts();
 	if (!rc)

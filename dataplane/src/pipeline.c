@@ -382,3 +382,45 @@ uint64_t pipeline_tx_packets(void)
 	}
 	return n;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Mirroring sessions                                                                       */
+
+/* A session that was never set would copy to port 0 truncated to 0 bytes (the pipeline
+ * allocates the sessions zeroed): point every session at the drop port until it is set. */
+int mirror_init(void)
+{
+	uint32_t i, n = g.info.n_mirroring_sessions;
+	int rc;
+
+	g.mirror_port = calloc(n ? n : 1, sizeof(*g.mirror_port));
+	g.mirror_trunc = calloc(n ? n : 1, sizeof(*g.mirror_trunc));
+	if (!g.mirror_port || !g.mirror_trunc)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		rc = mirror_set(i, -1, 0);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* port -1 = off (the drop port); truncate 0 = the whole frame. At a packet boundary only. */
+int mirror_set(uint32_t session, int32_t port, uint32_t truncate)
+{
+	struct rte_swx_pipeline_mirroring_session_params mp = {
+		.port_id = port < 0 ? g.drop_port : (uint32_t)port,
+		.fast_clone = 0,
+		.truncation_length = truncate,
+	};
+	int rc;
+
+	if (session >= g.info.n_mirroring_sessions || (port >= 0 && (uint32_t)port >= g.n_ports))
+		return -EINVAL;
+	rc = rte_swx_ctl_pipeline_mirroring_session_set(g.p, session, &mp);
+	if (rc)
+		return rc;
+	g.mirror_port[session] = port;
+	g.mirror_trunc[session] = truncate;
+	return 0;
+}

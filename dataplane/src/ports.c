@@ -173,10 +173,32 @@ int ports_open(void)
 		if ((uint32_t)g.cpu_port + 1 > g.n_ports)
 			g.n_ports = g.cpu_port + 1;
 	}
+	if (g.copy_fd >= 0) {
+		/* The copy port: the first free number above the highest data port (never the
+		 * CPU port). It is an ordinary SWX output port, so mirror sessions can name it. */
+		uint32_t p = 0;
+
+		for (i = 0; i < g.n_ports; i++)
+			if (g.ports[i].kind != PORT_UNSET && g.ports[i].kind != PORT_CPU)
+				p = i + 1;
+		while (p < SWXD_MAX_PORTS && (g.ports[p].kind != PORT_UNSET || (int)p == g.cpu_port))
+			p++;
+		if (p >= SWXD_MAX_PORTS) {
+			LOG_ERR("no free port number below %d for the copy port", SWXD_MAX_PORTS);
+			return -EINVAL;
+		}
+		g.copy_port = (int)p;
+		g.ports[p].kind = PORT_COPY;
+		if (p + 1 > g.n_ports)
+			g.n_ports = p + 1;
+	}
 	if (!g.n_ports) {
 		LOG_ERR("no ports");
 		return -EINVAL;
 	}
+	/* SWX's `drop` instruction transmits to the last output port: give it a sink of its own
+	 * after every named port (else drops would leave on the highest data / CPU / copy port). */
+	g.drop_port = g.n_ports;
 
 	for (i = 0; i < g.n_ports; i++) {
 		struct port_cfg *pc = &g.ports[i];
@@ -190,9 +212,11 @@ int ports_open(void)
 			pc->fd = open_tap(pc->arg);
 			break;
 		case PORT_CPU:
-			pc->fd = g.cpu_fd;
+		case PORT_COPY:
+			pc->fd = pc->kind == PORT_CPU ? g.cpu_fd : g.copy_fd;
 			if (fcntl(pc->fd, F_SETFL, fcntl(pc->fd, F_GETFL) | O_NONBLOCK) < 0) {
-				LOG_ERR("--cpu-fd %d: %s", pc->fd, strerror(errno));
+				LOG_ERR("--%s-fd %d: %s", pc->kind == PORT_CPU ? "cpu" : "copy", pc->fd,
+					strerror(errno));
 				pc->fd = -1;
 			}
 			break;
@@ -260,6 +284,7 @@ int ports_write_iospec(const char *path)
 		else
 			fprintf(f, "port out %u sink file none\n", i);
 	}
+	fprintf(f, "port out %u sink file none\n", g.drop_port);
 	if (fclose(f))
 		return -errno;
 	return 0;
@@ -270,6 +295,6 @@ void ports_close(void)
 	uint32_t i;
 
 	for (i = 0; i < g.n_ports; i++)
-		if (g.ports[i].fd >= 0 && g.ports[i].kind != PORT_CPU)
+		if (g.ports[i].fd >= 0 && g.ports[i].kind != PORT_CPU && g.ports[i].kind != PORT_COPY)
 			close(g.ports[i].fd);
 }

@@ -30,6 +30,8 @@ enum port_kind {
 	PORT_SOURCE,      /* pcap file source (input), benchmark */
 	PORT_SINK,        /* sink (output), optionally to a pcap file */
 	PORT_CPU,         /* the inherited --cpu-fd SOCK_SEQPACKET end, fd port in + out */
+	PORT_COPY,        /* the inherited --copy-fd SOCK_SEQPACKET end, fd port OUT only:
+	                   * mirror copies (no packet_in header) for the controller */
 };
 
 struct port_cfg {
@@ -117,6 +119,8 @@ struct swxd {
 	int ctl_fd;
 	int cpu_fd;
 	int cpu_port;
+	int copy_fd;              /* --copy-fd, -1 = none */
+	int copy_port;            /* chosen by ports_open(), -1 = none */
 	int log_level;
 	uint64_t bench_packets;   /* 0 = off */
 	uint32_t learner_timeouts[SWXD_MAX_TIMEOUTS];
@@ -125,6 +129,7 @@ struct swxd {
 	/* Ports: index = P4 port number. */
 	struct port_cfg ports[SWXD_MAX_PORTS];
 	uint32_t n_ports;         /* highest port number + 1 */
+	uint32_t drop_port;       /* = n_ports: the sink the SWX `drop` instruction sends to */
 	uint32_t n_ports_in;      /* after padding to a power of two */
 
 	/* Pipeline. */
@@ -134,6 +139,8 @@ struct swxd {
 	struct action_desc *actions;
 	struct table_desc *tables;
 	struct learner_rt *learners;
+	int32_t *mirror_port;     /* per mirroring session: output port, -1 = off (drop port) */
+	uint32_t *mirror_trunc;   /* per mirroring session: truncation length, 0 = whole frame */
 
 	/* Main loop. */
 	int epfd;
@@ -171,6 +178,8 @@ uint64_t pipeline_tx_packets(void);
 const struct action_desc *action_find(const char *name, uint32_t *id);
 int table_find(const char *name);
 int learner_find(const char *name);
+int mirror_init(void);
+int mirror_set(uint32_t session, int32_t port, uint32_t truncate);
 
 /* learner.c */
 int learner_setup(struct learner_rt *l);

@@ -84,8 +84,10 @@ class Ctl:
 
 
 class Daemon:
-    def __init__(self, proc: subprocess.Popen, ctl: Ctl, cpu: socket.socket, log: Path):
+    def __init__(self, proc: subprocess.Popen, ctl: Ctl, cpu: socket.socket, log: Path,
+                 copy: socket.socket | None = None):
         self.proc, self.ctl, self.cpu, self.log = proc, ctl, cpu, log
+        self.copy = copy
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -97,16 +99,25 @@ class Daemon:
                 self.proc.wait()
         self.ctl.sock.close()
         self.cpu.close()
+        if self.copy is not None:
+            self.copy.close()
         return self.proc.returncode
 
 
 def start_daemon(binary: Path, workdir: Path, ports: list[str], netns: str | None = None,
-                 spec: Path = FLOW_SPEC, extra: list[str] | None = None) -> Daemon:
+                 spec: Path = FLOW_SPEC, extra: list[str] | None = None,
+                 copy: bool = False) -> Daemon:
     ctl_a, ctl_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     cpu_a, cpu_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     cmd = [str(binary), "--spec", str(spec), "--workdir", str(workdir),
            "--ctl-fd", str(ctl_b.fileno()), "--cpu-fd", str(cpu_b.fileno()),
            "--cpu-port", str(CPU_PORT), "--log-level", "2"]
+    fds = [ctl_b.fileno(), cpu_b.fileno()]
+    copy_a = copy_b = None
+    if copy:
+        copy_a, copy_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cmd += ["--copy-fd", str(copy_b.fileno())]
+        fds.append(copy_b.fileno())
     for p in ports:
         cmd += ["--port", p]
     cmd += extra or []
@@ -114,11 +125,12 @@ def start_daemon(binary: Path, workdir: Path, ports: list[str], netns: str | Non
         cmd = ["ip", "netns", "exec", netns] + cmd
     log = workdir / f"swxd-{uuid.uuid4().hex[:8]}.log"
     with open(log, "w") as lf:
-        proc = subprocess.Popen(cmd, pass_fds=[ctl_b.fileno(), cpu_b.fileno()],
-                                stdout=lf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, pass_fds=fds, stdout=lf, stderr=subprocess.STDOUT)
     ctl_b.close()
     cpu_b.close()
-    d = Daemon(proc, Ctl(ctl_a), cpu_a, log)
+    if copy_b is not None:
+        copy_b.close()
+    d = Daemon(proc, Ctl(ctl_a), cpu_a, log, copy_a)
     try:
         assert d.ctl.req("ping", timeout=120) == ["ok pong"], log.read_text()
     except BaseException:

@@ -186,9 +186,9 @@ def test_expiry_notification(swxd_binary, workdir):
 
 
 def tcp_frame(src="10.0.0.1", dst="10.0.0.100", sport=40000, dport=80, seq=5000, ack=7000,
-              payload=b"GET / HTTP/1.0\r\n\r\n"):
+              payload=b"GET / HTTP/1.0\r\n\r\n", flags="PA"):
     return bytes(Ether(src=MAC_H0, dst=MAC_SW) / IP(src=src, dst=dst, ttl=64) /
-                 TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags="PA") / payload)
+                 TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags) / payload)
 
 
 def checksums_ok(frame: bytes) -> bool:
@@ -352,3 +352,98 @@ def test_learner_bucket_full(swxd_binary, workdir, tmp_path):
         assert d.proc.wait(10) == 0
     finally:
         d.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Mirroring: the copy port (--copy-fd) and the `mirror` control line
+
+def test_mirror_control(swxd_binary, workdir):
+    d = start_daemon(swxd_binary, workdir, ["0=sink", "1=sink"], copy=True)
+    try:
+        info = json.loads(d.ctl.one("info")[3:])
+        # data ports 0, 1; port 2 is the CPU port: the copy port is the next free number,
+        # and the drop port (SWX `drop` sends to the last output port) is a sink after it
+        assert info["copy_port"] == 3 and info["drop_port"] == 4, info
+        assert {p["port"]: p["type"] for p in info["ports"]} == {0: "sink", 1: "sink", 2: "cpu", 3: "copy"}
+        assert info["mirroring_sessions"] >= 2 and info["mirroring_slots"] >= 1
+        n = info["mirroring_sessions"]
+        assert d.ctl.req("mirror 1", "mirror 1 3", "mirror 1", "mirror 1 0x3 truncate 64", "mirror 1",
+                         "mirror 1 off", "mirror 1", f"mirror {n - 1} 0") == \
+            ["ok off", "ok", "ok 3", "ok", "ok 3 truncate 64", "ok", "ok off", "ok"]
+        bad = ["mirror", f"mirror {n} 3", "mirror 1 4", "mirror 1 3 truncate", "mirror 1 3 truncate 70000",
+               "mirror 1 3 foo 5", "mirror x 3", "mirror 1 off truncate 3", "mirror 1 3 truncate 5 6",
+               "mirror -1 3", "mirror 1 0x10000000000000000"]
+        for line in bad:
+            r = d.ctl.one(line)
+            assert r.startswith("err EINVAL"), (line, r)
+        assert d.ctl.one("mirror 1") == "ok off"   # the bad lines changed nothing
+    finally:
+        d.stop()
+
+
+@pytest.fixture
+def copy_traffic(swxd_binary, workdir, topo):
+    d = start_daemon(swxd_binary, workdir, ["0=afpacket:s0", "1=afpacket:s1"], netns=topo.sw, copy=True)
+    s0 = netns_packet_socket(topo.h0, "h0")
+    s1 = netns_packet_socket(topo.h1, "h1")
+    try:
+        yield d, s0, s1
+        assert d.proc.poll() is None, "daemon died:\n" + d.log.read_text()
+    finally:
+        s0.close()
+        s1.close()
+        d.stop()
+
+
+def _copies(d, timeout: float, want: int = 1 << 30) -> list[bytes]:
+    out = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(out) < want:
+        d.copy.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            out.append(d.copy.recv(65536))
+        except (socket.timeout, TimeoutError):
+            break
+    return out
+
+
+def test_fin_rst_mirrored_to_copy_port(copy_traffic):
+    d, s0, s1 = copy_traffic
+    info = json.loads(d.ctl.one("info")[3:])
+    copy_port = info["copy_port"]
+    is_ip = lambda f: f[12:14] == b"\x08\x00"  # noqa: E731
+    # timeout profile 2 (120 s): the entry must outlive the whole test
+    assert d.ctl.one(f"learner add flow_table {key()} {splice()} timeout 2") == "ok"
+    # sessions start off: a FIN is forwarded, no copy anywhere (neither the copy port nor port 0)
+    s0.send(tcp_frame(flags="FA"))
+    assert recv_frames(s1, 3.0, match=is_ip)
+    assert _copies(d, 0.3) == []
+    assert recv_frames(s0, 0.3, match=lambda f: f[:6] != bytes.fromhex(MAC_SW.replace(":", ""))) == []
+    assert d.ctl.one(f"mirror 1 {copy_port}") == "ok"
+    # a plain segment: forwarded, not copied
+    s0.send(tcp_frame(flags="PA"))
+    assert recv_frames(s1, 3.0, match=is_ip)
+    assert _copies(d, 0.3) == []
+    # FIN and RST: forwarded AND copied; the copy is the emitted (rewritten) frame, no header
+    for flags in ("FA", "R", "RA"):
+        s0.send(tcp_frame(flags=flags))
+        fwd = recv_frames(s1, 3.0, match=is_ip)
+        assert fwd, flags
+        copies = _copies(d, 1.0, want=1) + _copies(d, 0.1)
+        assert len(copies) == 1, (flags, copies)
+        assert copies[0] == fwd[0][:len(copies[0])] and len(copies[0]) >= 54, flags
+        assert Ether(copies[0])[TCP].flags & 0x05
+        assert (Ether(copies[0])[IP].dst, Ether(copies[0])[TCP].dport) == ("10.0.1.2", 8080)
+    # truncation
+    assert d.ctl.one(f"mirror 1 {copy_port} truncate 54") == "ok"
+    s0.send(tcp_frame(flags="FA"))
+    assert recv_frames(s1, 3.0, match=is_ip)
+    copies = _copies(d, 1.0)
+    assert [len(c) for c in copies] == [54]
+    # off again
+    assert d.ctl.one("mirror 1 off") == "ok"
+    s0.send(tcp_frame(flags="FA"))
+    assert recv_frames(s1, 3.0, match=is_ip)
+    assert _copies(d, 0.3) == []
+    stats = json.loads(d.ctl.one("stats")[3:])
+    assert {p["port"]: p for p in stats["ports"]}[copy_port]["tx_pkts"] == 4
