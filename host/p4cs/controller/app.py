@@ -85,6 +85,9 @@ class ControllerApp:
         self._remove_event = asyncio.Event()
         self._tick_event = asyncio.Event()
         self._stop = asyncio.Event()
+        # Packet-outs go on the one StreamChannel; grpc.aio allows one write in flight per
+        # stream (a second one fails with GRPC_CALL_ERROR_TOO_MANY_OPERATIONS and kills it).
+        self._stream_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
 
@@ -247,7 +250,11 @@ class ControllerApp:
                 LOG.log(logging.getLevelName(e.level.upper()), "%s %s", e.msg,
                         " ".join(f"{k}={v}" for k, v in e.fields.items()))
         if out:
-            self.counters["packet_out"] += len(out)
+            await self._send_packets(sw, out)
+
+    async def _send_packets(self, sw: Switch, out: list) -> None:
+        self.counters["packet_out"] += len(out)
+        async with self._stream_lock:
             await sw.write(out)
 
     def _queue_removal(self, keys: list) -> None:
@@ -301,8 +308,7 @@ class ControllerApp:
                 else:
                     out.extend(self.enc.packet_out(p.frame, p.port) for p in inst.then)
             if out:
-                self.counters["packet_out"] += len(out)
-                await sw.write(out)
+                await self._send_packets(sw, out)
 
     async def _remove_loop(self, sw: Switch) -> None:
         while True:
