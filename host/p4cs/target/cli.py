@@ -163,6 +163,7 @@ def switch_cmd(
             raise typer.Exit(proc.wait())
 
     root = _root()
+    default_pipeline = spec is None and p4info is None
     if not no_pipeline:
         spec = spec or root / "p4src" / "build" / "dpdk" / "p4cs.spec"
         p4info = p4info or root / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
@@ -176,10 +177,16 @@ def switch_cmd(
                 raise typer.Exit(2)
     else:
         spec = p4info = None
-    from p4cs.params import defaults as _dp_defaults
-    # The flow table's idle-timeout profiles come from the one place of data-plane parameters.
-    lt = ([int(x) for x in learner_timeouts.split(",")] if learner_timeouts
-          else list(_dp_defaults("dpdk").flow_timeouts_s))
+    # The p4cs flow table's idle-timeout profiles come from the one place of data-plane
+    # parameters; a pipeline given with --spec keeps the profiles compiled into it.
+    if learner_timeouts:
+        lt = [int(x) for x in learner_timeouts.split(",")]
+    elif default_pipeline:
+        from p4cs.params import defaults as _dp_defaults
+
+        lt = list(_dp_defaults("dpdk").flow_timeouts_s)
+    else:
+        lt = None
     profile = os.environ.get("P4CS_PROFILE")  # developer aid: cProfile the server to this file
     if profile:
         import cProfile
