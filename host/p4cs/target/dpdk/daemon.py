@@ -2,7 +2,9 @@
 
 The daemon gets two inherited `SOCK_SEQPACKET` socketpair ends: the control socket (text
 request lines, one reply line per request line, unsolicited `expired ...` messages) and the
-CPU port (one frame per message). Both are driven from the asyncio loop with `add_reader`; the
+CPU port (one frame per message), plus the copy port: an output-only socketpair on which the
+pipeline's mirror sessions deliver copies (FIN/RST of spliced flows) without a packet_in header.
+All are driven from the asyncio loop with `add_reader`; the
 control socket is pipelined (replies come back in request order, matched FIFO).
 """
 
@@ -99,20 +101,23 @@ class SwxDaemon:
         self.dead: str | None = "not started"
         self._ctl: socket.socket | None = None
         self._cpu: socket.socket | None = None
+        self._copy: socket.socket | None = None
         self._pending: collections.deque[tuple[asyncio.Future, int]] = collections.deque()
         self._send_lock = asyncio.Lock()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self._tasks: list[asyncio.Task] = []
         self.on_expired: Callable[[list[str]], None] | None = None
         self.on_packet: Callable[[bytes], None] | None = None
+        self.on_copy: Callable[[bytes], None] | None = None
         self.on_death: Callable[[str], None] | None = None
         self.cpu_rx = 0
         self.cpu_tx = 0
         self.cpu_tx_drop = 0
+        self.copy_rx = 0
 
     # -- lifetime -------------------------------------------------------------------------
 
-    def argv(self, ctl_fd: int, cpu_fd: int) -> list[str]:
+    def argv(self, ctl_fd: int, cpu_fd: int, copy_fd: int | None = None) -> list[str]:
         argv = [
             self.binary,
             "--spec", self.spec,
@@ -121,6 +126,8 @@ class SwxDaemon:
             "--cpu-fd", str(cpu_fd),
             "--cpu-port", str(self.cpu_port),
         ]  # fmt: skip
+        if copy_fd is not None:
+            argv += ["--copy-fd", str(copy_fd)]
         for p, spec in sorted(self.ports.items()):
             argv += ["--port", f"{p}={spec}"]
         if self.learner_timeouts:
@@ -153,31 +160,34 @@ class SwxDaemon:
             )
         ctl_a, ctl_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cpu_a, cpu_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        for s in (ctl_a, cpu_a):
+        copy_a, copy_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for s in (ctl_a, cpu_a, copy_a):
             s.setblocking(False)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        argv = self.argv(ctl_b.fileno(), cpu_b.fileno())
+        argv = self.argv(ctl_b.fileno(), cpu_b.fileno(), copy_b.fileno())
         LOG.info("starting data-plane daemon: %s", " ".join(argv))
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv,
-                pass_fds=(ctl_b.fileno(), cpu_b.fileno()),
+                pass_fds=(ctl_b.fileno(), cpu_b.fileno(), copy_b.fileno()),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )
         except OSError as e:
-            for s in (ctl_a, ctl_b, cpu_a, cpu_b):
+            for s in (ctl_a, ctl_b, cpu_a, cpu_b, copy_a, copy_b):
                 s.close()
             raise DaemonError(f"cannot start {self.binary}: {e}") from e
         ctl_b.close()
         cpu_b.close()
-        self._ctl, self._cpu = ctl_a, cpu_a
+        copy_b.close()
+        self._ctl, self._cpu, self._copy = ctl_a, cpu_a, copy_a
         self.dead = None
         loop.add_reader(ctl_a.fileno(), self._on_ctl_readable)
         loop.add_reader(cpu_a.fileno(), self._on_cpu_readable)
+        loop.add_reader(copy_a.fileno(), self._on_copy_readable)
         self._tasks.append(asyncio.create_task(self._relay_output()))
         self._tasks.append(asyncio.create_task(self._watch_exit()))
         try:
@@ -231,7 +241,7 @@ class SwxDaemon:
         if not expected:
             LOG.error("%s", why)
         loop = asyncio.get_running_loop()
-        for s in (self._ctl, self._cpu):
+        for s in (self._ctl, self._cpu, self._copy):
             if s is not None:
                 try:
                     loop.remove_reader(s.fileno())
@@ -248,10 +258,10 @@ class SwxDaemon:
         """Close the control socket (the daemon exits), then TERM, then KILL."""
         was_alive = self.dead is None
         self._mark_dead("data-plane daemon stopped", expected=True)
-        for s in (self._ctl, self._cpu):
+        for s in (self._ctl, self._cpu, self._copy):
             if s is not None:
                 s.close()
-        self._ctl = self._cpu = None
+        self._ctl = self._cpu = self._copy = None
         proc = self.proc
         if proc is not None and proc.returncode is None:
             for sig in (None, signal.SIGTERM, signal.SIGKILL):
@@ -356,26 +366,33 @@ class SwxDaemon:
     # -- CPU port -------------------------------------------------------------------------
 
     def _on_cpu_readable(self) -> None:
-        sock = self._cpu
+        self._drain(self._cpu, "CPU", self.on_packet)
+
+    def _on_copy_readable(self) -> None:
+        self._drain(self._copy, "copy", self.on_copy)
+
+    def _drain(self, sock: socket.socket | None, what: str, cb: Callable[[bytes], None] | None) -> None:
         if sock is None:
             return
-        cb = self.on_packet
         for _ in range(256):  # bounded, so that one busy port does not starve the loop
             try:
                 frame = sock.recv(65536)
             except BlockingIOError:
                 return
             except OSError as e:
-                LOG.error("CPU port receive failed: %s", e)
+                LOG.error("%s port receive failed: %s", what, e)
                 return
             if not frame:
                 return
-            self.cpu_rx += 1
+            if sock is self._cpu:
+                self.cpu_rx += 1
+            else:
+                self.copy_rx += 1
             if cb is not None:
                 try:
                     cb(frame)
                 except Exception:  # noqa: BLE001
-                    LOG.exception("packet-in handler failed")
+                    LOG.exception("%s handler failed", "packet-in" if what == "CPU" else "copy")
 
     def send_packet(self, frame: bytes) -> bool:
         """Send one frame into the pipeline's CPU port; False when the socket is full."""

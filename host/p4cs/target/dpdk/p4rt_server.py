@@ -36,6 +36,7 @@ from google.protobuf import any_pb2, text_format
 from google.protobuf.message import DecodeError
 
 from .daemon import DaemonDead, DaemonError, SwxDaemon
+from .defines import REASON_FLOW_END
 from .schema import Schema, SchemaError, TableInfo, canonical_bytes
 from .wire import Slow, decode_update, update_slices
 
@@ -156,6 +157,8 @@ class Pipeline:
     daemon: SwxDaemon
     shadow: dict[int, dict[tuple, bytes]] = field(default_factory=dict)
     defaults: dict[int, bytes] = field(default_factory=dict)
+    # clone session id -> serialized CloneSessionEntry (the daemon's mirroring sessions)
+    clone_sessions: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -362,6 +365,7 @@ class P4RuntimeServer:
             pipe.shadow[t] = {}
         daemon.on_expired = self._on_expired
         daemon.on_packet = self._on_packet
+        daemon.on_copy = self._on_copy
         daemon.on_death = self._on_death
         self.dead_reason = None
         LOG.info(
@@ -732,10 +736,99 @@ class P4RuntimeServer:
             ln = self._counter_write_lines(schema, ent.counter_entry)
             ops.append((i, None, None, None, len(lines), len(ln)))
             lines.extend(ln)
+        elif kind == "packet_replication_engine_entry":
+            self._plan_pre(pipe, ent.packet_replication_engine_entry, utype, i, lines, ops, overlay)
+            ordered[0] = True
         elif kind is None:
             raise P4RTError(SC.INVALID_ARGUMENT, "update has no entity")
         else:
             raise P4RTError(SC.UNIMPLEMENTED, f"{kind} is not supported by this target")
+
+    # -- packet replication engine: clone sessions = the daemon's mirroring sessions -------
+
+    def _plan_pre(
+        self, pipe: Pipeline, pre: p4r.PacketReplicationEngineEntry, utype: int, i: int,
+        lines: list, ops: list, overlay: dict,
+    ) -> None:  # fmt: skip
+        """One clone-session update -> one daemon `mirror` line.
+
+        The P4 program mirrors FIN/RST of spliced flows through a session; the daemon
+        copies the emitted frame to the session's port. A replica on the CPU port maps to
+        the daemon's copy port (copies come back without a packet_in header and are turned
+        into PacketIns by `_on_copy`), a replica on a data port to that port.
+        """
+        which = pre.WhichOneof("type")
+        if which == "multicast_group_entry":
+            raise P4RTError(
+                SC.UNIMPLEMENTED,
+                "multicast groups are not supported by this target (the SWX pipeline has no "
+                "multicast engine); only clone sessions are",
+            )
+        if which != "clone_session_entry":
+            raise P4RTError(SC.INVALID_ARGUMENT, "packet replication engine entry is empty")
+        cs = pre.clone_session_entry
+        sid = cs.session_id
+        n_sessions = int(pipe.daemon.info.get("mirroring_sessions", 0))
+        if sid == 0 or sid >= n_sessions:
+            raise P4RTError(
+                SC.INVALID_ARGUMENT,
+                f"clone session id {sid} out of range: this target has sessions 1..{n_sessions - 1}",
+            )
+        shadow = pipe.clone_sessions
+        cur = overlay.get(("clone", sid))
+        exists = (sid in shadow) if cur is None else cur
+        if utype == _DELETE:
+            if not exists:
+                raise P4RTError(SC.NOT_FOUND, f"clone session {sid} not found")
+            overlay[("clone", sid)] = False
+            ops.append((i, shadow, sid, None, len(lines), 1))
+            lines.append(f"mirror {sid} off")
+            return
+        if utype == _INSERT and exists:
+            raise P4RTError(SC.ALREADY_EXISTS, f"clone session {sid} already exists")
+        if utype == _MODIFY and not exists:
+            raise P4RTError(SC.NOT_FOUND, f"clone session {sid} not found")
+        if cs.class_of_service:
+            raise P4RTError(SC.UNIMPLEMENTED, "clone session class_of_service is not supported")
+        if cs.packet_length_bytes < 0 or cs.packet_length_bytes > 65535:
+            raise P4RTError(SC.INVALID_ARGUMENT, "clone session packet_length_bytes must be 0..65535")
+        if len(cs.replicas) > 1:
+            raise P4RTError(
+                SC.UNIMPLEMENTED,
+                f"clone session {sid} has {len(cs.replicas)} replicas: this target copies to one "
+                "port per session (SWX mirroring)",
+            )
+        if not cs.replicas:
+            line = f"mirror {sid} off"
+        else:
+            rep = cs.replicas[0]
+            if len(rep.backup_replicas):
+                raise P4RTError(SC.UNIMPLEMENTED, "backup replicas are not supported by this target")
+            if rep.port:
+                port = int.from_bytes(rep.port, "big")
+                if len(rep.port) > 4:
+                    raise P4RTError(SC.INVALID_ARGUMENT, f"replica port 0x{rep.port.hex()} is too wide")
+            else:
+                port = rep.egress_port
+            if port == self.target.cpu_port:
+                copy_port = pipe.daemon.info.get("copy_port", -1)
+                if copy_port is None or copy_port < 0:
+                    raise P4RTError(SC.UNIMPLEMENTED, "the data-plane daemon has no copy port")
+                dport = copy_port
+            elif port in self.target.ports:
+                dport = port
+            else:
+                raise P4RTError(
+                    SC.INVALID_ARGUMENT,
+                    f"clone session {sid}: replica port {port} is neither the CPU port "
+                    f"({self.target.cpu_port}) nor a data-plane port (ports: {sorted(self.target.ports)})",
+                )
+            line = f"mirror {sid} {dport}"
+            if cs.packet_length_bytes:
+                line += f" truncate {cs.packet_length_bytes}"
+        overlay[("clone", sid)] = True
+        ops.append((i, shadow, sid, cs.SerializeToString(), len(lines), 1))
+        lines.append(line)
 
     # -- entry codecs ---------------------------------------------------------------------
 
@@ -1046,9 +1139,38 @@ class P4RuntimeServer:
             if index is not None and (index < 0 or (rs and index >= rs[0].size)):
                 raise P4RTError(SC.OUT_OF_RANGE, f"register index {index} out of range")
             return self._read_registers(pipe, rs, index)
+        if kind == "packet_replication_engine_entry":
+            pre = ent.packet_replication_engine_entry
+            which = pre.WhichOneof("type")
+            if which == "clone_session_entry":
+                return self._read_clone_sessions(pipe, pre.clone_session_entry.session_id)
+            if which == "multicast_group_entry":
+                # No multicast groups can exist here (writes are UNIMPLEMENTED): an empty answer
+                # lets wildcard clean-ups (finsy's Switch.delete_all) succeed.
+                return self._read_nothing()
+            raise P4RTError(SC.INVALID_ARGUMENT, "packet replication engine entry is empty")
         if kind is None:
             raise P4RTError(SC.INVALID_ARGUMENT, "read entity is empty")
         raise P4RTError(SC.UNIMPLEMENTED, f"reading {kind} is not supported by this target")
+
+    @staticmethod
+    async def _read_nothing():
+        return
+        yield  # an async generator without items
+
+    @staticmethod
+    async def _read_clone_sessions(pipe: Pipeline, session_id: int):
+        """All clone sessions (session_id 0) or one; an absent one reads as nothing."""
+        shadow = pipe.clone_sessions
+        ids = sorted(shadow) if session_id == 0 else [session_id]
+        out = []
+        for sid in ids:
+            b = shadow.get(sid)
+            if b is not None:
+                # Entity{packet_replication_engine_entry(9): {clone_session_entry(2): b}}
+                out.append(_ld(0x4A, _ld(0x12, b)))
+        if out:
+            yield out
 
     async def _read_tables(self, pipe: Pipeline, tables: list[TableInfo], key: tuple | None):
         for t in tables:
@@ -1310,6 +1432,27 @@ class P4RuntimeServer:
     def _egress_port_id(pipe: Pipeline) -> int | None:
         hdr = pipe.schema.packet_out
         return hdr.field_id("egress_port") if hdr is not None else None
+
+    def _on_copy(self, frame: bytes) -> None:
+        """A frame from the daemon's copy port: a mirror copy (FIN/RST of a spliced flow) as the
+        pipeline emitted it, without a packet_in header. It becomes a PacketIn with reason
+        REASON_FLOW_END and ingress_port 0 (the copy does not say where the original came in),
+        built by prepending the packet_in header the punt path decodes."""
+        pipe = self.pipe
+        if pipe is None:
+            return
+        hdr = pipe.schema.packet_in
+        if hdr is None:
+            self._on_packet(frame)
+            return
+        vals = {}
+        rid, pid = hdr.field_id("reason"), hdr.field_id("ingress_port")
+        if rid is not None:
+            vals[rid] = REASON_FLOW_END
+        if pid is not None:
+            vals[pid] = 0
+        self.counters["packet_in_copy"] = self.counters.get("packet_in_copy", 0) + 1
+        self._on_packet(hdr.encode(vals) + frame)
 
     def _on_packet(self, frame: bytes) -> None:
         pipe = self.pipe
