@@ -1,0 +1,245 @@
+"""Client programs for the end-to-end tests, run inside the client namespace:
+
+    ip netns exec <client-ns> python tests/e2e/netclients.py <command> --vip VIP [--port P] ...
+
+Each prints one JSON object on stdout (the tests parse it) and exits 0 whenever it could
+report, so that the test decides what is wrong. Only the standard library is used; the
+expected bodies are computed here from the same definitions as the lab's servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import resource
+import socket
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "host"))
+from p4cs.labserver import pattern_bytes  # noqa: E402
+
+
+# ---------------------------------------------------------------------- HTTP/1.1 parsing
+class Response:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "server": self.headers.get("x-server"),
+                "length": len(self.body)}
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for ln in lines[1:]:
+        if ln:
+            k, _, v = ln.partition(":")
+            headers[k.strip().lower()] = v.strip()
+    return status, headers
+
+
+def read_response(sock: socket.socket, buf: bytearray) -> Response:
+    """One response with a Content-Length from a blocking socket; ``buf`` keeps the rest."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError(f"EOF before the response header ({len(buf)} bytes)")
+        buf += data
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    status, headers = parse_head(head)
+    n = int(headers.get("content-length", "0"))
+    body = bytearray(rest)
+    while len(body) < n:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError(f"EOF after {len(body)} of {n} body bytes")
+        body += data
+    buf[:] = body[n:]
+    return Response(status, headers, bytes(body[:n]))
+
+
+def connect(vip: str, port: int, timeout: float) -> socket.socket:
+    s = socket.create_connection((vip, port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_post(a) -> dict:
+    """A POST whose header block and body arrive in separate segments, with the
+    Content-Length header itself split inside its value (``Content-length: 7`` | ``53``,
+    slide 71 of the source documents)."""
+    body = bytes((i * 31 + 7) & 0xFF for i in range(a.body))
+    digits = str(len(body))
+    cut = 1 if len(digits) > 1 else 0
+    head1 = (f"POST /upload/{a.body} HTTP/1.1\r\nHost: {a.vip}\r\nUser-Agent: e2e-segments\r\n"
+             f"Content-length: {digits[:cut]}").encode()
+    head2 = f"{digits[cut:]}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
+    pieces = [head1, head2]
+    step = max(1, -(-len(body) // a.body_segments))
+    pieces += [body[i:i + step] for i in range(0, len(body), step)]
+    s = connect(a.vip, a.port, a.timeout)
+    t0 = time.monotonic()
+    for p in pieces:
+        s.sendall(p)
+        time.sleep(a.gap)
+    buf = bytearray()
+    r = read_response(s, buf)
+    s.close()
+    return {**r.as_dict(), "text": r.body.decode(errors="replace"), "sent_pieces": len(pieces),
+            "expected": f"{len(body)} {hashlib.sha256(body).hexdigest()}",
+            "seconds": time.monotonic() - t0}
+
+
+def cmd_keepalive(a) -> dict:
+    """Several requests, one after the other, on one connection (GET /bytes/N of several
+    sizes, and a POST in between); every body is checked."""
+    s = connect(a.vip, a.port, a.timeout)
+    buf = bytearray()
+    results = []
+    sizes = [int(x) for x in a.sizes.split(",")]
+    for i, n in enumerate(sizes):
+        if i == len(sizes) // 2:
+            body = pattern_bytes(5000)
+            s.sendall(f"POST /ka/{i} HTTP/1.1\r\nHost: {a.vip}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                      + body)
+            r = read_response(s, buf)
+            want = f"{len(body)} {hashlib.sha256(body).hexdigest()}"
+            results.append({**r.as_dict(), "ok": r.status == 200 and r.body.decode().strip().endswith(want)})
+        s.sendall(f"GET /bytes/{n} HTTP/1.1\r\nHost: {a.vip}\r\n\r\n".encode())
+        r = read_response(s, buf)
+        results.append({**r.as_dict(), "ok": r.status == 200 and r.body == pattern_bytes(n)})
+    # The server must not have closed: one more request still works.
+    s.sendall(f"GET /bytes/10 HTTP/1.1\r\nHost: {a.vip}\r\nConnection: close\r\n\r\n".encode())
+    r = read_response(s, buf)
+    results.append({**r.as_dict(), "ok": r.status == 200 and r.body == pattern_bytes(10)})
+    local = s.getsockname()
+    s.close()
+    return {"results": results, "local": list(local)}
+
+
+def cmd_reset(a) -> dict:
+    """Send a request and report how the connection ended: response, EOF or reset."""
+    out: dict = {}
+    data = bytearray()
+    try:
+        s = connect(a.vip, a.port, a.timeout)
+    except OSError as exc:
+        return {"outcome": "connect-error", "error": repr(exc)}
+    try:
+        s.sendall(f"GET {a.path} HTTP/1.1\r\nHost: {a.vip}\r\n\r\n".encode())
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                out["outcome"] = "eof"
+                break
+            data += chunk
+    except ConnectionResetError as exc:
+        out["outcome"] = "reset"
+        out["error"] = repr(exc)
+    except socket.timeout:
+        out["outcome"] = "timeout"
+    finally:
+        s.close()
+    out["received"] = bytes(data[:300]).decode("latin-1")
+    return out
+
+
+async def _one(i: int, a, start: asyncio.Event, connected: list, t_conn: list) -> dict:
+    path = f"/c/{i}"
+    t0 = time.monotonic()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(a.vip, a.port), a.timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        connected.append(False)
+        return {"i": i, "ok": False, "error": f"connect: {exc!r}"}
+    t_conn.append(time.monotonic() - t0)
+    connected.append(True)
+    try:
+        if a.hold:
+            await start.wait()
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {a.vip}\r\nConnection: close\r\n\r\n".encode())
+        data = await asyncio.wait_for(reader.read(), a.timeout)
+        head, _, body = data.partition(b"\r\n\r\n")
+        status, headers = parse_head(head)
+        server = headers.get("x-server", "")
+        ok = status == 200 and body == f"{server}: {path}\n".encode() and \
+            int(headers.get("content-length", -1)) == len(body)
+        return {"i": i, "ok": ok, "server": server, "status": status,
+                "error": None if ok else f"bad answer {data[:200]!r}"}
+    except (OSError, asyncio.TimeoutError, ValueError, IndexError) as exc:
+        return {"i": i, "ok": False, "error": f"request: {exc!r}"}
+    finally:
+        writer.close()
+
+
+async def _concurrent(a) -> dict:
+    start = asyncio.Event()
+    connected: list = []
+    t_conn: list = []
+    t0 = time.monotonic()
+    tasks = [asyncio.create_task(_one(i, a, start, connected, t_conn)) for i in range(a.n)]
+    if a.hold:
+        # All connections are open at the same time before the first request goes out.
+        deadline = time.monotonic() + a.timeout
+        while len(connected) < a.n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    t_open = time.monotonic() - t0
+    start.set()
+    t1 = time.monotonic()
+    results = await asyncio.gather(*tasks)
+    t_all = time.monotonic() - t0
+    bad = [r for r in results if not r["ok"]]
+    servers: dict[str, int] = {}
+    for r in results:
+        if r["ok"]:
+            servers[r["server"]] = servers.get(r["server"], 0) + 1
+    t_conn.sort()
+    return {"n": a.n, "ok": len(results) - len(bad), "bad": bad[:20], "n_bad": len(bad),
+            "servers": servers, "open_seconds": t_open, "requests_seconds": time.monotonic() - t1,
+            "total_seconds": t_all,
+            "connect_p50": t_conn[len(t_conn) // 2] if t_conn else None,
+            "connect_max": t_conn[-1] if t_conn else None}
+
+
+def cmd_concurrent(a) -> dict:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, a.n + 256)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return asyncio.run(_concurrent(a))
+
+
+def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--vip", required=True)
+    common.add_argument("--port", type=int, default=8080)
+    common.add_argument("--timeout", type=float, default=30.0)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("post", parents=[common])
+    p.add_argument("--body", type=int, default=753)
+    p.add_argument("--body-segments", type=int, default=3)
+    p.add_argument("--gap", type=float, default=0.05)
+    p = sub.add_parser("keepalive", parents=[common])
+    p.add_argument("--sizes", default="100,20000,1,300000,7")
+    p = sub.add_parser("reset", parents=[common])
+    p.add_argument("--path", default="/")
+    p = sub.add_parser("concurrent", parents=[common])
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--hold", action="store_true", help="open all, then send all requests")
+    a = ap.parse_args(argv)
+    out = {"post": cmd_post, "keepalive": cmd_keepalive, "reset": cmd_reset,
+           "concurrent": cmd_concurrent}[a.cmd](a)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
