@@ -16,7 +16,9 @@ const bit<16> ARP_OPER_REQUEST = 1;
 const bit<16> ARP_OPER_REPLY   = 2;
 
 const bit<8> TCP_FLAG_FIN = 0x01;
+const bit<8> TCP_FLAG_SYN = 0x02;
 const bit<8> TCP_FLAG_RST = 0x04;
+const bit<8> TCP_FLAG_ACK = 0x10;
 
 /* Packet-in reason codes (packet_in.reason). */
 const bit<8> REASON_VIP_MISS      = 1;  /* flow-table miss on client -> virtual service */

@@ -30,7 +30,11 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
                 } else {
                     meta.ip_exception = false;
                 }
-                if (hdr.tcp.isValid() && !meta.ip_exception) {
+                /* A pure SYN never takes the fast path: it opens a new connection, which
+                 * the controller binds (and it must not be spliced onto a previous
+                 * connection's entries that reuse the same 5-tuple). */
+                if (hdr.tcp.isValid() && !meta.ip_exception &&
+                    (hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
                     flows.apply(hdr, meta);
                 }
             }

@@ -117,3 +117,23 @@ class FlowDrop(P4csTest):
             self.send(CLIENT_PORT, tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40005, VIP_PORT, payload=b"x"))
         self.expect_no_frames()
         self.expect_no_packet_in()
+
+
+class SynBypassesFlowTable(SpliceBase):
+    """A pure SYN whose 5-tuple has flow entries (a client reusing the 4-tuple of a closed
+    connection before its entries are gone) is not spliced onto the old connection: it goes to
+    the controller (reason 1) untouched. A SYN-ACK or a segment with ACK on the same key is
+    still spliced."""
+
+    def runTest(self):
+        from lib.topo import REASON_VIP_MISS  # noqa: PLC0415
+        d_seq, d_ack = 0x100, 0x200
+        self.splice_pair(40007, 50007, d_seq, d_ack)
+        self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "punt_vip")
+        syn = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40007, VIP_PORT, seq=5, ack=0, flags="S")
+        self.send(CLIENT_PORT, syn)
+        pi = self.expect_packet_in()
+        self.assert_packet_in(pi, ingress_port=CLIENT_PORT, reason=REASON_VIP_MISS, payload=bytes(syn))
+        self.expect_no_frames()
+        self.c2s(40007, 50007, 9, 10, d_seq, d_ack, flags="A")
+        self.expect_no_packet_in()
