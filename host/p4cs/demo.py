@@ -51,7 +51,7 @@ def demo_cmd(
 
     from p4cs.lab import Lab
 
-    console = Console()
+    console = Console(width=max(110, Console().width))
     problem = _check_env()
     if problem:
         console.print(f"[red]error:[/red] {problem}")
