@@ -259,9 +259,19 @@ class TableInfo:
     mod_prefix: str = ""
     del_prefix: str = ""
     keep_prefix: str = ""
+    _profiles: dict[int, int] = field(default_factory=dict)
 
     def timeout_profile(self, idle_timeout_ns: int) -> int:
-        """The learner timeout profile nearest to `idle_timeout_ns`."""
+        """The learner timeout profile nearest to `idle_timeout_ns` (memoized)."""
+        cache = self._profiles
+        best = cache.get(idle_timeout_ns)
+        if best is None:
+            if len(cache) > 4096:
+                cache.clear()
+            best = cache[idle_timeout_ns] = self._nearest_profile(idle_timeout_ns)
+        return best
+
+    def _nearest_profile(self, idle_timeout_ns: int) -> int:
         want = idle_timeout_ns / 1e9
         best, best_d = 0, None
         for i, s in enumerate(self.timeouts):
