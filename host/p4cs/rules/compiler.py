@@ -125,8 +125,38 @@ def compile_cond(c: Cond):
 _SCORE = {"eq": 1, "net": 1, "prefix": 2, "suffix": 2, "match": 3, "lo": 4, "hi": 4}
 
 
-def anchors(c: Cond):
-    """A list of (field, anchor) such that c implies one of them, or None."""
+def _akey(fname, anchor):
+    a = anchor
+    if a[0] == "eq":
+        return (fname, "eq", a[1].text)
+    if a[0] in ("lo", "hi"):
+        return (fname, a[0], a[1].text, a[2])
+    return (fname, a[0], str(a[1]))
+
+
+def anchor_counts(guards) -> dict:
+    """How many atoms of the rule set share each anchor key (selectivity estimate)."""
+    counts: dict = {}
+
+    def walk(c):
+        if isinstance(c, Atom):
+            for fname, anchor in anchors(c) or ():
+                k = _akey(fname, anchor)
+                counts[k] = counts.get(k, 0) + 1
+        elif isinstance(c, (And, Or)):
+            for i in c.items:
+                walk(i)
+        elif isinstance(c, Not):
+            walk(c.item)
+
+    for g in guards:
+        walk(g)
+    return counts
+
+
+def anchors(c: Cond, counts: dict | None = None):
+    """A list of (field, anchor) such that c implies one of them, or None. With `counts`, a
+    conjunction is anchored on its most selective term (fewest clauses sharing the key)."""
     if isinstance(c, Atom):
         kind = field_kind(c.field)
         op = c.op
@@ -144,17 +174,20 @@ def anchors(c: Cond):
     if isinstance(c, And):
         best, best_score = None, None
         for i in c.items:
-            a = anchors(i)
+            a = anchors(i, counts)
             if a is None:
                 continue
-            score = (max(_SCORE[x[1][0]] for x in a), len(a))
+            if counts is not None:
+                score = (sum(counts.get(_akey(*x), 1) for x in a), max(_SCORE[x[1][0]] for x in a))
+            else:
+                score = (max(_SCORE[x[1][0]] for x in a), len(a))
             if best is None or score < best_score:
                 best, best_score = a, score
         return best
     if isinstance(c, Or):
         out = []
         for i in c.items:
-            a = anchors(i)
+            a = anchors(i, counts)
             if a is None:
                 return None
             out.extend(a)
@@ -383,8 +416,9 @@ class Matcher:
         self.actions = [c.action for c in clauses]
         self.always = 0
         idx: dict[str, FieldIndex] = {}
+        counts = anchor_counts([c.guard for c in clauses])
         for i, c in enumerate(clauses):
-            a = anchors(c.guard)
+            a = anchors(c.guard, counts)
             if a is None:
                 self.always |= 1 << i
                 continue
