@@ -1,4 +1,5 @@
-"""Client programs for the end-to-end tests, run inside the client namespace:
+"""Client programs for the end-to-end tests, run inside the client namespace (and one
+misbehaving server, ``rstserver``, run in a server namespace):
 
     ip netns exec <client-ns> python tests/e2e/netclients.py <command> --vip VIP [--port P] ...
 
@@ -151,6 +152,25 @@ def cmd_reset(a) -> dict:
     return out
 
 
+def cmd_rstserver(a) -> None:
+    """Accept, read the request, then reset the connection (SO_LINGER 0): a server that
+    gives up after the switch has spliced the connection to it."""
+    import struct
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((a.vip, a.port))
+    ls.listen(128)
+    while True:
+        c, _ = ls.accept()
+        try:
+            c.settimeout(5)
+            c.recv(65536)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        c.close()
+
+
 async def _one(i: int, a, start: asyncio.Event, connected: list, t_conn: list) -> dict:
     path = f"/c/{i}"
     t0 = time.monotonic()
@@ -231,10 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="100,20000,1,300000,7")
     p = sub.add_parser("reset", parents=[common])
     p.add_argument("--path", default="/")
+    p = sub.add_parser("rstserver", parents=[common], help="--vip is the address to bind")
     p = sub.add_parser("concurrent", parents=[common])
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--hold", action="store_true", help="open all, then send all requests")
     a = ap.parse_args(argv)
+    if a.cmd == "rstserver":
+        cmd_rstserver(a)
+        return 0
     out = {"post": cmd_post, "keepalive": cmd_keepalive, "reset": cmd_reset,
            "concurrent": cmd_concurrent}[a.cmd](a)
     print(json.dumps(out))
