@@ -162,6 +162,13 @@ async def run(args) -> dict:
         opts = SwitchOptions(p4info=p4info, p4blob=spec, device_id=1)
         async with Switch("sw", addr, opts) as sw:
             flows = Flows(sw.p4info, 0 if args.permanent else 3600 * 10**9)
+            if args.warmup:
+                # warm up both processes (first-touch of the learner buckets, dict growth,
+                # gRPC), then remove the warm-up flows again: occupancy is back to 0
+                base = 1 << 30
+                await write_all(sw, flows.batches(base, args.warmup, args.batch), args.inflight)
+                await write_all(sw, flows.batches(base, args.warmup, args.batch, p4r.Update.DELETE),
+                                args.inflight)
             installed = 0
             for target in at:
                 if target > installed:
@@ -218,6 +225,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="updates per WriteRequest")
     ap.add_argument("--window", type=int, default=50000, help="installs per measurement")
     ap.add_argument("--inflight", type=int, default=1, help="WriteRequests in flight")
+    ap.add_argument("--warmup", type=int, default=50000,
+                    help="install and delete this many flows before measuring")
     ap.add_argument("--permanent", action="store_true",
                     help="install without idle timeout (each install is then add + keep)")
     ap.add_argument("--spec", help="SWX spec (default: the test pipeline, resized)")
