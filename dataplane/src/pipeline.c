@@ -299,41 +299,7 @@ int learner_find(const char *name)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Input shims: count received packets and gate the inputs                                  */
-
-struct rx_shim {
-	rte_swx_port_in_pkt_rx_t pkt_rx;
-	void *obj;
-};
-
-static struct rx_shim shims[SWXD_MAX_PORTS];
-
-static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
-{
-	struct rx_shim *s = obj;
-	int n;
-
-	if (g.rx_gate_closed)
-		return 0;
-	n = s->pkt_rx(s->obj, pkt);
-	g.rx_count += n;
-	return n;
-}
-
-/* Wraps every input port's rx function. The exact count of packets the pipeline took tells the
- * main loop when to block (a port's own stats count reads, and an fd port reads a burst ahead),
- * and the gate lets pipeline_quiesce() drain the pipeline threads. */
-void pipeline_install_rx_shims(void)
-{
-	uint32_t i;
-
-	for (i = 0; i < g.p->n_ports_in && i < SWXD_MAX_PORTS; i++) {
-		shims[i].pkt_rx = g.p->in[i].pkt_rx;
-		shims[i].obj = g.p->in[i].obj;
-		g.p->in[i].pkt_rx = shim_pkt_rx;
-		g.p->in[i].obj = &shims[i];
-	}
-}
+/* Packet boundary (the input shims that count and gate received packets are in fastio.c)    */
 
 int pipeline_threads_idle(void)
 {

@@ -181,6 +181,11 @@ int learner_find(const char *name);
 int mirror_init(void);
 int mirror_set(uint32_t session, int32_t port, uint32_t truncate);
 
+/* fastio.c (pipeline_install_rx_shims() too) */
+void fastio_mark_ready(int fd);
+uint32_t fastio_n_dry(void);
+void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls);
+
 /* learner.c */
 int learner_setup(struct learner_rt *l);
 int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char *out, size_t out_size);

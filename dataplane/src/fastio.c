@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Port fast paths: what sits between the SWX pipeline and its input/output port objects.
+ *
+ * 1. Input shims (every input port): count the packets the pipeline took (the main loop blocks
+ *    when a pass took none), gate the inputs while pipeline_quiesce() drains the pipeline
+ *    threads, and skip ports known to be empty:
+ *      - the idle rings that pad the inputs to a power of two are never polled at all;
+ *      - an fd-backed port whose last read found nothing is "dry" and is not read again until
+ *        epoll reports its fd readable (fastio_mark_ready()). Without this every rx attempt on
+ *        an empty fd port costs a burst of mbuf allocations + read() + frees, and the pipeline
+ *        polls its inputs round robin: with one busy port out of four, three wasted syscalls
+ *        per forwarded packet.
+ * 2. Socket ports (AF_PACKET, the CPU / copy SOCK_SEQPACKET ends): receive with recvmmsg()
+ *    and transmit with sendmmsg(), one system call per burst of up to BURST frames instead of
+ *    one read()/write() per frame. TAP fds (character devices) keep DPDK's read()/write().
+ *
+ * The fd reader/writer objects are DPDK 22.11's (lib/port/rte_swx_port_fd.c); their private
+ * layouts are mirrored below so that the port statistics the control protocol reports stay
+ * exact. The daemon is built against exactly that version (see the internal header use in
+ * pipeline.c).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include <rte_mbuf.h>
+#include <rte_swx_port.h>
+#include "rte_swx_pipeline_internal.h"
+
+#include "swxd.h"
+
+#define BURST 32
+
+/* lib/port/rte_swx_port_fd.c (22.11) */
+struct fd_reader {
+	struct {
+		int fd;
+		uint32_t mtu;
+		uint32_t burst_size;
+		struct rte_mempool *mempool;
+	} params;
+	struct rte_swx_port_in_stats stats;
+	struct rte_mbuf **pkts;
+	uint32_t n_pkts;
+	uint32_t pos;
+};
+
+struct fd_writer {
+	struct {
+		int fd;
+		uint32_t mtu;
+		uint32_t burst_size;
+		struct rte_mempool *mempool;
+	} params;
+	struct rte_swx_port_out_stats stats;
+	struct rte_mbuf **pkts;
+	uint32_t n_pkts;
+};
+
+enum shim_kind { SHIM_IDLE, SHIM_SOURCE, SHIM_FD, SHIM_SOCK };
+
+struct rx_shim {
+	enum shim_kind kind;
+	rte_swx_port_in_pkt_rx_t pkt_rx;    /* the port's own rx (SHIM_SOURCE, SHIM_FD) */
+	struct fd_reader *reader;
+	int dry;                            /* fd port: last read found nothing */
+	/* SHIM_SOCK */
+	int fd;
+	uint32_t mtu;
+	uint32_t n, pos;                    /* received frames in m[0..n), next one to hand out */
+	uint32_t n_empty;                   /* m[0..n_empty) handed out, to refill */
+	struct rte_mbuf *m[BURST];
+	struct mmsghdr msgs[BURST];
+	struct iovec iov[BURST];
+};
+
+static struct rx_shim shims[SWXD_MAX_PORTS];
+static uint32_t n_shims;
+static uint32_t n_dry;                  /* fd ports currently dry */
+static uint64_t n_rx_syscalls, n_tx_syscalls;
+
+static int is_socket(int fd)
+{
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static inline void set_dry(struct rx_shim *s)
+{
+	if (!s->dry) {
+		s->dry = 1;
+		n_dry++;
+	}
+}
+
+static int sock_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
+{
+	struct rte_mbuf *m;
+
+	if (s->pos == s->n) {
+		uint32_t i;
+		int r;
+
+		if (s->n_empty) {
+			if (rte_pktmbuf_alloc_bulk(s->reader->params.mempool, s->m, s->n_empty))
+				return 0;
+			for (i = 0; i < s->n_empty; i++)
+				s->iov[i].iov_base = rte_pktmbuf_mtod(s->m[i], void *);
+			s->n_empty = 0;
+			s->n = s->pos = 0;
+		}
+		r = recvmmsg(s->fd, s->msgs, BURST, MSG_DONTWAIT, NULL);
+		n_rx_syscalls++;
+		if (r <= 0) {
+			set_dry(s);
+			return 0;
+		}
+		for (i = 0; i < (uint32_t)r; i++) {
+			uint32_t len = s->msgs[i].msg_len;
+
+			s->m[i]->data_len = (uint16_t)len;
+			s->m[i]->pkt_len = len;
+			s->reader->stats.n_pkts++;
+			s->reader->stats.n_bytes += len;
+		}
+		s->n = s->n_empty = (uint32_t)r;
+		s->pos = 0;
+	}
+	m = s->m[s->pos++];
+	pkt->handle = m;
+	pkt->pkt = m->buf_addr;
+	pkt->offset = m->data_off;
+	pkt->length = m->pkt_len;
+	return 1;
+}
+
+static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
+{
+	struct rx_shim *s = obj;
+	int n;
+
+	if (g.rx_gate_closed || s->dry)
+		return 0;
+	switch (s->kind) {
+	case SHIM_SOCK:
+		n = sock_rx(s, pkt);
+		break;
+	case SHIM_FD:
+		n = s->pkt_rx(s->reader, pkt);
+		if (!n)
+			set_dry(s);
+		break;
+	case SHIM_SOURCE:
+		n = s->pkt_rx(s->reader, pkt);
+		break;
+	default:
+		return 0;
+	}
+	g.rx_count += (uint64_t)n;
+	return n;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Socket output: sendmmsg per burst                                                        */
+
+static void sock_flush(struct fd_writer *w)
+{
+	struct mmsghdr msgs[BURST];
+	struct iovec iov[BURST];
+	uint32_t n = w->n_pkts, i, sent = 0;
+
+	if (!n)
+		return;
+	for (i = 0; i < n; i++) {
+		struct rte_mbuf *m = w->pkts[i];
+
+		iov[i].iov_base = rte_pktmbuf_mtod(m, void *);
+		iov[i].iov_len = rte_pktmbuf_data_len(m);
+		memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+		msgs[i].msg_hdr.msg_iov = &iov[i];
+		msgs[i].msg_hdr.msg_iovlen = 1;
+	}
+	while (sent < n) {
+		int r = sendmmsg(w->params.fd, &msgs[sent], n - sent, MSG_DONTWAIT);
+
+		n_tx_syscalls++;
+		if (r <= 0) {
+			/* Like DPDK's fd writer: a full socket buffer drops the rest of the burst,
+			 * except that one message rejected alone (EMSGSIZE...) does not. */
+			if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+				sent++;
+				continue;
+			}
+			break;
+		}
+		sent += (uint32_t)r;
+	}
+	rte_pktmbuf_free_bulk(w->pkts, n);
+	w->n_pkts = 0;
+}
+
+static void sock_writer_flush(void *obj)
+{
+	sock_flush(obj);
+}
+
+/* writer_pkt_tx() of rte_swx_port_fd.c with sock_flush() */
+static void sock_writer_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
+{
+	struct fd_writer *w = obj;
+	struct rte_mbuf *m = pkt->handle;
+
+	m->data_len = (uint16_t)(pkt->length + m->data_len - m->pkt_len);
+	m->pkt_len = pkt->length;
+	m->data_off = (uint16_t)pkt->offset;
+	w->stats.n_pkts++;
+	w->stats.n_bytes += pkt->length;
+	w->pkts[w->n_pkts++] = m;
+	if (w->n_pkts == w->params.burst_size)
+		sock_flush(w);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+void pipeline_install_rx_shims(void)
+{
+	struct rte_swx_pipeline *p = g.p;
+	uint32_t i, j;
+
+	n_shims = p->n_ports_in < SWXD_MAX_PORTS ? p->n_ports_in : SWXD_MAX_PORTS;
+	for (i = 0; i < n_shims; i++) {
+		struct rx_shim *s = &shims[i];
+		const struct port_cfg *pc = i < g.n_ports ? &g.ports[i] : NULL;
+
+		s->pkt_rx = p->in[i].pkt_rx;
+		s->reader = p->in[i].obj;
+		s->fd = -1;
+		if (!pc || (pc->kind != PORT_AFPACKET && pc->kind != PORT_TAP &&
+			    pc->kind != PORT_CPU && pc->kind != PORT_SOURCE))
+			s->kind = SHIM_IDLE;            /* an idle ring: no input side */
+		else if (pc->kind == PORT_SOURCE)
+			s->kind = SHIM_SOURCE;
+		else if (is_socket(pc->fd) && s->reader->params.burst_size <= BURST)
+			s->kind = SHIM_SOCK;
+		else
+			s->kind = SHIM_FD;
+		if (s->kind == SHIM_SOCK) {
+			s->fd = pc->fd;
+			s->mtu = s->reader->params.mtu;
+			if (rte_pktmbuf_alloc_bulk(s->reader->params.mempool, s->m, BURST)) {
+				LOG_ERR("port %u: no mbufs for the receive burst, using read()", i);
+				s->kind = SHIM_FD;
+			} else {
+				for (j = 0; j < BURST; j++) {
+					s->iov[j].iov_base = rte_pktmbuf_mtod(s->m[j], void *);
+					s->iov[j].iov_len = s->mtu;
+					memset(&s->msgs[j], 0, sizeof(s->msgs[j]));
+					s->msgs[j].msg_hdr.msg_iov = &s->iov[j];
+					s->msgs[j].msg_hdr.msg_iovlen = 1;
+				}
+			}
+		}
+		p->in[i].pkt_rx = shim_pkt_rx;
+		p->in[i].obj = s;
+	}
+	for (i = 0; i < g.n_ports && i < p->n_ports_out; i++) {
+		const struct port_cfg *pc = &g.ports[i];
+		struct fd_writer *w = p->out[i].obj;
+
+		if (pc->fd < 0 || !is_socket(pc->fd) || w->params.fd != pc->fd)
+			continue;
+		p->out[i].pkt_tx = sock_writer_pkt_tx;
+		p->out[i].flush = sock_writer_flush;
+	}
+}
+
+/* Readiness from epoll: the port of this fd may be read again. */
+void fastio_mark_ready(int fd)
+{
+	uint32_t i;
+
+	if (!n_dry)
+		return;
+	for (i = 0; i < n_shims; i++) {
+		struct rx_shim *s = &shims[i];
+
+		if (s->dry && (s->kind == SHIM_SOCK ? s->fd : s->reader->params.fd) == fd) {
+			s->dry = 0;
+			n_dry--;
+		}
+	}
+}
+
+uint32_t fastio_n_dry(void)
+{
+	return n_dry;
+}
+
+void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls)
+{
+	*rx_syscalls = n_rx_syscalls;
+	*tx_syscalls = n_tx_syscalls;
+}
