@@ -107,8 +107,12 @@ def test_client_abort_removes_flows(lab):
         return [c for c in lab.control({"op": "connections"})["connections"] if c["service"] == "web"]
     # the tombstone outlives the removal by tombstone_margin (1 s)
     assert wait_for(lambda: not web_conns(), timeout=5), web_conns()
-    # A new connection works afterwards.
+    # A new connection works afterwards. It reuses the flow ids (counter indexes) of the
+    # aborted one: its fast-path counts must start from zero, not from the old download's.
+    fp0 = lab.control({"op": "fastpath"})["fastpath"]
     assert curl_code(lab, 80, "/")[0] == "200"
+    fp1 = lab.control({"op": "fastpath"})["fastpath"]
+    assert fp1["packets"] - fp0["packets"] < 100, (fp0, fp1)
 
 
 @pytest.mark.root

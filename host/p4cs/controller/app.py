@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from finsy import P4CloneSessionEntry, P4CounterEntry, P4TableEntry, Switch, SwitchOptions
+from finsy import P4CounterData
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
@@ -204,7 +205,7 @@ class ControllerApp:
                 self.counters["idle_timeouts"] += 1
                 fid = self.flow_of.pop(tuple(key), None)
                 if fid is not None:
-                    self.flow_ids.put(fid)
+                    await self._harvest(sw, [fid])
                 await self._execute(self.engine.flow_expired(key, now))
 
     def _key_of(self, entry: Any) -> fx.FlowKey | None:
@@ -322,18 +323,28 @@ class ControllerApp:
                     fids.append(fid)
                 updates.append(self.enc.delete(FlowKey(*k)))
             if fids:
-                # What these flows carried in the fast path, before their ids are reused.
-                pkts, nbytes = await self._flow_counters(sw, fids)
-                self.counters["fastpath_packets"] += pkts
-                self.counters["fastpath_bytes"] += nbytes
-                for fid in fids:
-                    self.flow_ids.put(fid)
+                await self._harvest(sw, fids)
             if updates:
                 try:
                     await sw.write(updates, strict=False)
                     self.counters["flows_removed"] += len(updates)
                 except P4ClientError as exc:
                     LOG.warning("flow removal failed: %s", exc)
+
+    async def _harvest(self, sw: Switch, fids: list[int]) -> None:
+        """Add what these flows carried in the fast path to the totals, zero their counters
+        (the data plane never does: a reused id would start from the old flow's counts) and
+        free their ids."""
+        pkts, nbytes = await self._flow_counters(sw, fids)
+        self.counters["fastpath_packets"] += pkts
+        self.counters["fastpath_bytes"] += nbytes
+        try:
+            await sw.modify([P4CounterEntry("flow_counter", index=f, data=P4CounterData())
+                             for f in fids])
+        except P4ClientError as exc:
+            LOG.warning("cannot reset flow counters: %s", exc)
+        for fid in fids:
+            self.flow_ids.put(fid)
 
     async def _flow_counters(self, sw: Switch, fids: list[int]) -> tuple[int, int]:
         pkts = nbytes = 0
