@@ -38,7 +38,7 @@ from google.protobuf.message import DecodeError
 from .daemon import DaemonDead, DaemonError, SwxDaemon
 from .defines import REASON_FLOW_END
 from .schema import Schema, SchemaError, TableInfo, canonical_bytes
-from .wire import Slow, decode_update, update_slices
+from .wire import FlowFastPath, Slow, decode_update, update_slices
 
 LOG = logging.getLogger("p4cs.target.dpdk.p4rt")
 
@@ -157,6 +157,7 @@ class Pipeline:
     daemon: SwxDaemon
     shadow: dict[int, dict[tuple, bytes]] = field(default_factory=dict)
     defaults: dict[int, bytes] = field(default_factory=dict)
+    fast: FlowFastPath | None = None
     # clone session id -> serialized CloneSessionEntry (the daemon's mirroring sessions)
     clone_sessions: dict[int, bytes] = field(default_factory=dict)
 
@@ -363,6 +364,7 @@ class P4RuntimeServer:
         pipe = Pipeline(p4info, device_config, cookie, schema, daemon)
         for t in schema.tables:
             pipe.shadow[t] = {}
+        pipe.fast = FlowFastPath(schema.tables)
         daemon.on_expired = self._on_expired
         daemon.on_packet = self._on_packet
         daemon.on_copy = self._on_copy
@@ -574,11 +576,25 @@ class P4RuntimeServer:
                 if slices is not None and len(slices) != n:
                     slices = None
             ordered = [False]
+            flow_fast = pipe.fast
             for i in range(n):
                 try:
                     if slices is not None:
+                        s_, e_ = slices[i]
                         try:
-                            fast = decode_update(raw, *slices[i])
+                            utype, t, key, keytext, acttext, idle, ts, te_end = flow_fast.plan(
+                                raw, s_, e_
+                            )
+                        except (Slow, IndexError):
+                            pass
+                        else:
+                            self._plan_entry(
+                                pipe, t, utype, key, keytext, None, None, idle,
+                                raw[ts:te_end], i, lines, ops, overlay, ordered, acttext,
+                            )  # fmt: skip
+                            continue
+                        try:
+                            fast = decode_update(raw, s_, e_)
                         except (Slow, IndexError):
                             fast = None
                         if fast is not None:
@@ -637,9 +653,13 @@ class P4RuntimeServer:
     def _plan_entry(
         self, pipe: Pipeline, t: TableInfo, utype: int, key: tuple, keytext: str,
         action_id: int | None, params: list, idle: int, te_bytes: bytes,
-        i: int, lines: list, ops: list, overlay: dict, ordered: list,
+        i: int, lines: list, ops: list, overlay: dict, ordered: list, acttext: str | None = None,
     ) -> None:  # fmt: skip
-        """Daemon line(s) of one INSERT/MODIFY/DELETE of a (non-default) table entry."""
+        """Daemon line(s) of one INSERT/MODIFY/DELETE of a (non-default) table entry.
+
+        The action is given either as (action_id, params) or already rendered (`acttext`,
+        from the flow fast path; None there means the entry has no action).
+        """
         shadow = pipe.shadow[t.id]
         if not t.learner:
             ordered[0] = True
@@ -654,9 +674,10 @@ class P4RuntimeServer:
             return
         if utype != _INSERT and utype != _MODIFY:
             raise P4RTError(SC.INVALID_ARGUMENT, "update type is UNSPECIFIED")
-        if action_id is None:
-            raise P4RTError(SC.INVALID_ARGUMENT, f"table {t.name!r}: entry has no action")
-        acttext = self._action_text(t, action_id, params)
+        if acttext is None:
+            if action_id is None:
+                raise P4RTError(SC.INVALID_ARGUMENT, f"table {t.name!r}: entry has no action")
+            acttext = self._action_text(t, action_id, params)
         if t.learner:
             if idle:
                 if not t.idle_notify:

@@ -15,7 +15,7 @@ stores and what Read returns.
 
 from __future__ import annotations
 
-__all__ = ["Slow", "update_slices", "decode_update"]
+__all__ = ["Slow", "update_slices", "decode_update", "FlowFastPath"]
 
 
 class Slow(Exception):
@@ -63,12 +63,8 @@ def update_slices(buf: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def decode_update(buf: bytes, s: int, e: int):
-    """Decode Update{type, entity{table_entry{...}}} with exact matches and a direct action.
-
-    Returns (type, table_id, matches [(field_id, value)], action_id, params [(param_id,
-    value)], priority, idle_timeout_ns, is_default, te_start, te_end); raises Slow otherwise.
-    """
+def _update_header(buf: bytes, s: int, e: int) -> tuple[int, int, int]:
+    """(TableEntry start, end, update type) of an Update in any field order/encoding."""
     utype = 0
     ent_s = ent_e = -1
     i = s
@@ -76,17 +72,9 @@ def decode_update(buf: bytes, s: int, e: int):
         tag = buf[i]
         i += 1
         if tag == 0x08:
-            utype = buf[i]
-            if utype < 0x80:
-                i += 1
-            else:
-                utype, i = _varint(buf, i)
+            utype, i = _varint(buf, i)
         elif tag == 0x12 and ent_s < 0:
-            ln = buf[i]
-            if ln < 0x80:
-                i += 1
-            else:
-                ln, i = _varint(buf, i)
+            ln, i = _varint(buf, i)
             ent_s, ent_e = i, i + ln
             i += ln
         else:
@@ -97,14 +85,32 @@ def decode_update(buf: bytes, s: int, e: int):
     i = ent_s
     if i >= ent_e or buf[i] != 0x12:
         raise Slow
-    ln = buf[i + 1]
-    if ln < 0x80:
-        i += 2
-    else:
-        ln, i = _varint(buf, i + 1)
-    te_s, te_e = i, i + ln
-    if te_e != ent_e:
+    ln, i = _varint(buf, i + 1)
+    if i + ln != ent_e:
         raise Slow
+    return i, i + ln, utype
+
+
+def decode_update(buf: bytes, s: int, e: int):
+    """Decode Update{type, entity{table_entry{...}}} with exact matches and a direct action.
+
+    Returns (type, table_id, matches [(field_id, value)], action_id, params [(param_id,
+    value)], priority, idle_timeout_ns, is_default, te_start, te_end); raises Slow otherwise.
+    """
+    # common layout: 08 type 12 L1 12 L2 <TableEntry>, one-byte varints, L1 == L2 + 2
+    if (
+        e - s >= 6
+        and buf[s] == 0x08
+        and buf[s + 2] == 0x12
+        and buf[s + 4] == 0x12
+        and buf[s + 1] < 0x80
+        and buf[s + 3] == e - s - 4
+        and buf[s + 5] == e - s - 6
+    ):
+        utype = buf[s + 1]
+        te_s, te_e = s + 6, e
+    else:
+        te_s, te_e, utype = _update_header(buf, s, e)
     table_id = 0
     matches: list[tuple[int, bytes]] = []
     act_s = -1
@@ -116,22 +122,7 @@ def decode_update(buf: bytes, s: int, e: int):
     while i < te_e:
         tag = buf[i]
         i += 1
-        if tag == 0x08:
-            table_id = buf[i]
-            if table_id < 0x80:
-                i += 1
-            elif buf[i + 3] < 0x80 and buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80:
-                # P4Info ids (8-bit prefix, 24-bit index) are 4-byte varints
-                table_id = (
-                    (table_id & 0x7F)
-                    | (buf[i + 1] & 0x7F) << 7
-                    | (buf[i + 2] & 0x7F) << 14
-                    | buf[i + 3] << 21
-                )
-                i += 4
-            else:
-                table_id, i = _varint(buf, i)
-        elif tag == 0x12:
+        if tag == 0x12:
             ln = buf[i]
             if ln < 0x80:
                 i += 1
@@ -185,6 +176,21 @@ def decode_update(buf: bytes, s: int, e: int):
             if val is None:
                 raise Slow
             matches.append((fid, val))
+        elif tag == 0x08:
+            table_id = buf[i]
+            if table_id < 0x80:
+                i += 1
+            elif buf[i + 3] < 0x80 and buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80:
+                # P4Info ids (8-bit prefix, 24-bit index) are 4-byte varints
+                table_id = (
+                    (table_id & 0x7F)
+                    | (buf[i + 1] & 0x7F) << 7
+                    | (buf[i + 2] & 0x7F) << 14
+                    | buf[i + 3] << 21
+                )
+                i += 4
+            else:
+                table_id, i = _varint(buf, i)
         elif tag == 0x1A and act_s < 0:
             ln = buf[i]
             if ln < 0x80:
@@ -303,3 +309,142 @@ def decode_update(buf: bytes, s: int, e: int):
         else:
             raise Slow
     return utype, table_id, matches, action_id, params, priority, idle, is_default, te_s, te_e
+
+
+def _enc_varint(x: int) -> bytes:
+    out = bytearray()
+    while x >= 0x80:
+        out.append((x & 0x7F) | 0x80)
+        x >>= 7
+    out.append(x)
+    return bytes(out)
+
+
+class FlowFastPath:
+    """Schema-specific decoder for flow installs: one dictionary lookup per field.
+
+    For every all-exact table of the pipeline the byte headers that precede a match value
+    (`12 L 08 fid 12 L' 0a vlen`) and an action parameter value (`22 L 10 pid 1a vlen`) are
+    enumerated for every legal value length, so a field costs a slice and a dict lookup
+    instead of a walk over tags and varints. Value lengths up to the field's byte width are
+    the only ones enumerated, so a value that is too long is not recognised (and the generic
+    path reports it). Anything not recognised raises `Slow`.
+
+    `plan()` returns (update type, TableInfo, key tuple, key text, action text or None,
+    idle_timeout_ns, TableEntry start, TableEntry end).
+    """
+
+    def __init__(self, tables: dict) -> None:
+        self.tables_by_hdr: dict[bytes, tuple] = {}
+        for t in tables.values():
+            if not t.all_exact or not t.fields:
+                continue
+            mf: dict[bytes, tuple[int, int, int]] = {}
+            for f in t.fields:
+                if f.id >= 0x80:
+                    continue
+                nbytes = (f.bitwidth + 7) >> 3
+                for vlen in range(1, nbytes + 1):
+                    if vlen + 6 >= 0x80:
+                        break
+                    hdr = bytes((0x12, vlen + 6, 0x08, f.id, 0x12, vlen + 2, 0x0A, vlen))
+                    top = f.bitwidth if (vlen == nbytes and f.bitwidth & 7) else 0
+                    mf[hdr] = (f.index, vlen, top)
+            actions: dict[bytes, tuple] = {}
+            for ai in t.actions.values():
+                ph: dict[bytes, tuple[int, int, int]] = {}
+                for p in ai.params:
+                    if p.id >= 0x80:
+                        continue
+                    nbytes = (p.bitwidth + 7) >> 3
+                    for vlen in range(1, nbytes + 1):
+                        if vlen + 4 >= 0x80:
+                            break
+                        hdr = bytes((0x22, vlen + 4, 0x10, p.id, 0x1A, vlen))
+                        top = p.bitwidth if (vlen == nbytes and p.bitwidth & 7) else 0
+                        ph[hdr] = (p.index, vlen, top)
+                actions[b"\x08" + _enc_varint(ai.id)] = (ai, ph, len(ai.params))
+            self.tables_by_hdr[b"\x08" + _enc_varint(t.id)] = (t, mf, len(t.fields), actions)
+        self._idle: dict[bytes, int] = {}
+
+    def plan(self, buf: bytes, s: int, e: int):
+        # Update{08 type 12 L1 {12 L2 TableEntry}} with one-byte lengths
+        if not (
+            e - s >= 6
+            and buf[s] == 0x08
+            and buf[s + 2] == 0x12
+            and buf[s + 4] == 0x12
+            and buf[s + 3] == e - s - 4
+            and buf[s + 5] == e - s - 6
+        ):
+            raise Slow
+        utype = buf[s + 1]
+        i = te_s = s + 6
+        # table id: 08 + 4-byte varint (P4Info ids)
+        ent = self.tables_by_hdr.get(buf[i : i + 5])
+        if ent is None:
+            raise Slow
+        t, mf, nf, actions = ent
+        i += 5
+        vals = [None] * nf
+        get = mf.get
+        for _ in range(nf):
+            m = get(buf[i : i + 8])
+            if m is None:
+                raise Slow
+            idx, vlen, top = m
+            i += 8
+            x = int.from_bytes(buf[i : i + vlen], "big")
+            if top and x >> top:
+                raise Slow
+            vals[idx] = x
+            i += vlen
+        if None in vals:
+            raise Slow
+        acttext = None
+        if i < e and buf[i] == 0x1A:
+            # TableAction{0a L Action{08 aid(4) params...}}
+            la = buf[i + 1]
+            if la >= 0x80 or buf[i + 2] != 0x0A or buf[i + 3] != la - 2:
+                raise Slow
+            a_end = i + 2 + la
+            act = actions.get(buf[i + 4 : i + 9])
+            if act is None:
+                raise Slow
+            ai, ph, np_ = act
+            i += 9
+            if np_:
+                pvals = [None] * np_
+                pget = ph.get
+                while i < a_end:
+                    p = pget(buf[i : i + 6])
+                    if p is None:
+                        raise Slow
+                    pidx, vlen, top = p
+                    i += 6
+                    x = int.from_bytes(buf[i : i + vlen], "big")
+                    if (top and x >> top) or pvals[pidx] is not None:
+                        raise Slow
+                    pvals[pidx] = hex(x)
+                    i += vlen
+                if None in pvals:
+                    raise Slow
+                acttext = ai.line_fmt % tuple(pvals)
+            else:
+                acttext = ai.line_fmt
+            if i != a_end:
+                raise Slow
+        idle = 0
+        if i < e:
+            if buf[i] != 0x48:
+                raise Slow
+            raw = buf[i + 1 : e]
+            idle = self._idle.get(raw, -1)
+            if idle < 0:
+                idle, j = _varint(buf, i + 1)
+                if j != e or idle >> 63:
+                    raise Slow
+                if len(self._idle) < 1024:
+                    self._idle[raw] = idle
+        key = tuple(vals)
+        return utype, t, key, " ".join(map(hex, key)), acttext, idle, te_s, e
