@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""p4cs vs HAProxy 2.6 vs direct-to-one-server: same namespaces, same veths, same nginx
+servers, same run.
+
+Topology: ``p4cs.lab.Lab`` (content_switch_topology: client c1, servers s1..s3 with nginx on
+port 80, ``p4cs switch`` on the switch-side veths, ``p4cs controller``; service ``web`` on
+VIP 10.0.0.100:80, default group ``all`` = the three servers). The three targets take turns
+on the *same* veths:
+
+* ``p4cs``: the content switch as the Lab runs it (client -> http://10.0.0.100/).
+* ``haproxy``: HAProxy 2.6 in the switch namespace (HTTP mode, ``nbthread 1``, ``balance
+  roundrobin`` over the three nginx, ``maxconn 4000``), listening on the same VIP:80.
+* ``direct``: the client talks to s1 (http://10.0.2.1/) through the switch namespace's
+  kernel router (ip_forward).
+
+For the kernel phases (haproxy, direct) the p4cs data-plane daemon is stopped (SIGSTOP: its
+AF_PACKET sockets would otherwise see and punt the same frames) and the switch namespace
+becomes a router that owns the gateway addresses on its ports (same MACs as the P4 gateway:
+nothing changes for the hosts) and the VIP; for the p4cs phase that is undone and the daemon
+continues (SIGCONT). Every round measures every target; medians over rounds; ratios are
+against HAProxy of the same run.
+
+Tests per target (wrk 4.1 in the client namespace unless noted):
+  newconn   wrk -t2 -c50 -H "Connection: close" GET /         new connections/s (1 request each)
+  keepalive wrk -t2 -c50 GET /                                requests/s on keep-alive
+  get1m     wrk -t1 -c4 GET /big/1M                           MB/s
+  get100m   wrk -t1 -c1 GET /big/100M                         MB/s
+with p50 / p99 latency from wrk --latency, and the CPU seconds the switch side
+(p4cs: daemon + P4Runtime server + controller; haproxy: haproxy) and the nginx servers used.
+
+    sudo .venv/bin/python bench/http_vs_haproxy.py [--rounds 3] [--duration 8] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "host"))
+sys.path.insert(0, str(REPO))
+
+from p4cs.lab import Lab  # noqa: E402
+from topologies.netns import SWITCH, cleanup_prefix  # noqa: E402
+
+HAPROXY_CFG = """\
+global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind {vip}:80
+    maxconn 4000
+    default_backend be
+backend be
+    balance roundrobin
+{servers}
+"""
+
+TESTS = {
+    "newconn": (["-t2", "-c50", "-H", "Connection: close"], "/"),
+    "keepalive": (["-t2", "-c50"], "/"),
+    "get1m": (["-t1", "-c4"], "/big/1M"),
+    "get100m": (["-t1", "-c1"], "/big/100M"),
+}
+
+
+def load() -> str:
+    a = os.getloadavg()
+    return f"{a[0]:.2f} {a[1]:.2f} {a[2]:.2f}"
+
+
+def cpu_s(pid: int) -> float:
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            for c in (task / "children").read_text().split():
+                out += tree(int(c))
+        except OSError:
+            pass
+    return out
+
+
+def _size(s: str) -> float:
+    m = re.match(r"([\d.]+)([KMG]?B)", s)
+    if not m:
+        return 0.0
+    return float(m.group(1)) * {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(2)]
+
+
+def _ms(s: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Transfer/sec:\s+(\S+)", text)
+    out["mb_per_s"] = round(_size(m.group(1)) / (1 << 20), 2) if m else 0.0
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
+        out[f"p{pct}_ms"] = round(_ms(m.group(1)), 3) if m else None
+    m = re.search(r"(\d+) requests in", text)
+    out["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    out["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return out
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.lab = Lab(args.prefix, n_servers=3,
+                       big_files={"1M": 1 << 20, "100M": 100 << 20})
+        self.haproxy: subprocess.Popen | None = None
+        self.daemon_pid = 0
+        self.stopped = False
+
+    # ---------------------------------------------------------------- setup
+    def start(self) -> None:
+        lab = self.lab
+        lab.start()
+        topo = lab.topo
+        sw = dict(lab._procs)["switch"]  # noqa: SLF001
+        for p in tree(sw.pid):
+            try:
+                if Path(f"/proc/{p}/comm").read_text().strip() == "p4cs-swxd":
+                    self.daemon_pid = p
+            except OSError:
+                pass
+        if not self.daemon_pid:
+            raise RuntimeError("p4cs-swxd not found under the switch process")
+        c1 = topo.netns("c1")
+        for k, v in (("net.ipv4.ip_local_port_range", "1024 65000"),
+                     ("net.ipv4.tcp_tw_reuse", "1")):
+            subprocess.run(["ip", "netns", "exec", c1, "sysctl", "-qw", f"{k}={v}"], check=True)
+        ns = topo.switch_netns
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"],
+                       check=True)
+        servers = "\n".join(f"    server s{i + 1} {h.ip}:80 maxconn 4000"
+                            for i, h in enumerate(lab.servers))
+        cfg = Path(lab.workdir) / "haproxy.cfg"
+        cfg.write_text(HAPROXY_CFG.format(vip=lab.vip, servers=servers))
+        self.hap_log = open(Path(lab.workdir) / "haproxy.log", "w")
+        self.haproxy = topo.popen(SWITCH, ["haproxy", "-db", "-f", str(cfg)],
+                                  stdout=self.hap_log, stderr=subprocess.STDOUT)
+        time.sleep(0.5)
+        if self.haproxy.poll() is not None:
+            raise RuntimeError("haproxy exited: " + (Path(lab.workdir) / "haproxy.log").read_text())
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            if self.daemon_pid:
+                os.kill(self.daemon_pid, signal.SIGCONT)
+        except OSError:
+            pass
+        if self.haproxy and self.haproxy.poll() is None:
+            self.haproxy.terminate()
+            try:
+                self.haproxy.wait(10)
+            except subprocess.TimeoutExpired:
+                self.haproxy.kill()
+        try:
+            self.lab.stop()
+        finally:
+            cleanup_prefix(self.args.prefix)
+
+    # ---------------------------------------------------------------- phases
+    def _sw(self, *argv: str, check: bool = True) -> None:
+        subprocess.run(["ip", "-n", self.lab.topo.switch_netns, *argv], check=check,
+                       capture_output=True)
+
+    def kernel_phase(self) -> None:
+        """Daemon stopped; the switch namespace routes and owns the gateways and the VIP."""
+        topo = self.lab.topo
+        os.kill(self.daemon_pid, signal.SIGSTOP)
+        ns = topo.switch_netns
+        for h in topo.hosts.values():
+            ifn = topo.switch_ifname(h.switch_port)
+            if h.role == "client":
+                self._sw("addr", "add", f"{h.gateway}/24", "dev", ifn)
+            else:
+                self._sw("addr", "add", f"{h.gateway}/32", "dev", ifn)
+                self._sw("route", "add", f"{h.ip}/32", "dev", ifn, "src", h.gateway)
+        self._sw("addr", "add", f"{self.lab.vip}/32", "dev", "lo")
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                       check=True)
+        time.sleep(0.5)
+
+    def p4cs_phase(self) -> None:
+        topo = self.lab.topo
+        ns = topo.switch_netns
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0"],
+                       check=True)
+        for h in topo.hosts.values():
+            self._sw("addr", "flush", "dev", topo.switch_ifname(h.switch_port), check=False)
+        self._sw("addr", "del", f"{self.lab.vip}/32", "dev", "lo", check=False)
+        self._sw("neigh", "flush", "all", check=False)
+        os.kill(self.daemon_pid, signal.SIGCONT)
+        time.sleep(2.0)   # stale frames of the kernel phase drain through the switch
+
+    # ---------------------------------------------------------------- measuring
+    def cpu_groups(self, target: str) -> dict[str, float]:
+        procs = dict(self.lab._procs)  # noqa: SLF001
+        if target == "p4cs":
+            sw = sum(cpu_s(p) for p in tree(procs["switch"].pid))
+            sw += sum(cpu_s(p) for p in tree(procs["controller"].pid))
+        elif target == "haproxy":
+            sw = cpu_s(self.haproxy.pid)
+        else:
+            sw = 0.0
+        nginx = sum(cpu_s(p) for name, pr in procs.items() if name.startswith("nginx-")
+                    for p in tree(pr.pid))
+        return {"switch_side": sw, "servers": nginx}
+
+    def wrk(self, target: str, test: str) -> dict[str, Any]:
+        opts, path = TESTS[test]
+        host = self.lab.vip if target != "direct" else self.lab.servers[0].ip
+        d = self.args.duration
+        argv = ["wrk", *opts, "-d", f"{d}s", "--timeout", "30s", "--latency",
+                f"http://{host}{path}"]
+        c0, t0 = self.cpu_groups(target), time.monotonic()
+        r = self.lab.client_exec(argv, timeout=d + 120, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        c1 = self.cpu_groups(target)
+        res = parse_wrk(r.stdout)
+        res["cpu_share"] = {k: round((c1[k] - c0[k]) / wall, 3) for k in c0}
+        res["load"] = load()
+        if r.returncode != 0 or not res["requests"]:
+            res["error"] = (r.stderr or r.stdout)[-500:]
+        return res
+
+
+def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    med: dict[str, dict[str, Any]] = {}
+    for target, tests in runs.items():
+        med[target] = {}
+        for test, rs in tests.items():
+            m: dict[str, Any] = {}
+            for k in ("rps", "mb_per_s", "p50_ms", "p99_ms"):
+                vals = [r[k] for r in rs if r.get(k) is not None]
+                m[k] = round(statistics.median(vals), 3) if vals else None
+            m["cpu_share"] = {k: round(statistics.median(r["cpu_share"][k] for r in rs), 3)
+                              for k in rs[0]["cpu_share"]}
+            m["errors"] = sum(r["non2xx"] + r["socket_errors"] for r in rs)
+            med[target][test] = m
+    ratio: dict[str, Any] = {}
+    for target in med:
+        if target == "haproxy":
+            continue
+        ratio[target] = {}
+        for test in med[target]:
+            key = "mb_per_s" if test.startswith("get") else "rps"
+            h = med["haproxy"].get(test, {}).get(key)
+            if h:
+                ratio[target][test] = round(med[target][test][key] / h, 3)
+    return {"median": med, "ratio_to_haproxy": ratio}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--prefix", default=f"hx{os.getpid() % 10000}")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    ap.add_argument("--tests", default=",".join(TESTS))
+    ap.add_argument("--targets", default="p4cs,haproxy,direct")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    tests = args.tests.split(",")
+    targets = args.targets.split(",")
+    b = Bench(args)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {t: {x: [] for x in tests} for t in targets}
+    loads = [load()]
+    try:
+        b.start()
+        for rnd in range(args.rounds):
+            for phase in ("p4cs", "kernel"):
+                if phase == "p4cs":
+                    if "p4cs" not in targets:
+                        continue
+                    if rnd:
+                        b.p4cs_phase()
+                    here = ["p4cs"]
+                else:
+                    here = [t for t in targets if t != "p4cs"]
+                    if not here:
+                        continue
+                    b.kernel_phase()
+                for test in tests:
+                    for target in here:
+                        r = b.wrk(target, test)
+                        runs[target][test].append(r)
+                        print(f"round {rnd} {target:8s} {test:9s} rps {r['rps']:>10.1f} "
+                              f"MB/s {r['mb_per_s']:>8.1f} p50 {r['p50_ms']} p99 {r['p99_ms']} "
+                              f"cpu {r['cpu_share']} err {r['non2xx'] + r['socket_errors']} "
+                              f"load {r['load']}" + (f" ERROR {r['error']}" if 'error' in r else ""),
+                              file=sys.stderr, flush=True)
+                if phase == "kernel" and rnd + 1 < args.rounds and "p4cs" in targets:
+                    pass  # p4cs_phase() at the start of the next round
+        status = b.lab.status()
+    finally:
+        b.stop()
+    loads.append(load())
+    out = {"what": "p4cs vs HAProxy 2.6 vs direct, same namespaces/veths/nginx, interleaved",
+           "rounds": args.rounds, "duration_s": args.duration,
+           "tests": {k: f"wrk {' '.join(v[0])} -d{args.duration}s --latency <url>{v[1]}"
+                     for k, v in TESTS.items() if k in tests},
+           "load_before_after": loads, **summarize(runs),
+           "csproc_after": status.get("csproc"), "runs": runs}
+    print(json.dumps({k: out[k] for k in ("median", "ratio_to_haproxy", "load_before_after")},
+                     indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
