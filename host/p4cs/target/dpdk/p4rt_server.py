@@ -588,6 +588,25 @@ class P4RuntimeServer:
                         except (Slow, IndexError):
                             pass
                         else:
+                            if (
+                                t.learner
+                                and idle > 0
+                                and acttext is not None
+                                and t.idle_notify
+                                and t.timeouts
+                                and (utype == _INSERT or utype == _MODIFY)
+                            ):
+                                # the flow install itself, inlined: one `learner add` line
+                                ops.append(
+                                    (i, pipe.shadow[t.id], key, raw[ts:te_end], len(lines), 1)
+                                )
+                                lines.append(
+                                    (t.add_prefix if utype == _INSERT else t.mod_prefix)
+                                    + keytext
+                                    + acttext
+                                    + " timeout %d" % t.timeout_profile(idle)
+                                )
+                                continue
                             self._plan_entry(
                                 pipe, t, utype, key, keytext, None, None, idle,
                                 raw[ts:te_end], i, lines, ops, overlay, ordered, acttext,
