@@ -284,9 +284,14 @@ class Lab:
             ctl = dict(self._procs)["controller"]
             if ctl.poll() is not None:
                 raise RuntimeError("controller exited:\n" + self.log_of("controller"))
+            log = self.log_of("controller")
+            if "ControllerApp._ready' failed" in log:
+                # finsy logs the failure and keeps the process (and the primary role) alive
+                raise RuntimeError(f"controller failed to program the switch:\n{log}\n"
+                                   f"switch:\n{self.log_of('switch')}")
             try:
                 st = self.status()
-                if st.get("primary") and "controller ready" in self.log_of("controller"):
+                if st.get("primary") and "controller ready" in log:
                     return
                 last = st
             except OSError as exc:
