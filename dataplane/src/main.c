@@ -32,7 +32,9 @@
 #include "swxd.h"
 
 #define DEFAULT_EAL "-l 0 --no-huge --no-pci --no-shconf -m 2048 --log-level=*:notice"
-#define RUN_QUANTUM 1024         /* pipeline instructions per pass */
+#define RUN_QUANTUM 1024         /* pipeline instructions per pass under load */
+#define RUN_QUANTUM_IDLE 64      /* ... after a pass that took no packet (e.g. after a wake-up):
+                                  * an idle pass of RUN_QUANTUM polled dry ports for ~20 us */
 #define CTL_POLL_PASSES 16       /* under load, look at the control socket every this many passes */
 #define MAX_WAIT_MS 100
 
@@ -340,12 +342,14 @@ static int bench_check(void)
 static int run(void)
 {
 	uint64_t passes = 0;
+	int idle = 1;
 
 	while (!g.stop) {
 		uint64_t rx0 = g.rx_count;
-		int idle;
 
-		rte_swx_pipeline_run(g.p, RUN_QUANTUM);
+		/* A pass that follows an idle one is short: at low packet rates (one wake-up per
+		 * packet) most of a full quantum would be rx attempts on empty ports. */
+		rte_swx_pipeline_run(g.p, idle ? RUN_QUANTUM_IDLE : RUN_QUANTUM);
 		rte_swx_pipeline_flush(g.p);
 		idle = g.rx_count == rx0;
 		passes++;
