@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from e2e_util import headers_of, run_client
+from e2e_util import headers_of, run_client, wait_for
 from p4cs.labserver import file_sha256
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
@@ -56,7 +56,8 @@ def test_url_routing(lab):
 
 @pytest.mark.root
 def test_big_download_on_fast_path(lab, record_property):
-    """50 MB byte-exact; the controller sees only the first packets of the connection."""
+    """50 MB byte-exact; the controller sees only the first packets of the connection (and
+    the FIN copies at the end)."""
     before = fastpath(lab)
     t0 = time.monotonic()
     r = lab.client_exec(["bash", "-c", "set -o pipefail; curl -sS --max-time 120 "
@@ -78,6 +79,12 @@ def test_big_download_on_fast_path(lab, record_property):
     assert pkt_in < 50, f"the controller saw {pkt_in} packets of a 50 MB transfer"
     assert fast_pkts > 30000, fast_pkts
     assert fast_bytes > BIG, fast_bytes
+    # Closed: the FIN copies make the controller remove the flows after the TIME_WAIT-like
+    # delay; their counts move from the live flows to the totals, none lost or doubled.
+    assert wait_for(lambda: lab.status()["flows"] == 0, timeout=15), lab.status()
+    final = fastpath(lab)
+    assert 0 <= final["packets"] - after["packets"] <= 50, (after, final)
+    assert final["controller_packet_in"] - after["controller_packet_in"] <= 10, (after, final)
 
 
 @pytest.mark.root
