@@ -14,6 +14,8 @@
  * 2. Socket ports (AF_PACKET, the CPU / copy SOCK_SEQPACKET ends): receive with recvmmsg()
  *    and transmit with sendmmsg(), one system call per burst of up to BURST frames instead of
  *    one read()/write() per frame. TAP fds (character devices) keep DPDK's read()/write().
+ * 3. AF_PACKET ports receive through a TPACKET_V2 ring (PACKET_RX_RING) instead: no system
+ *    call at all on receive (env P4CS_SWXD_NO_RING=1 falls back to recvmmsg).
  *
  * The fd reader/writer objects are DPDK 22.11's (lib/port/rte_swx_port_fd.c); their private
  * layouts are mirrored below so that the port statistics the control protocol reports stay
@@ -21,8 +23,11 @@
  * pipeline.c).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <linux/if_packet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -61,7 +66,13 @@ struct fd_writer {
 	uint32_t n_pkts;
 };
 
-enum shim_kind { SHIM_IDLE, SHIM_SOURCE, SHIM_FD, SHIM_SOCK };
+enum shim_kind { SHIM_IDLE, SHIM_SOURCE, SHIM_FD, SHIM_SOCK, SHIM_RING };
+
+/* AF_PACKET receive ring (TPACKET_V2): the kernel copies frames into shared memory in the
+ * sender's context; the data plane takes them without a system call. */
+#define RING_FRAME_SIZE 2048
+#define RING_BLOCK_SIZE (1u << 16)
+#define RING_BLOCKS 128                 /* 4096 frames, 8 MiB per port */
 
 struct rx_shim {
 	enum shim_kind kind;
@@ -76,6 +87,9 @@ struct rx_shim {
 	struct rte_mbuf *m[BURST];
 	struct mmsghdr msgs[BURST];
 	struct iovec iov[BURST];
+	/* SHIM_RING */
+	uint8_t *ring;
+	uint32_t ring_frames, ring_pos;
 };
 
 static struct rx_shim shims[SWXD_MAX_PORTS];
@@ -139,6 +153,61 @@ static int sock_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	return 1;
 }
 
+static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
+{
+	struct tpacket2_hdr *h = (void *)(s->ring + (size_t)s->ring_pos * RING_FRAME_SIZE);
+	struct rte_mbuf *m;
+	uint32_t len;
+
+	if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
+		set_dry(s);
+		return 0;
+	}
+	m = rte_pktmbuf_alloc(s->reader->params.mempool);
+	if (!m)
+		return 0;
+	len = h->tp_snaplen;
+	if (len > s->mtu)
+		len = s->mtu;        /* like read() into an mtu-sized buffer */
+	memcpy(rte_pktmbuf_mtod(m, void *), (uint8_t *)h + h->tp_mac, len);
+	__atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+	if (++s->ring_pos == s->ring_frames)
+		s->ring_pos = 0;
+	m->data_len = (uint16_t)len;
+	m->pkt_len = len;
+	s->reader->stats.n_pkts++;
+	s->reader->stats.n_bytes += len;
+	pkt->handle = m;
+	pkt->pkt = m->buf_addr;
+	pkt->offset = m->data_off;
+	pkt->length = len;
+	return 1;
+}
+
+static int ring_setup(struct rx_shim *s, int fd)
+{
+	struct tpacket_req req = {
+		.tp_block_size = RING_BLOCK_SIZE,
+		.tp_block_nr = RING_BLOCKS,
+		.tp_frame_size = RING_FRAME_SIZE,
+		.tp_frame_nr = RING_BLOCKS * (RING_BLOCK_SIZE / RING_FRAME_SIZE),
+	};
+	int v = TPACKET_V2;
+	void *map;
+
+	if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof(v)) < 0 ||
+	    setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
+		return -errno;
+	map = mmap(NULL, (size_t)req.tp_block_size * req.tp_block_nr, PROT_READ | PROT_WRITE,
+		   MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	s->ring = map;
+	s->ring_frames = req.tp_frame_nr;
+	s->ring_pos = 0;
+	return 0;
+}
+
 static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
 {
 	struct rx_shim *s = obj;
@@ -147,6 +216,9 @@ static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
 	if (g.rx_gate_closed || s->dry)
 		return 0;
 	switch (s->kind) {
+	case SHIM_RING:
+		n = ring_rx(s, pkt);
+		break;
 	case SHIM_SOCK:
 		n = sock_rx(s, pkt);
 		break;
@@ -249,6 +321,17 @@ void pipeline_install_rx_shims(void)
 			s->kind = SHIM_SOCK;
 		else
 			s->kind = SHIM_FD;
+		if (s->kind == SHIM_SOCK && pc->kind == PORT_AFPACKET && !getenv("P4CS_SWXD_NO_RING")) {
+			int rc = ring_setup(s, pc->fd);
+
+			s->fd = pc->fd;
+			s->mtu = s->reader->params.mtu;
+			if (!rc)
+				s->kind = SHIM_RING;
+			else
+				LOG_ERR("port %u: no AF_PACKET receive ring (%s), using recvmmsg", i,
+					strerror(-rc));
+		}
 		if (s->kind == SHIM_SOCK) {
 			s->fd = pc->fd;
 			s->mtu = s->reader->params.mtu;
@@ -289,7 +372,7 @@ void fastio_mark_ready(int fd)
 	for (i = 0; i < n_shims; i++) {
 		struct rx_shim *s = &shims[i];
 
-		if (s->dry && (s->kind == SHIM_SOCK ? s->fd : s->reader->params.fd) == fd) {
+		if (s->dry && (s->kind >= SHIM_SOCK ? s->fd : s->reader->params.fd) == fd) {
 			s->dry = 0;
 			n_dry--;
 		}
