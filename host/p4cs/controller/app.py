@@ -24,7 +24,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from finsy import P4CloneSessionEntry, P4CounterEntry, P4TableEntry, Switch, SwitchOptions
+from finsy import (P4CloneSessionEntry, P4CounterEntry, P4TableAction, P4TableEntry, P4TableMatch,
+                   Switch, SwitchOptions)
 from finsy import P4CounterData
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
@@ -130,9 +131,9 @@ class ControllerApp:
         entries: list = []
         add = entries.append
         for p in cfg.ports.values():
-            add(P4TableEntry("egress_table", match={"out_port": p.number},
-                             action=("send", {"port": p.number})))
-        add(P4TableEntry("egress_table", match={"out_port": cpu}, action=("send", {"port": cpu})))
+            add(P4TableEntry("egress_table", match=P4TableMatch(out_port=p.number),
+                             action=P4TableAction("send", port=p.number)))
+        add(P4TableEntry("egress_table", match=P4TableMatch(out_port=cpu), action=P4TableAction("send", port=cpu)))
         owned: dict[str, int] = {}     # switch-owned address -> MAC answering ARP for it
         for p in cfg.ports.values():
             owned[str(p.gateway.ip)] = mac_to_int(p.mac)
@@ -145,31 +146,43 @@ class ControllerApp:
                 owned.setdefault(svc.snat_address,
                                  mac_to_int(cfg.ports[sport].mac) if sport is not None else first_mac)
         for ip, mac in owned.items():
-            add(P4TableEntry("arp_table", match={"target_addr": ip}, action=("arp_reply", {"mac": mac})))
-            add(P4TableEntry("local_table", match={"addr": ip}, action="punt_local"))
+            add(P4TableEntry("arp_table", match=P4TableMatch(target_addr=ip), action=P4TableAction("arp_reply", mac=mac)))
+            add(P4TableEntry("local_table", match=P4TableMatch(addr=ip), action=P4TableAction("punt_local")))
         backends: set[tuple[str, int]] = set()
         for svc in cfg.services:
-            add(P4TableEntry("vip_table", match={"vip_addr": svc.vip, "protocol": TCP, "vip_port": svc.port},
-                             action="punt_vip"))
+            add(P4TableEntry("vip_table", match=P4TableMatch(vip_addr=svc.vip, protocol=TCP, vip_port=svc.port),
+                             action=P4TableAction("punt_vip")))
             if svc.mode == "transparent":
                 for g in cfg.groups.values():
                     for s in g.servers:
                         backends.add((s.address, s.port))
         for addr, port in sorted(backends):
-            add(P4TableEntry("backend_table", match={"server_addr": addr, "protocol": TCP, "server_port": port},
-                             action="punt_backend"))
+            add(P4TableEntry("backend_table", match=P4TableMatch(server_addr=addr, protocol=TCP, server_port=port),
+                             action=P4TableAction("punt_backend")))
         for h in cfg.hosts:
-            add(P4TableEntry("ipv4_route", match={"dst_addr": f"{h.ip}/32"},
-                             action=("route", {"port": h.port, "dmac": mac_to_int(h.mac),
-                                               "smac": mac_to_int(cfg.ports[h.port].mac)})))
-        add(P4CloneSessionEntry(self.params.flow_end_session, replicas=[cpu]))
+            add(P4TableEntry("ipv4_route", match=P4TableMatch(dst_addr=f"{h.ip}/32"),
+                             action=P4TableAction("route", port=h.port, dmac=mac_to_int(h.mac),
+                                                  smac=mac_to_int(cfg.ports[h.port].mac))))
         return entries
+
+    def clone_session(self) -> P4CloneSessionEntry:
+        """FIN/RST of spliced flows are copied to the CPU port through this session."""
+        return P4CloneSessionEntry(self.params.flow_end_session, replicas=[self.params.cpu_port])
 
     async def _program(self, sw: Switch) -> None:
         entries = self.base_entries()
-        # Replace what a previous controller left: delete tables' entries, then insert.
-        await sw.delete_all()
+        # Replace what a previous controller left: delete table entries, then insert.
+        await sw.delete_many([P4TableEntry()])
         await sw.insert(entries)
+        try:
+            await sw.delete_many([P4CloneSessionEntry()])
+        except P4ClientError:
+            pass    # a target without PRE reads: the insert below says what it supports
+        try:
+            await sw.insert([self.clone_session()])
+        except P4ClientError as exc:
+            LOG.warning("the switch refused the FIN/RST clone session (%s): spliced flows will be "
+                        "removed on idle timeout only", exc.message)
         LOG.info("programmed %d base entries", len(entries))
 
     # ------------------------------------------------------------------ running
