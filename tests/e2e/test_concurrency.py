@@ -46,6 +46,13 @@ def test_1000_concurrent_connections(lab, record_property):
     assert after["spliced"] - before["spliced"] == N
     assert after["install_failures"] == before["install_failures"]
     assert lab.status()["counters"]["install_errors"] == 0
+    # Every connection closed: the FIN copies remove all 2,000 flow entries.
+    # ("flows" drops when a removal batch starts, flows_removed when its write is done)
+    def all_removed():
+        s = lab.status()
+        return s["flows"] == 0 and s["counters"]["flows_removed"] >= 2 * N and s
+    st = wait_for(all_removed, timeout=60) or lab.status()
+    assert st["flows"] == 0 and st["counters"]["flows_removed"] >= 2 * N, st["counters"]
     # The controller is still fine afterwards.
     r = lab.curl("/~lcs2/")
     assert r.returncode == 0 and r.stdout == "wait: /~lcs2/\n"
