@@ -72,7 +72,8 @@ def test_client_abort_removes_flows(lab):
     data, so its kernel resets the connection; the RST crosses the fast path to the server
     and its copy reaches the controller, which removes both flow entries after the
     TIME_WAIT-like delay. The server's connection is gone as well."""
-    flows0 = lab.status()["flows"]
+    st0 = lab.status()
+    flows0, removed0 = st0["flows"], st0["counters"]["flows_removed"]
     p = lab.topo.popen(lab.clients[0].name,
                        ["curl", "-sS", "--limit-rate", "4M", "-o", "/dev/null",
                         f"http://{lab.vip}/big/50M"],
@@ -88,7 +89,11 @@ def test_client_abort_removes_flows(lab):
         p.kill()        # SIGKILL: no orderly close by curl
         p.wait()
     t0 = time.monotonic()
-    gone = wait_for(lambda: lab.status()["flows"] == flows0, timeout=TEARDOWN + 8)
+
+    def removed():
+        st = lab.status()
+        return st["flows"] == flows0 and st["counters"]["flows_removed"] >= removed0 + 2
+    gone = wait_for(removed, timeout=TEARDOWN + 8)
     dt = time.monotonic() - t0
     # The RST went through to nginx whatever the controller did.
     srv = lab.servers
