@@ -87,6 +87,7 @@ class ControllerApp:
         self._remove_event = asyncio.Event()
         self._tick_event = asyncio.Event()
         self._stop = asyncio.Event()
+        self.failure: str | None = None
         # Packet-outs go on the one StreamChannel; grpc.aio allows one write in flight per
         # stream (a second one fails with GRPC_CALL_ERROR_TOO_MANY_OPERATIONS and kills it).
         self._stream_lock = asyncio.Lock()
@@ -190,7 +191,14 @@ class ControllerApp:
         self.switch = sw
         self.enc = FlowEncoder(sw.p4info)
         self.flow_of.clear()
-        await self._program(sw)
+        try:
+            await self._program(sw)
+        except P4ClientError as exc:
+            # Nothing useful can run on a switch without its base tables: stop, non-zero.
+            LOG.error("cannot program the switch: %s", exc)
+            self.failure = f"cannot program the switch: {exc.message or exc}"
+            self._stop.set()
+            return
         for coro in (self._packet_loop(sw), self._idle_loop(sw), self._timer_loop(),
                      self._install_loop(sw), self._remove_loop(sw)):
             sw.create_task(coro)
@@ -487,3 +495,5 @@ class ControllerApp:
                     os.unlink(self.cfg.control.socket)
                 except OSError:
                     pass
+        if self.failure:
+            raise SystemExit(f"p4cs controller: {self.failure}")
