@@ -76,7 +76,11 @@ TESTS = {
     "keepalive": (["-t2", "-c50"], "/"),
     "get1m": (["-t1", "-c4"], "/big/1M"),
     "get100m": (["-t1", "-c1"], "/big/100M"),
+    # optional (not in the default --tests): 4 connections at once, to see the per-connection
+    # window limit of spliced connections (no window scaling)
+    "get100m_c4": (["-t1", "-c4"], "/big/100M"),
 }
+DEFAULT_TESTS = ("newconn", "keepalive", "get1m", "get100m")
 
 
 def load() -> str:
@@ -101,6 +105,21 @@ def tree(pid: int) -> list[int]:
         except OSError:
             pass
     return out
+
+
+def proc_stat() -> list[int]:
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def machine_split(a: list[int], b: list[int]) -> dict[str, float]:
+    """Whole-machine CPU between two /proc/stat readings, in cores (sums to the core count)."""
+    d = [y - x for x, y in zip(a, b)]
+    tot = sum(d) or 1
+    n = os.cpu_count() or 1
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {k: round(n * v / tot, 2) for k, v in zip(names, d) if k in
+            ("user", "system", "softirq", "idle", "steal")}
 
 
 def _size(s: str) -> float:
@@ -250,12 +269,13 @@ class Bench:
         d = self.args.duration
         argv = ["wrk", *opts, "-d", f"{d}s", "--timeout", "30s", "--latency",
                 f"http://{host}{path}"]
-        c0, t0 = self.cpu_groups(target), time.monotonic()
+        c0, t0, m0 = self.cpu_groups(target), time.monotonic(), proc_stat()
         r = self.lab.client_exec(argv, timeout=d + 120, capture_output=True, text=True)
         wall = time.monotonic() - t0
-        c1 = self.cpu_groups(target)
+        c1, m1 = self.cpu_groups(target), proc_stat()
         res = parse_wrk(r.stdout)
         res["cpu_share"] = {k: round((c1[k] - c0[k]) / wall, 3) for k in c0}
+        res["machine_cores"] = machine_split(m0, m1)   # everyone's, other suites included
         res["load"] = load()
         if r.returncode != 0 or not res["requests"]:
             res["error"] = (r.stderr or r.stdout)[-500:]
@@ -274,6 +294,9 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             m["cpu_share"] = {k: round(statistics.median(r["cpu_share"][k] for r in rs), 3)
                               for k in rs[0]["cpu_share"]}
             m["errors"] = sum(r["non2xx"] + r["socket_errors"] for r in rs)
+            if "machine_cores" in rs[0]:
+                m["machine_idle_cores"] = round(statistics.median(r["machine_cores"]["idle"]
+                                                                  for r in rs), 2)
             med[target][test] = m
     ratio: dict[str, Any] = {}
     for target in med:
@@ -281,7 +304,7 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             continue
         ratio[target] = {}
         for test in med[target]:
-            key = "mb_per_s" if test.startswith("get") else "rps"
+            key = "mb_per_s" if test.startswith("get") else "rps"  # get1m, get100m, get100m_c4
             h = med["haproxy"].get(test, {}).get(key)
             if h:
                 ratio[target][test] = round(med[target][test][key] / h, 3)
@@ -293,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", default=f"hx{os.getpid() % 10000}")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
-    ap.add_argument("--tests", default=",".join(TESTS))
+    ap.add_argument("--tests", default=",".join(DEFAULT_TESTS),
+                    help=f"comma-separated, of {', '.join(TESTS)}")
     ap.add_argument("--targets", default="p4cs,haproxy,direct")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
@@ -323,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                         runs[target][test].append(r)
                         print(f"round {rnd} {target:8s} {test:9s} rps {r['rps']:>10.1f} "
                               f"MB/s {r['mb_per_s']:>8.1f} p50 {r['p50_ms']} p99 {r['p99_ms']} "
-                              f"cpu {r['cpu_share']} err {r['non2xx'] + r['socket_errors']} "
+                              f"cpu {r['cpu_share']} machine {r['machine_cores']} "
+                              f"err {r['non2xx'] + r['socket_errors']} "
                               f"load {r['load']}" + (f" ERROR {r['error']}" if 'error' in r else ""),
                               file=sys.stderr, flush=True)
                 if phase == "kernel" and rnd + 1 < args.rounds and "p4cs" in targets:
