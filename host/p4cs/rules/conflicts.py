@@ -214,7 +214,8 @@ class Encoder:
         self.present: dict[str, z3.BoolRef] = {}
         self.val: dict[str, z3.ExprRef] = {}
         self.numvar: dict[str, tuple] = {}
-        self.domain: dict[str, list] = {}
+        self.domain: dict[str, list] = {}  # cheap constraints (no regular expressions)
+        self.hard: dict[str, list] = {}  # regex-based constraints: character sets, number syntax
         self.approx: set[str] = set()  # atoms encoded as free booleans (unsupported regex)
         self.decimals: dict[str, int] = {}
         self.num_fields: set[str] = set()  # compared with numeric literals
@@ -265,6 +266,7 @@ class Encoder:
             return self.present[f], self.val[f]
         p = z3.Bool(f"present[{f}]")
         dom: list = []
+        hard: list = []
         kind = field_kind(f)
         proto = field_protocol(f)
         if f.startswith("header."):
@@ -285,9 +287,11 @@ class Encoder:
             dom.append(z3.And(v >= 0, v <= 65535))
         else:
             v = z3.String(f"[{f}]")
-            dom.extend(self._string_domain(f, v, p))
+            for c in self._string_domain(f, v, p):
+                (hard if _has_regex(c) else dom).append(c)
         self.present[f], self.val[f] = p, v
         self.domain[f] = dom
+        self.hard[f] = hard
         if f in ("client.ip", "client.port", "vip", "vip.port"):
             dom.append(p)  # always known for a connection
         if f.startswith(("xml.", "form.", "json.")):
@@ -348,8 +352,8 @@ class Encoder:
         scale = z3.RealVal(10 ** K)
         if f not in self.str_fields:
             # only numeric tests: the number itself (K decimals at most) stands for the text
-            link = [isnum == z3.InRe(s, numre), z3.Implies(isnum, z3.IsInt(n * scale))]
-            self.domain[f] = self.domain[f] + link
+            self.domain[f] = self.domain[f] + [z3.Implies(isnum, z3.IsInt(n * scale))]
+            self.hard[f] = self.hard[f] + [isnum == z3.InRe(s, numre)]
             self.numvar[f] = (isnum, n)
             return isnum, n
         link = [
@@ -361,7 +365,7 @@ class Encoder:
                 z3.Or(fr == z3.StringVal(""), z3.InRe(fr, z3.Concat(z3.Re("."), z3.Loop(digits, 1, K)))),
                 n == z3.If(sgn == z3.StringVal("-"), -mag, mag))),
         ]
-        self.domain[f] = self.domain[f] + link
+        self.hard[f] = self.hard[f] + link
         self.numvar[f] = (isnum, n)
         return isnum, n
 
@@ -389,7 +393,7 @@ class Encoder:
         if a.op in ("match", "prefix", "suffix", "regex"):
             return z3.And(p, self._strfunc(a, v))
         lit = a.value
-        strcmp = _cmp(a.op, v, z3.StringVal(lit.text))
+        strcmp = _str_cmp(a.op, v, lit.text)
         if lit.num is None:
             return z3.And(p, strcmp)
         isnum, n = self.numeric(a.field)
@@ -515,6 +519,50 @@ def _fmt_num(v) -> str:
         d, rem = divmod(rem, fr.denominator)
         digits += str(d)
     return f"{sign}{ip}.{digits}"
+
+
+_SEQ_PREDICATES = (z3.Z3_OP_SEQ_CONTAINS, z3.Z3_OP_SEQ_PREFIX, z3.Z3_OP_SEQ_SUFFIX)
+
+
+def _has_regex(e) -> bool:
+    """Whether a constraint is expensive for the string solver: a regular expression, or a
+    negated contains / prefix / suffix."""
+    todo = [(e, False)]
+    seen = 0
+    while todo and seen < 10000:
+        x, neg = todo.pop()
+        seen += 1
+        if not z3.is_app(x):
+            continue
+        k = x.decl().kind()
+        if k == z3.Z3_OP_SEQ_IN_RE or (neg and k in _SEQ_PREDICATES):
+            return True
+        todo.extend((c, neg or k == z3.Z3_OP_NOT) for c in x.children())
+    return False
+
+
+def _str_le(s, c: str, strict: bool):
+    """s < c (strict) or s <= c in code-point order, for a constant c, without the solver's
+    lexicographic operator (much faster: prefix tests and character codes)."""
+    L = len(c)
+    out = [z3.And(z3.PrefixOf(z3.StringVal(c[:k]), s), z3.Length(s) > k,
+                  z3.StrToCode(z3.SubString(s, k, 1)) < ord(c[k])) for k in range(L)]
+    out.append(z3.And(z3.PrefixOf(s, z3.StringVal(c)), (z3.Length(s) < L) if strict else (z3.Length(s) <= L)))
+    return z3.Or(*out)
+
+
+def _str_cmp(op: str, s, c: str):
+    if op == "==":
+        return s == z3.StringVal(c)
+    if op == "!=":
+        return s != z3.StringVal(c)
+    if op == "<":
+        return _str_le(s, c, True)
+    if op == "<=":
+        return _str_le(s, c, False)
+    if op == ">":
+        return z3.Not(_str_le(s, c, False))
+    return z3.Not(_str_le(s, c, True))
 
 
 def _cmp(op, a, b):
@@ -658,10 +706,12 @@ class Checker:
     def _solve(self, formula, fields, check=None, prefer: bool = False):
         """sat -> model, unsat -> None, unknown -> 'unknown'.
 
-        Staged: (1) the formula alone - unsat is final; (2) with the value domains - unsat is
-        final, a model is accepted when the request built from it really behaves as `check`
-        says (parsed back by the extractors); (3) with the links between fields (url = path?query,
-        host = Host header). `prefer`: first look for numbers where fields are compared with
+        Staged, because regular-expression constraints make the string solver slow: (1) the
+        formula alone; (2) + the cheap value domains; (3) + character sets and number syntax
+        (regular expressions); (4) + the links between fields (url = path?query, host = Host
+        header). Each stage only adds constraints, so unsat at any stage is final; a model is
+        accepted as soon as the request built from it, parsed back by the extractors, really
+        behaves as `check` says. `prefer`: first look for numbers where fields are compared with
         numbers."""
         fields = set(fields)
         s = z3.Solver()
@@ -679,25 +729,21 @@ class Checker:
         for f in fields:
             s.add(*enc.domain[f])
         nums = [enc.numvar[f][0] for f in fields if f in enc.numvar] if prefer else []
-        r, m = self._check(s, nums) if nums else (None, None)
-        if r != z3.sat:
-            r, m = self._check(s)
-        if r == z3.unsat:
-            return None
-        last = m if r == z3.sat else None
-        if r == z3.sat and (check is None or self._verify(m, fields, check)):
-            return m
-        links = enc._links(fields)
-        if not links and r == z3.sat:
-            return m  # nothing more to add: keep the model (reported unverified)
-        s.add(*links)
-        r, m = self._check(s, nums) if nums else (None, None)
-        if r != z3.sat:
-            r, m = self._check(s)
-        if r == z3.sat:
-            return m
-        if r == z3.unsat:
-            return None
+        last = None
+        pending = [t for t in ([c for f in fields for c in enc.hard[f]], enc._links(fields)) if t]
+        while True:
+            r, m = self._check(s, nums) if nums else (None, None)
+            if r != z3.sat:
+                r, m = self._check(s)
+            if r == z3.unsat:
+                return None
+            if r == z3.sat:
+                last = m
+                if check is None or self._verify(m, fields, check):
+                    return m
+            if not pending:
+                break
+            s.add(*pending.pop(0))
         return last if last is not None else "unknown"
 
     def _materialize(self, m, fields):
@@ -754,6 +800,8 @@ class Checker:
         names = [r.name for r in rs.rules]
         findings: list[Finding] = []
         n = len(rs.rules)
+        # rules that decide every request: they can cover rules on unrelated fields
+        valid = [self._solve(z3.Not(enc.rule_fires(r)), self.fields[r]) is None for r in range(n)]
         for j in range(n):
             Fj = enc.rule_fires(j)
             fj = self._fires(j)
@@ -768,6 +816,9 @@ class Checker:
             earlier = []
             for i in range(j):
                 if surely_disjoint(self.top[i], self.top[j]):
+                    continue
+                if not (self.fields[i] & self.fields[j]) and not valid[i]:
+                    # no common field: the only possible finding would need F(i) to be total
                     continue
                 earlier.append(i)
                 Fi = enc.rule_fires(i)
