@@ -12,7 +12,7 @@ from cs_harness import (CLI_MAC, CLIENT, CPORT, S1, S1_MAC, SECRET, SNAT, SW_C, 
 GET = b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nAccept: */*\r\n\r\n"
 
 
-def test_syn_answered_with_valid_cookie_and_only_mss(h):
+def test_syn_answered_with_valid_cookie_mss_and_wscale(h):
     eff = h.syn(mss=1400, extra=[("SAckOK", b""), ("WScale", 7),
                                  ("Timestamp", (1, 0))])
     assert len(eff) == 1
@@ -20,7 +20,8 @@ def test_syn_answered_with_valid_cookie_and_only_mss(h):
     assert port == 1 and p.src == SW_C and p.dst == CLI_MAC
     assert (p[IP].src, p[IP].dst, p[TCP].sport, p[TCP].dport) == (VIP, CLIENT, 80, CPORT)
     assert p[TCP].flags == "SA" and p[TCP].ack == h.cisn + 1
-    assert opts(p) == {"MSS": 1460}          # no SACK, no timestamps, no window scaling
+    # no SACK, no timestamps; window scaling because the client offered it
+    assert opts(p) == {"MSS": 1460, "NOP": None, "WScale": 7}
     mss = SynCookies(SECRET).check(ip_int(CLIENT), ip_int(VIP), CPORT, 80, h.cisn,
                                    p[TCP].seq, h.now)
     assert mss == 1400

@@ -89,3 +89,20 @@ def test_rule_file_must_exist(tmp_path):
         load_config(p)
     (tmp_path / "r.conf").write_text("")
     assert load_config(p).services[0].rules == tmp_path / "r.conf"
+
+
+@pytest.mark.parametrize("text,want", [
+    ("", 7),
+    ("limits: {window_scale: 0}\n", 0),
+    ("limits: {window_scale: 14}\n", 14),
+    ("limits: {window_scale: null}\n", None),
+])
+def test_window_scale(text, want):
+    assert parse_config(BASE + text, "x.yaml").limits.window_scale == want
+
+
+@pytest.mark.parametrize("bad", ["15", "-1", "true", "seven"])
+def test_window_scale_out_of_range(bad):
+    with pytest.raises(ConfigError) as ei:
+        parse_config(BASE + f"limits: {{window_scale: {bad}}}\n", "cfg.yaml")
+    assert "window_scale" in str(ei.value) and "[0, 14]" in str(ei.value)

@@ -67,3 +67,12 @@ def test_flow_ids_reuse():
         ids.get()
     ids.put(b)
     assert ids.get() == b
+
+
+def test_window_scale_reaches_the_engine():
+    from p4cs.controller.config import parse_config
+    text = (REPO / "examples" / "lcs.yaml").read_text()
+    assert ControllerApp(parse_config(text, "x.yaml"), P4INFO).engine.cfg.window_scale == 7
+    off = text.replace("limits: {", "limits: {window_scale: null, ", 1)
+    assert off != text
+    assert ControllerApp(parse_config(off, "x.yaml"), P4INFO).engine.cfg.window_scale is None

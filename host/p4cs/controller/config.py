@@ -163,6 +163,7 @@ class Limits:
     server_connect_timeout_s: float = 3.0
     teardown_delay_s: float = 2.0
     flow_idle_timeout_s: int = 300
+    window_scale: int | None = 7    # offered to clients; null: no window scaling
 
 
 @dataclass(frozen=True)
@@ -409,6 +410,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         server_connect_timeout_s=v.num(lm, "server_connect_timeout_s", 0.1, d.server_connect_timeout_s),
         teardown_delay_s=v.num(lm, "teardown_delay_s", 0.0, d.teardown_delay_s),
         flow_idle_timeout_s=v.int_(lm, "flow_idle_timeout_s", 1, 86400 * 7, d.flow_idle_timeout_s),
+        window_scale=(None if "window_scale" in lm and lm["window_scale"] is None
+                      else v.int_(lm, "window_scale", 0, 14, d.window_scale)),
     )
     cm = v.map(doc, "control")
     v.known(cm, {"socket", "metrics_port"}, "control")

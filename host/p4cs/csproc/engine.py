@@ -94,12 +94,18 @@ class Config:
     snat_ports: tuple[int, int] = (20000, 59999)
     log_interval: float = 1.0       # rate limit of repetitive debug/warning logs
     ttl: int = 64
+    # Window scale offered to clients that offer one (RFC 7323); must equal the servers'
+    # scale, as the data plane copies server->client windows untouched.  None: never
+    # offered (64 KiB windows).  See docs/csproc.md section 6.
+    window_scale: int | None = 7
 
     def __post_init__(self):
         if not 88 <= self.mss <= 65495:
             raise ValueError("mss out of range")
         if self.max_header_bytes < 64 or self.max_body_bytes < 0:
             raise ValueError("bad request limits")
+        if self.window_scale is not None and not 0 <= self.window_scale <= 14:
+            raise ValueError("window_scale must be 0..14 or None")
 
 
 @dataclass
@@ -135,7 +141,7 @@ class Conn:
         "skey", "server_isn", "server_mss", "syn_tries", "syn_sent", "counted",
         "c2s", "s2c", "installed", "relay_tries", "srv_nxt", "cli_nxt",
         "fin_c", "fin_s", "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries",
-        "rule", "owned_end",
+        "rule", "owned_end", "cws", "rws",
     )
 
     def __init__(self):
@@ -155,6 +161,8 @@ class Conn:
         self.skey = None
         self.src_port = None
         self.c2s = self.s2c = None
+        self.cws = None     # client's window scale, when scaling is on for this conn
+        self.rws = 0        # shift of the windows the switch advertises to the client
 
 
 def _rel(seq: int, base: int) -> int:
@@ -198,6 +206,8 @@ class Engine:
                 self._snat[s.snat_ip] = deque(range(lo, hi + 1))
         self._rl: dict[str, list] = {}
         self._mss_opt = P.mss_option(self.cfg.mss)
+        ws = self.cfg.window_scale
+        self._synack_ws_opt = b"" if ws is None else self._mss_opt + P.wscale_option(ws)
 
     # ------------------------------------------------------------------ public API
     def handle(self, frame: bytes, ingress_port: int, reason: int,
@@ -326,14 +336,31 @@ class Engine:
 
     def _to_server(self, c: Conn, seq: int, ack: int, flags: int, payload: bytes = b"",
                    options: bytes = b"") -> PacketOut:
+        # The client's window, as the client advertised it: with scaling on, the server
+        # applies the client's own scale (relayed in our SYN), except in the SYN itself,
+        # whose window field is never scaled.
+        win = c.cwin
+        if flags & SYN and c.cws:
+            win <<= c.cws
         return PacketOut(c.s_port, P.build(
             self._pm(c.s_port), c.s_mac, c.src_ip, c.server.ip, c.src_port,
-            c.server.port, seq, ack, flags, min(c.cwin, 65535), payload, options,
+            c.server.port, seq, ack, flags, min(win, 65535), payload, options,
             self.cfg.ttl))
 
     def _rwnd(self, c: Conn) -> int:
         # Right edge cisn+1+cap never moves left; this window is also the buffer limit.
-        return max(0, min(65535, c.cap - len(c.buf)))
+        # With scaling the space is rounded up to a whole unit: the right edge may then
+        # lie up to 2**S-1 bytes beyond cap (_reassemble trims there), never before it.
+        free = max(0, c.cap - len(c.buf))
+        if c.rws:
+            free = (free + (1 << c.rws) - 1) >> c.rws
+        return min(65535, free)
+
+    def _synack_opts(self, client_ws: int | None) -> bytes:
+        """Options of our SYN-ACK: MSS, plus our scale if the client offered one."""
+        if client_ws is None or self.cfg.window_scale is None:
+            return self._mss_opt
+        return self._synack_ws_opt
 
     @staticmethod
     def _rst_reply(seg: Segment, port: int, smac: bytes) -> PacketOut:
@@ -389,18 +416,19 @@ class Engine:
                 return [self._rst_reply(seg, port, self._pm(port))]
             st.syn_received += 1
             isn = self.cookies.make(seg.sip, seg.dip, seg.sport, seg.dport, seg.seq,
-                                    seg.mss, now)
+                                    seg.mss, now, seg.wscale)
             st.syncookies_sent += 1
+            # The window of a SYN-ACK is never scaled (RFC 7323).
             return [PacketOut(port, P.build(
                 self._pm(port), seg.smac, seg.dip, seg.sip, seg.dport, seg.sport, isn,
-                seg.seq + 1, SYN | ACK, min(65535, self._cap(svc)), b"", self._mss_opt,
-                self.cfg.ttl))]
+                seg.seq + 1, SYN | ACK, min(65535, self._cap(svc)), b"",
+                self._synack_opts(seg.wscale), self.cfg.ttl))]
         if not f & ACK:
             return []
         cisn = (seg.seq - 1) & MOD32
-        mss = self.cookies.check(seg.sip, seg.dip, seg.sport, seg.dport, cisn,
-                                 (seg.ack - 1) & MOD32, now)
-        if mss is None:
+        ck = self.cookies.check_opts(seg.sip, seg.dip, seg.sport, seg.dport, cisn,
+                                     (seg.ack - 1) & MOD32, now)
+        if ck is None:
             st.syncookies_invalid += 1
             return self._rl_log("cookie", "debug", "ACK without valid SYN cookie dropped",
                                 now, client=f"{ip_str(seg.sip)}:{seg.sport}")
@@ -419,7 +447,10 @@ class Engine:
         c.cisn = cisn
         c.sisn = (seg.ack - 1) & MOD32
         c.snd_nxt = seg.ack
-        c.mss = mss
+        c.mss, cws = ck
+        if cws is not None and self.cfg.window_scale is not None:
+            c.cws = cws                      # scaling on: both sides offered it
+            c.rws = self.cfg.window_scale
         c.cwin = seg.window
         c.buf = bytearray()
         c.acked = 0
@@ -448,7 +479,7 @@ class Engine:
         if f & SYN:
             if seg.seq == c.cisn and not f & ACK:   # our SYN-ACK was lost
                 return [self._to_client(c, c.sisn, seg.seq + 1, SYN | ACK, b"",
-                                        min(65535, c.cap), self._mss_opt)]
+                                        min(65535, c.cap), self._synack_opts(c.cws))]
             return []
         if not f & ACK:
             return []
@@ -647,7 +678,10 @@ class Engine:
     def _send_syn(self, c: Conn, now: float) -> PacketOut:
         self._arm(c, now + self.cfg.server_syn_rto * (1 << c.syn_tries))
         c.syn_tries += 1
-        return self._to_server(c, c.cisn, 0, SYN, b"", P.mss_option(c.mss))
+        opts = P.mss_option(c.mss)
+        if c.cws is not None:
+            opts += P.wscale_option(c.cws)   # the server reads the client's windows
+        return self._to_server(c, c.cisn, 0, SYN, b"", opts)
 
     def _release_server(self, c: Conn) -> None:
         if c.skey is not None:
@@ -711,7 +745,16 @@ class Engine:
                     c.server.port, seg.ack, 0, RST, 0))]
             c.server_isn = seg.seq
             c.server_mss = seg.mss or 536
-            return self._splice(c, now)
+            out = []
+            if c.cws is not None and seg.wscale != c.rws:
+                # The client reads the server's (copied) windows with our scale.  Keep
+                # going: see docs/csproc.md section 6 for why this is safe.
+                self.stats.wscale_mismatch += 1
+                out = self._rl_log("wscale", "warning",
+                                   "server window scale differs from window_scale", now,
+                                   server=c.server.name, server_wscale=seg.wscale,
+                                   window_scale=c.rws)
+            return out + self._splice(c, now)
         return []
 
     def _splice(self, c: Conn, now: float) -> list:

@@ -39,7 +39,7 @@ class Segment:
     """A parsed TCP/IPv4 frame.  Fields are host-order ints; ``payload`` is bytes."""
 
     __slots__ = ("dmac", "smac", "sip", "dip", "sport", "dport", "seq", "ack", "flags",
-                 "window", "mss", "payload", "ttl")
+                 "window", "mss", "wscale", "payload", "ttl")
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return (f"Segment({ip_str(self.sip)}:{self.sport}->{ip_str(self.dip)}:{self.dport} "
@@ -130,11 +130,17 @@ def parse(frame: bytes) -> Segment:
     seg.window = window
     seg.ttl = ttl
     seg.payload = tcp[hl:]
-    seg.mss = _parse_mss(tcp, hl) if (flags & SYN and hl > 20) else None
+    if flags & SYN and hl > 20:
+        seg.mss, seg.wscale = _parse_syn_opts(tcp, hl)
+    else:
+        seg.mss = seg.wscale = None
     return seg
 
 
-def _parse_mss(tcp: bytes, hl: int) -> int | None:
+def _parse_syn_opts(tcp: bytes, hl: int) -> tuple[int | None, int | None]:
+    """(MSS, window scale) options of a SYN; None when absent.  A scale above 14 is
+    taken as 14 (RFC 7323 section 2.3)."""
+    mss = ws = None
     i = 20
     while i < hl:
         kind = tcp[i]
@@ -148,14 +154,21 @@ def _parse_mss(tcp: bytes, hl: int) -> int | None:
         ln = tcp[i + 1]
         if ln < 2 or i + ln > hl:
             break
-        if kind == 2 and ln == 4:
-            return (tcp[i + 2] << 8) | tcp[i + 3]
+        if kind == 2 and ln == 4 and mss is None:
+            mss = (tcp[i + 2] << 8) | tcp[i + 3]
+        elif kind == 3 and ln == 3 and ws is None:
+            ws = min(tcp[i + 2], 14)
         i += ln
-    return None
+    return mss, ws
 
 
 def mss_option(mss: int) -> bytes:
     return _MSS_OPT.pack(2, 4, mss)
+
+
+def wscale_option(shift: int) -> bytes:
+    """NOP + window scale (4 bytes, keeps the options 32-bit aligned)."""
+    return bytes((1, 3, 3, shift))
 
 
 def build(smac: bytes, dmac: bytes, sip: int, dip: int, sport: int, dport: int,

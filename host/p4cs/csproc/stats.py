@@ -36,6 +36,7 @@ COUNTERS = (
     "install_failures",
     "duplicate_segments",
     "out_of_order",
+    "wscale_mismatch",      # server SYN-ACK scale != the scale promised to the client
 )
 
 GAUGES = ("half_bound", "spliced_active", "buffered_bytes")
