@@ -74,12 +74,31 @@ def demo_cmd(
         for key in ("services", "groups", "limits"):
             if key in doc:
                 kwargs[key] = doc[key]
+        if not isinstance(kwargs.get("services", []), list) or not all(
+                isinstance(kwargs.get(k, {}), dict) for k in ("groups", "limits")):
+            console.print(f"[red]error:[/red] {config}: 'services' must be a list, "
+                          "'groups' and 'limits' mappings")
+            raise typer.Exit(2)
         if "services" in kwargs:
             for s in kwargs["services"]:
                 if isinstance(s, dict) and isinstance(s.get("rules"), str):
                     s["rules"] = str((config.parent / s["rules"]).resolve())
 
     lab = Lab(prefix, big_files={"8M": BIG}, keep_workdir=keep, **kwargs)
+    if config is not None:
+        # Validate the merged configuration before anything is built.
+        from p4cs.controller.config import ConfigError, parse_config
+        try:
+            parse_config(yaml.safe_dump(lab.config(), sort_keys=False), config)
+        except ConfigError as exc:
+            console.print(f"[red]error:[/red] {config}: {exc.msg}")
+            lab.stop()
+            raise typer.Exit(2)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            console.print(f"[red]error:[/red] {config}: services must be a list of mappings, groups and "
+                          f"limits mappings ({exc})")
+            lab.stop()
+            raise typer.Exit(2)
 
     def _interrupt(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
