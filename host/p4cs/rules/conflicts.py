@@ -27,6 +27,7 @@ import z3
 
 from .engine import atom_holds, compare, eval_cond, naive_decide
 from .extract import RequestView
+from . import fastcheck
 from .model import (
     And,
     Atom,
@@ -676,7 +677,7 @@ def surely_disjoint(ta: list[Atom] | None, tb: list[Atom] | None) -> bool:
 
 
 class Checker:
-    def __init__(self, rs: RuleSet, timeout_ms: int = 3000) -> None:
+    def __init__(self, rs: RuleSet, timeout_ms: int = 3000, fast: bool = True) -> None:
         self.rs = rs
         self.enc = Encoder(rs)
         self.timeout_ms = timeout_ms
@@ -684,6 +685,9 @@ class Checker:
         self.unknown: list[tuple[str, str]] = []
         self.top = [_top_atoms(rs, r) for r in range(len(rs.rules))]
         self.fields = [self._rule_fields(r) for r in range(len(rs.rules))]
+        self.lits = [fastcheck.rule_literals(rs, r) for r in range(len(rs.rules))]
+        self.fast = fast
+        self.fast_answers = 0
 
     def _rule_fields(self, r: int) -> set[str]:
         from .model import cond_fields
@@ -693,6 +697,19 @@ class Checker:
             if c.rule == r and c.action.terminal:
                 out |= cond_fields(c.guard)
         return out
+
+    def _ask(self, pos, neg, formula, fields, check=None, prefer: bool = False):
+        """`_solve` of F(pos...) and not F(neg...), by the field-wise procedure when every rule
+        involved is a simple conjunction and it can decide, else by z3."""
+        if self.fast and all(self.lits[r] is not None for r in (*pos, *neg)):
+            res, m = fastcheck.solve([self.lits[r] for r in pos], [self.lits[r] for r in neg])
+            if res == fastcheck.UNSAT:
+                self.fast_answers += 1
+                return None
+            if res == fastcheck.SAT and (check is None or self._verify(m, fields, check)):
+                self.fast_answers += 1
+                return m
+        return self._solve(formula() if callable(formula) else formula, fields, check, prefer)
 
     def _check(self, s: z3.Solver, extra=()):
         self.solver_calls += 1
@@ -747,10 +764,13 @@ class Checker:
         return last if last is not None else "unknown"
 
     def _materialize(self, m, fields):
-        vals = self.enc.model_fields(m, fields)
-        packet = self.enc.model_packet(m)
+        if isinstance(m, fastcheck.FastModel):
+            vals, packet, proto = m.fields(fields), None, m.proto()
+        else:
+            vals = self.enc.model_fields(m, fields)
+            packet = self.enc.model_packet(m)
+            proto = m.eval(self.enc.proto, model_completion=True).as_long()
         present = {k: v for k, v in vals.items() if v is not None}
-        proto = m.eval(self.enc.proto, model_completion=True).as_long()
         if not any(field_protocol(k) for k in present):
             proto = HTTP if not any(k.startswith("header.") for k in present) or proto != SMTP else SMTP
         raw, text = _render(proto, present)
@@ -778,7 +798,7 @@ class Checker:
         if packet is not None:
             w["packet"] = packet.hex()
         w["decision"] = naive_decide(self.rs.rules, parsed).describe()
-        if self.enc.approx:
+        if self.enc.approx and not isinstance(m, fastcheck.FastModel):
             w["approximate"] = sorted(self.enc.approx)
         return w
 
@@ -800,12 +820,20 @@ class Checker:
         names = [r.name for r in rs.rules]
         findings: list[Finding] = []
         n = len(rs.rules)
+        F = enc.rule_fires
         # rules that decide every request: they can cover rules on unrelated fields
-        valid = [self._solve(z3.Not(enc.rule_fires(r)), self.fields[r]) is None for r in range(n)]
+        valid = [self._ask([], [r], lambda r=r: z3.Not(F(r)), self.fields[r]) is None for r in range(n)]
+        by_field: dict[str, list[int]] = {}  # earlier rules testing each field
+        valid_before: list[int] = []
         for j in range(n):
-            Fj = enc.rule_fires(j)
             fj = self._fires(j)
-            m = self._solve(Fj, self.fields[j], fj, prefer=True)
+            m = self._ask([j], [], lambda j=j: F(j), self.fields[j], fj, prefer=True)
+            cand = set(valid_before)
+            for f in self.fields[j]:
+                cand.update(by_field.get(f, ()))
+                by_field.setdefault(f, []).append(j)
+            if valid[j]:
+                valid_before.append(j)
             if m is None:
                 findings.append(Finding("shadowed", (names[j], names[j]),
                                         f"{names[j]} can never fire: its condition is unsatisfiable", None))
@@ -814,29 +842,34 @@ class Checker:
                 self.unknown.append((names[j], names[j]))
             covered = False
             earlier = []
-            for i in range(j):
+            for i in sorted(cand):
                 if surely_disjoint(self.top[i], self.top[j]):
                     continue
-                if not (self.fields[i] & self.fields[j]) and not valid[i]:
-                    # no common field: the only possible finding would need F(i) to be total
-                    continue
+                # (rules with no common field are only candidates when F(i) is total)
                 earlier.append(i)
-                Fi = enc.rule_fires(i)
                 fi = self._fires(i)
                 flds = self.fields[i] | self.fields[j]
-                both = self._solve(z3.And(Fi, Fj), flds, lambda v: fi(v) and fj(v), prefer=True)
+                both = self._ask([i, j], [], lambda i=i, j=j: z3.And(F(i), F(j)), flds,
+                                 lambda v: fi(v) and fj(v), prefer=True)
                 if both is None:
                     continue
                 if both == "unknown":
                     self.unknown.append((names[i], names[j]))
                     continue
-                Ai, Aj = enc.rule_action(i), enc.rule_action(j)
                 pair = (names[i], names[j])
                 differ = lambda v, i=i, j=j: self._action_of(i, v) != self._action_of(j, v)
-                equiv = self._solve(z3.Xor(Fi, Fj), flds, lambda v: fi(v) != fj(v)) is None
-                diff = self._solve(z3.And(Fi, Fj, Ai != Aj), flds,
-                                   lambda v: fi(v) and fj(v) and differ(v), prefer=True)
-                diff = None if diff == "unknown" else diff
+                equiv = (self._ask([i], [j], lambda i=i, j=j: z3.And(F(i), z3.Not(F(j))), flds,
+                                   lambda v: fi(v) and not fj(v)) is None
+                         and self._ask([j], [i], lambda i=i, j=j: z3.And(F(j), z3.Not(F(i))), flds,
+                                       lambda v: fj(v) and not fi(v)) is None)
+                if self.lits[i] is not None and self.lits[j] is not None:
+                    # one action each: they differ on the intersection iff they differ
+                    diff = both if self._single_action(i) != self._single_action(j) else None
+                else:
+                    Ai, Aj = enc.rule_action(i), enc.rule_action(j)
+                    diff = self._solve(z3.And(F(i), F(j), Ai != Aj), flds,
+                                       lambda v: fi(v) and fj(v) and differ(v), prefer=True)
+                    diff = None if diff == "unknown" else diff
                 if equiv:
                     covered = True
                     if diff is not None:
@@ -852,7 +885,8 @@ class Checker:
                     w = self.witness(diff, flds, i, j, lambda v: fi(v) and fj(v) and differ(v))
                     findings.append(Finding("potential", pair,
                         f"conditions of {names[i]} and {names[j]} intersect with different actions; {names[i]} wins on the intersection", w))
-                sub = self._solve(z3.And(Fj, z3.Not(Fi)), flds, lambda v: fj(v) and not fi(v))
+                sub = self._ask([j], [i], lambda i=i, j=j: z3.And(F(j), z3.Not(F(i))), flds,
+                                lambda v: fj(v) and not fi(v))
                 if sub is None:  # F(j) within F(i): j never fires
                     covered = True
                     if diff is not None:
@@ -865,11 +899,10 @@ class Checker:
                             f"{names[j]} never fires: {names[i]} covers it with the same action (redundant rule)", w))
             if covered or not earlier or isinstance(m, str):
                 continue
-            union = z3.Or(*[enc.rule_fires(i) for i in earlier])
             flds = set(self.fields[j]).union(*[self.fields[i] for i in earlier])
             fe = [self._fires(i) for i in earlier]
-            rest = self._solve(z3.And(Fj, z3.Not(union)), flds,
-                               lambda v: fj(v) and not any(f(v) for f in fe))
+            rest = self._ask([j], earlier, lambda j=j, e=tuple(earlier): z3.And(F(j), z3.Not(z3.Or(*[F(i) for i in e]))),
+                             flds, lambda v: fj(v) and not any(f(v) for f in fe))
             if rest is None:
                 w = self.witness(m, self.fields[j], None, j, fj)
                 # the earlier rule that takes the witness
@@ -879,6 +912,9 @@ class Checker:
                 findings.append(Finding("shadowed", (first, names[j]),
                     f"{names[j]} never fires: earlier rules ({', '.join(names[i] for i in earlier)}) together cover its condition", w))
         return findings
+
+    def _single_action(self, r: int):
+        return next(c.action.key() for c in self.rs.clauses if c.rule == r and c.action.terminal)
 
 
 def _render(proto: int, f: dict) -> tuple[bytes | None, str]:
@@ -893,12 +929,14 @@ def _render(proto: int, f: dict) -> tuple[bytes | None, str]:
     return raw, raw.decode("latin-1")
 
 
-def check_rules(rs: RuleSet, timeout_ms: int = 3000) -> tuple[list[Finding], dict]:
-    """All findings for a rule set, plus statistics (solver calls, time, undecided pairs)."""
+def check_rules(rs: RuleSet, timeout_ms: int = 3000, fast: bool = True) -> tuple[list[Finding], dict]:
+    """All findings for a rule set, plus statistics (solver calls, questions answered by the
+    field-wise procedure, time, undecided pairs). `fast=False`: every question goes to z3."""
     t0 = time.perf_counter()
-    ch = Checker(rs, timeout_ms)
+    ch = Checker(rs, timeout_ms, fast)
     findings = ch.run()
     stats = {"rules": len(rs.rules), "solver_calls": ch.solver_calls,
+             "fast_answers": ch.fast_answers,
              "seconds": round(time.perf_counter() - t0, 3),
              "undecided": [list(p) for p in ch.unknown]}
     return findings, stats
