@@ -32,7 +32,7 @@ from finsy.proto import p4r
 
 from p4cs import params as params_mod
 from p4cs.controller.config import Config, ServiceConf, ip_to_int, mac_to_int
-from p4cs.controller.p4rt import FlowEncoder, FlowKey, Splice, decode_match_key
+from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, StaticTopology, VirtualService
@@ -299,7 +299,7 @@ class ControllerApp:
                         fid = self.flow_ids.get()
                         self.flow_of[tuple(f.key)] = fid
                     updates.append(self.enc.insert(
-                        FlowKey(*f.key),
+                        f.key,
                         Splice(f.port, int.from_bytes(f.dmac, "big"), int.from_bytes(f.smac, "big"),
                                f.sip, f.dip, f.sport, f.dport, f.seq_delta, f.ack_delta, fid),
                         f.idle_timeout_s, utype))
@@ -343,7 +343,7 @@ class ControllerApp:
                 fid = self.flow_of.pop(tuple(k), None)
                 if fid is not None:
                     fids.append(fid)
-                updates.append(self.enc.delete(FlowKey(*k)))
+                updates.append(self.enc.delete(fx.FlowKey(*k)))
             if fids:
                 await self._harvest(sw, fids)
             if updates:

@@ -12,21 +12,14 @@ from dataclasses import dataclass
 from finsy import P4Schema
 from finsy.proto import p4r
 
+from p4cs.csproc.effects import FlowKey  # the flow table's key, shared with the CS processor
+
 
 def enc(value: int, bitwidth: int) -> bytes:
     """P4Runtime canonical bytestring: big-endian, shortest form (at least one byte)."""
     if value < 0 or value >> bitwidth:
         raise ValueError(f"value {value} does not fit in {bitwidth} bits")
     return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
-
-
-@dataclass(frozen=True, slots=True)
-class FlowKey:
-    src_addr: int
-    dst_addr: int
-    protocol: int
-    src_port: int
-    dst_port: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +61,8 @@ class FlowEncoder:
         self._po_meta = [(m.id, m.bitwidth, m.name) for m in cpm.metadata]
 
     def _match(self, key: FlowKey) -> list[p4r.FieldMatch]:
-        vals = (key.src_addr, key.dst_addr, key.protocol, key.src_port, key.dst_port)
         return [p4r.FieldMatch(field_id=fid, exact=p4r.FieldMatch.Exact(value=enc(v, bw)))
-                for (fid, bw), v in zip(self.splice.fields, vals)]
+                for (fid, bw), v in zip(self.splice.fields, key)]
 
     def insert(self, key: FlowKey, s: Splice, idle_timeout_s: float = 0.0,
                update_type: int = p4r.Update.INSERT) -> p4r.Update:
