@@ -26,13 +26,13 @@ BIG = 8 * 1024 * 1024
 
 def _check_env() -> Optional[str]:
     if os.geteuid() != 0:
-        return "the demo builds network namespaces: run it as root (sudo make demo)"
+        return "the demo builds network namespaces: run it as root (sudo .venv/bin/p4cs demo)"
     import shutil
 
     from p4cs.target.dpdk.daemon import default_binary
     daemon = default_binary()
     if not Path(daemon).exists() and shutil.which(daemon) is None:
-        return f"the data-plane daemon {daemon} is not built: run `make setup` first"
+        return f"the data-plane daemon {daemon} is not built: run scripts/setup.sh first"
     return None
 
 
