@@ -76,3 +76,12 @@ def test_window_scale_reaches_the_engine():
     off = text.replace("limits: {", "limits: {window_scale: null, ", 1)
     assert off != text
     assert ControllerApp(parse_config(off, "x.yaml"), P4INFO).engine.cfg.window_scale is None
+
+
+def test_flow_ids_available():
+    ids = FlowIds(3)
+    assert ids.available() == 2          # ids 1 and 2 (0 is never handed out)
+    a = ids.get()
+    assert ids.available() == 1
+    ids.put(a)
+    assert ids.available() == 2

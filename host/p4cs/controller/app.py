@@ -63,6 +63,9 @@ class FlowIds:
     def put(self, fid: int) -> None:
         self._free.append(fid)
 
+    def available(self) -> int:
+        return (self.size - self._next) + len(self._free)
+
 
 class ControllerApp:
     def __init__(self, cfg: Config, p4info: Path, p4blob: Path | None = None,
@@ -291,7 +294,12 @@ class ControllerApp:
             self._install_event.clear()
             batch, self._installs = self._installs, []
             updates, owners = [], []
+            failed: set[int] = set()
             for i, inst in enumerate(batch):
+                need = sum(1 for f in inst.flows if tuple(f.key) not in self.flow_of)
+                if need > self.flow_ids.available():
+                    failed.add(i)        # no flow id (counter slot) left: refuse the connection
+                    continue
                 for f in inst.flows:
                     fid = self.flow_of.get(tuple(f.key))
                     utype = p4r.Update.MODIFY if fid is not None else p4r.Update.INSERT
@@ -304,17 +312,19 @@ class ControllerApp:
                                f.sip, f.dip, f.sport, f.dport, f.seq_delta, f.ack_delta, fid),
                         f.idle_timeout_s, utype))
                     owners.append(i)
-            failed: set[int] = set()
+            if failed:
+                LOG.warning("flow ids exhausted: %d connection(s) refused", len(failed))
+            written = set(owners)
             try:
                 await sw.write(updates)
             except P4ClientError as exc:
                 if exc.details:
-                    failed = {owners[k] for k in exc.details}
+                    failed |= {owners[k] for k in exc.details}
                 else:
-                    failed = set(range(len(batch)))
-                self.counters["install_errors"] += len(failed)
-                LOG.warning("flow install failed for %d connection(s): %s", len(failed), exc)
-            self.counters["flows_installed"] += len(updates) - sum(len(batch[i].flows) for i in failed)
+                    failed |= written
+                LOG.warning("flow install failed for %d connection(s): %s", len(failed & written), exc)
+            self.counters["install_errors"] += len(failed)
+            self.counters["flows_installed"] += sum(len(batch[i].flows) for i in written - failed)
             now = time.monotonic()
             out: list = []
             for i, inst in enumerate(batch):
