@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import z3
 
-from .engine import atom_holds, compare, eval_cond, naive_decide
+from .engine import COMPARE, atom_holds, compare, eval_cond, naive_decide
 from .extract import RequestView
 from . import fastcheck
 from .model import (
@@ -567,17 +567,7 @@ def _str_cmp(op: str, s, c: str):
 
 
 def _cmp(op, a, b):
-    if op == "==":
-        return a == b
-    if op == "!=":
-        return a != b
-    if op == "<":
-        return a < b
-    if op == "<=":
-        return a <= b
-    if op == ">":
-        return a > b
-    return a >= b
+    return COMPARE[op](a, b)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -773,7 +763,12 @@ class Checker:
         present = {k: v for k, v in vals.items() if v is not None}
         if not any(field_protocol(k) for k in present):
             proto = HTTP if not any(k.startswith("header.") for k in present) or proto != SMTP else SMTP
-        raw, text = _render(proto, present)
+        # A Host modelled absent must stay absent (the HTTP builder otherwise adds a default).
+        render = dict(present)
+        for k in ("host", "header.host"):
+            if k in vals and vals[k] is None:
+                render[k] = None
+        raw, text = _render(proto, render)
         client = (present.get("client.ip", "192.0.2.10"), present.get("client.port", 40000))
         vip = (present.get("vip", "198.51.100.1"), present.get("vip.port", 80))
         parsed = RequestView.from_bytes(raw, client=client, vip=vip, fields=self.rs.fields, packet=packet)
