@@ -12,11 +12,16 @@ Semantics (docs/rules.md):
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .model import Action, And, Atom, Const, Cond, Not, Or, Rule, as_number
+
+#: The rule language's comparison operators; also applied to z3 terms by the conflict checker.
+COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+           ">": operator.gt, ">=": operator.ge}
 
 _IP = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
@@ -36,19 +41,10 @@ def compare(op: str, value, lit) -> bool:
             a, b = value, lit.text
     else:
         a, b = (value if isinstance(value, str) else str(value)), lit.text
-    if op == "==":
-        return a == b
-    if op == "!=":
-        return a != b
-    if op == "<":
-        return a < b
-    if op == "<=":
-        return a <= b
-    if op == ">":
-        return a > b
-    if op == ">=":
-        return a >= b
-    raise ValueError(op)
+    cmp = COMPARE.get(op)
+    if cmp is None:
+        raise ValueError(op)
+    return cmp(a, b)
 
 
 def atom_holds(atom: Atom, value) -> bool:
