@@ -337,7 +337,7 @@ class P4Switch:
             ent.append(P4TableEntry("ipv4_route", match=P4TableMatch(dst_addr=f"{h.ip}/32"),
                                     action=P4TableAction("route", port=h.switch_port, dmac=mac(hmac),
                                                          smac=mac(topo.switch_port_mac(h.switch_port)))))
-        # topologies.traffic.flood(proto="tcp", flows=N): sport 10000+i -> dport 9
+        # p4cs.lab.traffic.flood(proto="tcp", flows=N): sport 10000+i -> dport 9
         for i in range(self.flows):
             ent.append(P4TableEntry(
                 "flow_table",
@@ -363,7 +363,7 @@ class P4Switch:
 
 
 def _flood(topo, proto: str, flows: int, duration: float, daemon_pid: int | None) -> dict[str, Any]:
-    from topologies.traffic import endpoints, flood
+    from p4cs.lab.traffic import endpoints, flood
     d0 = _proc_cpu(daemon_pid) if daemon_pid else 0.0
     t0 = time.monotonic()
     r = flood(*endpoints(topo, "c1", "s1"), duration=duration, warmup=1.0, proto=proto,
@@ -379,7 +379,7 @@ def _flood(topo, proto: str, flows: int, duration: float, daemon_pid: int | None
 
 
 def cmd_veth(args: argparse.Namespace) -> dict[str, Any]:
-    from topologies.netns import cleanup_prefix, content_switch_topology, direct_topology
+    from p4cs.lab.netns import cleanup_prefix, content_switch_topology, direct_topology
     daemons: dict[str, str | None] = {"p4cs": None}
     for d in args.daemon or []:
         name, _, path = d.partition("=")

@@ -2,7 +2,7 @@
 """p4cs vs HAProxy 2.6 vs direct-to-one-server: same namespaces, same veths, same nginx
 servers, same run.
 
-Topology: ``p4cs.lab.Lab`` (content_switch_topology: client c1, servers s1..s3 with nginx on
+Topology: ``p4cs.lab.stack.Lab`` (content_switch_topology: client c1, servers s1..s3 with nginx on
 port 80, ``p4cs switch`` on the switch-side veths, ``p4cs controller``; service ``web`` on
 VIP 10.0.0.100:80, default group ``all`` = the three servers). The three targets take turns
 on the *same* veths:
@@ -50,8 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host"))
 sys.path.insert(0, str(REPO))
 
-from p4cs.lab import Lab  # noqa: E402
-from topologies.netns import SWITCH, cleanup_prefix  # noqa: E402
+from p4cs.lab.stack import Lab  # noqa: E402
+from p4cs.lab.netns import SWITCH, cleanup_prefix  # noqa: E402
 
 HAPROXY_CFG = """\
 global

@@ -4,7 +4,7 @@
 Same namespaces, veths (offloads off, IPv6 off) and addresses as the P4 content-switch topology;
 the switch namespace is a Linux router instead (one bridge per subnet, gateway addresses on the
 bridges, ip_forward=1). Traffic: 60-byte Ethernet/IPv4/UDP frames from c1 (10.0.1.1) to s1
-(10.0.2.1) sent through an AF_PACKET TX ring (``topologies.traffic.flood``), counted on s1's veth.
+(10.0.2.1) sent through an AF_PACKET TX ring (``p4cs.lab.traffic.flood``), counted on s1's veth.
 
 It also measures the generator's own ceiling (frames into a bare switch-namespace port, where
 the kernel drops them at once): a data plane cannot be measured above that rate with this
@@ -13,7 +13,7 @@ generator on this machine.
     sudo .venv/bin/python bench/netns_baseline.py [--duration 5] [--repeat 3] [--workers 1]
 
 Prints one JSON object. To measure another data plane the same way, build its topology with
-``topologies.netns.content_switch_topology`` and call ``topologies.traffic.flood(*endpoints(topo))``
+``p4cs.lab.netns.content_switch_topology`` and call ``p4cs.lab.traffic.flood(*endpoints(topo))``
 with the switch running; the ratio to ``baseline.rx_pps_median`` is the comparison.
 """
 
@@ -30,8 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from topologies.netns import cleanup_prefix, content_switch_topology, direct_topology  # noqa: E402
-from topologies.traffic import Endpoint, endpoints, flood  # noqa: E402
+from p4cs.lab.netns import cleanup_prefix, content_switch_topology, direct_topology  # noqa: E402
+from p4cs.lab.traffic import Endpoint, endpoints, flood  # noqa: E402
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the time goes per new connection in p4cs (slow path).
 
-Starts a ``p4cs.lab.Lab`` (3 nginx servers), runs ``wrk -t2 -c50 -H "Connection: close"`` on
+Starts a ``p4cs.lab.stack.Lab`` (3 nginx servers), runs ``wrk -t2 -c50 -H "Connection: close"`` on
 the VIP for --duration seconds and meanwhile
 
 * ``py-spy record`` (raw collapsed stacks, 200 Hz) on the controller and on the P4Runtime

@@ -21,11 +21,11 @@ def _root() -> None:
 # (module, attribute, command or group name, kind). Each room owns its own CLI module.
 _ROOMS = [
     ("p4cs.p4gen", "generate_cmd", "generate", "command"),
-    ("p4cs.target.cli", "switch_cmd", "switch", "command"),
+    ("p4cs.switch.cli", "switch_cmd", "switch", "command"),
     ("p4cs.controller.cli", "controller_cmd", "controller", "command"),
     ("p4cs.controller.cli", "status_cmd", "status", "command"),
     ("p4cs.rules.cli", "app", "rules", "group"),
-    ("p4cs.demo", "demo_cmd", "demo", "command"),
+    ("p4cs.lab.demo", "demo_cmd", "demo", "command"),
 ]
 
 

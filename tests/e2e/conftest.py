@@ -2,7 +2,7 @@
 the lab's Python servers behind the switch, curl and Python socket clients in front, the
 embedded DPDK target (``p4cs switch``) and the controller with the CS processor in between.
 
-Each test module builds one :class:`p4cs.lab.Lab` (module-scoped fixture ``make_lab``) with
+Each test module builds one :class:`p4cs.lab.stack.Lab` (module-scoped fixture ``make_lab``) with
 a prefix unique to this process; the namespaces are removed when the module ends, whatever
 happened, and their removal is checked.
 """
@@ -22,7 +22,7 @@ for p in (REPO, REPO / "host"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from topologies.netns import cleanup_prefix, prefix_namespaces  # noqa: E402
+from p4cs.lab.netns import cleanup_prefix, prefix_namespaces  # noqa: E402
 
 DAEMON = REPO / "dataplane" / "build" / "p4cs-swxd"
 
@@ -49,7 +49,7 @@ def make_lab(request) -> Iterator[Callable[..., object]]:
     reason = _unavailable()
     if reason:
         pytest.skip(reason)
-    from p4cs.lab import Lab
+    from p4cs.lab.stack import Lab
 
     labs: list = []
 

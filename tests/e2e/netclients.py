@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "host"))
-from p4cs.labserver import pattern_bytes  # noqa: E402
+from p4cs.lab.server import pattern_bytes  # noqa: E402
 
 
 # ---------------------------------------------------------------------- HTTP/1.1 parsing

@@ -24,7 +24,7 @@ class FlowsNotRemoved(AssertionError):
 
 @pytest.fixture(scope="module")
 def lab(make_lab):
-    from topologies.netns import content_switch_topology
+    from p4cs.lab.netns import content_switch_topology
 
     # The groups name servers by address: the topology's addresses (nothing is created here).
     ips = [h.ip for h in content_switch_topology("e2eaddr").servers()]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from e2e_util import headers_of, run_client, wait_for
-from p4cs.labserver import file_sha256
+from p4cs.lab.server import file_sha256
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 

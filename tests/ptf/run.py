@@ -52,7 +52,7 @@ SWXD = REPO / "dataplane" / "build" / "p4cs-swxd"
 _seq = itertools.count()
 
 SWITCH_LAUNCHER = (
-    "import sys, typer; from p4cs.target.cli import switch_cmd; "
+    "import sys, typer; from p4cs.switch.cli import switch_cmd; "
     "sys.argv[0] = 'p4cs switch'; typer.run(switch_cmd)"
 )
 
@@ -101,8 +101,8 @@ def broken_setup(target: str) -> str | None:
         import importlib.util
 
         try:
-            if importlib.util.find_spec("p4cs.target.cli") is None:
-                return "the p4cs package (p4cs.target.cli) is not importable"
+            if importlib.util.find_spec("p4cs.switch.cli") is None:
+                return "the p4cs package (p4cs.switch.cli) is not importable"
         except ImportError as e:
             return f"the p4cs package is not importable: {e}"
     return None
@@ -266,7 +266,7 @@ def start_dpdk(ns: Netns, rundir: Path) -> TargetProc:
 def start_bmv2(ns: Netns, rundir: Path) -> TargetProc:
     sys.path.insert(0, str(REPO / "host"))
     try:
-        from p4cs.target import bmv2  # type: ignore
+        from p4cs.switch import bmv2  # type: ignore
     finally:
         sys.path.pop(0)
     # Compile the v1model program fresh (it must match p4src/), into the run directory: the

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-LOG = logging.getLogger("p4cs.target.dpdk.daemon")
+LOG = logging.getLogger("p4cs.switch.dpdk.daemon")
 
 # Largest control message we send (the daemon reads messages of at least this size).
 MAX_MSG = 64 * 1024

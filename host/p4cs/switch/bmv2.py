@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-LOG = logging.getLogger("p4cs.target.bmv2")
+LOG = logging.getLogger("p4cs.switch.bmv2")
 
 BMV2_CPU_PORT = 255
 

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 origin server for tests, the demo and benchmarks (python -m p4cs.labserver).
+"""A small HTTP/1.1 origin server for tests, the demo and benchmarks (python -m p4cs.lab.server).
 
 GET  /bytes/N   N bytes of a fixed pattern (keep-alive)
 GET  /anything  "<name>: /anything"

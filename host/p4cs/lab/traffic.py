@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from topologies.netns import Topology
+    from p4cs.lab.netns import Topology
 
 SOL_PACKET = 263
 PACKET_LOSS = 14
@@ -68,9 +68,9 @@ class Endpoint:
 
 
 def endpoints(topo: Topology, src: str = "c1", dst: str = "s1") -> tuple[Endpoint, Endpoint]:
-    """Endpoints for two hosts of a ``topologies.netns.Topology`` (``src`` needs a gateway:
+    """Endpoints for two hosts of a ``p4cs.lab.netns.Topology`` (``src`` needs a gateway:
     frames are sent to it; ``dst``'s next hop is only filled in when it has one)."""
-    from topologies.netns import HOST_IFNAME
+    from p4cs.lab.netns import HOST_IFNAME
 
     if not topo.hosts[src].gateway:
         raise ValueError(f"{src} has no gateway: no next hop to send frames to")
@@ -240,7 +240,7 @@ def flood(src: Endpoint, dst: Endpoint, *, duration: float = 5.0, warmup: float 
             spec = json.dumps({"ifname": src.ifname, "frames": frames,
                                "seconds": warmup + duration + 0.5})
             p = subprocess.Popen(["ip", "netns", "exec", src.netns, python, "-m",
-                                  "topologies.traffic", "_send"], stdin=subprocess.PIPE,
+                                  "p4cs.lab.traffic", "_send"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=env)
             assert p.stdin is not None
@@ -281,7 +281,7 @@ def flood(src: Endpoint, dst: Endpoint, *, duration: float = 5.0, warmup: float 
 
 
 def _main(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m topologies.traffic")
+    ap = argparse.ArgumentParser(prog="python -m p4cs.lab.traffic")
     ap.add_argument("command", choices=["_send"],
                     help="_send: sender process (reads its JSON job on stdin); see flood()")
     args = ap.parse_args(argv)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from finsy.proto import p4r
 
-from p4cs.target.dpdk.wire import Slow, decode_update, update_slices
+from p4cs.switch.dpdk.wire import Slow, decode_update, update_slices
 
 ids = st.integers(min_value=0, max_value=2**32 - 1)
 values = st.binary(min_size=0, max_size=300)
@@ -89,11 +89,11 @@ def test_decoder_matches_protobuf(ups):
 
 from pathlib import Path  # noqa: E402
 
-from p4cs.target.dpdk.p4rt_server import P4RTError, P4RuntimeServer, load_p4info  # noqa: E402
-from p4cs.target.dpdk.schema import Schema  # noqa: E402
-from p4cs.target.dpdk.wire import FlowFastPath  # noqa: E402
+from p4cs.switch.dpdk.p4rt_server import P4RTError, P4RuntimeServer, load_p4info  # noqa: E402
+from p4cs.switch.dpdk.schema import Schema  # noqa: E402
+from p4cs.switch.dpdk.wire import FlowFastPath  # noqa: E402
 
-_INFO = {  # what p4cs-swxd's `info` says about tests/target/data/mini.spec
+_INFO = {  # what p4cs-swxd's `info` says about tests/switch/data/mini.spec
     "tables": [{"name": "l2_fwd", "size": 1024, "key": [{"bits": 48, "match": "exact"}],
                 "actions": [{"name": "fwd", "args": [{"name": "port", "bits": 32}]},
                             {"name": "NoAction", "args": []}]}],

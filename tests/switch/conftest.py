@@ -20,8 +20,8 @@ import grpc
 import pytest
 from finsy.proto import p4i, p4r, p4r_grpc
 
-from p4cs.target.dpdk.daemon import default_binary
-from p4cs.target.dpdk.p4rt_server import (
+from p4cs.switch.dpdk.daemon import default_binary
+from p4cs.switch.dpdk.p4rt_server import (
     P4RuntimeServer,
     TargetConfig,
     cookie_of,

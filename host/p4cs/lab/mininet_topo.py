@@ -19,7 +19,7 @@ interface) and the presets number P4 data ports from 1 (port 0 is the embedded D
 CPU port), so they coincide: the host with ``switch_port=k`` is wired to ``sw1-eth<k>`` and
 p4cs gets ``--iface k=sw1-eth<k>``.
 
-    sudo .venv/bin/python -m topologies.mininet_topo --sandbox --switch p4cs --target dpdk --cli
+    sudo .venv/bin/python -m p4cs.lab.mininet_topo --sandbox --switch p4cs --target dpdk --cli
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from topologies.netns import HostSpec, Mode, Topology, derive_mac
-from topologies.netns import preset_hosts as _netns_preset_hosts
+from p4cs.lab.netns import HostSpec, Mode, Topology, derive_mac
+from p4cs.lab.netns import preset_hosts as _netns_preset_hosts
 
 DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 SWITCH_NAME = "sw1"
-MININET_PREFIX = "mn"  # MAC derivation prefix: same scheme as topologies.netns
+MININET_PREFIX = "mn"  # MAC derivation prefix: same scheme as p4cs.lab.netns
 
 
 def ensure_mininet_path() -> str | None:
@@ -216,7 +216,7 @@ def _quiet_interface(node: Any, ifname: str) -> None:
 
 class P4CSTopo(Topo):  # type: ignore[misc,valid-type]
     """Clients and servers (``HostSpec``s, the same as the namespace presets) around one switch.
-    Host names, IPs, MACs and gateways follow ``topologies.netns``; the switch is ``sw1``."""
+    Host names, IPs, MACs and gateways follow ``p4cs.lab.netns``; the switch is ``sw1``."""
 
     def build(self, hosts: Sequence[HostSpec] = (), prefix: str = MININET_PREFIX,
               **_opts: Any) -> None:  # noqa: D102
@@ -358,12 +358,12 @@ def _in_sandbox(args: argparse.Namespace) -> int:
 def sandbox_argv(argv: Sequence[str]) -> list[str]:
     """Re-run this module with ``argv`` inside a private net/pid/mount namespace."""
     return ["unshare", "--net", "--pid", "--mount", "--mount-proc", "--fork",
-            sys.executable, "-m", "topologies.mininet_topo", "--inside-sandbox", *argv]
+            sys.executable, "-m", "p4cs.lab.mininet_topo", "--inside-sandbox", *argv]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m topologies.mininet_topo",
+    ap = argparse.ArgumentParser(prog="python -m p4cs.lab.mininet_topo",
                                  description="Content-switch star in Mininet, p4cs as switch.")
     ap.add_argument("--sandbox", action="store_true",
                     help="run inside unshare --net --pid --mount (strongly recommended)")
@@ -392,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sandbox and not args.inside_sandbox:
         inner = [a for a in argv if a != "--sandbox"]
         env = dict(os.environ)
-        repo = str(Path(__file__).resolve().parents[1])
+        repo = str(Path(__file__).resolve().parents[2])  # the directory holding the p4cs package
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
         return subprocess.run(sandbox_argv(inner), env=env).returncode
     if not args.inside_sandbox:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from topologies import netns as N
-from topologies.netns import (HostSpec, Topology, TopologyError, cleanup_prefix,
+from p4cs.lab import netns as N
+from p4cs.lab.netns import (HostSpec, Topology, TopologyError, cleanup_prefix,
                               content_switch_topology, derive_mac, direct_topology,
                               prefix_namespaces)
 
-REPO = Path(N.__file__).resolve().parents[1]
+REPO = Path(N.__file__).resolve().parents[2]  # the directory holding the p4cs package
 
 # ---- no privileges needed -------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ def test_cleanup_prefix_removes_only_its_prefix(prefix: str) -> None:
 
 @pytest.mark.root
 def test_cli_up_show_down(prefix: str) -> None:
-    run = [sys.executable, "-m", "topologies.netns"]
+    run = [sys.executable, "-m", "p4cs.lab.netns"]
     up = subprocess.run(run + ["up", "--prefix", prefix, "--servers", "2", "--kind", "bridge"],
                         capture_output=True, text=True, check=True, cwd=REPO)
     d = json.loads(up.stdout)

@@ -294,7 +294,7 @@ class Topology:
         present = sorted(set(wanted) & set(list_netns()))
         if present:
             raise TopologyError(f"namespaces already exist: {', '.join(present)} (leftovers of "
-                                f"a crashed run? `python -m topologies.netns down --prefix "
+                                f"a crashed run? `python -m p4cs.lab.netns down --prefix "
                                 f"{self.prefix}` removes them)")
         try:
             self._create_netns(self.switch_netns)
@@ -549,7 +549,7 @@ def _show(prefix: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m topologies.netns",
+    ap = argparse.ArgumentParser(prog="python -m p4cs.lab.netns",
                                  description="Bring a p4cs namespace topology up or down by hand.")
     ap.add_argument("action", choices=["up", "down", "show"])
     ap.add_argument("--prefix", required=True, help="namespace prefix, e.g. 'lab' -> lab-sw, lab-c1")

@@ -3,10 +3,10 @@
 Used by ``p4cs demo``, the end-to-end tests and the benchmarks, so that all three exercise the
 same thing a user would run by hand:
 
-* ``topologies.netns.content_switch_topology``: client(s) and servers, each in its namespace,
+* ``p4cs.lab.netns.content_switch_topology``: client(s) and servers, each in its namespace,
   joined to the switch namespace by veths (offloads off);
 * in every server namespace nginx (static content, port 80) and the p4cs echo server
-  (``python -m p4cs.labserver``, port 8080: POST bodies, keep-alive, chosen response sizes);
+  (``python -m p4cs.lab.server``, port 8080: POST bodies, keep-alive, chosen response sizes);
 * ``p4cs switch`` (the embedded DPDK target) on the switch-side veths, P4Runtime on loopback;
 * ``p4cs controller`` with a configuration generated from the topology.
 
@@ -31,8 +31,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from p4cs.labserver import file_chunks
-from topologies.netns import Topology, content_switch_topology
+from p4cs.lab.server import file_chunks
+from p4cs.lab.netns import Topology, content_switch_topology
 
 REPO = Path(__file__).resolve().parents[2]
 P4CS = [sys.executable, "-m", "p4cs.cli"]
@@ -209,7 +209,7 @@ class Lab:
             (d / "nginx.conf").write_text(NGINX_CONF.format(dir=d, ip=h.ip, name=name))
             self._spawn(f"nginx-{name}", ["nginx", "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")],
                         host=h.name)
-            self._spawn(f"echo-{name}", [sys.executable, "-m", "p4cs.labserver", "--bind", h.ip,
+            self._spawn(f"echo-{name}", [sys.executable, "-m", "p4cs.lab.server", "--bind", h.ip,
                                          "--port", "8080", "--name", name], host=h.name)
         for i, h in enumerate(self.servers):
             for port in (80, 8080):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from topologies.netns import direct_topology
-from topologies.traffic import Endpoint, build_frame, endpoints, flood
+from p4cs.lab.netns import direct_topology
+from p4cs.lab.traffic import Endpoint, build_frame, endpoints, flood
 
 SRC = Endpoint("a", "eth0", "02:00:00:00:00:01", "10.0.1.1", "02:00:00:00:01:00")
 DST = Endpoint("b", "eth0", "02:00:00:00:00:02", "10.0.2.1", "02:00:00:00:01:01")

@@ -40,7 +40,7 @@ from .defines import REASON_FLOW_END
 from .schema import Schema, SchemaError, TableInfo, canonical_bytes
 from .wire import FlowFastPath, Slow, decode_update, update_slices
 
-LOG = logging.getLogger("p4cs.target.dpdk.p4rt")
+LOG = logging.getLogger("p4cs.switch.dpdk.p4rt")
 
 P4RUNTIME_API_VERSION = "1.5.0"
 NO_PIPELINE = "No forwarding pipeline config set for this device"

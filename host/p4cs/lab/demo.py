@@ -19,7 +19,7 @@ from typing import Optional
 import typer
 import yaml
 
-from p4cs.labserver import file_sha256
+from p4cs.lab.server import file_sha256
 
 BIG = 8 * 1024 * 1024
 
@@ -29,7 +29,7 @@ def _check_env() -> Optional[str]:
         return "the demo builds network namespaces: run it as root (sudo .venv/bin/p4cs demo)"
     import shutil
 
-    from p4cs.target.dpdk.daemon import default_binary
+    from p4cs.switch.dpdk.daemon import default_binary
     daemon = default_binary()
     if not Path(daemon).exists() and shutil.which(daemon) is None:
         return f"the data-plane daemon {daemon} is not built: run scripts/setup.sh first"
@@ -49,7 +49,7 @@ def demo_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from p4cs.lab import Lab
+    from p4cs.lab.stack import Lab
 
     console = Console(width=max(110, Console().width))
     problem = _check_env()

@@ -12,10 +12,10 @@ import grpc
 import pytest
 from finsy.proto import p4r
 
-from p4cs.target import bmv2
-from p4cs.target.cli import parse_ifaces
-from p4cs.target.dpdk.p4rt_server import load_p4info
-from p4cs.target.dpdk.schema import match_name
+from p4cs.switch import bmv2
+from p4cs.switch.cli import parse_ifaces
+from p4cs.switch.dpdk.p4rt_server import load_p4info
+from p4cs.switch.dpdk.schema import match_name
 
 from .conftest import be, flow_entry, upd
 

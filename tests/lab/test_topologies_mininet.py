@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from topologies import mininet_topo as M
+from p4cs.lab import mininet_topo as M
 
-REPO = Path(M.__file__).resolve().parents[1]
+REPO = Path(M.__file__).resolve().parents[2]  # the directory holding the p4cs package
 needs_mininet = pytest.mark.skipif(M.MININET_MISSING is not None,
                                    reason=f"{M.MININET_MISSING}")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (unshare, namespaces)")
@@ -63,7 +63,7 @@ def _mininet_links_here() -> list[str]:
 def _run_sandbox(*args: str, timeout: float = 120) -> tuple[list[dict[str, Any]], str]:
     before = _mininet_links_here()
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "topologies.mininet_topo", "--sandbox",
+    proc = subprocess.run([sys.executable, "-m", "p4cs.lab.mininet_topo", "--sandbox",
                            "--smoke", *args], capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=REPO)
     assert _mininet_links_here() == before, "the sandbox leaked links into this namespace"

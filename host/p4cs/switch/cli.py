@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-LOG = logging.getLogger("p4cs.target")
+LOG = logging.getLogger("p4cs.switch")
 
 
 def _root() -> Path:
@@ -132,7 +132,7 @@ def switch_cmd(
         level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    logging.getLogger("p4cs.target").setLevel(logging.INFO)
+    logging.getLogger("p4cs.switch").setLevel(logging.INFO)
     if target not in ("dpdk", "bmv2"):
         raise typer.BadParameter("--target must be dpdk or bmv2")
     ports = parse_ifaces(iface, dpdk=target == "dpdk")

@@ -11,11 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # the package is importable without an editable install, too
-    sys.path.insert(0, str(REPO))
 
-from topologies.netns import cleanup_prefix, prefix_namespaces  # noqa: E402
+from p4cs.lab.netns import cleanup_prefix, prefix_namespaces  # noqa: E402
 
 _counter = itertools.count()
 
