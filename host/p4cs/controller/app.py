@@ -272,7 +272,11 @@ class ControllerApp:
             del self.flow_of[key]
         self.flow_ids.reset(scan.kept.values(), scan.adopted)
         if gone:
-            await self._harvest(sw, list(gone.values()))
+            # Count and zero the counters of the slots they leave (unless an entry of another
+            # controller uses the same slot now).
+            stale = [f for f in gone.values() if not self.flow_ids.is_adopted(f)]
+            if stale:
+                await self._harvest(sw, stale)
             now = time.monotonic()
             for key in gone:
                 await self._execute(self.engine.flow_expired(fx.FlowKey(*key), now))
