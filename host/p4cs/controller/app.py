@@ -24,8 +24,8 @@ import os
 import signal
 import time
 from collections import deque
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from finsy import (P4CloneSessionEntry, P4CounterEntry, P4TableAction, P4TableEntry, P4TableMatch,
