@@ -106,3 +106,28 @@ def test_window_scale_out_of_range(bad):
     with pytest.raises(ConfigError) as ei:
         parse_config(BASE + f"limits: {{window_scale: {bad}}}\n", "cfg.yaml")
     assert "window_scale" in str(ei.value) and "[0, 14]" in str(ei.value)
+
+
+@pytest.mark.parametrize("section,line,words", [
+    ("dataplane:\n  flow_table_size: 4096\n  flow_tabel_size: 1\n", 14, "unknown key 'flow_tabel_size'"),
+    ("dataplane:\n  flow_table_size: 0\n", 13, "[1, 4294967295]"),
+    ("dataplane:\n  target: bmv2\n", 13, "unknown key 'target'"),
+    ("dataplane:\n  flow_timeouts_s: [10, -1]\n", 13, "positive integers"),
+    ("dataplane:\n  cpu_port: 20\n", 13, "cpu_port must be below max_ports"),
+    ("dataplane: [1]\n", 12, "'dataplane' must be a mapping"),
+])
+def test_dataplane_errors_point_at_the_line(section, line, words):
+    with pytest.raises(ConfigError) as ei:
+        parse_config(BASE + section, "cfg.yaml")
+    msg = str(ei.value)
+    assert msg.startswith(f"cfg.yaml:{line}: "), msg
+    assert words in msg
+
+
+def test_dataplane_overrides_the_target_defaults():
+    assert parse_config(BASE, "x.yaml").dataplane.flow_table_size == 2 * 1024 * 1024
+    cfg = parse_config(BASE + "dataplane: {flow_table_size: 4096, flow_timeouts_s: [5, 60]}\n", "x.yaml")
+    assert (cfg.dataplane.flow_table_size, cfg.dataplane.flow_timeouts_s) == (4096, (5, 60))
+    bmv2 = parse_config(BASE.replace("{address: 127.0.0.1:9559}", "{address: 127.0.0.1:9559, target: bmv2}")
+                        + "dataplane: {max_ports: 64}\n", "x.yaml")
+    assert (bmv2.dataplane.target, bmv2.dataplane.cpu_port, bmv2.dataplane.max_ports) == ("bmv2", 255, 64)

@@ -1,10 +1,13 @@
 """The p4cs controller: drives one switch through P4Runtime and runs the CS processor.
 
-* connects with finsy, becomes primary, pushes the pipeline when asked;
-* programs the static part of the data plane from the configuration: ports (egress_table),
+* connects with finsy and pushes the pipeline when asked; as a backup (another controller is
+  primary) it writes nothing and waits to become primary;
+* as primary, reconciles the static part of the data plane with the configuration
+  (:mod:`p4cs.controller.reconcile`: only the difference is written): ports (egress_table),
   ARP answers for switch-owned addresses, virtual services (vip_table), real servers
   (backend_table, transparent mode), switch-local addresses (local_table), host routes
-  (ipv4_route) and the clone session that carries FIN/RST copies;
+  (ipv4_route) and the clone session that carries FIN/RST copies; the flow table is kept:
+  spliced connections of a previous controller run on until their entries expire;
 * feeds every packet-in to the CS processor (:mod:`p4cs.csproc`) and executes its effects:
   packet-outs, batched flow installs (both directions before the buffered request is
   relayed), delayed flow removals, logs;
@@ -21,6 +24,7 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +34,9 @@ from finsy import P4CounterData
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
-from p4cs import params as params_mod
-from p4cs.controller.config import Config, ServiceConf, ip_to_int, mac_to_int
-from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key
+from p4cs.controller.config import Config, ServiceConf, mac_to_int
+from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
+from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, StaticTopology, VirtualService
@@ -42,29 +46,70 @@ from p4cs.csproc.schedulers import Server, ServerGroup
 LOG = logging.getLogger("p4cs.controller")
 
 TCP = 6
+#: Idle-timeout notifications queued (each carries up to 1000 entries on the DPDK target).
+IDLE_QUEUE = 4096
 
 
 class FlowIds:
-    """Allocator of flow ids (the index of a flow's counters)."""
+    """Allocator of flow ids (the index of a flow's counters).
+
+    An id is free, owned (a flow this controller installed) or adopted: the id of an entry
+    found in the flow table when the controller became primary that it does not know
+    (installed by a previous controller). Adopted ids stay reserved until their entry expires,
+    so a new flow never shares a live entry's counter slot."""
+
+    FREE, OWNED, ADOPTED = 0, 1, 2
 
     def __init__(self, size: int):
         self.size = size
+        self.reset((), ())
+
+    def reset(self, owned: Iterable[int], adopted: Iterable[int]) -> None:
+        """Start over from what the flow table holds."""
+        self._state = bytearray(self.size)
         self._next = 1            # 0 is never handed out: it reads as "no flow"
-        self._free: deque[int] = deque()
+        self._free: deque[int] = deque()     # released ids below _next
+        self._used = 0
+        self.adopted = 0
+        for fid in owned:
+            self._mark(fid, self.OWNED)
+        for fid in adopted:
+            self._mark(fid, self.ADOPTED)
+
+    def _mark(self, fid: int, state: int) -> None:
+        if 0 < fid < self.size and not self._state[fid]:
+            self._state[fid] = state
+            self._used += 1
+            self.adopted += state == self.ADOPTED
 
     def get(self) -> int:
         if self._free:
-            return self._free.popleft()
-        if self._next >= self.size:
-            raise RuntimeError("flow ids exhausted")
-        self._next += 1
-        return self._next - 1
+            fid = self._free.popleft()
+        else:
+            fid = self._state.find(self.FREE, self._next)
+            if fid < 0:
+                self._next = self.size
+                raise RuntimeError("flow ids exhausted")
+            self._next = fid + 1
+        self._state[fid] = self.OWNED
+        self._used += 1
+        return fid
 
     def put(self, fid: int) -> None:
-        self._free.append(fid)
+        """Free an owned or adopted id (a free one is left alone)."""
+        if not 0 < fid < self.size or not self._state[fid]:
+            return
+        self.adopted -= self._state[fid] == self.ADOPTED
+        self._state[fid] = self.FREE
+        self._used -= 1
+        if fid < self._next:
+            self._free.append(fid)
+
+    def is_adopted(self, fid: int) -> bool:
+        return 0 < fid < self.size and self._state[fid] == self.ADOPTED
 
     def available(self) -> int:
-        return (self.size - self._next) + len(self._free)
+        return self.size - 1 - self._used
 
 
 class ControllerApp:
@@ -74,7 +119,7 @@ class ControllerApp:
         self.p4info = p4info
         self.p4blob = p4blob
         self.push = push_pipeline
-        self.params = params_mod.defaults(cfg.switch.target)
+        self.params = cfg.dataplane
         self.rule_stores: dict[str, Any] = {}
         self.engine = self._make_engine()
         self.flow_ids = FlowIds(self.params.flow_table_size)
@@ -174,40 +219,69 @@ class ControllerApp:
         """FIN/RST of spliced flows are copied to the CPU port through this session."""
         return P4CloneSessionEntry(self.params.flow_end_session, replicas=[self.params.cpu_port])
 
-    async def _program(self, sw: Switch) -> None:
-        entries = self.base_entries()
-        # Replace what a previous controller left: delete table entries, then insert.
-        await sw.delete_many([P4TableEntry()])
-        await sw.insert(entries)
-        try:
-            await sw.delete_many([P4CloneSessionEntry()])
-        except P4ClientError:
-            pass    # a target without PRE reads: the insert below says what it supports
-        try:
-            await sw.insert([self.clone_session()])
-        except P4ClientError as exc:
-            LOG.warning("the switch refused the FIN/RST clone session (%s): spliced flows will be "
-                        "removed on idle timeout only", exc.message)
-        LOG.info("programmed %d base entries", len(entries))
-
     # ------------------------------------------------------------------ running
     async def _ready(self, sw: Switch) -> None:
+        """Called whenever the channel is ready and whenever this controller's role changes
+        (finsy cancels the loops of the previous role first). A backup writes nothing; the
+        primary reconciles the switch with its intent, then starts the loops."""
         self.switch = sw
+        if not sw.is_primary:
+            LOG.info("backup controller of %s (primary election id %d): writing nothing",
+                     self.cfg.switch.address, sw.primary_id)
+            return
         self.enc = FlowEncoder(sw.p4info)
-        self.flow_of.clear()
+        base = BaseTables(self.base_entries(), self.clone_session(), "flow_table")
         try:
-            await self._program(sw)
+            written = await base.reconcile(sw)
         except P4ClientError as exc:
             # Nothing useful can run on a switch without its base tables: stop, non-zero.
             LOG.error("cannot program the switch: %s", exc)
             self.failure = f"cannot program the switch: {exc.message or exc}"
             self._stop.set()
             return
-        for coro in (self._packet_loop(sw), self._idle_loop(sw), self._timer_loop(),
-                     self._install_loop(sw), self._remove_loop(sw)):
+        LOG.info("programmed %d base entries (%d writes to reconcile the switch)",
+                 len(base.entries), len(written))
+        scanned = asyncio.Event()
+        sw.create_task(self._idle_loop(sw, scanned))
+        await asyncio.sleep(0)      # its queue is open before the flow table is read
+        await self._adopt_flows(sw)
+        scanned.set()
+        for coro in (self._packet_loop(sw), self._timer_loop(), self._install_loop(sw),
+                     self._remove_loop(sw)):
             sw.create_task(coro)
         self.ready.set()
         LOG.info("controller ready: %d service(s)", len(self.cfg.services))
+
+    async def _adopt_flows(self, sw: Switch) -> None:
+        """Keep the flow table as it is. Flows this controller knows continue; entries it does
+        not know (a previous controller's) are left to expire, their flow ids reserved until
+        then; known flows whose entry is gone are expired now."""
+        enc = self.enc
+        scan = FlowScan(self.flow_of, decode_match_key, enc.flow_id)
+        probe = p4r.Entity(table_entry=p4r.TableEntry(table_id=enc.splice.table_id))
+        try:
+            async for ent in read_entities(sw, [probe]):
+                scan.add(ent.table_entry)
+        except P4ClientError as exc:
+            LOG.warning("cannot read the flow table (%s): its entries are kept, but the flow ids "
+                        "of entries this controller did not install may be reused (their "
+                        "counters then add up)", exc.message)
+            return
+        gone = scan.gone()
+        for key in gone:
+            del self.flow_of[key]
+        self.flow_ids.reset(scan.kept.values(), scan.adopted)
+        if gone:
+            # Count and zero the counters of the slots they leave (unless an entry of another
+            # controller uses the same slot now).
+            stale = [f for f in gone.values() if not self.flow_ids.is_adopted(f)]
+            if stale:
+                await self._harvest(sw, stale)
+            now = time.monotonic()
+            for key in gone:
+                await self._execute(self.engine.flow_expired(fx.FlowKey(*key), now))
+        LOG.info("flow table: %d flow(s) continue, %d entr(ies) of another controller left to "
+                 "expire, %d flow(s) gone", len(scan.kept), self.flow_ids.adopted, len(gone))
 
     async def _packet_loop(self, sw: Switch) -> None:
         engine = self.engine
@@ -220,18 +294,38 @@ class ControllerApp:
                 await self._execute(effects)
             self._tick_event.set()
 
-    async def _idle_loop(self, sw: Switch) -> None:
-        async for note in sw.read_idle_timeouts():
+    async def _idle_loop(self, sw: Switch, scanned: asyncio.Event) -> None:
+        async for note in sw.read_idle_timeouts(queue_size=IDLE_QUEUE):
+            await scanned.wait()    # entries read by _adopt_flows may expire while it runs
             now = time.monotonic()
+            fids, keys, adopted = [], [], []
             for entry in note.table_entry:
                 key = self._key_of(entry)
                 if key is None:
                     continue
                 self.counters["idle_timeouts"] += 1
                 fid = self.flow_of.pop(tuple(key), None)
+                if fid is None:
+                    fid = self._adopted_id(entry)
+                    if fid is not None:
+                        adopted.append(key)
                 if fid is not None:
-                    await self._harvest(sw, [fid])
+                    fids.append(fid)
+                keys.append(key)
+            if adopted:
+                self._queue_removal(adopted)     # BMv2 keeps an expired entry until deleted
+            if fids:
+                await self._harvest(sw, fids)
+            for key in keys:
                 await self._execute(self.engine.flow_expired(key, now))
+
+    def _adopted_id(self, entry: Any) -> int | None:
+        """The flow id of an expired entry that was adopted (another controller's), else None."""
+        if isinstance(entry, p4r.TableEntry):
+            fid = self.enc.flow_id(entry)
+        else:
+            fid = entry.action.args.get("flow_id") if isinstance(entry.action, P4TableAction) else None
+        return int(fid) if fid is not None and self.flow_ids.is_adopted(int(fid)) else None
 
     def _key_of(self, entry: Any) -> fx.FlowKey | None:
         try:
@@ -411,6 +505,7 @@ class ControllerApp:
                               for srv in g.servers]
                        for name, g in self.engine.groups.items()},
             "flows": len(self.flow_of),
+            "adopted_flows": self.flow_ids.adopted,
             "counters": dict(self.counters),
             "csproc": stats,
         }

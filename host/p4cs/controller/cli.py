@@ -97,7 +97,8 @@ def status_cmd(
         console.print(t)
         return
     st = resp["status"]
-    console.print(f"switch {st['switch']}  primary={st['primary']}  flows={st['flows']}")
+    console.print(f"switch {st['switch']}  primary={st['primary']}  flows={st['flows']}  "
+                  f"adopted={st['adopted_flows']}")
     t = Table("service", "vip:port", "mode", "rules")
     for s in st["services"]:
         t.add_row(s["name"], f"{s['vip']}:{s['port']}", s["mode"], s["rules"] or "-")

@@ -25,17 +25,20 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
         default_group: ace
     limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
     control: {socket: /run/p4cs/controller.sock, metrics_port: 9100}
+    dataplane: {flow_table_size: 1048576}    # overrides of p4cs.params (as compiled)
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from p4cs import params as params_mod
 
 
 class ConfigError(Exception):
@@ -182,7 +185,7 @@ class Config:
     services: tuple[ServiceConf, ...]
     limits: Limits
     control: ControlConf
-    dataplane: dict[str, Any] = field(default_factory=dict)
+    dataplane: params_mod.DataplaneParams       # the data-plane parameters of switch.target
 
     def host_by_ip(self, ip: str) -> HostConf | None:
         for h in self.hosts:
@@ -417,10 +420,31 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     v.known(cm, {"socket", "metrics_port"}, "control")
     control = ControlConf(v.str_(cm, "socket", False, ControlConf.socket),
                           v.int_(cm, "metrics_port", 0, 65535, 0))
-    dp = doc.get("dataplane") or {}
-    if not isinstance(dp, dict):
-        raise v.err("'dataplane' must be a mapping", doc, "dataplane")
-    return Config(path, switch, ports, tuple(hosts), groups, tuple(services), limits, control, dict(dp))
+    dataplane = _dataplane(v, v.map(doc, "dataplane"), target)
+    return Config(path, switch, ports, tuple(hosts), groups, tuple(services), limits, control, dataplane)
+
+
+def _dataplane(v: _V, dm: _Map, target: str) -> params_mod.DataplaneParams:
+    """The data-plane parameters of ``target`` with the section's overrides (they must be the
+    ones the P4 program was compiled with: `p4cs generate --config` reads the same section)."""
+    fields = set(params_mod.DataplaneParams.__dataclass_fields__) - {"target"}  # switch.target
+    v.known(dm, fields, "dataplane")
+    overrides: dict[str, Any] = {}
+    for key in dm:
+        if key == "flow_timeouts_s":
+            seq = dm[key]
+            if (not isinstance(seq, list) or not seq
+                    or any(not isinstance(t, int) or isinstance(t, bool) or t <= 0 for t in seq)):
+                raise v.err(f"'{key}' must be a non-empty list of positive integers (seconds)", dm, key)
+            overrides[key] = tuple(seq)
+        elif key == "cpu_port":
+            overrides[key] = v.int_(dm, key, 0, 511)
+        else:
+            overrides[key] = v.int_(dm, key, 1, 2**32 - 1)
+    try:
+        return params_mod.with_overrides(params_mod.defaults(target), overrides)
+    except ValueError as exc:       # relations between parameters (cpu_port < max_ports)
+        raise v.err(str(exc), dm) from None
 
 
 def load_config(path: Path | str) -> Config:

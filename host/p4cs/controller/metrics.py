@@ -1,11 +1,17 @@
-"""Prometheus metrics of the controller (prometheus-client), read at scrape time."""
+"""Prometheus metrics of the controller (prometheus-client), read at scrape time.
+
+Totals are counters; levels that go down as well as up (half-bound connections, buffered
+bytes, active spliced connections, flows, connections bound to a server) are gauges.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from p4cs.csproc.stats import GAUGES
 
 
 class _Collector:
@@ -20,11 +26,16 @@ class _Collector:
             yield c
         for name, value in (st.get("csproc") or {}).items():
             if isinstance(value, (int, float)):
-                c = CounterMetricFamily(f"p4cs_csproc_{name}", f"CS processor {name.replace('_', ' ')}")
+                family = GaugeMetricFamily if name in GAUGES else CounterMetricFamily
+                c = family(f"p4cs_csproc_{name}", f"CS processor {name.replace('_', ' ')}")
                 c.add_metric([], value)
                 yield c
         g = GaugeMetricFamily("p4cs_flows", "flow entries installed by this controller")
         g.add_metric([], st["flows"])
+        yield g
+        g = GaugeMetricFamily("p4cs_adopted_flows",
+                              "flow entries of a previous controller left to expire")
+        g.add_metric([], st["adopted_flows"])
         yield g
         active = GaugeMetricFamily("p4cs_server_active_connections", "connections bound to a server",
                                    labels=["group", "server"])
@@ -38,6 +49,8 @@ class _Collector:
         yield total
 
 
-def start_metrics(app: Any, port: int, addr: str = "127.0.0.1") -> None:
-    REGISTRY.register(_Collector(app))
-    start_http_server(port, addr=addr)
+def start_metrics(app: Any, port: int, addr: str = "127.0.0.1",
+                  registry: CollectorRegistry = REGISTRY):
+    """Serve the metrics of ``app`` on http://addr:port/metrics; returns (server, thread)."""
+    registry.register(_Collector(app))
+    return start_http_server(port, addr=addr, registry=registry)
