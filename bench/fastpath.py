@@ -41,7 +41,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DAEMON = REPO / "dataplane" / "build" / "p4cs-swxd"
 SPEC = REPO / "p4src" / "build" / "dpdk" / "p4cs.spec"
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "host"))
 
 # Port plan of the real spec: port 0 is the CPU port (packet-out parser), 1 the source, 2 the sink.
 CPU, SRC, DST = 0, 1, 2

@@ -48,7 +48,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host"))
-sys.path.insert(0, str(REPO))
 
 from p4cs.lab.stack import Lab  # noqa: E402
 from p4cs.lab.netns import SWITCH, cleanup_prefix  # noqa: E402

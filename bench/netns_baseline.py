@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
 from p4cs.lab.netns import cleanup_prefix, content_switch_topology, direct_topology  # noqa: E402
 from p4cs.lab.traffic import Endpoint, endpoints, flood  # noqa: E402

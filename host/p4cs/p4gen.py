@@ -23,19 +23,14 @@ import typer
 import yaml
 
 from p4cs import params as params_mod
+from p4cs import paths
 
-REPO = Path(__file__).resolve().parents[2]
-P4SRC = REPO / "p4src"
-BUILD = P4SRC / "build"
+P4SRC = paths.p4src()
 
 MAIN = {"dpdk": P4SRC / "pna" / "p4cs.p4", "bmv2": P4SRC / "v1model" / "p4cs.p4"}
 COMPILER = {"dpdk": "p4c-dpdk", "bmv2": "p4c-bm2-ss"}
 #: The p4c release the committed artifacts are built with (its --version prints no release).
 P4C_RELEASE = "v1.2.4.8"
-
-
-def artifact_dir(target: str) -> Path:
-    return BUILD / target
 
 
 def source_hash(target: str, rendered_params: str) -> str:
@@ -105,7 +100,7 @@ def compiler_version(compiler: str) -> str:
 def generate(target: str, overrides: dict | None = None, out: Path | None = None,
              compile_: bool = False) -> Path:
     p = params_mod.with_overrides(params_mod.defaults(target), overrides or {})
-    out = out or artifact_dir(target)
+    out = out or paths.build_dir(target)
     out.mkdir(parents=True, exist_ok=True)
     rendered = p.to_p4()
     (out / "params.p4").write_text(rendered)
@@ -118,14 +113,14 @@ def generate(target: str, overrides: dict | None = None, out: Path | None = None
         (out / "COMPILER").write_text(
             f"compiler: {Path(compiler).name} {P4C_RELEASE} ({compiler_version(compiler)})\n"
             + "".join(f"fixup: {n}\n" for n in notes) +
-            f"command: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd)).replace(str(REPO) + '/', '')}\n"
+            f"command: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd)).replace(str(P4SRC.parent) + '/', '')}\n"
             f"sources: {source_hash(target, rendered)}\n")
     return out
 
 
 def check(target: str) -> Optional[str]:
     """Return None if the committed artifacts match the sources, else a reason."""
-    out = artifact_dir(target)
+    out = paths.build_dir(target)
     stamp = out / "COMPILER"
     if not stamp.exists():
         return f"{stamp} is missing: run `p4cs generate --target {target} --compile`"

@@ -17,21 +17,20 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-for p in (REPO, REPO / "host"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+HOST = Path(__file__).resolve().parents[2] / "host"
+if str(HOST) not in sys.path:
+    sys.path.insert(0, str(HOST))
 
+from p4cs import paths  # noqa: E402
 from p4cs.lab.netns import cleanup_prefix, prefix_namespaces  # noqa: E402
-
-DAEMON = REPO / "dataplane" / "build" / "p4cs-swxd"
 
 
 def _unavailable() -> str | None:
     if os.geteuid() != 0:
         return "end-to-end tests build network namespaces: run as root"
-    if not DAEMON.exists():
-        return f"the data-plane daemon {DAEMON} is not built (make setup)"
+    daemon = paths.daemon_binary()
+    if not (os.path.isfile(daemon) or shutil.which(daemon)):
+        return f"the data-plane daemon {daemon} is not built (make setup)"
     for tool in ("ip", "ethtool", "nginx", "curl"):
         if shutil.which(tool) is None:
             return f"{tool} not on PATH"

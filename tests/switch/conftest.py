@@ -20,7 +20,7 @@ import grpc
 import pytest
 from finsy.proto import p4i, p4r, p4r_grpc
 
-from p4cs.switch.dpdk.daemon import default_binary
+from p4cs import paths
 from p4cs.switch.dpdk.p4rt_server import (
     P4RuntimeServer,
     TargetConfig,
@@ -46,7 +46,7 @@ CPM_OUT = 67108866
 
 
 def swxd_or_skip() -> str:
-    b = default_binary()
+    b = paths.daemon_binary()
     if not os.path.isfile(b):
         pytest.skip(f"data-plane daemon not built ({b}): run `make -C dataplane`")
     return b

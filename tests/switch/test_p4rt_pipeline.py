@@ -12,6 +12,7 @@ import grpc
 import pytest
 from finsy.proto import p4r
 
+from p4cs import paths
 from p4cs.switch import bmv2
 from p4cs.switch.cli import parse_ifaces
 from p4cs.switch.dpdk.p4rt_server import load_p4info
@@ -19,9 +20,8 @@ from p4cs.switch.dpdk.schema import match_name
 
 from .conftest import be, flow_entry, upd
 
-ROOT = Path(__file__).resolve().parents[2]
-SPEC = ROOT / "p4src" / "build" / "dpdk" / "p4cs.spec"
-P4INFO = ROOT / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
+SPEC = paths.spec()
+P4INFO = paths.p4info("dpdk")
 
 
 def test_name_matching():

@@ -7,12 +7,13 @@ import pytest
 from finsy import P4Schema
 from finsy.proto import p4r
 
+from p4cs import paths
 from p4cs.controller.app import ControllerApp, FlowIds
 from p4cs.controller.config import load_config
 from p4cs.controller.p4rt import FlowEncoder, FlowKey, Splice, decode_match_key, enc
 
 REPO = Path(__file__).resolve().parents[2]
-P4INFO = REPO / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
+P4INFO = paths.p4info("dpdk")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from p4cs import p4gen, params
+from p4cs import p4gen, params, paths
 
 
 @pytest.mark.parametrize("target", ["dpdk", "bmv2"])
@@ -47,7 +47,7 @@ def test_spec_fixup_inserts_the_missing_parser_port_copy():
 
 
 def test_committed_spec_has_the_fixup():
-    spec = (p4gen.artifact_dir("dpdk") / "p4cs.spec").read_text()
+    spec = paths.spec().read_text()
     assert "mov m.pna_main_parser_input_metadata_input_port m.pna_main_input_metadata_input_port" in spec
 
 
@@ -57,6 +57,6 @@ def test_both_targets_share_one_p4info():
     infos = []
     for t in ("dpdk", "bmv2"):
         info = p4i.P4Info()
-        text_format.Parse((p4gen.artifact_dir(t) / "p4cs.p4info.txtpb").read_text(), info)
+        text_format.Parse(paths.p4info(t).read_text(), info)
         infos.append({(o.preamble.name, o.preamble.id) for o in (*info.tables, *info.actions, *info.counters)})
     assert infos[0] == infos[1]

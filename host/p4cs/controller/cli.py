@@ -12,14 +12,12 @@ from typing import Optional
 
 import typer
 
+from p4cs import paths
 from p4cs.controller.config import ConfigError, load_config
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 def default_artifacts(target: str) -> tuple[Path, Optional[Path]]:
-    d = REPO / "p4src" / "build" / target
-    return d / "p4cs.p4info.txtpb", (d / "p4cs.json") if target == "bmv2" else (d / "p4cs.spec")
+    return paths.p4info(target), paths.bmv2_json() if target == "bmv2" else paths.spec()
 
 
 def controller_cmd(

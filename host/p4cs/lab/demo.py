@@ -29,8 +29,8 @@ def _check_env() -> Optional[str]:
         return "the demo builds network namespaces: run it as root (sudo .venv/bin/p4cs demo)"
     import shutil
 
-    from p4cs.switch.dpdk.daemon import default_binary
-    daemon = default_binary()
+    from p4cs import paths
+    daemon = paths.daemon_binary()
     if not Path(daemon).exists() and shutil.which(daemon) is None:
         return f"the data-plane daemon {daemon} is not built: run scripts/setup.sh first"
     return None

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from p4cs import paths
 from p4cs.lab.netns import HostSpec, Mode, Topology, derive_mac
 from p4cs.lab.netns import preset_hosts as _netns_preset_hosts
 
@@ -391,10 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 3
     if args.sandbox and not args.inside_sandbox:
         inner = [a for a in argv if a != "--sandbox"]
-        env = dict(os.environ)
-        repo = str(Path(__file__).resolve().parents[2])  # the directory holding the p4cs package
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
-        return subprocess.run(sandbox_argv(inner), env=env).returncode
+        return subprocess.run(sandbox_argv(inner), env=paths.subprocess_env()).returncode
     if not args.inside_sandbox:
         print("warning: running Mininet in this network namespace (no --sandbox); it will "
               "create sw1-eth* links here", file=sys.stderr)

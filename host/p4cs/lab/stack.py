@@ -17,7 +17,6 @@ prefix and are removed on stop, also after a failure.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -31,10 +30,10 @@ from typing import Any, Sequence
 
 import yaml
 
+from p4cs import paths
 from p4cs.lab.server import file_chunks
 from p4cs.lab.netns import Topology, content_switch_topology
 
-REPO = Path(__file__).resolve().parents[2]
 P4CS = [sys.executable, "-m", "p4cs.cli"]
 
 #: Server names of the demo, after the source documents' LCS demo hosts.
@@ -173,7 +172,7 @@ class Lab:
 
     def _spawn(self, name: str, argv: Sequence[str], host: str | None = None, **kw) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(paths.subprocess_env(), PYTHONUNBUFFERED="1")
         if host is None:
             p = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env,
                                  stdin=subprocess.DEVNULL, **kw)

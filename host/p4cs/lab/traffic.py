@@ -24,7 +24,6 @@ import dataclasses
 import ipaddress
 import json
 import mmap
-import os
 import resource
 import socket
 import struct
@@ -33,8 +32,9 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from p4cs import paths
 
 if TYPE_CHECKING:
     from p4cs.lab.netns import Topology
@@ -51,8 +51,6 @@ TPACKET2_DATA_OFFSET = 32  # TPACKET_ALIGN(sizeof(struct tpacket2_hdr)); TX data
 FRAME_SIZE = 2048          # ring slot
 BLOCK_SIZE = 1 << 16       # 32 slots per block
 MIN_FRAME = 60             # Ethernet minimum without FCS
-
-_REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -228,8 +226,7 @@ def flood(src: Endpoint, dst: Endpoint, *, duration: float = 5.0, warmup: float 
     """
     if duration <= 0 or warmup < 0 or workers < 1 or flows < 1:
         raise ValueError("duration > 0, warmup >= 0, workers >= 1, flows >= 1")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
+    env = paths.subprocess_env()
     procs = []
     rxc, txc = LinkCounters(dst.netns, dst.ifname), LinkCounters(src.netns, src.ifname)
     rx_base, tx_base = rxc.read()[0], txc.read()[1]

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from p4cs import paths
+
 LOG = logging.getLogger("p4cs.switch.bmv2")
 
 BMV2_CPU_PORT = 255
@@ -21,14 +23,6 @@ BMV2_CPU_PORT = 255
 
 class Bmv2Error(Exception):
     pass
-
-
-def repo_root() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "p4src").is_dir():
-            return parent
-    return Path.cwd()
 
 
 @dataclass
@@ -41,13 +35,12 @@ def compile_v1model(
     source: Path | None = None, outdir: Path | None = None, p4c: str | None = None
 ) -> Bmv2Artifacts:
     """Compile p4src/v1model/p4cs.p4 with p4c-bm2-ss (or `p4c --target bmv2 --arch v1model`)."""
-    root = repo_root()
-    source = source or root / "p4src" / "v1model" / "p4cs.p4"
-    outdir = outdir or root / "p4src" / "build" / "bmv2"
+    source = source or paths.p4src() / "v1model" / "p4cs.p4"
+    outdir = outdir or paths.build_dir("bmv2")
     outdir.mkdir(parents=True, exist_ok=True)
     out_json = outdir / "p4cs.json"
     out_p4info = outdir / "p4cs.p4info.txtpb"
-    includes = ["-I", str(root / "p4src" / "include"), "-I", str(outdir)]
+    includes = ["-I", str(paths.p4src() / "include"), "-I", str(outdir)]
     if p4c is None:
         p4c = shutil.which("p4c-bm2-ss") or shutil.which("p4c")
     if p4c is None:

@@ -12,15 +12,9 @@ from typing import Optional
 
 import typer
 
+from p4cs import paths
+
 LOG = logging.getLogger("p4cs.switch")
-
-
-def _root() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "p4src").is_dir():
-            return parent
-    return Path.cwd()
 
 
 def parse_ifaces(values: list[str], *, dpdk: bool) -> dict[int, str]:
@@ -162,11 +156,10 @@ def switch_cmd(
             proc.terminate()
             raise typer.Exit(proc.wait())
 
-    root = _root()
     default_pipeline = spec is None and p4info is None
     if not no_pipeline:
-        spec = spec or root / "p4src" / "build" / "dpdk" / "p4cs.spec"
-        p4info = p4info or root / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
+        spec = spec or paths.spec()
+        p4info = p4info or paths.p4info("dpdk")
         for f in (spec, p4info):
             if not f.exists():
                 typer.echo(

@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from p4cs import paths
+
 LOG = logging.getLogger("p4cs.switch.dpdk.daemon")
 
 # Largest control message we send (the daemon reads messages of at least this size).
@@ -35,18 +37,6 @@ class DaemonError(Exception):
 
 class DaemonDead(DaemonError):
     """The daemon is gone (exited, crashed or closed its control socket)."""
-
-
-def default_binary() -> str:
-    env = os.environ.get("P4CS_SWXD")
-    if env:
-        return env
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "dataplane" / "build" / "p4cs-swxd"
-        if cand.exists():
-            return str(cand)
-    return "p4cs-swxd"
 
 
 def split_messages(lines: list[str], limit: int = MAX_MSG) -> list[list[str]]:
@@ -87,7 +77,7 @@ class SwxDaemon:
         self.spec = str(spec)
         self.ports = dict(ports)
         self.cpu_port = cpu_port
-        self.binary = binary or default_binary()
+        self.binary = binary or paths.daemon_binary()
         self.netns = netns
         self.learner_timeouts = learner_timeouts
         self.eal = eal
@@ -136,6 +126,9 @@ class SwxDaemon:
             argv += ["--eal", self.eal]
         if self.log_level is not None:
             argv += ["--log-level", str(self.log_level)]
+        headers = paths.dpdk_headers()
+        if headers is not None:
+            argv += ["--dpdk-headers", str(headers)]
         argv += self.extra_args
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns] + argv

@@ -7,22 +7,15 @@ import functools
 import re
 from pathlib import Path
 
+from p4cs import paths
+
 _CONST = re.compile(r"^\s*const\s+bit<\d+>\s+(\w+)\s*=\s*(0[xX][0-9a-fA-F]+|\d+)\s*;", re.M)
-
-
-def defines_path() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "p4src" / "include" / "defines.p4"
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError("p4src/include/defines.p4 not found above " + str(here))
 
 
 @functools.lru_cache(maxsize=None)
 def p4_constants(path: str | None = None) -> dict[str, int]:
     """``const bit<N> NAME = VALUE;`` lines of defines.p4 as {NAME: VALUE}."""
-    text = Path(path or defines_path()).read_text()
+    text = Path(path or paths.defines()).read_text()
     return {name: int(value, 0) for name, value in _CONST.findall(text)}
 
 
@@ -30,7 +23,7 @@ def p4_constant(name: str) -> int:
     try:
         return p4_constants()[name]
     except KeyError:
-        raise KeyError(f"{name} is not a `const bit<N>` of {defines_path()}") from None
+        raise KeyError(f"{name} is not a `const bit<N>` of {paths.defines()}") from None
 
 
 #: PacketIn reason of a FIN/RST copy of a spliced flow.

@@ -1,0 +1,44 @@
+"""Package data that lives outside ``host/``: the wheel carries the P4 program (``p4src/`` →
+``p4cs/p4src/``) and, when ``make -C dataplane`` has built it, the data-plane daemon with the DPDK
+headers it compiles pipelines against (``p4cs/dataplane/``). A wheel with the daemon is
+machine-local: it is tagged for this platform and links against this machine's DPDK.
+Everything else is configured in pyproject.toml."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from setuptools import Distribution, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+P4SRC = HERE / "p4src"
+DAEMON = HERE / "dataplane" / "build" / "p4cs-swxd"
+DPDK_HEADERS = HERE / "build" / "dpdk-headers"
+
+
+class BuildPyWithData(build_py):
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return  # an editable install reads the source tree (p4cs.paths)
+        if not (P4SRC / "include" / "defines.p4").is_file():
+            raise FileNotFoundError(f"{P4SRC} is incomplete: the P4 program is part of the package")
+        pkg = Path(self.build_lib) / "p4cs"
+        for old in (pkg / "p4src", pkg / "dataplane"):  # left by an earlier build
+            shutil.rmtree(old, ignore_errors=True)
+        shutil.copytree(P4SRC, pkg / "p4src")
+        if DAEMON.is_file():
+            (pkg / "dataplane").mkdir()
+            shutil.copy2(DAEMON, pkg / "dataplane" / "p4cs-swxd")
+            if (DPDK_HEADERS / "rte_swx_pipeline_internal.h").is_file():
+                shutil.copytree(DPDK_HEADERS, pkg / "dataplane" / "dpdk-headers")
+
+
+class MaybeBinaryDistribution(Distribution):
+    def has_ext_modules(self) -> bool:
+        return DAEMON.is_file()
+
+
+setup(cmdclass={"build_py": BuildPyWithData}, distclass=MaybeBinaryDistribution)
