@@ -93,15 +93,16 @@ class Harness:
         eng = self.eng
         st = eng.stats
         conns = list(eng.by_id.values())
-        assert st.buffered_bytes == sum(len(c.buf) + sum(map(len, c.ooo.values()))
-                                        for c in conns)
+        assert st.buffered_bytes == sum(len(c.req.buf) + sum(map(len, c.req.ooo.values()))
+                                        for c in conns if c.req is not None)
         assert st.half_bound == sum(c.state in ("recv", "connecting", "closing")
                                     for c in conns)
         assert st.spliced_active == sum(c.state in ("spliced", "relaying") for c in conns)
         assert len(eng.conns_c) == len(conns)
-        assert all(eng.conns_s[c.skey] is c for c in conns if c.skey is not None)
+        assert all(eng.conns_s[c.sl.key] is c for c in conns if c.sl.key is not None)
         for s in self.servers:
-            assert s.active == sum(c.counted and c.server is s for c in conns)
+            assert s.active == sum(c.choice is not None and c.choice.counted
+                                   and c.choice.server is s for c in conns)
 
     def client(self, frame, reason=1, port=1):
         eff = self.eng.handle(frame, port, reason, self.now)

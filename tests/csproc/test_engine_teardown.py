@@ -65,7 +65,7 @@ def test_idle_expiry_removes_the_other_entry_and_frees():
     eff = h.eng.flow_expired(s2c.key, h.now)
     rm, = of(eff, RemoveFlows)
     assert rm.after == 0 and set(rm.keys) == {c2s.key, s2c.key}
-    assert not h.eng.by_id and h.eng._snat[c2s.sip][-1] == c2s.sport   # port returned
+    assert not h.eng.by_id and h.eng.policy._snat[c2s.sip][-1] == c2s.sport   # port returned
     assert h.eng.flow_expired(c2s.key, h.now) == []
     assert h.servers[0].active == 0 and h.eng.stats.spliced_active == 0
 
@@ -145,7 +145,7 @@ def test_fin_copies_after_rewrite_are_recognised():
         rm, = of(h.client(fin_c, reason=4), RemoveFlows)
         assert set(rm.keys) == {c2s.key, s2c.key}
         c = h.eng.by_id[c2s.conn_id]
-        assert c.srv_nxt == 502 and c.cli_nxt == h.cisn + 1 + len(GET) + 1
+        assert c.sl.nxt == 502 and c.cl.nxt == h.cisn + 1 + len(GET) + 1
 
 
 def test_ip_exception_reason_goes_the_client_path(h):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
@@ -19,6 +18,8 @@ from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketO
                       RemoveFlows)
 from .framing import RequestFramer
 from .packet import ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str
+from .policy import Policy
+from .reassembly import Reassembler, RequestBuffer
 from .schedulers import Server, ServerGroup
 from .stats import Stats
 
@@ -132,37 +133,61 @@ class VirtualService:
             self.snat_ip = ip_int(self.snat_ip)
 
 
-class Conn:
-    __slots__ = (
-        "id", "svc", "state", "cip", "cport", "vip", "vport", "c_port", "c_mac",
-        "cisn", "sisn", "mss", "snd_nxt", "cwin", "buf", "ooo", "acked", "cap",
-        "fin_at", "fin_rcvd", "framer", "created", "deadline", "tgen",
-        "server", "group", "algorithm", "tried", "s_port", "s_mac", "src_ip", "src_port",
-        "skey", "server_isn", "server_mss", "syn_tries", "syn_sent", "counted",
-        "c2s", "s2c", "installed", "relay_tries", "srv_nxt", "cli_nxt",
-        "fin_c", "fin_s", "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries",
-        "rule", "owned_end", "cws", "rws",
-    )
+class ClientLeg:
+    """The client's side: the client terminates its TCP on the VIP."""
+
+    __slots__ = ("ip", "port", "vip", "vport", "sw_port", "mac", "isn", "our_isn",
+                 "snd_nxt", "mss", "win", "ws", "rws", "nxt", "fin")
+
+    def __init__(self, seg: Segment, sw_port: int):
+        self.ip, self.port, self.vip, self.vport = seg.sip, seg.sport, seg.dip, seg.dport
+        self.sw_port = sw_port     # data-plane port towards the client
+        self.mac = seg.smac
+        self.isn = (seg.seq - 1) & MOD32       # the client's ISN
+        self.our_isn = (seg.ack - 1) & MOD32   # the switch's (the SYN cookie)
+        self.snd_nxt = seg.ack
+        self.win = seg.window      # the client's last advertised window, as sent
+        self.ws = None      # client's window scale, when scaling is on for this conn
+        self.rws = 0        # shift of the windows the switch advertises to the client
+        self.fin = False    # FIN seen from the client once spliced
+        # mss, and nxt (the client's next sequence number once spliced), are set later
+
+
+class ServerLeg:
+    """The server's side: the switch's SYN, then the splice."""
+
+    __slots__ = ("ip", "port", "src_ip", "src_port", "sw_port", "mac", "key", "isn",
+                 "mss", "syn_tries", "syn_sent", "nxt", "fin")
 
     def __init__(self):
-        self.ooo = {}
-        self.server = None
-        self.tried = set()
-        self.installed = []
+        self.key = None        # (ip, port, src_ip, src_port): the entry in conns_s
+        self.src_port = None   # src_ip:src_port is the client as the server sees it
+        self.fin = False       # FIN seen from the server once spliced
+        # ip, port (the server's), sw_port, mac (next hop), isn, mss, syn_tries,
+        # syn_sent, nxt are set when the server is chosen and when it answers
+
+
+class Conn:
+    """Connection-wide state; the legs are ``cl`` and ``sl``, the request ``req`` (None
+    once spliced or closed), the policy's ``choice`` (None before server selection)."""
+
+    __slots__ = (
+        "id", "svc", "state", "cl", "sl", "req", "framer", "choice", "rule", "created",
+        "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
+        "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries",
+    )
+
+    def __init__(self, cl: ClientLeg, req: RequestBuffer):
+        self.cl = cl
+        self.sl = ServerLeg()
+        self.req = req
+        self.choice = None
         self.deadline = None
         self.tgen = 0
-        self.counted = False
-        self.fin_at = None
-        self.fin_rcvd = False
-        self.fin_c = self.fin_s = False
         self.resp = None
         self.our_fin_acked = False
         self.rule = None
-        self.skey = None
-        self.src_port = None
         self.c2s = self.s2c = None
-        self.cws = None     # client's window scale, when scaling is on for this conn
-        self.rws = 0        # shift of the windows the switch advertises to the client
 
 
 def _rel(seq: int, base: int) -> int:
@@ -181,29 +206,15 @@ class Engine:
         self.stats = stats or Stats()
         self.cookies = SynCookies(secret if secret is not None else os.urandom(32))
         self.services = {(s.vip, s.port): s for s in services}
-        if isinstance(groups, dict):
-            self.groups = dict(groups)
-        else:
-            self.groups = {g.name: g for g in groups}
-        self.servers_by_name: dict[str, tuple[Server, ServerGroup]] = {}
-        for g in self.groups.values():
-            for s in g.servers:
-                self.servers_by_name.setdefault(s.name, (s, g))
-        for s in self.services.values():
-            if s.default_group is not None and s.default_group not in self.groups:
-                raise ValueError(f"service {s.name}: unknown default group "
-                                 f"{s.default_group!r}")
+        self.policy = Policy(self.services.values(), groups, self.cfg)
+        self.groups = self.policy.groups
+        self.reasm = Reassembler(self.stats, self.cfg)
         self.conns_c: dict[tuple, Conn] = {}
         self.conns_s: dict[tuple, Conn] = {}
         self.by_id: dict[int, Conn] = {}
         self._next_id = 1
         self._timers: list = []
         self._pmac: dict[int, bytes] = {}
-        self._snat: dict[int, deque] = {}
-        lo, hi = self.cfg.snat_ports
-        for s in self.services.values():
-            if s.mode == "snat" and s.snat_ip not in self._snat:
-                self._snat[s.snat_ip] = deque(range(lo, hi + 1))
         self._rl: dict[str, list] = {}
         self._mss_opt = P.mss_option(self.cfg.mss)
         ws = self.cfg.window_scale
@@ -262,7 +273,7 @@ class Engine:
         if c is None or c.state not in (SPLICED, RELAYING):
             return []
         self.stats.flows_expired += 1
-        keys = list(c.installed)
+        keys = self._installed(c)
         self._free(c)
         return [RemoveFlows(keys, 0.0),
                 Log("debug", "flows idle-expired", {"conn": c.id, "key": tuple(key)})]
@@ -284,10 +295,10 @@ class Engine:
         """A snapshot for listings (ipvsadm -Lc style)."""
         out = []
         for c in self.by_id.values():
+            srv = None if c.choice is None else c.choice.server
             out.append({"id": c.id, "state": c.state, "service": c.svc.name,
-                        "client": f"{ip_str(c.cip)}:{c.cport}",
-                        "server": None if c.server is None else
-                        f"{ip_str(c.server.ip)}:{c.server.port}",
+                        "client": f"{ip_str(c.cl.ip)}:{c.cl.port}",
+                        "server": None if srv is None else f"{ip_str(srv.ip)}:{srv.port}",
                         "rule": c.rule})
         return out
 
@@ -330,8 +341,9 @@ class Engine:
 
     def _to_client(self, c: Conn, seq: int, ack: int, flags: int, payload: bytes = b"",
                    window: int | None = None, options: bytes = b"") -> PacketOut:
-        return PacketOut(c.c_port, P.build(
-            self._pm(c.c_port), c.c_mac, c.vip, c.cip, c.vport, c.cport, seq, ack, flags,
+        cl = c.cl
+        return PacketOut(cl.sw_port, P.build(
+            self._pm(cl.sw_port), cl.mac, cl.vip, cl.ip, cl.vport, cl.port, seq, ack, flags,
             self._rwnd(c) if window is None else window, payload, options, self.cfg.ttl))
 
     def _to_server(self, c: Conn, seq: int, ack: int, flags: int, payload: bytes = b"",
@@ -339,21 +351,22 @@ class Engine:
         # The client's window, as the client advertised it: with scaling on, the server
         # applies the client's own scale (relayed in our SYN), except in the SYN itself,
         # whose window field is never scaled.
-        win = c.cwin
-        if flags & SYN and c.cws:
-            win <<= c.cws
-        return PacketOut(c.s_port, P.build(
-            self._pm(c.s_port), c.s_mac, c.src_ip, c.server.ip, c.src_port,
-            c.server.port, seq, ack, flags, min(win, 65535), payload, options,
-            self.cfg.ttl))
+        cl, sl = c.cl, c.sl
+        win = cl.win
+        if flags & SYN and cl.ws:
+            win <<= cl.ws
+        return PacketOut(sl.sw_port, P.build(
+            self._pm(sl.sw_port), sl.mac, sl.src_ip, sl.ip, sl.src_port, sl.port, seq, ack,
+            flags, min(win, 65535), payload, options, self.cfg.ttl))
 
     def _rwnd(self, c: Conn) -> int:
         # Right edge cisn+1+cap never moves left; this window is also the buffer limit.
         # With scaling the space is rounded up to a whole unit: the right edge may then
-        # lie up to 2**S-1 bytes beyond cap (_reassemble trims there), never before it.
-        free = max(0, c.cap - len(c.buf))
-        if c.rws:
-            free = (free + (1 << c.rws) - 1) >> c.rws
+        # lie up to 2**S-1 bytes beyond cap (reassembly trims there), never before it.
+        free = max(0, c.req.cap - len(c.req.buf))
+        rws = c.cl.rws
+        if rws:
+            free = (free + (1 << rws) - 1) >> rws
         return min(65535, free)
 
     def _synack_opts(self, client_ws: int | None) -> bytes:
@@ -375,11 +388,12 @@ class Engine:
                                        seg.sport, seq, ack, flags, 0))
 
     def _rcv_nxt(self, c: Conn) -> int:
-        return (c.cisn + 1 + len(c.buf) + (1 if c.fin_rcvd else 0)) & MOD32
+        req = c.req
+        return (c.cl.isn + 1 + len(req.buf) + (1 if req.fin_rcvd else 0)) & MOD32
 
     def _log(self, c: Conn, level: str, msg: str, **fields) -> Log:
         fields["conn"] = c.id
-        fields["client"] = f"{ip_str(c.cip)}:{c.cport}"
+        fields["client"] = f"{ip_str(c.cl.ip)}:{c.cl.port}"
         fields["service"] = c.svc.name
         return Log(level, msg, fields)
 
@@ -425,9 +439,8 @@ class Engine:
                 self._synack_opts(seg.wscale), self.cfg.ttl))]
         if not f & ACK:
             return []
-        cisn = (seg.seq - 1) & MOD32
-        ck = self.cookies.check_opts(seg.sip, seg.dip, seg.sport, seg.dport, cisn,
-                                     (seg.ack - 1) & MOD32, now)
+        ck = self.cookies.check_opts(seg.sip, seg.dip, seg.sport, seg.dport,
+                                     (seg.seq - 1) & MOD32, (seg.ack - 1) & MOD32, now)
         if ck is None:
             st.syncookies_invalid += 1
             return self._rl_log("cookie", "debug", "ACK without valid SYN cookie dropped",
@@ -437,28 +450,20 @@ class Engine:
             return [self._rst_reply(seg, port, self._pm(port))] + self._rl_log(
                 "half_bound", "warning", "max_half_bound reached: connection reset", now,
                 client=f"{ip_str(seg.sip)}:{seg.sport}", limit=self.cfg.max_half_bound)
-        c = Conn()
+        cl = ClientLeg(seg, port)
+        cl.mss, cws = ck
+        if cws is not None and self.cfg.window_scale is not None:
+            cl.ws = cws                      # scaling on: both sides offered it
+            cl.rws = self.cfg.window_scale
+        c = Conn(cl, RequestBuffer(self._cap(svc)))
         c.id = self._next_id
         self._next_id += 1
         c.svc = svc
         c.state = RECV
-        c.cip, c.cport, c.vip, c.vport = seg.sip, seg.sport, seg.dip, seg.dport
-        c.c_port, c.c_mac = port, seg.smac
-        c.cisn = cisn
-        c.sisn = (seg.ack - 1) & MOD32
-        c.snd_nxt = seg.ack
-        c.mss, cws = ck
-        if cws is not None and self.cfg.window_scale is not None:
-            c.cws = cws                      # scaling on: both sides offered it
-            c.rws = self.cfg.window_scale
-        c.cwin = seg.window
-        c.buf = bytearray()
-        c.acked = 0
-        c.cap = self._cap(svc)
         c.framer = RequestFramer(bool(getattr(svc.decider, "needs_body", False)),
                                  self.cfg.max_header_bytes, self.cfg.max_body_bytes)
         c.created = now
-        self.conns_c[(c.cip, c.cport, c.vip, c.vport)] = c
+        self.conns_c[(cl.ip, cl.port, cl.vip, cl.vport)] = c
         self.by_id[c.id] = c
         st.accepted += 1
         st.half_bound += 1
@@ -468,124 +473,58 @@ class Engine:
     def _client_segment(self, c: Conn, seg: Segment, now: float) -> list:
         """A segment from the client while the switch terminates its TCP."""
         f = seg.flags
-        base = (c.cisn + 1) & MOD32
+        cl, req = c.cl, c.req
+        base = (cl.isn + 1) & MOD32
         if f & RST:
             rel = _rel(seg.seq, base)
-            if 0 <= rel <= c.cap:
+            if 0 <= rel <= req.cap:
                 self.stats.client_resets += 1
                 self._free(c)
                 return [self._log(c, "debug", "client reset before splicing")]
             return []
         if f & SYN:
-            if seg.seq == c.cisn and not f & ACK:   # our SYN-ACK was lost
-                return [self._to_client(c, c.sisn, seg.seq + 1, SYN | ACK, b"",
-                                        min(65535, c.cap), self._synack_opts(c.cws))]
+            if seg.seq == cl.isn and not f & ACK:   # our SYN-ACK was lost
+                return [self._to_client(c, cl.our_isn, seg.seq + 1, SYN | ACK, b"",
+                                        min(65535, req.cap), self._synack_opts(cl.ws))]
             return []
         if not f & ACK:
             return []
-        c.cwin = seg.window
+        cl.win = seg.window
         out: list = []
-        data = seg.payload
-        rel = _rel(seg.seq, base)
-        n0 = len(c.buf)
-        gap = dup = False
-        if data:
-            gap, dup = self._reassemble(c, rel, data)
-        if f & FIN:
-            end = rel + len(data)
-            if c.fin_at is None and 0 <= end <= c.cap:
-                c.fin_at = end
-        if c.fin_at is not None and not c.fin_rcvd and len(c.buf) >= c.fin_at:
-            self.stats.buffered_bytes -= max(0, len(c.buf) - c.fin_at)
-            del c.buf[c.fin_at:]
-            c.fin_rcvd = True
-        new = len(c.buf) > n0
+        n0 = len(req.buf)
+        gap, dup = self.reasm.segment(req, _rel(seg.seq, base), seg.payload, bool(f & FIN))
+        new = len(req.buf) > n0
         if c.state == RECV:
             fr = c.framer
             if new:
-                fr.feed(bytes(c.buf[n0:]))
+                fr.feed(bytes(req.buf[n0:]))
             if fr.error is not None:
                 return self._refuse(c, fr.error, fr.error_reason, now)
             if fr.ready:
                 return self._decide(c, now)
-            if c.fin_rcvd:
+            if req.fin_rcvd:
                 self.stats.client_early_close += 1
-                if not c.buf:
+                if not req.buf:
                     return self._close_with(c, None, now, "client closed without request")
                 return self._close_with(c, 400, now,
                                         "client closed before a complete request")
             if new or gap or dup:
                 # The request is incomplete: acknowledge what is contiguous so that the
                 # client can send more.  These bytes are now the switch's to deliver.
-                c.acked = len(c.buf) + (1 if c.fin_rcvd else 0)
-                out.append(self._to_client(c, c.snd_nxt, self._rcv_nxt(c), ACK))
+                req.acked = len(req.buf) + (1 if req.fin_rcvd else 0)
+                out.append(self._to_client(c, cl.snd_nxt, self._rcv_nxt(c), ACK))
             return out
         # CONNECTING: keep buffering (bounded by the window), do not acknowledge: the
         # server will, through the splice.  Only answer gaps, so fast retransmit works.
-        if gap and c.acked:
-            out.append(self._to_client(c, c.snd_nxt, (base + c.acked) & MOD32, ACK))
+        if gap and req.acked:
+            out.append(self._to_client(c, cl.snd_nxt, (base + req.acked) & MOD32, ACK))
         return out
 
-    def _reassemble(self, c: Conn, rel: int, data: bytes) -> tuple[bool, bool]:
-        """Add a segment at offset ``rel``; returns (gap, duplicate)."""
-        buf = c.buf
-        n = len(buf)
-        right = c.cap if c.fin_at is None else c.fin_at
-        end = rel + len(data)
-        if end <= n:
-            self.stats.duplicate_segments += 1
-            return False, True
-        if rel > n:
-            self.stats.out_of_order += 1
-            if rel < right and (rel in c.ooo or len(c.ooo) < self.cfg.max_ooo_segments):
-                old = c.ooo.get(rel)
-                if old is None or len(old) < len(data):
-                    d = data[:right - rel]
-                    add = len(d) - (len(old) if old else 0)
-                    if not self._budget(add):
-                        return False, False
-                    c.ooo[rel] = d
-            else:
-                self.stats.limit_ooo += 1
-            return True, False
-        if n >= right:
-            return False, True
-        d = data[n - rel:right - rel]
-        if not self._budget(len(d)):
-            return False, False
-        buf += d
-        ooo = c.ooo
-        st = self.stats
-        while ooo:
-            r = min(ooo)
-            if r > len(buf):
-                break
-            d = ooo.pop(r)
-            st.buffered_bytes -= len(d)
-            if r + len(d) > len(buf):
-                tail = d[len(buf) - r:]
-                buf += tail
-                st.buffered_bytes += len(tail)
-        return False, False
-
-    def _budget(self, add: int) -> bool:
-        """Account ``add`` buffered bytes, or refuse them (the client will retransmit)."""
-        st = self.stats
-        if add > 0 and st.buffered_bytes + add > self.cfg.max_buffered_bytes:
-            st.limit_memory += 1
-            return False
-        st.buffered_bytes += add
-        return True
-
-    def _drop_ooo(self, c: Conn) -> None:
-        if c.ooo:
-            self.stats.buffered_bytes -= sum(len(d) for d in c.ooo.values())
-            c.ooo.clear()
-
-    def _release_bufs(self, c: Conn) -> None:
-        self.stats.buffered_bytes -= len(c.buf)
-        c.buf = bytearray()
-        self._drop_ooo(c)
+    def _drop_request(self, c: Conn) -> None:
+        """The request is with the server, or abandoned: forget it and its bytes."""
+        if c.req is not None:
+            self.reasm.release(c.req)
+            c.req = None
 
     def _cap(self, svc: VirtualService) -> int:
         """Bytes the switch buffers for one request: the right edge of its window."""
@@ -596,11 +535,11 @@ class Engine:
 
     def _decide(self, c: Conn, now: float) -> list:
         st = self.stats
-        svc = c.svc
+        cl = c.cl
         out: list = []
         try:
-            d = svc.decider.decide(bytes(c.buf), (ip_str(c.cip), c.cport),
-                                   (ip_str(c.vip), c.vport))
+            d = c.svc.decider.decide(bytes(c.req.buf), (ip_str(cl.ip), cl.port),
+                                     (ip_str(cl.vip), cl.vport))
         except Exception as e:  # noqa: BLE001 - a rules bug answers 503, not a crash
             out.append(self._log(c, "error", "decider raised", error=repr(e)))
             return out + self._refuse(c, 503, "decider error", now)
@@ -608,107 +547,87 @@ class Engine:
         c.rule = getattr(d, "rule", None)
         for msg in getattr(d, "logs", ()) or ():
             out.append(self._log(c, "info", str(msg), rule=c.rule))
-        action = getattr(d, "action", None)
-        target = getattr(d, "target", None)
-        if action == "reject":
+        ch, server = self.policy.choose(c.svc, d)
+        if ch.status == 403:
             st.rejected += 1
-            return out + self._close_with(c, 403, now, "rejected by rule")
-        if action == "redirect":
+            return out + self._close_with(c, 403, now, ch.why)
+        if ch.status == 302:
             st.redirected += 1
-            return out + self._close_with(c, 302, now, "redirected", location=target)
-        c.algorithm = getattr(d, "algorithm", None)
-        server = None
-        group = None
-        if action == "forward":
-            hit = self.servers_by_name.get(target)
-            if hit is not None:
-                server = hit[0] if hit[0].usable else None
-            else:
-                group = self.groups.get(target)
-        elif action in ("routeTo", "loadBalance"):
-            group = self.groups.get(target)
-            if group is None:
-                out.append(self._log(c, "warning", "rule names an unknown group",
-                                     rule=c.rule, group=target))
-        elif svc.default_group is not None:
-            group = self.groups[svc.default_group]
-        if getattr(d, "sticky", True) is False:
+            return out + self._close_with(c, 302, now, ch.why, location=ch.location)
+        if ch.unknown_group is not None:
+            out.append(self._log(c, "warning", "rule names an unknown group",
+                                 rule=c.rule, group=ch.unknown_group))
+        if not ch.sticky:
             out += self._rl_log("nonsticky", "warning",
                                 "NONSTICKY not supported yet: connection stays on its "
                                 "first server", now, rule=c.rule)
-        c.group = group
-        if group is not None:
-            server = group.pick(c.algorithm)
+        c.choice = ch
         if server is None:
-            return out + self._refuse(c, 503, "no usable server", now)
+            return out + self._refuse(c, 503, ch.why, now)
         return out + self._connect(c, server, now)
 
     def _connect(self, c: Conn, server: Server, now: float) -> list:
+        ch = c.choice
         route = self.topo.route(server.ip)
         if route is None:
-            c.tried.add(server)
             return [self._log(c, "warning", "no route to server", server=server.name)] \
-                + self._next_server(c, now, "no route")
-        svc = c.svc
-        if svc.mode == "snat":
-            pool = self._snat[svc.snat_ip]
-            if not pool:
-                return self._refuse(c, 503, "SNAT port pool exhausted", now)
-            c.src_ip, c.src_port = svc.snat_ip, pool.popleft()
-        else:
-            c.src_ip, c.src_port = c.cip, c.cport
-        skey = (server.ip, server.port, c.src_ip, c.src_port)
+                + self._next_server(c, server, now, "no route")
+        cl, sl = c.cl, c.sl
+        src = self.policy.source(c.svc, cl.ip, cl.port)
+        if src is None:
+            return self._refuse(c, 503, "SNAT port pool exhausted", now)
+        sl.src_ip, sl.src_port = src
+        skey = (server.ip, server.port, sl.src_ip, sl.src_port)
         if skey in self.conns_s:
-            self._release_snat(c)
-            c.tried.add(server)
-            return self._next_server(c, now, "server-side 4-tuple in use")
-        c.server = server
-        c.s_port, c.s_mac = route[0], P.mac_bytes(route[1])
-        c.skey = skey
+            self._release_source(c)
+            return self._next_server(c, server, now, "server-side 4-tuple in use")
+        self.policy.bind(ch, server)
+        sl.ip, sl.port = server.ip, server.port
+        sl.sw_port, sl.mac = route[0], P.mac_bytes(route[1])
+        sl.key = skey
         self.conns_s[skey] = c
-        server.active += 1
-        server.total += 1
-        c.counted = True
-        c.tried.add(server)
         c.state = CONNECTING
-        c.syn_tries = 0
-        c.syn_sent = now
+        sl.syn_tries = 0
+        sl.syn_sent = now
         return [self._send_syn(c, now)]
 
     def _send_syn(self, c: Conn, now: float) -> PacketOut:
-        self._arm(c, now + self.cfg.server_syn_rto * (1 << c.syn_tries))
-        c.syn_tries += 1
-        opts = P.mss_option(c.mss)
-        if c.cws is not None:
-            opts += P.wscale_option(c.cws)   # the server reads the client's windows
-        return self._to_server(c, c.cisn, 0, SYN, b"", opts)
+        cl, sl = c.cl, c.sl
+        self._arm(c, now + self.cfg.server_syn_rto * (1 << sl.syn_tries))
+        sl.syn_tries += 1
+        opts = P.mss_option(cl.mss)
+        if cl.ws is not None:
+            opts += P.wscale_option(cl.ws)   # the server reads the client's windows
+        return self._to_server(c, cl.isn, 0, SYN, b"", opts)
 
     def _release_server(self, c: Conn) -> None:
-        if c.skey is not None:
-            if self.conns_s.get(c.skey) is c:
-                del self.conns_s[c.skey]
-            c.skey = None
-        if c.counted:
-            c.server.active -= 1
-            c.counted = False
-        self._release_snat(c)
+        sl = c.sl
+        if sl.key is not None:
+            if self.conns_s.get(sl.key) is c:
+                del self.conns_s[sl.key]
+            sl.key = None
+        if c.choice is not None:
+            self.policy.release(c.choice)
+        self._release_source(c)
 
-    def _release_snat(self, c: Conn) -> None:
-        if c.svc.mode == "snat" and c.src_port is not None:
-            self._snat[c.svc.snat_ip].append(c.src_port)
-            c.src_port = None
+    def _release_source(self, c: Conn) -> None:
+        sl = c.sl
+        if sl.src_port is not None:
+            self.policy.release_source(c.svc, sl.src_port)
+            sl.src_port = None
 
-    def _next_server(self, c: Conn, now: float, why: str) -> list:
-        """The chosen server failed before anything was relayed: redispatch or 503."""
+    def _next_server(self, c: Conn, failed: Server, now: float, why: str) -> list:
+        """Server ``failed`` before anything was relayed: redispatch or 503."""
         self._release_server(c)
-        c.server = None
+        ch = c.choice
+        self.policy.failed(ch, failed)
+        ch.server = None
         c.state = RECV
-        if c.group is not None and len(c.tried) <= self.cfg.redispatch:
-            s = c.group.pick(c.algorithm, frozenset(c.tried))
-            if s is not None:
-                self.stats.redispatched += 1
-                return [self._log(c, "info", "redispatching", why=why, server=s.name)] \
-                    + self._connect(c, s, now)
+        s = self.policy.redispatch(ch)
+        if s is not None:
+            self.stats.redispatched += 1
+            return [self._log(c, "info", "redispatching", why=why, server=s.name)] \
+                + self._connect(c, s, now)
         return self._refuse(c, 503, why, now)
 
     # ------------------------------------------------------------------ server side
@@ -730,81 +649,82 @@ class Engine:
 
     def _server_handshake(self, c: Conn, seg: Segment, now: float) -> list:
         f = seg.flags
-        want = (c.cisn + 1) & MOD32
+        cl, sl = c.cl, c.sl
+        want = (cl.isn + 1) & MOD32
         if f & RST:
             if f & ACK and seg.ack == want:
                 self.stats.server_refused += 1
                 return [self._log(c, "warning", "server refused connection",
-                                  server=c.server.name)] + \
-                    self._next_server(c, now, "server refused")
+                                  server=c.choice.server.name)] + \
+                    self._next_server(c, c.choice.server, now, "server refused")
             return []
         if f & SYN and f & ACK:
             if seg.ack != want:
-                return [PacketOut(c.s_port, P.build(
-                    self._pm(c.s_port), c.s_mac, c.src_ip, c.server.ip, c.src_port,
-                    c.server.port, seg.ack, 0, RST, 0))]
-            c.server_isn = seg.seq
-            c.server_mss = seg.mss or 536
+                return [PacketOut(sl.sw_port, P.build(
+                    self._pm(sl.sw_port), sl.mac, sl.src_ip, sl.ip, sl.src_port, sl.port,
+                    seg.ack, 0, RST, 0))]
+            sl.isn = seg.seq
+            sl.mss = seg.mss or 536
             out = []
-            if c.cws is not None and seg.wscale != c.rws:
+            if cl.ws is not None and seg.wscale != cl.rws:
                 # The client reads the server's (copied) windows with our scale.  Keep
                 # going: see docs/csproc.md section 6 for why this is safe.
                 self.stats.wscale_mismatch += 1
                 out = self._rl_log("wscale", "warning",
                                    "server window scale differs from window_scale", now,
-                                   server=c.server.name, server_wscale=seg.wscale,
-                                   window_scale=c.rws)
+                                   server=c.choice.server.name,
+                                   server_wscale=seg.wscale, window_scale=cl.rws)
             return out + self._splice(c, now)
         return []
 
     def _splice(self, c: Conn, now: float) -> list:
         st = self.stats
-        srv = c.server
-        seq_delta = (c.snd_nxt - c.server_isn - 1) & MOD32
+        cl, sl, req = c.cl, c.sl, c.req
+        seq_delta = (cl.snd_nxt - sl.isn - 1) & MOD32
         ack_delta = (-seq_delta) & MOD32
         idle = self.cfg.flow_idle_timeout
-        c.c2s = FlowSpec(FlowKey(c.cip, c.vip, TCP, c.cport, c.vport), c.s_port, c.s_mac,
-                         self._pm(c.s_port), c.src_ip, srv.ip, c.src_port, srv.port,
-                         0, ack_delta, idle, c.id, "c2s")
-        c.s2c = FlowSpec(FlowKey(srv.ip, c.src_ip, TCP, srv.port, c.src_port), c.c_port,
-                         c.c_mac, self._pm(c.c_port), c.vip, c.cip, c.vport, c.cport,
+        c.c2s = FlowSpec(FlowKey(cl.ip, cl.vip, TCP, cl.port, cl.vport), sl.sw_port,
+                         sl.mac, self._pm(sl.sw_port), sl.src_ip, sl.ip, sl.src_port,
+                         sl.port, 0, ack_delta, idle, c.id, "c2s")
+        c.s2c = FlowSpec(FlowKey(sl.ip, sl.src_ip, TCP, sl.port, sl.src_port), cl.sw_port,
+                         cl.mac, self._pm(cl.sw_port), cl.vip, cl.ip, cl.vport, cl.port,
                          seq_delta, 0, idle, c.id, "s2c")
         # The buffered request, in server-sized segments; the first one completes the
         # server's handshake (ACK of its SYN) so no separate pure ACK is needed.
         then = self._relay_segments(c, 0)
-        c.srv_nxt = (c.server_isn + 1) & MOD32
-        c.cli_nxt = self._rcv_nxt(c)
-        self._drop_ooo(c)
+        sl.nxt = (sl.isn + 1) & MOD32
+        cl.nxt = self._rcv_nxt(c)
+        self.reasm.drop_ooo(req)
         c.framer = None
         st.spliced += 1
         st.half_bound -= 1
         st.spliced_active += 1
-        log = self._log(c, "info", "spliced", server=c.server.name, rule=c.rule,
-                        bytes=len(c.buf), rtt_ms=round((now - c.syn_sent) * 1e3, 3))
-        if c.acked:
+        log = self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
+                        bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3))
+        if req.acked:
             # The switch acknowledged part of the request itself: the client will never
             # resend it, so the switch must see the server acknowledge it before the
             # server->client flow goes in (until then those packets come to us).
             c.state = RELAYING
-            c.owned_end = (c.cisn + 1 + c.acked) & MOD32
+            c.owned_end = (cl.isn + 1 + req.acked) & MOD32
             c.relay_tries = 0
             self._arm(c, now + self.cfg.relay_rto)
-            c.installed = [c.c2s.key]
             return [InstallFlows([c.c2s], then), log]
         c.state = SPLICED
         self._disarm(c)
-        self._release_bufs(c)
-        c.installed = [c.c2s.key, c.s2c.key]
+        self._drop_request(c)
         return [InstallFlows([c.c2s, c.s2c], then), log]
 
     def _relay_segments(self, c: Conn, start: int) -> list:
         """Segments of the buffered request from offset ``start`` towards the server."""
         out = []
-        size = max(64, min(c.server_mss, 65495))
-        buf = c.buf
+        sl, req = c.sl, c.req
+        size = max(64, min(sl.mss, 65495))
+        buf = req.buf
+        fin = req.fin_rcvd
         n = len(buf)
-        ack = (c.server_isn + 1) & MOD32
-        base = c.cisn + 1
+        ack = (sl.isn + 1) & MOD32
+        base = c.cl.isn + 1
         off = start
         while True:
             chunk = bytes(buf[off:off + size])
@@ -812,7 +732,7 @@ class Engine:
             flags = ACK
             if chunk and last:
                 flags |= PSH
-            if last and c.fin_rcvd:
+            if last and fin:
                 flags |= FIN
             out.append(self._to_server(c, base + off, ack, flags, chunk))
             off += size
@@ -826,39 +746,35 @@ class Engine:
             # Our ACK of its SYN-ACK (the first relay segment) was lost: resend it all.
             return self._relay_segments(c, 0) if f & ACK else []
         if f & RST:
-            out.append(PacketOut(c.c_port, P.apply_splice(frame, c.s2c)))
+            out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
             return out + self._teardown(c, now, "server reset")
         if seg.payload or f & FIN:
-            out.append(PacketOut(c.c_port, P.apply_splice(frame, c.s2c)))
+            out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
             self.stats.sw_spliced += 1
-            self._advance_srv(c, seg)
+            self._advance(c.sl, seg)
             if f & FIN:
-                c.fin_s = True
+                c.sl.fin = True
         if f & ACK:
             if P.seq_le(c.owned_end, seg.ack):
                 # Everything the switch owned has arrived: hand over the return path.
                 c.state = SPLICED
                 self._disarm(c)
-                self._release_bufs(c)
-                c.installed = [c.c2s.key, c.s2c.key]
+                self._drop_request(c)
                 out.append(InstallFlows([c.s2c], []))
-                if c.fin_c and c.fin_s:
+                if c.cl.fin and c.sl.fin:
                     out += self._teardown(c, now, "closed")
             elif not seg.payload and not f & FIN:
-                off = _rel(seg.ack, (c.cisn + 1) & MOD32)
-                if 0 <= off < len(c.buf):   # duplicate ACK: resend from the hole
+                off = _rel(seg.ack, (c.cl.isn + 1) & MOD32)
+                if 0 <= off < len(c.req.buf):   # duplicate ACK: resend from the hole
                     out += self._relay_segments(c, off)[:1]
         return out
 
-    def _advance_srv(self, c: Conn, seg: Segment) -> None:
+    @staticmethod
+    def _advance(leg: ClientLeg | ServerLeg, seg: Segment) -> None:
+        """Track the next sequence number of the leg ``seg`` came from."""
         end = (seg.seq + len(seg.payload) + (1 if seg.flags & FIN else 0)) & MOD32
-        if P.seq_lt(c.srv_nxt, end):
-            c.srv_nxt = end
-
-    def _advance_cli(self, c: Conn, seg: Segment) -> None:
-        end = (seg.seq + len(seg.payload) + (1 if seg.flags & FIN else 0)) & MOD32
-        if P.seq_lt(c.cli_nxt, end):
-            c.cli_nxt = end
+        if P.seq_lt(leg.nxt, end):
+            leg.nxt = end
 
     # ------------------------------------------------------------------ spliced
     def _sw_splice(self, c: Conn, seg: Segment, frame: bytes, from_client: bool,
@@ -867,11 +783,11 @@ class Engine:
         being installed, or being removed): rewrite it exactly as the data plane does."""
         self.stats.sw_spliced += 1
         if from_client:
-            out = [PacketOut(c.s_port, P.apply_splice(frame, c.c2s))]
-            self._advance_cli(c, seg)
+            out = [PacketOut(c.sl.sw_port, P.apply_splice(frame, c.c2s))]
+            self._advance(c.cl, seg)
         else:
-            out = [PacketOut(c.c_port, P.apply_splice(frame, c.s2c))]
-            self._advance_srv(c, seg)
+            out = [PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c))]
+            self._advance(c.sl, seg)
         if c.state != TIME_WAIT and seg.flags & (FIN | RST):
             out += self._close_seen(c, seg, from_client, now)
         return out
@@ -899,11 +815,11 @@ class Engine:
         if c is None or c.state not in (SPLICED, RELAYING):
             return []
         if from_client:
-            self._advance_cli(c, seg)
+            self._advance(c.cl, seg)
         else:
             if rewritten:
                 seg.seq = (seg.seq - c.s2c.seq_delta) & MOD32
-            self._advance_srv(c, seg)
+            self._advance(c.sl, seg)
         return self._close_seen(c, seg, from_client, now)
 
     def _close_seen(self, c: Conn, seg: Segment, from_client: bool, now: float) -> list:
@@ -911,10 +827,10 @@ class Engine:
             return self._teardown(c, now, "reset by " + ("client" if from_client
                                                         else "server"))
         if from_client:
-            c.fin_c = True
+            c.cl.fin = True
         else:
-            c.fin_s = True
-        if c.fin_c and c.fin_s and c.state == SPLICED:
+            c.sl.fin = True
+        if c.cl.fin and c.sl.fin and c.state == SPLICED:
             return self._teardown(c, now, "closed")
         return []
 
@@ -924,28 +840,34 @@ class Engine:
         st = self.stats
         st.teardowns += 1
         st.spliced_active -= 1
+        keys = self._installed(c)
         c.state = TIME_WAIT
-        if c.counted:
-            c.server.active -= 1
-            c.counted = False
-        self._release_bufs(c)
+        self.policy.release(c.choice)
+        self._drop_request(c)
         tw = self.cfg.time_wait
         self._arm(c, now + tw + self.cfg.tombstone_margin)
-        return [RemoveFlows(list(c.installed), tw),
-                self._log(c, "debug", "teardown", why=why, server=c.server.name)]
+        return [RemoveFlows(keys, tw),
+                self._log(c, "debug", "teardown", why=why, server=c.choice.server.name)]
+
+    @staticmethod
+    def _installed(c: Conn) -> list:
+        """Keys of the flow entries of a RELAYING or SPLICED connection."""
+        if c.state == RELAYING:
+            return [c.c2s.key]
+        return [c.c2s.key, c.s2c.key]
 
     def _abort(self, c: Conn, now: float, why: str, level: str = "info") -> list:
         """Reset both legs, remove whatever flows exist, forget the connection."""
         out: list = []
         if c.state in (RELAYING, SPLICED, TIME_WAIT):
-            rst_seq = (c.srv_nxt + c.s2c.seq_delta) & MOD32
+            rst_seq = (c.sl.nxt + c.s2c.seq_delta) & MOD32
             out.append(self._to_client(c, rst_seq, 0, RST, window=0))
-            out.append(self._to_server(c, c.cli_nxt, 0, RST))
+            out.append(self._to_server(c, c.cl.nxt, 0, RST))
             out.append(RemoveFlows([c.c2s.key, c.s2c.key], 0.0))
         elif c.state == CONNECTING:
-            out.append(self._to_client(c, c.snd_nxt, 0, RST, window=0))
+            out.append(self._to_client(c, c.cl.snd_nxt, 0, RST, window=0))
         elif c.state in (RECV, CLOSING):
-            out.append(self._to_client(c, c.snd_nxt, 0, RST, window=0))
+            out.append(self._to_client(c, c.cl.snd_nxt, 0, RST, window=0))
         out.append(self._log(c, level, "connection aborted", why=why))
         self._free(c)
         return out
@@ -977,11 +899,12 @@ class Engine:
                 loc = location.replace("\r", "").replace("\n", "")
                 hdr.append(f"Location: {loc}")
             resp = ("\r\n".join(hdr) + "\r\n\r\n").encode("latin-1", "replace") + body
+        cl = c.cl
         c.resp = resp
-        c.resp_seq = c.snd_nxt
-        c.snd_nxt = (c.snd_nxt + len(resp) + 1) & MOD32
+        c.resp_seq = cl.snd_nxt
+        cl.snd_nxt = (cl.snd_nxt + len(resp) + 1) & MOD32
         c.state = CLOSING
-        self._drop_ooo(c)
+        self.reasm.drop_ooo(c.req)
         c.framer = None
         c.close_hard = now + self.cfg.close_timeout
         c.close_tries = 0
@@ -996,7 +919,7 @@ class Engine:
         out = []
         resp = c.resp
         ack = self._rcv_nxt(c)
-        size = c.mss
+        size = c.cl.mss
         off = 0
         while True:
             chunk = resp[off:off + size]
@@ -1016,17 +939,18 @@ class Engine:
             return []
         if f & SYN:
             return []
-        if f & ACK and seg.ack == c.snd_nxt:
+        cl, req = c.cl, c.req
+        if f & ACK and seg.ack == cl.snd_nxt:
             c.our_fin_acked = True
         out = []
         if f & FIN:
             end = (seg.seq + len(seg.payload)) & MOD32
-            if not c.fin_rcvd:
-                c.fin_rcvd = True
-                self._release_bufs(c)   # what came before the FIN is not wanted any more
-                c.cisn = (end - 1) & MOD32   # so that _rcv_nxt() acks the FIN
-            out.append(self._to_client(c, c.snd_nxt, (end + 1) & MOD32, ACK, window=0))
-        if c.our_fin_acked and c.fin_rcvd:
+            if not req.fin_rcvd:
+                req.fin_rcvd = True
+                self.reasm.release(req)   # what came before the FIN is not wanted any more
+                cl.isn = (end - 1) & MOD32   # so that _rcv_nxt() acks the FIN
+            out.append(self._to_client(c, cl.snd_nxt, (end + 1) & MOD32, ACK, window=0))
+        if c.our_fin_acked and req.fin_rcvd:
             # Linger for retransmitted FINs (our ACK may be lost), then forget.
             self._arm(c, now + self.cfg.time_wait)
             c.close_hard = now + self.cfg.time_wait
@@ -1039,12 +963,12 @@ class Engine:
         if st == RECV:
             return self._refuse(c, 408, "request timeout", now)
         if st == CONNECTING:
-            if c.syn_tries <= cfg.server_syn_retries:
+            if c.sl.syn_tries <= cfg.server_syn_retries:
                 return [self._send_syn(c, now)]
             self.stats.server_timeouts += 1
             return [self._log(c, "warning", "server did not answer SYN",
-                              server=c.server.name)] + \
-                self._next_server(c, now, "server connect timeout")
+                              server=c.choice.server.name)] + \
+                self._next_server(c, c.choice.server, now, "server connect timeout")
         if st == RELAYING:
             if c.relay_tries >= cfg.relay_retries:
                 self.stats.server_timeouts += 1
@@ -1054,10 +978,11 @@ class Engine:
             self._arm(c, now + cfg.relay_rto * (1 << c.relay_tries))
             return self._relay_segments(c, 0)
         if st == CLOSING:
-            if now >= c.close_hard or (c.our_fin_acked and c.fin_rcvd):
+            done = c.our_fin_acked and c.req.fin_rcvd
+            if now >= c.close_hard or done:
                 out = []
-                if not (c.our_fin_acked and c.fin_rcvd):
-                    out.append(self._to_client(c, c.snd_nxt, 0, RST, window=0))
+                if not done:
+                    out.append(self._to_client(c, c.cl.snd_nxt, 0, RST, window=0))
                 self._free(c)
                 return out
             c.close_tries += 1
@@ -1076,8 +1001,9 @@ class Engine:
         c.state = "freed"
         self._disarm(c)
         self._release_server(c)
-        k = (c.cip, c.cport, c.vip, c.vport)
+        cl = c.cl
+        k = (cl.ip, cl.port, cl.vip, cl.vport)
         if self.conns_c.get(k) is c:
             del self.conns_c[k]
         self.by_id.pop(c.id, None)
-        self._release_bufs(c)
+        self._drop_request(c)
