@@ -36,8 +36,8 @@ from finsy import Switch, SwitchOptions
 from finsy.proto import p4r
 
 ROOT = Path(__file__).resolve().parents[1]
-MINI_SPEC = ROOT / "tests" / "target" / "data" / "mini.spec"
-MINI_P4INFO = ROOT / "tests" / "target" / "data" / "mini.p4info.txtpb"
+MINI_SPEC = ROOT / "tests" / "switch" / "data" / "mini.spec"
+MINI_P4INFO = ROOT / "tests" / "switch" / "data" / "mini.p4info.txtpb"
 
 
 def free_port() -> int:
