@@ -128,7 +128,7 @@ class WritePlan:
                                 + " timeout %d" % t.timeout_profile(idle)
                             )
                             continue
-                        self.entry(EntryUpdate(i, t, utype, key, keytext, idle, raw[ts:te_end], acttext=acttext))
+                        self._entry(EntryUpdate(i, t, utype, key, keytext, idle, raw[ts:te_end], acttext=acttext))
                         continue
                     try:
                         fast = decode_update(raw, s_, e_)
@@ -144,7 +144,7 @@ class WritePlan:
                                     f"table {t.name!r} has only exact fields: priority must be 0",
                                 )
                             key, keytext = key_exact(t, matches)
-                            self.entry(
+                            self._entry(
                                 EntryUpdate(
                                     i, t, utype, key, keytext, idle, raw[ts:te_end], action_id=aid, params=params
                                 )
@@ -155,7 +155,7 @@ class WritePlan:
                 results[i] = (e.code, e.message)
                 self.failed = True
 
-    def entry(self, u: EntryUpdate) -> None:
+    def _entry(self, u: EntryUpdate) -> None:
         """Daemon line(s) of one INSERT/MODIFY/DELETE of a (non-default) table entry."""
         t = u.table
         utype = u.type
@@ -244,7 +244,7 @@ class WritePlan:
                 aid, params = entry_action(t, te)
             else:
                 aid, params = None, []
-            self.entry(
+            self._entry(
                 EntryUpdate(
                     i, t, utype, key, keytext, te.idle_timeout_ns, te.SerializeToString(),
                     action_id=aid, params=params,
