@@ -12,7 +12,18 @@ from p4cs.switch.dpdk.planner import WritePlan
 from p4cs.switch.dpdk.schema import Schema
 from p4cs.switch.dpdk.wire import FlowFastPath
 
-from .conftest import A_NOACTION, MINI_DAEMON_INFO, MINI_P4INFO, R_SCRATCH, T_FLOW, T_L2, be, flow_entry, l2_entry, upd
+from .conftest import (
+    A_NOACTION,
+    MINI_DAEMON_INFO,
+    MINI_P4INFO,
+    R_SCRATCH,
+    T_FLOW,
+    T_L2,
+    be,
+    flow_entry,
+    l2_entry,
+    upd,
+)
 
 SC = grpc.StatusCode
 TARGET = TargetConfig(ports={1: "tap:a", 2: "tap:b"}, cpu_port=510)
@@ -103,7 +114,8 @@ def test_fast_and_protobuf_paths_plan_the_same():
         "reg write scratch_0 3 0xab",
         f"mirror 1 {COPY_PORT} truncate 128",
     ]
-    assert [r and r[0] for r in fast.results] == [None] * 6 + [SC.ALREADY_EXISTS, SC.INVALID_ARGUMENT] + [None] * 3
+    codes = [r and r[0] for r in fast.results]
+    assert codes == [None] * 6 + [SC.ALREADY_EXISTS, SC.INVALID_ARGUMENT] + [None] * 3
     assert [n for *_, n in fast.ops] == [1, 1, 2, 1, 1, 1, 1, 1, 1]
 
 
@@ -119,7 +131,7 @@ def test_learner_only_batches_are_not_ordered():
 def test_regular_table_existence_within_a_batch_and_after_commit():
     pipe = pipeline()
     e = l2_entry(0x1234, 1)
-    wp = plan(pipe, [upd("INSERT", e), upd("DELETE", e), upd("MODIFY", e), upd("INSERT", e), upd("MODIFY", e)])
+    wp = plan(pipe, [upd(kind, e) for kind in ("INSERT", "DELETE", "MODIFY", "INSERT", "MODIFY")])
     assert [r and r[0] for r in wp.results] == [None, None, SC.NOT_FOUND, None, None]
     assert wp.commit(["ok"] * len(wp.lines)) == wp.results and wp.failed
     assert list(pipe.shadow[T_L2].values()) == [e.SerializeToString()]
@@ -131,7 +143,8 @@ def test_regular_table_existence_within_a_batch_and_after_commit():
 
 def test_commit_applies_only_what_the_daemon_accepted():
     pipe = pipeline()
-    kept, refused, partial = flow_entry(1, 1, idle_ns=10**9), flow_entry(2, 2, idle_ns=10**9), flow_entry(3, 3)
+    kept, refused = flow_entry(1, 1, idle_ns=10**9), flow_entry(2, 2, idle_ns=10**9)
+    partial = flow_entry(3, 3)  # permanent: add + keep
     wp = plan(pipe, [upd("INSERT", kept), upd("INSERT", refused), upd("INSERT", partial),
                      upd("MODIFY", default_entry(A_NOACTION))])  # fmt: skip
     assert len(wp.lines) == 5
@@ -155,7 +168,8 @@ def test_clone_sessions():
                      clone_session(4, 1), clone_session(3, None), clone_session(2, 1, "MODIFY")])  # fmt: skip
     assert wp.lines == ["mirror 1 2", "mirror 3 off"]
     assert [r and r[0] for r in wp.results] == [
-        None, SC.ALREADY_EXISTS, SC.INVALID_ARGUMENT, SC.INVALID_ARGUMENT, SC.INVALID_ARGUMENT, None, SC.NOT_FOUND,
+        None, SC.ALREADY_EXISTS, SC.INVALID_ARGUMENT, SC.INVALID_ARGUMENT, SC.INVALID_ARGUMENT, None,
+        SC.NOT_FOUND,
     ]  # fmt: skip
     assert wp.results[2][1] == (
         "clone session 2: replica port 7 is neither the CPU port (510) nor a data-plane port (ports: [1, 2])"
@@ -174,7 +188,11 @@ def test_clone_sessions():
     [
         (upd("MODIFY", flow_entry(1, 2, idle_ns=-1)), SC.INVALID_ARGUMENT, "idle_timeout_ns is negative"),
         (p4r.Update(type=p4r.Update.INSERT), SC.INVALID_ARGUMENT, "update has no entity"),
-        (upd("INSERT", default_entry(A_NOACTION)), SC.INVALID_ARGUMENT, "the default entry can only be MODIFYed"),
+        (
+            upd("INSERT", default_entry(A_NOACTION)),
+            SC.INVALID_ARGUMENT,
+            "the default entry can only be MODIFYed",
+        ),
         (register_write(16, 1), SC.OUT_OF_RANGE, "register 'MainControlImpl.scratch': index 16 out of range"),
     ],
 )

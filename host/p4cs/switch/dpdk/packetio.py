@@ -62,9 +62,8 @@ class PacketIO:
             for md in po.metadata:
                 f = hdr.by_id.get(md.metadata_id)
                 if f is None:
-                    self._stream_error(
-                        conn, rpc_code.INVALID_ARGUMENT, f"unknown packet_out metadata id {md.metadata_id}", po
-                    )
+                    msg = f"unknown packet_out metadata id {md.metadata_id}"
+                    self._stream_error(conn, rpc_code.INVALID_ARGUMENT, msg, po)
                     return
                 x = int.from_bytes(md.value, "big")
                 if not md.value or x >> f[1]:

@@ -204,7 +204,9 @@ class PipelineHost:
             raise P4RTError(SC.INVALID_ARGUMENT, "SetForwardingPipelineConfig: action is UNSPECIFIED")
         if action == A.COMMIT:
             if self.saved is None:
-                raise P4RTError(SC.FAILED_PRECONDITION, "COMMIT: no saved pipeline config (VERIFY_AND_SAVE first)")
+                raise P4RTError(
+                    SC.FAILED_PRECONDITION, "COMMIT: no saved pipeline config (VERIFY_AND_SAVE first)"
+                )
             p4info, dev, cookie = self.saved
             await self.load(p4info, dev, cookie)
             self.saved = None
@@ -243,7 +245,9 @@ class PipelineHost:
         # VERIFY_AND_COMMIT, RECONCILE_AND_COMMIT (treated as a full replace: all state is lost)
         await self.load(p4info, dev, cookie)
 
-    def get_config(self, request: p4r.GetForwardingPipelineConfigRequest) -> p4r.GetForwardingPipelineConfigResponse:
+    def get_config(
+        self, request: p4r.GetForwardingPipelineConfigRequest
+    ) -> p4r.GetForwardingPipelineConfigResponse:
         pipe = self.pipe
         if pipe is None:
             raise P4RTError(SC.FAILED_PRECONDITION, NO_PIPELINE)

@@ -128,7 +128,8 @@ class WritePlan:
                                 + " timeout %d" % t.timeout_profile(idle)
                             )
                             continue
-                        self._entry(EntryUpdate(i, t, utype, key, keytext, idle, raw[ts:te_end], acttext=acttext))
+                        te_bytes = raw[ts:te_end]
+                        self._entry(EntryUpdate(i, t, utype, key, keytext, idle, te_bytes, acttext=acttext))
                         continue
                     try:
                         fast = decode_update(raw, s_, e_)
@@ -144,11 +145,9 @@ class WritePlan:
                                     f"table {t.name!r} has only exact fields: priority must be 0",
                                 )
                             key, keytext = key_exact(t, matches)
-                            self._entry(
-                                EntryUpdate(
-                                    i, t, utype, key, keytext, idle, raw[ts:te_end], action_id=aid, params=params
-                                )
-                            )
+                            te_bytes = raw[ts:te_end]
+                            u = EntryUpdate(i, t, utype, key, keytext, idle, te_bytes, action_id=aid, params=params)
+                            self._entry(u)
                             continue
                 self._update(i, updates[i])
             except P4RTError as e:
@@ -340,7 +339,9 @@ class Writer:
         self.target = target
         self._lock = asyncio.Lock()
 
-    async def write(self, pipe: Pipeline, request: p4r.WriteRequest, raw: bytes | None) -> WriteResults | None:
+    async def write(
+        self, pipe: Pipeline, request: p4r.WriteRequest, raw: bytes | None
+    ) -> WriteResults | None:
         """Apply the updates; None when all succeeded, else one (code, message) or None each."""
         lock = self._lock
         await lock.acquire()
