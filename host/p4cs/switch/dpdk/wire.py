@@ -182,7 +182,7 @@ def decode_update(buf: bytes, s: int, e: int):
             table_id = buf[i]
             if table_id < 0x80:
                 i += 1
-            elif buf[i + 3] < 0x80 and buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80:
+            elif buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80 and buf[i + 3] < 0x80:
                 # P4Info ids (8-bit prefix, 24-bit index) are 4-byte varints
                 table_id = (
                     (table_id & 0x7F)
@@ -257,7 +257,7 @@ def decode_update(buf: bytes, s: int, e: int):
             action_id = buf[i]
             if action_id < 0x80:
                 i += 1
-            elif buf[i + 3] < 0x80 and buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80:
+            elif buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80 and buf[i + 3] < 0x80:
                 # P4Info ids (8-bit prefix, 24-bit index) are 4-byte varints
                 action_id = (
                     (action_id & 0x7F)
