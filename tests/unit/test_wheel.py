@@ -26,7 +26,7 @@ import json
 import os
 import p4cs
 from p4cs import paths
-import p4cs.switch.dpdk.p4rt_server  # reads the program's constants from defines.p4 at import
+import p4cs.switch.dpdk.server  # the P4Runtime server: loads the program's constants at import
 from p4cs.controller.cli import default_artifacts
 
 headers = paths.dpdk_headers()

@@ -54,7 +54,9 @@ async def _serve_dpdk(
     eal: str | None,
     daemon_log_level: int | None,
 ) -> int:
-    from .dpdk.p4rt_server import P4RuntimeServer, P4RTError, TargetConfig, cookie_of, load_p4info
+    from .dpdk.errors import P4RTError
+    from .dpdk.pipeline import TargetConfig, cookie_of, load_p4info
+    from .dpdk.server import P4RuntimeServer
 
     if cpu_port in ports:
         LOG.error("--cpu-port %d is also an --iface port", cpu_port)
