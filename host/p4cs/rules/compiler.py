@@ -30,7 +30,7 @@ _IP = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
 
 def _num(s: str):
-    if s.isascii() and s.isdigit():
+    if len(s) < 20 and s.isascii() and s.isdigit():
         return int(s)
     return as_number(s)
 

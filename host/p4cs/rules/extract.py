@@ -118,7 +118,7 @@ def extract_xml(doc: bytes | str, paths: Iterable[str]) -> dict[str, str]:
         p.Parse(doc, True)
     except _Done:
         pass
-    except (pyexpat.ExpatError, ValueError, UnicodeError, RecursionError):
+    except (pyexpat.ExpatError, ValueError, UnicodeError, LookupError, RecursionError):
         pass  # malformed: what was complete before the error stays, the rest is absent
     return results
 
