@@ -55,14 +55,15 @@ def _norm(ivs) -> tuple:
     return tuple(out)
 
 
-def _complement(ivs) -> tuple:
+def complement(ivs, top: int = MAX_CODE) -> tuple:
+    """The intervals of [0, top] not covered by the sorted disjoint intervals `ivs`."""
     out, cur = [], 0
     for lo, hi in ivs:
         if lo > cur:
             out.append((cur, lo - 1))
         cur = hi + 1
-    if cur <= MAX_CODE:
-        out.append((cur, MAX_CODE))
+    if cur <= top:
+        out.append((cur, top))
     return tuple(out)
 
 
@@ -104,11 +105,11 @@ def _class(items) -> tuple:
             if av not in _CATEGORIES:
                 raise Unsupported(str(av))
             name, neg = _CATEGORIES[av]
-            ivs.extend(_complement(_category(name)) if neg else _category(name))
+            ivs.extend(complement(_category(name)) if neg else _category(name))
         else:
             raise Unsupported(str(op))
     s = _norm(ivs)
-    return _complement(s) if negate else s
+    return complement(s) if negate else s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,9 +172,9 @@ def _item(nfa: NFA, op, av):
     if op is _c.LITERAL:
         return nfa.chars(((av, av),))
     if op is _c.NOT_LITERAL:
-        return nfa.chars(_complement(((av, av),)))
+        return nfa.chars(complement(((av, av),)))
     if op is _c.ANY:
-        return nfa.chars(_complement(_NEWLINE))
+        return nfa.chars(complement(_NEWLINE))
     if op is _c.IN:
         return nfa.chars(_class(av))
     if op is _c.BRANCH:

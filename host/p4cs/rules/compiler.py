@@ -294,6 +294,21 @@ class _Bounds:
         return self.cum[i]
 
 
+def _affix_lookup(tables, suffix: bool):
+    """Probe the prefix (or suffix) tables, shortest length first."""
+
+    def part(s, n):
+        m = 0
+        ls = len(s)
+        for L, d in tables:
+            if L > ls:
+                break
+            m |= d.get(s[ls - L:] if suffix else s[:L], 0)
+        return m
+
+    return part
+
+
 class FieldIndex:
     def __init__(self, fname: str) -> None:
         self.field = fname
@@ -367,31 +382,9 @@ class FieldIndex:
             groups = self.net_groups
         numeric = bool(eq_num or eq_ntext or any(not k.startswith("str_") for k, _ in self.active_bounds))
         if self.pfx_lens:
-            pfx = [(L, self.pfx[L]) for L in self.pfx_lens]
-
-            def p_pfx(s, n):
-                m = 0
-                ls = len(s)
-                for L, d in pfx:
-                    if L > ls:
-                        break
-                    m |= d.get(s[:L], 0)
-                return m
-
-            parts.append(p_pfx)
+            parts.append(_affix_lookup([(L, self.pfx[L]) for L in self.pfx_lens], False))
         if self.sfx_lens:
-            sfx = [(L, self.sfx[L]) for L in self.sfx_lens]
-
-            def p_sfx(s, n):
-                m = 0
-                ls = len(s)
-                for L, d in sfx:
-                    if L > ls:
-                        break
-                    m |= d.get(s[ls - L:], 0)
-                return m
-
-            parts.append(p_sfx)
+            parts.append(_affix_lookup([(L, self.sfx[L]) for L in self.sfx_lens], True))
         if self.sub_small:
             small = self.sub_small
 

@@ -136,14 +136,7 @@ def _ivs_intersect(a, b):
 
 
 def _ivs_complement(a):
-    out, cur = [], 0
-    for lo, hi in a:
-        if lo > cur:
-            out.append((cur, lo - 1))
-        cur = hi + 1
-    if cur <= _IP_TOP:
-        out.append((cur, _IP_TOP))
-    return out
+    return list(automata.complement(a, _IP_TOP))
 
 
 def _ip_field(lits):
