@@ -377,9 +377,7 @@ class FieldIndex:
     def compile_lookup(self):
         """`lookup(value) -> bitset` with only the parts this field's anchors need."""
         parts = []
-        eq_str, eq_num, eq_ntext = self.eq_str, self.eq_num, self.eq_ntext
-        if self.net_groups:
-            groups = self.net_groups
+        eq_str, eq_num, eq_ntext, groups = self.eq_str, self.eq_num, self.eq_ntext, self.net_groups
         numeric = bool(eq_num or eq_ntext or any(not k.startswith("str_") for k, _ in self.active_bounds))
         if self.pfx_lens:
             parts.append(_affix_lookup([(L, self.pfx[L]) for L in self.pfx_lens], False))
@@ -414,8 +412,6 @@ class FieldIndex:
 
         def lookup(v) -> int:
             if isinstance(v, _IP):
-                if not self.net_groups:
-                    return 0
                 m = 0
                 iv = int(v)
                 bits = 32 if v.version == 4 else 128
@@ -433,7 +429,7 @@ class FieldIndex:
                 m |= part(s, n)
             return m
 
-        if not parts and not self.net_groups:
+        if not parts and not groups:
             def lookup_eq(v) -> int:  # the common case: equalities on a text field
                 if isinstance(v, str):
                     return eq_str.get(v, 0)

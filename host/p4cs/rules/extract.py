@@ -1,4 +1,4 @@
-"""L7 field extraction: HTTP (httptools), XML (libxml2 pull parser, early stop), urlencoded forms,
+"""L7 field extraction: HTTP (httptools), XML (libxml2 via lxml, early stop), urlencoded forms,
 JSON, TLS ClientHello, SMTP envelope, addresses and bit fields.
 
 Extraction is lazy: a `RequestView` parses a protocol layer only when a field of that layer is
@@ -93,9 +93,10 @@ def extract_xml(doc: bytes | str, paths: Iterable[str]) -> dict[str, str]:
 
     libxml2 (lxml) scans the bytes; Python only looks at elements named like the last step of
     a sequence. A small document is parsed in one call; a larger one is fed to the pull
-    parser in growing pieces and parsing stops as soon as every sequence is resolved. Where the document stops being well-formed
-    (namespace-well-formed: a prefix must be declared) extraction ends: values of elements
-    that ended before that point stay, the rest are absent. Internal entities are expanded;
+    parser in growing pieces and parsing stops as soon as every sequence is resolved. Where
+    the document stops being well-formed (namespace-well-formed: a prefix must be declared)
+    extraction ends: values of elements that ended before that point stay, the rest are
+    absent. Internal entities are expanded;
     external ones and DTDs are never loaded.
     """
     specs = [(p, parse_xml_path(p)) for p in dict.fromkeys(paths)]
