@@ -55,6 +55,8 @@ def _endpoint(text: str, what: str) -> tuple[str, int]:
 def check(
     file: Path = typer.Argument(..., help="rule file"),
     json_out: bool = typer.Option(False, "--json", help="print findings as a JSON list"),
+    disjoint: bool = typer.Option(False, "--disjoint", help="with --json: print an object with "
+                                  "the findings and every compared pair proven disjoint, with the proof's source"),
     timeout_ms: int = typer.Option(3000, "--timeout-ms", help="solver time limit per query"),
 ) -> None:
     """Detect duplicate, absolute, potential, shadowed and wrongly ordered rules, each with a
@@ -63,7 +65,10 @@ def check(
 
     rs = _load(file)
     findings, stats = check_rules(rs, timeout_ms=timeout_ms)
-    if json_out:
+    if json_out and disjoint:
+        typer.echo(json.dumps({"findings": [f.to_dict() for f in findings],
+                               "disjoint": stats["disjoint"]}, indent=2))
+    elif json_out:
         typer.echo(json.dumps([f.to_dict() for f in findings], indent=2))
     else:
         from rich.console import Console

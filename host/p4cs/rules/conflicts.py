@@ -678,6 +678,8 @@ class Checker:
         self.lits = [fastcheck.rule_literals(rs, r) for r in range(len(rs.rules))]
         self.fast = fast
         self.fast_answers = 0
+        self.disjoint: list[dict] = []  # pairs proven never to decide the same request
+        self._unsat_by = ""
 
     def _rule_fields(self, r: int) -> set[str]:
         from .model import cond_fields
@@ -695,6 +697,7 @@ class Checker:
             res, m = fastcheck.solve([self.lits[r] for r in pos], [self.lits[r] for r in neg])
             if res == fastcheck.UNSAT:
                 self.fast_answers += 1
+                self._unsat_by = "field-wise procedure (exact; automata for text terms)"
                 return None
             if res == fastcheck.SAT and (check is None or self._verify(m, fields, check)):
                 self.fast_answers += 1
@@ -725,6 +728,7 @@ class Checker:
         s.set("timeout", self.timeout_ms)
         s.add(formula)
         r, m = self._check(s)
+        self._unsat_by = "SMT solver (z3)"
         if r == z3.unsat:
             return None
         enc = self.enc
@@ -792,7 +796,9 @@ class Checker:
         }
         if packet is not None:
             w["packet"] = packet.hex()
-        w["decision"] = naive_decide(self.rs.rules, parsed).describe()
+        naive = naive_decide(self.rs.rules, parsed)
+        w["decision"] = naive.describe()
+        w["verified"] = ok and self.rs.decide(parsed) == naive  # the compiled matcher agrees
         if self.enc.approx and not isinstance(m, fastcheck.FastModel):
             w["approximate"] = sorted(self.enc.approx)
         return w
@@ -839,6 +845,8 @@ class Checker:
             earlier = []
             for i in sorted(cand):
                 if surely_disjoint(self.top[i], self.top[j]):
+                    self.disjoint.append({"rules": [names[i], names[j]], "result": "disjoint",
+                                          "reason": "prefilter: contradictory terms on one field, or different protocols"})
                     continue
                 # (rules with no common field are only candidates when F(i) is total)
                 earlier.append(i)
@@ -847,6 +855,8 @@ class Checker:
                 both = self._ask([i, j], [], lambda i=i, j=j: z3.And(F(i), F(j)), flds,
                                  lambda v: fi(v) and fj(v), prefer=True)
                 if both is None:
+                    self.disjoint.append({"rules": [names[i], names[j]], "result": "disjoint",
+                                          "reason": f"no request satisfies both ({self._unsat_by})"})
                     continue
                 if both == "unknown":
                     self.unknown.append((names[i], names[j]))
@@ -933,5 +943,6 @@ def check_rules(rs: RuleSet, timeout_ms: int = 3000, fast: bool = True) -> tuple
     stats = {"rules": len(rs.rules), "solver_calls": ch.solver_calls,
              "fast_answers": ch.fast_answers,
              "seconds": round(time.perf_counter() - t0, 3),
-             "undecided": [list(p) for p in ch.unknown]}
+             "undecided": [list(p) for p in ch.unknown],
+             "disjoint": ch.disjoint}
     return findings, stats
