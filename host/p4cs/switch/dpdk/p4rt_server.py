@@ -35,8 +35,9 @@ from finsy.proto import p4i, p4r, rpc_code, rpc_status
 from google.protobuf import any_pb2, text_format
 from google.protobuf.message import DecodeError
 
+from p4cs.constants import REASON_FLOW_END
+
 from .daemon import DaemonDead, DaemonError, SwxDaemon
-from .defines import REASON_FLOW_END
 from .schema import Schema, SchemaError, TableInfo, canonical_bytes
 from .wire import FlowFastPath, Slow, decode_update, update_slices
 
