@@ -1,8 +1,8 @@
 """`p4cs generate`: render the P4 programs' parameters and, where p4c is installed, compile.
 
-The P4 sources in ``p4src/`` are the source of truth. For each target this writes
-``p4src/build/<target>/params.p4`` (from :mod:`p4cs.params` and :mod:`p4cs.constants`) and, with
-``--compile``, runs
+The P4 sources in ``p4src/`` are the source of truth for the program, :mod:`p4cs.params` and
+:mod:`p4cs.constants` for its numbers. For each target this writes
+``p4src/build/<target>/params.p4`` (rendered from those two) and, with ``--compile``, runs
 
 * DPDK: ``p4c-dpdk --arch pna`` → ``p4cs.spec`` (the SWX pipeline the embedded target runs),
   ``p4cs.p4info.txtpb``, ``context.json``;

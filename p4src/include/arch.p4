@@ -16,7 +16,10 @@
  *                                     BMv2 measures the frame itself)
  *   P4CS_EXPIRING_TABLE               table properties: entries expire when idle
  *   P4CS_REARM_EXPIRY                 in an action of such a table: a hit restarts the timer
- *   IncrementalChecksum               control: IPv4 and TCP checksums after a splice rewrite
+ *   IncrementalChecksum               control: the IPv4 and TCP checksums after a splice
+ *                                     rewrite, updated incrementally (RFC 1624) from the old
+ *                                     values the splice action saved, so a packet that arrived
+ *                                     with a bad checksum leaves with a bad checksum
  *
  * This is the only file of the program with #ifdefs.
  */
@@ -58,9 +61,9 @@
 #define P4CS_EXPIRING_TABLE             add_on_miss = true; idle_timeout_with_auto_delete = true;
 #define P4CS_REARM_EXPIRY               restart_expire_timer()
 
-/* The InternetChecksum extern, which p4c-dpdk turns into SWX cksub / ckadd: RFC 1624 from the
- * old values the splice action saved. Applied in the main control: the PNA deparser takes the
- * headers read-only. */
+/* The InternetChecksum extern, which p4c-dpdk turns into SWX cksub / ckadd; one instance per
+ * checksum (one instance reused for both left the IPv4 checksum at 0 on DPDK 22.11). Applied in
+ * the main control: the PNA deparser takes the headers read-only. */
 control IncrementalChecksum(inout headers_t hdr, inout local_metadata_t meta) {
     InternetChecksum() ck_ip;
     InternetChecksum() ck;
