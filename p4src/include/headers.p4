@@ -1,8 +1,14 @@
-/* p4cs — packet headers and metadata, shared by the PNA (DPDK) and v1model (BMv2) programs. */
+/* p4cs — packet headers and metadata, shared by the PNA (DPDK) and v1model (BMv2) programs.
+ * Sizes, ports and constants (EtherTypes, TCP flags, packet-in reason codes) come from
+ * params.p4, which `p4cs generate` renders from host/p4cs/params.py and host/p4cs/constants.py:
+ * the host side reads the same numbers from there. */
 #ifndef P4CS_HEADERS_P4
 #define P4CS_HEADERS_P4
 
-#include "defines.p4"
+#include "params.p4"
+
+typedef bit<48> mac_addr_t;
+typedef bit<32> ipv4_addr_t;
 
 /* Controller headers: the P4Runtime server turns these into PacketIn / PacketOut metadata. */
 @controller_header("packet_in")

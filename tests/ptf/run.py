@@ -270,7 +270,7 @@ def start_bmv2(ns: Netns, rundir: Path) -> TargetProc:
     finally:
         sys.path.pop(0)
     # Compile the v1model program fresh (it must match p4src/), into the run directory: the
-    # committed params.p4 of the BMv2 build goes along, it is #included by defines.p4.
+    # committed params.p4 of the BMv2 build goes along, it is #included by headers.p4.
     outdir = rundir / "bmv2"
     outdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "p4src" / "build" / "bmv2" / "params.p4", outdir / "params.p4")

@@ -192,7 +192,7 @@ def test_program_names_resolve():
     info = p4rt.P4Info.load(DPDK_P4INFO)
     for t in ("flow_table", "vip_table", "backend_table", "local_table", "arp_table", "ipv4_route"):
         info.table(t)
-    for a in ("splice", "flow_forward", "flow_drop", "punt_vip", "punt_backend", "punt_local", "arp_reply", "route"):
+    for a in ("splice", "flow_forward", "punt_vip", "punt_backend", "punt_local", "arp_reply", "route"):
         info.action(a)
     info.counter("flow_counter")
     assert set(info.packet_metadata("packet_in")) >= {"ingress_port", "reason"}

@@ -23,12 +23,12 @@ from .reassembly import Reassembler, RequestBuffer
 from .schedulers import Server, ServerGroup
 from .stats import Stats
 
-# Packet-in reasons (p4src/include/packet_io.p4)
-REASON_VS_MISS = 1       # flow miss, client -> VIP
-REASON_SERVER_MISS = 2   # flow miss, real server -> client / SNAT address
-REASON_LOCAL = 3         # to a switch-local address (SNAT replies may come this way)
-REASON_FIN_COPY = 4      # copy of a FIN/RST of a spliced flow
-REASON_IP_EXCEPTION = 5  # IPv4 options or fragment towards a virtual service
+# Packet-in reasons: the data plane's (p4cs.constants), under the engine's names
+from ..constants import REASON_VIP_MISS as REASON_VS_MISS  # flow miss, client -> VIP
+from ..constants import REASON_BACKEND_MISS as REASON_SERVER_MISS  # flow miss, server -> client / SNAT addr
+from ..constants import REASON_LOCAL  # to a switch-local address (SNAT replies may come this way)
+from ..constants import REASON_FLOW_END as REASON_FIN_COPY  # copy of a FIN/RST of a spliced flow
+from ..constants import REASON_IP_EXCEPTION  # IPv4 options or fragment towards a virtual service
 
 # Connection states
 RECV = "recv"            # handshake done with the client, reading the request

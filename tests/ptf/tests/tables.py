@@ -14,8 +14,8 @@ from lib.flows import SpliceBase, flow_key  # noqa: E402
 from lib.p4rt import SC, Client, P4RuntimeError  # noqa: E402
 from lib.packets import sized_tcp_frame, tcp_frame  # noqa: E402
 from lib.topo import (  # noqa: E402
-    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, IP_TCP, OTHER_MAC, OTHER_PORT, REASON_VIP_MISS, SERVER_MAC, SERVER_PORT,
-    SW_MAC, VIP, VIP_PORT,
+    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, IP_TCP, OTHER_MAC, OTHER_PORT, REASON_VIP_MISS, SERVER_IP, SERVER_MAC,
+    SERVER_PORT, SERVER_PORT_NO, SNAT_IP, SW_MAC, VIP, VIP_PORT,
 )
 
 
@@ -29,6 +29,12 @@ def fwd_params(port=OTHER_PORT, flow_id=500):
     return {"port": port, "dmac": dmac, "smac": SW_MAC[port], "flow_id": flow_id}
 
 
+def splice_params(snat_port, flow_id):
+    """client -> VIP:80 spliced to SNAT:snat_port -> server:8080 (port 2), sequence numbers unchanged."""
+    return {"port": SERVER_PORT, "dmac": SERVER_MAC, "smac": SW_MAC[SERVER_PORT], "sip": SNAT_IP, "dip": SERVER_IP,
+            "sport": snat_port, "dport": SERVER_PORT_NO, "seq_delta": 0, "ack_delta": 0, "flow_id": flow_id}
+
+
 def to_vip(cport, **kw):
     return tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, cport, VIP_PORT, **kw)
 
@@ -40,16 +46,15 @@ def forwarded(cport, port=OTHER_PORT, **kw):
 
 class Counters(SpliceBase):
     """flow_counter[flow_id] counts the packets and bytes (frame length) of every action of the
-    flow table: splice, flow_forward, flow_drop. Other indices do not move."""
+    flow table: splice, flow_forward. Other indices do not move."""
 
     def runTest(self):
-        ids = {"splice": 601, "forward": 603, "drop": 604}
+        ids = {"splice": 601, "forward": 603}
         self.splice_pair(40300, 50300, 11, 22, flow_id=ids["splice"])
         self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40301, VIP_PORT), "flow_forward", fwd_params(flow_id=ids["forward"]))
-        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40302, VIP_PORT), "flow_drop", {"flow_id": ids["drop"]})
         before = {k: self.client.read_counter("flow_counter", i) for k, i in ids.items()}
         neighbour = self.client.read_counter("flow_counter", ids["splice"] + 1)  # the reverse leg
-        sends = {"splice": (5, 100, 40300), "forward": (3, 150, 40301), "drop": (4, 90, 40302)}
+        sends = {"splice": (5, 100, 40300), "forward": (3, 150, 40301)}
         for k, (n, size, cport) in sends.items():
             for _ in range(n):
                 self.send(CLIENT_PORT, sized_tcp_frame(size, CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, cport, VIP_PORT, flags="PA"))
@@ -75,13 +80,14 @@ class CounterBytesPadded(P4csTest):
     counted. The test pins down each target's documented behaviour."""
 
     def runTest(self):
-        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40305, VIP_PORT), "flow_drop", {"flow_id": 605})
+        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40305, VIP_PORT), "flow_forward", fwd_params(flow_id=605))
         before = self.client.read_counter("flow_counter", 605)
         f = bytes(tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40305, VIP_PORT, flags="A"))
         self.assertEqual(len(f), 54)
         f += bytes(6)
         for _ in range(4):
             self.send(CLIENT_PORT, f)
+            self.recv(OTHER_PORT)
         time.sleep(0.3)
         pk, by = self.client.read_counter("flow_counter", 605)
         per_frame = 54 if self.target == "dpdk" else 60
@@ -95,7 +101,7 @@ class ReadBack(P4csTest):
 
     def runTest(self):
         te1 = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40310, VIP_PORT), "flow_forward", fwd_params(flow_id=610))
-        te2 = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40311, VIP_PORT), "flow_drop", {"flow_id": 611})
+        te2 = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40311, VIP_PORT), "splice", splice_params(50311, 611))
         te3 = self.insert("ipv4_route", {"dst_addr": ("10.9.0.0", 16)}, "route", {"port": 2, "dmac": SERVER_MAC, "smac": SW_MAC[2]})
         d = self.p4.describe_entry
         for te, cport in ((te1, 40310), (te2, 40311)):
@@ -123,9 +129,11 @@ class ModifyEntry(P4csTest):
         self.expect_frame(SERVER_PORT, forwarded(40320, SERVER_PORT, payload=b"two"))
         got = self.client.read_table("flow_table", flow_key(CLIENT_IP, VIP, 40320, VIP_PORT))
         self.assertEqual([self.p4.describe_entry(g) for g in got], [self.p4.describe_entry(new)])
-        drop = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40320, VIP_PORT), "flow_drop", {"flow_id": 622})
-        self.client.modify(drop)
+        spliced = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40320, VIP_PORT), "splice", splice_params(50320, 622))
+        self.client.modify(spliced)
         self.send(CLIENT_PORT, to_vip(40320, payload=b"three"))
+        self.expect_frame(SERVER_PORT, tcp_frame(SW_MAC[2], SERVER_MAC, SNAT_IP, SERVER_IP, 50320, SERVER_PORT_NO,
+                                                 payload=b"three"))
         self.expect_no_frames()
         self.expect_no_packet_in()
         self.assertIsNotNone(te)
@@ -155,7 +163,7 @@ class DuplicateInsert(P4csTest):
 
     def runTest(self):
         self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40340, VIP_PORT), "flow_forward", fwd_params(flow_id=640))
-        dup = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40340, VIP_PORT), "flow_drop", {"flow_id": 641})
+        dup = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40340, VIP_PORT), "flow_forward", fwd_params(SERVER_PORT, 641))
         self.assert_write_fails(SC.ALREADY_EXISTS, [Client.table_update("insert", dup)])
         vip = vip_entry(self)
         self.assert_write_fails(SC.ALREADY_EXISTS, [Client.table_update("insert", vip)])
@@ -167,7 +175,7 @@ class DeleteAbsent(P4csTest):
     """DELETE and MODIFY of an absent key fail with NOT_FOUND."""
 
     def runTest(self):
-        absent = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40350, VIP_PORT), "flow_drop", {"flow_id": 650})
+        absent = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40350, VIP_PORT), "flow_forward", fwd_params(flow_id=650))
         key_only = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40350, VIP_PORT))
         self.assert_write_fails(SC.NOT_FOUND, [Client.table_update("delete", key_only)])
         self.assert_write_fails(SC.NOT_FOUND, [Client.table_update("modify", absent)])
@@ -180,9 +188,9 @@ class BatchPartialFailure(P4csTest):
     its own error (CONTINUE_ON_ERROR)."""
 
     def runTest(self):
-        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40360, VIP_PORT), "flow_drop", {"flow_id": 660})
+        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40360, VIP_PORT), "flow_forward", fwd_params(flow_id=660))
         good = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40361, VIP_PORT), "flow_forward", fwd_params(flow_id=661))
-        dup = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40360, VIP_PORT), "flow_drop", {"flow_id": 662})
+        dup = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40360, VIP_PORT), "flow_forward", fwd_params(SERVER_PORT, 662))
         gone = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40362, VIP_PORT))
         codes = self.client.write_codes([Client.table_update("insert", good), Client.table_update("insert", dup),
                                          Client.table_update("delete", gone)])
@@ -200,11 +208,11 @@ class IdleTimeout(P4csTest):
     def runTest(self):
         to_ns = int(float(self.p["idle_timeout_s"]) * 1e9)
         wait = float(self.p["idle_wait_s"])
-        idle = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40370, VIP_PORT), "flow_drop", {"flow_id": 670},
+        idle = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40370, VIP_PORT), "flow_forward", fwd_params(flow_id=670),
                            idle_timeout_ns=to_ns)
         busy = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40371, VIP_PORT), "flow_forward", fwd_params(flow_id=671),
                            idle_timeout_ns=to_ns)
-        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40372, VIP_PORT), "flow_drop", {"flow_id": 672})
+        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40372, VIP_PORT), "flow_forward", fwd_params(flow_id=672))
         d = self.p4.describe_entry
         want_idle = d(idle)["match"]
         t0 = time.monotonic()

@@ -18,7 +18,7 @@ from typing import Callable
 from finsy.proto import p4r, rpc_code
 
 from .arbitration import Arbiter, StreamConn
-from .defines import REASON_FLOW_END
+from p4cs.constants import REASON_FLOW_END
 from .encode import ld, varint
 from .errors import SC, P4RTError
 from .pipeline import NO_PIPELINE, Pipeline, TargetConfig
