@@ -23,12 +23,13 @@ from .reassembly import Reassembler, RequestBuffer
 from .schedulers import Server, ServerGroup
 from .stats import Stats
 
-# Packet-in reasons: the data plane's (p4cs.constants), under the engine's names
-from ..constants import REASON_VIP_MISS as REASON_VS_MISS  # flow miss, client -> VIP
-from ..constants import REASON_BACKEND_MISS as REASON_SERVER_MISS  # flow miss, server -> client / SNAT addr
-from ..constants import REASON_LOCAL  # to a switch-local address (SNAT replies may come this way)
-from ..constants import REASON_FLOW_END as REASON_FIN_COPY  # copy of a FIN/RST of a spliced flow
-from ..constants import REASON_IP_EXCEPTION  # IPv4 options or fragment towards a virtual service
+from ..constants import (  # packet-in reasons: p4cs.constants is their one source
+    REASON_BACKEND_MISS,  # flow miss, server -> client / SNAT address
+    REASON_FLOW_END,  # copy of a FIN/RST of a spliced flow
+    REASON_IP_EXCEPTION,  # IPv4 options or fragment towards a virtual service
+    REASON_LOCAL,  # to a switch-local address (SNAT replies may come this way)
+    REASON_VIP_MISS,  # flow miss, client -> VIP
+)
 
 # Connection states
 RECV = "recv"            # handshake done with the client, reading the request
@@ -233,11 +234,11 @@ class Engine:
                 return self._bad(e.args[0], now, ingress_port, reason)
             except Exception:  # noqa: BLE001 - e.g. a non-bytes frame
                 return self._bad("garbage", now, ingress_port, reason)
-            if reason == REASON_VS_MISS or reason == REASON_IP_EXCEPTION:
+            if reason == REASON_VIP_MISS or reason == REASON_IP_EXCEPTION:
                 return self._from_client(seg, frame, ingress_port, now)
-            if reason == REASON_SERVER_MISS or reason == REASON_LOCAL:
+            if reason == REASON_BACKEND_MISS or reason == REASON_LOCAL:
                 return self._from_server(seg, frame, ingress_port, now)
-            if reason == REASON_FIN_COPY:
+            if reason == REASON_FLOW_END:
                 return self._fin_copy(seg, now)
             return self._bad("unknown_reason", now, ingress_port, reason)
         except Exception as e:  # noqa: BLE001 - a bug must not kill the controller
