@@ -44,7 +44,10 @@ def _line(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
 
 
 class Front:
-    """What the three protocols share: the decision command and the replay list."""
+    """What the three protocols share.  A subclass defines ``greeting()``, ``replay()``
+    (client-stream slices to replay, with the answer each needs), ``command(line, start,
+    end)``, ``refusal(status, location)`` (the answer to a refused decision command, and
+    whether to close), ``server_reply(expect, data)`` and ``_too_long()``."""
 
     proto = ""
     greeting_expect = ""
@@ -54,9 +57,6 @@ class Front:
         self.pos = 0               # next unread offset of the client's stream
         self.dec = None            # (start, end) of the decision command
         self.deadline = 0.0        # end of the dialogue (request_timeout)
-
-    def replay(self) -> list:
-        raise NotImplementedError
 
     def skip(self) -> int:
         """Client bytes before the decision command that the server never sees: the
@@ -73,9 +73,6 @@ class Front:
         self.pos = self.dec[1]
         self.dec = None
 
-    def _too_long(self) -> tuple:
-        raise NotImplementedError
-
     def step(self, buf: bytearray, pos: int):
         got = _line(buf, pos)
         if got is None:
@@ -84,9 +81,6 @@ class Front:
         if end < 0:
             return CLOSE, self._too_long(), len(buf)
         return self.command(line, pos, end)
-
-    def command(self, line: bytes, start: int, end: int) -> tuple:
-        raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------ SMTP

@@ -7,8 +7,9 @@ mailbox ``user``.
   received (dot-unstuffed, CRLF line ends), in the mailbox of each recipient's local part.
 * POP3 (RFC 1939): USER/PASS (any non-empty password), STAT, LIST, UIDL, RETR, DELE
   (deletes at QUIT), NOOP, RSET, CAPA, QUIT.
-* IMAP4rev1 (RFC 3501), an INBOX without flags or expunge: CAPABILITY, NOOP, LOGIN, AUTHENTICATE PLAIN,
-  SELECT/EXAMINE INBOX, FETCH n (RFC822 | BODY[] | BODY.PEEK[] | RFC822.SIZE), LOGOUT.
+* IMAP4rev1 (RFC 3501), an INBOX without flags or expunge: CAPABILITY, NOOP, LOGIN,
+  AUTHENTICATE PLAIN, SELECT/EXAMINE INBOX, FETCH n (RFC822 | BODY[] | BODY.PEEK[] |
+  RFC822.SIZE), LOGOUT.
   Literals from the client are accepted with a continuation request.
 
 Greetings and replies name the server (``--name``), so a client can tell which server it
