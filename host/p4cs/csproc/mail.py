@@ -46,14 +46,17 @@ def _line(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
 class Front:
     """What the three protocols share.  A subclass defines ``greeting()``, ``replay()``
     (client-stream slices to replay, with the answer each needs), ``command(line, start,
-    end)``, ``refusal(status, location)`` (the answer to a refused decision command, and
-    whether to close), ``server_reply(expect, data)`` and ``_too_long()``."""
+    end)``, ``server_reply(expect, data)``, ``closing(status)``, and the answers
+    ``REJECT``, ``REDIRECT`` (formatted with ``loc`` and ``tag``) and ``TOO_LONG``."""
 
     proto = ""
     greeting_expect = ""
+    REJECT = REDIRECT = ""
+    TOO_LONG = b""
 
     def __init__(self, name: str):
         self.name = name
+        self.tag = b""             # IMAP: the tag of the open command
         self.pos = 0               # next unread offset of the client's stream
         self.dec = None            # (start, end) of the decision command
         self.deadline = 0.0        # end of the dialogue (request_timeout)
@@ -73,13 +76,24 @@ class Front:
         self.pos = self.dec[1]
         self.dec = None
 
+    def refusal(self, status: int | None, location: str | None) -> tuple[bytes, bool]:
+        """(answer, close): ``reject`` (403) and ``redirect`` (302) answer the decision
+        command and the dialogue goes on; otherwise the closing reply (None: none)."""
+        if status == 403 or status == 302:
+            loc = (location or "").replace("\r", "").replace("\n", "")
+            text = self.REJECT if status == 403 else self.REDIRECT
+            return text.format(loc=loc, tag=self.tag.decode("latin-1")).encode(), False
+        if status is None:
+            return b"", True
+        return self.closing(status), True
+
     def step(self, buf: bytearray, pos: int):
         got = _line(buf, pos)
         if got is None:
             return None
         line, end = got
         if end < 0:
-            return CLOSE, self._too_long(), len(buf)
+            return CLOSE, self.TOO_LONG, len(buf)
         return self.command(line, pos, end)
 
 
@@ -122,20 +136,15 @@ class SmtpFront(Front):
     def replay(self) -> list:
         return [(*self.hello, "smtp"), (*self.mail, "smtp")]
 
-    def _too_long(self) -> bytes:
-        return b"421 4.7.0 Line too long, closing transmission channel\r\n"
+    REJECT = "550 5.7.1 Recipient rejected by policy\r\n"
+    REDIRECT = "551 5.1.6 User not local; please try <{loc}>\r\n"
+    TOO_LONG = b"421 4.7.0 Line too long, closing transmission channel\r\n"
 
-    def refusal(self, status: int | None, location: str | None) -> tuple[bytes, bool]:
-        if status == 403:
-            return b"550 5.7.1 Recipient rejected by policy\r\n", False
-        if status == 302:
-            loc = (location or "").replace("\r", "").replace("\n", "")
-            return f"551 5.1.6 User not local; please try <{loc}>\r\n".encode(), False
-        if status is None:
-            return b"", True
+    @staticmethod
+    def closing(status: int) -> bytes:
         text = {408: "4.4.2 Timeout", 431: "4.7.0 Too many commands"}.get(
             status, "4.3.0 Service not available")
-        return f"421 {text}, closing transmission channel\r\n".encode(), True
+        return f"421 {text}, closing transmission channel\r\n".encode()
 
     def command(self, line: bytes, start: int, end: int) -> tuple:
         verb, _, arg = line.partition(b" ")
@@ -199,6 +208,16 @@ class SmtpFront(Front):
 
 
 # ------------------------------------------------------------------------------ POP3
+def _server_line(data: bytes) -> tuple[bytes, int] | None:
+    """A server's first line (without its line end) and its length, once complete."""
+    eol = data.find(b"\n")
+    return None if eol < 0 else (data[:eol].rstrip(b"\r"), eol + 1)
+
+
+def _unavailable(status: int) -> bytes:
+    return b"timeout" if status == 408 else b"service not available"
+
+
 class Pop3Front(Front):
     """POP3 (RFC 1939) AUTHORIZATION state up to USER.  CAPA lists USER only."""
 
@@ -211,19 +230,13 @@ class Pop3Front(Front):
     def replay(self) -> list:
         return []
 
-    def _too_long(self) -> bytes:
-        return b"-ERR line too long\r\n"
+    REJECT = "-ERR [AUTH] access denied\r\n"
+    REDIRECT = "-ERR [SYS/PERM] mailbox served at {loc}\r\n"
+    TOO_LONG = b"-ERR line too long\r\n"
 
-    def refusal(self, status: int | None, location: str | None) -> tuple[bytes, bool]:
-        if status == 403:
-            return b"-ERR [AUTH] access denied\r\n", False
-        if status == 302:
-            loc = (location or "").replace("\r", "").replace("\n", "")
-            return f"-ERR [SYS/PERM] mailbox served at {loc}\r\n".encode(), False
-        if status is None:
-            return b"", True
-        text = "timeout" if status == 408 else "service not available"
-        return f"-ERR [SYS/TEMP] {text}\r\n".encode(), True
+    @staticmethod
+    def closing(status: int) -> bytes:
+        return b"-ERR [SYS/TEMP] " + _unavailable(status) + b"\r\n"
 
     def command(self, line: bytes, start: int, end: int) -> tuple:
         verb, _, arg = line.partition(b" ")
@@ -245,11 +258,11 @@ class Pop3Front(Front):
 
     @staticmethod
     def server_reply(expect: str, data: bytes):
-        eol = data.find(b"\n")
-        if eol < 0:
+        got = _server_line(data)
+        if got is None:
             return None
-        line = data[:eol].rstrip(b"\r")
-        return eol + 1, line[:3] == b"+OK", line.decode("latin-1")
+        line, n = got
+        return n, line[:3] == b"+OK", line.decode("latin-1")
 
 
 # ------------------------------------------------------------------------------ IMAP
@@ -268,7 +281,6 @@ class ImapFront(Front):
         super().__init__(name)
         self.parts = []      # (start, end, "cont") of the open command, before its last line
         self.lit = 0         # bytes of a literal still to read
-        self.tag = b""
         self.auth = False    # the open command is AUTHENTICATE PLAIN awaiting its response
 
     def greeting(self) -> bytes:
@@ -277,25 +289,18 @@ class ImapFront(Front):
     def replay(self) -> list:
         return self.parts
 
-    def _too_long(self) -> bytes:
-        return b"* BYE line too long\r\n"
+    REJECT = "{tag} NO [AUTHORIZATIONFAILED] access denied\r\n"
+    REDIRECT = "{tag} NO [REFERRAL {loc}] try another server\r\n"
+    TOO_LONG = b"* BYE line too long\r\n"
+
+    @staticmethod
+    def closing(status: int) -> bytes:
+        return b"* BYE " + _unavailable(status) + b"\r\n"
 
     def skip_decision(self) -> None:
         super().skip_decision()
         self.parts = []
         self.auth = False
-
-    def refusal(self, status: int | None, location: str | None) -> tuple[bytes, bool]:
-        tag = self.tag.decode("latin-1")
-        if status == 403:
-            return f"{tag} NO [AUTHORIZATIONFAILED] access denied\r\n".encode(), False
-        if status == 302:
-            loc = (location or "").replace("\r", "").replace("\n", "")
-            return f"{tag} NO [REFERRAL {loc}] try another server\r\n".encode(), False
-        if status is None:
-            return b"", True
-        text = "timeout" if status == 408 else "service not available"
-        return f"* BYE {text}\r\n".encode(), True
 
     def step(self, buf: bytearray, pos: int):
         start = self.parts[0][0] if self.parts else pos
@@ -309,7 +314,7 @@ class ImapFront(Front):
         self.lit = 0
         line, end = got
         if end < 0:
-            return CLOSE, self._too_long(), len(buf)
+            return CLOSE, self.TOO_LONG, len(buf)
         if self.auth:                        # the client's SASL PLAIN response
             return self._auth_response(line, start, end)
         if self.parts:                       # a line continuing a command after a literal
@@ -367,11 +372,10 @@ class ImapFront(Front):
 
     @staticmethod
     def server_reply(expect: str, data: bytes):
-        eol = data.find(b"\n")
-        if eol < 0:
+        got = _server_line(data)
+        if got is None:
             return None
-        line = data[:eol].rstrip(b"\r")
-        n = eol + 1
+        line, n = got
         text = line.decode("latin-1")
         if expect == "imap":                 # the greeting
             return n, line[:5].upper() == b"* OK ", text
