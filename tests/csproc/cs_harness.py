@@ -61,12 +61,13 @@ def payload(p: Ether) -> bytes:
 
 class Harness:
     def __init__(self, mode="transparent", routes=None, router=None, config=None,
-                 cport=CPORT, cisn=1000, groups=None):
+                 cport=CPORT, cisn=1000, groups=None, protocol="http"):
         self.servers = [Server("s1", S1, 8080), Server("s2", S2, 8080)]
         self.groups = groups or [ServerGroup("web", self.servers, "rr")]
         router = router or PrefixRouter(routes or [Route("all", "web", "/")])
         self.svc = VirtualService("www", VIP, 80, router, default_group="web", mode=mode,
-                                  snat_ip=SNAT if mode == "snat" else None)
+                                  snat_ip=SNAT if mode == "snat" else None,
+                                  protocol=protocol)
         topo = StaticTopology({1: SW_C, 2: SW_S},
                               {S1: (2, S1_MAC), S2: (2, S2_MAC)})
         self.cfg = config or Config()
@@ -95,8 +96,8 @@ class Harness:
         conns = list(eng.by_id.values())
         assert st.buffered_bytes == sum(len(c.req.buf) + sum(map(len, c.req.ooo.values()))
                                         for c in conns if c.req is not None)
-        assert st.half_bound == sum(c.state in ("recv", "connecting", "closing")
-                                    for c in conns)
+        assert st.half_bound == sum(
+            c.state in ("recv", "connecting", "closing", "dialog", "replay") for c in conns)
         assert st.spliced_active == sum(c.state in ("spliced", "relaying") for c in conns)
         assert len(eng.conns_c) == len(conns)
         assert all(eng.conns_s[c.sl.key] is c for c in conns if c.sl.key is not None)

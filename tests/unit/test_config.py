@@ -37,6 +37,7 @@ def test_minimal_defaults():
     cfg = parse_config(BASE, "x.yaml")
     svc = cfg.services[0]
     assert (svc.vip, svc.port, svc.mode, svc.default_group) == ("10.0.0.100", 80, "transparent", "g")
+    assert svc.protocol == "http"
     assert cfg.limits.max_header_bytes == 16384
     assert cfg.switch.device_id == 1 and cfg.switch.target == "dpdk"
 
@@ -49,6 +50,10 @@ def test_minimal_defaults():
     ("gateway: 10.0.1.254/24", "gateway: banana", 3, "not an IPv4 interface"),
     ("mac: \"02:00:00:00:01:01\"", "mac: \"02:00:00\"", 6, "not a MAC address"),
     ("switch: {address", "switchh: {address", 1, "unknown key 'switchh'"),
+    ("port: 80, default_group", "port: 80, protocol: ftp, default_group", 11,
+     "protocol must be one of http, smtp, pop3, imap, got 'ftp'"),
+    ("port: 80, default_group", "port: 25, protocol: smtp, routes: [{prefix: /, group: g}], default_group",
+     11, "a smtp service decides with 'rules'"),
 ])
 def test_errors_point_at_the_line(old, new, line, words):
     text = BASE.replace(old, new, 1)
@@ -131,3 +136,9 @@ def test_dataplane_overrides_the_target_defaults():
     bmv2 = parse_config(BASE.replace("{address: 127.0.0.1:9559}", "{address: 127.0.0.1:9559, target: bmv2}")
                         + "dataplane: {max_ports: 64}\n", "x.yaml")
     assert (bmv2.dataplane.target, bmv2.dataplane.cpu_port, bmv2.dataplane.max_ports) == ("bmv2", 255, 64)
+
+
+@pytest.mark.parametrize("proto", ["smtp", "pop3", "imap", "http"])
+def test_protocol(proto):
+    cfg = parse_config(BASE.replace("port: 80,", f"port: 25, protocol: {proto},"), "x.yaml")
+    assert cfg.services[0].protocol == proto

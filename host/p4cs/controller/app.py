@@ -163,7 +163,7 @@ class ControllerApp:
                   for name, g in cfg.groups.items()}
         services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc),
                                    default_group=svc.default_group, mode=svc.mode,
-                                   snat_ip=svc.snat_address)
+                                   snat_ip=svc.snat_address, protocol=svc.protocol)
                     for svc in cfg.services]
         topo = StaticTopology({p.number: p.mac for p in cfg.ports.values()},
                               {h.ip: (h.port, h.mac) for h in cfg.hosts})
@@ -499,7 +499,8 @@ class ControllerApp:
             "switch": self.cfg.switch.address,
             "primary": bool(self.switch and self.switch.is_primary),
             "services": [{"name": s.name, "vip": s.vip, "port": s.port, "mode": s.mode,
-                          "rules": str(s.rules) if s.rules else None} for s in self.cfg.services],
+                          "protocol": s.protocol, "rules": str(s.rules) if s.rules else None}
+                         for s in self.cfg.services],
             "groups": {name: [{"server": srv.name, "active": srv.active, "total": srv.total,
                                "up": srv.up, "weight": srv.weight}
                               for srv in g.servers]

@@ -18,6 +18,7 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
         vip: 10.0.0.100
         port: 80
         mode: transparent                    # or snat (then snat_address: …)
+        protocol: http                       # or smtp, pop3, imap (the switch greets first)
         routes:                              # URL-prefix / Host routing, first match wins
           - {prefix: "/~lcs1/", group: ace}
           - {host: "shop.example", group: ace}
@@ -90,6 +91,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 SCHEDULERS = ("rr", "wrr", "lc")
 MODES = ("transparent", "snat")
+PROTOCOLS = ("http", "smtp", "pop3", "imap")
 
 
 def mac_to_int(mac: str) -> int:
@@ -146,6 +148,7 @@ class ServiceConf:
     routes: tuple[RouteConf, ...]
     rules: Path | None
     default_group: str | None
+    protocol: str = "http"
 
 
 @dataclass(frozen=True)
@@ -366,8 +369,13 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     for s in v.seq(doc, "services", required=True):
         if not isinstance(s, dict):
             raise v.err("each service must be a mapping", doc.get("services"))
-        v.known(s, {"name", "vip", "port", "mode", "snat_address", "routes", "rules", "default_group"},
-                "a service")
+        v.known(s, {"name", "vip", "port", "mode", "snat_address", "routes", "rules", "default_group",
+                    "protocol"}, "a service")
+        proto = v.str_(s, "protocol", False, "http")
+        if proto not in PROTOCOLS:
+            raise v.err(f"protocol must be one of {', '.join(PROTOCOLS)}, got {proto!r}", s, "protocol")
+        if proto != "http" and s.get("routes"):
+            raise v.err(f"routes match HTTP requests: a {proto} service decides with 'rules'", s, "routes")
         mode = v.str_(s, "mode", False, "transparent")
         if mode not in MODES:
             raise v.err(f"mode must be transparent or snat, got {mode!r}", s, "mode")
@@ -393,7 +401,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
                 raise v.err(f"rule file {rules} does not exist", s, "rules")
         services.append(ServiceConf(v.str_(s, "name", False, f"{s.get('vip')}:{s.get('port')}"),
                                     v.ip(s, "vip"), v.int_(s, "port", 1, 65535), mode, snat,
-                                    tuple(routes), rules, dg))
+                                    tuple(routes), rules, dg, proto))
     if not services:
         raise v.err("at least one service is needed", doc)
     seen = set()

@@ -17,7 +17,10 @@ from .cookies import SynCookies
 from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketOut,
                       RemoveFlows)
 from .framing import RequestFramer
-from .packet import ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str
+from .dialogue import DIALOG, REPLAY, Dialogues
+from .mail import make_front
+from .packet import (ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str,
+                     seq_rel)
 from .policy import Policy
 from .reassembly import Reassembler, RequestBuffer
 from .schedulers import Server, ServerGroup
@@ -40,7 +43,9 @@ SPLICED = "spliced"      # both flows installed: the data plane carries the conn
 CLOSING = "closing"      # the switch answered itself (4xx/5xx) and is closing
 TIME_WAIT = "time_wait"  # flows scheduled for removal; tombstone until they are gone
 
-_HALF_BOUND = (RECV, CONNECTING, CLOSING)
+_HALF_BOUND = (RECV, CONNECTING, CLOSING, DIALOG, REPLAY)
+
+PROTOCOLS = ("http", "smtp", "pop3", "imap")
 
 REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout",
            413: "Content Too Large", 431: "Request Header Fields Too Large",
@@ -100,6 +105,7 @@ class Config:
     # scale, as the data plane copies server->client windows untouched.  None: never
     # offered (64 KiB windows).  See docs/csproc.md section 6.
     window_scale: int | None = 7
+    smtp_max_size: int = 10 << 20   # SIZE advertised by SMTP services; <= every server's
 
     def __post_init__(self):
         if not 88 <= self.mss <= 65495:
@@ -108,13 +114,17 @@ class Config:
             raise ValueError("bad request limits")
         if self.window_scale is not None and not 0 <= self.window_scale <= 14:
             raise ValueError("window_scale must be 0..14 or None")
+        if self.smtp_max_size < 1:
+            raise ValueError("smtp_max_size must be positive")
 
 
 @dataclass
 class VirtualService:
     """One VIP:port.  ``mode`` is ``transparent`` (the server sees the client's address
     and must route its replies through the switch) or ``snat`` (the server sees
-    ``snat_ip`` and a port from the pool)."""
+    ``snat_ip`` and a port from the pool).  ``protocol`` is ``http`` (the client speaks
+    first) or ``smtp``, ``pop3``, ``imap`` (the switch greets the client and talks to it up
+    to the command the rules decide on: docs/csproc.md section 13)."""
 
     name: str
     vip: str | int
@@ -123,9 +133,13 @@ class VirtualService:
     default_group: str | None = None
     mode: str = "transparent"
     snat_ip: str | int | None = None
+    protocol: str = "http"
 
     def __post_init__(self):
         self.vip = ip_int(self.vip)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"service {self.name}: protocol must be one of "
+                             + ", ".join(PROTOCOLS))
         if self.mode not in ("transparent", "snat"):
             raise ValueError(f"service {self.name}: mode must be transparent or snat")
         if self.mode == "snat":
@@ -158,23 +172,26 @@ class ServerLeg:
     """The server's side: the switch's SYN, then the splice."""
 
     __slots__ = ("ip", "port", "src_ip", "src_port", "sw_port", "mac", "key", "isn",
-                 "mss", "syn_tries", "syn_sent", "nxt", "fin")
+                 "our_isn", "mss", "syn_tries", "syn_sent", "nxt", "fin")
 
     def __init__(self):
         self.key = None        # (ip, port, src_ip, src_port): the entry in conns_s
         self.src_port = None   # src_ip:src_port is the client as the server sees it
         self.fin = False       # FIN seen from the server once spliced
-        # ip, port (the server's), sw_port, mac (next hop), isn, mss, syn_tries,
-        # syn_sent, nxt are set when the server is chosen and when it answers
+        # ip, port (the server's), sw_port, mac (next hop), our_isn (the switch's ISN
+        # towards the server: the client's, plus the bytes a front does not replay), isn,
+        # mss, syn_tries, syn_sent, nxt are set when the server is chosen and when it answers
 
 
 class Conn:
     """Connection-wide state; the legs are ``cl`` and ``sl``, the request ``req`` (None
-    once spliced or closed), the policy's ``choice`` (None before server selection)."""
+    once spliced or closed), the policy's ``choice`` (None before server selection).
+    ``front`` is the dialogue of a server-speaks-first service (None for HTTP); ``tail``
+    the offset in ``req`` from which the client's bytes are relayed as they are."""
 
     __slots__ = (
-        "id", "svc", "state", "cl", "sl", "req", "framer", "choice", "rule", "created",
-        "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
+        "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
+        "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
         "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries",
     )
 
@@ -182,6 +199,8 @@ class Conn:
         self.cl = cl
         self.sl = ServerLeg()
         self.req = req
+        self.front = None
+        self.tail = 0
         self.choice = None
         self.deadline = None
         self.tgen = 0
@@ -189,12 +208,6 @@ class Conn:
         self.our_fin_acked = False
         self.rule = None
         self.c2s = self.s2c = None
-
-
-def _rel(seq: int, base: int) -> int:
-    """Signed offset of ``seq`` from ``base`` in 32-bit sequence space."""
-    d = (seq - base) & MOD32
-    return d - 0x100000000 if d & 0x80000000 else d
 
 
 class Engine:
@@ -210,6 +223,7 @@ class Engine:
         self.policy = Policy(self.services.values(), groups, self.cfg)
         self.groups = self.policy.groups
         self.reasm = Reassembler(self.stats, self.cfg)
+        self.dlg = Dialogues(self)
         self.conns_c: dict[tuple, Conn] = {}
         self.conns_s: dict[tuple, Conn] = {}
         self.by_id: dict[int, Conn] = {}
@@ -418,6 +432,8 @@ class Engine:
             return self._sw_splice(c, seg, frame, True, now)
         if st == CLOSING:
             return self._closing_segment(c, seg, now)
+        if st == DIALOG or st == REPLAY:
+            return self._client_segment(c, seg, now)
         return []
 
     def _new_client_segment(self, svc: VirtualService, seg: Segment, port: int,
@@ -460,14 +476,18 @@ class Engine:
         c.id = self._next_id
         self._next_id += 1
         c.svc = svc
-        c.state = RECV
-        c.framer = RequestFramer(bool(getattr(svc.decider, "needs_body", False)),
-                                 self.cfg.max_header_bytes, self.cfg.max_body_bytes)
         c.created = now
         self.conns_c[(cl.ip, cl.port, cl.vip, cl.vport)] = c
         self.by_id[c.id] = c
         st.accepted += 1
         st.half_bound += 1
+        if svc.protocol != "http":
+            c.state = DIALOG
+            c.front = make_front(svc.protocol, svc.name, self.cfg)
+            return self.dlg.start(c, now) + self._client_segment(c, seg, now)
+        c.state = RECV
+        c.framer = RequestFramer(bool(getattr(svc.decider, "needs_body", False)),
+                                 self.cfg.max_header_bytes, self.cfg.max_body_bytes)
         self._arm(c, now + self.cfg.request_timeout)
         return self._client_segment(c, seg, now)
 
@@ -477,11 +497,12 @@ class Engine:
         cl, req = c.cl, c.req
         base = (cl.isn + 1) & MOD32
         if f & RST:
-            rel = _rel(seg.seq, base)
+            rel = seq_rel(seg.seq, base)
             if 0 <= rel <= req.cap:
                 self.stats.client_resets += 1
+                out = [self.dlg.server_rst(c)] if c.state == REPLAY else []
                 self._free(c)
-                return [self._log(c, "debug", "client reset before splicing")]
+                return out + [self._log(c, "debug", "client reset before splicing")]
             return []
         if f & SYN:
             if seg.seq == cl.isn and not f & ACK:   # our SYN-ACK was lost
@@ -493,7 +514,7 @@ class Engine:
         cl.win = seg.window
         out: list = []
         n0 = len(req.buf)
-        gap, dup = self.reasm.segment(req, _rel(seg.seq, base), seg.payload, bool(f & FIN))
+        gap, dup = self.reasm.segment(req, seq_rel(seg.seq, base), seg.payload, bool(f & FIN))
         new = len(req.buf) > n0
         if c.state == RECV:
             fr = c.framer
@@ -515,7 +536,9 @@ class Engine:
                 req.acked = len(req.buf) + (1 if req.fin_rcvd else 0)
                 out.append(self._to_client(c, cl.snd_nxt, self._rcv_nxt(c), ACK))
             return out
-        # CONNECTING: keep buffering (bounded by the window), do not acknowledge: the
+        if c.state == DIALOG:
+            return self.dlg.client_segment(c, seg, new, gap, dup, now)
+        # CONNECTING or REPLAY: keep buffering (bounded by the window), do not acknowledge: the
         # server will, through the splice.  Only answer gaps, so fast retransmit works.
         if gap and req.acked:
             out.append(self._to_client(c, cl.snd_nxt, (base + req.acked) & MOD32, ACK))
@@ -538,9 +561,9 @@ class Engine:
         st = self.stats
         cl = c.cl
         out: list = []
+        raw = bytes(c.req.buf) if c.front is None else c.front.decider_input(c.req.buf)
         try:
-            d = c.svc.decider.decide(bytes(c.req.buf), (ip_str(cl.ip), cl.port),
-                                     (ip_str(cl.vip), cl.vport))
+            d = c.svc.decider.decide(raw, (ip_str(cl.ip), cl.port), (ip_str(cl.vip), cl.vport))
         except Exception as e:  # noqa: BLE001 - a rules bug answers 503, not a crash
             out.append(self._log(c, "error", "decider raised", error=repr(e)))
             return out + self._refuse(c, 503, "decider error", now)
@@ -587,6 +610,7 @@ class Engine:
         sl.sw_port, sl.mac = route[0], P.mac_bytes(route[1])
         sl.key = skey
         self.conns_s[skey] = c
+        sl.our_isn = cl.isn if c.front is None else (cl.isn + c.front.skip()) & MOD32
         c.state = CONNECTING
         sl.syn_tries = 0
         sl.syn_sent = now
@@ -599,7 +623,7 @@ class Engine:
         opts = P.mss_option(cl.mss)
         if cl.ws is not None:
             opts += P.wscale_option(cl.ws)   # the server reads the client's windows
-        return self._to_server(c, cl.isn, 0, SYN, b"", opts)
+        return self._to_server(c, sl.our_isn, 0, SYN, b"", opts)
 
     def _release_server(self, c: Conn) -> None:
         sl = c.sl
@@ -646,12 +670,14 @@ class Engine:
             return self._relaying_segment(c, seg, frame, now)
         if c.state == SPLICED or c.state == TIME_WAIT:
             return self._sw_splice(c, seg, frame, False, now)
+        if c.state == REPLAY:
+            return self.dlg.server_segment(c, seg, now)
         return []
 
     def _server_handshake(self, c: Conn, seg: Segment, now: float) -> list:
         f = seg.flags
         cl, sl = c.cl, c.sl
-        want = (cl.isn + 1) & MOD32
+        want = (sl.our_isn + 1) & MOD32
         if f & RST:
             if f & ACK and seg.ack == want:
                 self.stats.server_refused += 1
@@ -675,6 +701,8 @@ class Engine:
                                    "server window scale differs from window_scale", now,
                                    server=c.choice.server.name,
                                    server_wscale=seg.wscale, window_scale=cl.rws)
+            if c.front is not None:
+                return out + self.dlg.server_up(c, now)
             return out + self._splice(c, now)
         return []
 
@@ -692,7 +720,7 @@ class Engine:
                          seq_delta, 0, idle, c.id, "s2c")
         # The buffered request, in server-sized segments; the first one completes the
         # server's handshake (ACK of its SYN) so no separate pure ACK is needed.
-        then = self._relay_segments(c, 0)
+        then = self._relay_segments(c, c.tail)
         sl.nxt = (sl.isn + 1) & MOD32
         cl.nxt = self._rcv_nxt(c)
         self.reasm.drop_ooo(req)
@@ -702,7 +730,7 @@ class Engine:
         st.spliced_active += 1
         log = self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
                         bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3))
-        if req.acked:
+        if req.acked > c.tail:
             # The switch acknowledged part of the request itself: the client will never
             # resend it, so the switch must see the server acknowledge it before the
             # server->client flow goes in (until then those packets come to us).
@@ -745,7 +773,7 @@ class Engine:
         out: list = []
         if f & SYN:
             # Our ACK of its SYN-ACK (the first relay segment) was lost: resend it all.
-            return self._relay_segments(c, 0) if f & ACK else []
+            return self._relay_segments(c, c.tail) if f & ACK else []
         if f & RST:
             out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
             return out + self._teardown(c, now, "server reset")
@@ -765,8 +793,8 @@ class Engine:
                 if c.cl.fin and c.sl.fin:
                     out += self._teardown(c, now, "closed")
             elif not seg.payload and not f & FIN:
-                off = _rel(seg.ack, (c.cl.isn + 1) & MOD32)
-                if 0 <= off < len(c.req.buf):   # duplicate ACK: resend from the hole
+                off = seq_rel(seg.ack, (c.cl.isn + 1) & MOD32)
+                if c.tail <= off < len(c.req.buf):   # duplicate ACK: resend from the hole
                     out += self._relay_segments(c, off)[:1]
         return out
 
@@ -885,10 +913,17 @@ class Engine:
 
     def _close_with(self, c: Conn, status: int | None, now: float, why: str,
                     location: str | None = None, level: str = "info") -> list:
-        """Answer ``status`` (None: no response) with FIN, then wait for the client."""
-        if c.state == CONNECTING:
-            self._release_server(c)
-        if status is None:
+        """Answer ``status`` (None: no response) with FIN, then wait for the client.  A
+        front answers in its protocol, and goes on with the dialogue after a refusal of
+        the decision command."""
+        fields = {"why": why, "rule": c.rule}
+        if status is not None:
+            fields["status"] = status
+        if c.front is not None:
+            resp, close = c.front.refusal(status, location)
+            if not close:
+                return self.dlg.refused(c, resp, now, fields)
+        elif status is None:
             resp = b""
         else:
             text = REASONS.get(status, "Error")
@@ -900,9 +935,17 @@ class Engine:
                 loc = location.replace("\r", "").replace("\n", "")
                 hdr.append(f"Location: {loc}")
             resp = ("\r\n".join(hdr) + "\r\n\r\n").encode("latin-1", "replace") + body
+        return self._close_resp(c, resp, now, fields, level)
+
+    def _close_resp(self, c: Conn, resp: bytes, now: float, fields: dict,
+                    level: str = "info") -> list:
+        """Send ``resp`` with FIN after what the client has not acknowledged yet."""
+        if c.state == CONNECTING:
+            self._release_server(c)
         cl = c.cl
-        c.resp = resp
-        c.resp_seq = cl.snd_nxt
+        pending = c.resp or b""
+        c.resp = pending + resp
+        c.resp_seq = (cl.snd_nxt - len(pending)) & MOD32
         cl.snd_nxt = (cl.snd_nxt + len(resp) + 1) & MOD32
         c.state = CLOSING
         self.reasm.drop_ooo(c.req)
@@ -910,9 +953,6 @@ class Engine:
         c.close_hard = now + self.cfg.close_timeout
         c.close_tries = 0
         self._arm(c, min(now + 0.5, c.close_hard))
-        fields = {"why": why, "rule": c.rule}
-        if status is not None:
-            fields["status"] = status
         return self._send_resp(c) + [self._log(c, level, "closing client connection",
                                                **fields)]
 
@@ -977,7 +1017,7 @@ class Engine:
                                    level="warning")
             c.relay_tries += 1
             self._arm(c, now + cfg.relay_rto * (1 << c.relay_tries))
-            return self._relay_segments(c, 0)
+            return self._relay_segments(c, c.tail)
         if st == CLOSING:
             done = c.our_fin_acked and c.req.fin_rcvd
             if now >= c.close_hard or done:
@@ -989,6 +1029,10 @@ class Engine:
             c.close_tries += 1
             self._arm(c, min(now + 0.5 * (1 << c.close_tries), c.close_hard))
             return [] if c.our_fin_acked else self._send_resp(c)
+        if st == DIALOG:
+            return self.dlg.dialog_timeout(c, now)
+        if st == REPLAY:
+            return self.dlg.replay_timeout(c, now)
         if st == TIME_WAIT:
             self._free(c)
         return []

@@ -8,8 +8,10 @@ input makes the affected fields absent (`None`); no exception escapes.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
+import re
 import threading
 from typing import Iterable
 from urllib.parse import parse_qsl
@@ -470,6 +472,62 @@ def parse_smtp(raw: bytes) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# POP3 and IMAP
+
+
+def parse_pop3(raw: bytes) -> dict:
+    """The user of a client POP3 dialogue: the argument of its first USER command."""
+    for line in raw.split(b"\n"):
+        if line[:5].upper() == b"USER ":
+            user = line[5:].strip()
+            try:
+                return {"user": user.decode("utf-8") if user else None}
+            except UnicodeDecodeError:
+                return {"user": None}
+    return {"user": None}
+
+
+def _imap_astring(data: bytes, i: int) -> tuple[bytes, int] | None:
+    """An IMAP astring (atom, quoted string or literal) at ``data[i:]``, and its end."""
+    if data[i:i + 1] == b'"':
+        out, j = bytearray(), i + 1
+        while j < len(data) and data[j:j + 1] != b'"':
+            if data[j:j + 1] == b"\\":
+                j += 1
+            out += data[j:j + 1]
+            j += 1
+        return (bytes(out), j + 1) if j < len(data) else None
+    m = re.match(rb"\{(\d+)\+?\}\r?\n", data[i:])
+    if m:
+        start = i + m.end()
+        n = int(m.group(1))
+        return (data[start:start + n], start + n) if len(data) >= start + n else None
+    m = re.match(rb"[^ \r\n(){%*\"\\]+", data[i:])
+    return (m.group(0), i + m.end()) if m else None
+
+
+def parse_imap(raw: bytes) -> dict:
+    """The user of a client IMAP dialogue: the first LOGIN's user name, or the
+    authentication identity of an AUTHENTICATE PLAIN (RFC 4616)."""
+    for m in re.finditer(rb"(?m)^[^ \r\n]+ (LOGIN|AUTHENTICATE) ", raw, re.I):
+        i = m.end()
+        try:
+            if m.group(1).upper() == b"LOGIN":
+                got = _imap_astring(raw, i)
+                return {"user": got[0].decode("utf-8") if got else None}
+            mech, _, rest = raw[i:].partition(b"\n")
+            mech, _, ir = mech.strip().partition(b" ")
+            if mech.upper() != b"PLAIN":
+                continue
+            resp = ir or rest.partition(b"\n")[0].strip()
+            parts = base64.b64decode(resp, validate=True).split(b"\0")
+            return {"user": parts[1].decode("utf-8") if len(parts) == 3 else None}
+        except (ValueError, UnicodeDecodeError):
+            return {"user": None}
+    return {"user": None}
+
+
+# ---------------------------------------------------------------------------------------------
 # The request view
 
 
@@ -489,7 +547,16 @@ def detect_protocol(raw: bytes) -> str:
     head = raw[:5].upper()
     if head in (b"HELO ", b"EHLO ") or head[:4] in (b"HELO", b"EHLO") or raw[:10].upper() == b"MAIL FROM:":
         return "smtp"
+    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    if head == b"USER " or line.upper() == b"CAPA":
+        return "pop3"
+    if _IMAP_FIRST.match(line) and not _HTTP_VERSION.search(line):
+        return "imap"
     return "http"
+
+
+_IMAP_FIRST = re.compile(rb"^[^ ]+ (LOGIN|AUTHENTICATE|CAPABILITY)( |$)", re.I)
+_HTTP_VERSION = re.compile(rb" HTTP/\d")
 
 
 _SIMPLE_HTTP = ("url", "path", "query", "method", "version", "host")
@@ -558,6 +625,10 @@ class RequestView:
             return h["complete"] if needs_body else h["headers_done"]
         if proto == "tls":
             return parse_client_hello(self.raw) is not None
+        if proto == "pop3":
+            return parse_pop3(self.raw)["user"] is not None
+        if proto == "imap":
+            return parse_imap(self.raw)["user"] is not None
         s = parse_smtp(self.raw)
         return s["to"] is not None
 
@@ -606,6 +677,10 @@ class RequestView:
             return parse_smtp(self.raw).get(name[5:])
         if proto == "smtp" and name.startswith("header."):
             return parse_smtp(self.raw)["headers"].get(name[7:])
+        if name == "pop3.user":
+            return parse_pop3(self.raw)["user"] if proto == "pop3" else None
+        if name == "imap.user":
+            return parse_imap(self.raw)["user"] if proto == "imap" else None
         if proto != "http":
             return None
         h = self._parse_http()

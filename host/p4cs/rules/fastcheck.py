@@ -60,6 +60,10 @@ class FastModel:
             return 1
         if "smtp" in protos:
             return 2
+        if "pop3" in protos:
+            return 4
+        if "imap" in protos:
+            return 5
         return 0
 
 

@@ -29,6 +29,8 @@ SIMPLE_FIELDS: dict[str, tuple[str, str | None]] = {
     "smtp.from": ("str", "smtp"),
     "smtp.to": ("str", "smtp"),
     "smtp.helo": ("str", "smtp"),
+    "pop3.user": ("str", "pop3"),
+    "imap.user": ("str", "imap"),
     "client.ip": ("ip", None),
     "client.port": ("int", None),
     "vip": ("ip", None),

@@ -132,7 +132,8 @@ class _Build:
             else:
                 hint = ("fields are url, path, query, method, version, host, header.<Name>, "
                         "cookie.<name>, xml.<tags>, form.<field>, json.<path>, tls.sni, "
-                        "tls.session_id, tls.alpn, smtp.from, smtp.to, smtp.helo, client.ip, "
+                        "tls.session_id, tls.alpn, smtp.from, smtp.to, smtp.helo, pop3.user, "
+                        "imap.user, client.ip, "
                         "client.port, vip, vip.port, bitmatch(offset, length, mask)")
             raise _SemanticError(str(e), *_pos(tok), hint)
 
@@ -372,6 +373,7 @@ def _meta_pos(node: Tree) -> tuple[int, int]:
 
 _FIELD_SUGGEST = ["url", "path", "query", "method", "version", "host", "tls.sni",
                   "tls.session_id", "tls.alpn", "smtp.from", "smtp.to", "smtp.helo",
+                  "pop3.user", "imap.user",
                   "client.ip", "client.port", "vip", "vip.port"]
 _FAMILY_SUGGEST = ["header", "cookie", "xml", "form", "json"]
 
