@@ -8,7 +8,7 @@ from scapy.layers.inet import IP, TCP
 
 from p4cs.csproc import Config, InstallFlows, Log, RemoveFlows
 
-from cs_harness import Harness, of, pkts
+from cs_harness import CLIENT, Harness, of, pkts
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -200,3 +200,33 @@ def test_listing_and_deadline():
     h2.handshake()
     h2.client(h2.cframe("A"))
     assert h2.eng.next_deadline() == h2.now + h2.cfg.request_timeout
+
+
+def test_lost_flows_reset_both_legs_when_they_answer():
+    """A restarted switch lost the entries: each leg gets a SYN probe, and its answer (a
+    challenge ACK, at whatever sequence numbers the fast path reached) an exact RST."""
+    h, syn, inst = spliced(config=Config(lost_probes=3, lost_probe_interval=1.0))
+    c2s, s2c = inst.flows
+    eff = h.eng.flow_lost(c2s.key, h.now)
+    probes = dict(pkts(eff))
+    assert probes[1][TCP].flags == "S" and probes[1][IP].dst == CLIENT
+    assert probes[2][TCP].flags == "S" and probes[2][IP].dst == syn[IP].dst
+    assert h.eng.stats.spliced_active == 0 and h.eng.stats.flows_lost == 1
+    assert h.eng.flow_lost(s2c.key, h.now) == []            # the same connection
+    assert h.eng.connections()[0]["state"] == "lost"
+    (port, rst), = pkts(h.client(h.cframe("A", seq=h.cisn + 1 + len(GET), ack=123456789)))
+    assert port == 1 and rst[TCP].flags == "R" and rst[TCP].seq == 123456789
+    (port, rst), = pkts(h.server(h.sframe(syn, "A", 987654321, 55555)))
+    assert port == 2 and rst[TCP].flags == "R" and rst[TCP].seq == 55555
+    assert h.client(h.cframe("R", seq=123456789, ack=0)) == []
+    # the probes are repeated (a leg may not have answered), then the connection is gone
+    assert len(pkts(h.tick(1.0))) == 2
+    assert len(pkts(h.tick(1.0))) == 2
+    assert h.tick(1.0) == [] and not h.eng.by_id and h.servers[0].active == 0
+
+
+def test_lost_flows_of_a_closed_connection_change_nothing():
+    h, syn, inst = spliced()
+    h.server(h.sframe(syn, "R", 501, 0), reason=4)
+    assert h.eng.flow_lost(inst.flows[0].key, h.now) == []
+    assert h.eng.stats.flows_lost == 0

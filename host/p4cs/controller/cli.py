@@ -43,13 +43,17 @@ def controller_cmd(
         if p is not None and not p.is_file():
             typer.echo(f"error: {p} does not exist", err=True)
             raise typer.Exit(2)
-    from p4cs.controller.app import ControllerApp
+    from p4cs.controller.app import AlreadyRunning, ControllerApp
     try:
         app = ControllerApp(cfg, p4info, p4blob, push)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
-    asyncio.run(app.run())
+    try:
+        asyncio.run(app.run())
+    except AlreadyRunning as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
 
 
 def control_request(req: dict, sock_path: Optional[str] = None, timeout: float = 10.0) -> dict:
@@ -95,8 +99,8 @@ def status_cmd(
         console.print(t)
         return
     st = resp["status"]
-    console.print(f"switch {st['switch']}  primary={st['primary']}  flows={st['flows']}  "
-                  f"adopted={st['adopted_flows']}")
+    console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
+                  f"primary={st['primary']}  flows={st['flows']}  adopted={st['adopted_flows']}")
     t = Table("service", "vip:port", "mode", "rules")
     for s in st["services"]:
         t.add_row(s["name"], f"{s['vip']}:{s['port']}", s["mode"], s["rules"] or "-")

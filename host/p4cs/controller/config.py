@@ -27,6 +27,7 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
     limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
     control: {socket: /run/p4cs/controller.sock, metrics_port: 9100}
     dataplane: {flow_table_size: 1048576}    # overrides of p4cs.params (as compiled)
+    ha: {store: "redis://127.0.0.1:6379/0", prefix: p4cs:sw1, lease_ms: 1000}  # optional
 """
 
 from __future__ import annotations
@@ -179,6 +180,14 @@ class ControlConf:
 
 
 @dataclass(frozen=True)
+class HaConf:
+    """Primary/backup election through a store shared by the controllers of one switch."""
+    store: str              # redis://host:port/db, unix:///path or an absolute socket path
+    prefix: str             # of every key these controllers share
+    lease_ms: int = 1000    # a dead primary's lease lapses after this; a backup then takes it
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     switch: SwitchConf
@@ -189,6 +198,7 @@ class Config:
     limits: Limits
     control: ControlConf
     dataplane: params_mod.DataplaneParams       # the data-plane parameters of switch.target
+    ha: HaConf | None = None                    # None: no store, no election
 
     def host_by_ip(self, ip: str) -> HostConf | None:
         for h in self.hosts:
@@ -298,8 +308,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     if not isinstance(doc, dict):
         raise ConfigError("the configuration must be a YAML mapping", path, 1)
     v = _V(path)
-    v.known(doc, {"switch", "ports", "hosts", "groups", "services", "limits", "control", "dataplane"},
-            "the top level")
+    v.known(doc, {"switch", "ports", "hosts", "groups", "services", "limits", "control", "dataplane",
+                  "ha"}, "the top level")
 
     sw = v.map(doc, "switch")
     v.known(sw, {"address", "device_id", "target", "p4info", "p4blob"}, "switch")
@@ -429,7 +439,25 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     control = ControlConf(v.str_(cm, "socket", False, ControlConf.socket),
                           v.int_(cm, "metrics_port", 0, 65535, 0))
     dataplane = _dataplane(v, v.map(doc, "dataplane"), target)
-    return Config(path, switch, ports, tuple(hosts), groups, tuple(services), limits, control, dataplane)
+    ha = _ha(v, doc, switch) if doc.get("ha") is not None else None
+    return Config(path, switch, ports, tuple(hosts), groups, tuple(services), limits, control,
+                  dataplane, ha)
+
+
+_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _ha(v: _V, doc: _Map, switch: SwitchConf) -> HaConf:
+    hm = v.map(doc, "ha")
+    v.known(hm, {"store", "prefix", "lease_ms"}, "ha")
+    store = v.str_(hm, "store")
+    if not (store.startswith(_STORE_SCHEMES) or store.startswith("/")):
+        raise v.err(f"ha.store {store!r}: expected redis://host:port[/db], unix:///path or an "
+                    "absolute socket path", hm, "store")
+    prefix = v.str_(hm, "prefix", False, f"p4cs:{switch.address}:{switch.device_id}")
+    if not prefix:
+        raise v.err("ha.prefix must not be empty", hm, "prefix")
+    return HaConf(store, prefix, v.int_(hm, "lease_ms", 100, 60000, HaConf.lease_ms))
 
 
 def _dataplane(v: _V, dm: _Map, target: str) -> params_mod.DataplaneParams:

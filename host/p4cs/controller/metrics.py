@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from p4cs.controller.app import STATES
 from p4cs.csproc.stats import GAUGES
 
 
@@ -30,6 +31,11 @@ class _Collector:
                 c = family(f"p4cs_csproc_{name}", f"CS processor {name.replace('_', ' ')}")
                 c.add_metric([], value)
                 yield c
+        g = GaugeMetricFamily("p4cs_controller_state",
+                              "1 for the state of the session with the switch", labels=["state"])
+        for state in STATES:
+            g.add_metric([state], int(st["state"] == state))
+        yield g
         g = GaugeMetricFamily("p4cs_flows", "flow entries installed by this controller")
         g.add_metric([], st["flows"])
         yield g

@@ -42,6 +42,7 @@ RELAYING = "relaying"    # client->server flow installed; waiting for the server
 SPLICED = "spliced"      # both flows installed: the data plane carries the connection
 CLOSING = "closing"      # the switch answered itself (4xx/5xx) and is closing
 TIME_WAIT = "time_wait"  # flows scheduled for removal; tombstone until they are gone
+LOST = "lost"            # its flow entries are gone (switch restarted): resetting both legs
 
 _HALF_BOUND = (RECV, CONNECTING, CLOSING, DIALOG, REPLAY)
 
@@ -97,6 +98,8 @@ class Config:
     time_wait: float = 2.0          # delay before removing the flows of a closed conn
     tombstone_margin: float = 1.0   # extra life of the tombstone after that delay
     close_timeout: float = 5.0      # max life of a connection the switch is closing
+    lost_probes: int = 3            # probes to each leg of a connection whose flows are lost,
+    lost_probe_interval: float = 1.0  # one per interval; then the connection is forgotten
     flow_idle_timeout: float = 300.0
     snat_ports: tuple[int, int] = (20000, 59999)
     log_interval: float = 1.0       # rate limit of repetitive debug/warning logs
@@ -293,6 +296,34 @@ class Engine:
         return [RemoveFlows(keys, 0.0),
                 Log("debug", "flows idle-expired", {"conn": c.id, "key": tuple(key)})]
 
+    def flow_lost(self, key: FlowKey, now: float) -> list[Effect]:
+        """The entries of ``key`` are gone without an idle timeout (the switch restarted):
+        the connection cannot go on, and its ends, which only the data plane knew the
+        sequence numbers of, must not wait for it. Each leg gets a SYN, which a TCP in a
+        synchronized state answers, whatever its sequence number, with an ACK (RFC 5961
+        challenge ACK); that ACK has no flow entry, comes here and gets the exact RST. The
+        probes are repeated ``lost_probes`` times, then the connection is forgotten."""
+        k = (key.src_ip, key.sport, key.dst_ip, key.dport)
+        c = self.conns_c.get(k) or self.conns_s.get(k)
+        if c is None or c.state not in (SPLICED, RELAYING):
+            return []
+        self.stats.flows_lost += 1
+        self.stats.spliced_active -= 1
+        c.state = LOST
+        c.close_hard = now + self.cfg.lost_probes * self.cfg.lost_probe_interval
+        self._arm(c, now + self.cfg.lost_probe_interval)
+        return self._lost_probes(c) + [self._log(c, "info", "flow entries lost: resetting")]
+
+    def _lost_probes(self, c: Conn) -> list:
+        return [self._to_client(c, c.cl.snd_nxt, 0, SYN, window=0),
+                self._to_server(c, c.cl.nxt, 0, SYN)]
+
+    def _lost_segment(self, c: Conn, seg: Segment, port: int) -> list:
+        """A leg of a LOST connection answered: reset it (RST at the ACK it sent)."""
+        if seg.flags & RST or not seg.flags & ACK:
+            return []
+        return [self._rst_reply(seg, port, self._pm(port))]
+
     def install_failed(self, conn_id: int, now: float) -> list[Effect]:
         """The controller could not write an InstallFlows batch of ``conn_id``: reset
         both sides and forget the connection."""
@@ -434,6 +465,8 @@ class Engine:
             return self._closing_segment(c, seg, now)
         if st == DIALOG or st == REPLAY:
             return self._client_segment(c, seg, now)
+        if st == LOST:
+            return self._lost_segment(c, seg, port)
         return []
 
     def _new_client_segment(self, svc: VirtualService, seg: Segment, port: int,
@@ -672,6 +705,8 @@ class Engine:
             return self._sw_splice(c, seg, frame, False, now)
         if c.state == REPLAY:
             return self.dlg.server_segment(c, seg, now)
+        if c.state == LOST:
+            return self._lost_segment(c, seg, port)
         return []
 
     def _server_handshake(self, c: Conn, seg: Segment, now: float) -> list:
@@ -1033,6 +1068,12 @@ class Engine:
             return self.dlg.dialog_timeout(c, now)
         if st == REPLAY:
             return self.dlg.replay_timeout(c, now)
+        if st == LOST:
+            if now >= c.close_hard:
+                self._free(c)
+                return []
+            self._arm(c, now + cfg.lost_probe_interval)
+            return self._lost_probes(c)
         if st == TIME_WAIT:
             self._free(c)
         return []
