@@ -19,7 +19,7 @@ SUDO=""
 
 APT_PKGS=(dpdk libdpdk-dev build-essential pkg-config iproute2 ethtool iputils-ping
           curl wrk nginx-light haproxy tcpdump libpcap-dev libnuma-dev python3-venv python3-dev
-          dpkg-dev xz-utils procps psmisc mininet redis-server)
+          dpkg-dev xz-utils procps psmisc mininet nftables redis-server)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
