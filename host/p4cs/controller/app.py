@@ -153,8 +153,9 @@ class ControllerApp:
     # ------------------------------------------------------------------ construction
     def _decider(self, svc: ServiceConf):
         if svc.rules is not None:
+            from p4cs.rules.ruleset import protocol_problems
             from p4cs.rules.store import RuleStore
-            store = RuleStore()
+            store = RuleStore(check=lambda rs, proto=svc.protocol: protocol_problems(rs, proto))
             errors = store.reload(svc.rules)
             if errors:
                 raise ValueError(f"rules of service {svc.name}: " + "; ".join(map(str, errors)))

@@ -445,8 +445,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
             pm_ = v.map(s, "persistence")
             v.known(pm_, {"timeout_s", "netmask"}, "persistence")
             mask = v.ip(pm_, "netmask", required=False) or PersistenceConf.netmask
-            if not ipaddress.IPv4Network(f"0.0.0.0/{mask}", strict=False).netmask == \
-                    ipaddress.IPv4Address(mask):
+            bits = int(ipaddress.IPv4Address(mask))
+            if bits and (-bits & 0xFFFFFFFF) & ((-bits & 0xFFFFFFFF) - 1):
                 raise v.err(f"persistence netmask {mask} is not a netmask", pm_, "netmask")
             persistence = PersistenceConf(v.num(pm_, "timeout_s", 1.0, PersistenceConf.timeout_s),
                                           mask)

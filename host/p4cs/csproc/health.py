@@ -47,11 +47,11 @@ class ServerHealth:
 
     __slots__ = ("server", "group", "check", "oks", "fails", "last", "due", "probe")
 
-    def __init__(self, server: Server, group: ServerGroup, check: HealthCheck, now: float):
+    def __init__(self, server: Server, group: ServerGroup, check: HealthCheck):
         self.server, self.group, self.check = server, group, check
         self.oks = self.fails = 0
         self.last: tuple[float, bool, str] | None = None
-        self.due = now
+        self.due = 0.0           # the first check runs at the first tick
         self.probe = None
 
     def result(self, ok: bool, now: float, detail: str) -> bool | None:
@@ -106,29 +106,21 @@ class HealthMonitor:
         self.probes: dict[tuple, Probe] = {}
         self._pmac: dict[int, bytes] = {}
         self._next_port = PROBE_PORTS[0]
-        self._groups = [g for g in groups if getattr(g, "health", None) is not None]
-        self._started = False
-
-    def _start(self, now: float) -> None:
-        self._started = True
-        for g in self._groups:
-            for s in g.servers:
-                self.servers[s] = ServerHealth(s, g, g.health, now)
+        for g in groups:
+            if getattr(g, "health", None) is not None:
+                for s in g.servers:
+                    self.servers[s] = ServerHealth(s, g, g.health)
 
     def next_deadline(self) -> float | None:
-        if not self._groups:
+        if not self.servers:
             return None
-        if not self._started:
-            return 0.0
         return min(min((h.due for h in self.servers.values() if h.probe is None),
                        default=float("inf")),
                    min((p.deadline for p in self.probes.values()), default=float("inf")))
 
     def tick(self, now: float) -> list:
-        if not self._groups:
+        if not self.servers:
             return []
-        if not self._started:
-            self._start(now)
         out: list = []
         for p in [p for p in self.probes.values() if p.deadline <= now]:
             out += self._finish(p, False, "timeout", now, reset=p.sisn is not None)
