@@ -43,6 +43,7 @@ RELAYING = "relaying"    # client->server flow installed; waiting for the server
 SPLICED = "spliced"      # both flows installed: the data plane carries the connection
 CLOSING = "closing"      # the switch answered itself (4xx/5xx) and is closing
 TIME_WAIT = "time_wait"  # flows scheduled for removal; tombstone until they are gone
+RESETTING = "resetting"  # its server went down: flows removed, resetting the client
 
 _HALF_BOUND = (RECV, CONNECTING, CLOSING, DIALOG, REPLAY)
 
@@ -361,7 +362,7 @@ class Engine:
             if ch is None or ch.server is not server:
                 continue
             if c.state in (SPLICED, RELAYING):
-                out += self._abort(c, now, "server down", level="warning")
+                out += self._reset_spliced(c, now)
             elif c.state == CONNECTING:
                 out += self._next_server(c, server, now, "server down")
         return out
@@ -494,6 +495,8 @@ class Engine:
             return self._closing_segment(c, seg, now)
         if st == DIALOG or st == REPLAY:
             return self._client_segment(c, seg, now)
+        if st == RESETTING:
+            return self._resetting_segment(c, seg)
         return []
 
     def _new_client_segment(self, svc: VirtualService, seg: Segment, port: int,
@@ -951,6 +954,33 @@ class Engine:
             return [c.c2s.key]
         return [c.c2s.key, c.s2c.key]
 
+    def _reset_spliced(self, c: Conn, now: float) -> list:
+        """End a spliced connection whose server went down.  The switch does not know how
+        far the client's stream got (the data plane carried it), so it removes the flows,
+        then asks the client with a keepalive-like ACK (an old sequence number, which the
+        client answers with an ACK carrying its RCV.NXT) and resets it exactly there."""
+        keys = self._installed(c)
+        self.stats.spliced_active -= 1
+        c.state = RESETTING
+        self.policy.release(c.choice)
+        c.close_tries = 0
+        # the first ask after the removal (the client's answer must not meet the old flow)
+        self._arm(c, now + 0.1)
+        return [RemoveFlows(keys, 0.0), self._log(c, "warning", "server down: resetting",
+                                                  server=c.choice.server.name)]
+
+    def _ask_client(self, c: Conn) -> PacketOut:
+        seq = (c.sl.nxt + c.s2c.seq_delta - 1) & MOD32
+        return self._to_client(c, seq, c.cl.nxt, ACK, window=0)
+
+    def _resetting_segment(self, c: Conn, seg: Segment) -> list:
+        out = []
+        if not seg.flags & RST and seg.flags & ACK:
+            out = [self._to_client(c, seg.ack, 0, RST, window=0),
+                   self._to_server(c, seg.seq, 0, RST)]
+        self._free(c)
+        return out
+
     def _abort(self, c: Conn, now: float, why: str, level: str = "info") -> list:
         """Reset both legs, remove whatever flows exist, forget the connection."""
         out: list = []
@@ -1103,6 +1133,13 @@ class Engine:
             return self.dlg.dialog_timeout(c, now)
         if st == REPLAY:
             return self.dlg.replay_timeout(c, now)
+        if st == RESETTING:
+            if c.close_tries < 3:      # Linux answers such ACKs at most every 0.5 s
+                c.close_tries += 1
+                self._arm(c, now + 0.6)
+                return [self._ask_client(c)]
+            self._free(c)
+            return [self._log(c, "info", "client did not answer: connection forgotten")]
         if st == TIME_WAIT:
             self._free(c)
         return []
