@@ -238,8 +238,8 @@ class Engine:
         self.services = {(s.vip, s.port): s for s in services}
         self.policy = Policy(self.services.values(), groups, self.cfg)
         self.groups = self.policy.groups
-        self.health = HealthMonitor(self.groups.values(), topology, secret, self.cfg.ttl,
-                                    self._health_change)
+        self.health = HealthMonitor(self.groups.values(), topology, self._pm, secret,
+                                    self.cfg.ttl, self._health_change)
         self.reasm = Reassembler(self.stats, self.cfg)
         self.dlg = Dialogues(self)
         self.conns_c: dict[tuple, Conn] = {}

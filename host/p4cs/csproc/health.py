@@ -94,17 +94,18 @@ class Probe:
 
 
 class HealthMonitor:
-    """Runs the checks of every group with a ``health`` check.  ``on_change(server, up,
-    now)`` is the engine's hook (scheduler, and reset of the server's connections)."""
+    """Runs the checks of every group with a ``health`` check.  ``port_mac(port)`` is the
+    switch's MAC on a port; ``on_change(server, group, up, now, detail)`` the engine's hook
+    (scheduler, and the end of the server's connections)."""
 
-    def __init__(self, groups, topology, secret: bytes, ttl: int, on_change):
+    def __init__(self, groups, topology, port_mac, secret: bytes, ttl: int, on_change):
         self.topo = topology
+        self._pm = port_mac
         self.ttl = ttl
         self._secret = secret[:16]
         self.on_change = on_change
         self.servers: dict[Server, ServerHealth] = {}
         self.probes: dict[tuple, Probe] = {}
-        self._pmac: dict[int, bytes] = {}
         self._next_port = PROBE_PORTS[0]
         for g in groups:
             if getattr(g, "health", None) is not None:
@@ -162,12 +163,6 @@ class HealthMonitor:
             if (ip, port, src, sp) not in self.probes:
                 return sp
         return None
-
-    def _pm(self, port: int) -> bytes:
-        m = self._pmac.get(port)
-        if m is None:
-            m = self._pmac[port] = P.mac_bytes(self.topo.port_mac(port))
-        return m
 
     def _send(self, p: Probe, seq: int, ack: int, flags: int, payload: bytes = b"",
               options: bytes = b"") -> PacketOut:
