@@ -50,6 +50,8 @@ from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, StaticTopology, VirtualService
+from p4cs.csproc.health import HealthCheck
+from p4cs.csproc.policy import Persistence
 from p4cs.csproc.routing import PrefixRouter, Route, RuleSetDecider
 from p4cs.csproc.schedulers import Server, ServerGroup
 
@@ -146,6 +148,12 @@ def _answers(path: Path) -> bool:
     return True
 
 
+def _weight(w: Any) -> int:
+    if not isinstance(w, int) or isinstance(w, bool) or not 0 <= w <= 1000:
+        raise ValueError("'weight' must be an integer in [0, 1000]")
+    return w
+
+
 class ControllerApp:
     def __init__(self, cfg: Config, p4info: Path, p4blob: Path | None = None,
                  push_pipeline: bool = False):
@@ -184,8 +192,9 @@ class ControllerApp:
     # ------------------------------------------------------------------ construction
     def _decider(self, svc: ServiceConf):
         if svc.rules is not None:
+            from p4cs.rules.ruleset import protocol_problems
             from p4cs.rules.store import RuleStore
-            store = RuleStore()
+            store = RuleStore(check=lambda rs, proto=svc.protocol: protocol_problems(rs, proto))
             errors = store.reload(svc.rules)
             if errors:
                 raise ValueError(f"rules of service {svc.name}: " + "; ".join(map(str, errors)))
@@ -197,20 +206,31 @@ class ControllerApp:
 
     def _make_engine(self) -> Engine:
         cfg = self.cfg
-        groups = {name: ServerGroup(name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight)
-                                           for s in g.servers], g.scheduler)
-                  for name, g in cfg.groups.items()}
+        groups = {}
+        for name, g in cfg.groups.items():
+            hc = g.health
+            check = None if hc is None else HealthCheck(hc.type, hc.interval_s, hc.timeout_s,
+                                                        hc.rise, hc.fall, hc.path, hc.expect)
+            groups[name] = ServerGroup(
+                name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight,
+                              upper=s.upper_threshold, lower=s.lower_threshold)
+                       for s in g.servers], g.scheduler, g.slow_start_s, check)
         services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc),
                                    default_group=svc.default_group, mode=svc.mode,
-                                   snat_ip=svc.snat_address, protocol=svc.protocol)
+                                   snat_ip=svc.snat_address, protocol=svc.protocol,
+                                   persistence=None if svc.persistence is None else
+                                   Persistence(svc.persistence.timeout_s,
+                                               svc.persistence.netmask))
                     for svc in cfg.services]
         topo = StaticTopology({p.number: p.mac for p in cfg.ports.values()},
-                              {h.ip: (h.port, h.mac) for h in cfg.hosts})
+                              {h.ip: (h.port, h.mac) for h in cfg.hosts},
+                              port_ips={p.number: str(p.gateway.ip) for p in cfg.ports.values()})
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
                             request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
-                            window_scale=lim.window_scale)
+                            window_scale=lim.window_scale,
+                            server_connect_timeout=lim.server_connect_timeout_s)
         return Engine(services, groups, topo, ecfg)
 
     # ------------------------------------------------------------------ base tables
@@ -554,7 +574,8 @@ class ControllerApp:
                           "protocol": s.protocol, "rules": str(s.rules) if s.rules else None}
                          for s in self.cfg.services],
             "groups": {name: [{"server": srv.name, "active": srv.active, "total": srv.total,
-                               "up": srv.up, "weight": srv.weight}
+                               "up": srv.up, "weight": srv.weight, "overloaded": srv.overloaded,
+                               "health": self.engine.health.state(srv)}
                               for srv in g.servers]
                        for name, g in self.engine.groups.items()},
             "flows": len(self.flow_of),
@@ -571,6 +592,15 @@ class ControllerApp:
             return {"ok": True, "fastpath": await self.fastpath_totals()}
         if op == "connections":
             return {"ok": True, "connections": self.engine.connections()}
+        if op == "templates":
+            return {"ok": True, "templates": self.engine.templates(time.monotonic())}
+        if op == "server.weight":
+            try:
+                self.engine.set_weight(str(req.get("group")), str(req.get("server")),
+                                       _weight(req.get("weight")), time.monotonic())
+            except ValueError as exc:
+                return {"ok": False, "errors": [str(exc)]}
+            return {"ok": True}
         if op == "rules.load":
             path = req.get("path")
             if not isinstance(path, str):

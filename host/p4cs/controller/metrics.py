@@ -47,12 +47,22 @@ class _Collector:
                                    labels=["group", "server"])
         total = CounterMetricFamily("p4cs_server_connections", "connections ever bound to a server",
                                     labels=["group", "server"])
+        up = GaugeMetricFamily("p4cs_server_up", "1 if the server takes new connections "
+                               "(health), else 0", labels=["group", "server"])
+        last = GaugeMetricFamily("p4cs_server_last_check_ok", "result of the latest health "
+                                 "check (1 passed, 0 failed)", labels=["group", "server"])
         for group, servers in st["groups"].items():
             for s in servers:
                 active.add_metric([group, s["server"]], s["active"])
                 total.add_metric([group, s["server"]], s["total"])
+                up.add_metric([group, s["server"]], int(s["up"]))
+                h = s.get("health") or {}
+                if "last_ok" in h:
+                    last.add_metric([group, s["server"]], int(h["last_ok"]))
         yield active
         yield total
+        yield up
+        yield last
 
 
 def start_metrics(app: Any, port: int, addr: str = "127.0.0.1",
