@@ -190,19 +190,21 @@ class P4csTest(BaseTest):
 
     def _undo(self, update) -> str | None:
         """One cleanup DELETE (absent already is fine); as primary again if the client lost it."""
-        for attempt in (1, 2):
-            try:
-                self.client.write([update])
+        try:
+            self.client.write([update])
+            return None
+        except P4RuntimeError as e:
+            if e.first_code == SC.NOT_FOUND:
                 return None
-            except P4RuntimeError as e:
-                if e.first_code == SC.NOT_FOUND:
-                    return None
-                if e.first_code != SC.PERMISSION_DENIED or attempt == 2:
-                    return str(e)
-            try:
-                self.regain_primary()
-            except (RuntimeError, ConnectionError, TimeoutError) as e:
-                return f"cannot become primary again: {e}"
+            if e.first_code != SC.PERMISSION_DENIED:
+                return str(e)
+        try:
+            self.regain_primary()
+            self.client.write([update])
+        except P4RuntimeError as e:
+            return None if e.first_code == SC.NOT_FOUND else str(e)
+        except (RuntimeError, ConnectionError, TimeoutError) as e:
+            return f"cannot become primary again: {e}"
         return None
 
     def regain_primary(self) -> None:
