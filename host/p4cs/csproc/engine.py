@@ -43,8 +43,10 @@ RELAYING = "relaying"    # client->server flow installed; waiting for the server
 SPLICED = "spliced"      # both flows installed: the data plane carries the connection
 CLOSING = "closing"      # the switch answered itself (4xx/5xx) and is closing
 TIME_WAIT = "time_wait"  # flows scheduled for removal; tombstone until they are gone
-LOST = "lost"            # its flow entries are gone (switch restarted): resetting both legs
-RESETTING = "resetting"  # its server went down: flows removed, resetting the client
+RESETTING = "resetting"  # its flows are gone (switch restarted, or server down): resetting
+#                          its ends, which only the data plane knew the sequence numbers of
+
+_CLIENT, _SERVER = 1, 2   # the legs of a connection, as bits
 
 _HALF_BOUND = (RECV, CONNECTING, CLOSING, DIALOG, REPLAY)
 
@@ -111,8 +113,9 @@ class Config:
     time_wait: float = 2.0          # delay before removing the flows of a closed conn
     tombstone_margin: float = 1.0   # extra life of the tombstone after that delay
     close_timeout: float = 5.0      # max life of a connection the switch is closing
-    lost_probes: int = 3            # probes to each leg of a connection whose flows are lost,
-    lost_probe_interval: float = 1.0  # one per interval; then the connection is forgotten
+    reset_probes: int = 3           # probes to each leg of a RESETTING connection, one per
+    reset_probe_interval: float = 0.6  # interval (Linux answers out-of-window segments at most
+    #                                    every 0.5 s); then the connection is forgotten
     flow_idle_timeout: float = 300.0
     snat_ports: tuple[int, int] = (20000, 59999)
     log_interval: float = 1.0       # rate limit of repetitive debug/warning logs
@@ -210,7 +213,7 @@ class Conn:
     __slots__ = (
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
-        "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries",
+        "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -329,31 +332,13 @@ class Engine:
 
     def flow_lost(self, key: FlowKey, now: float) -> list[Effect]:
         """The entries of ``key`` are gone without an idle timeout (the switch restarted):
-        the connection cannot go on, and its ends, which only the data plane knew the
-        sequence numbers of, must not wait for it. Each leg gets a SYN, which a TCP in a
-        synchronized state answers, whatever its sequence number, with an ACK (RFC 5961
-        challenge ACK); that ACK has no flow entry, comes here and gets the exact RST. The
-        probes are repeated ``lost_probes`` times, then the connection is forgotten."""
+        the connection cannot go on, and both its ends must be reset (:meth:`_start_reset`)."""
         k = (key.src_ip, key.sport, key.dst_ip, key.dport)
         c = self.conns_c.get(k) or self.conns_s.get(k)
         if c is None or c.state not in (SPLICED, RELAYING):
             return []
         self.stats.flows_lost += 1
-        self.stats.spliced_active -= 1
-        c.state = LOST
-        c.close_hard = now + self.cfg.lost_probes * self.cfg.lost_probe_interval
-        self._arm(c, now + self.cfg.lost_probe_interval)
-        return self._lost_probes(c) + [self._log(c, "info", "flow entries lost: resetting")]
-
-    def _lost_probes(self, c: Conn) -> list:
-        return [self._to_client(c, c.cl.snd_nxt, 0, SYN, window=0),
-                self._to_server(c, c.cl.nxt, 0, SYN)]
-
-    def _lost_segment(self, c: Conn, seg: Segment, port: int) -> list:
-        """A leg of a LOST connection answered: reset it (RST at the ACK it sent)."""
-        if seg.flags & RST or not seg.flags & ACK:
-            return []
-        return [self._rst_reply(seg, port, self._pm(port))]
+        return self._start_reset(c, now, _CLIENT | _SERVER, 0.0, "flow entries lost")
 
     def install_failed(self, conn_id: int, now: float) -> list[Effect]:
         """The controller could not write an InstallFlows batch of ``conn_id``: reset
@@ -526,10 +511,8 @@ class Engine:
             return self._closing_segment(c, seg, now)
         if st == DIALOG or st == REPLAY:
             return self._client_segment(c, seg, now)
-        if st == LOST:
-            return self._lost_segment(c, seg, port)
         if st == RESETTING:
-            return self._resetting_segment(c, seg)
+            return self._resetting_segment(c, seg, port, _CLIENT)
         return []
 
     def _new_client_segment(self, svc: VirtualService, seg: Segment, port: int,
@@ -772,8 +755,8 @@ class Engine:
             return self._sw_splice(c, seg, frame, False, now)
         if c.state == REPLAY:
             return self.dlg.server_segment(c, seg, now)
-        if c.state == LOST:
-            return self._lost_segment(c, seg, port)
+        if c.state == RESETTING:
+            return self._resetting_segment(c, seg, port, _SERVER)
         return []
 
     def _server_handshake(self, c: Conn, seg: Segment, now: float) -> list:
@@ -990,30 +973,58 @@ class Engine:
         return [c.c2s.key, c.s2c.key]
 
     def _reset_spliced(self, c: Conn, now: float) -> list:
-        """End a spliced connection whose server went down.  The switch does not know how
-        far the client's stream got (the data plane carried it), so it removes the flows,
-        then asks the client with a keepalive-like ACK (an old sequence number, which the
-        client answers with an ACK carrying its RCV.NXT) and resets it exactly there."""
+        """End a spliced connection whose server went down: its flows are removed and its
+        client reset (:meth:`_start_reset`); the server gets its RST with the client's."""
         keys = self._installed(c)
+        self.policy.release(c.choice)
+        # the first probe after the removal (the client's answer must not meet the old flow)
+        return [RemoveFlows(keys, 0.0)] + self._start_reset(
+            c, now, _CLIENT, 0.1, "server down", server=c.choice.server.name)
+
+    def _start_reset(self, c: Conn, now: float, legs: int, first: float, why: str,
+                     **fields) -> list:
+        """Reset a connection whose flows are gone. The data plane carried it, so nobody
+        knows how far each end's stream got: each leg in ``legs`` is probed with a segment
+        at an old sequence number, which a synchronized TCP answers with an ACK carrying its
+        RCV.NXT (RFC 9293 3.10.7.4); that ACK has no flow entry, comes here and gets the
+        RST at exactly that number. Probes go out ``first`` seconds from now, then every
+        ``reset_probe_interval``, ``reset_probes`` times; then the connection is forgotten."""
         self.stats.spliced_active -= 1
         c.state = RESETTING
-        self.policy.release(c.choice)
+        c.probe_legs = legs
         c.close_tries = 0
-        # the first ask after the removal (the client's answer must not meet the old flow)
-        self._arm(c, now + 0.1)
-        return [RemoveFlows(keys, 0.0), self._log(c, "warning", "server down: resetting",
-                                                  server=c.choice.server.name)]
+        if first > 0:
+            self._arm(c, now + first)
+            out = []
+        else:
+            out = self._reset_probes(c, now)
+        return out + [self._log(c, "warning", why + ": resetting", **fields)]
 
-    def _ask_client(self, c: Conn) -> PacketOut:
-        seq = (c.sl.nxt + c.s2c.seq_delta - 1) & MOD32
-        return self._to_client(c, seq, c.cl.nxt, ACK, window=0)
-
-    def _resetting_segment(self, c: Conn, seg: Segment) -> list:
+    def _reset_probes(self, c: Conn, now: float) -> list:
+        if c.close_tries >= self.cfg.reset_probes:
+            self._free(c)
+            return [self._log(c, "info", "no answer to the reset probes: connection forgotten")]
+        c.close_tries += 1
+        self._arm(c, now + self.cfg.reset_probe_interval)
         out = []
-        if not seg.flags & RST and seg.flags & ACK:
-            out = [self._to_client(c, seg.ack, 0, RST, window=0),
-                   self._to_server(c, seg.seq, 0, RST)]
-        self._free(c)
+        if c.probe_legs & _CLIENT:
+            out.append(self._to_client(c, (c.sl.nxt + c.s2c.seq_delta - 1) & MOD32, c.cl.nxt,
+                                       ACK, window=0))
+        if c.probe_legs & _SERVER:
+            out.append(self._to_server(c, (c.cl.nxt - 1) & MOD32, c.sl.nxt, ACK))
+        return out
+
+    def _resetting_segment(self, c: Conn, seg: Segment, port: int, leg: int) -> list:
+        """A leg of a RESETTING connection answered: reset it at the ACK it sent. A client
+        whose server is not probed (it went down) takes the server's RST with it."""
+        if seg.flags & RST or not seg.flags & ACK or not c.probe_legs & leg:
+            return []
+        out = [self._rst_reply(seg, port, self._pm(port))]
+        if leg == _CLIENT and not c.probe_legs & _SERVER:
+            out.append(self._to_server(c, seg.seq, 0, RST))
+        c.probe_legs &= ~leg
+        if not c.probe_legs:
+            self._free(c)
         return out
 
     def _abort(self, c: Conn, now: float, why: str, level: str = "info") -> list:
@@ -1168,19 +1179,8 @@ class Engine:
             return self.dlg.dialog_timeout(c, now)
         if st == REPLAY:
             return self.dlg.replay_timeout(c, now)
-        if st == LOST:
-            if now >= c.close_hard:
-                self._free(c)
-                return []
-            self._arm(c, now + cfg.lost_probe_interval)
-            return self._lost_probes(c)
         if st == RESETTING:
-            if c.close_tries < 3:      # Linux answers such ACKs at most every 0.5 s
-                c.close_tries += 1
-                self._arm(c, now + 0.6)
-                return [self._ask_client(c)]
-            self._free(c)
-            return [self._log(c, "info", "client did not answer: connection forgotten")]
+            return self._reset_probes(c, now)
         if st == TIME_WAIT:
             self._free(c)
         return []
