@@ -401,7 +401,9 @@ class ContentSwitch:
 
         return control_request({"op": "status"}, self.control_socket).get("status", {})
 
-    def stop(self) -> None:
+    def stop(self, keep_workdir: bool = False) -> None:
+        """Stop every process; the work directory (configuration, logs) is removed unless
+        ``keep_workdir``."""
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -412,6 +414,10 @@ class ContentSwitch:
                 p.kill()
                 p.wait()
         self.procs.clear()
+        if keep_workdir:
+            print(f"logs kept in {self.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _in_sandbox(args: argparse.Namespace) -> int:
@@ -427,6 +433,7 @@ def _in_sandbox(args: argparse.Namespace) -> int:
     net = build_net(hosts, args.switch, **opts)
     stop_pid = None
     cs = ContentSwitch(net, hosts, args.mode) if args.content_switch else None
+    done = False
     try:
         net.start()
         configure_hosts(net, hosts)
@@ -439,7 +446,6 @@ def _in_sandbox(args: argparse.Namespace) -> int:
             result["controller"] = {"flows_installed": st["counters"]["flows_installed"],
                                     "packet_in": st["counters"]["packet_in"],
                                     "spliced": st["csproc"]["spliced"]}
-            result["workdir"] = str(cs.workdir)
         elif args.smoke:
             result = _smoke(net, hosts, args.switch)
             stop_pid = result.get("pid")
@@ -450,14 +456,15 @@ def _in_sandbox(args: argparse.Namespace) -> int:
             from mininet.cli import CLI
 
             CLI(net)
+        done = cs is None or all(r["status"] == "200" for r in result["requests"])
     finally:
         if cs is not None:
-            cs.stop()
+            cs.stop(keep_workdir=not done)
         net.stop()  # stops P4CSSwitch's own PID; never mininet.clean.cleanup()
     if stop_pid is not None:
         print(json.dumps({"stopped_pid": stop_pid,
                           "gone": not os.path.exists(f"/proc/{stop_pid}")}), flush=True)
-    return 0
+    return 0 if done else 1
 
 
 def sandbox_argv(argv: Sequence[str]) -> list[str]:
@@ -501,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.switch == "p4cs":
         missing = p4cs_switch_missing()
+        if args.target == "bmv2" and shutil.which("simple_switch_grpc") is None:
+            missing = "simple_switch_grpc (BMv2) is not on PATH: see docs/topologies.md"
         if missing:
             print(missing, file=sys.stderr)
             return 3
