@@ -334,13 +334,15 @@ class ContentSwitch:
     server a group, ``/~lcs1/`` → s1, ``/~lcs2/`` → s2, the rest over all servers). Every
     process is started here and stopped by its PID."""
 
-    def __init__(self, net: Any, hosts: Sequence[HostSpec], mode: Mode = "transparent",
+    def __init__(self, hosts: Sequence[HostSpec], mode: Mode = "transparent",
                  workdir: str | None = None) -> None:
-        self.net = net
+        self.net: Any = None
         self.hosts = list(hosts)
         self.mode = mode
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="p4cs-mininet-"))
         self.control_socket = str(self.workdir / "controller.sock")
+        #: where the switch's output goes (P4CSSwitch's log_file)
+        self.switch_log = str(self.workdir / "switch.log")
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -365,17 +367,23 @@ class ContentSwitch:
         self.procs.append(p)
         return p
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, net: Any, timeout: float = 120.0) -> None:
+        """After ``net.start()``: servers, then the controller; returns once the controller
+        has programmed the switch."""
         import yaml
 
         from p4cs.lab.stack import controller_config, wait_controller_ready
 
+        self.net = net
         for h in self.servers:
             for port in (80, 8080):
                 self._spawn(f"server-{h.name}-{port}",
                             [sys.executable, "-m", "p4cs.lab.server", "--bind", h.ip,
-                             "--port", str(port), "--name", h.name], self.net.get(h.name))
-        sw = self.net.get(SWITCH_NAME)
+                             "--port", str(port), "--name", h.name], net.get(h.name))
+        for h in self.servers:
+            for port in (80, 8080):
+                self._wait_listen(h, port)
+        sw = net.get(SWITCH_NAME)
         names = [h.name for h in self.servers]
         cfg = controller_config(describe(self.hosts, sw, mode=self.mode),
                                 target=sw.target, grpc_addr=sw.grpc_addr,
@@ -385,6 +393,15 @@ class ContentSwitch:
         ctl = self._spawn("controller", [*p4cs_command(), "controller", "--config", str(cfg_path)])
         wait_controller_ready(ctl, lambda: self._log("controller"), sw.log_tail,
                               self.control_socket, timeout)
+
+    def _wait_listen(self, h: HostSpec, port: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if h.ip in self.net.get(h.name).cmd(f"ss -Hltn 'sport = :{port}'"):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"no server listening on {h.ip}:{port}: "
+                           f"{self._log(f'server-{h.name}-{port}')}")
 
     def get(self, path: str, client: str = "c1", timeout: float = 30.0) -> dict[str, Any]:
         """One curl GET through the VIP from ``client``: status code and answering server."""
@@ -430,16 +447,18 @@ def _in_sandbox(args: argparse.Namespace) -> int:
     if args.switch == "p4cs":
         opts = dict(target=args.target, grpc_port=args.grpc_port,
                     extra_args=shlex.split(args.switch_args or ""))
+    cs = ContentSwitch(hosts, args.mode) if args.content_switch else None
+    if cs is not None:
+        opts["log_file"] = cs.switch_log
     net = build_net(hosts, args.switch, **opts)
     stop_pid = None
-    cs = ContentSwitch(net, hosts, args.mode) if args.content_switch else None
     done = False
     try:
         net.start()
         configure_hosts(net, hosts)
         sw = net.get(SWITCH_NAME)
         if cs is not None:
-            cs.start()
+            cs.start(net)
             result = {"switch": describe(hosts, sw, mode=args.mode)["switch"],
                       "requests": [cs.get(p) for p in args.request]}
             st = cs.status()
@@ -458,9 +477,11 @@ def _in_sandbox(args: argparse.Namespace) -> int:
             CLI(net)
         done = cs is None or all(r["status"] == "200" for r in result["requests"])
     finally:
-        if cs is not None:
-            cs.stop(keep_workdir=not done)
-        net.stop()  # stops P4CSSwitch's own PID; never mininet.clean.cleanup()
+        try:
+            net.stop()  # stops P4CSSwitch's own PID; never mininet.clean.cleanup()
+        finally:
+            if cs is not None:
+                cs.stop(keep_workdir=not done)
     if stop_pid is not None:
         print(json.dumps({"stopped_pid": stop_pid,
                           "gone": not os.path.exists(f"/proc/{stop_pid}")}), flush=True)
