@@ -324,12 +324,12 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             med[target][test] = m
     ratio: dict[str, Any] = {}
     for target in med:
-        if target == "haproxy":
+        if target == "haproxy" or "haproxy" not in med:
             continue
         ratio[target] = {}
         for test in med[target]:
             key = "mb_per_s" if test.startswith("get") else "rps"  # get1m, get100m, get100m_c4
-            h = med.get("haproxy", {}).get(test, {}).get(key)
+            h = med["haproxy"].get(test, {}).get(key)
             if h:
                 ratio[target][test] = round(med[target][test][key] / h, 3)
     return {"median": med, "ratio_to_haproxy": ratio}
