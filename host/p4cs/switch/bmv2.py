@@ -146,16 +146,10 @@ async def relay(host: str, port: int, unix_path: str) -> asyncio.AbstractServer:
     return await asyncio.start_server(one, host, port)
 
 
-def _wait_unix_listener(path: str, proc: subprocess.Popen, timeout: float) -> bool:
-    """True once something accepts connections on the Unix socket path; False if proc exits
-    or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        with socket.socket(socket.AF_UNIX) as s:
-            if s.connect_ex(path) == 0:
-                return True
-        time.sleep(0.1)
-    return False
+def _accepts(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket path."""
+    with socket.socket(socket.AF_UNIX) as s:
+        return s.connect_ex(path) == 0
 
 
 def _stop(proc: subprocess.Popen) -> int:
@@ -176,9 +170,14 @@ async def serve(
     cpu_port: int = BMV2_CPU_PORT,
     netns: str | None = None,
     workdir: str | None = None,
+    start_timeout: float = 60.0,
 ) -> int:
     """Run simple_switch_grpc until SIGINT/SIGTERM (it is then stopped) or until it exits;
     its exit status. Raises Bmv2Error when it is not installed."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     tmp = None
     listen = grpc_addr
     if netns:
@@ -194,22 +193,20 @@ async def serve(
     server = None
     try:
         if netns:
-            loop = asyncio.get_running_loop()
-            up = await loop.run_in_executor(None, _wait_unix_listener, sock, proc, 60.0)
-            if not up:
-                LOG.error("simple_switch_grpc did not start its P4Runtime server (exit status %s)",
-                          proc.poll())
-                return 1
+            deadline = time.monotonic() + start_timeout
+            while not _accepts(sock):
+                if stop.is_set() or proc.poll() is not None or time.monotonic() > deadline:
+                    if not stop.is_set():
+                        LOG.error("simple_switch_grpc did not start its P4Runtime server "
+                                  "(exit status %s)", proc.poll())
+                    return 0 if stop.is_set() else 1
+                await asyncio.sleep(0.1)
             host, _, port = grpc_addr.rpartition(":")
             try:
                 server = await relay(host.strip("[]"), int(port), sock)
             except (OSError, ValueError) as exc:
                 LOG.error("cannot listen on %s: %s", grpc_addr, exc)
                 return 1
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         print(f"p4cs switch: BMv2 (pid {proc.pid}), P4Runtime on {grpc_addr}, device id "
               f"{device_id}, CPU port {cpu_port}", flush=True)
         exited = asyncio.ensure_future(loop.run_in_executor(None, proc.wait))
@@ -223,7 +220,7 @@ async def serve(
     finally:
         if server is not None:
             server.close()
-        rc = await asyncio.get_running_loop().run_in_executor(None, _stop, proc)
+        rc = await loop.run_in_executor(None, _stop, proc)
         LOG.info("simple_switch_grpc stopped (%d)", rc)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
