@@ -117,7 +117,16 @@ def start_simple_switch(
     if netns:
         argv = ["ip", "netns", "exec", netns] + argv
     LOG.info("starting: %s", " ".join(argv))
-    return subprocess.Popen(argv)
+    return subprocess.Popen(argv, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies, so that a
+    killed `p4cs switch` never leaves BMv2 attached to its interfaces."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
