@@ -34,7 +34,7 @@ from finsy import P4CounterData
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
-from p4cs.controller.config import Config, ServiceConf, mac_to_int
+from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
 from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.csproc import effects as fx
@@ -42,6 +42,7 @@ from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, StaticTopology, VirtualService
 from p4cs.csproc.routing import PrefixRouter, Route, RuleSetDecider
 from p4cs.csproc.schedulers import Server, ServerGroup
+from p4cs.errors import InputError
 
 LOG = logging.getLogger("p4cs.controller")
 
@@ -147,6 +148,7 @@ class ControllerApp:
         if svc.rules is not None:
             from p4cs.rules.store import RuleStore
             store = RuleStore()
+            store.checks.append(lambda rs: rule_target_errors(rs, self.cfg.groups))
             errors = store.reload(svc.rules)
             if errors:
                 raise ValueError(f"rules of service {svc.name}: " + "; ".join(map(str, errors)))
@@ -570,7 +572,11 @@ class ControllerApp:
         if not port:
             return
         from p4cs.controller.metrics import start_metrics
-        start_metrics(self, port)
+        try:
+            start_metrics(self, port)
+        except OSError as exc:
+            raise InputError(f"{self.cfg.path or 'configuration'}: control.metrics_port {port}: "
+                             f"{exc.strerror or exc}") from None
 
     def _reload_all_rules(self) -> None:
         for name, store in self.rule_stores.items():
@@ -588,8 +594,8 @@ class ControllerApp:
         loop.add_signal_handler(signal.SIGHUP, self._reload_all_rules)
         opts = SwitchOptions(p4info=self.p4info, p4blob=self.p4blob, p4force=self.push,
                              device_id=self.cfg.switch.device_id, ready_handler=self._ready)
-        server = await self._serve_control()
         self._start_metrics()
+        server = await self._serve_control()
         try:
             async with Switch("p4cs", self.cfg.switch.address, opts) as sw:
                 self.switch = sw

@@ -19,7 +19,8 @@ log = logging.getLogger("p4cs.rules")
 class RuleStore:
     """Holds the active rule set. Readers take `store.current` once per request (one
     attribute read, atomic); `reload` parses and compiles off to the side and swaps only on
-    success."""
+    success. `checks` are run on a parsed rule set before the swap: each returns error
+    messages (e.g. groups the rules name that the user of the store does not have)."""
 
     def __init__(self, ruleset: RuleSet | None = None) -> None:
         self._current: RuleSet = ruleset if ruleset is not None else RuleSet([], source=None)
@@ -27,6 +28,7 @@ class RuleStore:
         self.generation = 0
         self.path: str | None = ruleset.source if ruleset is not None else None
         self.listeners: list[Callable[[RuleSet], None]] = []
+        self.checks: list[Callable[[RuleSet], list[str]]] = []
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RuleStore":
@@ -49,6 +51,10 @@ class RuleStore:
             except Exception as e:  # never let a reload take the controller down
                 log.exception("rule reload from %s failed", path)
                 return [f"{path}: internal error while loading rules: {e!r}"]
+            errors = [m for check in self.checks for m in check(rs)]
+            if errors:
+                log.warning("rule reload from %s rejected: %s", path, "; ".join(errors))
+                return errors
             self._current = rs
             self.path = str(path)
             self.generation += 1
