@@ -47,6 +47,7 @@ class ConfigError(InputError):
     """A configuration problem, with file and line."""
 
     def __init__(self, msg: str, path: Path | str | None = None, line: int | None = None):
+        msg = " ".join(str(msg).split())            # one line, whatever the file held
         self.msg, self.path, self.line = msg, path, line
         where = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
         super().__init__(f"{where}{msg}")
@@ -314,7 +315,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         raise ConfigError(exc.msg, path, exc.line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"YAML syntax error: {getattr(exc, 'problem', exc)}", path,
+        raise ConfigError(f"YAML syntax error: {getattr(exc, 'problem', None) or getattr(exc, 'reason', exc)}", path,
                           mark.line + 1 if mark else None) from None
     except RecursionError:
         raise ConfigError("nested too deeply", path) from None

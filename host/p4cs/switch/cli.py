@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from p4cs import paths
-from p4cs.errors import InputError, grpc_address
+from p4cs.errors import Failure, InputError, grpc_address
 
 LOG = logging.getLogger("p4cs.switch")
 
@@ -186,8 +186,7 @@ def switch_cmd(
                 netns=netns,
             )
         except bmv2.Bmv2Error as e:
-            typer.echo(f"p4cs switch: {e}", err=True)
-            raise typer.Exit(1)
+            raise Failure(str(e)) from None
         try:
             raise typer.Exit(proc.wait())
         except KeyboardInterrupt:
@@ -200,12 +199,8 @@ def switch_cmd(
         p4info = p4info or paths.p4info("dpdk")
         for f in (spec, p4info):
             if not f.exists():
-                typer.echo(
-                    f"p4cs switch: {f} not found (run `p4cs generate --compile`, pass "
-                    "--spec/--p4info, or --no-pipeline)",
-                    err=True,
-                )
-                raise typer.Exit(2)
+                raise InputError(f"{f} not found (run `p4cs generate --compile`, pass "
+                                 "--spec/--p4info, or --no-pipeline)")
     else:
         spec = p4info = None
     # The p4cs flow table's idle-timeout profiles come from the one place of data-plane
