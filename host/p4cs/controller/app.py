@@ -172,6 +172,7 @@ class ControllerApp:
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
                             request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
+                            max_half_bound_per_client=lim.max_pending_per_client,
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
                             window_scale=lim.window_scale)
         return Engine(services, groups, topo, ecfg)

@@ -179,6 +179,7 @@ class Limits:
     max_body_bytes: int = 1 << 20
     request_timeout_s: float = 10.0
     max_pending: int = 10000
+    max_pending_per_client: int = 1000
     server_connect_timeout_s: float = 3.0
     teardown_delay_s: float = 2.0
     flow_idle_timeout_s: int = 300
@@ -467,6 +468,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         max_body_bytes=v.int_(lm, "max_body_bytes", 0, 1 << 30, d.max_body_bytes),
         request_timeout_s=v.num(lm, "request_timeout_s", 0.1, 3600, d.request_timeout_s),
         max_pending=v.int_(lm, "max_pending", 1, 10_000_000, d.max_pending),
+        max_pending_per_client=v.int_(lm, "max_pending_per_client", 1, 10_000_000,
+                                      d.max_pending_per_client),
         server_connect_timeout_s=v.num(lm, "server_connect_timeout_s", 0.1, 600, d.server_connect_timeout_s),
         teardown_delay_s=v.num(lm, "teardown_delay_s", 0.0, 600, d.teardown_delay_s),
         flow_idle_timeout_s=v.int_(lm, "flow_idle_timeout_s", 1, 86400 * 7, d.flow_idle_timeout_s),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable, Protocol
 
 from . import packet as P
+from .admission import Admission
 from .cookies import SynCookies
 from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketOut,
                       RemoveFlows)
@@ -80,7 +81,8 @@ class Config:
     max_header_bytes: int = 8192    # request line + headers (431 above)
     max_body_bytes: int = 65536     # buffered body when the rules need it (413 above)
     request_timeout: float = 10.0   # complete request within this (408, slowloris)
-    max_half_bound: int = 10000     # connections with state but no flows (RST above)
+    max_half_bound: int = 10000     # connections with state but no flows (see admission)
+    max_half_bound_per_client: int = 1000   # of them from one client address (RST above)
     max_ooo_segments: int = 16      # out-of-order segments kept per connection
     max_buffered_bytes: int = 64 << 20  # all connections together (backpressure above)
     server_syn_rto: float = 1.0     # first SYN retransmission towards a server
@@ -209,6 +211,8 @@ class Engine:
         self.policy = Policy(self.services.values(), groups, self.cfg)
         self.groups = self.policy.groups
         self.reasm = Reassembler(self.stats, self.cfg)
+        self.admission = Admission(self.cfg.max_half_bound, self.cfg.max_half_bound_per_client,
+                                   self.stats)
         self.conns_c: dict[tuple, Conn] = {}
         self.conns_s: dict[tuple, Conn] = {}
         self.by_id: dict[int, Conn] = {}
@@ -445,11 +449,16 @@ class Engine:
             st.syncookies_invalid += 1
             return self._rl_log("cookie", "debug", "ACK without valid SYN cookie dropped",
                                 now, client=f"{ip_str(seg.sip)}:{seg.sport}")
-        if st.half_bound >= self.cfg.max_half_bound:
-            st.limit_half_bound += 1
+        admitted, victim = self.admission.admit(seg.sip)
+        if not admitted:
+            per_client = st.half_bound < self.cfg.max_half_bound
             return [self._rst_reply(seg, port, self._pm(port))] + self._rl_log(
-                "half_bound", "warning", "max_half_bound reached: connection reset", now,
-                client=f"{ip_str(seg.sip)}:{seg.sport}", limit=self.cfg.max_half_bound)
+                "half_bound_client" if per_client else "half_bound", "warning",
+                ("max_half_bound_per_client" if per_client else "max_half_bound")
+                + " reached: connection reset", now, client=f"{ip_str(seg.sip)}:{seg.sport}",
+                limit=(self.cfg.max_half_bound_per_client if per_client
+                       else self.cfg.max_half_bound))
+        out = [] if victim is None else self._evict(victim, now)
         cl = ClientLeg(seg, port)
         cl.mss, cws = ck
         if cws is not None and self.cfg.window_scale is not None:
@@ -466,9 +475,19 @@ class Engine:
         self.conns_c[(cl.ip, cl.port, cl.vip, cl.vport)] = c
         self.by_id[c.id] = c
         st.accepted += 1
-        st.half_bound += 1
+        self.admission.opened(c)
         self._arm(c, now + self.cfg.request_timeout)
-        return self._client_segment(c, seg, now)
+        return out + self._client_segment(c, seg, now)
+
+    def _evict(self, c: Conn, now: float) -> list:
+        """Make room for a client with fewer half-bound connections: reset ``c``, an idle
+        connection of the address that holds the most."""
+        out = [self._to_client(c, c.cl.snd_nxt, 0, RST, window=0)]
+        self._free(c)
+        return out + self._rl_log("evict", "warning",
+                                  "max_half_bound reached: idle connection of the biggest "
+                                  "holder reset", now, client=f"{ip_str(c.cl.ip)}:{c.cl.port}",
+                                  limit=self.cfg.max_half_bound)
 
     def _client_segment(self, c: Conn, seg: Segment, now: float) -> list:
         """A segment from the client while the switch terminates its TCP."""
@@ -497,6 +516,7 @@ class Engine:
         if c.state == RECV:
             fr = c.framer
             if new:
+                self.admission.active(c)
                 fr.feed(bytes(req.buf[n0:]))
             if fr.error is not None:
                 return self._refuse(c, fr.error, fr.error_reason, now)
@@ -537,6 +557,7 @@ class Engine:
         st = self.stats
         cl = c.cl
         out: list = []
+        self.admission.busy(c)
         try:
             d = c.svc.decider.decide(bytes(c.req.buf), (ip_str(cl.ip), cl.port),
                                      (ip_str(cl.vip), cl.vport))
@@ -697,7 +718,7 @@ class Engine:
         self.reasm.drop_ooo(req)
         c.framer = None
         st.spliced += 1
-        st.half_bound -= 1
+        self.admission.closed(c)
         st.spliced_active += 1
         log = self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
                         bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3))
@@ -995,7 +1016,7 @@ class Engine:
     def _free(self, c: Conn) -> None:
         st = self.stats
         if c.state in _HALF_BOUND:
-            st.half_bound -= 1
+            self.admission.closed(c)
         elif c.state == SPLICED or c.state == RELAYING:
             st.spliced_active -= 1
         c.state = "freed"
