@@ -171,6 +171,61 @@ def cmd_rstserver(a) -> None:
         c.close()
 
 
+def cmd_hold(a) -> dict:
+    """Hold ``--n`` idle connections (handshake, no request) for ``--seconds``, reopening
+    each one the switch resets or closes: one address trying to take every half-bound slot."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    opened = lost = failed = 0
+
+    def open_one() -> None:
+        nonlocal opened, failed
+        try:
+            s = connect(a.vip, a.port, a.timeout)
+        except OSError:
+            failed += 1
+            return
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        opened += 1
+
+    deadline = time.monotonic() + a.seconds
+    for _ in range(a.n):
+        open_one()
+    print(json.dumps({"holding": len(sel.get_map())}), flush=True)
+    while time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.1):
+            try:
+                data = key.fileobj.recv(65536)
+            except OSError:
+                data = b""
+            if not data:            # reset (evicted) or closed (408): take the slot again
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                lost += 1
+                open_one()
+    return {"opened": opened, "lost": lost, "connect_failed": failed}
+
+
+def cmd_fetch(a) -> dict:
+    """``--n`` GETs of ``--path``, one new connection each: how many were answered 200."""
+    ok, errors = 0, []
+    for _ in range(a.n):
+        try:
+            s = connect(a.vip, a.port, a.timeout)
+            s.sendall(f"GET {a.path} HTTP/1.1\r\nHost: {a.vip}\r\nConnection: close\r\n\r\n".encode())
+            r = read_response(s, bytearray())
+            s.close()
+            if r.status == 200:
+                ok += 1
+            else:
+                errors.append(r.status)
+        except OSError as exc:
+            errors.append(repr(exc))
+    return {"ok": ok, "n": a.n, "errors": errors[:10]}
+
+
 async def _one(i: int, a, start: asyncio.Event, connected: list, t_conn: list) -> dict:
     path = f"/c/{i}"
     t0 = time.monotonic()
@@ -255,12 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("concurrent", parents=[common])
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--hold", action="store_true", help="open all, then send all requests")
+    p = sub.add_parser("hold", parents=[common])
+    p.add_argument("--n", type=int, default=300)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser("fetch", parents=[common])
+    p.add_argument("--n", type=int, default=80)
+    p.add_argument("--path", default="/")
     a = ap.parse_args(argv)
     if a.cmd == "rstserver":
         cmd_rstserver(a)
         return 0
     out = {"post": cmd_post, "keepalive": cmd_keepalive, "reset": cmd_reset,
-           "concurrent": cmd_concurrent}[a.cmd](a)
+           "concurrent": cmd_concurrent, "hold": cmd_hold, "fetch": cmd_fetch}[a.cmd](a)
     print(json.dumps(out))
     return 0
 
