@@ -17,7 +17,7 @@ from .admission import Admission
 from .cookies import SynCookies
 from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketOut,
                       RemoveFlows)
-from .framing import RequestFramer
+from .framing import RequestFramer, one_request
 from .packet import ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str
 from .policy import Policy
 from .reassembly import Reassembler, RequestBuffer
@@ -176,7 +176,7 @@ class Conn:
     __slots__ = (
         "id", "svc", "state", "cl", "sl", "req", "framer", "choice", "rule", "created",
         "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
-        "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries",
+        "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "relay",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -190,6 +190,7 @@ class Conn:
         self.our_fin_acked = False
         self.rule = None
         self.c2s = self.s2c = None
+        self.relay = None   # the bytes relayed to the server when they differ from req.buf
 
 
 def _rel(seq: int, base: int) -> int:
@@ -545,6 +546,7 @@ class Engine:
         if c.req is not None:
             self.reasm.release(c.req)
             c.req = None
+        c.relay = None
 
     def _cap(self, svc: VirtualService) -> int:
         """Bytes the switch buffers for one request: the right edge of its window."""
@@ -585,6 +587,14 @@ class Engine:
         c.choice = ch
         if server is None:
             return out + self._refuse(c, 503, ch.why, now)
+        if getattr(c.svc.decider, "rejects", False):
+            # A later request on this connection would ride the fast path unclassified:
+            # the server is asked to close after this one (docs/csproc.md section 9).  The
+            # switch owns the request (acknowledges it) because it relays it rewritten.
+            req = c.req
+            c.relay = b""
+            req.acked = len(req.buf) + (1 if req.fin_rcvd else 0)
+            out.append(self._to_client(c, cl.snd_nxt, self._rcv_nxt(c), ACK))
         return out + self._connect(c, server, now)
 
     def _connect(self, c: Conn, server: Server, now: float) -> list:
@@ -703,13 +713,18 @@ class Engine:
         cl, sl, req = c.cl, c.sl, c.req
         seq_delta = (cl.snd_nxt - sl.isn - 1) & MOD32
         ack_delta = (-seq_delta) & MOD32
+        # Bytes the switch added to the request shift the client's sequence space.
+        grown = 0
+        if c.relay is not None:
+            c.relay = one_request(bytes(req.buf))
+            grown = len(c.relay) - len(req.buf)
         idle = self.cfg.flow_idle_timeout
         c.c2s = FlowSpec(FlowKey(cl.ip, cl.vip, TCP, cl.port, cl.vport), sl.sw_port,
                          sl.mac, self._pm(sl.sw_port), sl.src_ip, sl.ip, sl.src_port,
-                         sl.port, 0, ack_delta, idle, c.id, "c2s")
+                         sl.port, grown, ack_delta, idle, c.id, "c2s")
         c.s2c = FlowSpec(FlowKey(sl.ip, sl.src_ip, TCP, sl.port, sl.src_port), cl.sw_port,
                          cl.mac, self._pm(cl.sw_port), cl.vip, cl.ip, cl.vport, cl.port,
-                         seq_delta, 0, idle, c.id, "s2c")
+                         seq_delta, (-grown) & MOD32, idle, c.id, "s2c")
         # The buffered request, in server-sized segments; the first one completes the
         # server's handshake (ACK of its SYN) so no separate pure ACK is needed.
         then = self._relay_segments(c, 0)
@@ -727,7 +742,7 @@ class Engine:
             # resend it, so the switch must see the server acknowledge it before the
             # server->client flow goes in (until then those packets come to us).
             c.state = RELAYING
-            c.owned_end = (cl.isn + 1 + req.acked) & MOD32
+            c.owned_end = (cl.isn + 1 + req.acked + grown) & MOD32
             c.relay_tries = 0
             self._arm(c, now + self.cfg.relay_rto)
             return [InstallFlows([c.c2s], then), log]
@@ -741,7 +756,7 @@ class Engine:
         out = []
         sl, req = c.sl, c.req
         size = max(64, min(sl.mss, 65495))
-        buf = req.buf
+        buf = req.buf if c.relay is None else c.relay
         fin = req.fin_rcvd
         n = len(buf)
         ack = (sl.isn + 1) & MOD32
@@ -786,7 +801,7 @@ class Engine:
                     out += self._teardown(c, now, "closed")
             elif not seg.payload and not f & FIN:
                 off = _rel(seg.ack, (c.cl.isn + 1) & MOD32)
-                if 0 <= off < len(c.req.buf):   # duplicate ACK: resend from the hole
+                if 0 <= off < len(c.req.buf) + c.c2s.seq_delta:   # duplicate ACK: resend from the hole
                     out += self._relay_segments(c, off)[:1]
         return out
 
@@ -835,12 +850,9 @@ class Engine:
                     rewritten = True
         if c is None or c.state not in (SPLICED, RELAYING):
             return []
-        if from_client:
-            self._advance(c.cl, seg)
-        else:
-            if rewritten:
-                seg.seq = (seg.seq - c.s2c.seq_delta) & MOD32
-            self._advance(c.sl, seg)
+        if rewritten:
+            seg.seq = (seg.seq - (c.c2s if from_client else c.s2c).seq_delta) & MOD32
+        self._advance(c.cl if from_client else c.sl, seg)
         return self._close_seen(c, seg, from_client, now)
 
     def _close_seen(self, c: Conn, seg: Segment, from_client: bool, now: float) -> list:
@@ -883,7 +895,7 @@ class Engine:
         if c.state in (RELAYING, SPLICED, TIME_WAIT):
             rst_seq = (c.sl.nxt + c.s2c.seq_delta) & MOD32
             out.append(self._to_client(c, rst_seq, 0, RST, window=0))
-            out.append(self._to_server(c, c.cl.nxt, 0, RST))
+            out.append(self._to_server(c, (c.cl.nxt + c.c2s.seq_delta) & MOD32, 0, RST))
             out.append(RemoveFlows([c.c2s.key, c.s2c.key], 0.0))
         elif c.state == CONNECTING:
             out.append(self._to_client(c, c.cl.snd_nxt, 0, RST, window=0))
