@@ -23,7 +23,7 @@ class BuildPyWithData(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return  # an editable install reads the source tree (p4cs.paths)
-        if not (P4SRC / "include" / "defines.p4").is_file():
+        if not (P4SRC / "include" / "arch.p4").is_file():
             raise FileNotFoundError(f"{P4SRC} is incomplete: the P4 program is part of the package")
         pkg = Path(self.build_lib) / "p4cs"
         for old in (pkg / "p4src", pkg / "dataplane"):  # left by an earlier build

@@ -34,8 +34,8 @@ import http_vs_haproxy as hx  # noqa: E402
 ACTIVITIES = [
     "Engine.handle", "ControllerApp._install_loop", "ControllerApp._remove_loop",
     "ControllerApp._send_packets", "Switch._receive_until_closed", "ControllerApp._packet_loop",
-    "ControllerApp._execute", "P4RuntimeServer._stream_reader", "P4RuntimeServer._packet_out",
-    "P4RuntimeServer.Read", "P4RuntimeServer.Write", "P4RuntimeServer._on_packet",
+    "ControllerApp._execute", "P4RuntimeServer._stream_reader", "PacketIO.packet_out",
+    "P4RuntimeServer.Read", "P4RuntimeServer.Write", "PacketIO.on_packet",
     "SwxDaemon._on_cpu_readable", "SwxDaemon._on_copy_readable", "SwxDaemon._on_ctl_readable",
 ]
 

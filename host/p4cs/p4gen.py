@@ -1,7 +1,8 @@
 """`p4cs generate`: render the P4 programs' parameters and, where p4c is installed, compile.
 
-The P4 sources in ``p4src/`` are the source of truth. For each target this writes
-``p4src/build/<target>/params.p4`` (from :mod:`p4cs.params`) and, with ``--compile``, runs
+The P4 sources in ``p4src/`` are the source of truth for the program, :mod:`p4cs.params` and
+:mod:`p4cs.constants` for its numbers. For each target this writes
+``p4src/build/<target>/params.p4`` (rendered from those two) and, with ``--compile``, runs
 
 * DPDK: ``p4c-dpdk --arch pna`` → ``p4cs.spec`` (the SWX pipeline the embedded target runs),
   ``p4cs.p4info.txtpb``, ``context.json``;
@@ -22,6 +23,7 @@ from typing import Optional
 import typer
 import yaml
 
+from p4cs import constants
 from p4cs import params as params_mod
 from p4cs import paths
 from p4cs.errors import InputError
@@ -126,6 +128,9 @@ def check(target: str) -> Optional[str]:
     if not stamp.exists():
         return f"{stamp} is missing: run `p4cs generate --target {target} --compile`"
     rendered = (out / "params.p4").read_text() if (out / "params.p4").exists() else ""
+    if [ln for ln in rendered.splitlines() if ln.startswith("const ")] != constants.to_p4():
+        return (f"host/p4cs/constants.py changed since {target} artifacts were generated: "
+                f"run `p4cs generate --target {target} --compile`")
     want = source_hash(target, rendered)
     for line in stamp.read_text().splitlines():
         if line.startswith("sources:") and line.split(":", 1)[1].strip() == want:

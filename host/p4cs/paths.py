@@ -32,11 +32,6 @@ def p4src() -> Path:
     return tree / "p4src" if tree else PACKAGE / "p4src"
 
 
-def defines() -> Path:
-    """``defines.p4``: the program's constants the host side reads too."""
-    return p4src() / "include" / "defines.p4"
-
-
 def build_dir(target: str) -> Path:
     """The compiled artifacts of ``target`` (``dpdk`` or ``bmv2``)."""
     return p4src() / "build" / target

@@ -2,34 +2,27 @@
  *
  * An exact match on the TCP/IP 5-tuple. A hit on `splice` rewrites MACs, IPv4 addresses and
  * ports, adds the sequence and acknowledgement deltas (mod 2^32) and forwards: this is TCP
- * splicing after delayed binding. Checksums are fixed incrementally in checksums.p4 from the
- * old values saved here. Every action counts packets and bytes in flow_counter[flow_id]
- * (an indexed counter: the DPDK learner table has no direct counters; the controller
- * allocates flow ids).
+ * splicing after delayed binding. Checksums are fixed incrementally (IncrementalChecksum, in
+ * arch.p4) from the old values saved here. Every action counts packets and bytes in
+ * flow_counter[flow_id] (an indexed counter: the DPDK learner table has no direct counters; the
+ * controller allocates flow ids).
  *
  * On the DPDK target the table is a PNA add-on-miss table (an SWX learner): O(1) inserts and
  * deletes and per-entry expiry; hits re-arm the expiry timer. On BMv2 it is a plain exact
- * table with P4Runtime idle timeouts.
+ * table with P4Runtime idle timeouts (arch.p4: P4CS_EXPIRING_TABLE, P4CS_REARM_EXPIRY).
  */
 #ifndef P4CS_FLOW_TABLE_P4
 #define P4CS_FLOW_TABLE_P4
 
-#include "headers.p4"
+#include "arch.p4"
+
+/* Bytes counted: the Ethernet frame without FCS (14 + IPv4 total length). */
+#define P4CS_FLOW_COUNT(idx) P4CS_COUNT(flow_counter, idx, (bit<32>)hdr.ipv4.total_len + 14)
 
 control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
 
-#ifdef P4CS_TARGET_PNA
     @name(".flow_counter")
-    Counter<bit<64>, bit<32>>(P4CS_FLOW_TABLE_SIZE, PNA_CounterType_t.PACKETS_AND_BYTES) flow_counter;
-#define P4CS_FLOW_REARM restart_expire_timer()
-/* Bytes counted: the Ethernet frame without FCS (14 + IPv4 total length). */
-#define P4CS_FLOW_COUNT(idx) flow_counter.count(idx, (bit<32>)hdr.ipv4.total_len + 14)
-#else
-    @name(".flow_counter")
-    counter(P4CS_FLOW_TABLE_SIZE, CounterType.packets_and_bytes) flow_counter;
-#define P4CS_FLOW_REARM
-#define P4CS_FLOW_COUNT(idx) flow_counter.count(idx)
-#endif
+    P4CS_COUNTER(P4CS_FLOW_TABLE_SIZE) flow_counter;
 
     @name(".splice")
     action splice(bit<32> port,
@@ -56,10 +49,12 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         hdr.tcp.ack_no = hdr.tcp.ack_no + ack_delta;
         meta.out_port = port;
         P4CS_FLOW_COUNT(flow_id);
-        P4CS_FLOW_REARM;
+        P4CS_REARM_EXPIRY;
     }
 
-    /* Forward a flow unchanged but for the MACs (e.g. a pass-through virtual service). */
+    /* Forward a flow unchanged but for the MACs: the action of L4 virtual services balanced in
+     * the data plane (one entry per client connection, no delayed binding). The controller
+     * does not install it yet. */
     @name(".flow_forward")
     action flow_forward(bit<32> port, mac_addr_t dmac, mac_addr_t smac, bit<32> flow_id) {
         meta.flow_hit = true;
@@ -67,16 +62,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         hdr.ethernet.src_addr = smac;
         meta.out_port = port;
         P4CS_FLOW_COUNT(flow_id);
-        P4CS_FLOW_REARM;
-    }
-
-    /* Drop a flow in the fast path (e.g. a rejected client that keeps sending). */
-    @name(".flow_drop")
-    action flow_drop(bit<32> flow_id) {
-        meta.flow_hit = true;
-        meta.drop = true;
-        P4CS_FLOW_COUNT(flow_id);
-        P4CS_FLOW_REARM;
+        P4CS_REARM_EXPIRY;
     }
 
     @name(".flow_miss")
@@ -96,17 +82,11 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         actions = {
             @tableonly splice;
             @tableonly flow_forward;
-            @tableonly flow_drop;
             @defaultonly flow_miss;
         }
         const default_action = flow_miss;
         size = P4CS_FLOW_TABLE_SIZE;
-#ifdef P4CS_TARGET_PNA
-        add_on_miss = true;
-        idle_timeout_with_auto_delete = true;
-#else
-        support_timeout = true;
-#endif
+        P4CS_EXPIRING_TABLE
     }
 
     apply {
@@ -121,7 +101,6 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         }
     }
 }
-#undef P4CS_FLOW_REARM
 #undef P4CS_FLOW_COUNT
 
 #endif

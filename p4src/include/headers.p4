@@ -1,8 +1,14 @@
-/* p4cs — packet headers and metadata, shared by the PNA (DPDK) and v1model (BMv2) programs. */
+/* p4cs — packet headers and metadata, shared by the PNA (DPDK) and v1model (BMv2) programs.
+ * Sizes, ports and constants (EtherTypes, TCP flags, packet-in reason codes) come from
+ * params.p4, which `p4cs generate` renders from host/p4cs/params.py and host/p4cs/constants.py:
+ * the host side reads the same numbers from there. */
 #ifndef P4CS_HEADERS_P4
 #define P4CS_HEADERS_P4
 
-#include "defines.p4"
+#include "params.p4"
+
+typedef bit<48> mac_addr_t;
+typedef bit<32> ipv4_addr_t;
 
 /* Controller headers: the P4Runtime server turns these into PacketIn / PacketOut metadata. */
 @controller_header("packet_in")
@@ -92,7 +98,8 @@ struct local_metadata_t {
     bit<16> fk_src_port;
     bit<16> fk_dst_port;
 
-    bit<32> in_port;        /* ingress port, target independent width */
+    /* ingress port, target independent width; the copy to the controller keeps it */
+    P4CS_COPY_PRESERVED bit<32> in_port;
     bit<32> out_port;       /* egress port decided by the pipeline */
     bit<8>  punt_reason;    /* != 0: send to the controller with this reason */
     bool    drop;

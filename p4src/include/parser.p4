@@ -1,4 +1,4 @@
-/* p4cs — the parser, one body for both architectures (the signature differs).
+/* p4cs — the parser, one body for both architectures (arch.p4 supplies the standard metadata).
  *
  * Bad input is handled deliberately:
  *  - unknown EtherTypes: only Ethernet is parsed; the frame is dropped by the forwarding stage
@@ -13,23 +13,13 @@
 #ifndef P4CS_PARSER_P4
 #define P4CS_PARSER_P4
 
-#include "headers.p4"
+#include "arch.p4"
 
-#ifdef P4CS_TARGET_PNA
-parser MainParserImpl(packet_in pkt,
-                      out headers_t hdr,
-                      inout local_metadata_t meta,
-                      in pna_main_parser_input_metadata_t istd)
-{
-#define P4CS_PARSER_IN_PORT ((bit<32>)istd.input_port)
-#else
-parser ParserImpl(packet_in pkt,
+parser P4csParser(packet_in pkt,
                   out headers_t hdr,
                   inout local_metadata_t meta,
-                  inout standard_metadata_t standard_metadata)
+                  P4CS_PARSER_STD)
 {
-#define P4CS_PARSER_IN_PORT ((bit<32>)standard_metadata.ingress_port)
-#endif
     state start {
         transition select(P4CS_PARSER_IN_PORT) {
             P4CS_CPU_PORT: parse_packet_out;
@@ -76,6 +66,5 @@ parser ParserImpl(packet_in pkt,
         transition accept;
     }
 }
-#undef P4CS_PARSER_IN_PORT
 
 #endif

@@ -1,6 +1,6 @@
 /* p4cs — the target-independent pipeline: packet-out, flow table, forwarding, punting.
- * The main controls of pna/p4cs.p4 and v1model/p4cs.p4 apply it and turn meta.out_port /
- * meta.drop / meta.flow_end into their architecture's forwarding and mirroring calls. */
+ * The main control (main.p4) applies it and turns meta.out_port / meta.drop / meta.flow_end
+ * into the architecture's forwarding and mirroring calls. */
 #ifndef P4CS_PIPELINE_P4
 #define P4CS_PIPELINE_P4
 

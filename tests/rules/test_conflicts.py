@@ -117,3 +117,32 @@ def test_cli_check_json_and_exit_status():
     r = subprocess.run([sys.executable, "-m", "p4cs.cli", "rules", "check", str(DATA / "ecommerce.rules")],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and "no conflicts" in r.stdout  # the two rules test different fields
+
+
+def test_cross_kind_implication_is_exact():
+    got, findings = kinds('''
+    g: if (prefix(url, "/a")) routeTo(all);
+    s: if (regex(url, "^/a[0-9]+$")) routeTo(num);
+    t: if (regex(header.x-k, "gif$")) routeTo(img);
+    u: if (suffix(header.x-k, "gif") && !match(header.x-k, "x")) routeTo(other);
+    v: if (match(header.x-k, "y") && regex(header.x-k, "^[^y]*$")) reject;
+    ''')
+    assert ("order", ("g", "s")) in got                       # the regex implies the prefix
+    assert ("order", ("t", "u")) in got                       # gif$ = suffix gif on header values
+    assert ("shadowed", ("v", "v")) in got                    # contradictory across kinds
+    for f in findings:
+        if f.witness:
+            assert f.witness["verified"], f
+
+
+def test_disjoint_pairs_carry_their_proof():
+    env = {"PYTHONPATH": str(ROOT / "host"), "PATH": "/usr/bin:/bin"}
+    rules = DATA.parent / "data" / "ecommerce.rules"
+    r = subprocess.run([sys.executable, "-m", "p4cs.cli", "rules", "check", str(rules), "--json", "--disjoint"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    out = json.loads(r.stdout)
+    assert set(out) == {"findings", "disjoint"}
+    _, stats = check_rules(parse_rules('a: if (regex(path, "^/x[0-9]")) routeTo(a);\n'
+                                       'b: if (prefix(path, "/xa")) routeTo(b);'))
+    assert stats["disjoint"] == [{"rules": ["a", "b"], "result": "disjoint",
+                                  "reason": "no request satisfies both (field-wise procedure (exact; automata for text terms))"}]

@@ -1,8 +1,9 @@
+import base64
 import ipaddress
 
 from conftest import DATA
 from p4cs.rules import RequestView, parse_rules, classify
-from p4cs.rules.extract import extract_xml, parse_client_hello, parse_smtp
+from p4cs.rules.extract import extract_xml, parse_client_hello, parse_imap, parse_pop3, parse_smtp
 
 PURCHASE = (DATA / "purchase.xml").read_bytes()
 
@@ -141,3 +142,20 @@ def test_garbage_never_raises():
     for raw in samples:
         d = classify(rs, raw, ("10.0.0.1", 1), ("10.0.0.2", 80))
         assert d.rule in (None, "default", "blocked")
+
+
+def test_pop3_and_imap_users():
+    assert parse_pop3(b"CAPA\r\nUSER alice\r\nPASS x\r\n") == {"user": "alice"}
+    assert RequestView.from_bytes(b"USER alice\r\n").get("pop3.user") == "alice"
+    plain = base64.b64encode(b"\0bob\0pw")
+    for raw, user in [(b'a1 LOGIN alice "pw"\r\n', "alice"),
+                      (b'a1 LOGIN "al\\"ice" pw\r\n', 'al"ice'),
+                      (b"a1 LOGIN {5}\r\nalice {2}\r\npw\r\n", "alice"),
+                      (b"a1 CAPABILITY\r\na2 login dan x\r\n", "dan"),
+                      (b"a2 AUTHENTICATE PLAIN\r\n" + plain + b"\r\n", "bob"),
+                      (b"a2 AUTHENTICATE PLAIN " + plain + b"\r\n", "bob")]:
+        assert parse_imap(raw) == {"user": user}
+        v = RequestView.from_bytes(raw)
+        assert v.protocol == "imap" and v.get("imap.user") == user and v.get("pop3.user") is None
+    assert RequestView.from_bytes(b"a2 AUTHENTICATE PLAIN !!\r\n").get("imap.user") is None
+    assert RequestView.from_bytes(b"GET LOGIN HTTP/1.1\r\n\r\n").protocol == "http"

@@ -21,16 +21,26 @@ import pytest
 from finsy.proto import p4i, p4r, p4r_grpc
 
 from p4cs import paths
-from p4cs.switch.dpdk.p4rt_server import (
-    P4RuntimeServer,
-    TargetConfig,
-    cookie_of,
-    load_p4info,
-)
+from p4cs.switch.dpdk.pipeline import TargetConfig, cookie_of, load_p4info
+from p4cs.switch.dpdk.server import P4RuntimeServer
 
 DATA = Path(__file__).parent / "data"
 MINI_SPEC = DATA / "mini.spec"
 MINI_P4INFO = DATA / "mini.p4info.txtpb"
+
+MINI_DAEMON_INFO = {  # what p4cs-swxd's `info` says about tests/switch/data/mini.spec
+    "tables": [{"name": "l2_fwd", "size": 1024, "key": [{"bits": 48, "match": "exact"}],
+                "actions": [{"name": "fwd", "args": [{"name": "port", "bits": 32}]},
+                            {"name": "NoAction", "args": []}]}],
+    "learners": [{"name": "flow_table", "size": 65536,
+                  "key": [{"bits": 32, "match": "exact"}, {"bits": 32, "match": "exact"}],
+                  "actions": [{"name": "flow_fwd_0", "args": [{"name": "port", "bits": 32},
+                                                               {"name": "flow_id", "bits": 32}]},
+                              {"name": "flow_miss", "args": [], "default_only": True}],
+                  "timeouts": [1, 10, 60]}],
+    "regarrays": [{"name": "flow_pkts_0_packets", "size": 1024},
+                  {"name": "flow_pkts_0_bytes", "size": 1024}, {"name": "scratch_0", "size": 16}],
+}
 
 # P4Info ids of the mini pipeline
 T_L2 = 33554433

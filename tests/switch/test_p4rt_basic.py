@@ -319,7 +319,7 @@ def test_no_pipeline(make_switch, client_factory):
     with pytest.raises(grpc.RpcError) as ei:
         c.write([upd("INSERT", flow_entry(1, 2))])
     assert ei.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    from p4cs.switch.dpdk.p4rt_server import load_p4info
+    from p4cs.switch.dpdk.pipeline import load_p4info
     from .conftest import MINI_SPEC
 
     S = p4r.SetForwardingPipelineConfigRequest

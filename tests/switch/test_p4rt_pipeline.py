@@ -15,7 +15,7 @@ from finsy.proto import p4r
 from p4cs import paths
 from p4cs.switch import bmv2
 from p4cs.switch.cli import parse_ifaces
-from p4cs.switch.dpdk.p4rt_server import load_p4info
+from p4cs.switch.dpdk.pipeline import load_p4info
 from p4cs.switch.dpdk.schema import match_name
 
 from .conftest import be, flow_entry, upd

@@ -87,26 +87,15 @@ def test_decoder_matches_protobuf(ups):
 # FlowFastPath agrees with the generic path on the test pipeline's tables
 # --------------------------------------------------------------------------------------
 
-from pathlib import Path  # noqa: E402
-
-from p4cs.switch.dpdk.p4rt_server import P4RTError, P4RuntimeServer, load_p4info  # noqa: E402
+from p4cs.switch.dpdk.errors import P4RTError  # noqa: E402
+from p4cs.switch.dpdk.keys import action_text, entry_action, entry_key  # noqa: E402
+from p4cs.switch.dpdk.pipeline import load_p4info  # noqa: E402
 from p4cs.switch.dpdk.schema import Schema  # noqa: E402
 from p4cs.switch.dpdk.wire import FlowFastPath  # noqa: E402
 
-_INFO = {  # what p4cs-swxd's `info` says about tests/switch/data/mini.spec
-    "tables": [{"name": "l2_fwd", "size": 1024, "key": [{"bits": 48, "match": "exact"}],
-                "actions": [{"name": "fwd", "args": [{"name": "port", "bits": 32}]},
-                            {"name": "NoAction", "args": []}]}],
-    "learners": [{"name": "flow_table", "size": 65536,
-                  "key": [{"bits": 32, "match": "exact"}, {"bits": 32, "match": "exact"}],
-                  "actions": [{"name": "flow_fwd_0", "args": [{"name": "port", "bits": 32},
-                                                               {"name": "flow_id", "bits": 32}]},
-                              {"name": "flow_miss", "args": [], "default_only": True}],
-                  "timeouts": [1, 10, 60]}],
-    "regarrays": [{"name": "flow_pkts_0_packets", "size": 1024},
-                  {"name": "flow_pkts_0_bytes", "size": 1024}, {"name": "scratch_0", "size": 16}],
-}
-_SCHEMA = Schema(load_p4info(Path(__file__).parent / "data" / "mini.p4info.txtpb"), _INFO)
+from .conftest import MINI_DAEMON_INFO, MINI_P4INFO  # noqa: E402
+
+_SCHEMA = Schema(load_p4info(MINI_P4INFO), MINI_DAEMON_INFO)
 _FAST = FlowFastPath(_SCHEMA.tables)
 
 
@@ -154,11 +143,11 @@ def _check_fast_path(u):
     te = u.entity.table_entry
     assert t.id == te.table_id and utype == u.type and idle == te.idle_timeout_ns
     assert raw[ts:te_end] == te.SerializeToString()
-    gkey, gtext = P4RuntimeServer._key(t, te)  # must not raise: the fast path accepted it
+    gkey, gtext = entry_key(t, te)  # must not raise: the fast path accepted it
     assert (key, keytext) == (gkey, gtext)
     if te.HasField("action"):
-        aid, params = P4RuntimeServer._te_action(t, te)
-        assert acttext == P4RuntimeServer._action_text(t, aid, params)
+        aid, params = entry_action(t, te)
+        assert acttext == action_text(t, aid, params)
     else:
         assert acttext is None
 
@@ -179,7 +168,7 @@ def test_fast_path_rejects_what_the_generic_path_rejects():
         except Slow:
             pass
         try:
-            P4RuntimeServer._key(t, te)
+            entry_key(t, te)
             raise AssertionError("generic path accepted a bad value")
         except P4RTError:
             pass

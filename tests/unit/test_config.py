@@ -37,6 +37,7 @@ def test_minimal_defaults():
     cfg = parse_config(BASE, "x.yaml")
     svc = cfg.services[0]
     assert (svc.vip, svc.port, svc.mode, svc.default_group) == ("10.0.0.100", 80, "transparent", "g")
+    assert svc.protocol == "http"
     assert cfg.limits.max_header_bytes == 16384
     assert cfg.switch.device_id == 1 and cfg.switch.target == "dpdk"
 
@@ -49,6 +50,10 @@ def test_minimal_defaults():
     ("gateway: 10.0.1.254/24", "gateway: banana", 3, "not an IPv4 interface"),
     ("mac: \"02:00:00:00:01:01\"", "mac: \"02:00:00\"", 6, "not a MAC address"),
     ("switch: {address", "switchh: {address", 1, "unknown key 'switchh'"),
+    ("port: 80, default_group", "port: 80, protocol: ftp, default_group", 11,
+     "protocol must be one of http, smtp, pop3, imap, got 'ftp'"),
+    ("port: 80, default_group", "port: 25, protocol: smtp, routes: [{prefix: /, group: g}], default_group",
+     11, "a smtp service decides with 'rules'"),
     # accepted before, but wrong
     ("switch: {address: 127.0.0.1:9559}", "switch: {address: banana}", 1, "is not an address"),
     ("switch: {address: 127.0.0.1:9559}", "switch: {address: 10.0.0.300:1}", 1, "is not an IPv4 address"),
@@ -186,8 +191,7 @@ def test_rule_reload_naming_an_unknown_group_keeps_the_rules(tmp_path):
     good, bad = tmp_path / "good.rules", tmp_path / "bad.rules"
     good.write_text("a: routeTo(g);\n")
     bad.write_text("a: routeTo(h);\n")
-    store = RuleStore()
-    store.checks.append(lambda rs: rule_target_errors(rs, cfg.groups))
+    store = RuleStore(check=lambda rs: rule_target_errors(rs, cfg.groups))
     assert store.reload(good) == []
     assert store.reload(bad) == [f"{bad}:1: rule a: routeTo names unknown group 'h'"]
     assert store.current.source == str(good)
@@ -202,3 +206,9 @@ def test_rule_reload_naming_an_unknown_group_keeps_the_rules(tmp_path):
 def test_hostile_yaml(text, words):
     with pytest.raises(ConfigError, match=words):
         parse_config(text, "c.yaml")
+
+
+@pytest.mark.parametrize("proto", ["smtp", "pop3", "imap", "http"])
+def test_protocol(proto):
+    cfg = parse_config(BASE.replace("port: 80,", f"port: 25, protocol: {proto},"), "x.yaml")
+    assert cfg.services[0].protocol == proto

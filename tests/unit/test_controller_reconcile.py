@@ -123,7 +123,9 @@ def test_flow_scan_known_flows_continue(schema):
 
 def test_flow_id_of_every_flow_action(schema):
     fe = FlowEncoder(schema)
-    for name, args in (("flow_forward", dict(port=1, dmac=2, smac=3)), ("flow_drop", {})):
+    for name, args in (("flow_forward", dict(port=1, dmac=2, smac=3)),
+                       ("splice", dict(port=1, dmac=2, smac=3, sip=4, dip=5, sport=6, dport=7,
+                                       seq_delta=8, ack_delta=9))):
         te = P4TableEntry("flow_table", match=P4TableMatch(src_addr=1, dst_addr=2, protocol=6,
                                                           src_port=3, dst_port=4),
                           action=P4TableAction(name, flow_id=99, **args)).encode(schema).table_entry

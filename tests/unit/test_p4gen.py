@@ -2,7 +2,7 @@
 
 import pytest
 
-from p4cs import p4gen, params, paths
+from p4cs import constants, p4gen, params, paths
 
 
 @pytest.mark.parametrize("target", ["dpdk", "bmv2"])
@@ -60,3 +60,16 @@ def test_both_targets_share_one_p4info():
         text_format.Parse(paths.p4info(t).read_text(), info)
         infos.append({(o.preamble.name, o.preamble.id) for o in (*info.tables, *info.actions, *info.counters)})
     assert infos[0] == infos[1]
+
+
+def test_constants_render_into_params_and_the_check_covers_them(monkeypatch):
+    text = params.defaults("bmv2").to_p4()
+    assert "const bit<8> REASON_FLOW_END = 4;" in text
+    assert "const bit<16> ETHERTYPE_IPV4 = 0x0800;" in text
+    assert "const bit<8> TCP_FLAG_ACK = 0x10;" in text
+    # every integer constant of the module is declared to the P4 program
+    declared = {name for name, _, _ in constants.P4_CONSTANTS}
+    assert declared == {n for n, v in vars(constants).items() if n.isupper() and isinstance(v, int)}
+    # a constant changed on the host side makes the committed artifacts stale
+    monkeypatch.setattr(constants, "REASON_FLOW_END", 9)
+    assert "constants.py changed" in p4gen.check("dpdk")

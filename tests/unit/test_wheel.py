@@ -26,14 +26,14 @@ import json
 import os
 import p4cs
 from p4cs import paths
-import p4cs.switch.dpdk.p4rt_server  # reads the program's constants from defines.p4 at import
+import p4cs.switch.dpdk.server  # the P4Runtime server and everything it imports
 from p4cs.controller.cli import default_artifacts
 
 headers = paths.dpdk_headers()
 print(json.dumps({
     "package": p4cs.__file__,
     "checkout": str(paths.checkout()),
-    "files": [str(p) for p in (paths.p4src(), paths.defines(), paths.spec(), paths.p4info("dpdk"),
+    "files": [str(p) for p in (paths.p4src(), paths.spec(), paths.p4info("dpdk"),
                                paths.p4info("bmv2"), paths.bmv2_json(), *default_artifacts("dpdk"),
                                *default_artifacts("bmv2"))],
     "daemon": paths.daemon_binary(),
@@ -81,7 +81,7 @@ def test_wheel_holds_only_the_p4cs_package(installed):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"p4cs", *(t for t in tops if t.startswith("p4cs-") and t.endswith(".dist-info"))}
-    for f in ("p4cs/p4src/include/defines.p4", "p4cs/p4src/pna/p4cs.p4", "p4cs/p4src/v1model/p4cs.p4",
+    for f in ("p4cs/p4src/include/arch.p4", "p4cs/p4src/pna/p4cs.p4", "p4cs/p4src/v1model/p4cs.p4",
               "p4cs/p4src/build/dpdk/p4cs.spec", "p4cs/p4src/build/dpdk/p4cs.p4info.txtpb",
               "p4cs/p4src/build/dpdk/context.json", "p4cs/p4src/build/bmv2/p4cs.json",
               "p4cs/p4src/build/bmv2/p4cs.p4info.txtpb", "p4cs/rules/grammar.lark"):

@@ -8,7 +8,7 @@ See docs/csproc.md.
 """
 
 from .effects import FlowKey, FlowSpec, InstallFlows, Log, PacketOut, RemoveFlows
-from .engine import (REASON_FIN_COPY, REASON_LOCAL, REASON_SERVER_MISS, REASON_VS_MISS,
+from .engine import (REASON_FLOW_END, REASON_LOCAL, REASON_BACKEND_MISS, REASON_VIP_MISS,
                      Config, Engine, StaticTopology, Topology, VirtualService)
 from .routing import Decision, PrefixRouter, Route, RuleSetDecider
 from .schedulers import Server, ServerGroup
@@ -16,7 +16,7 @@ from .stats import Stats
 
 __all__ = [
     "Config", "Decision", "Engine", "FlowKey", "FlowSpec", "InstallFlows", "Log",
-    "PacketOut", "PrefixRouter", "REASON_FIN_COPY", "REASON_LOCAL", "REASON_SERVER_MISS",
-    "REASON_VS_MISS", "RemoveFlows", "Route", "RuleSetDecider", "Server", "ServerGroup",
+    "PacketOut", "PrefixRouter", "REASON_FLOW_END", "REASON_LOCAL", "REASON_BACKEND_MISS",
+    "REASON_VIP_MISS", "RemoveFlows", "Route", "RuleSetDecider", "Server", "ServerGroup",
     "StaticTopology", "Stats", "Topology", "VirtualService",
 ]

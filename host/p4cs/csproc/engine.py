@@ -18,18 +18,23 @@ from .cookies import SynCookies
 from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketOut,
                       RemoveFlows)
 from .framing import RequestFramer, one_request
-from .packet import ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str
-from .policy import Policy
+from .health import HealthMonitor
+from .dialogue import DIALOG, REPLAY, Dialogues
+from .mail import make_front
+from .packet import (ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str,
+                     seq_rel)
+from .policy import Persistence, Policy
 from .reassembly import Reassembler, RequestBuffer
 from .schedulers import Server, ServerGroup
 from .stats import Stats
 
-# Packet-in reasons (p4src/include/packet_io.p4)
-REASON_VS_MISS = 1       # flow miss, client -> VIP
-REASON_SERVER_MISS = 2   # flow miss, real server -> client / SNAT address
-REASON_LOCAL = 3         # to a switch-local address (SNAT replies may come this way)
-REASON_FIN_COPY = 4      # copy of a FIN/RST of a spliced flow
-REASON_IP_EXCEPTION = 5  # IPv4 options or fragment towards a virtual service
+from ..constants import (  # packet-in reasons: p4cs.constants is their one source
+    REASON_BACKEND_MISS,  # flow miss, server -> client / SNAT address
+    REASON_FLOW_END,  # copy of a FIN/RST of a spliced flow
+    REASON_IP_EXCEPTION,  # IPv4 options or fragment towards a virtual service
+    REASON_LOCAL,  # to a switch-local address (SNAT replies may come this way)
+    REASON_VIP_MISS,  # flow miss, client -> VIP
+)
 
 # Connection states
 RECV = "recv"            # handshake done with the client, reading the request
@@ -39,8 +44,14 @@ RELAYING = "relaying"    # client->server flow installed; waiting for the server
 SPLICED = "spliced"      # both flows installed: the data plane carries the connection
 CLOSING = "closing"      # the switch answered itself (4xx/5xx) and is closing
 TIME_WAIT = "time_wait"  # flows scheduled for removal; tombstone until they are gone
+RESETTING = "resetting"  # its flows are gone (switch restarted, or server down): resetting
+#                          its ends, which only the data plane knew the sequence numbers of
 
-_HALF_BOUND = (RECV, CONNECTING, CLOSING)
+_CLIENT, _SERVER = 1, 2   # the legs of a connection, as bits
+
+_HALF_BOUND = (RECV, CONNECTING, CLOSING, DIALOG, REPLAY)
+
+PROTOCOLS = ("http", "smtp", "pop3", "imap")
 
 REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout",
            413: "Content Too Large", 431: "Request Header Fields Too Large",
@@ -56,13 +67,20 @@ class Topology(Protocol):
     def route(self, ip: int) -> tuple[int, bytes] | None:
         """(port, next-hop MAC) towards host ``ip`` (a real server), or None."""
 
+    def port_ip(self, port: int) -> int | None:
+        """The switch's own address on data-plane port ``port`` (health probes come from
+        it), or None."""
+
 
 class StaticTopology:
     """A fixed table: ``port_macs`` {port: mac}; ``hosts`` {ip: (port, mac)};
-    ``default`` (port, mac) for other destinations (a gateway) or None."""
+    ``default`` (port, mac) for other destinations (a gateway) or None; ``port_ips``
+    {port: the switch's address there}."""
 
-    def __init__(self, port_macs: dict, hosts: dict | None = None, default=None):
+    def __init__(self, port_macs: dict, hosts: dict | None = None, default=None,
+                 port_ips: dict | None = None):
         self._pm = {int(p): P.mac_bytes(m) for p, m in port_macs.items()}
+        self._pip = {int(p): ip_int(ip) for p, ip in (port_ips or {}).items()}
         self._hosts = {ip_int(ip): (int(p), P.mac_bytes(m))
                        for ip, (p, m) in (hosts or {}).items()}
         self._default = None if default is None else (int(default[0]),
@@ -73,6 +91,9 @@ class StaticTopology:
 
     def route(self, ip: int):
         return self._hosts.get(ip, self._default)
+
+    def port_ip(self, port: int) -> int | None:
+        return self._pip.get(port)
 
 
 @dataclass
@@ -87,12 +108,16 @@ class Config:
     max_buffered_bytes: int = 64 << 20  # all connections together (backpressure above)
     server_syn_rto: float = 1.0     # first SYN retransmission towards a server
     server_syn_retries: int = 2     # then give up on that server (1+2+4 = 7 s worst)
+    server_connect_timeout: float = 7.0   # give up on a server's SYN after this anyway
     redispatch: int = 1             # other servers of the group tried after a failure
     relay_rto: float = 0.2          # retransmission of switch-owned request bytes
     relay_retries: int = 6
     time_wait: float = 2.0          # delay before removing the flows of a closed conn
     tombstone_margin: float = 1.0   # extra life of the tombstone after that delay
     close_timeout: float = 5.0      # max life of a connection the switch is closing
+    reset_probes: int = 3           # probes to each leg of a RESETTING connection, one per
+    reset_probe_interval: float = 0.6  # interval (Linux answers out-of-window segments at most
+    #                                    every 0.5 s); then the connection is forgotten
     flow_idle_timeout: float = 300.0
     snat_ports: tuple[int, int] = (20000, 59999)
     log_interval: float = 1.0       # rate limit of repetitive debug/warning logs
@@ -101,6 +126,7 @@ class Config:
     # scale, as the data plane copies server->client windows untouched.  None: never
     # offered (64 KiB windows).  See docs/csproc.md section 6.
     window_scale: int | None = 7
+    smtp_max_size: int = 10 << 20   # SIZE advertised by SMTP services; <= every server's
 
     def __post_init__(self):
         if not 88 <= self.mss <= 65495:
@@ -109,13 +135,18 @@ class Config:
             raise ValueError("bad request limits")
         if self.window_scale is not None and not 0 <= self.window_scale <= 14:
             raise ValueError("window_scale must be 0..14 or None")
+        if self.smtp_max_size < 1:
+            raise ValueError("smtp_max_size must be positive")
 
 
 @dataclass
 class VirtualService:
     """One VIP:port.  ``mode`` is ``transparent`` (the server sees the client's address
     and must route its replies through the switch) or ``snat`` (the server sees
-    ``snat_ip`` and a port from the pool)."""
+    ``snat_ip`` and a port from the pool).  ``protocol`` is ``http`` (the client speaks
+    first) or ``smtp``, ``pop3``, ``imap`` (the switch greets the client and talks to it up
+    to the command the rules decide on: docs/csproc.md section 13).  ``persistence``:
+    client-IP persistence (``policy.Persistence``), or None."""
 
     name: str
     vip: str | int
@@ -124,9 +155,14 @@ class VirtualService:
     default_group: str | None = None
     mode: str = "transparent"
     snat_ip: str | int | None = None
+    protocol: str = "http"
+    persistence: Persistence | None = None
 
     def __post_init__(self):
         self.vip = ip_int(self.vip)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"service {self.name}: protocol must be one of "
+                             + ", ".join(PROTOCOLS))
         if self.mode not in ("transparent", "snat"):
             raise ValueError(f"service {self.name}: mode must be transparent or snat")
         if self.mode == "snat":
@@ -159,30 +195,36 @@ class ServerLeg:
     """The server's side: the switch's SYN, then the splice."""
 
     __slots__ = ("ip", "port", "src_ip", "src_port", "sw_port", "mac", "key", "isn",
-                 "mss", "syn_tries", "syn_sent", "nxt", "fin")
+                 "our_isn", "mss", "syn_tries", "syn_sent", "nxt", "fin")
 
     def __init__(self):
         self.key = None        # (ip, port, src_ip, src_port): the entry in conns_s
         self.src_port = None   # src_ip:src_port is the client as the server sees it
         self.fin = False       # FIN seen from the server once spliced
-        # ip, port (the server's), sw_port, mac (next hop), isn, mss, syn_tries,
-        # syn_sent, nxt are set when the server is chosen and when it answers
+        # ip, port (the server's), sw_port, mac (next hop), our_isn (the switch's ISN
+        # towards the server: the client's, plus the bytes a front does not replay), isn,
+        # mss, syn_tries, syn_sent, nxt are set when the server is chosen and when it answers
 
 
 class Conn:
     """Connection-wide state; the legs are ``cl`` and ``sl``, the request ``req`` (None
-    once spliced or closed), the policy's ``choice`` (None before server selection)."""
+    once spliced or closed), the policy's ``choice`` (None before server selection).
+    ``front`` is the dialogue of a server-speaks-first service (None for HTTP); ``tail``
+    the offset in ``req`` from which the client's bytes are relayed as they are."""
 
     __slots__ = (
-        "id", "svc", "state", "cl", "sl", "req", "framer", "choice", "rule", "created",
-        "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
-        "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "relay",
+        "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
+        "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
+        "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
+        "relay",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
         self.cl = cl
         self.sl = ServerLeg()
         self.req = req
+        self.front = None
+        self.tail = 0
         self.choice = None
         self.deadline = None
         self.tgen = 0
@@ -193,12 +235,6 @@ class Conn:
         self.relay = None   # the bytes relayed to the server when they differ from req.buf
 
 
-def _rel(seq: int, base: int) -> int:
-    """Signed offset of ``seq`` from ``base`` in 32-bit sequence space."""
-    d = (seq - base) & MOD32
-    return d - 0x100000000 if d & 0x80000000 else d
-
-
 class Engine:
     def __init__(self, services: Iterable[VirtualService],
                  groups: dict[str, ServerGroup] | Iterable[ServerGroup],
@@ -207,13 +243,17 @@ class Engine:
         self.cfg = config or Config()
         self.topo = topology
         self.stats = stats or Stats()
-        self.cookies = SynCookies(secret if secret is not None else os.urandom(32))
+        secret = secret if secret is not None else os.urandom(32)
+        self.cookies = SynCookies(secret)
         self.services = {(s.vip, s.port): s for s in services}
         self.policy = Policy(self.services.values(), groups, self.cfg)
         self.groups = self.policy.groups
+        self.health = HealthMonitor(self.groups.values(), topology, self._pm, secret,
+                                    self.cfg.ttl, self._health_change)
         self.reasm = Reassembler(self.stats, self.cfg)
         self.admission = Admission(self.cfg.max_half_bound, self.cfg.max_half_bound_per_client,
                                    self.stats)
+        self.dlg = Dialogues(self)
         self.conns_c: dict[tuple, Conn] = {}
         self.conns_s: dict[tuple, Conn] = {}
         self.by_id: dict[int, Conn] = {}
@@ -231,6 +271,7 @@ class Engine:
         """Process one packet-in.  Never raises: bad frames are counted and dropped."""
         st = self.stats
         st.packets += 1
+        self.policy.clock = now
         try:
             try:
                 seg = P.parse(frame)
@@ -238,11 +279,11 @@ class Engine:
                 return self._bad(e.args[0], now, ingress_port, reason)
             except Exception:  # noqa: BLE001 - e.g. a non-bytes frame
                 return self._bad("garbage", now, ingress_port, reason)
-            if reason == REASON_VS_MISS or reason == REASON_IP_EXCEPTION:
+            if reason == REASON_VIP_MISS or reason == REASON_IP_EXCEPTION:
                 return self._from_client(seg, frame, ingress_port, now)
-            if reason == REASON_SERVER_MISS or reason == REASON_LOCAL:
+            if reason == REASON_BACKEND_MISS or reason == REASON_LOCAL:
                 return self._from_server(seg, frame, ingress_port, now)
-            if reason == REASON_FIN_COPY:
+            if reason == REASON_FLOW_END:
                 return self._fin_copy(seg, now)
             return self._bad("unknown_reason", now, ingress_port, reason)
         except Exception as e:  # noqa: BLE001 - a bug must not kill the controller
@@ -253,6 +294,12 @@ class Engine:
     def tick(self, now: float) -> list[Effect]:
         """Run the timers due at ``now`` (call every 10-100 ms)."""
         out: list[Effect] = []
+        self.policy.expire(now)
+        try:
+            out += self.health.tick(now)
+        except Exception as e:  # noqa: BLE001
+            out += self._rl_log("internal", "error", "internal error in health checks", now,
+                                error=repr(e))
         h = self._timers
         while h and h[0][0] <= now:
             _, cid, gen = heapq.heappop(h)
@@ -267,9 +314,15 @@ class Engine:
                                     error=repr(e), conn=cid)
         return out
 
+    def templates(self, now: float) -> list[dict]:
+        """The persistence templates (ipvsadm -L -c style)."""
+        return self.policy.template_list(now)
+
     def next_deadline(self) -> float | None:
         """Earliest pending timer (may be stale: calling tick() then is harmless)."""
-        return self._timers[0][0] if self._timers else None
+        t = self._timers[0][0] if self._timers else None
+        hd = self.health.next_deadline()
+        return t if hd is None else hd if t is None else min(t, hd)
 
     def flow_expired(self, key: FlowKey, now: float) -> list[Effect]:
         """The data plane aged out ``key`` (idle timeout notification)."""
@@ -283,6 +336,16 @@ class Engine:
         return [RemoveFlows(keys, 0.0),
                 Log("debug", "flows idle-expired", {"conn": c.id, "key": tuple(key)})]
 
+    def flow_lost(self, key: FlowKey, now: float) -> list[Effect]:
+        """The entries of ``key`` are gone without an idle timeout (the switch restarted):
+        the connection cannot go on, and both its ends must be reset (:meth:`_start_reset`)."""
+        k = (key.src_ip, key.sport, key.dst_ip, key.dport)
+        c = self.conns_c.get(k) or self.conns_s.get(k)
+        if c is None or c.state not in (SPLICED, RELAYING):
+            return []
+        self.stats.flows_lost += 1
+        return self._start_reset(c, now, _CLIENT | _SERVER, 0.0, "flow entries lost")
+
     def install_failed(self, conn_id: int, now: float) -> list[Effect]:
         """The controller could not write an InstallFlows batch of ``conn_id``: reset
         both sides and forget the connection."""
@@ -295,6 +358,36 @@ class Engine:
             self._free(c)
             return [RemoveFlows(keys, 0.0)]
         return self._abort(c, now, "flow install failed", level="warning")
+
+    def set_weight(self, group: str, server: str, weight: int, now: float) -> None:
+        """New weight of ``server`` (its name) in ``group``: 0 drains it; ValueError if
+        there is no such server."""
+        g = self.groups.get(group)
+        s = next((s for s in g.servers if s.name == server), None) if g else None
+        if s is None:
+            raise ValueError(f"no server {server!r} in group {group!r}")
+        g.set_weight(s, weight, now)
+
+    def _health_change(self, server: Server, group: ServerGroup, up: bool, now: float,
+                       detail: str) -> list:
+        """A health check changed ``server``'s state: tell the scheduler; a server that
+        went down takes no new connections, and its connections are reset (both sides)
+        and their flows removed."""
+        group.set_up(server, up, now)
+        out: list = [Log("warning" if not up else "info",
+                         "server " + ("up" if up else "down"),
+                         {"server": server.name, "group": group.name, "why": detail})]
+        if up:
+            return out
+        for c in list(self.by_id.values()):
+            ch = c.choice
+            if ch is None or ch.server is not server:
+                continue
+            if c.state in (SPLICED, RELAYING):
+                out += self._reset_spliced(c, now)
+            elif c.state == CONNECTING:
+                out += self._next_server(c, server, now, "server down")
+        return out
 
     def connections(self) -> list[dict]:
         """A snapshot for listings (ipvsadm -Lc style)."""
@@ -422,6 +515,10 @@ class Engine:
             return self._sw_splice(c, seg, frame, True, now)
         if st == CLOSING:
             return self._closing_segment(c, seg, now)
+        if st == DIALOG or st == REPLAY:
+            return self._client_segment(c, seg, now)
+        if st == RESETTING:
+            return self._resetting_segment(c, seg, port, _CLIENT)
         return []
 
     def _new_client_segment(self, svc: VirtualService, seg: Segment, port: int,
@@ -469,14 +566,18 @@ class Engine:
         c.id = self._next_id
         self._next_id += 1
         c.svc = svc
-        c.state = RECV
-        c.framer = RequestFramer(bool(getattr(svc.decider, "needs_body", False)),
-                                 self.cfg.max_header_bytes, self.cfg.max_body_bytes)
         c.created = now
         self.conns_c[(cl.ip, cl.port, cl.vip, cl.vport)] = c
         self.by_id[c.id] = c
         st.accepted += 1
         self.admission.opened(c)
+        if svc.protocol != "http":
+            c.state = DIALOG
+            c.front = make_front(svc.protocol, svc.name, self.cfg)
+            return out + self.dlg.start(c, now) + self._client_segment(c, seg, now)
+        c.state = RECV
+        c.framer = RequestFramer(bool(getattr(svc.decider, "needs_body", False)),
+                                 self.cfg.max_header_bytes, self.cfg.max_body_bytes)
         self._arm(c, now + self.cfg.request_timeout)
         return out + self._client_segment(c, seg, now)
 
@@ -496,11 +597,12 @@ class Engine:
         cl, req = c.cl, c.req
         base = (cl.isn + 1) & MOD32
         if f & RST:
-            rel = _rel(seg.seq, base)
+            rel = seq_rel(seg.seq, base)
             if 0 <= rel <= req.cap:
                 self.stats.client_resets += 1
+                out = [self.dlg.server_rst(c)] if c.state == REPLAY else []
                 self._free(c)
-                return [self._log(c, "debug", "client reset before splicing")]
+                return out + [self._log(c, "debug", "client reset before splicing")]
             return []
         if f & SYN:
             if seg.seq == cl.isn and not f & ACK:   # our SYN-ACK was lost
@@ -512,7 +614,7 @@ class Engine:
         cl.win = seg.window
         out: list = []
         n0 = len(req.buf)
-        gap, dup = self.reasm.segment(req, _rel(seg.seq, base), seg.payload, bool(f & FIN))
+        gap, dup = self.reasm.segment(req, seq_rel(seg.seq, base), seg.payload, bool(f & FIN))
         new = len(req.buf) > n0
         if c.state == RECV:
             fr = c.framer
@@ -535,7 +637,9 @@ class Engine:
                 req.acked = len(req.buf) + (1 if req.fin_rcvd else 0)
                 out.append(self._to_client(c, cl.snd_nxt, self._rcv_nxt(c), ACK))
             return out
-        # CONNECTING: keep buffering (bounded by the window), do not acknowledge: the
+        if c.state == DIALOG:
+            return self.dlg.client_segment(c, seg, new, gap, dup, now)
+        # CONNECTING or REPLAY: keep buffering (bounded by the window), do not acknowledge: the
         # server will, through the splice.  Only answer gaps, so fast retransmit works.
         if gap and req.acked:
             out.append(self._to_client(c, cl.snd_nxt, (base + req.acked) & MOD32, ACK))
@@ -560,9 +664,9 @@ class Engine:
         cl = c.cl
         out: list = []
         self.admission.busy(c)
+        raw = bytes(c.req.buf) if c.front is None else c.front.decider_input(c.req.buf)
         try:
-            d = c.svc.decider.decide(bytes(c.req.buf), (ip_str(cl.ip), cl.port),
-                                     (ip_str(cl.vip), cl.vport))
+            d = c.svc.decider.decide(raw, (ip_str(cl.ip), cl.port), (ip_str(cl.vip), cl.vport))
         except Exception as e:  # noqa: BLE001 - a rules bug answers 503, not a crash
             out.append(self._log(c, "error", "decider raised", error=repr(e)))
             return out + self._refuse(c, 503, "decider error", now)
@@ -570,7 +674,7 @@ class Engine:
         c.rule = getattr(d, "rule", None)
         for msg in getattr(d, "logs", ()) or ():
             out.append(self._log(c, "info", str(msg), rule=c.rule))
-        ch, server = self.policy.choose(c.svc, d)
+        ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip)
         if ch.status == 403:
             st.rejected += 1
             return out + self._close_with(c, 403, now, ch.why)
@@ -587,7 +691,7 @@ class Engine:
         c.choice = ch
         if server is None:
             return out + self._refuse(c, 503, ch.why, now)
-        if getattr(c.svc.decider, "rejects", False):
+        if c.front is None and getattr(c.svc.decider, "rejects", False):
             # A later request on this connection would ride the fast path unclassified:
             # the server is asked to close after this one (docs/csproc.md section 9).  The
             # switch owns the request (acknowledges it) because it relays it rewritten.
@@ -617,6 +721,7 @@ class Engine:
         sl.sw_port, sl.mac = route[0], P.mac_bytes(route[1])
         sl.key = skey
         self.conns_s[skey] = c
+        sl.our_isn = cl.isn if c.front is None else (cl.isn + c.front.skip()) & MOD32
         c.state = CONNECTING
         sl.syn_tries = 0
         sl.syn_sent = now
@@ -624,12 +729,13 @@ class Engine:
 
     def _send_syn(self, c: Conn, now: float) -> PacketOut:
         cl, sl = c.cl, c.sl
-        self._arm(c, now + self.cfg.server_syn_rto * (1 << sl.syn_tries))
+        self._arm(c, min(now + self.cfg.server_syn_rto * (1 << sl.syn_tries),
+                         sl.syn_sent + self.cfg.server_connect_timeout))
         sl.syn_tries += 1
         opts = P.mss_option(cl.mss)
         if cl.ws is not None:
             opts += P.wscale_option(cl.ws)   # the server reads the client's windows
-        return self._to_server(c, cl.isn, 0, SYN, b"", opts)
+        return self._to_server(c, sl.our_isn, 0, SYN, b"", opts)
 
     def _release_server(self, c: Conn) -> None:
         sl = c.sl
@@ -665,6 +771,9 @@ class Engine:
     def _from_server(self, seg: Segment, frame: bytes, port: int, now: float) -> list:
         c = self.conns_s.get((seg.sip, seg.sport, seg.dip, seg.dport))
         if c is None:
+            probe = self.health.segment(seg, now)
+            if probe is not None:
+                return probe
             if seg.flags & SYN and seg.flags & ACK:
                 # SYN-ACK for a connection we gave up on: clear the server's half-open.
                 return [self._rst_reply(seg, port, self._pm(port))]
@@ -676,18 +785,24 @@ class Engine:
             return self._relaying_segment(c, seg, frame, now)
         if c.state == SPLICED or c.state == TIME_WAIT:
             return self._sw_splice(c, seg, frame, False, now)
+        if c.state == REPLAY:
+            return self.dlg.server_segment(c, seg, now)
+        if c.state == RESETTING:
+            return self._resetting_segment(c, seg, port, _SERVER)
         return []
 
     def _server_handshake(self, c: Conn, seg: Segment, now: float) -> list:
         f = seg.flags
         cl, sl = c.cl, c.sl
-        want = (cl.isn + 1) & MOD32
+        want = (sl.our_isn + 1) & MOD32
         if f & RST:
             if f & ACK and seg.ack == want:
                 self.stats.server_refused += 1
+                server = c.choice.server
                 return [self._log(c, "warning", "server refused connection",
-                                  server=c.choice.server.name)] + \
-                    self._next_server(c, c.choice.server, now, "server refused")
+                                  server=server.name)] + \
+                    self._next_server(c, server, now, "server refused") + \
+                    self.health.passive(server, now, "refused")
             return []
         if f & SYN and f & ACK:
             if seg.ack != want:
@@ -705,6 +820,8 @@ class Engine:
                                    "server window scale differs from window_scale", now,
                                    server=c.choice.server.name,
                                    server_wscale=seg.wscale, window_scale=cl.rws)
+            if c.front is not None:
+                return out + self.dlg.server_up(c, now)
             return out + self._splice(c, now)
         return []
 
@@ -727,7 +844,7 @@ class Engine:
                          seq_delta, (-grown) & MOD32, idle, c.id, "s2c")
         # The buffered request, in server-sized segments; the first one completes the
         # server's handshake (ACK of its SYN) so no separate pure ACK is needed.
-        then = self._relay_segments(c, 0)
+        then = self._relay_segments(c, c.tail)
         sl.nxt = (sl.isn + 1) & MOD32
         cl.nxt = self._rcv_nxt(c)
         self.reasm.drop_ooo(req)
@@ -737,7 +854,7 @@ class Engine:
         st.spliced_active += 1
         log = self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
                         bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3))
-        if req.acked:
+        if req.acked > c.tail:
             # The switch acknowledged part of the request itself: the client will never
             # resend it, so the switch must see the server acknowledge it before the
             # server->client flow goes in (until then those packets come to us).
@@ -780,7 +897,7 @@ class Engine:
         out: list = []
         if f & SYN:
             # Our ACK of its SYN-ACK (the first relay segment) was lost: resend it all.
-            return self._relay_segments(c, 0) if f & ACK else []
+            return self._relay_segments(c, c.tail) if f & ACK else []
         if f & RST:
             out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
             return out + self._teardown(c, now, "server reset")
@@ -800,8 +917,8 @@ class Engine:
                 if c.cl.fin and c.sl.fin:
                     out += self._teardown(c, now, "closed")
             elif not seg.payload and not f & FIN:
-                off = _rel(seg.ack, (c.cl.isn + 1) & MOD32)
-                if 0 <= off < len(c.req.buf) + c.c2s.seq_delta:   # duplicate ACK: resend from the hole
+                off = seq_rel(seg.ack, (c.cl.isn + 1) & MOD32)
+                if c.tail <= off < len(c.req.buf) + c.c2s.seq_delta:   # duplicate ACK: resend from the hole
                     out += self._relay_segments(c, off)[:1]
         return out
 
@@ -889,6 +1006,61 @@ class Engine:
             return [c.c2s.key]
         return [c.c2s.key, c.s2c.key]
 
+    def _reset_spliced(self, c: Conn, now: float) -> list:
+        """End a spliced connection whose server went down: its flows are removed and its
+        client reset (:meth:`_start_reset`); the server gets its RST with the client's."""
+        keys = self._installed(c)
+        self.policy.release(c.choice)
+        # the first probe after the removal (the client's answer must not meet the old flow)
+        return [RemoveFlows(keys, 0.0)] + self._start_reset(
+            c, now, _CLIENT, 0.1, "server down", server=c.choice.server.name)
+
+    def _start_reset(self, c: Conn, now: float, legs: int, first: float, why: str,
+                     **fields) -> list:
+        """Reset a connection whose flows are gone. The data plane carried it, so nobody
+        knows how far each end's stream got: each leg in ``legs`` is probed with a segment
+        at an old sequence number, which a synchronized TCP answers with an ACK carrying its
+        RCV.NXT (RFC 9293 3.10.7.4); that ACK has no flow entry, comes here and gets the
+        RST at exactly that number. Probes go out ``first`` seconds from now, then every
+        ``reset_probe_interval``, ``reset_probes`` times; then the connection is forgotten."""
+        self.stats.spliced_active -= 1
+        c.state = RESETTING
+        c.probe_legs = legs
+        c.close_tries = 0
+        if first > 0:
+            self._arm(c, now + first)
+            out = []
+        else:
+            out = self._reset_probes(c, now)
+        return out + [self._log(c, "warning", why + ": resetting", **fields)]
+
+    def _reset_probes(self, c: Conn, now: float) -> list:
+        if c.close_tries >= self.cfg.reset_probes:
+            self._free(c)
+            return [self._log(c, "info", "no answer to the reset probes: connection forgotten")]
+        c.close_tries += 1
+        self._arm(c, now + self.cfg.reset_probe_interval)
+        out = []
+        if c.probe_legs & _CLIENT:
+            out.append(self._to_client(c, (c.sl.nxt + c.s2c.seq_delta - 1) & MOD32, c.cl.nxt,
+                                       ACK, window=0))
+        if c.probe_legs & _SERVER:
+            out.append(self._to_server(c, (c.cl.nxt + c.c2s.seq_delta - 1) & MOD32, c.sl.nxt, ACK))
+        return out
+
+    def _resetting_segment(self, c: Conn, seg: Segment, port: int, leg: int) -> list:
+        """A leg of a RESETTING connection answered: reset it at the ACK it sent. A client
+        whose server is not probed (it went down) takes the server's RST with it."""
+        if seg.flags & RST or not seg.flags & ACK or not c.probe_legs & leg:
+            return []
+        out = [self._rst_reply(seg, port, self._pm(port))]
+        if leg == _CLIENT and not c.probe_legs & _SERVER:
+            out.append(self._to_server(c, (seg.seq + c.c2s.seq_delta) & MOD32, 0, RST))
+        c.probe_legs &= ~leg
+        if not c.probe_legs:
+            self._free(c)
+        return out
+
     def _abort(self, c: Conn, now: float, why: str, level: str = "info") -> list:
         """Reset both legs, remove whatever flows exist, forget the connection."""
         out: list = []
@@ -917,10 +1089,17 @@ class Engine:
 
     def _close_with(self, c: Conn, status: int | None, now: float, why: str,
                     location: str | None = None, level: str = "info") -> list:
-        """Answer ``status`` (None: no response) with FIN, then wait for the client."""
-        if c.state == CONNECTING:
-            self._release_server(c)
-        if status is None:
+        """Answer ``status`` (None: no response) with FIN, then wait for the client.  A
+        front answers in its protocol, and goes on with the dialogue after a refusal of
+        the decision command."""
+        fields = {"why": why, "rule": c.rule}
+        if status is not None:
+            fields["status"] = status
+        if c.front is not None:
+            resp, close = c.front.refusal(status, location)
+            if not close:
+                return self.dlg.refused(c, resp, now, fields)
+        elif status is None:
             resp = b""
         else:
             text = REASONS.get(status, "Error")
@@ -932,9 +1111,17 @@ class Engine:
                 loc = location.replace("\r", "").replace("\n", "")
                 hdr.append(f"Location: {loc}")
             resp = ("\r\n".join(hdr) + "\r\n\r\n").encode("latin-1", "replace") + body
+        return self._close_resp(c, resp, now, fields, level)
+
+    def _close_resp(self, c: Conn, resp: bytes, now: float, fields: dict,
+                    level: str = "info") -> list:
+        """Send ``resp`` with FIN after what the client has not acknowledged yet."""
+        if c.state == CONNECTING:
+            self._release_server(c)
         cl = c.cl
-        c.resp = resp
-        c.resp_seq = cl.snd_nxt
+        pending = c.resp or b""
+        c.resp = pending + resp
+        c.resp_seq = (cl.snd_nxt - len(pending)) & MOD32
         cl.snd_nxt = (cl.snd_nxt + len(resp) + 1) & MOD32
         c.state = CLOSING
         self.reasm.drop_ooo(c.req)
@@ -942,9 +1129,6 @@ class Engine:
         c.close_hard = now + self.cfg.close_timeout
         c.close_tries = 0
         self._arm(c, min(now + 0.5, c.close_hard))
-        fields = {"why": why, "rule": c.rule}
-        if status is not None:
-            fields["status"] = status
         return self._send_resp(c) + [self._log(c, level, "closing client connection",
                                                **fields)]
 
@@ -996,12 +1180,16 @@ class Engine:
         if st == RECV:
             return self._refuse(c, 408, "request timeout", now)
         if st == CONNECTING:
-            if c.sl.syn_tries <= cfg.server_syn_retries:
+            sl = c.sl
+            if sl.syn_tries <= cfg.server_syn_retries and \
+                    now < sl.syn_sent + cfg.server_connect_timeout:
                 return [self._send_syn(c, now)]
             self.stats.server_timeouts += 1
+            server = c.choice.server
             return [self._log(c, "warning", "server did not answer SYN",
-                              server=c.choice.server.name)] + \
-                self._next_server(c, c.choice.server, now, "server connect timeout")
+                              server=server.name)] + \
+                self._next_server(c, server, now, "server connect timeout") + \
+                self.health.passive(server, now, "no answer to SYN")
         if st == RELAYING:
             if c.relay_tries >= cfg.relay_retries:
                 self.stats.server_timeouts += 1
@@ -1009,7 +1197,7 @@ class Engine:
                                    level="warning")
             c.relay_tries += 1
             self._arm(c, now + cfg.relay_rto * (1 << c.relay_tries))
-            return self._relay_segments(c, 0)
+            return self._relay_segments(c, c.tail)
         if st == CLOSING:
             done = c.our_fin_acked and c.req.fin_rcvd
             if now >= c.close_hard or done:
@@ -1021,6 +1209,12 @@ class Engine:
             c.close_tries += 1
             self._arm(c, min(now + 0.5 * (1 << c.close_tries), c.close_hard))
             return [] if c.our_fin_acked else self._send_resp(c)
+        if st == DIALOG:
+            return self.dlg.dialog_timeout(c, now)
+        if st == REPLAY:
+            return self.dlg.replay_timeout(c, now)
+        if st == RESETTING:
+            return self._reset_probes(c, now)
         if st == TIME_WAIT:
             self._free(c)
         return []

@@ -227,6 +227,12 @@ def apply_splice(frame: bytes, spec: FlowSpec) -> bytes:
     return b"".join((spec.dmac, spec.smac, frame[12:14], ip, tcp))
 
 
+def seq_rel(seq: int, base: int) -> int:
+    """Signed offset of ``seq`` from ``base`` in 32-bit sequence space."""
+    d = (seq - base) & MOD32
+    return d - 0x100000000 if d & 0x80000000 else d
+
+
 def seq_lt(a: int, b: int) -> bool:
     """a < b in sequence space (RFC 1982 style, 32 bits)."""
     return ((a - b) & MOD32) > 0x7FFFFFFF

@@ -7,6 +7,8 @@ same thing a user would run by hand:
   joined to the switch namespace by veths (offloads off);
 * in every server namespace nginx (static content, port 80) and the p4cs echo server
   (``python -m p4cs.lab.server``, port 8080: POST bodies, keep-alive, chosen response sizes);
+  with ``mail=True`` also the lab mail servers (``python -m p4cs.lab.mailserver``: SMTP 25,
+  POP3 110, IMAP 143, mailboxes under ``mail_spool(name)``);
 * ``p4cs switch`` (the embedded DPDK target) on the switch-side veths, P4Runtime on loopback;
 * ``p4cs controller`` with a configuration generated from the topology.
 
@@ -102,6 +104,7 @@ class Lab:
     groups: dict[str, Any] | None = None
     limits: dict[str, Any] = field(default_factory=dict)
     big_files: dict[str, int] = field(default_factory=dict)   # name -> bytes, under /big/
+    mail: bool = False      # SMTP, POP3 and IMAP lab servers on every server
     workdir: Path | None = None
     log_level: str = "info"
     keep_workdir: bool = False
@@ -133,6 +136,10 @@ class Lab:
     def server_name(self, i: int) -> str:
         names = list(self.server_names)
         return names[i] if i < len(names) else f"srv{i + 1}"
+
+    def mail_spool(self, name: str) -> Path:
+        """The mailboxes of server ``name``'s mail servers: ``<user>/<n>.eml``."""
+        return self.workdir / f"srv-{name}" / "mail"
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Lab":
@@ -210,8 +217,13 @@ class Lab:
                         host=h.name)
             self._spawn(f"echo-{name}", [sys.executable, "-m", "p4cs.lab.server", "--bind", h.ip,
                                          "--port", "8080", "--name", name], host=h.name)
+            if self.mail:
+                self._spawn(f"mail-{name}", [sys.executable, "-m", "p4cs.lab.mailserver", "--bind", h.ip,
+                                             "--name", name, "--spool", str(self.mail_spool(name))],
+                            host=h.name)
+        ports = (80, 8080, 25, 110, 143) if self.mail else (80, 8080)
         for i, h in enumerate(self.servers):
-            for port in (80, 8080):
+            for port in ports:
                 self._wait_listen(h.name, h.ip, port)
 
     def _wait_listen(self, host: str, ip: str, port: int, timeout: float = 10.0) -> None:

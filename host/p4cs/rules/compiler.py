@@ -30,7 +30,7 @@ _IP = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
 
 def _num(s: str):
-    if s.isascii() and s.isdigit():
+    if len(s) < 20 and s.isascii() and s.isdigit():
         return int(s)
     return as_number(s)
 
@@ -294,6 +294,21 @@ class _Bounds:
         return self.cum[i]
 
 
+def _affix_lookup(tables, suffix: bool):
+    """Probe the prefix (or suffix) tables, shortest length first."""
+
+    def part(s, n):
+        m = 0
+        ls = len(s)
+        for L, d in tables:
+            if L > ls:
+                break
+            m |= d.get(s[ls - L:] if suffix else s[:L], 0)
+        return m
+
+    return part
+
+
 class FieldIndex:
     def __init__(self, fname: str) -> None:
         self.field = fname
@@ -359,53 +374,69 @@ class FieldIndex:
         self.active_bounds = [(k, b) for k, b in self.bounds.items() if b.items]
         self.net_groups = [(ver, plen, d) for (ver, plen), d in self.nets.items()]
 
-    def lookup(self, v) -> int:
-        if isinstance(v, _IP):
-            m = 0
-            iv = int(v)
-            bits = 32 if v.version == 4 else 128
-            for ver, plen, d in self.net_groups:
-                if ver == v.version:
-                    m |= d.get(iv >> (bits - plen), 0)
-            return m
-        if isinstance(v, int):
-            s, n = str(v), v
-        else:
-            s, n = v, _num(v)
-        m = self.eq_str.get(s, 0)
-        if n is not None:
-            if self.eq_num:
-                m |= self.eq_num.get(n, 0)
-        elif self.eq_ntext:
-            m |= self.eq_ntext.get(s, 0)
+    def compile_lookup(self):
+        """`lookup(value) -> bitset` with only the parts this field's anchors need."""
+        parts = []
+        eq_str, eq_num, eq_ntext, groups = self.eq_str, self.eq_num, self.eq_ntext, self.net_groups
+        numeric = bool(eq_num or eq_ntext or any(not k.startswith("str_") for k, _ in self.active_bounds))
         if self.pfx_lens:
-            ls = len(s)
-            for L in self.pfx_lens:
-                if L > ls:
-                    break
-                m |= self.pfx[L].get(s[:L], 0)
+            parts.append(_affix_lookup([(L, self.pfx[L]) for L in self.pfx_lens], False))
         if self.sfx_lens:
-            ls = len(s)
-            for L in self.sfx_lens:
-                if L > ls:
-                    break
-                m |= self.sfx[L].get(s[ls - L:], 0)
-        if self.sub_small is not None:
-            for t, mm in self.sub_small:
-                if t in s:
-                    m |= mm
+            parts.append(_affix_lookup([(L, self.sfx[L]) for L in self.sfx_lens], True))
+        if self.sub_small:
+            small = self.sub_small
+
+            def p_sub(s, n):
+                m = 0
+                for t, mm in small:
+                    if t in s:
+                        m |= mm
+                return m
+
+            parts.append(p_sub)
         elif self.ac is not None:
-            m |= self.ac.search(s) | self.sub_empty
+            search, empty = self.ac.search, self.sub_empty
+            parts.append(lambda s, n: search(s) | empty)
         for k, b in self.active_bounds:
+            look = b.lookup
             if k.startswith("num_"):
-                if n is not None:
-                    m |= b.lookup(n)
+                parts.append(lambda s, n, look=look: look(n) if n is not None else 0)
             elif k.startswith("ntext_"):
-                if n is None:
-                    m |= b.lookup(s)
+                parts.append(lambda s, n, look=look: look(s) if n is None else 0)
             else:
-                m |= b.lookup(s)
-        return m
+                parts.append(lambda s, n, look=look: look(s))
+        if eq_num:
+            parts.append(lambda s, n: eq_num.get(n, 0) if n is not None else 0)
+        if eq_ntext:
+            parts.append(lambda s, n: eq_ntext.get(s, 0) if n is None else 0)
+
+        def lookup(v) -> int:
+            if isinstance(v, _IP):
+                m = 0
+                iv = int(v)
+                bits = 32 if v.version == 4 else 128
+                for ver, plen, d in groups:
+                    if ver == v.version:
+                        m |= d.get(iv >> (bits - plen), 0)
+                return m
+            if isinstance(v, str):
+                s = v
+                n = _num(v) if numeric else None
+            else:
+                s, n = str(v), v
+            m = eq_str.get(s, 0)
+            for part in parts:
+                m |= part(s, n)
+            return m
+
+        if not parts and not groups:
+            def lookup_eq(v) -> int:  # the common case: equalities on a text field
+                if isinstance(v, str):
+                    return eq_str.get(v, 0)
+                return lookup(v)
+
+            return lookup_eq
+        return lookup
 
 
 class Matcher:
@@ -414,6 +445,9 @@ class Matcher:
         self.rule_names = rule_names
         self.guards = [compile_cond(c.guard) for c in clauses]
         self.actions = [c.action for c in clauses]
+        # the decision of each clause when no log ran before it (shared, immutable)
+        self.decisions = [Decision.of(rule_names[c.rule], c.action, ()) for c in clauses]
+        self.no_match = Decision.of(None, None, ())
         self.always = 0
         idx: dict[str, FieldIndex] = {}
         counts = anchor_counts([c.guard for c in clauses])
@@ -430,7 +464,7 @@ class Matcher:
         for fi in idx.values():
             fi.build()
         self.indexes = sorted(idx.values(), key=lambda f: f.min_clause)
-        self.order = [(f.min_clause, f.field, f.lookup) for f in self.indexes]
+        self.order = [(f.min_clause, f.field, f.compile_lookup()) for f in self.indexes]
 
     def decide(self, view) -> Decision:
         get = view.get
@@ -461,8 +495,10 @@ class Matcher:
                 if act.kind == "log":
                     logs.append(render_log(act, get))
                     continue
+                if not logs:
+                    return self.decisions[nxt]
                 return Decision.of(self.rule_names[clauses[nxt].rule], act, logs)
-        return Decision.of(None, None, logs)
+        return Decision.of(None, None, logs) if logs else self.no_match
 
     def stats(self) -> dict:
         return {"clauses": len(self.clauses), "always": bin(self.always).count("1"),

@@ -41,7 +41,7 @@ from .model import (
     parse_bitmatch_name,
 )
 from .ruleset import RuleSet
-from .synth import build_client_hello, build_http_request, build_smtp
+from .synth import build_client_hello, build_http_request, build_imap, build_pop3, build_smtp
 
 try:  # Python 3.11+
     import re._parser as _sre_parse  # type: ignore
@@ -53,7 +53,7 @@ except ImportError:  # pragma: no cover
 ERROR_KINDS = ("duplicate", "absolute", "shadowed", "order")
 KINDS = ("duplicate", "absolute", "potential", "shadowed", "order")
 
-HTTP, TLS, SMTP, OTHER = 0, 1, 2, 3
+HTTP, TLS, SMTP, OTHER, POP3, IMAP = 0, 1, 2, 3, 4, 5
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
             "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "PURGE")
 _V6_BASE = 1 << 32
@@ -273,7 +273,8 @@ class Encoder:
         if f.startswith("header."):
             dom.append(z3.Implies(p, z3.Or(self.proto == HTTP, self.proto == SMTP)))
         elif proto is not None:
-            dom.append(z3.Implies(p, self.proto == {"http": HTTP, "tls": TLS, "smtp": SMTP}[proto]))
+            dom.append(z3.Implies(p, self.proto == {"http": HTTP, "tls": TLS, "smtp": SMTP,
+                                                    "pop3": POP3, "imap": IMAP}[proto]))
         if kind == "ip":
             v = z3.Int(f"[{f}]")
             dom.append(z3.And(v >= 0, v < _V6_BASE + (1 << 128)))
@@ -318,6 +319,9 @@ class Encoder:
                     z3.Length(v) % 2 == 0, z3.Length(v) <= 64]
         if f == "tls.alpn":
             return [z3.InRe(v, z3.Plus(z3.Union(z3.Range("!", "+"), z3.Range("-", "~"))))]
+        if f in ("pop3.user", "imap.user"):   # ASCII, no space, renders as an IMAP quoted string
+            return [z3.InRe(v, z3.Plus(z3.Range("!", "~"))),
+                    z3.Not(z3.Contains(v, z3.StringVal('"'))), z3.Not(z3.Contains(v, z3.StringVal("\\")))]
         if f.startswith(("smtp.", "cookie.")):
             bad = '<>;," ' if f.startswith("smtp.") else ';," '
             out = [z3.InRe(v, z3.Star(nospace))]
@@ -461,7 +465,7 @@ class Encoder:
 
     def domains_for(self, fields) -> list:
         fields = set(fields)
-        out = [z3.And(self.proto >= 0, self.proto <= 3), z3.And(self.bodykind >= 0, self.bodykind <= 2)]
+        out = [z3.And(self.proto >= 0, self.proto <= IMAP), z3.And(self.bodykind >= 0, self.bodykind <= 2)]
         for f in list(fields):
             self.field(f)
         out += self._links(fields)
@@ -678,6 +682,8 @@ class Checker:
         self.lits = [fastcheck.rule_literals(rs, r) for r in range(len(rs.rules))]
         self.fast = fast
         self.fast_answers = 0
+        self.disjoint: list[dict] = []  # pairs proven never to decide the same request
+        self._unsat_by = ""
 
     def _rule_fields(self, r: int) -> set[str]:
         from .model import cond_fields
@@ -695,6 +701,7 @@ class Checker:
             res, m = fastcheck.solve([self.lits[r] for r in pos], [self.lits[r] for r in neg])
             if res == fastcheck.UNSAT:
                 self.fast_answers += 1
+                self._unsat_by = "field-wise procedure (exact; automata for text terms)"
                 return None
             if res == fastcheck.SAT and (check is None or self._verify(m, fields, check)):
                 self.fast_answers += 1
@@ -725,12 +732,13 @@ class Checker:
         s.set("timeout", self.timeout_ms)
         s.add(formula)
         r, m = self._check(s)
+        self._unsat_by = "SMT solver (z3)"
         if r == z3.unsat:
             return None
         enc = self.enc
         for f in fields:
             enc.field(f)
-        s.add(z3.And(enc.proto >= 0, enc.proto <= 3), z3.And(enc.bodykind >= 0, enc.bodykind <= 2))
+        s.add(z3.And(enc.proto >= 0, enc.proto <= IMAP), z3.And(enc.bodykind >= 0, enc.bodykind <= 2))
         if enc.pkt is not None:
             s.add(z3.And(enc.pkt_len >= 0, enc.pkt_len <= 8 * 1500))
         for f in fields:
@@ -792,7 +800,9 @@ class Checker:
         }
         if packet is not None:
             w["packet"] = packet.hex()
-        w["decision"] = naive_decide(self.rs.rules, parsed).describe()
+        naive = naive_decide(self.rs.rules, parsed)
+        w["decision"] = naive.describe()
+        w["verified"] = ok and self.rs.decide(parsed) == naive  # the compiled matcher agrees
         if self.enc.approx and not isinstance(m, fastcheck.FastModel):
             w["approximate"] = sorted(self.enc.approx)
         return w
@@ -839,6 +849,8 @@ class Checker:
             earlier = []
             for i in sorted(cand):
                 if surely_disjoint(self.top[i], self.top[j]):
+                    self.disjoint.append({"rules": [names[i], names[j]], "result": "disjoint",
+                                          "reason": "prefilter: contradictory terms on one field, or different protocols"})
                     continue
                 # (rules with no common field are only candidates when F(i) is total)
                 earlier.append(i)
@@ -847,6 +859,8 @@ class Checker:
                 both = self._ask([i, j], [], lambda i=i, j=j: z3.And(F(i), F(j)), flds,
                                  lambda v: fi(v) and fj(v), prefer=True)
                 if both is None:
+                    self.disjoint.append({"rules": [names[i], names[j]], "result": "disjoint",
+                                          "reason": f"no request satisfies both ({self._unsat_by})"})
                     continue
                 if both == "unknown":
                     self.unknown.append((names[i], names[j]))
@@ -920,6 +934,9 @@ def _render(proto: int, f: dict) -> tuple[bytes | None, str]:
     if proto == SMTP:
         raw = build_smtp(f)
         return raw, raw.decode("latin-1")
+    if proto in (POP3, IMAP):
+        raw = build_pop3(f) if proto == POP3 else build_imap(f)
+        return raw, raw.decode("latin-1")
     raw = build_http_request(f)
     return raw, raw.decode("latin-1")
 
@@ -933,5 +950,6 @@ def check_rules(rs: RuleSet, timeout_ms: int = 3000, fast: bool = True) -> tuple
     stats = {"rules": len(rs.rules), "solver_calls": ch.solver_calls,
              "fast_answers": ch.fast_answers,
              "seconds": round(time.perf_counter() - t0, 3),
-             "undecided": [list(p) for p in ch.unknown]}
+             "undecided": [list(p) for p in ch.unknown],
+             "disjoint": ch.disjoint}
     return findings, stats

@@ -1,4 +1,4 @@
-"""L7 field extraction: HTTP (httptools), XML (expat, streaming, early stop), urlencoded forms,
+"""L7 field extraction: HTTP (httptools), XML (libxml2 via lxml, early stop), urlencoded forms,
 JSON, TLS ClientHello, SMTP envelope, addresses and bit fields.
 
 Extraction is lazy: a `RequestView` parses a protocol layer only when a field of that layer is
@@ -8,13 +8,16 @@ input makes the affected fields absent (`None`); no exception escapes.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
-import pyexpat
+import re
+import threading
 from typing import Iterable
 from urllib.parse import parse_qsl
 
 import httptools
+from lxml import etree
 
 from .model import is_body_field, parse_bitmatch_name, parse_xml_path, xml_path_text
 
@@ -28,98 +31,133 @@ class _Done(Exception):
     pass
 
 
+def _local(tag) -> str | None:
+    if not isinstance(tag, str):
+        return None  # comments, processing instructions
+    return tag.rpartition("}")[2]
+
+
+def _nth(el, local: str) -> int:
+    """1-based position of `el` among its parent's children of the same local name."""
+    n = 1
+    for sib in el.itersiblings(preceding=True):
+        if _local(sib.tag) == local:
+            n += 1
+    return n
+
+
+def _matches(el, steps) -> bool:
+    """Whether `el` ends the tag sequence `steps` (each step a child of the previous)."""
+    for name, want in reversed(steps):
+        if el is None or _local(el.tag) != name:
+            return False
+        if want is not None and _nth(el, name) != want:
+            return False
+        el = el.getparent()
+    return True
+
+
+def _first_match(el, steps) -> bool:
+    """`el` matches and no ancestor of it does (an ancestor comes first in document order)."""
+    if not _matches(el, steps):
+        return False
+    up = el.getparent()
+    while up is not None:
+        if _local(up.tag) == steps[-1][0] and _matches(up, steps):
+            return False
+        up = up.getparent()
+    return True
+
+
+_XML_WHOLE = 8192  # documents up to this size are parsed in one call
+_XML_FIRST_CHUNK = 2048
+_XML_MAX_CHUNK = 32768
+_XML_OPTIONS = dict(resolve_entities="internal", no_network=True, load_dtd=False,
+                    huge_tree=False, remove_comments=True, remove_pis=True)
+_tls = threading.local()
+
+
+def _whole_parser() -> "etree.XMLParser":
+    """A reusable parser per thread (lxml parsers must not be shared between threads)."""
+    p = getattr(_tls, "xml_parser", None)
+    if p is None:
+        p = _tls.xml_parser = etree.XMLParser(**_XML_OPTIONS)
+    return p
+
+
 def extract_xml(doc: bytes | str, paths: Iterable[str]) -> dict[str, str]:
     """Values of XML tag sequences (canonical `a:1/b/c` text, see model.parse_xml_path).
 
     A sequence may start at any depth (so `purchase/totalAmount` also finds a purchase inside a
     SOAP body); each step is a child of the previous one; `:n` selects the n-th element of that
     name within its parent (1-based). The value is the text content of the first matching
-    element in document order, whitespace-stripped. Parsing stops as soon as every sequence is
-    resolved. Namespace prefixes are ignored (local names match).
+    element in document order, whitespace-stripped. Namespaces are ignored (local names match).
+
+    libxml2 (lxml) scans the bytes; Python only looks at elements named like the last step of
+    a sequence. A small document is parsed in one call; a larger one is fed to the pull
+    parser in growing pieces and parsing stops as soon as every sequence is resolved. Where
+    the document stops being well-formed (namespace-well-formed: a prefix must be declared)
+    extraction ends: values of elements that ended before that point stay, the rest are
+    absent. Internal entities are expanded;
+    external ones and DTDs are never loaded.
     """
     specs = [(p, parse_xml_path(p)) for p in dict.fromkeys(paths)]
     if not specs:
         return {}
+    if isinstance(doc, str):
+        doc = doc.encode("utf-8")
+    if not doc.startswith((b"\xff\xfe", b"\xfe\xff")):
+        nul = doc.find(b"\x00")  # never in XML text; libxml2 would skip it
+        if nul >= 0:
+            doc = doc[:nul]
+    by_last: dict[str, list] = {}
+    for p, steps in specs:
+        by_last.setdefault(steps[-1][0], []).append((p, steps))
     results: dict[str, str] = {}
-    relevant = {name for _, steps in specs for name, _ in steps}
-    first_steps: dict[str, list[tuple[int, int | None]]] = {}
-    for pid, (_, steps) in enumerate(specs):
-        first_steps.setdefault(steps[0][0], []).append((pid, steps[0][1]))
-    n_paths = len(specs)
-    pending = [True] * n_paths
-    remaining = [n_paths]
+    if len(doc) <= _XML_WHOLE:
+        try:
+            root = etree.fromstring(doc, _whole_parser())
+        except etree.XMLSyntaxError:
+            pass  # not well-formed: the pull parser finds what ends before the error
+        else:
+            for p, steps in specs:
+                for el in root.iter("{*}" + steps[-1][0]):  # document order
+                    if _matches(el, steps):
+                        results[p] = "".join(el.itertext()).strip()
+                        break
+            return results
+    parser = etree.XMLPullParser(events=("end",), tag=["{*}" + n for n in by_last], **_XML_OPTIONS)
 
-    # frame: (child-count dict of relevant names, tuple of (pid, step) partial matches)
-    stack: list[tuple[dict, tuple]] = [({}, ())]
-    captures: list[list] = []  # [depth, pids, parts] for elements whose text is being read
-    empty: tuple = ()
-    capturing: set[int] = set()  # paths whose first match is open (nested matches come later)
+    def take() -> bool:
+        for _, el in parser.read_events():
+            cands = by_last.get(_local(el.tag))
+            if not cands:
+                continue
+            for p, steps in cands:
+                if p not in results and _first_match(el, steps):
+                    results[p] = "".join(el.itertext()).strip()
+            if len(results) == len(specs):
+                return True
+        return False
 
-    p = pyexpat.ParserCreate()
-    p.buffer_text = True
+    pos, chunk, size = 0, _XML_FIRST_CHUNK, len(doc)
+    while pos < size:
+        piece = doc[pos:pos + chunk]
+        pos += len(piece)
+        chunk = min(chunk * 2, _XML_MAX_CHUNK)
+        try:
+            parser.feed(piece)
+        except etree.XMLSyntaxError:
+            # libxml2 stops at the first error: the elements it delivered ended before it
+            take()
+            return results
+        if take():
+            return results
     try:
-        p.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
-    except AttributeError:  # pragma: no cover - very old expat
-        pass
-
-    def chardata(data: str) -> None:
-        for c in captures:
-            c[2].append(data)
-
-    def start(name: str, attrs) -> None:
-        local = name.rpartition(":")[2]
-        if local not in relevant:
-            stack.append(({}, empty))
-            return
-        parent = stack[-1]
-        counts = parent[0]
-        idx = counts.get(local, 0) + 1
-        counts[local] = idx
-        live = []
-        done = []
-        for pid, want in first_steps.get(local, empty):
-            if pending[pid] and (want is None or want == idx):
-                (done if len(specs[pid][1]) == 1 else live).append((pid, 0))
-        for pid, k in parent[1]:
-            if pending[pid]:
-                steps = specs[pid][1]
-                nm, want = steps[k + 1]
-                if nm == local and (want is None or want == idx):
-                    (done if k + 2 == len(steps) else live).append((pid, k + 1))
-        stack.append(({}, tuple(live) if live else empty))
-        if done:
-            pids = [pid for pid, _ in done if pid not in capturing]
-            if not pids:
-                return
-            capturing.update(pids)
-            captures.append([len(stack), pids, []])
-            p.CharacterDataHandler = chardata
-
-    def end(name: str) -> None:
-        depth = len(stack)
-        stack.pop()
-        if captures and captures[-1][0] == depth:
-            _, pids, parts = captures.pop()
-            if not captures:
-                p.CharacterDataHandler = None
-            text = "".join(parts).strip()
-            capturing.difference_update(pids)
-            for pid in pids:
-                if pending[pid]:
-                    pending[pid] = False
-                    results[specs[pid][0]] = text
-                    remaining[0] -= 1
-            if remaining[0] == 0:
-                raise _Done
-
-    p.StartElementHandler = start
-    p.EndElementHandler = end
-    try:
-        p.Parse(doc, True)
-    except _Done:
-        pass
-    except (pyexpat.ExpatError, ValueError, UnicodeError, RecursionError):
-        pass  # malformed: what was complete before the error stays, the rest is absent
+        parser.close()
+    except etree.XMLSyntaxError:
+        return results  # truncated: closing would invent end tags for the open elements
+    take()
     return results
 
 
@@ -434,6 +472,62 @@ def parse_smtp(raw: bytes) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# POP3 and IMAP
+
+
+def parse_pop3(raw: bytes) -> dict:
+    """The user of a client POP3 dialogue: the argument of its first USER command."""
+    for line in raw.split(b"\n"):
+        if line[:5].upper() == b"USER ":
+            user = line[5:].strip()
+            try:
+                return {"user": user.decode("utf-8") if user else None}
+            except UnicodeDecodeError:
+                return {"user": None}
+    return {"user": None}
+
+
+def _imap_astring(data: bytes, i: int) -> tuple[bytes, int] | None:
+    """An IMAP astring (atom, quoted string or literal) at ``data[i:]``, and its end."""
+    if data[i:i + 1] == b'"':
+        out, j = bytearray(), i + 1
+        while j < len(data) and data[j:j + 1] != b'"':
+            if data[j:j + 1] == b"\\":
+                j += 1
+            out += data[j:j + 1]
+            j += 1
+        return (bytes(out), j + 1) if j < len(data) else None
+    m = re.match(rb"\{(\d+)\+?\}\r?\n", data[i:])
+    if m:
+        start = i + m.end()
+        n = int(m.group(1))
+        return (data[start:start + n], start + n) if len(data) >= start + n else None
+    m = re.match(rb"[^ \r\n(){%*\"\\]+", data[i:])
+    return (m.group(0), i + m.end()) if m else None
+
+
+def parse_imap(raw: bytes) -> dict:
+    """The user of a client IMAP dialogue: the first LOGIN's user name, or the
+    authentication identity of an AUTHENTICATE PLAIN (RFC 4616)."""
+    for m in re.finditer(rb"(?m)^[^ \r\n]+ (LOGIN|AUTHENTICATE) ", raw, re.I):
+        i = m.end()
+        try:
+            if m.group(1).upper() == b"LOGIN":
+                got = _imap_astring(raw, i)
+                return {"user": got[0].decode("utf-8") if got else None}
+            mech, _, rest = raw[i:].partition(b"\n")
+            mech, _, ir = mech.strip().partition(b" ")
+            if mech.upper() != b"PLAIN":
+                continue
+            resp = ir or rest.partition(b"\n")[0].strip()
+            parts = base64.b64decode(resp, validate=True).split(b"\0")
+            return {"user": parts[1].decode("utf-8") if len(parts) == 3 else None}
+        except (ValueError, UnicodeDecodeError):
+            return {"user": None}
+    return {"user": None}
+
+
+# ---------------------------------------------------------------------------------------------
 # The request view
 
 
@@ -453,7 +547,16 @@ def detect_protocol(raw: bytes) -> str:
     head = raw[:5].upper()
     if head in (b"HELO ", b"EHLO ") or head[:4] in (b"HELO", b"EHLO") or raw[:10].upper() == b"MAIL FROM:":
         return "smtp"
+    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    if head == b"USER " or line.upper() == b"CAPA":
+        return "pop3"
+    if _IMAP_FIRST.match(line) and not _HTTP_VERSION.search(line):
+        return "imap"
     return "http"
+
+
+_IMAP_FIRST = re.compile(rb"^[^ ]+ (LOGIN|AUTHENTICATE|CAPABILITY)( |$)", re.I)
+_HTTP_VERSION = re.compile(rb" HTTP/\d")
 
 
 _SIMPLE_HTTP = ("url", "path", "query", "method", "version", "host")
@@ -522,6 +625,10 @@ class RequestView:
             return h["complete"] if needs_body else h["headers_done"]
         if proto == "tls":
             return parse_client_hello(self.raw) is not None
+        if proto == "pop3":
+            return parse_pop3(self.raw)["user"] is not None
+        if proto == "imap":
+            return parse_imap(self.raw)["user"] is not None
         s = parse_smtp(self.raw)
         return s["to"] is not None
 
@@ -570,6 +677,10 @@ class RequestView:
             return parse_smtp(self.raw).get(name[5:])
         if proto == "smtp" and name.startswith("header."):
             return parse_smtp(self.raw)["headers"].get(name[7:])
+        if name == "pop3.user":
+            return parse_pop3(self.raw)["user"] if proto == "pop3" else None
+        if name == "imap.user":
+            return parse_imap(self.raw)["user"] if proto == "imap" else None
         if proto != "http":
             return None
         h = self._parse_http()

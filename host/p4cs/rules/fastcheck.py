@@ -18,8 +18,9 @@ from __future__ import annotations
 import ipaddress
 import math
 
+from . import automata
 from .engine import atom_holds
-from .model import And, Atom, Const, Not, as_number, field_kind, field_protocol
+from .model import And, Atom, Const, Lit, Not, as_number, field_kind, field_protocol
 
 SAT, UNSAT, UNKNOWN = "sat", "unsat", "unknown"
 ABSENT = None
@@ -29,7 +30,8 @@ ALWAYS = frozenset(("client.ip", "client.port", "vip", "vip.port"))
 _CMP = ("==", "!=", "<", "<=", ">", ">=")
 _STRF = ("prefix", "suffix", "match")
 _FLIP = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<",
-         "in": "notin", "prefix": "nprefix", "suffix": "nsuffix", "match": "nmatch"}
+         "in": "notin", "prefix": "nprefix", "suffix": "nsuffix", "match": "nmatch",
+         "regex": "nregex"}
 _DEFAULTS = {"client.ip": ipaddress.ip_address("192.0.2.10"), "client.port": 40000,
              "vip": ipaddress.ip_address("198.51.100.1"), "vip.port": 80}
 _METHODS = ("GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH")
@@ -58,6 +60,10 @@ class FastModel:
             return 1
         if "smtp" in protos:
             return 2
+        if "pop3" in protos:
+            return 4
+        if "imap" in protos:
+            return 5
         return 0
 
 
@@ -75,6 +81,8 @@ def _atom_ok(a: Atom) -> bool:
         return a.op in _CMP + ("in",) and all(l.num is not None for l in a.values)
     if a.op in _STRF:
         return True
+    if a.op == "regex":
+        return automata.supported(a)
     if a.op == "in":
         return all(l.num is None for l in a.values)
     if a.op in ("==", "!="):
@@ -132,14 +140,7 @@ def _ivs_intersect(a, b):
 
 
 def _ivs_complement(a):
-    out, cur = [], 0
-    for lo, hi in a:
-        if lo > cur:
-            out.append((cur, lo - 1))
-        cur = hi + 1
-    if cur <= _IP_TOP:
-        out.append((cur, _IP_TOP))
-    return out
+    return list(automata.complement(a, _IP_TOP))
 
 
 def _ip_field(lits):
@@ -313,6 +314,64 @@ def _text_field(f, lits, pres_lits, extra_cands=()):
     return UNKNOWN, None
 
 
+def _domain(pattern: str) -> Atom:
+    return Atom("domain", "regex", (Lit(pattern),))
+
+
+#: Supersets of the values the extractors can produce for a field: conjoined before an
+#: unsatisfiability claim (so a claim is exact over real requests, e.g. a header value never
+#: ends in a newline, so `regex(h, "a$")` equals `suffix(h, "a")` there).
+_LATIN1_STRIPPED = _domain("^(?:[^\\s\u0100-\U0010ffff](?:[^\r\n\u0100-\U0010ffff]*"
+                           "[^\\s\u0100-\U0010ffff])?)?\\Z")
+_STRIPPED = _domain(r"^(?:[^\s](?:[\s\S]*[^\s])?)?\Z")
+_COOKIE_VALUE = _domain("^[^;,\r\n\u0100-\U0010ffff]*\\Z")
+_TARGET = _domain("^[^ \r\n\u0100-\U0010ffff]*\\Z")
+
+
+def _sound_domain(f: str) -> Atom | None:
+    if f.startswith("header."):
+        return _LATIN1_STRIPPED
+    if f.startswith("xml."):
+        return _STRIPPED
+    if f.startswith("cookie."):
+        return _COOKIE_VALUE
+    if f in ("url", "path", "query"):
+        return _TARGET
+    return None
+
+
+#: Readable values per field, to shape witnesses only.
+_NICE = {
+    "url": _domain(r"^/[!-\"$-~]*\Z"),
+    "path": _domain(r"^/[!-\"$->@-~]*\Z"),
+    "query": _domain(r"^[!-\"$-~]*\Z"),
+    "host": _domain(r"^[a-z0-9._-]*[a-z0-9_-]\Z"),
+    "header.host": _domain(r"^[a-z0-9._-]*[a-z0-9_-]\Z"),
+    "tls.sni": _domain(r"^[a-z0-9._-]*[a-z0-9_-]\Z"),
+}
+_NICE_COOKIE = _domain(r"^[!#-+\--:<-~]*\Z")
+_NICE_TEXT = _domain(r"^(?:[!-~](?:[ -~]*[!-~])?)?\Z")
+
+
+def _auto_field(f, lits):
+    """String terms of any kind on one field, decided exactly by automata."""
+    sound = _sound_domain(f)
+    if sound is not None:
+        lits = lits + [(sound, True)]
+    res, w = automata.solve(lits)
+    if res != SAT:
+        return res, None
+    nice = _NICE.get(f) or (_NICE_COOKIE if f.startswith("cookie.") else
+                            _NICE_TEXT if f.startswith(("header.", "xml.", "form.", "json.")) else None)
+    if nice is not None:
+        res2, w2 = automata.solve(lits + [(nice, True)])
+        if res2 == SAT:
+            w = w2
+    if all(_holds(a, p, w) for a, p in lits):
+        return SAT, w
+    return UNKNOWN, None
+
+
 def _field(f, lits):
     """Satisfy the literals on one field: (SAT, value or None=absent) / (UNSAT, _) / (UNKNOWN, _)."""
     kind = field_kind(f)
@@ -331,7 +390,11 @@ def _field(f, lits):
     elif numeric:
         r = _num_field(lits, pres, extra)
     else:
-        r = _text_field(f, lits, pres, extra)
+        r = (UNKNOWN, None)
+        if not any(a.op == "regex" for a, _ in lits):
+            r = _text_field(f, lits, pres, extra)
+        if r[0] == UNKNOWN:
+            r = _auto_field(f, lits)
     if r[0] != SAT and not positive:
         return SAT, ABSENT  # method / version: absent (not HTTP)
     return r

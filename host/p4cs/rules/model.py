@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Union
 
 # ---------------------------------------------------------------------------------------------
@@ -28,6 +29,8 @@ SIMPLE_FIELDS: dict[str, tuple[str, str | None]] = {
     "smtp.from": ("str", "smtp"),
     "smtp.to": ("str", "smtp"),
     "smtp.helo": ("str", "smtp"),
+    "pop3.user": ("str", "pop3"),
+    "imap.user": ("str", "imap"),
     "client.ip": ("ip", None),
     "client.port": ("int", None),
     "vip": ("ip", None),
@@ -148,11 +151,19 @@ def parse_bitmatch_name(fname: str) -> tuple[int, int, int]:
 _NUM_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
-def as_number(text: str) -> int | float | None:
+#: Longer decimal numbers (request values) are read exactly as Decimal: int() refuses more
+#: than 4300 digits and float() rounds them to infinity. Decimals compare and hash exactly
+#: like ints and floats of the same value.
+_LONG_NUMBER = 300
+
+
+def as_number(text: str) -> int | float | Decimal | None:
     """The numeric value of `text` if it is a decimal number (`-?digits[.digits]`), else None."""
     t = text.strip()
     if not _NUM_RE.fullmatch(t):
         return None
+    if len(t) > _LONG_NUMBER:
+        return Decimal(t)
     if "." in t:
         return float(t)
     return int(t)
@@ -359,23 +370,31 @@ class Clause:
 def flatten_rule(rule_index: int, body: tuple[Stmt, ...]) -> list[Clause]:
     """Symbolically execute a rule body: every action with the condition under which it runs.
 
-    Statements run in sequence; a terminal action ends the rule; `log` does not.
+    Statements run in sequence; a terminal action ends the rule; `log` does not. The
+    condition for falling through a statement list is kept relative to the list's entry
+    condition, so a sequence of `if`s grows the guards linearly, not exponentially.
     """
     out: list[Clause] = []
 
-    def run(stmts: tuple[Stmt, ...], guard: Cond) -> Cond:
+    def run(stmts: tuple[Stmt, ...], entry: Cond) -> Cond:
+        """Emit the clauses of `stmts` entered under `entry`; return L such that control
+        falls through the list iff entry && L."""
+        local: Cond = TRUE
         for s in stmts:
-            if guard == FALSE:
+            if local == FALSE:
                 return FALSE
             if isinstance(s, Action):
-                out.append(Clause(rule_index, guard, s))
+                out.append(Clause(rule_index, mk_and(entry, local), s))
                 if s.terminal:
                     return FALSE
             else:
-                ft_then = run(s.then, mk_and(guard, s.cond))
-                ft_else = run(s.orelse or (), mk_and(guard, mk_not(s.cond)))
-                guard = mk_or(ft_then, ft_else)
-        return guard
+                here = mk_and(entry, local)
+                ft_then = run(s.then, mk_and(here, s.cond))
+                ft_else = run(s.orelse or (), mk_and(here, mk_not(s.cond)))
+                if ft_then != TRUE or ft_else != TRUE:  # both TRUE: the if always falls through
+                    local = mk_and(local, mk_or(mk_and(s.cond, ft_then),
+                                                mk_and(mk_not(s.cond), ft_else)))
+        return local
 
     run(body, TRUE)
     return out

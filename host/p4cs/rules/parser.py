@@ -8,8 +8,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from p4cs import capabilities
 
 from .model import (
     FUNC_OPS,
@@ -31,6 +33,13 @@ from .model import (
 
 _GRAMMAR = (Path(__file__).with_name("grammar.lark")).read_text()
 _PARSER = Lark(_GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+#: Size limits (docs/rules.md, "Limits"): nested `if` statements, nested condition groups
+#: (parenthesised alternations of `&&` / `||` and `!`), digits of a number literal. Chains of
+#: `&&` / `||` terms are flattened and have no limit.
+MAX_IF_NESTING = 64
+MAX_COND_NESTING = 64
+MAX_NUMBER_DIGITS = 100
 
 
 @dataclass(frozen=True)
@@ -72,11 +81,9 @@ class _SemanticError(Exception):
         self.message, self.line, self.col, self.hint = message, line, col, hint
 
 
-STICKY_WORDS = {"STICKY": True, "NONSTICKY": False, "NOSTICKY": False, "NON_STICKY": False,
-                "NON-STICKY": False}
-ACTIONS = ("routeTo", "forward", "loadBalance", "reject", "redirect", "log")
-ALGORITHMS = ("roundRobin", "weightedRoundRobin", "leastConnections", "weightedLeastConnections",
-              "sourceHash", "random", "fastestResponse", "adaptive", "fixed")
+STICKY_WORDS = capabilities.STICKINESS
+ACTIONS = capabilities.ACTIONS
+ALGORITHMS = tuple(capabilities.ALGORITHMS)
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "'": "'", "\\": "\\"}
 
 
@@ -91,8 +98,9 @@ def _pos(tok) -> tuple[int, int]:
     return getattr(tok, "line", 0) or 0, getattr(tok, "column", 0) or 0
 
 
-@v_args(meta=True)
-class _Build(Transformer):
+class _Build:
+    """Builds the model from the parse tree, bottom-up and without recursion (`build`)."""
+
     # --- values -----------------------------------------------------------------------------
     def value(self, meta, ch):
         tok: Token = ch[0]
@@ -100,6 +108,10 @@ class _Build(Transformer):
             return (Lit(_unquote(tok)), tok)
         if tok.type == "NUMBER":
             s = str(tok)
+            digits = sum(c.isdigit() for c in s)
+            if digits > MAX_NUMBER_DIGITS:
+                raise _SemanticError(f"number literal too long ({digits} digits; at most "
+                                     f"{MAX_NUMBER_DIGITS})", *_pos(tok))
             num = int(s, 16) if s.lower().startswith("0x") else as_number(s)
             return (Lit(s, num=num), tok)
         return (Lit(str(tok)), tok)  # IPNET / BAREWORD: text, interpreted per field kind
@@ -120,7 +132,8 @@ class _Build(Transformer):
             else:
                 hint = ("fields are url, path, query, method, version, host, header.<Name>, "
                         "cookie.<name>, xml.<tags>, form.<field>, json.<path>, tls.sni, "
-                        "tls.session_id, tls.alpn, smtp.from, smtp.to, smtp.helo, client.ip, "
+                        "tls.session_id, tls.alpn, smtp.from, smtp.to, smtp.helo, pop3.user, "
+                        "imap.user, client.ip, "
                         "client.port, vip, vip.port, bitmatch(offset, length, mask)")
             raise _SemanticError(str(e), *_pos(tok), hint)
 
@@ -128,6 +141,8 @@ class _Build(Transformer):
         vals = []
         for t in ch:
             s = str(t)
+            if len(s) > MAX_NUMBER_DIGITS:
+                raise _SemanticError("bitmatch argument too long", *_pos(t))
             try:
                 v = int(s, 16) if s.lower().startswith("0x") else int(s)
             except ValueError:
@@ -247,10 +262,11 @@ class _Build(Transformer):
         if canon == "loadBalance":
             need(2, 2, "group, algorithm")
             algo = args[1][1]
-            canon_algo = {a.lower(): a for a in ALGORITHMS}.get(algo.lower())
-            if canon_algo is None:
-                raise _SemanticError(f"unknown load-balancing algorithm {algo!r}",
-                                     *_pos(args[1][2]), "algorithms: " + ", ".join(ALGORITHMS))
+            try:
+                canon_algo = capabilities.algorithm(algo)
+            except ValueError as e:
+                raise _SemanticError(str(e), *_pos(args[1][2]),
+                                     "algorithms: " + ", ".join(ALGORITHMS)) from None
             return Action("loadBalance", word(args[0], "group name"), algorithm=canon_algo,
                           line=line)
         if canon == "reject":
@@ -303,9 +319,62 @@ class _Build(Transformer):
     def start(self, meta, ch):
         return list(ch)
 
+    # --- the walk ----------------------------------------------------------------------------
+    _CHAINS = ("or_", "and_")
+
+    def build(self, root: Tree):
+        """Transform `root` bottom-up with an explicit stack. `a || b || c` (a left-deep
+        chain in the tree) becomes one n-ary node; nesting beyond the limits is an error."""
+        out: list = []
+        # (node, if-depth, condition-depth, expanded?)
+        todo: list = [(root, 0, 0, False)]
+        while todo:
+            node, ifs, conds, expanded = todo.pop()
+            if not isinstance(node, Tree):
+                out.append(node)
+                continue
+            if expanded:
+                k = len(out) - len(node.children)
+                ch = out[k:]
+                del out[k:]
+                fn = getattr(self, node.data, None)
+                out.append(fn(node.meta, ch) if fn is not None else Tree(node.data, ch, node.meta))
+                continue
+            data = node.data
+            if data in self._CHAINS:
+                items = []
+                cur = node
+                while isinstance(cur, Tree) and cur.data == data:
+                    items.append(cur.children[1])
+                    cur = cur.children[0]
+                items.append(cur)
+                items.reverse()
+                node = Tree(data, items, node.meta)
+            if data in ("or_", "and_", "not_"):
+                conds += 1
+                if conds > MAX_COND_NESTING:
+                    raise _SemanticError(f"condition nested too deeply (more than "
+                                         f"{MAX_COND_NESTING} levels of groups)", *_meta_pos(node))
+            elif data == "if_stmt":
+                ifs += 1
+                conds = 0
+                if ifs > MAX_IF_NESTING:
+                    raise _SemanticError(f"if statements nested too deeply (more than "
+                                         f"{MAX_IF_NESTING} levels)", *_meta_pos(node))
+            todo.append((node, ifs, conds, True))
+            for c in reversed(node.children):
+                todo.append((c, ifs, conds, False))
+        return out[0]
+
+
+def _meta_pos(node: Tree) -> tuple[int, int]:
+    meta = node.meta
+    return (meta.line, meta.column) if not meta.empty else (0, 0)
+
 
 _FIELD_SUGGEST = ["url", "path", "query", "method", "version", "host", "tls.sni",
                   "tls.session_id", "tls.alpn", "smtp.from", "smtp.to", "smtp.helo",
+                  "pop3.user", "imap.user",
                   "client.ip", "client.port", "vip", "vip.port"]
 _FAMILY_SUGGEST = ["header", "cookie", "xml", "form", "json"]
 
@@ -388,14 +457,13 @@ def parse_rule_text(text: str, fname: str = "<rules>") -> list[Rule]:
     # Transform rule by rule so one semantic error does not hide the others.
     for n, sub in enumerate(tree.children, 1):
         try:
-            label, body, meta = _Build().transform(Tree("start", [sub]))[0]
-        except VisitError as ve:
-            err = ve.orig_exc
-            if isinstance(err, _SemanticError):
-                src = lines[err.line - 1] if 0 < err.line <= len(lines) else ""
-                problems.append(Problem(fname, err.line, err.col, err.message, src, err.hint))
-                continue
-            raise
+            label, body, meta = _Build().build(Tree("start", [sub]))[0]
+        except _SemanticError as err:
+            src = lines[err.line - 1] if 0 < err.line <= len(lines) else ""
+            if len(src) > 200:  # a very long line: the message alone
+                src = ""
+            problems.append(Problem(fname, err.line, err.col, err.message, src, err.hint))
+            continue
         if label is not None:
             name = label[1]
             line, col = _pos(label[2])

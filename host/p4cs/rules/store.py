@@ -19,16 +19,16 @@ log = logging.getLogger("p4cs.rules")
 class RuleStore:
     """Holds the active rule set. Readers take `store.current` once per request (one
     attribute read, atomic); `reload` parses and compiles off to the side and swaps only on
-    success. `checks` are run on a parsed rule set before the swap: each returns error
-    messages (e.g. groups the rules name that the user of the store does not have)."""
+    success."""
 
-    def __init__(self, ruleset: RuleSet | None = None) -> None:
+    def __init__(self, ruleset: RuleSet | None = None,
+                 check: Callable[[RuleSet], list[str]] | None = None) -> None:
         self._current: RuleSet = ruleset if ruleset is not None else RuleSet([], source=None)
         self._lock = threading.Lock()  # serialises reloads, never readers
         self.generation = 0
         self.path: str | None = ruleset.source if ruleset is not None else None
         self.listeners: list[Callable[[RuleSet], None]] = []
-        self.checks: list[Callable[[RuleSet], list[str]]] = []
+        self.check = check      # more errors of a rule set (what the switch cannot do)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RuleStore":
@@ -45,16 +45,16 @@ class RuleStore:
         with self._lock:
             try:
                 rs = load_rules(path)
+                problems = self.check(rs) if self.check is not None else []
+                if problems:
+                    log.warning("rule reload from %s rejected:\n%s", path, "\n".join(problems))
+                    return problems
             except RuleError as e:
                 log.warning("rule reload from %s rejected:\n%s", path, e)
                 return e.messages
             except Exception as e:  # never let a reload take the controller down
                 log.exception("rule reload from %s failed", path)
                 return [f"{path}: internal error while loading rules: {e!r}"]
-            errors = [m for check in self.checks for m in check(rs)]
-            if errors:
-                log.warning("rule reload from %s rejected: %s", path, "; ".join(errors))
-                return errors
             self._current = rs
             self.path = str(path)
             self.generation += 1

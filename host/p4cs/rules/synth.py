@@ -143,3 +143,11 @@ def build_smtp(f: dict) -> bytes:
             lines.append(f"{'-'.join(p.capitalize() for p in k.split('-'))}: {v}")
         lines += ["", "body", "."]
     return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+def build_pop3(f: dict) -> bytes:
+    return f"USER {f.get('pop3.user') or 'user'}\r\nPASS secret\r\n".encode("latin-1")
+
+
+def build_imap(f: dict) -> bytes:
+    return f'a1 LOGIN "{f.get("imap.user") or "user"}" secret\r\n'.encode("latin-1")

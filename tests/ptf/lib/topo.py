@@ -17,7 +17,7 @@ GW_IP = {1: "10.0.1.1", 2: "10.0.2.1", 3: "10.0.3.1"}
 VIP, VIP_PORT = "10.0.0.100", 80
 SNAT_IP = "10.0.2.1"  # the switch's address towards the servers
 
-# packet_in.reason (p4src/include/defines.p4)
+# packet_in.reason (host/p4cs/constants.py)
 REASON_VIP_MISS = 1
 REASON_BACKEND_MISS = 2
 REASON_LOCAL = 3

@@ -33,7 +33,8 @@ class IpOptionsToVip(P4csTest):
     def runTest(self):
         vip_service(self)
         self.insert("flow_table", {"src_addr": CLIENT_IP, "dst_addr": VIP, "protocol": IP_TCP, "src_port": 40500,
-                                   "dst_port": VIP_PORT}, "flow_drop", {"flow_id": 800})
+                                   "dst_port": VIP_PORT}, "flow_forward",
+                    {"port": OTHER_PORT, "dmac": OTHER_MAC, "smac": SW_MAC[OTHER_PORT], "flow_id": 800})
         for opts in ([IPOption_RR(routers=["0.0.0.0"])], [IPOption_RR(routers=["0.0.0.0"] * 3)]):
             f = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40500, VIP_PORT, flags="S", options=opts)
             self.assertGreater(Ether(bytes(f))[IP].ihl, 5)

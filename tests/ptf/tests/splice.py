@@ -1,4 +1,4 @@
-"""The fast path: spliced flows (flow_table splice / flow_forward / flow_drop).
+"""The fast path: spliced flows (flow_table splice / flow_forward).
 
 A splice rewrites MACs, IPv4 addresses, ports, adds the sequence / acknowledgement deltas
 (mod 2^32) and fixes the IPv4 and TCP checksums incrementally. Every expected frame below is
@@ -103,18 +103,6 @@ class FlowForward(P4csTest):
         want = tcp_frame(SW_MAC[3], OTHER_MAC, CLIENT_IP, "10.0.3.9", 40004, 443, payload=b"tls", flags="PA")
         self.send(CLIENT_PORT, sent)
         self.expect_frame(OTHER_PORT, want)
-        self.expect_no_frames()
-        self.expect_no_packet_in()
-
-
-class FlowDrop(P4csTest):
-    """flow_drop: the flow is dropped in the fast path (not punted even though it goes to a VIP)."""
-
-    def runTest(self):
-        self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "punt_vip")
-        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40005, VIP_PORT), "flow_drop", {"flow_id": 301})
-        for _ in range(3):
-            self.send(CLIENT_PORT, tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40005, VIP_PORT, payload=b"x"))
         self.expect_no_frames()
         self.expect_no_packet_in()
 

@@ -14,8 +14,8 @@ from lib.flows import SpliceBase, flow_key  # noqa: E402
 from lib.p4rt import SC, Client, P4RuntimeError  # noqa: E402
 from lib.packets import sized_tcp_frame, tcp_frame  # noqa: E402
 from lib.topo import (  # noqa: E402
-    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, IP_TCP, OTHER_MAC, OTHER_PORT, REASON_VIP_MISS, SERVER_MAC, SERVER_PORT,
-    SW_MAC, VIP, VIP_PORT,
+    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, IP_TCP, OTHER_MAC, OTHER_PORT, REASON_VIP_MISS, SERVER_IP, SERVER_MAC,
+    SERVER_PORT, SERVER_PORT_NO, SNAT_IP, SW_MAC, VIP, VIP_PORT,
 )
 
 
@@ -29,6 +29,12 @@ def fwd_params(port=OTHER_PORT, flow_id=500):
     return {"port": port, "dmac": dmac, "smac": SW_MAC[port], "flow_id": flow_id}
 
 
+def splice_params(snat_port, flow_id):
+    """client -> VIP:80 spliced to SNAT:snat_port -> server:8080 (port 2), sequence numbers unchanged."""
+    return {"port": SERVER_PORT, "dmac": SERVER_MAC, "smac": SW_MAC[SERVER_PORT], "sip": SNAT_IP, "dip": SERVER_IP,
+            "sport": snat_port, "dport": SERVER_PORT_NO, "seq_delta": 0, "ack_delta": 0, "flow_id": flow_id}
+
+
 def to_vip(cport, **kw):
     return tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, cport, VIP_PORT, **kw)
 
@@ -40,16 +46,15 @@ def forwarded(cport, port=OTHER_PORT, **kw):
 
 class Counters(SpliceBase):
     """flow_counter[flow_id] counts the packets and bytes (frame length) of every action of the
-    flow table: splice, flow_forward, flow_drop. Other indices do not move."""
+    flow table: splice, flow_forward. Other indices do not move."""
 
     def runTest(self):
-        ids = {"splice": 601, "forward": 603, "drop": 604}
+        ids = {"splice": 601, "forward": 603}
         self.splice_pair(40300, 50300, 11, 22, flow_id=ids["splice"])
         self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40301, VIP_PORT), "flow_forward", fwd_params(flow_id=ids["forward"]))
-        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40302, VIP_PORT), "flow_drop", {"flow_id": ids["drop"]})
         before = {k: self.client.read_counter("flow_counter", i) for k, i in ids.items()}
         neighbour = self.client.read_counter("flow_counter", ids["splice"] + 1)  # the reverse leg
-        sends = {"splice": (5, 100, 40300), "forward": (3, 150, 40301), "drop": (4, 90, 40302)}
+        sends = {"splice": (5, 100, 40300), "forward": (3, 150, 40301)}
         for k, (n, size, cport) in sends.items():
             for _ in range(n):
                 self.send(CLIENT_PORT, sized_tcp_frame(size, CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, cport, VIP_PORT, flags="PA"))
@@ -75,13 +80,14 @@ class CounterBytesPadded(P4csTest):
     counted. The test pins down each target's documented behaviour."""
 
     def runTest(self):
-        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40305, VIP_PORT), "flow_drop", {"flow_id": 605})
+        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40305, VIP_PORT), "flow_forward", fwd_params(flow_id=605))
         before = self.client.read_counter("flow_counter", 605)
         f = bytes(tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40305, VIP_PORT, flags="A"))
         self.assertEqual(len(f), 54)
         f += bytes(6)
         for _ in range(4):
             self.send(CLIENT_PORT, f)
+            self.recv(OTHER_PORT)
         time.sleep(0.3)
         pk, by = self.client.read_counter("flow_counter", 605)
         per_frame = 54 if self.target == "dpdk" else 60
@@ -95,7 +101,7 @@ class ReadBack(P4csTest):
 
     def runTest(self):
         te1 = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40310, VIP_PORT), "flow_forward", fwd_params(flow_id=610))
-        te2 = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40311, VIP_PORT), "flow_drop", {"flow_id": 611})
+        te2 = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40311, VIP_PORT), "splice", splice_params(50311, 611))
         te3 = self.insert("ipv4_route", {"dst_addr": ("10.9.0.0", 16)}, "route", {"port": 2, "dmac": SERVER_MAC, "smac": SW_MAC[2]})
         d = self.p4.describe_entry
         for te, cport in ((te1, 40310), (te2, 40311)):
@@ -123,9 +129,11 @@ class ModifyEntry(P4csTest):
         self.expect_frame(SERVER_PORT, forwarded(40320, SERVER_PORT, payload=b"two"))
         got = self.client.read_table("flow_table", flow_key(CLIENT_IP, VIP, 40320, VIP_PORT))
         self.assertEqual([self.p4.describe_entry(g) for g in got], [self.p4.describe_entry(new)])
-        drop = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40320, VIP_PORT), "flow_drop", {"flow_id": 622})
-        self.client.modify(drop)
+        spliced = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40320, VIP_PORT), "splice", splice_params(50320, 622))
+        self.client.modify(spliced)
         self.send(CLIENT_PORT, to_vip(40320, payload=b"three"))
+        self.expect_frame(SERVER_PORT, tcp_frame(SW_MAC[2], SERVER_MAC, SNAT_IP, SERVER_IP, 50320, SERVER_PORT_NO,
+                                                 payload=b"three"))
         self.expect_no_frames()
         self.expect_no_packet_in()
         self.assertIsNotNone(te)
@@ -155,7 +163,7 @@ class DuplicateInsert(P4csTest):
 
     def runTest(self):
         self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40340, VIP_PORT), "flow_forward", fwd_params(flow_id=640))
-        dup = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40340, VIP_PORT), "flow_drop", {"flow_id": 641})
+        dup = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40340, VIP_PORT), "flow_forward", fwd_params(SERVER_PORT, 641))
         self.assert_write_fails(SC.ALREADY_EXISTS, [Client.table_update("insert", dup)])
         vip = vip_entry(self)
         self.assert_write_fails(SC.ALREADY_EXISTS, [Client.table_update("insert", vip)])
@@ -167,7 +175,7 @@ class DeleteAbsent(P4csTest):
     """DELETE and MODIFY of an absent key fail with NOT_FOUND."""
 
     def runTest(self):
-        absent = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40350, VIP_PORT), "flow_drop", {"flow_id": 650})
+        absent = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40350, VIP_PORT), "flow_forward", fwd_params(flow_id=650))
         key_only = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40350, VIP_PORT))
         self.assert_write_fails(SC.NOT_FOUND, [Client.table_update("delete", key_only)])
         self.assert_write_fails(SC.NOT_FOUND, [Client.table_update("modify", absent)])
@@ -180,9 +188,9 @@ class BatchPartialFailure(P4csTest):
     its own error (CONTINUE_ON_ERROR)."""
 
     def runTest(self):
-        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40360, VIP_PORT), "flow_drop", {"flow_id": 660})
+        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40360, VIP_PORT), "flow_forward", fwd_params(flow_id=660))
         good = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40361, VIP_PORT), "flow_forward", fwd_params(flow_id=661))
-        dup = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40360, VIP_PORT), "flow_drop", {"flow_id": 662})
+        dup = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40360, VIP_PORT), "flow_forward", fwd_params(SERVER_PORT, 662))
         gone = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40362, VIP_PORT))
         codes = self.client.write_codes([Client.table_update("insert", good), Client.table_update("insert", dup),
                                          Client.table_update("delete", gone)])
@@ -200,11 +208,11 @@ class IdleTimeout(P4csTest):
     def runTest(self):
         to_ns = int(float(self.p["idle_timeout_s"]) * 1e9)
         wait = float(self.p["idle_wait_s"])
-        idle = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40370, VIP_PORT), "flow_drop", {"flow_id": 670},
+        idle = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40370, VIP_PORT), "flow_forward", fwd_params(flow_id=670),
                            idle_timeout_ns=to_ns)
         busy = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40371, VIP_PORT), "flow_forward", fwd_params(flow_id=671),
                            idle_timeout_ns=to_ns)
-        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40372, VIP_PORT), "flow_drop", {"flow_id": 672})
+        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40372, VIP_PORT), "flow_forward", fwd_params(flow_id=672))
         d = self.p4.describe_entry
         want_idle = d(idle)["match"]
         t0 = time.monotonic()
@@ -236,18 +244,21 @@ class TableFull(P4csTest):
 
     Random 5-tuples are inserted in batches until the target refuses an insert. On the DPDK
     target the flow table is an SWX learner: a key hashes to a bucket of 4 entries, and the
-    insert is refused when that bucket is full, long before 4M entries (with random keys, at
-    a few hundred thousand); on BMv2 when the exact table holds `size` entries. The test
-    asserts: the refusal is RESOURCE_EXHAUSTED (no other error), per update, inside a batch
-    whose other updates succeed; the refused key is not installed (no read-back, its traffic
-    misses and is punted) while installed keys keep forwarding; re-inserting it is refused
-    again while the table is unchanged; after the entries are deleted it can be inserted.
+    insert is refused when that bucket is full, long before its size (with random keys, at
+    a few hundred thousand); on BMv2 when the exact table holds `size` entries (test
+    parameter `table_full_at`). The test asserts: every refusal has the target's table-full
+    code (test parameter `table_full_code`: RESOURCE_EXHAUSTED; BMv2 answers UNKNOWN, see
+    docs/targets.md) and no insert fails otherwise, per update, inside a batch whose other
+    updates succeed; the refused key is not installed (no read-back, its traffic misses and
+    is punted) while installed keys keep forwarding; re-inserting it is refused again while
+    the table is unchanged; after the entries are deleted it can be inserted.
     """
 
     BATCH = 2000
 
     def runTest(self):
         limit = int(self.p["table_full_max"])
+        full = getattr(SC, self.p["table_full_code"])
         vip_entry(self)
         rng = random.Random(0x9C5)
         seen = set()
@@ -258,7 +269,7 @@ class TableFull(P4csTest):
         base = self.entry("flow_table", flow_key("100.64.0.1", VIP, 1, VIP_PORT), "flow_forward", fwd_params(flow_id=700))
         te_ids = {mf.name: mf.id for mf in self.p4.table("flow_table").match_fields}
         try:
-            while not refused and len(installed) < limit:
+            while not refused and not other_codes and len(installed) < limit:
                 batch = []
                 keys = []
                 while len(batch) < self.BATCH:
@@ -280,15 +291,17 @@ class TableFull(P4csTest):
                 for (src, sport, te), code in zip(keys, codes):
                     if code == SC.OK:
                         installed.append((src, sport, te))
-                    elif code == SC.RESOURCE_EXHAUSTED:
+                    elif code == full:
                         refused.append((src, sport, te))
                     else:
                         other_codes.append(code)
             fill_s = time.monotonic() - t0
-            self.assertFalse(other_codes, f"inserts failed with other codes than RESOURCE_EXHAUSTED: {set(other_codes)}")
+            self.assertFalse(other_codes, f"inserts failed with other codes than {full.name}: {set(other_codes)}")
             self.assertTrue(refused, f"the table accepted {len(installed)} entries without reporting "
-                                     f"RESOURCE_EXHAUSTED (table_full_max={limit})")
+                                     f"{full.name} (table_full_max={limit})")
             print(f"first refusal after {len(installed)} entries ({fill_s:.1f} s); {len(refused)} refused in that batch")
+            if self.p["table_full_at"] is not None:
+                self.assertEqual(len(installed), int(self.p["table_full_at"]), "the table refused at another size")
             rsrc, rsport, rte = refused[0]
             rkey = flow_key(str(ipaddress.IPv4Address(rsrc)), VIP, rsport, VIP_PORT)
             # not installed: no read-back, traffic misses -> VIP miss packet-in
@@ -303,7 +316,7 @@ class TableFull(P4csTest):
                 self.send(CLIENT_PORT, tcp_frame(CLIENT_MAC, SW_MAC[1], ip, VIP, sport, VIP_PORT, payload=b"in"))
                 self.expect_frame(OTHER_PORT, tcp_frame(SW_MAC[3], OTHER_MAC, ip, VIP, sport, VIP_PORT, payload=b"in"))
             # still full for that key
-            self.assertEqual(self.client.write_codes([Client.table_update("insert", rte)]), [SC.RESOURCE_EXHAUSTED])
+            self.assertEqual(self.client.write_codes([Client.table_update("insert", rte)]), [full])
         finally:
             t1 = time.monotonic()
             self._delete_all([te for _, _, te in installed])
@@ -318,12 +331,7 @@ class TableFull(P4csTest):
     def _delete_all(self, entries):
         bad = []
         for i in range(0, len(entries), self.BATCH):
-            ups = []
-            for te in entries[i:i + self.BATCH]:
-                k = type(te)()
-                k.CopyFrom(te)
-                k.ClearField("action")
-                ups.append(Client.table_update("delete", k))
+            ups = [Client.table_update("delete", Client.key_only(te)) for te in entries[i:i + self.BATCH]]
             try:
                 self.client.write(ups)
             except P4RuntimeError as e:

@@ -15,6 +15,8 @@ stores and what Read returns.
 
 from __future__ import annotations
 
+from .encode import varint
+
 __all__ = ["Slow", "update_slices", "decode_update", "FlowFastPath"]
 
 
@@ -180,7 +182,7 @@ def decode_update(buf: bytes, s: int, e: int):
             table_id = buf[i]
             if table_id < 0x80:
                 i += 1
-            elif buf[i + 3] < 0x80 and buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80:
+            elif buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80 and buf[i + 3] < 0x80:
                 # P4Info ids (8-bit prefix, 24-bit index) are 4-byte varints
                 table_id = (
                     (table_id & 0x7F)
@@ -255,7 +257,7 @@ def decode_update(buf: bytes, s: int, e: int):
             action_id = buf[i]
             if action_id < 0x80:
                 i += 1
-            elif buf[i + 3] < 0x80 and buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80:
+            elif buf[i + 1] >= 0x80 and buf[i + 2] >= 0x80 and buf[i + 3] < 0x80:
                 # P4Info ids (8-bit prefix, 24-bit index) are 4-byte varints
                 action_id = (
                     (action_id & 0x7F)
@@ -311,15 +313,6 @@ def decode_update(buf: bytes, s: int, e: int):
     return utype, table_id, matches, action_id, params, priority, idle, is_default, te_s, te_e
 
 
-def _enc_varint(x: int) -> bytes:
-    out = bytearray()
-    while x >= 0x80:
-        out.append((x & 0x7F) | 0x80)
-        x >>= 7
-    out.append(x)
-    return bytes(out)
-
-
 class FlowFastPath:
     """Schema-specific decoder for flow installs: one dictionary lookup per field.
 
@@ -363,8 +356,8 @@ class FlowFastPath:
                         hdr = bytes((0x22, vlen + 4, 0x10, p.id, 0x1A, vlen))
                         top = p.bitwidth if (vlen == nbytes and p.bitwidth & 7) else 0
                         ph[hdr] = (p.index, vlen, top)
-                actions[b"\x08" + _enc_varint(ai.id)] = (ai, ph, len(ai.params))
-            self.tables_by_hdr[b"\x08" + _enc_varint(t.id)] = (t, mf, len(t.fields), actions)
+                actions[b"\x08" + varint(ai.id)] = (ai, ph, len(ai.params))
+            self.tables_by_hdr[b"\x08" + varint(t.id)] = (t, mf, len(t.fields), actions)
         self._idle: dict[bytes, int] = {}
 
     def plan(self, buf: bytes, s: int, e: int):
