@@ -2,8 +2,8 @@
 
 Errors are one line on stderr, ``p4cs COMMAND: error: MESSAGE``: usage errors and bad input
 (:class:`p4cs.errors.InputError`, e.g. a configuration error with its file:line) exit with
-status 2, failures (:class:`p4cs.errors.Failure`, and any other exception) with status 1. No traceback reaches the user (``--log-level
-debug`` / ``-vv`` logs it)."""
+status 2, failures (:class:`p4cs.errors.Failure`, and any other exception) with status 1.
+No traceback reaches the user (``--log-level debug`` / ``-vv`` logs it)."""
 
 from __future__ import annotations
 

@@ -232,7 +232,9 @@ class Conn:
         self.our_fin_acked = False
         self.rule = None
         self.c2s = self.s2c = None
-        self.relay = None   # the bytes relayed to the server when they differ from req.buf
+        # Not None: the request goes to the server rewritten by one_request (b"" until the
+        # splice, then the rewritten bytes, which _relay_segments sends instead of req.buf).
+        self.relay = None
 
 
 class Engine:
@@ -918,7 +920,8 @@ class Engine:
                     out += self._teardown(c, now, "closed")
             elif not seg.payload and not f & FIN:
                 off = seq_rel(seg.ack, (c.cl.isn + 1) & MOD32)
-                if c.tail <= off < len(c.req.buf) + c.c2s.seq_delta:   # duplicate ACK: resend from the hole
+                # duplicate ACK: resend from the hole (offsets of what the server is sent)
+                if c.tail <= off < len(c.req.buf) + c.c2s.seq_delta:
                     out += self._relay_segments(c, off)[:1]
         return out
 
