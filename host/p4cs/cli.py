@@ -1,10 +1,21 @@
-"""The `p4cs` command line: one sub-command per room of the architecture."""
+"""The `p4cs` command line: one sub-command per room of the architecture.
+
+Errors are one line on stderr, ``p4cs COMMAND: error: MESSAGE``: usage errors and bad input
+(:class:`p4cs.errors.InputError`, e.g. a configuration error with its file:line) exit with
+status 2, failures (:class:`p4cs.errors.Failure`, and any other exception) with status 1.
+No traceback reaches the user (``--log-level debug`` / ``-vv`` logs it)."""
 
 from __future__ import annotations
 
 import importlib
+import logging
+import sys
+from typing import NoReturn
 
 import typer
+from typer._click import exceptions as click_exc
+
+from p4cs.errors import Failure, InputError
 
 app = typer.Typer(
     name="p4cs",
@@ -47,8 +58,46 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    app()
+def _command_path(args: list[str]) -> str:
+    """``p4cs rules load`` for ``["rules", "load", ...]``: the command a failure belongs to."""
+    group = typer.main.get_command(app)
+    path = ["p4cs"]
+    for a in args:
+        sub = getattr(group, "commands", {}).get(a)
+        if sub is None:
+            break
+        path.append(a)
+        group = sub
+    return " ".join(path)
+
+
+def _fail(where: str, msg: str, status: int) -> NoReturn:
+    line = " ".join(str(msg).split()) or "failed"
+    print(f"{where}: error: {line}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        status = typer.main.get_command(app).main(args, prog_name="p4cs", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError:
+        sys.exit(2)                       # the help has been printed
+    except click_exc.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else _command_path(args)
+        _fail(where, exc.format_message(), 2)
+    except click_exc.ClickException as exc:
+        _fail(_command_path(args), exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        _fail(_command_path(args), "aborted", 1)
+    except InputError as exc:
+        _fail(_command_path(args), str(exc), 2)
+    except Failure as exc:
+        _fail(_command_path(args), str(exc), 1)
+    except Exception as exc:  # noqa: BLE001 - a failure is one line, never a traceback
+        logging.getLogger("p4cs").debug("%s failed", _command_path(args), exc_info=True)
+        _fail(_command_path(args), f"{type(exc).__name__}: {exc}", 1)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

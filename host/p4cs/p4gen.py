@@ -26,6 +26,7 @@ import yaml
 from p4cs import constants
 from p4cs import params as params_mod
 from p4cs import paths
+from p4cs.errors import InputError
 
 P4SRC = paths.p4src()
 
@@ -150,15 +151,16 @@ def generate_cmd(
     if config is not None:
         try:
             doc = yaml.safe_load(config.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            typer.echo(f"error: cannot read {config}: {exc}", err=True)
-            raise typer.Exit(2)
-        overrides = dict(doc.get("dataplane") or {})
+        except (OSError, yaml.YAMLError, RecursionError, ValueError) as exc:
+            raise InputError(f"cannot read {config}: {exc}") from None
+        section = doc.get("dataplane") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict) or not isinstance(section or {}, dict):
+            raise InputError(f"{config}: expected a mapping with a 'dataplane:' mapping")
+        overrides = dict(section or {})
     status = 0
     for t in target:
         if t not in params_mod.TARGETS:
-            typer.echo(f"error: unknown target {t!r} (expected dpdk or bmv2)", err=True)
-            raise typer.Exit(2)
+            raise InputError(f"unknown target {t!r} (expected dpdk or bmv2)")
         if check_only:
             reason = check(t)
             typer.echo(f"{t}: {'up to date' if reason is None else reason}")
@@ -167,9 +169,8 @@ def generate_cmd(
         try:
             t_overrides = {k: v for k, v in overrides.items() if k != "target"}
             path = generate(t, t_overrides, out / t if out and len(target) > 1 else out, compile_)
-        except (ValueError, FileNotFoundError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            raise InputError(str(exc)) from None
         except subprocess.CalledProcessError as exc:
             typer.echo(f"error: {COMPILER[t]} failed with status {exc.returncode}", err=True)
             raise typer.Exit(1)

@@ -171,6 +171,112 @@ def cmd_rstserver(a) -> None:
         c.close()
 
 
+def cmd_logserver(a) -> None:
+    """An HTTP/1.1 keep-alive server that appends the path of every request it answers to
+    ``--log``: which requests reached a server."""
+    import socketserver
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            with open(a.log, "a") as f:
+                f.write(self.path + "\n")
+            body = f"seen {self.path}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def server_bind(self) -> None:      # no reverse DNS lookup of the address
+            socketserver.TCPServer.server_bind(self)
+
+    Server((a.vip, a.port), Handler).serve_forever()
+
+
+def cmd_twice(a) -> dict:
+    """``GET --path`` then ``GET --then`` on one keep-alive connection (``--pipeline``: both
+    sent at once): what came back for each."""
+    s = connect(a.vip, a.port, a.timeout)
+    reqs = [f"GET {p} HTTP/1.1\r\nHost: {a.vip}\r\n\r\n".encode() for p in (a.path, a.then)]
+    out: dict = {"answers": []}
+    buf = bytearray()
+    try:
+        if a.pipeline:
+            s.sendall(b"".join(reqs))
+        for req in reqs:
+            if not a.pipeline:
+                s.sendall(req)
+            r = read_response(s, buf)
+            out["answers"].append({**r.as_dict(), "text": r.body.decode(errors="replace")})
+    except (OSError, ConnectionError) as exc:
+        out["end"] = repr(exc)
+    s.close()
+    return out
+
+
+def cmd_hold(a) -> dict:
+    """Hold ``--n`` idle connections (handshake, no request) for ``--seconds``, reopening
+    each one the switch resets or closes: one address trying to take every half-bound slot."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    opened = lost = failed = 0
+
+    def open_one() -> None:
+        nonlocal opened, failed
+        try:
+            s = connect(a.vip, a.port, a.timeout)
+        except OSError:
+            failed += 1
+            return
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        opened += 1
+
+    deadline = time.monotonic() + a.seconds
+    for _ in range(a.n):
+        open_one()
+    print(json.dumps({"holding": len(sel.get_map())}), flush=True)
+    while time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.1):
+            try:
+                data = key.fileobj.recv(65536)
+            except OSError:
+                data = b""
+            if not data:            # reset (evicted) or closed (408): take the slot again
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                lost += 1
+                open_one()
+    return {"opened": opened, "lost": lost, "connect_failed": failed}
+
+
+def cmd_fetch(a) -> dict:
+    """``--n`` GETs of ``--path``, one new connection each: how many were answered 200."""
+    ok, errors = 0, []
+    for _ in range(a.n):
+        try:
+            s = connect(a.vip, a.port, a.timeout)
+            s.sendall(f"GET {a.path} HTTP/1.1\r\nHost: {a.vip}\r\nConnection: close\r\n\r\n".encode())
+            r = read_response(s, bytearray())
+            s.close()
+            if r.status == 200:
+                ok += 1
+            else:
+                errors.append(r.status)
+        except OSError as exc:
+            errors.append(repr(exc))
+    return {"ok": ok, "n": a.n, "errors": errors[:10]}
+
+
 async def _one(i: int, a, start: asyncio.Event, connected: list, t_conn: list) -> dict:
     path = f"/c/{i}"
     t0 = time.monotonic()
@@ -255,12 +361,25 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("concurrent", parents=[common])
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--hold", action="store_true", help="open all, then send all requests")
+    p = sub.add_parser("logserver", parents=[common], help="--vip is the address to bind")
+    p.add_argument("--log", required=True)
+    p = sub.add_parser("twice", parents=[common])
+    p.add_argument("--path", default="/")
+    p.add_argument("--then", default="/secret")
+    p.add_argument("--pipeline", action="store_true")
+    p = sub.add_parser("hold", parents=[common])
+    p.add_argument("--n", type=int, default=300)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser("fetch", parents=[common])
+    p.add_argument("--n", type=int, default=80)
+    p.add_argument("--path", default="/")
     a = ap.parse_args(argv)
-    if a.cmd == "rstserver":
-        cmd_rstserver(a)
+    if a.cmd in ("rstserver", "logserver"):
+        {"rstserver": cmd_rstserver, "logserver": cmd_logserver}[a.cmd](a)
         return 0
     out = {"post": cmd_post, "keepalive": cmd_keepalive, "reset": cmd_reset,
-           "concurrent": cmd_concurrent}[a.cmd](a)
+           "concurrent": cmd_concurrent, "hold": cmd_hold, "fetch": cmd_fetch,
+           "twice": cmd_twice}[a.cmd](a)
     print(json.dumps(out))
     return 0
 

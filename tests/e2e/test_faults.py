@@ -116,7 +116,8 @@ def test_second_controller_on_the_same_socket_is_refused(lab):
     r = run_p4cs(["controller", "--config", str(lab.config_path)])
     assert r.returncode == 2, r
     assert r.stderr.strip().splitlines() == [
-        f"error: control socket {lab.control_socket} belongs to a running controller"], r.stderr
+        f"p4cs controller: error: control socket {lab.control_socket} belongs to a running "
+        "controller"], r.stderr
     assert lab.status()["primary"] and Path(lab.control_socket).is_socket()
 
 

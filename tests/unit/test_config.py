@@ -54,6 +54,16 @@ def test_minimal_defaults():
      "protocol must be one of http, smtp, pop3, imap, got 'ftp'"),
     ("port: 80, default_group", "port: 25, protocol: smtp, routes: [{prefix: /, group: g}], default_group",
      11, "a smtp service decides with 'rules'"),
+    # accepted before, but wrong
+    ("switch: {address: 127.0.0.1:9559}", "switch: {address: banana}", 1, "is not an address"),
+    ("switch: {address: 127.0.0.1:9559}", "switch: {address: 10.0.0.300:1}", 1, "is not an IPv4 address"),
+    ("switch: {address: 127.0.0.1:9559}", "switch: {address: 127.0.0.1:9559, device_id: -3}", 1, "device_id"),
+    ("2: {mac: \"02:00:00:00:02:fe\"", "2: {mac: \"02:00:00:00:01:FE\"", 4, "MAC address 02:00:00:00:01:fe of port 1"),
+    ("{vip: 10.0.0.100,", "{vip: 10.0.2.254,", 11, "is the gateway address of port 2"),
+    ("{vip: 10.0.0.100,", "{vip: 10.0.2.1,", 11, "is the address of a server of group g"),
+    ("{vip: 10.0.0.100,", "{vip: 10.0.1.1,", 11, "is the address of host 10.0.1.1"),
+    ("port: 80}]}", "port: 80, weight: 0}]}", 11, "every server of group g has weight 0"),
+    ("default_group: g}", "default_group: g, routes: [{prefix: x, group: g}]}", 11, "must start with '/'"),
 ])
 def test_errors_point_at_the_line(old, new, line, words):
     text = BASE.replace(old, new, 1)
@@ -136,6 +146,66 @@ def test_dataplane_overrides_the_target_defaults():
     bmv2 = parse_config(BASE.replace("{address: 127.0.0.1:9559}", "{address: 127.0.0.1:9559, target: bmv2}")
                         + "dataplane: {max_ports: 64}\n", "x.yaml")
     assert (bmv2.dataplane.target, bmv2.dataplane.cpu_port, bmv2.dataplane.max_ports) == ("bmv2", 255, 64)
+
+
+
+@pytest.mark.parametrize("key", ["request_timeout_s", "server_connect_timeout_s", "teardown_delay_s"])
+@pytest.mark.parametrize("bad", [".nan", ".inf", "-.inf", "-1", "1e9", "true", "[1]"])
+def test_every_float_is_finite_and_in_range(key, bad):
+    with pytest.raises(ConfigError) as ei:
+        parse_config(BASE + f"limits: {{{key}: {bad}}}\n", "cfg.yaml")
+    assert str(ei.value).startswith("cfg.yaml:12: ") and key in str(ei.value)
+
+
+def test_routes_and_rules_exclude_each_other(tmp_path):
+    (tmp_path / "r.rules").write_text("a: routeTo(g);\n")
+    p = tmp_path / "c.yaml"
+    p.write_text(BASE.replace("default_group: g}",
+                              "default_group: g, rules: r.rules, routes: [{prefix: /, group: g}]}"))
+    with pytest.raises(ConfigError, match=r"c.yaml:11: a service has either 'routes' or 'rules'"):
+        load_config(p)
+
+
+def test_rules_naming_an_unknown_group(tmp_path):
+    (tmp_path / "r.rules").write_text('ok: if (prefix(url, "/a")) { routeTo(g); }\n'
+                                      'bad: if (prefix(url, "/b")) {\n  routeTo(nosuch);\n}\n')
+    p = tmp_path / "c.yaml"
+    p.write_text(BASE.replace("default_group: g}", "default_group: g,\n     rules: r.rules}"))
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    assert str(ei.value) == (f"{p}:12: {tmp_path / 'r.rules'}:3: rule bad: routeTo names unknown "
+                             "group 'nosuch'")
+    (tmp_path / "r.rules").write_text("a: forward(g/10.0.2.1:80);\nb: forward(g);\nc: loadBalance(g, roundRobin);\n")
+    assert load_config(p).services[0].rules == tmp_path / "r.rules"
+    (tmp_path / "r.rules").write_text("a: forward(g/10.0.2.9:80);\n")
+    with pytest.raises(ConfigError, match="r.rules:1: rule a: forward names unknown server or group"):
+        load_config(p)
+
+
+def test_rule_reload_naming_an_unknown_group_keeps_the_rules(tmp_path):
+    """The controller's rule store runs the same check on every reload."""
+    from p4cs.controller.config import rule_target_errors
+    from p4cs.rules.store import RuleStore
+
+    cfg = parse_config(BASE, "c.yaml")
+    good, bad = tmp_path / "good.rules", tmp_path / "bad.rules"
+    good.write_text("a: routeTo(g);\n")
+    bad.write_text("a: routeTo(h);\n")
+    store = RuleStore(check=lambda rs: rule_target_errors(rs, cfg.groups))
+    assert store.reload(good) == []
+    assert store.reload(bad) == [f"{bad}:1: rule a: routeTo names unknown group 'h'"]
+    assert store.current.source == str(good)
+
+
+@pytest.mark.parametrize("text,words", [
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ("a: " + "9" * 5000 + "\n", "unreadable value"),
+    ("? [1, 2]\n: x\n", "a key must be a plain value"),
+    ("ports: {true: {mac: '02:00:00:00:01:fe', gateway: 10.0.1.254/24}}\n", "port number must be"),
+])
+def test_hostile_yaml(text, words):
+    with pytest.raises(ConfigError, match=words):
+        parse_config(text, "c.yaml")
 
 
 @pytest.mark.parametrize("proto", ["smtp", "pop3", "imap", "http"])

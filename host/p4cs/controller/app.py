@@ -44,7 +44,7 @@ from finsy.p4client import P4ClientError
 from finsy.switch import SwitchEvent
 from finsy.proto import p4r
 
-from p4cs.controller.config import Config, ServiceConf, mac_to_int
+from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
 from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.csproc import effects as fx
@@ -54,6 +54,7 @@ from p4cs.csproc.health import HealthCheck
 from p4cs.csproc.policy import Persistence
 from p4cs.csproc.routing import PrefixRouter, Route, RuleSetDecider
 from p4cs.csproc.schedulers import Server, ServerGroup
+from p4cs.errors import InputError
 
 LOG = logging.getLogger("p4cs.controller")
 
@@ -194,7 +195,8 @@ class ControllerApp:
         if svc.rules is not None:
             from p4cs.rules.ruleset import protocol_problems
             from p4cs.rules.store import RuleStore
-            store = RuleStore(check=lambda rs, proto=svc.protocol: protocol_problems(rs, proto))
+            store = RuleStore(check=lambda rs, proto=svc.protocol: (
+                protocol_problems(rs, proto) + rule_target_errors(rs, self.cfg.groups)))
             errors = store.reload(svc.rules)
             if errors:
                 raise ValueError(f"rules of service {svc.name}: " + "; ".join(map(str, errors)))
@@ -228,6 +230,7 @@ class ControllerApp:
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
                             request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
+                            max_half_bound_per_client=lim.max_pending_per_client,
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
                             window_scale=lim.window_scale,
                             server_connect_timeout=lim.server_connect_timeout_s)
@@ -666,7 +669,11 @@ class ControllerApp:
         if not port:
             return
         from p4cs.controller.metrics import start_metrics
-        start_metrics(self, port)
+        try:
+            start_metrics(self, port)
+        except OSError as exc:
+            raise InputError(f"{self.cfg.path or 'configuration'}: control.metrics_port {port}: "
+                             f"{exc.strerror or exc}") from None
 
     def _reload_all_rules(self) -> None:
         for name, store in self.rule_stores.items():
@@ -780,8 +787,8 @@ class ControllerApp:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_all_rules)
         server = await self._serve_control()
-        self._start_metrics()
         try:
+            self._start_metrics()
             await (self._elected() if self.cfg.ha is not None else self._sessions())
         finally:
             if server is not None:

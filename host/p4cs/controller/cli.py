@@ -13,7 +13,8 @@ from typing import Optional
 import typer
 
 from p4cs import paths
-from p4cs.controller.config import ConfigError, load_config
+from p4cs.controller.config import load_config
+from p4cs.errors import Failure, InputError
 
 
 def default_artifacts(target: str) -> tuple[Path, Optional[Path]]:
@@ -31,37 +32,58 @@ def controller_cmd(
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("finsy").setLevel(logging.WARNING)
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+    cfg = load_config(config)
     d_info, d_blob = default_artifacts(cfg.switch.target)
     p4info = p4info or cfg.switch.p4info or d_info
     p4blob = p4blob or cfg.switch.p4blob or d_blob
     for p in (p4info, p4blob):
         if p is not None and not p.is_file():
-            typer.echo(f"error: {p} does not exist", err=True)
-            raise typer.Exit(2)
+            raise InputError(f"{p} does not exist")
+    check_p4info(p4info)
     from p4cs.controller.app import AlreadyRunning, ControllerApp
     try:
         app = ControllerApp(cfg, p4info, p4blob, push)
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise InputError(str(exc)) from None
     try:
         asyncio.run(app.run())
     except AlreadyRunning as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise InputError(str(exc)) from None
+
+
+#: The P4 objects the controller writes (docs/usage.md: what the controller writes).
+P4_TABLES = ("egress_table", "arp_table", "local_table", "vip_table", "backend_table",
+             "ipv4_route", "flow_table")
+
+
+def check_p4info(path: Path) -> None:
+    """InputError unless ``path`` is a P4Info (text format) with the tables of p4cs."""
+    from google.protobuf import text_format
+    from finsy.proto import p4i
+
+    info = p4i.P4Info()
+    try:
+        text_format.Parse(path.read_text(), info)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except (text_format.ParseError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not a P4Info file (text format): {exc}") from None
+    have = {t.preamble.alias or t.preamble.name for t in info.tables}
+    missing = [t for t in P4_TABLES if t not in have]
+    if missing:
+        raise InputError(f"{path} is not the P4Info of p4cs: no table {', '.join(missing)}")
+
+
+def control_socket(sock_path: Optional[str] = None) -> str:
+    return sock_path or os.environ.get("P4CS_CONTROL_SOCKET", "/run/p4cs/controller.sock")
 
 
 def control_request(req: dict, sock_path: Optional[str] = None, timeout: float = 10.0) -> dict:
-    """Send one JSON request to a running controller's control socket."""
-    path = sock_path or os.environ.get("P4CS_CONTROL_SOCKET", "/run/p4cs/controller.sock")
+    """Send one JSON request to a running controller's control socket. OSError if it cannot
+    be reached, ValueError if the answer is not a JSON object."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(path)
+        s.connect(control_socket(sock_path))
         s.sendall(json.dumps(req).encode() + b"\n")
         buf = b""
         while not buf.endswith(b"\n"):
@@ -69,7 +91,13 @@ def control_request(req: dict, sock_path: Optional[str] = None, timeout: float =
             if not chunk:
                 break
             buf += chunk
-    return json.loads(buf)
+    try:
+        resp = json.loads(buf)
+    except ValueError:
+        resp = None
+    if not isinstance(resp, dict):
+        raise ValueError("the controller's answer is not a JSON object")
+    return resp
 
 
 def status_cmd(
@@ -80,15 +108,16 @@ def status_cmd(
                                    help="list client-IP persistence templates (like ipvsadm -L -c)"),
 ) -> None:
     """Show a running controller's services, servers, flows and counters (like ipvsadm -L)."""
+    where = control_socket(socket_path)
     op = "connections" if connections else "templates" if templates else "status"
     try:
         resp = control_request({"op": op}, socket_path)
     except OSError as exc:
-        typer.echo(f"error: cannot reach the controller: {exc}", err=True)
-        raise typer.Exit(1)
+        raise Failure(f"cannot reach the controller at {where}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise Failure(f"controller at {where}: {exc}") from None
     if not resp.get("ok"):
-        typer.echo("error: " + "; ".join(resp.get("errors", ["unknown"])), err=True)
-        raise typer.Exit(1)
+        raise Failure("; ".join(map(str, resp.get("errors", ["unknown"]))))
     if as_json:
         typer.echo(json.dumps(resp, indent=2))
         return

@@ -38,6 +38,7 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,14 @@ import yaml
 
 from p4cs import capabilities
 from p4cs import params as params_mod
+from p4cs.errors import InputError, grpc_address
 
 
-class ConfigError(Exception):
+class ConfigError(InputError):
     """A configuration problem, with file and line."""
 
     def __init__(self, msg: str, path: Path | str | None = None, line: int | None = None):
+        msg = " ".join(str(msg).split())            # one line, whatever the file held
         self.msg, self.path, self.line = msg, path, line
         where = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
         super().__init__(f"{where}{msg}")
@@ -79,6 +82,9 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
     m.key_lines = {}
     for knode, vnode in node.value:
         k = loader.construct_object(knode, deep=True)
+        if isinstance(k, (list, dict, set)):
+            raise ConfigError("a key must be a plain value, not a list or mapping", None,
+                              knode.start_mark.line + 1)
         if k in m:
             raise ConfigError(f"duplicate key {k!r}", None, knode.start_mark.line + 1)
         m[k] = loader.construct_object(vnode, deep=True)
@@ -99,6 +105,16 @@ _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 SCHEDULERS = tuple(capabilities.SCHEDULERS)
 MODES = ("transparent", "snat")
 PROTOCOLS = ("http", "smtp", "pop3", "imap")
+
+
+def _show(v: Any) -> str:
+    """A value for an error message: short, one line, whatever the file holds."""
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, (list, tuple, set)):
+        return "a list"
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def mac_to_int(mac: str) -> int:
@@ -200,6 +216,7 @@ class Limits:
     max_body_bytes: int = 1 << 20
     request_timeout_s: float = 10.0
     max_pending: int = 10000
+    max_pending_per_client: int = 1000
     server_connect_timeout_s: float = 3.0
     teardown_delay_s: float = 2.0
     flow_idle_timeout_s: int = 300
@@ -303,13 +320,14 @@ class _V:
         if v is None:
             raise self.err(f"missing '{key}'", m)
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            raise self.err(f"'{key}' must be an integer in [{lo}, {hi}], got {v!r}", m, key)
+            raise self.err(f"'{key}' must be an integer in [{lo}, {hi}], got {_show(v)}", m, key)
         return v
 
-    def num(self, m: _Map, key: str, lo: float, default: float) -> float:
+    def num(self, m: _Map, key: str, lo: float, hi: float, default: float) -> float:
         v = m.get(key, default)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < lo:
-            raise self.err(f"'{key}' must be a number >= {lo}, got {v!r}", m, key)
+        if (not isinstance(v, (int, float)) or isinstance(v, bool)
+                or not math.isfinite(v) or not lo <= v <= hi):
+            raise self.err(f"'{key}' must be a number in [{lo:g}, {hi:g}], got {_show(v)}", m, key)
         return float(v)
 
     def ip(self, m: _Map, key: str, required: bool = True) -> str | None:
@@ -319,12 +337,20 @@ class _V:
         try:
             return str(ipaddress.IPv4Address(v))
         except ValueError:
-            raise self.err(f"'{key}': {v!r} is not an IPv4 address", m, key) from None
+            raise self.err(f"'{key}': {_show(v)} is not an IPv4 address", m, key) from None
+
+    def file_(self, m: _Map, key: str, base: Path) -> Path | None:
+        v = self.str_(m, key, required=False)
+        if v is None:
+            return None
+        if not v or "\0" in v:
+            raise self.err(f"'{key}' must be a file name", m, key)
+        return base / v
 
     def mac(self, m: _Map, key: str) -> str:
         v = self.str_(m, key)
         if not _MAC.match(v):
-            raise self.err(f"'{key}': {v!r} is not a MAC address (aa:bb:cc:dd:ee:ff)", m, key)
+            raise self.err(f"'{key}': {_show(v)} is not a MAC address (aa:bb:cc:dd:ee:ff)", m, key)
         return v.lower()
 
 
@@ -336,8 +362,12 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         raise ConfigError(exc.msg, path, exc.line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"YAML syntax error: {getattr(exc, 'problem', exc)}", path,
+        raise ConfigError(f"YAML syntax error: {getattr(exc, 'problem', None) or getattr(exc, 'reason', exc)}", path,
                           mark.line + 1 if mark else None) from None
+    except RecursionError:
+        raise ConfigError("nested too deeply", path) from None
+    except ValueError as exc:       # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"unreadable value: {exc}", path) from None
     if not isinstance(doc, dict):
         raise ConfigError("the configuration must be a YAML mapping", path, 1)
     v = _V(path)
@@ -350,19 +380,25 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     target = v.str_(sw, "target", False, "dpdk")
     if target not in ("dpdk", "bmv2"):
         raise v.err(f"switch.target must be dpdk or bmv2, got {target!r}", sw, "target")
+    address = v.str_(sw, "address", False, "127.0.0.1:9559")
+    try:
+        grpc_address(address)
+    except ValueError as exc:
+        raise v.err(f"switch.address: {exc}", sw, "address") from None
     switch = SwitchConf(
-        address=v.str_(sw, "address", False, "127.0.0.1:9559"),
+        address=address,
         device_id=v.int_(sw, "device_id", 0, 2**63 - 1, 1),
         target=target,
-        p4info=(base / sw["p4info"]) if sw.get("p4info") else None,
-        p4blob=(base / sw["p4blob"]) if sw.get("p4blob") else None,
+        p4info=v.file_(sw, "p4info", base),
+        p4blob=v.file_(sw, "p4blob", base),
     )
 
     ports: dict[int, PortConf] = {}
     pm = v.map(doc, "ports", required=True)
+    port_of_mac: dict[str, int] = {}
     for num, pc in pm.items():
-        if not isinstance(num, int) or not 0 <= num < 512:
-            raise v.err(f"port number must be an integer in [0, 511], got {num!r}", pm, num)
+        if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num < 512:
+            raise v.err(f"port number must be an integer in [0, 511], got {_show(num)}", pm, num)
         if not isinstance(pc, dict):
             raise v.err(f"port {num} must be a mapping with mac and gateway", pm, num)
         v.known(pc, {"mac", "gateway"}, f"port {num}")
@@ -371,7 +407,11 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
             gwi = ipaddress.IPv4Interface(gw)
         except ValueError:
             raise v.err(f"gateway {gw!r} is not an IPv4 interface (a.b.c.d/len)", pc, "gateway") from None
-        ports[num] = PortConf(num, v.mac(pc, "mac"), gwi)
+        mac = v.mac(pc, "mac")
+        if mac in port_of_mac:
+            raise v.err(f"port {num} has the MAC address {mac} of port {port_of_mac[mac]}", pc, "mac")
+        port_of_mac[mac] = num
+        ports[num] = PortConf(num, mac, gwi)
 
     hosts = []
     seen_ips: set[str] = set()
@@ -392,11 +432,11 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     gm = v.map(doc, "groups", required=True)
     for name, g in gm.items():
         if not isinstance(g, dict):
-            raise v.err(f"group {name!r} must be a mapping", gm, name)
+            raise v.err(f"group {_show(name)} must be a mapping", gm, name)
         v.known(g, {"scheduler", "servers", "slow_start_s", "health"}, f"group {name}")
         sched = v.str_(g, "scheduler", False, "rr")
         if sched not in SCHEDULERS:
-            raise v.err(f"group {name}: unknown scheduler {sched!r} (expected {', '.join(SCHEDULERS)})", g, "scheduler")
+            raise v.err(f"group {name}: unknown scheduler {_show(sched)} (expected {', '.join(SCHEDULERS)})", g, "scheduler")
         servers = []
         for s in v.seq(g, "servers", required=True):
             if not isinstance(s, dict):
@@ -414,7 +454,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
             raise v.err(f"group {name} has no servers", g, "servers")
         health = _health(v, g["health"], name) if g.get("health") is not None else None
         groups[str(name)] = GroupConf(str(name), sched, tuple(servers),
-                                      v.num(g, "slow_start_s", 0.0, 0.0), health)
+                                      v.num(g, "slow_start_s", 0.0, 3600, 0.0), health)
 
     services = []
     for s in v.seq(doc, "services", required=True):
@@ -429,7 +469,9 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
             raise v.err(f"routes match HTTP requests: a {proto} service decides with 'rules'", s, "routes")
         mode = v.str_(s, "mode", False, "transparent")
         if mode not in MODES:
-            raise v.err(f"mode must be transparent or snat, got {mode!r}", s, "mode")
+            raise v.err(f"mode must be transparent or snat, got {_show(mode)}", s, "mode")
+        if s.get("rules") is not None and s.get("routes"):
+            raise v.err("a service has either 'routes' or 'rules', not both", s, "routes")
         snat = v.ip(s, "snat_address", required=(mode == "snat"))
         routes = []
         for r in v.seq(s, "routes"):
@@ -438,18 +480,24 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
             v.known(r, {"prefix", "host", "group"}, "a route")
             grp = v.str_(r, "group")
             if grp not in groups:
-                raise v.err(f"route names unknown group {grp!r}", r, "group")
+                raise v.err(f"route names unknown group {_show(grp)}", r, "group")
+            _usable(v, groups[grp], r, "group")
             if r.get("prefix") is None and r.get("host") is None:
                 raise v.err("a route needs 'prefix' and/or 'host'", r)
-            routes.append(RouteConf(grp, v.str_(r, "prefix", False), v.str_(r, "host", False)))
+            prefix = v.str_(r, "prefix", False)
+            if prefix is not None and not prefix.startswith("/") and prefix != "*":
+                raise v.err(f"route prefix {_show(prefix)} must start with '/' (or be '*')", r, "prefix")
+            routes.append(RouteConf(grp, prefix, v.str_(r, "host", False)))
         dg = v.str_(s, "default_group", False)
-        if dg is not None and dg not in groups:
-            raise v.err(f"default_group names unknown group {dg!r}", s, "default_group")
-        rules = None
-        if s.get("rules") is not None:
-            rules = base / v.str_(s, "rules")
+        if dg is not None:
+            if dg not in groups:
+                raise v.err(f"default_group names unknown group {_show(dg)}", s, "default_group")
+            _usable(v, groups[dg], s, "default_group")
+        rules = v.file_(s, "rules", base)
+        if rules is not None:
             if not rules.is_file():
                 raise v.err(f"rule file {rules} does not exist", s, "rules")
+            _check_rule_file(v, rules, groups, s)
         persistence = None
         if s.get("persistence") is not None:
             pm_ = v.map(s, "persistence")
@@ -458,7 +506,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
             bits = int(ipaddress.IPv4Address(mask))
             if bits and (-bits & 0xFFFFFFFF) & ((-bits & 0xFFFFFFFF) - 1):
                 raise v.err(f"persistence netmask {mask} is not a netmask", pm_, "netmask")
-            persistence = PersistenceConf(v.num(pm_, "timeout_s", 1.0, PersistenceConf.timeout_s),
+            persistence = PersistenceConf(v.num(pm_, "timeout_s", 1.0, 86400 * 7, PersistenceConf.timeout_s),
                                           mask)
         services.append(ServiceConf(v.str_(s, "name", False, f"{s.get('vip')}:{s.get('port')}"),
                                     v.ip(s, "vip"), v.int_(s, "port", 1, 65535), mode, snat,
@@ -466,10 +514,20 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     if not services:
         raise v.err("at least one service is needed", doc)
     seen = set()
-    for svc in services:
+    taken: dict[str, str] = {}      # addresses a VIP must not be, and whose they are
+    for g in groups.values():
+        for srv in g.servers:
+            taken.setdefault(srv.address, f"the address of a server of group {g.name}")
+    for h in hosts:
+        taken.setdefault(h.ip, f"the address of host {h.name}")
+    for p in ports.values():
+        taken.setdefault(str(p.gateway.ip), f"the gateway address of port {p.number}")
+    for svc, sm in zip(services, v.seq(doc, "services")):
         if (svc.vip, svc.port) in seen:
-            raise ConfigError(f"service {svc.vip}:{svc.port} defined twice", path)
+            raise v.err(f"service {svc.vip}:{svc.port} defined twice", sm, "port")
         seen.add((svc.vip, svc.port))
+        if svc.vip in taken:
+            raise v.err(f"the VIP {svc.vip} of service {svc.name} is {taken[svc.vip]}", sm, "vip")
 
     lm = v.map(doc, "limits")
     v.known(lm, set(Limits.__dataclass_fields__), "limits")
@@ -477,10 +535,12 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     limits = Limits(
         max_header_bytes=v.int_(lm, "max_header_bytes", 256, 1 << 20, d.max_header_bytes),
         max_body_bytes=v.int_(lm, "max_body_bytes", 0, 1 << 30, d.max_body_bytes),
-        request_timeout_s=v.num(lm, "request_timeout_s", 0.1, d.request_timeout_s),
+        request_timeout_s=v.num(lm, "request_timeout_s", 0.1, 3600, d.request_timeout_s),
         max_pending=v.int_(lm, "max_pending", 1, 10_000_000, d.max_pending),
-        server_connect_timeout_s=v.num(lm, "server_connect_timeout_s", 0.1, d.server_connect_timeout_s),
-        teardown_delay_s=v.num(lm, "teardown_delay_s", 0.0, d.teardown_delay_s),
+        max_pending_per_client=v.int_(lm, "max_pending_per_client", 1, 10_000_000,
+                                      d.max_pending_per_client),
+        server_connect_timeout_s=v.num(lm, "server_connect_timeout_s", 0.1, 600, d.server_connect_timeout_s),
+        teardown_delay_s=v.num(lm, "teardown_delay_s", 0.0, 600, d.teardown_delay_s),
         flow_idle_timeout_s=v.int_(lm, "flow_idle_timeout_s", 1, 86400 * 7, d.flow_idle_timeout_s),
         window_scale=(None if "window_scale" in lm and lm["window_scale"] is None
                       else v.int_(lm, "window_scale", 0, 14, d.window_scale)),
@@ -523,12 +583,60 @@ def _health(v: _V, hm: Any, group: str) -> HealthConf:
     path = v.str_(hm, "path", False, d.path)
     if not path.startswith("/") or any(c in path for c in " \r\n"):
         raise v.err(f"health check path {path!r} must start with '/' and have no spaces", hm, "path")
-    h = HealthConf(kind, v.num(hm, "interval_s", 0.1, d.interval_s),
-                   v.num(hm, "timeout_s", 0.1, d.timeout_s), v.int_(hm, "rise", 1, 100, d.rise),
+    h = HealthConf(kind, v.num(hm, "interval_s", 0.1, 3600, d.interval_s),
+                   v.num(hm, "timeout_s", 0.1, 600, d.timeout_s), v.int_(hm, "rise", 1, 100, d.rise),
                    v.int_(hm, "fall", 1, 100, d.fall), path, v.int_(hm, "expect", 100, 599, d.expect))
     if h.timeout_s > h.interval_s:
         raise v.err("health check timeout_s must not exceed interval_s", hm, "timeout_s")
     return h
+
+
+def _usable(v: _V, group: GroupConf, node: _Map, key: str) -> None:
+    """A group a service sends to needs a server with a weight above 0."""
+    if not any(s.weight for s in group.servers):
+        raise v.err(f"every server of group {group.name} has weight 0: nothing could be chosen",
+                    node, key)
+
+
+def rule_target_errors(ruleset: Any, groups: dict[str, GroupConf]) -> list[str]:
+    """``file:line: ...`` for each action of ``ruleset`` (a ``p4cs.rules`` RuleSet) that
+    names no configured group (routeTo, loadBalance) or server (forward: a group, or a
+    server ``group/address:port``)."""
+    servers = {f"{g.name}/{s.address}:{s.port}" for g in groups.values() for s in g.servers}
+    errors, seen = [], set()
+    for clause in ruleset.clauses:
+        a = clause.action
+        if a.kind not in ("routeTo", "loadBalance", "forward") or a.target in groups:
+            continue
+        if a.kind == "forward" and a.target in servers:
+            continue
+        rule = ruleset.rules[clause.rule].name
+        if (a.line, a.target) in seen:
+            continue
+        seen.add((a.line, a.target))
+        what = "server or group" if a.kind == "forward" else "group"
+        errors.append(f"{ruleset.source}:{a.line}: rule {rule}: {a.kind} names unknown "
+                      f"{what} {_show(a.target)}")
+    return errors
+
+
+def _check_rule_file(v: _V, path: Path, groups: dict[str, GroupConf], node: _Map) -> None:
+    """The rule file parses and names only configured groups (its errors name the rule's
+    file:line, the ConfigError the configuration's 'rules:' line)."""
+    try:
+        from p4cs.rules.ruleset import load_rules
+        from p4cs.rules.parser import RuleError
+    except ModuleNotFoundError:
+        raise v.err("rule files need p4cs.rules, which this installation lacks", node, "rules") from None
+    try:
+        ruleset = load_rules(path)
+    except RuleError as exc:
+        raise v.err(f"{exc.messages[0].splitlines()[0]}" if exc.messages else str(exc),
+                    node, "rules") from None
+    errors = rule_target_errors(ruleset, groups)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise v.err(errors[0] + more, node, "rules")
 
 
 def _dataplane(v: _V, dm: _Map, target: str) -> params_mod.DataplaneParams:

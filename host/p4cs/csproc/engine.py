@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Iterable, Protocol
 
 from . import packet as P
+from .admission import Admission
 from .cookies import SynCookies
 from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketOut,
                       RemoveFlows)
-from .framing import RequestFramer
+from .framing import RequestFramer, one_request
 from .health import HealthMonitor
 from .dialogue import DIALOG, REPLAY, Dialogues
 from .mail import make_front
@@ -101,7 +102,8 @@ class Config:
     max_header_bytes: int = 8192    # request line + headers (431 above)
     max_body_bytes: int = 65536     # buffered body when the rules need it (413 above)
     request_timeout: float = 10.0   # complete request within this (408, slowloris)
-    max_half_bound: int = 10000     # connections with state but no flows (RST above)
+    max_half_bound: int = 10000     # connections with state but no flows (see admission)
+    max_half_bound_per_client: int = 1000   # of them from one client address (RST above)
     max_ooo_segments: int = 16      # out-of-order segments kept per connection
     max_buffered_bytes: int = 64 << 20  # all connections together (backpressure above)
     server_syn_rto: float = 1.0     # first SYN retransmission towards a server
@@ -214,6 +216,7 @@ class Conn:
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
         "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
+        "relay",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -229,6 +232,9 @@ class Conn:
         self.our_fin_acked = False
         self.rule = None
         self.c2s = self.s2c = None
+        # Not None: the request goes to the server rewritten by one_request (b"" until the
+        # splice, then the rewritten bytes, which _relay_segments sends instead of req.buf).
+        self.relay = None
 
 
 class Engine:
@@ -247,6 +253,8 @@ class Engine:
         self.health = HealthMonitor(self.groups.values(), topology, self._pm, secret,
                                     self.cfg.ttl, self._health_change)
         self.reasm = Reassembler(self.stats, self.cfg)
+        self.admission = Admission(self.cfg.max_half_bound, self.cfg.max_half_bound_per_client,
+                                   self.stats)
         self.dlg = Dialogues(self)
         self.conns_c: dict[tuple, Conn] = {}
         self.conns_s: dict[tuple, Conn] = {}
@@ -541,11 +549,16 @@ class Engine:
             st.syncookies_invalid += 1
             return self._rl_log("cookie", "debug", "ACK without valid SYN cookie dropped",
                                 now, client=f"{ip_str(seg.sip)}:{seg.sport}")
-        if st.half_bound >= self.cfg.max_half_bound:
-            st.limit_half_bound += 1
+        admitted, victim = self.admission.admit(seg.sip)
+        if not admitted:
+            per_client = st.half_bound < self.cfg.max_half_bound
             return [self._rst_reply(seg, port, self._pm(port))] + self._rl_log(
-                "half_bound", "warning", "max_half_bound reached: connection reset", now,
-                client=f"{ip_str(seg.sip)}:{seg.sport}", limit=self.cfg.max_half_bound)
+                "half_bound_client" if per_client else "half_bound", "warning",
+                ("max_half_bound_per_client" if per_client else "max_half_bound")
+                + " reached: connection reset", now, client=f"{ip_str(seg.sip)}:{seg.sport}",
+                limit=(self.cfg.max_half_bound_per_client if per_client
+                       else self.cfg.max_half_bound))
+        out = [] if victim is None else self._evict(victim, now)
         cl = ClientLeg(seg, port)
         cl.mss, cws = ck
         if cws is not None and self.cfg.window_scale is not None:
@@ -559,16 +572,26 @@ class Engine:
         self.conns_c[(cl.ip, cl.port, cl.vip, cl.vport)] = c
         self.by_id[c.id] = c
         st.accepted += 1
-        st.half_bound += 1
+        self.admission.opened(c)
         if svc.protocol != "http":
             c.state = DIALOG
             c.front = make_front(svc.protocol, svc.name, self.cfg)
-            return self.dlg.start(c, now) + self._client_segment(c, seg, now)
+            return out + self.dlg.start(c, now) + self._client_segment(c, seg, now)
         c.state = RECV
         c.framer = RequestFramer(bool(getattr(svc.decider, "needs_body", False)),
                                  self.cfg.max_header_bytes, self.cfg.max_body_bytes)
         self._arm(c, now + self.cfg.request_timeout)
-        return self._client_segment(c, seg, now)
+        return out + self._client_segment(c, seg, now)
+
+    def _evict(self, c: Conn, now: float) -> list:
+        """Make room for a client with fewer half-bound connections: reset ``c``, an idle
+        connection of the address that holds the most."""
+        out = [self._to_client(c, c.cl.snd_nxt, 0, RST, window=0)]
+        self._free(c)
+        return out + self._rl_log("evict", "warning",
+                                  "max_half_bound reached: idle connection of the biggest "
+                                  "holder reset", now, client=f"{ip_str(c.cl.ip)}:{c.cl.port}",
+                                  limit=self.cfg.max_half_bound)
 
     def _client_segment(self, c: Conn, seg: Segment, now: float) -> list:
         """A segment from the client while the switch terminates its TCP."""
@@ -598,6 +621,7 @@ class Engine:
         if c.state == RECV:
             fr = c.framer
             if new:
+                self.admission.active(c)
                 fr.feed(bytes(req.buf[n0:]))
             if fr.error is not None:
                 return self._refuse(c, fr.error, fr.error_reason, now)
@@ -628,6 +652,7 @@ class Engine:
         if c.req is not None:
             self.reasm.release(c.req)
             c.req = None
+        c.relay = None
 
     def _cap(self, svc: VirtualService) -> int:
         """Bytes the switch buffers for one request: the right edge of its window."""
@@ -640,6 +665,7 @@ class Engine:
         st = self.stats
         cl = c.cl
         out: list = []
+        self.admission.busy(c)
         raw = bytes(c.req.buf) if c.front is None else c.front.decider_input(c.req.buf)
         try:
             d = c.svc.decider.decide(raw, (ip_str(cl.ip), cl.port), (ip_str(cl.vip), cl.vport))
@@ -667,6 +693,14 @@ class Engine:
         c.choice = ch
         if server is None:
             return out + self._refuse(c, 503, ch.why, now)
+        if c.front is None and getattr(c.svc.decider, "rejects", False):
+            # A later request on this connection would ride the fast path unclassified:
+            # the server is asked to close after this one (docs/csproc.md section 9).  The
+            # switch owns the request (acknowledges it) because it relays it rewritten.
+            req = c.req
+            c.relay = b""
+            req.acked = len(req.buf) + (1 if req.fin_rcvd else 0)
+            out.append(self._to_client(c, cl.snd_nxt, self._rcv_nxt(c), ACK))
         return out + self._connect(c, server, now)
 
     def _connect(self, c: Conn, server: Server, now: float) -> list:
@@ -798,13 +832,18 @@ class Engine:
         cl, sl, req = c.cl, c.sl, c.req
         seq_delta = (cl.snd_nxt - sl.isn - 1) & MOD32
         ack_delta = (-seq_delta) & MOD32
+        # Bytes the switch added to the request shift the client's sequence space.
+        grown = 0
+        if c.relay is not None:
+            c.relay = one_request(bytes(req.buf))
+            grown = len(c.relay) - len(req.buf)
         idle = self.cfg.flow_idle_timeout
         c.c2s = FlowSpec(FlowKey(cl.ip, cl.vip, TCP, cl.port, cl.vport), sl.sw_port,
                          sl.mac, self._pm(sl.sw_port), sl.src_ip, sl.ip, sl.src_port,
-                         sl.port, 0, ack_delta, idle, c.id, "c2s")
+                         sl.port, grown, ack_delta, idle, c.id, "c2s")
         c.s2c = FlowSpec(FlowKey(sl.ip, sl.src_ip, TCP, sl.port, sl.src_port), cl.sw_port,
                          cl.mac, self._pm(cl.sw_port), cl.vip, cl.ip, cl.vport, cl.port,
-                         seq_delta, 0, idle, c.id, "s2c")
+                         seq_delta, (-grown) & MOD32, idle, c.id, "s2c")
         # The buffered request, in server-sized segments; the first one completes the
         # server's handshake (ACK of its SYN) so no separate pure ACK is needed.
         then = self._relay_segments(c, c.tail)
@@ -813,7 +852,7 @@ class Engine:
         self.reasm.drop_ooo(req)
         c.framer = None
         st.spliced += 1
-        st.half_bound -= 1
+        self.admission.closed(c)
         st.spliced_active += 1
         log = self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
                         bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3))
@@ -822,7 +861,7 @@ class Engine:
             # resend it, so the switch must see the server acknowledge it before the
             # server->client flow goes in (until then those packets come to us).
             c.state = RELAYING
-            c.owned_end = (cl.isn + 1 + req.acked) & MOD32
+            c.owned_end = (cl.isn + 1 + req.acked + grown) & MOD32
             c.relay_tries = 0
             self._arm(c, now + self.cfg.relay_rto)
             return [InstallFlows([c.c2s], then), log]
@@ -836,7 +875,7 @@ class Engine:
         out = []
         sl, req = c.sl, c.req
         size = max(64, min(sl.mss, 65495))
-        buf = req.buf
+        buf = req.buf if c.relay is None else c.relay
         fin = req.fin_rcvd
         n = len(buf)
         ack = (sl.isn + 1) & MOD32
@@ -881,7 +920,8 @@ class Engine:
                     out += self._teardown(c, now, "closed")
             elif not seg.payload and not f & FIN:
                 off = seq_rel(seg.ack, (c.cl.isn + 1) & MOD32)
-                if c.tail <= off < len(c.req.buf):   # duplicate ACK: resend from the hole
+                # duplicate ACK: resend from the hole (offsets of what the server is sent)
+                if c.tail <= off < len(c.req.buf) + c.c2s.seq_delta:
                     out += self._relay_segments(c, off)[:1]
         return out
 
@@ -930,12 +970,9 @@ class Engine:
                     rewritten = True
         if c is None or c.state not in (SPLICED, RELAYING):
             return []
-        if from_client:
-            self._advance(c.cl, seg)
-        else:
-            if rewritten:
-                seg.seq = (seg.seq - c.s2c.seq_delta) & MOD32
-            self._advance(c.sl, seg)
+        if rewritten:
+            seg.seq = (seg.seq - (c.c2s if from_client else c.s2c).seq_delta) & MOD32
+        self._advance(c.cl if from_client else c.sl, seg)
         return self._close_seen(c, seg, from_client, now)
 
     def _close_seen(self, c: Conn, seg: Segment, from_client: bool, now: float) -> list:
@@ -1011,7 +1048,7 @@ class Engine:
             out.append(self._to_client(c, (c.sl.nxt + c.s2c.seq_delta - 1) & MOD32, c.cl.nxt,
                                        ACK, window=0))
         if c.probe_legs & _SERVER:
-            out.append(self._to_server(c, (c.cl.nxt - 1) & MOD32, c.sl.nxt, ACK))
+            out.append(self._to_server(c, (c.cl.nxt + c.c2s.seq_delta - 1) & MOD32, c.sl.nxt, ACK))
         return out
 
     def _resetting_segment(self, c: Conn, seg: Segment, port: int, leg: int) -> list:
@@ -1021,7 +1058,7 @@ class Engine:
             return []
         out = [self._rst_reply(seg, port, self._pm(port))]
         if leg == _CLIENT and not c.probe_legs & _SERVER:
-            out.append(self._to_server(c, seg.seq, 0, RST))
+            out.append(self._to_server(c, (seg.seq + c.c2s.seq_delta) & MOD32, 0, RST))
         c.probe_legs &= ~leg
         if not c.probe_legs:
             self._free(c)
@@ -1033,7 +1070,7 @@ class Engine:
         if c.state in (RELAYING, SPLICED, TIME_WAIT):
             rst_seq = (c.sl.nxt + c.s2c.seq_delta) & MOD32
             out.append(self._to_client(c, rst_seq, 0, RST, window=0))
-            out.append(self._to_server(c, c.cl.nxt, 0, RST))
+            out.append(self._to_server(c, (c.cl.nxt + c.c2s.seq_delta) & MOD32, 0, RST))
             out.append(RemoveFlows([c.c2s.key, c.s2c.key], 0.0))
         elif c.state == CONNECTING:
             out.append(self._to_client(c, c.cl.snd_nxt, 0, RST, window=0))
@@ -1188,7 +1225,7 @@ class Engine:
     def _free(self, c: Conn) -> None:
         st = self.stats
         if c.state in _HALF_BOUND:
-            st.half_bound -= 1
+            self.admission.closed(c)
         elif c.state == SPLICED or c.state == RELAYING:
             st.spliced_active -= 1
         c.state = "freed"

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import httptools
 
+#: Asks the server to close the connection after its response (RFC 9112 section 9.6).
+CLOSE = b"Connection: close\r\n"
+
 
 class _FirstMessageDone(Exception):
     """Raised from the parser's callback to stop it after the first request."""
@@ -116,3 +119,21 @@ class RequestFramer:
                 return
             if self.error is None:
                 self._fail(400, f"bad request: {e}")
+
+
+def one_request(raw: bytes) -> bytes:
+    """``raw`` (a buffered request the framer accepted, perhaps followed by more bytes) with
+    its first request asking the server to close after answering it: ``Connection: close``
+    after the request line, and every ``Connection`` header of the request blanked in place
+    (renamed ``X-Dropped``, value spaces) so that no keep-alive or upgrade option survives.
+    The result is ``len(CLOSE)`` bytes longer; the header block starts at the same offset."""
+    start = 0
+    while raw.startswith(b"\r\n", start):
+        start += 2
+    line_end = raw.index(b"\r\n", start) + 2
+    head_end = raw.index(b"\r\n\r\n", line_end - 2) + 2
+    lines = raw[line_end:head_end].split(b"\r\n")
+    for i, ln in enumerate(lines):
+        if ln.split(b":", 1)[0].strip().lower() == b"connection":
+            lines[i] = b"X-Dropped:".ljust(len(ln))
+    return raw[:line_end] + CLOSE + b"\r\n".join(lines) + raw[head_end:]

@@ -1,7 +1,8 @@
 """URL-prefix and Host routing: the controller's built-in decider, also used by the CS
-processor tests.  Any object with ``decide(raw, client, vip) -> Decision-like`` and a
-``needs_body`` attribute can be given to the engine; the rules engine adapter is
-``RuleSetDecider`` below.
+processor tests.  Any object with ``decide(raw, client, vip) -> Decision-like`` and the
+attributes ``needs_body`` (the rules read the request body) and ``rejects`` (some request
+may be rejected: then a connection carries one request, docs/csproc.md section 9) can be
+given to the engine; the rules engine adapter is ``RuleSetDecider`` below.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Decision:
 
 class Decider(Protocol):
     needs_body: bool
+    rejects: bool
 
     def decide(self, raw: bytes, client: tuple[str, int], vip: tuple[str, int]): ...
 
@@ -88,6 +90,7 @@ class PrefixRouter:
     needs_body = False
 
     def __init__(self, routes: list[Route]):
+        self.rejects = any(r.action == "reject" for r in routes)
         self._exact: dict[bytes, list[tuple[bytes, Route]]] = {}
         self._wild: list[tuple[bytes, list[tuple[bytes, Route]]]] = []
         self._any: list[tuple[bytes, Route]] = []
@@ -155,6 +158,11 @@ class RuleSetDecider:
     @property
     def needs_body(self) -> bool:
         return bool(self._rs().needs_body)
+
+    @property
+    def rejects(self) -> bool:
+        """Some request may be rejected: a connection must not carry a second one."""
+        return any(c.action.kind == "reject" for c in self._rs().clauses)
 
     def decide(self, raw: bytes, client: tuple[str, int], vip: tuple[str, int]):
         return self._classify(self._rs(), raw, client, vip)

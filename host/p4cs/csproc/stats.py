@@ -25,6 +25,8 @@ COUNTERS = (
     "limit_body",           # 413
     "limit_timeout",        # 408 (slowloris)
     "limit_half_bound",     # RST: too many half-bound connections
+    "limit_half_bound_client",  # RST: too many half-bound connections from one address
+    "evicted_idle",         # RST to an idle half-bound connection of the biggest holder
     "limit_ooo",            # out-of-order segments dropped (queue full)
     "limit_memory",         # segments dropped: max_buffered_bytes reached
     "bad_requests",         # 400

@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 
 from p4cs import paths
+from p4cs.errors import Failure, InputError, grpc_address
 
 LOG = logging.getLogger("p4cs.switch")
 
@@ -78,14 +79,29 @@ def lock_ifaces(ports: dict[int, str], netns: str | None) -> list[int]:
     return fds
 
 
+def parse_learner_timeouts(text: str) -> list[int]:
+    """`10,60,300` → [10, 60, 300]: seconds, each in [1, 86400 * 7]."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isascii() or not part.isdigit() or not 1 <= int(part) <= 86400 * 7:
+            raise typer.BadParameter(
+                f"{text!r}: expected seconds in [1, 604800] separated by commas, e.g. 10,60,300",
+                param_hint="--learner-timeouts")
+        out.append(int(part))
+    return out
+
+
 def parse_ifaces(values: list[str], *, dpdk: bool) -> dict[int, str]:
     """`1=veth0` → {1: "afpacket:veth0"} (DPDK) / {1: "veth0"} (BMv2); `1=tap:tap0` kept as is."""
     out: dict[int, str] = {}
     for v in values:
         port, sep, name = v.partition("=")
-        if not sep or not port.strip().isdigit() or not name:
+        if not sep or not port.strip().isascii() or not port.strip().isdigit() or not name:
             raise typer.BadParameter(f"--iface {v!r}: expected PORT=NAME, e.g. 1=veth0")
         p = int(port)
+        if p > 511:
+            raise typer.BadParameter(f"--iface {v!r}: the port number must be in [0, 511]")
         if p in out:
             raise typer.BadParameter(f"--iface: port {p} given twice")
         if dpdk:
@@ -99,6 +115,24 @@ def parse_ifaces(values: list[str], *, dpdk: bool) -> dict[int, str]:
             name = name.split(":", 1)[1]
         out[p] = name
     return out
+
+
+def _read_pipeline(spec: Path, p4info: Path) -> tuple:
+    """(P4Info, spec bytes); InputError if a file is unreadable or the P4Info is not one."""
+    from google.protobuf import message, text_format
+
+    from .dpdk.pipeline import load_p4info
+
+    try:
+        info = load_p4info(p4info)
+        dev = spec.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {e.filename}: {e.strerror}") from None
+    except (text_format.ParseError, message.DecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p4info} is not a P4Info file: {e}") from None
+    if not info.tables:
+        raise InputError(f"{p4info} is not a P4Info file: it defines no table")
+    return info, dev
 
 
 async def _serve_dpdk(
@@ -116,12 +150,11 @@ async def _serve_dpdk(
     daemon_log_level: int | None,
 ) -> int:
     from .dpdk.errors import P4RTError
-    from .dpdk.pipeline import TargetConfig, cookie_of, load_p4info
+    from .dpdk.pipeline import TargetConfig, cookie_of
     from .dpdk.server import P4RuntimeServer
 
     if cpu_port in ports:
-        LOG.error("--cpu-port %d is also an --iface port", cpu_port)
-        return 2
+        raise InputError(f"--cpu-port {cpu_port} is also an --iface port")
     target = TargetConfig(
         ports=ports,
         cpu_port=cpu_port,
@@ -131,10 +164,10 @@ async def _serve_dpdk(
         eal=eal,
         log_level=daemon_log_level,
     )
+    pipeline = None if spec is None or p4info is None else _read_pipeline(spec, p4info)
     server = P4RuntimeServer(target, device_id=device_id)
-    if spec is not None and p4info is not None:
-        info = load_p4info(p4info)
-        dev = spec.read_bytes()
+    if pipeline is not None:
+        info, dev = pipeline
         try:
             await server.load_pipeline(info, dev, cookie_of(info, dev), spec_path=str(spec))
         except P4RTError as e:
@@ -165,14 +198,14 @@ def switch_cmd(
     ),
     target: str = typer.Option("dpdk", "--target", help="dpdk (embedded SWX daemon) or bmv2"),
     grpc_addr: str = typer.Option("127.0.0.1:9559", "--grpc-addr", help="P4Runtime listen address"),
-    device_id: int = typer.Option(1, "--device-id", help="P4Runtime device id"),
+    device_id: int = typer.Option(1, "--device-id", min=0, max=2**64 - 1, help="P4Runtime device id"),
     netns: Optional[str] = typer.Option(
         None, "--netns", help="run the data plane inside this network namespace"
     ),
     spec: Optional[Path] = typer.Option(None, "--spec", help="SWX pipeline spec (p4c-dpdk output)"),
     p4info: Optional[Path] = typer.Option(None, "--p4info", help="P4Info of --spec (text or binary)"),
     cpu_port: Optional[int] = typer.Option(
-        None, "--cpu-port", help="CPU port number (default 0 for dpdk, 255 for bmv2)"
+        None, "--cpu-port", min=0, max=511, help="CPU port number (default 0 for dpdk, 255 for bmv2)"
     ),
     workdir: Optional[str] = typer.Option(
         None, "--workdir", help="work directory (of the DPDK daemon; of BMv2's P4Runtime socket)"
@@ -194,7 +227,12 @@ def switch_cmd(
     logging.getLogger("p4cs.switch").setLevel(logging.INFO)
     if target not in ("dpdk", "bmv2"):
         raise typer.BadParameter("--target must be dpdk or bmv2")
+    try:
+        grpc_address(grpc_addr, listen=True)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--grpc-addr") from None
     ports = parse_ifaces(iface, dpdk=target == "dpdk")
+    lt = parse_learner_timeouts(learner_timeouts) if learner_timeouts else None
     try:
         check_grpc_addr(grpc_addr)
         lock_ifaces(ports if target == "dpdk" else {p: f"afpacket:{n}" for p, n in ports.items()},
@@ -217,8 +255,7 @@ def switch_cmd(
                 )
             )
         except bmv2.Bmv2Error as e:
-            typer.echo(f"p4cs switch: {e}", err=True)
-            raise typer.Exit(1)
+            raise Failure(str(e)) from None
         sys.exit(rc)
 
     default_pipeline = spec is None and p4info is None
@@ -227,24 +264,16 @@ def switch_cmd(
         p4info = p4info or paths.p4info("dpdk")
         for f in (spec, p4info):
             if not f.exists():
-                typer.echo(
-                    f"p4cs switch: {f} not found (run `p4cs generate --compile`, pass "
-                    "--spec/--p4info, or --no-pipeline)",
-                    err=True,
-                )
-                raise typer.Exit(2)
+                raise InputError(f"{f} not found (run `p4cs generate --compile`, pass "
+                                 "--spec/--p4info, or --no-pipeline)")
     else:
         spec = p4info = None
     # The p4cs flow table's idle-timeout profiles come from the one place of data-plane
     # parameters; a pipeline given with --spec keeps the profiles compiled into it.
-    if learner_timeouts:
-        lt = [int(x) for x in learner_timeouts.split(",")]
-    elif default_pipeline:
+    if lt is None and default_pipeline:
         from p4cs.params import defaults as _dp_defaults
 
         lt = list(_dp_defaults("dpdk").flow_timeouts_s)
-    else:
-        lt = None
     profile = os.environ.get("P4CS_PROFILE")  # developer aid: cProfile the server to this file
     if profile:
         import cProfile
