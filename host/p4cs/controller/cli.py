@@ -72,29 +72,52 @@ def control_request(req: dict, sock_path: Optional[str] = None, timeout: float =
     return json.loads(buf)
 
 
+def request_or_exit(req: dict, sock_path: Optional[str]) -> dict:
+    """The answer of the controller to ``req``; a one-line error and exit 1 otherwise."""
+    try:
+        resp = control_request(req, sock_path)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: cannot reach the controller: {exc}", err=True)
+        raise typer.Exit(1)
+    if not resp.get("ok"):
+        typer.echo("error: " + "; ".join(resp.get("errors", ["unknown"])), err=True)
+        raise typer.Exit(1)
+    return resp
+
+
 def status_cmd(
     socket_path: Optional[str] = typer.Option(None, "--socket", help="controller control socket"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     connections: bool = typer.Option(False, "--connections", "-c", help="list connections in the CS processor"),
     templates: bool = typer.Option(False, "--templates", "-t",
                                    help="list client-IP persistence templates (like ipvsadm -L -c)"),
+    stats: bool = typer.Option(False, "--stats", help="totals per service and server (like ipvsadm -L --stats)"),
+    rate: bool = typer.Option(False, "--rate", help="rates per service and server (like ipvsadm -L --rate)"),
+    flow: Optional[str] = typer.Option(None, "--flow", metavar="CLIENT_IP:PORT",
+                                       help="the switch's packet/byte counters of one client connection"),
 ) -> None:
-    """Show a running controller's services, servers, flows and counters (like ipvsadm -L)."""
-    op = "connections" if connections else "templates" if templates else "status"
-    try:
-        resp = control_request({"op": op}, socket_path)
-    except OSError as exc:
-        typer.echo(f"error: cannot reach the controller: {exc}", err=True)
-        raise typer.Exit(1)
-    if not resp.get("ok"):
-        typer.echo("error: " + "; ".join(resp.get("errors", ["unknown"])), err=True)
-        raise typer.Exit(1)
+    """Show a running controller's services, servers, flows and counters (like ipvsadm -L -n)."""
+    from p4cs.controller import views
+    if flow is not None:
+        resp = request_or_exit({"op": "flow", "client": flow}, socket_path)
+    else:
+        op = "connections" if connections else "templates" if templates else "status"
+        resp = request_or_exit({"op": op}, socket_path)
     if as_json:
-        typer.echo(json.dumps(resp, indent=2))
+        typer.echo(json.dumps(resp, indent=2, sort_keys=True))
         return
     from rich.console import Console
     from rich.table import Table
     console = Console()
+    if flow is not None:
+        if not resp["flows"]:
+            typer.echo(f"error: no flow of client {flow} is installed", err=True)
+            raise typer.Exit(1)
+        t = Table("flow id", "direction", "client", "service", "server", "packets", "bytes")
+        for row in views.flow_rows(resp["flows"]):
+            t.add_row(*row)
+        console.print(t)
+        return
     if connections:
         t = Table("id", "state", "client", "service", "server", "age")
         for c in resp["connections"]:
@@ -109,12 +132,21 @@ def status_cmd(
         console.print(t)
         return
     st = resp["status"]
+    if stats or rate:
+        typer.echo(views.ipvs_listing(st, "stats" if stats else "rate"))
+        return
     console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
                   f"primary={st['primary']}  flows={st['flows']}  adopted={st['adopted_flows']}")
+    console.print(views.ipvs_listing(st), highlight=False, markup=False)
     t = Table("service", "vip:port", "mode", "rules")
     for s in st["services"]:
         t.add_row(s["name"], f"{s['vip']}:{s['port']}", s["mode"], s["rules"] or "-")
     console.print(t)
+    if st.get("rules"):
+        t = Table("service", "rule", "hits", "last hit")
+        for row in views.rule_rows(st):
+            t.add_row(*row)
+        console.print(t)
     t = Table("group", "server", "weight", "active", "total", "up", "last check")
     for g, servers in st["groups"].items():
         for s in servers:
