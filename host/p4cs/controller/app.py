@@ -347,6 +347,8 @@ class ControllerApp:
             # Count and zero the counters of the slots they leave (unless an entry of another
             # controller uses the same slot now).
             stale = [f for f in gone.values() if not self.flow_ids.is_adopted(f)]
+            for f in set(gone.values()) - set(stale):
+                self.book.drop(f)       # its slot counts another controller's flow now
             if stale:
                 await self._harvest(sw, stale)
             now = time.monotonic()
@@ -576,7 +578,11 @@ class ControllerApp:
 
     async def sample_traffic(self) -> dict:
         """Totals and rates per server and per service, now (kept for the metrics)."""
-        live = await self._live_counters(list(self.flow_of.values()))
+        # Flows being removed are out of flow_of but not yet added to the totals: read them too.
+        live = await self._live_counters(sorted(set(self.flow_of.values()) | set(self.book.meta)))
+        # Those harvested meanwhile are in the totals now: count them once.
+        counted = set(self.flow_of.values()) | set(self.book.meta)
+        live = {fid: v for fid, v in live.items() if fid in counted}
         now = time.monotonic()
         sample = self.rates.update(self.book.totals(live), now)
         sample["fastpath"] = {
