@@ -2,6 +2,7 @@
 and rates from flow counters, and the types of the metrics that export them."""
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -153,3 +154,8 @@ def test_new_metrics_types():
     sample = next(s for s in fams["p4cs_server_traffic_in_bytes"].samples
                   if s.name.endswith("_total"))
     assert sample.labels == {"server": server.name} and sample.value == 300
+    names = {s.name for f in fams.values() for s in f.samples}
+    dashboard = json.loads((REPO / "docs" / "grafana-p4cs.json").read_text())
+    used = {m for p in dashboard["panels"] for t in p["targets"]
+            for m in re.findall(r"p4cs_[a-z_]+", t["expr"])}
+    assert used and used <= names, used - names
