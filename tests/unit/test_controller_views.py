@@ -159,3 +159,22 @@ def test_new_metrics_types():
     used = {m for p in dashboard["panels"] for t in p["targets"]
             for m in re.findall(r"p4cs_[a-z_]+", t["expr"])}
     assert used and used <= names, used - names
+
+
+def test_top_renders_a_status_and_fails_in_one_line_without_a_controller(tmp_path):
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from p4cs.cli import app
+    from p4cs.controller.top import render
+    console = Console(record=True, width=160)
+    console.print(render(status()))
+    text = console.export_text()
+    for word in ("services", "servers", "rules", "fast path packets", "10.0.1.2:8080", "down",
+                 "api", "123K"):
+        assert word in text, word
+    for args in (["top"], ["status", "--json"], ["status", "--flow", "1.2.3.4:5"]):
+        r = CliRunner().invoke(app, [*args, "--socket", str(tmp_path / "none.sock")])
+        assert r.exit_code == 1, (args, r.output)
+        assert r.output.startswith("error: cannot reach the controller") and \
+            r.output.count("\n") == 1, (args, r.output)
