@@ -3,16 +3,16 @@ and rates from flow counters, and the types of the metrics that export them."""
 
 import json
 import re
-import urllib.request
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from p4cs.controller import views
 from p4cs.controller.app import ControllerApp
 from p4cs.controller.config import load_config
 from p4cs.controller.traffic import RATES, TOTALS, FlowBook, FlowMeta, Rates
+
+from metrics_util import scrape
 
 REPO = Path(__file__).resolve().parents[2]
 P4INFO = REPO / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
@@ -119,7 +119,6 @@ def test_status_json_is_stable():
 
 
 def test_new_metrics_types():
-    from p4cs.controller.metrics import start_metrics
     app = ControllerApp(load_config(EXAMPLE), P4INFO)
     app.engine.rule_hits.hit("web", "api", 0.0)
     app.engine.rule_hits.hit("web", None, 0.0)
@@ -127,15 +126,7 @@ def test_new_metrics_types():
     app.book.add(1, FlowMeta("web", server.name, "c2s", "1.1.1.1:5", 1))
     app.traffic = app.rates.update(app.book.totals({1: (3, 300)}), 1.0)
     app.traffic["fastpath"] = {"packets": 3, "bytes": 300}
-    srv, thread = start_metrics(app, 0, registry=CollectorRegistry())
-    try:
-        port = srv.server_address[1]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-            text = r.read().decode()
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
+    text = scrape(app)
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     types = {n: f.type for n, f in fams.items()}
     assert types["p4cs_rule_hits"] == "counter"
