@@ -169,3 +169,10 @@ def test_top_renders_a_status_and_fails_in_one_line_without_a_controller(tmp_pat
         assert r.exit_code == 1, (args, r.output)
         assert r.output.startswith("error: cannot reach the controller") and \
             r.output.count("\n") == 1, (args, r.output)
+
+
+def test_sample_age():
+    r = Rates()
+    assert r.age(5.0) == float("inf")
+    r.update({"servers": {}}, 5.0)
+    assert r.age(6.5) == 1.5

@@ -66,8 +66,10 @@ IDLE_QUEUE = 4096
 BACKOFF_S = (0.2, 5.0)
 #: A session that lasted this long was not a failure: the next loss starts the backoff over.
 STABLE_S = 10.0
-#: Seconds between samples of the traffic counters (rates in the status and the metrics).
+#: Seconds between samples of the traffic counters (rates in the status and the metrics);
+#: a status request takes a new sample when the latest is older than ``FRESH_S``.
 SAMPLE_S = 5.0
+FRESH_S = 1.0
 #: Session states, as logged and shown by `p4cs status` and the metrics.
 STATES = ("connecting", "connected", "primary", "backup", "lost", "reconnecting")
 #: Errors of a write that mean the session or the role is gone, not that the intent is bad.
@@ -650,7 +652,8 @@ class ControllerApp:
     async def handle_control(self, req: dict) -> dict:
         op = req.get("op")
         if op == "status":
-            await self.sample_traffic()
+            if self.rates.age(time.monotonic()) >= FRESH_S:
+                await self.sample_traffic()
             return {"ok": True, "status": self.status()}
         if op == "flow":
             client = req.get("client")

@@ -115,6 +115,10 @@ class Rates:
         self._prev, self._at = sample, now
         return out
 
+    def age(self, now: float) -> float:
+        """Seconds since the latest sample (infinite before the first)."""
+        return now - self._at if self._prev is not None else float("inf")
+
 
 #: Connection states that count as inactive (ipvsadm's InActConn): torn down or closing.
 INACTIVE_STATES = ("closing", "time_wait", "resetting")
