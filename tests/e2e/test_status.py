@@ -55,11 +55,17 @@ def test_status_json_and_flow_counters(lab):
         r = p4cs(lab, "status", "--flow", client)
         assert r.returncode == 0 and str(out["flow_id"]) in r.stdout, r.stdout + r.stderr
 
-        r = p4cs(lab, "status", "--json")
-        assert r.returncode == 0, r.stderr
-        st = json.loads(r.stdout)["status"]
-        servers = st["traffic"]["servers"]
-        assert servers[out["server"]]["out_bytes"] > 0, (json.dumps(st["traffic"]), fl)
+        def status():
+            r = p4cs(lab, "status", "--json")
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)["status"]
+
+        def counted():        # a sample taken after the flows carried bytes
+            st = status()
+            server = st["traffic"].get("servers", {}).get(out["server"], {})
+            return st if server.get("out_bytes", 0) > 0 else None
+        st = wait_for(counted, timeout=15, interval=0.5)
+        assert st, status()["traffic"]
         assert sum(r["hits"] for r in st["rules"]) >= 1, st["rules"]
         svc = st["services"][0]
         assert svc["groups"], svc
