@@ -58,7 +58,7 @@ def ipvs_listing(st: dict, kind: str = "list") -> str:
         lines.append("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn State")
     else:
         cols = STATS_COLS if kind == "stats" else RATE_COLS
-        lines.append("Prot LocalAddress:Port " + " ".join(f"{c:>8}" for c in cols).rjust(57))
+        lines.append(f"{'Prot LocalAddress:Port':<34}" + " ".join(f"{c:>8}" for c in cols))
         lines.append("  -> RemoteAddress:Port")
     keys = STATS_KEYS if kind == "stats" else RATE_KEYS
     for svc, servers in _services(st):
@@ -68,16 +68,16 @@ def ipvs_listing(st: dict, kind: str = "list") -> str:
             lines.append(f"TCP  {local} {_scheduler(st, svc)} {flags}".rstrip())
         else:
             t = (traffic.get("services") or {}).get(svc["name"], {})
-            lines.append(f"TCP  {local:<30}" + " ".join(f"{_num(t.get(k, 0)):>8}" for k in keys))
+            lines.append(f"TCP  {local:<29}" + " ".join(f"{_num(t.get(k, 0)):>8}" for k in keys))
         for _group, s in servers:
             addr = s.get("address", s["server"])
             if kind == "list":
-                lines.append(f"  -> {addr:<28}  {FORWARD.get(svc['mode'], svc['mode']):<7} "
+                lines.append(f"  -> {addr:<28} {FORWARD.get(svc['mode'], svc['mode']):<7} "
                              f"{s['weight']:<6} {s['active']:<10} {s.get('inactive', 0):<9} "
                              f"{server_state(s)}")
             else:
                 t = (traffic.get("servers") or {}).get(s["server"], {})
-                lines.append(f"  -> {addr:<28}" + " ".join(f"{_num(t.get(k, 0)):>8}" for k in keys))
+                lines.append(f"  -> {addr:<29}" + " ".join(f"{_num(t.get(k, 0)):>8}" for k in keys))
     return "\n".join(lines)
 
 
