@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -85,22 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     for f in files:
         try:
             result = json.loads(f.read_text())
-            result["median"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"error: {f}: not a bench/http_vs_haproxy.py result ({exc})", file=sys.stderr)
+        except (OSError, ValueError) as exc:
+            print(f"error: {f}: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(result, dict) or not isinstance(result.get("median"), dict):
+            print(f"error: {f}: not a bench/http_vs_haproxy.py result (no 'median')",
+                  file=sys.stderr)
             return 2
         name = f.stem if f.stem.startswith("http_vs_haproxy") else f"http_vs_haproxy-{f.stem}"
         where = result.get("source") or f"{f.name}, {result.get('rounds', '?')} rounds"
         title = f"p4cs vs HAProxy vs direct (medians) — {where.split(';')[0]}"
         out = args.out / f"{name}.png"
-        plot(result, "\n".join(_wrap(title, 110)), out)
+        plot(result, "\n".join(textwrap.wrap(title, 110)), out)
         print(out)
     return 0
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-    return textwrap.wrap(text, width)
 
 
 if __name__ == "__main__":
