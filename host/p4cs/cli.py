@@ -35,6 +35,7 @@ _ROOMS = [
     ("p4cs.switch.cli", "switch_cmd", "switch", "command"),
     ("p4cs.controller.cli", "controller_cmd", "controller", "command"),
     ("p4cs.controller.cli", "status_cmd", "status", "command"),
+    ("p4cs.controller.top", "top_cmd", "top", "command"),
     ("p4cs.rules.cli", "app", "rules", "group"),
     ("p4cs.lab.demo", "demo_cmd", "demo", "command"),
 ]

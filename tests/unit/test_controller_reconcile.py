@@ -2,19 +2,19 @@
 reads from the switch (pure functions on the P4Runtime protobufs, encoded against the real
 P4Info); the flow ids it reserves for entries it does not know; its metrics' types."""
 
-import urllib.request
 from pathlib import Path
 
 import pytest
 from finsy import P4CloneSessionEntry, P4Schema, P4TableAction, P4TableEntry, P4TableMatch
 from finsy.proto import p4r
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from p4cs.controller.app import ControllerApp, FlowIds
 from p4cs.controller.config import load_config, parse_config
 from p4cs.controller.p4rt import FlowEncoder, FlowKey, Splice, decode_match_key
 from p4cs.controller.reconcile import FlowScan, diff_clone_session, diff_tables
+
+from metrics_util import scrape
 
 REPO = Path(__file__).resolve().parents[2]
 P4INFO = REPO / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
@@ -167,18 +167,9 @@ def test_dataplane_section_sizes_flow_ids():
 
 
 def test_metrics_types():
-    from p4cs.controller.metrics import start_metrics
     from p4cs.csproc.stats import COUNTERS, GAUGES
     app = ControllerApp(load_config(EXAMPLE), P4INFO)
-    server, thread = start_metrics(app, 0, registry=CollectorRegistry())
-    try:
-        port = server.server_address[1]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-            text = r.read().decode()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    text = scrape(app)
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
     for name in GAUGES:
         assert types[f"p4cs_csproc_{name}"] == "gauge", name

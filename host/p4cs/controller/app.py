@@ -47,10 +47,12 @@ from finsy.proto import p4r
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
 from p4cs.controller.reconcile import BaseTables, FlowScan
+from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, StaticTopology, VirtualService
 from p4cs.csproc.health import HealthCheck
+from p4cs.csproc.packet import ip_str
 from p4cs.csproc.policy import Persistence
 from p4cs.csproc.routing import PrefixRouter, Route, RuleSetDecider
 from p4cs.csproc.schedulers import Server, ServerGroup
@@ -65,6 +67,10 @@ IDLE_QUEUE = 4096
 BACKOFF_S = (0.2, 5.0)
 #: A session that lasted this long was not a failure: the next loss starts the backoff over.
 STABLE_S = 10.0
+#: Seconds between samples of the traffic counters (rates in the status and the metrics);
+#: a status request takes a new sample when the latest is older than ``FRESH_S``.
+SAMPLE_S = 5.0
+FRESH_S = 1.0
 #: Session states, as logged and shown by `p4cs status` and the metrics.
 STATES = ("connecting", "connected", "primary", "backup", "lost", "reconnecting")
 #: Errors of a write that mean the session or the role is gone, not that the intent is bad.
@@ -167,6 +173,9 @@ class ControllerApp:
         self.engine = self._make_engine()
         self.flow_ids = FlowIds(self.params.flow_table_size)
         self.flow_of: dict[tuple, int] = {}       # flow key -> flow id
+        self.book = FlowBook()                      # flow id -> what it carries, totals
+        self.rates = Rates()
+        self.traffic: dict = {}                     # the latest sample (sample_traffic)
         self.enc: FlowEncoder | None = None
         self.switch: Switch | None = None
         self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0,
@@ -343,6 +352,8 @@ class ControllerApp:
             # Count and zero the counters of the slots they leave (unless an entry of another
             # controller uses the same slot now).
             stale = [f for f in gone.values() if not self.flow_ids.is_adopted(f)]
+            for f in set(gone.values()) - set(stale):
+                self.book.drop(f)       # its slot counts another controller's flow now
             if stale:
                 await self._harvest(sw, stale)
             now = time.monotonic()
@@ -468,6 +479,7 @@ class ControllerApp:
                     if fid is None:
                         fid = self.flow_ids.get()
                         self.flow_of[tuple(f.key)] = fid
+                        self.book.add(fid, meta_of(self.engine, f))
                     updates.append(self.enc.insert(
                         f.key,
                         Splice(f.port, int.from_bytes(f.dmac, "big"), int.from_bytes(f.smac, "big"),
@@ -495,6 +507,7 @@ class ControllerApp:
                         fid = self.flow_of.pop(tuple(f.key), None)
                         if fid is not None:
                             self.flow_ids.put(fid)
+                            self.book.drop(fid)
                     conn_ids = {f.conn_id for f in inst.flows}
                     for cid in conn_ids:
                         await self._execute(self.engine.install_failed(cid, now))
@@ -529,9 +542,11 @@ class ControllerApp:
         """Add what these flows carried in the fast path to the totals, zero their counters
         (the data plane never does: a reused id would start from the old flow's counts) and
         free their ids."""
-        pkts, nbytes = await self._flow_counters(sw, fids)
-        self.counters["fastpath_packets"] += pkts
-        self.counters["fastpath_bytes"] += nbytes
+        counts = await self._flow_counters(sw, fids)
+        for fid, (pkts, nbytes) in counts.items():
+            self.counters["fastpath_packets"] += pkts
+            self.counters["fastpath_bytes"] += nbytes
+            self.book.done(fid, pkts, nbytes)
         try:
             await sw.modify([P4CounterEntry("flow_counter", index=f, data=P4CounterData())
                              for f in fids])
@@ -540,31 +555,67 @@ class ControllerApp:
         for fid in fids:
             self.flow_ids.put(fid)
 
-    async def _flow_counters(self, sw: Switch, fids: list[int]) -> tuple[int, int]:
-        pkts = nbytes = 0
+    async def _flow_counters(self, sw: Switch, fids: list[int]) -> dict[int, tuple[int, int]]:
+        """flow id -> (packets, bytes) of its counter cell."""
+        out: dict[int, tuple[int, int]] = {}
         try:
             async for c in sw.read([P4CounterEntry("flow_counter", index=f) for f in fids]):
                 if c.data is not None:
-                    pkts += c.data.packet_count
-                    nbytes += c.data.byte_count
+                    out[c.index] = (c.data.packet_count, c.data.byte_count)
         except P4ClientError as exc:
             LOG.warning("cannot read flow counters: %s", exc)
-        return pkts, nbytes
+        return out
+
+    async def _live_counters(self, fids: list[int]) -> dict[int, tuple[int, int]]:
+        """Counters of installed flows (none unless connected as primary)."""
+        if not fids or self.state != "primary" or self.switch is None:
+            return {}
+        return await self._flow_counters(self.switch, fids)
 
     async def fastpath_totals(self) -> dict:
         """Fast-path packets/bytes: finished flows plus the flows installed now (when
         connected as primary)."""
-        live = (await self._flow_counters(self.switch, list(self.flow_of.values()))
-                if self.flow_of and self.state == "primary" else (0, 0))
-        return {"packets": self.counters["fastpath_packets"] + live[0],
-                "bytes": self.counters["fastpath_bytes"] + live[1],
+        live = (await self._live_counters(list(self.flow_of.values()))).values()
+        return {"packets": self.counters["fastpath_packets"] + sum(p for p, _ in live),
+                "bytes": self.counters["fastpath_bytes"] + sum(b for _, b in live),
                 "controller_packet_in": self.counters["packet_in"],
                 "controller_packet_out": self.counters["packet_out"]}
+
+    async def sample_traffic(self) -> dict:
+        """Totals and rates per server and per service, now (kept for the metrics)."""
+        # Flows being removed are out of flow_of but not yet added to the totals: read them too.
+        live = await self._live_counters(sorted(set(self.flow_of.values()) | set(self.book.meta)))
+        # Those harvested meanwhile are in the totals now: count them once.
+        counted = set(self.flow_of.values()) | set(self.book.meta)
+        live = {fid: v for fid, v in live.items() if fid in counted}
+        now = time.monotonic()
+        sample = self.rates.update(self.book.totals(live), now)
+        sample["fastpath"] = {
+            "packets": self.counters["fastpath_packets"] + sum(p for p, _ in live.values()),
+            "bytes": self.counters["fastpath_bytes"] + sum(b for _, b in live.values())}
+        self.traffic = sample
+        return sample
+
+    async def flow_status(self, client: str) -> list[dict]:
+        """The flows of the connection of ``client`` (ip:port) with their counters."""
+        installed = set(self.flow_of.values())
+        flows = [(fid, m) for fid, m in self.book.flows_of(client) if fid in installed]
+        counts = await self._live_counters([fid for fid, _ in flows])
+        return [{"flow_id": fid, "direction": m.direction, "client": m.client,
+                 "service": m.service, "server": m.server,
+                 "packets": counts.get(fid, (None, None))[0],
+                 "bytes": counts.get(fid, (None, None))[1]} for fid, m in flows]
+
+    async def _sample_loop(self) -> None:
+        while True:
+            await self.sample_traffic()
+            await asyncio.sleep(SAMPLE_S)
 
     # ------------------------------------------------------------------ operator surface
     def status(self) -> dict:
         st = self.engine.stats
         stats = st.as_dict() if hasattr(st, "as_dict") else dict(vars(st))
+        inactive = inactive_per_server(self.engine)
         return {
             "switch": self.cfg.switch.address,
             "primary": self.state == "primary",
@@ -574,9 +625,13 @@ class ControllerApp:
             "ha": None if self.cfg.ha is None else {"store": self.cfg.ha.store,
                                                     "prefix": self.cfg.ha.prefix},
             "services": [{"name": s.name, "vip": s.vip, "port": s.port, "mode": s.mode,
-                          "protocol": s.protocol, "rules": str(s.rules) if s.rules else None}
+                          "protocol": s.protocol, "rules": str(s.rules) if s.rules else None,
+                          "groups": self._service_groups(s)}
                          for s in self.cfg.services],
-            "groups": {name: [{"server": srv.name, "active": srv.active, "total": srv.total,
+            "groups": {name: [{"server": srv.name, "address": f"{ip_str(srv.ip)}:{srv.port}",
+                               "scheduler": g.algorithm,
+                               "active": srv.active, "inactive": inactive.get(srv.name, 0),
+                               "total": srv.total,
                                "up": srv.up, "weight": srv.weight, "overloaded": srv.overloaded,
                                "health": self.engine.health.state(srv)}
                               for srv in g.servers]
@@ -585,12 +640,29 @@ class ControllerApp:
             "adopted_flows": self.flow_ids.adopted,
             "counters": dict(self.counters),
             "csproc": stats,
+            "rules": self.engine.rule_hits.listing(time.monotonic()),
+            "traffic": self.traffic,
         }
+
+    def _service_groups(self, svc: ServiceConf) -> list[str]:
+        """The groups a service sends connections to (a rule file may name any)."""
+        if svc.rules is not None:
+            return sorted(self.engine.groups)
+        names = [r.group for r in svc.routes if r.group] + \
+            ([svc.default_group] if svc.default_group else [])
+        return sorted(set(names) & set(self.engine.groups))
 
     async def handle_control(self, req: dict) -> dict:
         op = req.get("op")
         if op == "status":
+            if self.rates.age(time.monotonic()) >= FRESH_S:
+                await self.sample_traffic()
             return {"ok": True, "status": self.status()}
+        if op == "flow":
+            client = req.get("client")
+            if not isinstance(client, str):
+                return {"ok": False, "errors": ["'client' (ip:port, a string) is required"]}
+            return {"ok": True, "flows": await self.flow_status(client)}
         if op == "fastpath":
             return {"ok": True, "fastpath": await self.fastpath_totals()}
         if op == "connections":
@@ -787,10 +859,12 @@ class ControllerApp:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_all_rules)
         server = await self._serve_control()
+        sampler = asyncio.ensure_future(self._sample_loop())
         try:
             self._start_metrics()
             await (self._elected() if self.cfg.ha is not None else self._sessions())
         finally:
+            sampler.cancel()
             if server is not None:
                 self._close_control(server)
         if self.failure:

@@ -100,30 +100,53 @@ def control_request(req: dict, sock_path: Optional[str] = None, timeout: float =
     return resp
 
 
-def status_cmd(
-    socket_path: Optional[str] = typer.Option(None, "--socket", help="controller control socket"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    connections: bool = typer.Option(False, "--connections", "-c", help="list connections in the CS processor"),
-    templates: bool = typer.Option(False, "--templates", "-t",
-                                   help="list client-IP persistence templates (like ipvsadm -L -c)"),
-) -> None:
-    """Show a running controller's services, servers, flows and counters (like ipvsadm -L)."""
-    where = control_socket(socket_path)
-    op = "connections" if connections else "templates" if templates else "status"
+def request_or_exit(req: dict, sock_path: Optional[str]) -> dict:
+    """The answer of the controller to ``req``; :class:`Failure` (one line, exit 1) when it
+    cannot be reached or refuses."""
+    where = control_socket(sock_path)
     try:
-        resp = control_request({"op": op}, socket_path)
+        resp = control_request(req, sock_path)
     except OSError as exc:
         raise Failure(f"cannot reach the controller at {where}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise Failure(f"controller at {where}: {exc}") from None
     if not resp.get("ok"):
         raise Failure("; ".join(map(str, resp.get("errors", ["unknown"]))))
+    return resp
+
+
+def status_cmd(
+    socket_path: Optional[str] = typer.Option(None, "--socket", help="controller control socket"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    connections: bool = typer.Option(False, "--connections", "-c", help="list connections in the CS processor"),
+    templates: bool = typer.Option(False, "--templates", "-t",
+                                   help="list client-IP persistence templates (like ipvsadm -L -c)"),
+    stats: bool = typer.Option(False, "--stats", help="totals per service and server (like ipvsadm -L --stats)"),
+    rate: bool = typer.Option(False, "--rate", help="rates per service and server (like ipvsadm -L --rate)"),
+    flow: Optional[str] = typer.Option(None, "--flow", metavar="CLIENT_IP:PORT",
+                                       help="the switch's packet/byte counters of one client connection"),
+) -> None:
+    """Show a running controller's services, servers, flows and counters (like ipvsadm -L -n)."""
+    from p4cs.controller import views
+    if flow is not None:
+        resp = request_or_exit({"op": "flow", "client": flow}, socket_path)
+    else:
+        op = "connections" if connections else "templates" if templates else "status"
+        resp = request_or_exit({"op": op}, socket_path)
     if as_json:
-        typer.echo(json.dumps(resp, indent=2))
+        typer.echo(json.dumps(resp, indent=2, sort_keys=True))
         return
     from rich.console import Console
     from rich.table import Table
     console = Console()
+    if flow is not None:
+        if not resp["flows"]:
+            raise Failure(f"no flow of client {flow} is installed")
+        t = Table("flow id", "direction", "client", "service", "server", "packets", "bytes")
+        for row in views.flow_rows(resp["flows"]):
+            t.add_row(*row)
+        console.print(t)
+        return
     if connections:
         t = Table("id", "state", "client", "service", "server", "age")
         for c in resp["connections"]:
@@ -138,12 +161,21 @@ def status_cmd(
         console.print(t)
         return
     st = resp["status"]
+    if stats or rate:
+        typer.echo(views.ipvs_listing(st, "stats" if stats else "rate"))
+        return
     console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
                   f"primary={st['primary']}  flows={st['flows']}  adopted={st['adopted_flows']}")
+    console.print(views.ipvs_listing(st), highlight=False, markup=False)
     t = Table("service", "vip:port", "mode", "rules")
     for s in st["services"]:
         t.add_row(s["name"], f"{s['vip']}:{s['port']}", s["mode"], s["rules"] or "-")
     console.print(t)
+    if st.get("rules"):
+        t = Table("service", "rule", "hits", "last hit")
+        for row in views.rule_rows(st):
+            t.add_row(*row)
+        console.print(t)
     t = Table("group", "server", "weight", "active", "total", "up", "last check")
     for g, servers in st["groups"].items():
         for s in servers:

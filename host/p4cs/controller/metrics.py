@@ -14,6 +14,63 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from p4cs.controller.app import STATES
 from p4cs.csproc.stats import GAUGES
 
+#: Traffic totals (counters) and rates (gauges) per server and per service:
+#: status key -> (metric suffix, help).
+TRAFFIC_COUNTERS = {
+    "conns": ("connections", "connections spliced"),
+    "in_packets": ("in_packets", "fast-path packets client to server"),
+    "out_packets": ("out_packets", "fast-path packets server to client"),
+    "in_bytes": ("in_bytes", "fast-path bytes client to server"),
+    "out_bytes": ("out_bytes", "fast-path bytes server to client"),
+}
+TRAFFIC_RATES = {
+    "cps": ("connections_per_second", "connections spliced per second"),
+    "in_pps": ("in_packets_per_second", "fast-path packets per second client to server"),
+    "out_pps": ("out_packets_per_second", "fast-path packets per second server to client"),
+    "in_bps": ("in_bytes_per_second", "fast-path bytes per second client to server"),
+    "out_bps": ("out_bytes_per_second", "fast-path bytes per second server to client"),
+}
+
+
+def _traffic(st: dict):
+    """Per-server and per-service totals and rates of the latest traffic sample."""
+    traffic = st.get("traffic") or {}
+    for kind, label in (("servers", "server"), ("services", "service")):
+        entries = traffic.get(kind) or {}
+        for key, (suffix, text) in TRAFFIC_COUNTERS.items():
+            c = CounterMetricFamily(f"p4cs_{label}_traffic_{suffix}", f"{text}, per {label}",
+                                    labels=[label])
+            for name, t in entries.items():
+                c.add_metric([name], t[key])
+            yield c
+        for key, (suffix, text) in TRAFFIC_RATES.items():
+            g = GaugeMetricFamily(f"p4cs_{label}_{suffix}",
+                                  f"{text}, per {label}, between the latest two samples",
+                                  labels=[label])
+            for name, t in entries.items():
+                g.add_metric([name], t[key])
+            yield g
+    fast = traffic.get("fastpath")
+    if fast:
+        for key in ("packets", "bytes"):
+            c = CounterMetricFamily(f"p4cs_fastpath_{key}", f"{key} carried by spliced flows "
+                                    "in the switch (ended and installed flows)")
+            c.add_metric([], fast[key])
+            yield c
+
+
+def _rules(st: dict):
+    hits = CounterMetricFamily("p4cs_rule_hits", "requests a rule decided (rule=\"\": no rule "
+                               "matched)", labels=["service", "rule"])
+    ago = GaugeMetricFamily("p4cs_rule_last_hit_age_seconds", "seconds since a rule last "
+                            "decided", labels=["service", "rule"])
+    for r in st.get("rules") or []:
+        labels = [r["service"], r["rule"] or ""]
+        hits.add_metric(labels, r["hits"])
+        ago.add_metric(labels, r["last_hit_ago_s"])
+    yield hits
+    yield ago
+
 
 class _Collector:
     def __init__(self, app: Any):
@@ -47,6 +104,11 @@ class _Collector:
                                    labels=["group", "server"])
         total = CounterMetricFamily("p4cs_server_connections", "connections ever bound to a server",
                                     labels=["group", "server"])
+        inactive = GaugeMetricFamily("p4cs_server_inactive_connections", "connections of a "
+                                     "server that are closing or torn down (InActConn)",
+                                     labels=["group", "server"])
+        weight = GaugeMetricFamily("p4cs_server_weight", "weight of a server",
+                                   labels=["group", "server"])
         up = GaugeMetricFamily("p4cs_server_up", "1 if the server takes new connections "
                                "(health), else 0", labels=["group", "server"])
         last = GaugeMetricFamily("p4cs_server_last_check_ok", "result of the latest health "
@@ -56,6 +118,8 @@ class _Collector:
                 active.add_metric([group, s["server"]], s["active"])
                 total.add_metric([group, s["server"]], s["total"])
                 up.add_metric([group, s["server"]], int(s["up"]))
+                inactive.add_metric([group, s["server"]], s.get("inactive", 0))
+                weight.add_metric([group, s["server"]], s["weight"])
                 h = s.get("health") or {}
                 if "last_ok" in h:
                     last.add_metric([group, s["server"]], int(h["last_ok"]))
@@ -63,6 +127,10 @@ class _Collector:
         yield total
         yield up
         yield last
+        yield inactive
+        yield weight
+        yield from _traffic(st)
+        yield from _rules(st)
 
 
 def start_metrics(app: Any, port: int, addr: str = "127.0.0.1",

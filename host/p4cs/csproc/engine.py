@@ -25,6 +25,7 @@ from .packet import (ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, 
                      seq_rel)
 from .policy import Persistence, Policy
 from .reassembly import Reassembler, RequestBuffer
+from .rulehits import RuleHits
 from .schedulers import Server, ServerGroup
 from .stats import Stats
 
@@ -245,6 +246,7 @@ class Engine:
         self.cfg = config or Config()
         self.topo = topology
         self.stats = stats or Stats()
+        self.rule_hits = RuleHits()
         secret = secret if secret is not None else os.urandom(32)
         self.cookies = SynCookies(secret)
         self.services = {(s.vip, s.port): s for s in services}
@@ -674,6 +676,7 @@ class Engine:
             return out + self._refuse(c, 503, "decider error", now)
         st.decided += 1
         c.rule = getattr(d, "rule", None)
+        self.rule_hits.hit(c.svc.name, c.rule, now)
         for msg in getattr(d, "logs", ()) or ():
             out.append(self._log(c, "info", str(msg), rule=c.rule))
         ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip)

@@ -1,0 +1,127 @@
+"""Listings of a controller's status (the dict of the ``status`` control request), shaped like
+``ipvsadm -L -n`` and its ``--stats`` / ``--rate`` variants, and the tables of `p4cs top`.
+
+Every function here reads a status dict and nothing else, so the listings are the same
+whether they are printed once (`p4cs status`) or refreshed (`p4cs top`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The Forward column: how the switch reaches the server for each service mode.
+FORWARD = {"transparent": "Trans", "snat": "SNAT"}
+#: Column headers per listing, as ipvsadm prints them.
+STATS_COLS = ("Conns", "InPkts", "OutPkts", "InBytes", "OutBytes")
+RATE_COLS = ("CPS", "InPPS", "OutPPS", "InBPS", "OutBPS")
+STATS_KEYS = ("conns", "in_packets", "out_packets", "in_bytes", "out_bytes")
+RATE_KEYS = ("cps", "in_pps", "out_pps", "in_bps", "out_bps")
+
+
+def server_state(s: dict) -> str:
+    if not s["up"]:
+        return "down"
+    return "overloaded" if s.get("overloaded") else "up"
+
+
+def _services(st: dict) -> list[tuple[dict, list[tuple[str, dict]]]]:
+    """(service, [(group, server), ...]) in the order of the configuration."""
+    out = []
+    for svc in st["services"]:
+        servers = [(g, s) for g in svc.get("groups", []) for s in st["groups"].get(g, [])]
+        out.append((svc, servers))
+    return out
+
+
+def _scheduler(st: dict, svc: dict) -> str:
+    groups = svc.get("groups") or []
+    scheds = sorted({s["scheduler"] for g in groups for s in st["groups"].get(g, [])})
+    return "/".join(scheds) or "-"
+
+
+def _num(v: Any) -> str:
+    """ipvsadm's numbers: integers as such, rates rounded, large values with K/M/G."""
+    if isinstance(v, float) and not v.is_integer():
+        v = round(v)
+    v = int(v)
+    for unit, size in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if v >= 100 * size:
+            return f"{v // size}{unit}"
+    return str(v)
+
+
+def ipvs_listing(st: dict, kind: str = "list") -> str:
+    """``ipvsadm -L -n`` (kind ``list``), ``--stats`` or ``--rate`` of a status dict."""
+    traffic = st.get("traffic") or {}
+    lines: list[str] = []
+    if kind == "list":
+        lines.append("Prot LocalAddress:Port Scheduler Flags")
+        lines.append("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn State")
+    else:
+        cols = STATS_COLS if kind == "stats" else RATE_COLS
+        lines.append(f"{'Prot LocalAddress:Port':<34}" + " ".join(f"{c:>8}" for c in cols))
+        lines.append("  -> RemoteAddress:Port")
+    keys = STATS_KEYS if kind == "stats" else RATE_KEYS
+    for svc, servers in _services(st):
+        local = f"{svc['vip']}:{svc['port']}"
+        if kind == "list":
+            flags = "" if svc.get("protocol", "http") == "http" else svc["protocol"]
+            lines.append(f"TCP  {local} {_scheduler(st, svc)} {flags}".rstrip())
+        else:
+            t = (traffic.get("services") or {}).get(svc["name"], {})
+            lines.append(f"TCP  {local:<29}" + " ".join(f"{_num(t.get(k, 0)):>8}" for k in keys))
+        for _group, s in servers:
+            addr = s.get("address", s["server"])
+            if kind == "list":
+                lines.append(f"  -> {addr:<28} {FORWARD.get(svc['mode'], svc['mode']):<7} "
+                             f"{s['weight']:<6} {s['active']:<10} {s.get('inactive', 0):<9} "
+                             f"{server_state(s)}")
+            else:
+                t = (traffic.get("servers") or {}).get(s["server"], {})
+                lines.append(f"  -> {addr:<29}" + " ".join(f"{_num(t.get(k, 0)):>8}" for k in keys))
+    return "\n".join(lines)
+
+
+def server_rows(st: dict) -> list[tuple[str, ...]]:
+    """One row per (service, server): the columns of `p4cs top`'s servers table."""
+    servers = (st.get("traffic") or {}).get("servers") or {}
+    rows = []
+    for svc, members in _services(st):
+        for group, s in members:
+            t = servers.get(s["server"], {})
+            rows.append((svc["name"], group, s.get("address", s["server"]), server_state(s),
+                         str(s["weight"]), str(s["active"]), str(s.get("inactive", 0)),
+                         _num(t.get("cps", 0)), _num(t.get("in_bps", 0)),
+                         _num(t.get("out_bps", 0))))
+    return rows
+
+
+def service_rows(st: dict) -> list[tuple[str, ...]]:
+    services = (st.get("traffic") or {}).get("services") or {}
+    rows = []
+    for svc in st["services"]:
+        t = services.get(svc["name"], {})
+        rows.append((svc["name"], f"{svc['vip']}:{svc['port']}", svc["mode"],
+                     _scheduler(st, svc), _num(t.get("conns", 0)), _num(t.get("cps", 0)),
+                     _num(t.get("in_bps", 0)), _num(t.get("out_bps", 0))))
+    return rows
+
+
+def rule_rows(st: dict) -> list[tuple[str, ...]]:
+    return [(r["service"], r["rule"] if r["rule"] is not None else "(no rule)", str(r["hits"]),
+             f"{r['last_hit_ago_s']:.1f} s ago") for r in st.get("rules") or []]
+
+
+def path_rows(st: dict) -> list[tuple[str, str]]:
+    """Fast path (switch flow counters) against slow path (packets through the controller)."""
+    fast = (st.get("traffic") or {}).get("fastpath") or {}
+    c = st["counters"]
+    return [("fast path packets", str(fast.get("packets", c["fastpath_packets"]))),
+            ("fast path bytes", str(fast.get("bytes", c["fastpath_bytes"]))),
+            ("slow path packets in", str(c["packet_in"])),
+            ("slow path packets out", str(c["packet_out"]))]
+
+
+def flow_rows(flows: list[dict]) -> list[tuple[str, ...]]:
+    return [(str(f["flow_id"]), "in" if f["direction"] == "c2s" else "out", f["client"],
+             f["service"], f["server"], "-" if f["packets"] is None else str(f["packets"]),
+             "-" if f["bytes"] is None else str(f["bytes"])) for f in flows]
