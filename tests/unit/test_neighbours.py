@@ -7,7 +7,9 @@ from p4cs.csproc.packet import ip_int
 
 PORT_MACS = {1: "02:00:00:00:01:fe", 2: "02:00:00:00:02:fe"}
 PORT_IPS = {1: "10.0.1.254", 2: "10.0.2.254"}
-SUBNETS = {1: (ip_int("10.0.1.0"), 0xFFFFFF00), 2: (ip_int("10.0.2.0"), 0xFFFFFF00)}
+PORT_MACS[3], PORT_IPS[3] = "02:00:00:00:03:fe", "10.0.2.254"     # same subnet as port 2
+SUBNETS = {1: (ip_int("10.0.1.0"), 0xFFFFFF00), 2: (ip_int("10.0.2.0"), 0xFFFFFF00),
+           3: (ip_int("10.0.2.0"), 0xFFFFFF00)}
 SRV = ip_int("10.0.2.1")
 MAC1, MAC2 = bytes.fromhex("020000000201"), bytes.fromhex("0200000002aa")
 
@@ -23,11 +25,11 @@ def reply(sip: int, sha: bytes, tip: int) -> bytes:
     return bytes(frame)
 
 
-def test_request_goes_out_of_the_subnet_port_from_the_port_address():
+def test_request_goes_out_of_the_subnet_ports_from_the_port_address():
     t = table()
     t.want("10.0.2.1", None, now=0)
     reqs, changes = t.tick(0)
-    assert changes == [] and [r.port for r in reqs] == [2]
+    assert changes == [] and [r.port for r in reqs] == [2, 3]
     f = reqs[0].frame
     assert f[:6] == b"\xff" * 6 and f[6:12] == bytes.fromhex("0200000002fe")
     assert f[28:32] == ip_int("10.0.2.254").to_bytes(4, "big") and f[38:42] == SRV.to_bytes(4, "big")
@@ -40,7 +42,27 @@ def test_unknown_port_asks_on_every_port():
     t = table()
     t.want("192.168.7.7", None, now=0)
     reqs, _ = t.tick(0)
-    assert sorted(r.port for r in reqs) == [1, 2]
+    assert sorted(r.port for r in reqs) == [1, 2, 3]
+
+
+def test_answer_port_is_learnt_and_forgotten_on_failure():
+    t = table()
+    t.want(SRV, None, now=0)
+    t.tick(0)
+    t.learn(SRV, MAC1, 3, now=0)
+    reqs, _ = t.tick(60)
+    assert [r.port for r in reqs] == [3]              # the refresh asks where it answered
+    t.tick(61)
+    t.tick(62)
+    t.tick(70)                                        # failed: the port is unknown again
+    reqs, _ = t.tick(80)
+    assert [r.port for r in reqs] == [2, 3]
+
+
+def test_configured_port_is_kept():
+    t = table()
+    t.want(SRV, 2, now=0)
+    assert [r.port for r in t.tick(0)[0]] == [2]
 
 
 def test_resolve_refresh_stale_and_fail():
@@ -52,7 +74,7 @@ def test_resolve_refresh_stale_and_fail():
     assert t.route(SRV) == (2, MAC1) and t.entries[SRV].state == REACHABLE
     assert t.tick(59) == ([], [])
     reqs, changes = t.tick(60.5)                     # refresh: stale, still used, asked again
-    assert len(reqs) == 1 and changes == [] and t.entries[SRV].state == STALE
+    assert [r.port for r in reqs] == [2] and changes == [] and t.entries[SRV].state == STALE
     assert t.route(SRV) == (2, MAC1)
     assert t.learn(SRV, MAC1, 2, now=61) is None     # confirmed, same MAC: no change
     assert t.entries[SRV].state == REACHABLE
@@ -64,14 +86,14 @@ def test_resolve_refresh_stale_and_fail():
     assert t.entries[SRV].state == FAILED and t.route(SRV) is None
     assert t.tick(130) == ([], [])
     reqs, _ = t.tick(134)                            # retry_s later: asked again
-    assert len(reqs) == 1 and t.entries[SRV].state == INCOMPLETE
+    assert len(reqs) == 2 and t.entries[SRV].state == INCOMPLETE
 
 
 def test_incomplete_fails_after_probes_then_retries():
     t = table()
     t.want(SRV, None, now=0)
     for now in (0, 1, 2):
-        assert len(t.tick(now)[0]) == 1
+        assert len(t.tick(now)[0]) == 2
     reqs, changes = t.tick(3)
     assert reqs == [] and changes == [] and t.entries[SRV].state == FAILED
     assert t.next_deadline() == 13

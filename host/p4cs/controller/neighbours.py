@@ -4,8 +4,9 @@ The data plane answers ARP requests for the switch's own addresses and punts eve
 to the controller (packet-in reason ``REASON_ARP``). The controller asks, through packet-outs,
 for the MAC of each address it needs: every real server of every group and every host of the
 configuration's ``hosts:`` section given without a MAC. A request leaves from the switch's
-own address (the port's gateway) on the port whose subnet holds the address, or on every
-port when none does.
+own address (the port's gateway) on the neighbour's port; while that is unknown, on every
+port whose subnet holds the address (or on every port when none does), and the answer's
+ingress port becomes the neighbour's port.
 
 :class:`NeighbourTable` is the state machine, clock-free (``now`` is passed in), like the
 kernel's neighbour table:
@@ -62,10 +63,11 @@ class Timers:
 @dataclass
 class Neighbour:
     ip: int
-    port: int | None            # the port towards it (None: unknown, ask on every port)
+    port: int | None            # the port towards it (None: unknown)
     mac: bytes | None
     state: str
     due: float                  # when the next request (or state change) is due
+    home: int | None = None     # the configured port (None: learnt from the answers)
     confirmed: float | None = None
     misses: int = 0             # requests unanswered since the last answer
 
@@ -135,14 +137,10 @@ class NeighbourTable:
         self.entries[ip] = Neighbour(ip, port, mac_bytes(mac), PERMANENT, due=float("inf"))
 
     def want(self, ip: str | int, port: int | None, now: float) -> None:
-        """Resolve ``ip`` (towards ``port``, or the port whose subnet holds it)."""
+        """Resolve ``ip`` (towards ``port``; None: the port an answer comes from)."""
         ip = ip_int(ip)
-        if ip in self.entries:
-            return
-        if port is None:
-            port = next((p for p, (net, mask) in self._subnets.items() if ip & mask == net),
-                        None)
-        self.entries[ip] = Neighbour(ip, port, None, INCOMPLETE, due=now)
+        if ip not in self.entries:
+            self.entries[ip] = Neighbour(ip, port, None, INCOMPLETE, due=now, home=port)
 
     # ------------------------------------------------------------------ events
     def learn(self, ip: int, mac: bytes, port: int, now: float) -> Change | None:
@@ -170,7 +168,7 @@ class NeighbourTable:
                 n.state, n.misses = INCOMPLETE, 0
             if n.misses >= t.probes:
                 old = _route(n)
-                n.state, n.mac, n.due = FAILED, None, now + t.retry_s
+                n.state, n.mac, n.port, n.due = FAILED, None, n.home, now + t.retry_s
                 if old is not None:
                     changes.append(Change(n.ip, old, None))
                 continue
@@ -183,7 +181,11 @@ class NeighbourTable:
         return min((n.due for n in self.entries.values()), default=None)
 
     def _requests(self, n: Neighbour) -> Iterable[Request]:
-        ports = [n.port] if n.port is not None else sorted(self._pm)
+        """Out of its port; when unknown, out of every port whose subnet holds the address,
+        or every port when none does."""
+        ports = [n.port] if n.port is not None else (
+            [p for p, (net, mask) in sorted(self._subnets.items()) if n.ip & mask == net]
+            or sorted(self._pm))
         for p in ports:
             sip = self._pip.get(p)
             if sip is not None and p in self._pm:

@@ -105,6 +105,9 @@ class Lab:
     limits: dict[str, Any] = field(default_factory=dict)
     big_files: dict[str, int] = field(default_factory=dict)   # name -> bytes, under /big/
     mail: bool = False      # SMTP, POP3 and IMAP lab servers on every server
+    #: False: the servers are left out of the controller's ``hosts:`` (resolved with ARP)
+    static_server_macs: bool = True
+    neighbours: dict[str, Any] | None = None    # the controller's ARP timers
     workdir: Path | None = None
     log_level: str = "info"
     keep_workdir: bool = False
@@ -258,8 +261,9 @@ class Lab:
         for p in d["switch"]["ports"]:
             ports[p["port"]] = {"mac": p["mac"],
                                 "gateway": f"{p['gateway_ip'] or self._snat_ip()}/24"}
+        servers = {h.name for h in self.servers}
         hosts = [{"name": h["name"], "ip": h["ip"], "mac": h["mac"], "port": h["switch_port"]}
-                 for h in d["hosts"]]
+                 for h in d["hosts"] if self.static_server_macs or h["name"] not in servers]
         names = [self.server_name(i) for i in range(len(self.servers))]
         groups = self.groups or {
             **{n: {"scheduler": "rr", "servers": [{"address": h.ip, "port": 80}]}
@@ -292,6 +296,7 @@ class Lab:
             "services": svcs,
             "limits": {"window_scale": linux_window_scale(), **self.limits},
             "control": {"socket": self.control_socket},
+            **({} if self.neighbours is None else {"neighbours": self.neighbours}),
         }
 
     def _snat_ip(self) -> str:
