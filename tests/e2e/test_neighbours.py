@@ -4,6 +4,8 @@ keeps serving once the refresh has found the new one."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from e2e_util import wait_for
@@ -11,11 +13,12 @@ from e2e_util import wait_for
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 
 REFRESH_S = 2
+BIG = 20 * 2**20
 
 
 @pytest.fixture(scope="module")
 def lab(make_lab):
-    return make_lab("n", n_servers=2, static_server_macs=False,
+    return make_lab("n", n_servers=2, static_server_macs=False, big_files={"20M": BIG},
                     neighbours={"refresh_s": REFRESH_S, "retrans_s": 0.5, "probes": 2})
 
 
@@ -46,11 +49,28 @@ def test_servers_resolved_with_arp(lab):
     assert serves(lab, 4) == {lab.server_name(0), lab.server_name(1)}
 
 
-def test_moved_mac_is_followed(lab):
-    srv = lab.servers[0]
+def spliced_server(lab) -> str | None:
+    cs = [c for c in lab.control({"op": "connections"})["connections"]
+          if c["service"] == "web" and c["state"] == "spliced"]
+    return cs[0]["server"].split(":")[0] if len(cs) == 1 else None
+
+
+def test_moved_mac_is_followed_by_routes_and_live_flows(lab):
+    """The server of a running download changes its MAC: the refresh finds the new one, the
+    spliced flows are rewritten and the download ends; new connections reach it too."""
+    p = lab.topo.popen(lab.clients[0].name,
+                       ["curl", "-sS", "--limit-rate", "3M", "-o", "/dev/null",
+                        "-w", "%{http_code}", f"http://{lab.vip}/big/20M"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ip = wait_for(lambda: spliced_server(lab), timeout=10)
+    assert ip, lab.control({"op": "connections"})
+    srv = next(h for h in lab.servers if h.ip == ip)
     new_mac = "02:00:00:00:7e:01"
     lab.topo.exec(srv.name, ["ip", "link", "set", "dev", "eth0", "address", new_mac])
-    assert wait_for(lambda: neighbour(lab, srv.ip)["mac"] == new_mac, timeout=5 * REFRESH_S), \
+    assert wait_for(lambda: neighbour(lab, ip)["mac"] == new_mac, timeout=5 * REFRESH_S), \
         lab.status()["neighbours"]
-    assert lab.status()["counters"]["neighbour_changes"] >= 3
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and out == "200", err
+    counters = lab.status()["counters"]
+    assert counters["flows_moved"] >= 1, counters
     assert serves(lab, 4) == {lab.server_name(0), lab.server_name(1)}

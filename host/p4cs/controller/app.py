@@ -353,7 +353,7 @@ class ControllerApp:
             meta = pkt.metadata
             reason, port = int(meta.get("reason", 0)), int(meta.get("ingress_port", 0))
             if reason == REASON_ARP:
-                await self.resolver.reply(sw, self.enc, pkt.payload, port, time.monotonic())
+                self.resolver.reply(pkt.payload, port, time.monotonic())
                 continue
             effects = engine.handle(pkt.payload, port, reason, time.monotonic())
             if effects:

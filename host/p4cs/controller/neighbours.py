@@ -201,20 +201,20 @@ def _route(n: Neighbour | None) -> tuple[int, bytes] | None:
     return n.port, n.mac
 
 
-async def rewrite_flows(sw: Switch, enc: FlowEncoder, change: Change) -> int:
+async def rewrite_flows(sw: Switch, flows: FlowEncoder, change: Change) -> int:
     """Point the flow entries that send to ``change.old`` at ``change.new``; their number."""
     old, new = change.old, change.new
     if old is None or new is None:
         return 0
-    updates = [u async for u in _moved(sw, enc, old, new)]
+    updates = [u async for u in _moved(sw, flows, old, new)]
     if updates:
         await sw.write(updates)
     return len(updates)
 
 
-async def _moved(sw: Switch, enc: FlowEncoder, old: tuple[int, bytes],
+async def _moved(sw: Switch, flows: FlowEncoder, old: tuple[int, bytes],
                  new: tuple[int, bytes]) -> AsyncIterator[p4r.Update]:
-    ids = enc.splice
+    ids = flows.splice
     pid = dict(zip(ids.param_names, (p for p, _ in ids.params)))
     width = dict(ids.params)
     old_vals = {pid["port"]: old[0], pid["dmac"]: int.from_bytes(old[1], "big")}
@@ -272,6 +272,7 @@ class Resolver:
         self.table = table
         self._send = send
         self._wake = asyncio.Event()
+        self._learnt: list[Change] = []
         self.counters = {"arp_requests": 0, "arp_replies": 0, "neighbour_changes": 0,
                          "flows_moved": 0}
 
@@ -284,9 +285,9 @@ class Resolver:
                 out.append(route_entry(ip, r, self.table.port_mac(r[0])))
         return out
 
-    async def reply(self, sw: Switch, enc: FlowEncoder, frame: bytes, port: int,
-                    now: float) -> None:
-        """A punted ARP reply: learn from it if it answers the switch (or is gratuitous)."""
+    def reply(self, frame: bytes, port: int, now: float) -> None:
+        """A punted ARP reply: learn from it if it answers the switch (or is gratuitous);
+        a change is written by :meth:`run`."""
         arp = parse_arp_reply(frame)
         if arp is None or self.table.port_ip(port) is None:
             return
@@ -296,17 +297,19 @@ class Resolver:
         self.counters["arp_replies"] += 1
         change = self.table.learn(sip, smac, port, now)
         if change is not None:
-            await self._apply(sw, enc, [change])
-        self._wake.set()
+            self._learnt.append(change)
+            self._wake.set()
 
-    async def run(self, sw: Switch, enc: FlowEncoder) -> None:
+    async def run(self, sw: Switch, flows: FlowEncoder) -> None:
+        """Send the requests when due and write the changes, while the session lasts."""
         while True:
             requests, changes = self.table.tick(time.monotonic())
+            changes, self._learnt = self._learnt + changes, []
             if requests:
                 self.counters["arp_requests"] += len(requests)
                 await self._send(sw, [(r.port, r.frame) for r in requests])
             if changes:
-                await self._apply(sw, enc, changes)
+                await self._apply(sw, flows, changes)
             deadline = self.table.next_deadline()
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             self._wake.clear()
@@ -315,7 +318,7 @@ class Resolver:
             except asyncio.TimeoutError:
                 pass
 
-    async def _apply(self, sw: Switch, enc: FlowEncoder, changes: list[Change]) -> None:
+    async def _apply(self, sw: Switch, flows: FlowEncoder, changes: list[Change]) -> None:
         for c in changes:
             self.counters["neighbour_changes"] += 1
             LOG.info("neighbour %s: %s -> %s", ip_str(c.ip), _show(c.old), _show(c.new))
@@ -325,7 +328,7 @@ class Resolver:
                 else:
                     entry = route_entry(c.ip, c.new, self.table.port_mac(c.new[0]))
                     await (sw.insert if c.old is None else sw.modify)([entry])
-                moved = await rewrite_flows(sw, enc, c)
+                moved = await rewrite_flows(sw, flows, c)
             except P4ClientError as exc:
                 LOG.warning("neighbour %s: data plane not updated: %s", ip_str(c.ip), exc)
                 continue
