@@ -26,6 +26,7 @@ REASON_BACKEND_MISS = 2   # flow-table miss on real server -> client traffic
 REASON_LOCAL = 3          # addressed to a switch-owned IPv4 address
 REASON_FLOW_END = 4       # copy of a FIN or RST of a spliced flow
 REASON_IP_EXCEPTION = 5   # IPv4 options or fragment towards a virtual service
+REASON_ARP = 6            # an ARP reply (neighbour resolution by the controller)
 
 #: What the P4 program declares: (name, width in bits, rendered in hex), in this order.
 P4_CONSTANTS: tuple[tuple[str, int, bool], ...] = (
@@ -44,6 +45,7 @@ P4_CONSTANTS: tuple[tuple[str, int, bool], ...] = (
     ("REASON_LOCAL", 8, False),
     ("REASON_FLOW_END", 8, False),
     ("REASON_IP_EXCEPTION", 8, False),
+    ("REASON_ARP", 8, False),
 )
 
 

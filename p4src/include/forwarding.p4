@@ -1,6 +1,7 @@
 /* p4cs — everything that is not a spliced flow:
  *  - ARP: the switch answers ARP requests for its own addresses (gateways, VIPs, SNAT
- *    addresses) in the data plane (arp_table).
+ *    addresses) in the data plane (arp_table); ARP replies go to the controller, which
+ *    resolves the MACs of servers and other neighbours with requests it sends itself.
  *  - Virtual services: vip_table marks client -> VIP:port traffic, backend_table marks real
  *    server -> client traffic (transparent mode), local_table switch-owned addresses (SNAT
  *    address, VIP address on other ports, gateways). A flow-table miss on any of them is
@@ -126,6 +127,8 @@ control Forwarding(inout headers_t hdr, inout local_metadata_t meta) {
         if (hdr.arp.isValid()) {
             if (hdr.arp.oper == ARP_OPER_REQUEST) {
                 arp_table.apply();
+            } else if (hdr.arp.oper == ARP_OPER_REPLY) {
+                meta.punt_reason = REASON_ARP;
             } else {
                 meta.drop = true;
             }

@@ -212,3 +212,20 @@ def test_hostile_yaml(text, words):
 def test_protocol(proto):
     cfg = parse_config(BASE.replace("port: 80,", f"port: 25, protocol: {proto},"), "x.yaml")
     assert cfg.services[0].protocol == proto
+
+
+def test_hosts_without_mac_and_neighbour_timers():
+    text = BASE.replace('{ip: 10.0.2.1, mac: "02:00:00:00:02:01", port: 2}',
+                        "{ip: 10.0.2.1, port: 2}")
+    cfg = parse_config(text + "neighbours: {refresh_s: 30, probes: 5}\n", "x.yaml")
+    assert cfg.hosts[1].mac is None and cfg.hosts[1].port == 2
+    nb = cfg.neighbours
+    assert (nb.refresh_s, nb.retrans_s, nb.probes, nb.retry_s) == (30.0, 1.0, 5, 10.0)
+    assert parse_config(BASE, "x.yaml").neighbours.refresh_s == 60.0
+
+
+@pytest.mark.parametrize("bad, words", [("{refresh_s: 0}", "'refresh_s' must be a number >= 1.0"),
+                                        ("{probes: 0}", "probes"), ("{ttl: 3}", "ttl")])
+def test_bad_neighbour_timers(bad, words):
+    with pytest.raises(ConfigError, match=words):
+        parse_config(BASE + f"neighbours: {bad}\n", "cfg.yaml")

@@ -44,13 +44,15 @@ from finsy.p4client import P4ClientError
 from finsy.switch import SwitchEvent
 from finsy.proto import p4r
 
+from p4cs.constants import REASON_ARP
+from p4cs.controller import neighbours
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
 from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
-from p4cs.csproc.engine import Engine, StaticTopology, VirtualService
+from p4cs.csproc.engine import Engine, VirtualService
 from p4cs.csproc.health import HealthCheck
 from p4cs.csproc.packet import ip_str
 from p4cs.csproc.policy import Persistence
@@ -233,9 +235,8 @@ class ControllerApp:
                                    Persistence(svc.persistence.timeout_s,
                                                svc.persistence.netmask))
                     for svc in cfg.services]
-        topo = StaticTopology({p.number: p.mac for p in cfg.ports.values()},
-                              {h.ip: (h.port, h.mac) for h in cfg.hosts},
-                              port_ips={p.number: str(p.gateway.ip) for p in cfg.ports.values()})
+        topo = neighbours.from_config(cfg, time.monotonic())
+        self.resolver = neighbours.Resolver(topo, self._send_frames)
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
                             request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
@@ -280,10 +281,7 @@ class ControllerApp:
         for addr, port in sorted(backends):
             add(P4TableEntry("backend_table", match=P4TableMatch(server_addr=addr, protocol=TCP, server_port=port),
                              action=P4TableAction("punt_backend")))
-        for h in cfg.hosts:
-            add(P4TableEntry("ipv4_route", match=P4TableMatch(dst_addr=f"{h.ip}/32"),
-                             action=P4TableAction("route", port=h.port, dmac=mac_to_int(h.mac),
-                                                  smac=mac_to_int(cfg.ports[h.port].mac))))
+        entries.extend(self.resolver.routes())
         return entries
 
     def clone_session(self) -> P4CloneSessionEntry:
@@ -322,7 +320,7 @@ class ControllerApp:
         await self._adopt_flows(sw)
         scanned.set()
         for coro in (self._packet_loop(sw), self._timer_loop(), self._install_loop(sw),
-                     self._remove_loop(sw)):
+                     self._remove_loop(sw), self.resolver.run(sw, self.enc)):
             sw.create_task(coro)
         self.ready.set()
         self._set_state("primary", f"election id {sw.election_id}")
@@ -367,8 +365,11 @@ class ControllerApp:
         async for pkt in sw.read_packets(queue_size=65536):
             self.counters["packet_in"] += 1
             meta = pkt.metadata
-            effects = engine.handle(pkt.payload, int(meta.get("ingress_port", 0)),
-                                    int(meta.get("reason", 0)), time.monotonic())
+            reason, port = int(meta.get("reason", 0)), int(meta.get("ingress_port", 0))
+            if reason == REASON_ARP:
+                self.resolver.reply(pkt.payload, port, time.monotonic())
+                continue
+            effects = engine.handle(pkt.payload, port, reason, time.monotonic())
             if effects:
                 await self._execute(effects)
             self._tick_event.set()
@@ -450,6 +451,9 @@ class ControllerApp:
                         " ".join(f"{k}={v}" for k, v in e.fields.items()))
         if out:
             await self._send_packets(sw, out)
+
+    async def _send_frames(self, sw: Switch, frames: list[tuple[int, bytes]]) -> None:
+        await self._send_packets(sw, [self.enc.packet_out(frame, port) for port, frame in frames])
 
     async def _send_packets(self, sw: Switch, out: list) -> None:
         self.counters["packet_out"] += len(out)
@@ -638,7 +642,8 @@ class ControllerApp:
                        for name, g in self.engine.groups.items()},
             "flows": len(self.flow_of),
             "adopted_flows": self.flow_ids.adopted,
-            "counters": dict(self.counters),
+            "counters": {**self.counters, **self.resolver.counters},
+            "neighbours": self.resolver.table.as_list(time.monotonic()),
             "csproc": stats,
             "rules": self.engine.rule_hits.listing(time.monotonic()),
             "traffic": self.traffic,

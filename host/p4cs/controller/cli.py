@@ -185,6 +185,12 @@ def status_cmd(
             t.add_row(g, s["server"], str(s["weight"]), str(s["active"]), str(s["total"]),
                       str(s["up"]) + (" (overloaded)" if s.get("overloaded") else ""), last)
     console.print(t)
+    if st.get("neighbours"):
+        t = Table("neighbour", "mac", "port", "state", "confirmed (s ago)")
+        for n in st["neighbours"]:
+            t.add_row(n["ip"], n["mac"] or "-", str(n["port"] if n["port"] is not None else "-"),
+                      n["state"], "-" if n["confirmed_s_ago"] is None else str(n["confirmed_s_ago"]))
+        console.print(t)
     t = Table("counter", "value")
     for k, v in {**st["counters"], **{f"csproc.{k}": v for k, v in (st.get("csproc") or {}).items()}}.items():
         t.add_row(k, str(v))

@@ -8,9 +8,10 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
     ports:                                   # switch ports: MAC and gateway address
       1: {mac: "02:00:00:00:01:fe", gateway: 10.0.1.254/24}
       2: {mac: "02:00:00:00:02:fe", gateway: 10.0.2.254/24}
-    hosts:                                   # neighbours: where each host is and its MAC
+    hosts:                                   # optional: static neighbours (win over ARP)
       - {name: client1, ip: 10.0.1.1, mac: "02:00:00:00:01:01", port: 1}
-      - {name: ace,     ip: 10.0.2.1, mac: "02:00:00:00:02:01", port: 2}
+      - {name: ace,     ip: 10.0.2.1, port: 2}          # no mac: resolved with ARP
+    neighbours: {refresh_s: 60, retrans_s: 1, probes: 3, retry_s: 10}   # ARP timers (optional)
     groups:
       ace:
         scheduler: rr                        # p4cs.capabilities.SCHEDULERS
@@ -136,8 +137,17 @@ class PortConf:
 class HostConf:
     name: str
     ip: str
-    mac: str
+    mac: str | None         # None: resolved with ARP
     port: int
+
+
+@dataclass(frozen=True)
+class NeighbourConf:
+    """ARP timers of :mod:`p4cs.controller.neighbours`."""
+    refresh_s: float = 60.0
+    retrans_s: float = 1.0
+    probes: int = 3
+    retry_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,7 @@ class Config:
     control: ControlConf
     dataplane: params_mod.DataplaneParams       # the data-plane parameters of switch.target
     ha: HaConf | None = None                    # None: no store, no election
+    neighbours: NeighbourConf = NeighbourConf()
 
     def host_by_ip(self, ip: str) -> HostConf | None:
         for h in self.hosts:
@@ -371,7 +382,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     if not isinstance(doc, dict):
         raise ConfigError("the configuration must be a YAML mapping", path, 1)
     v = _V(path)
-    v.known(doc, {"switch", "ports", "hosts", "groups", "services", "limits", "control", "dataplane",
+    v.known(doc, {"switch", "ports", "hosts", "neighbours", "groups", "services", "limits", "control", "dataplane",
                   "ha"}, "the top level")
 
     sw = v.map(doc, "switch")
@@ -426,7 +437,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         port = v.int_(h, "port", 0, 511)
         if port not in ports:
             raise v.err(f"host {ip}: port {port} is not in 'ports'", h, "port")
-        hosts.append(HostConf(v.str_(h, "name", False, ip), ip, v.mac(h, "mac"), port))
+        hosts.append(HostConf(v.str_(h, "name", False, ip), ip,
+                              v.mac(h, "mac") if h.get("mac") is not None else None, port))
 
     groups: dict[str, GroupConf] = {}
     gm = v.map(doc, "groups", required=True)
@@ -551,8 +563,15 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
                           v.int_(cm, "metrics_port", 0, 65535, 0))
     dataplane = _dataplane(v, v.map(doc, "dataplane"), target)
     ha = _ha(v, doc, switch) if doc.get("ha") is not None else None
+    nm = v.map(doc, "neighbours")
+    v.known(nm, set(NeighbourConf.__dataclass_fields__), "neighbours")
+    nd = NeighbourConf()
+    neighbours = NeighbourConf(v.num(nm, "refresh_s", 1.0, nd.refresh_s),
+                               v.num(nm, "retrans_s", 0.1, nd.retrans_s),
+                               v.int_(nm, "probes", 1, 100, nd.probes),
+                               v.num(nm, "retry_s", 0.1, nd.retry_s))
     return Config(path, switch, ports, tuple(hosts), groups, tuple(services), limits, control,
-                  dataplane, ha)
+                  dataplane, ha, neighbours)
 
 
 _STORE_SCHEMES = ("redis://", "rediss://", "unix://")

@@ -101,17 +101,19 @@ SNAT_IP = "10.0.2.253"
 def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket: str,
                       names: Callable[[int], str], services: list[dict] | None = None,
                       groups: dict[str, Any] | None = None,
-                      limits: dict[str, Any] | None = None) -> dict:
+                      limits: dict[str, Any] | None = None, static_server_macs: bool = True,
+                      neighbours: dict[str, Any] | None = None) -> dict:
     """The controller configuration of a content-switch topology described by ``desc``
     (``Topology.describe()`` or the Mininet topology's ``describe()``): its ports, hosts, one
     group per server (named by ``names(i)``) plus ``all`` (port 80) and ``echo`` (8080), and,
     unless ``services`` are given, the web service routing ``/~lcs1/`` and ``/~lcs2/`` to the
-    first two servers and the echo service."""
+    first two servers and the echo service. Without ``static_server_macs`` the servers are
+    left out of ``hosts:`` (the controller resolves them with ARP, timers ``neighbours``)."""
     mode = desc["mode"]
     ports = {p["port"]: {"mac": p["mac"], "gateway": f"{p['gateway_ip'] or SNAT_IP}/24"}
              for p in desc["switch"]["ports"]}
     hosts = [{"name": h["name"], "ip": h["ip"], "mac": h["mac"], "port": h["switch_port"]}
-             for h in desc["hosts"]]
+             for h in desc["hosts"] if static_server_macs or h["role"] != "server"]
     servers = [h["ip"] for h in desc["hosts"] if h["role"] == "server"]
     server_names = [names(i) for i in range(len(servers))]
     groups = groups or {
@@ -144,6 +146,7 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
         "services": svcs,
         "limits": {"window_scale": linux_window_scale(), **(limits or {})},
         "control": {"socket": control_socket},
+        **({} if neighbours is None else {"neighbours": neighbours}),
     }
 
 
@@ -191,6 +194,9 @@ class Lab:
     limits: dict[str, Any] = field(default_factory=dict)
     big_files: dict[str, int] = field(default_factory=dict)   # name -> bytes, under /big/
     mail: bool = False      # SMTP, POP3 and IMAP lab servers on every server
+    #: False: the servers are left out of the controller's ``hosts:`` (resolved with ARP)
+    static_server_macs: bool = True
+    neighbours: dict[str, Any] | None = None    # the controller's ARP timers
     workdir: Path | None = None
     log_level: str = "info"
     keep_workdir: bool = False
@@ -348,7 +354,9 @@ class Lab:
         return controller_config(self.topo.describe(), target=self.target,
                                  grpc_addr=f"127.0.0.1:{self.grpc_port}",
                                  control_socket=self.control_socket, names=self.server_name,
-                                 services=self.services, groups=self.groups, limits=self.limits)
+                                 services=self.services, groups=self.groups, limits=self.limits,
+                                 static_server_macs=self.static_server_macs,
+                                 neighbours=self.neighbours)
 
     def _write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))

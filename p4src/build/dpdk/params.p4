@@ -23,4 +23,5 @@ const bit<8> REASON_BACKEND_MISS = 2;
 const bit<8> REASON_LOCAL = 3;
 const bit<8> REASON_FLOW_END = 4;
 const bit<8> REASON_IP_EXCEPTION = 5;
+const bit<8> REASON_ARP = 6;
 #endif

@@ -1,4 +1,4 @@
-"""ARP answered by the pipeline, routed IPv4 traffic (ipv4_route, longest prefix match),
+"""ARP answered by the pipeline, ARP replies punted, routed IPv4 traffic (ipv4_route, longest prefix match),
 unknown destinations and EtherTypes dropped."""
 
 import sys
@@ -9,7 +9,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.base import P4csTest  # noqa: E402
 from lib.packets import arp_reply_expected, arp_request, tcp_frame, udp_frame  # noqa: E402
 from lib.topo import (  # noqa: E402
-    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, GW_IP, OTHER_MAC, OTHER_PORT, SERVER_MAC, SERVER_PORT, SW_MAC, VIP,
+    CLIENT_IP, CLIENT_MAC, CLIENT_PORT, GW_IP, OTHER_MAC, OTHER_PORT, REASON_ARP, SERVER_MAC, SERVER_PORT, SW_MAC,
+    VIP,
 )
 from scapy.layers.l2 import Ether  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
@@ -29,15 +30,25 @@ class ArpReply(P4csTest):
 
 
 class ArpUnknownDropped(P4csTest):
-    """ARP requests for addresses the switch does not own, and ARP replies, are dropped."""
+    """ARP requests for addresses the switch does not own are dropped."""
 
     def runTest(self):
         self.insert("arp_table", {"target_addr": GW_IP[1]}, "arp_reply", {"mac": SW_MAC[1]})
         self.send(CLIENT_PORT, arp_request(CLIENT_MAC, CLIENT_IP, "10.0.1.99"))
-        reply = arp_reply_expected(CLIENT_MAC, CLIENT_IP, SW_MAC[1], GW_IP[1])
-        self.send(CLIENT_PORT, reply)
         self.expect_no_frames()
         self.expect_no_packet_in()
+
+
+class ArpReplyPunted(P4csTest):
+    """ARP replies go to the controller (neighbour resolution), unchanged, and nowhere else."""
+
+    def runTest(self):
+        self.insert("arp_table", {"target_addr": GW_IP[1]}, "arp_reply", {"mac": SW_MAC[1]})
+        reply = arp_reply_expected(CLIENT_MAC, CLIENT_IP, SW_MAC[1], GW_IP[1])
+        self.send(CLIENT_PORT, reply)
+        self.assert_packet_in(self.expect_packet_in(), ingress_port=CLIENT_PORT, reason=REASON_ARP,
+                              payload=bytes(reply))
+        self.expect_no_frames()
 
 
 class Ipv4Route(P4csTest):
