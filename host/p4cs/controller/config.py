@@ -566,10 +566,10 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     nm = v.map(doc, "neighbours")
     v.known(nm, set(NeighbourConf.__dataclass_fields__), "neighbours")
     nd = NeighbourConf()
-    neighbours = NeighbourConf(v.num(nm, "refresh_s", 1.0, nd.refresh_s),
-                               v.num(nm, "retrans_s", 0.1, nd.retrans_s),
+    neighbours = NeighbourConf(v.num(nm, "refresh_s", 1.0, 86400, nd.refresh_s),
+                               v.num(nm, "retrans_s", 0.1, 60, nd.retrans_s),
                                v.int_(nm, "probes", 1, 100, nd.probes),
-                               v.num(nm, "retry_s", 0.1, nd.retry_s))
+                               v.num(nm, "retry_s", 0.1, 3600, nd.retry_s))
     return Config(path, switch, ports, tuple(hosts), groups, tuple(services), limits, control,
                   dataplane, ha, neighbours)
 
