@@ -34,11 +34,24 @@ enum port_kind {
 	                   * mirror copies (no packet_in header) for the controller */
 };
 
+/* Per-port counters beyond the SWX port stats (rx/tx packets and bytes), in `stats`. */
+struct port_counters {
+	uint64_t rx_drops;        /* frames the kernel dropped before the port read them */
+	uint64_t rx_errors;       /* frames the port discarded: truncated, malformed offload */
+	uint64_t tx_drops;        /* frames the port could not transmit (buffer full, error) */
+	uint64_t csum_completed;  /* partial L4 checksums completed in the port */
+	uint64_t gso_frames;      /* super-frames cut into segments */
+	uint64_t gso_segments;    /* ... the segments they gave */
+};
+
 struct port_cfg {
 	enum port_kind kind;
 	char arg[256];    /* interface name or pcap file ("" = none) */
 	int loop;         /* source: replay the file forever */
-	int fd;           /* fd-backed ports, else -1 */
+	int fd;           /* fd-backed ports: the input side (and output, but for AF_PACKET), else -1 */
+	int tx_fd;        /* the output side (AF_PACKET: a socket of its own, without vnet header) */
+	uint32_t mtu;     /* interface MTU (AF_PACKET, TAP), else 0 */
+	struct port_counters cnt;
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -131,6 +144,7 @@ struct swxd {
 	uint32_t n_ports;         /* highest port number + 1 */
 	uint32_t drop_port;       /* = n_ports: the sink the SWX `drop` instruction sends to */
 	uint32_t n_ports_in;      /* after padding to a power of two */
+	uint32_t frame_max;       /* largest frame a port reads (largest MTU + L2 headers) */
 
 	/* Pipeline. */
 	struct rte_swx_pipeline *p;
@@ -160,6 +174,7 @@ extern struct swxd g;
 #define LOG_ERR(...)  LOG(1, __VA_ARGS__)
 #define LOG_INFO(...) LOG(2, __VA_ARGS__)
 #define LOG_DBG(...)  LOG(3, __VA_ARGS__)
+#define LOG_NOTE(...) LOG(1, __VA_ARGS__)   /* start-up facts the operator must see */
 
 /* ports.c */
 int ports_parse(const char *spec);
@@ -185,6 +200,23 @@ int mirror_set(uint32_t session, int32_t port, uint32_t truncate);
 void fastio_mark_ready(int fd);
 uint32_t fastio_n_dry(void);
 void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls);
+
+/* offload.c */
+struct virtio_net_hdr;
+struct gso_state {
+	const uint8_t *data;      /* the super-frame */
+	uint32_t len;
+	uint32_t l3, l4, hdr;     /* offsets of the IP header, L4 header, payload */
+	uint32_t mss;
+	uint32_t off;             /* next payload byte */
+	uint32_t k;               /* segments made */
+	int v6, udp;
+};
+int offload_csum_complete(uint8_t *frame, uint32_t len, const struct virtio_net_hdr *vh);
+int gso_start(struct gso_state *st, const uint8_t *data, uint32_t len,
+	      const struct virtio_net_hdr *vh, uint32_t room);
+uint32_t gso_next(struct gso_state *st, uint8_t *out);
+int gso_done(const struct gso_state *st);
 
 /* learner.c */
 int learner_setup(struct learner_rt *l);
