@@ -112,6 +112,7 @@ static struct rx_shim shims[SWXD_MAX_PORTS];
 static struct fd_writer *writers[SWXD_MAX_PORTS];   /* socket output of port i, else NULL */
 static uint32_t n_shims;
 static uint32_t n_dry;                  /* fd ports currently dry */
+static uint32_t n_pollable;             /* fd ports (the ones that can be dry) */
 static uint64_t n_rx_syscalls, n_tx_syscalls;
 
 static int is_socket(int fd)
@@ -550,6 +551,8 @@ void pipeline_install_rx_shims(void)
 				}
 			}
 		}
+		if (s->kind == SHIM_FD || s->kind == SHIM_SOCK || s->kind == SHIM_RING)
+			n_pollable++;
 		p->in[i].pkt_rx = shim_pkt_rx;
 		p->in[i].obj = s;
 	}
@@ -585,6 +588,12 @@ void fastio_mark_ready(int fd)
 uint32_t fastio_n_dry(void)
 {
 	return n_dry;
+}
+
+/* Every input port waits for epoll: no rx attempt can find a packet. */
+int fastio_all_dry(void)
+{
+	return n_pollable && n_dry == n_pollable;
 }
 
 void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls)

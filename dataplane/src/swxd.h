@@ -199,6 +199,7 @@ int mirror_set(uint32_t session, int32_t port, uint32_t truncate);
 /* fastio.c (pipeline_install_rx_shims() too) */
 void fastio_mark_ready(int fd);
 uint32_t fastio_n_dry(void);
+int fastio_all_dry(void);
 void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls);
 
 /* offload.c */
