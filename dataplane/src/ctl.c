@@ -87,6 +87,7 @@ static const char *port_kind_name(enum port_kind k)
 {
 	switch (k) {
 	case PORT_AFPACKET: return "afpacket";
+	case PORT_AFXDP: return "afxdp";
 	case PORT_TAP: return "tap";
 	case PORT_SOURCE: return "source";
 	case PORT_SINK: return "sink";
@@ -200,8 +201,8 @@ static void cmd_info(struct sbuf *b)
 	sb_printf(b, "]}\n");
 }
 
-/* Adds what the kernel dropped on an AF_PACKET port's receive side since the last call
- * (PACKET_STATISTICS resets on read). */
+/* What the kernel dropped on the receive side of an AF_PACKET port (PACKET_STATISTICS resets
+ * on read: added up) or an AF_XDP port (cumulative). */
 static void port_kernel_drops(struct port_cfg *pc)
 {
 	struct tpacket_stats st;
@@ -210,6 +211,8 @@ static void port_kernel_drops(struct port_cfg *pc)
 	if (pc->kind == PORT_AFPACKET && pc->fd >= 0 &&
 	    getsockopt(pc->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0)
 		pc->cnt.rx_drops += st.tp_drops;
+	else if (pc->kind == PORT_AFXDP)
+		pc->cnt.rx_drops = afxdp_kernel_drops(pc->xsk);
 }
 
 static void cmd_stats(struct sbuf *b)

@@ -16,7 +16,9 @@
  *    one read()/write() per frame. TAP fds (character devices) keep DPDK's read()/write().
  * 3. AF_PACKET ports receive through a TPACKET_V2 ring (PACKET_RX_RING) instead: no system
  *    call at all on receive (env P4CS_SWXD_NO_RING=1 falls back to recvmmsg).
- * 4. AF_PACKET frames carry a virtio-net header (PACKET_VNET_HDR): partial checksums are
+ * 4. AF_XDP ports (afxdp.c): frames are copied from the socket's receive ring into mbufs, and
+ *    the output port's functions are replaced by ones that copy into its transmit ring.
+ * 5. AF_PACKET frames carry a virtio-net header (PACKET_VNET_HDR): partial checksums are
  *    completed and super-frames cut into segments before the pipeline sees them (offload.c).
  *    A super-frame larger than a ring frame reaches the ring truncated, marked TP_STATUS_COPY,
  *    with its full copy on the socket's queue (PACKET_COPY_THRESH), read from there.
@@ -71,7 +73,7 @@ struct fd_writer {
 	uint32_t n_pkts;
 };
 
-enum shim_kind { SHIM_IDLE, SHIM_SOURCE, SHIM_FD, SHIM_SOCK, SHIM_RING };
+enum shim_kind { SHIM_IDLE, SHIM_SOURCE, SHIM_FD, SHIM_SOCK, SHIM_RING, SHIM_XSK };
 
 /* AF_PACKET receive ring (TPACKET_V2): the kernel copies frames into shared memory in the
  * sender's context; the data plane takes them without a system call. Frames of 2 KiB (more
@@ -359,6 +361,33 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	return 1;
 }
 
+static int xsk_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
+{
+	struct rte_mbuf *m;
+	uint8_t *f;
+	uint32_t len;
+
+	f = afxdp_rx_next(s->pc->xsk, &len);
+	if (!f) {
+		set_dry(s);
+		return 0;
+	}
+	if (len > s->mtu) {
+		afxdp_rx_done(s->pc->xsk);
+		rx_discard(s, D_TRUNCATED);
+		return 0;
+	}
+	m = rte_pktmbuf_alloc(s->reader->params.mempool);
+	if (!m)
+		return 0;
+	memcpy(rte_pktmbuf_mtod(m, void *), f, len);
+	afxdp_rx_done(s->pc->xsk);
+	if (offload_csum_partial(rte_pktmbuf_mtod(m, uint8_t *), len))
+		s->pc->cnt.csum_completed++;
+	rx_deliver(s, m, len, pkt);
+	return 1;
+}
+
 static int ring_setup(struct rx_shim *s, int fd)
 {
 	uint32_t frame = RING_FRAME_MIN, block;
@@ -401,6 +430,9 @@ static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
 	switch (s->kind) {
 	case SHIM_RING:
 		n = ring_rx(s, pkt);
+		break;
+	case SHIM_XSK:
+		n = xsk_rx(s, pkt);
 		break;
 	case SHIM_SOCK:
 		n = sock_rx(s, pkt);
@@ -508,11 +540,15 @@ void pipeline_install_rx_shims(void)
 		s->pkt_rx = p->in[i].pkt_rx;
 		s->reader = p->in[i].obj;
 		s->fd = -1;
-		s->pc = pc && pc->kind == PORT_AFPACKET ? &g.ports[i] : NULL;
-		if (!pc || (pc->kind != PORT_AFPACKET && pc->kind != PORT_TAP &&
+		s->pc = pc && (pc->kind == PORT_AFPACKET || pc->kind == PORT_AFXDP) ? &g.ports[i] : NULL;
+		if (!pc || (pc->kind != PORT_AFPACKET && pc->kind != PORT_AFXDP && pc->kind != PORT_TAP &&
 			    pc->kind != PORT_CPU && pc->kind != PORT_SOURCE))
 			s->kind = SHIM_IDLE;            /* an idle ring: no input side */
-		else if (pc->kind == PORT_SOURCE)
+		else if (pc->kind == PORT_AFXDP) {
+			s->kind = SHIM_XSK;
+			s->fd = pc->fd;
+			s->mtu = s->reader->params.mtu;
+		} else if (pc->kind == PORT_SOURCE)
 			s->kind = SHIM_SOURCE;
 		else if (is_socket(pc->fd) && s->reader->params.burst_size <= BURST)
 			s->kind = SHIM_SOCK;
@@ -551,7 +587,7 @@ void pipeline_install_rx_shims(void)
 				}
 			}
 		}
-		if (s->kind == SHIM_FD || s->kind == SHIM_SOCK || s->kind == SHIM_RING)
+		if (s->kind >= SHIM_FD)
 			n_pollable++;
 		p->in[i].pkt_rx = shim_pkt_rx;
 		p->in[i].obj = s;
@@ -560,6 +596,13 @@ void pipeline_install_rx_shims(void)
 		const struct port_cfg *pc = &g.ports[i];
 		struct fd_writer *w = p->out[i].obj;
 
+		if (pc->kind == PORT_AFXDP) {
+			afxdp_install_tx(pc->xsk, &w->stats, &p->out[i].pkt_tx,
+					 &p->out[i].pkt_fast_clone_tx, &p->out[i].pkt_clone_tx,
+					 &p->out[i].flush);
+			p->out[i].obj = pc->xsk;
+			continue;
+		}
 		if (pc->tx_fd < 0 || !is_socket(pc->tx_fd) || w->params.fd != pc->tx_fd)
 			continue;
 		writers[i] = w;

@@ -11,6 +11,9 @@
  *     with a copy of the headers, its own IPv4 length / id / header checksum (IPv6 payload
  *     length), TCP sequence number and flags (FIN / PSH on the last segment only, CWR on the
  *     first) or UDP length, and a full L4 checksum.
+ * AF_XDP ports get no such header: offload_csum_partial() recognises a partial checksum by its
+ * value (the folded pseudo-header sum, which is what the kernel leaves in the field) and
+ * completes it. A complete checksum that happens to have that value is recomputed to itself.
  */
 #include <string.h>
 #include <arpa/inet.h>
@@ -177,4 +180,50 @@ uint32_t gso_next(struct gso_state *st, uint8_t *out)
 int gso_done(const struct gso_state *st)
 {
 	return st->off >= st->len;
+}
+
+int offload_csum_partial(uint8_t *f, uint32_t len)
+{
+	struct virtio_net_hdr vh;
+	uint32_t l4, l4len, sum, field;
+	uint8_t proto;
+	int l3, ver;
+
+	l3 = l3_offset(f, len, &ver);
+	if (l3 < 0)
+		return 0;
+	if (ver == 4) {
+		uint32_t ihl = (uint32_t)(f[l3] & 0xf) * 4, tot;
+
+		if ((uint32_t)l3 + 20 > len || ihl < 20 || (get16(f + l3 + 6) & 0x3fff))
+			return 0;   /* short, or a fragment */
+		tot = get16(f + l3 + 2);
+		if (tot < ihl || l3 + tot > len)
+			return 0;
+		proto = f[l3 + 9];
+		l4 = (uint32_t)l3 + ihl;
+		l4len = tot - ihl;
+		sum = sum16(0, f + l3 + 12, 8);
+	} else {
+		if ((uint32_t)l3 + 40 > len)
+			return 0;
+		proto = f[l3 + 6];   /* no extension headers */
+		l4 = (uint32_t)l3 + 40;
+		l4len = get16(f + l3 + 4);
+		if (l4 + l4len > len)
+			return 0;
+		sum = sum16(0, f + l3 + 8, 32);
+	}
+	if (proto == 6 && l4len >= 20)
+		field = 16;
+	else if (proto == 17 && l4len >= 8)
+		field = 6;
+	else
+		return 0;
+	if (get16(f + l4 + field) != fold(sum + proto + l4len))
+		return 0;
+	memset(&vh, 0, sizeof(vh));
+	vh.csum_start = (uint16_t)l4;
+	vh.csum_offset = (uint16_t)field;
+	return offload_csum_complete(f, l4 + l4len, &vh) == 0;
 }

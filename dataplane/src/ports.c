@@ -32,7 +32,7 @@
 #define FD_MTU 2000   /* smallest frame size the ports read (fits the default mbuf) */
 #define BURST 32
 
-/* "P=afpacket:IF" | "P=tap:NAME" | "P=source:FILE.pcap[:loop]" | "P=sink[:FILE.pcap]" */
+/* "P=afpacket:IF" | "P=afxdp:IF" | "P=tap:NAME" | "P=source:FILE.pcap[:loop]" | "P=sink[:FILE.pcap]" */
 int ports_parse(const char *spec)
 {
 	char buf[512], *eq, *kind, *arg, *end;
@@ -57,10 +57,11 @@ int ports_parse(const char *spec)
 	if (arg)
 		*arg++ = 0;
 
-	if (!strcmp(kind, "afpacket") || !strcmp(kind, "tap")) {
+	if (!strcmp(kind, "afpacket") || !strcmp(kind, "afxdp") || !strcmp(kind, "tap")) {
 		if (!arg || !*arg || strlen(arg) >= IFNAMSIZ)
 			return -EINVAL;
-		pc->kind = kind[0] == 'a' ? PORT_AFPACKET : PORT_TAP;
+		pc->kind = !strcmp(kind, "afpacket") ? PORT_AFPACKET :
+			   !strcmp(kind, "afxdp") ? PORT_AFXDP : PORT_TAP;
 		strcpy(pc->arg, arg);
 	} else if (!strcmp(kind, "source")) {
 		char *loop;
@@ -255,6 +256,21 @@ int ports_open(void)
 
 		pc->fd = pc->tx_fd = -1;
 		switch (pc->kind) {
+		case PORT_AFXDP: {
+			char why[256];
+
+			if (if_mtu(pc->arg, &pc->mtu) == 0 && afxdp_open(pc, why, sizeof(why)) == 0) {
+				LOG_NOTE("port %u = afxdp:%s, mtu %u: %s mode, partial checksums completed "
+					 "in the port", i, pc->arg, pc->mtu,
+					 afxdp_zerocopy(pc->xsk) ? "zero-copy" : "copy");
+				break;
+			}
+			if (!pc->mtu)
+				snprintf(why, sizeof(why), "MTU: %s", strerror(errno));
+			LOG_NOTE("port %u: no AF_XDP on %s (%s): AF_PACKET instead", i, pc->arg, why);
+			pc->kind = PORT_AFPACKET;
+		}
+			/* fall through */
 		case PORT_AFPACKET:
 			open_afpacket(pc);
 			break;
@@ -304,8 +320,8 @@ int ports_open(void)
 
 static int port_has_input(const struct port_cfg *pc)
 {
-	return pc->kind == PORT_AFPACKET || pc->kind == PORT_TAP || pc->kind == PORT_CPU ||
-	       pc->kind == PORT_SOURCE;
+	return pc->kind == PORT_AFPACKET || pc->kind == PORT_AFXDP || pc->kind == PORT_TAP ||
+	       pc->kind == PORT_CPU || pc->kind == PORT_SOURCE;
 }
 
 int ports_write_iospec(const char *path)
@@ -362,6 +378,10 @@ void ports_close(void)
 
 		if (pc->kind == PORT_CPU || pc->kind == PORT_COPY)
 			continue;
+		if (pc->kind == PORT_AFXDP) {
+			afxdp_close(pc);
+			continue;
+		}
 		if (pc->tx_fd >= 0 && pc->tx_fd != pc->fd)
 			close(pc->tx_fd);
 		if (pc->fd >= 0)

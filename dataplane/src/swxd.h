@@ -26,6 +26,8 @@
 enum port_kind {
 	PORT_UNSET = 0,   /* unnamed number below the highest one: output sink, no input */
 	PORT_AFPACKET,    /* AF_PACKET raw socket bound to an interface, SWX fd port in + out */
+	PORT_AFXDP,       /* AF_XDP socket on queue 0 of an interface (afxdp.c); SWX fd port
+	                   * objects whose rx / tx the daemon replaces */
 	PORT_TAP,         /* TAP device (IFF_TAP | IFF_NO_PI), SWX fd port in + out */
 	PORT_SOURCE,      /* pcap file source (input), benchmark */
 	PORT_SINK,        /* sink (output), optionally to a pcap file */
@@ -50,7 +52,8 @@ struct port_cfg {
 	int loop;         /* source: replay the file forever */
 	int fd;           /* fd-backed ports: the input side (and output, but for AF_PACKET), else -1 */
 	int tx_fd;        /* the output side (AF_PACKET: a socket of its own, without vnet header) */
-	uint32_t mtu;     /* interface MTU (AF_PACKET, TAP), else 0 */
+	uint32_t mtu;     /* interface MTU (AF_PACKET, AF_XDP, TAP), else 0 */
+	struct xsk_port *xsk;   /* AF_XDP */
 	struct port_counters cnt;
 };
 
@@ -202,6 +205,19 @@ uint32_t fastio_n_dry(void);
 int fastio_all_dry(void);
 void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls);
 
+/* afxdp.c */
+struct xsk_port;
+int afxdp_open(struct port_cfg *pc, char *why, size_t why_size);
+void afxdp_close(struct port_cfg *pc);
+int afxdp_zerocopy(const struct xsk_port *x);
+uint64_t afxdp_kernel_drops(const struct xsk_port *x);
+uint8_t *afxdp_rx_next(struct xsk_port *x, uint32_t *len);
+void afxdp_rx_done(struct xsk_port *x);
+void afxdp_install_tx(struct xsk_port *x, struct rte_swx_port_out_stats *stats,
+		      rte_swx_port_out_pkt_tx_t *pkt_tx,
+		      rte_swx_port_out_pkt_fast_clone_tx_t *fast_clone_tx,
+		      rte_swx_port_out_pkt_clone_tx_t *clone_tx, rte_swx_port_out_flush_t *flush);
+
 /* offload.c */
 struct virtio_net_hdr;
 struct gso_state {
@@ -214,6 +230,7 @@ struct gso_state {
 	int v6, udp;
 };
 int offload_csum_complete(uint8_t *frame, uint32_t len, const struct virtio_net_hdr *vh);
+int offload_csum_partial(uint8_t *frame, uint32_t len);
 int gso_start(struct gso_state *st, const uint8_t *data, uint32_t len,
 	      const struct virtio_net_hdr *vh, uint32_t room);
 uint32_t gso_next(struct gso_state *st, uint8_t *out);
