@@ -2,11 +2,11 @@
 """Request latency through p4cs-swxd's fast path, against a Linux bridge on the same veths.
 
   sudo .venv/bin/python dataplane/bench/latency.py [--duration 10] [--connections 50]
-       [--threads 2] [--repeat 3] [--daemon NAME=PATH ...] [--offloads] [--json FILE]
+       [--threads 2] [--repeat 3] [--daemon NAME=PATH[@afxdp] ...] [--offloads] [--json FILE]
 
 Three namespaces: a client (wrk), a server (nginx, 1 worker, a 2-byte answer, keep-alive) and
 the switch between them, joined by two veth pairs. The switch is either a Linux bridge or
-p4cs-swxd on AF_PACKET ports with tests/dataplane/data/flow.spec (ARP by port, IPv4 by a /32
+p4cs-swxd on AF_PACKET (PATH@afxdp: AF_XDP) ports with tests/dataplane/data/flow.spec (ARP by port, IPv4 by a /32
 route per host). wrk -tT -cC --latency for --duration seconds; p50 / p90 / p99 / p99.9 from
 wrk's own histogram (a Lua `done` hook), plus requests/s. Cases run round robin, --repeat
 rounds, medians reported. --offloads keeps the veths as they come (checksum offload, TSO on).
@@ -108,11 +108,13 @@ class Topo:
 
 class Swxd:
     def __init__(self, binary: str, topo: Topo, workdir: Path):
+        binary, _, kind = binary.partition("@")
+        kind = kind or "afpacket"
         self.ctl, ctl_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.cpu, cpu_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cmd = ["ip", "netns", "exec", topo.sw, binary, "--spec", str(SPEC), "--workdir", str(workdir),
                "--ctl-fd", str(ctl_b.fileno()), "--cpu-fd", str(cpu_b.fileno()), "--cpu-port", "2",
-               "--port", "0=afpacket:s0", "--port", "1=afpacket:s1"]
+               "--port", f"0={kind}:s0", "--port", f"1={kind}:s1"]
         self.log = open(workdir / "swxd.log", "a")
         self.proc = subprocess.Popen(cmd, pass_fds=[ctl_b.fileno(), cpu_b.fileno()],
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -125,12 +127,18 @@ class Swxd:
                  f"table add route_table match 0x0a000002/0xffffffff action route port 1 dmac {mac(MAC_S)}",
                  f"table add route_table match 0x0a000001/0xffffffff action route port 0 dmac {mac(MAC_C)}")
 
-    def req(self, *lines: str) -> None:
+    def req(self, *lines: str) -> list[str]:
         self.ctl.settimeout(120)
         self.ctl.send("\n".join(lines).encode())
         out = self.ctl.recv(1 << 16).decode().split("\n")
         if any(not x.startswith("ok") for x in out):
             raise SystemExit(f"daemon: {lines} -> {out}")
+        return out
+
+    def losses(self) -> dict:
+        """Frames lost in the ports (a daemon without per-port counters reports none)."""
+        ports = json.loads(self.req("stats")[0][3:])["ports"]
+        return {k: sum(p.get(k, 0) for p in ports) for k in ("rx_drops", "tx_drops", "rx_errors")}
 
     def stop(self) -> None:
         self.ctl.close()
@@ -170,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--daemon", action="append", default=[], metavar="NAME=PATH",
-                    help=f"a p4cs-swxd to measure (default: p4cs={DAEMON})")
+                    help=f"a p4cs-swxd to measure, @afxdp for AF_XDP ports (default: p4cs={DAEMON})")
     ap.add_argument("--no-bridge", action="store_true", help="skip the Linux-bridge case")
     ap.add_argument("--offloads", action="store_true", help="leave the veths' offloads on")
     ap.add_argument("--json", type=Path)
@@ -202,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.3)
                 try:
                     r = wrk(topo, lua, args, d.proc.pid if d else None)
+                    if d is not None:
+                        r.update(d.losses())
                 finally:
                     if d is not None:
                         d.stop()
@@ -211,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {rnd + 1} {case}: {r['rps']:.0f} req/s, p50 {r['p50']} us, "
                       f"p90 {r['p90']} us, p99 {r['p99']} us, p99.9 {r['p999']} us, "
                       f"max {r['max']} us, errors {r['errors']}, "
-                      f"daemon CPU {r['cpu_us_per_req']:.1f} us/request", flush=True)
+                      f"daemon CPU {r['cpu_us_per_req']:.1f} us/request"
+                      + (f", port drops rx {r['rx_drops']} tx {r['tx_drops']} errors {r['rx_errors']}"
+                         if d is not None else ""), flush=True)
     finally:
         if nginx is not None:
             nginx.terminate()
