@@ -332,18 +332,30 @@ static void reap_completions(struct xsk_port *x)
 	__atomic_store_n(x->comp.consumer, x->comp.cached_cons, __ATOMIC_RELEASE);
 }
 
+/* Frames on the transmit ring the kernel has not taken yet. */
+int afxdp_tx_unsent(const struct xsk_port *x)
+{
+	return x->tx.cached_prod != __atomic_load_n(x->tx.consumer, __ATOMIC_ACQUIRE);
+}
+
 static void xsk_flush(void *obj)
 {
 	struct xsk_port *x = obj;
+	int tries;
 
 	if (x->tx_pending) {
 		__atomic_store_n(x->tx.producer, x->tx.cached_prod, __ATOMIC_RELEASE);
 		x->tx_pending = 0;
 	}
-	/* Copy mode sends in the system call; zero-copy drivers ask for it with the flag. */
-	if (x->tx_outstanding &&
-	    (!x->zerocopy || (__atomic_load_n(x->tx.flags, __ATOMIC_RELAXED) & XDP_RING_NEED_WAKEUP)))
-		sendto(x->fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+	/* Copy mode sends in the system call (at most 32 frames per call); zero-copy drivers ask
+	 * for it with the flag. */
+	for (tries = 0; tries < 4 && afxdp_tx_unsent(x); tries++) {
+		if (x->zerocopy && !(__atomic_load_n(x->tx.flags, __ATOMIC_RELAXED) & XDP_RING_NEED_WAKEUP))
+			break;
+		if (sendto(x->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 && errno != EAGAIN &&
+		    errno != EBUSY && errno != ENOBUFS)
+			break;
+	}
 	reap_completions(x);
 }
 

@@ -30,7 +30,6 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <linux/virtio_net.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
@@ -38,6 +37,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <linux/virtio_net.h>
 
 #include <rte_mbuf.h>
 #include <rte_swx_port.h>
@@ -115,6 +115,7 @@ static struct fd_writer *writers[SWXD_MAX_PORTS];   /* socket output of port i, 
 static uint32_t n_shims;
 static uint32_t n_dry;                  /* fd ports currently dry */
 static uint32_t n_pollable;             /* fd ports (the ones that can be dry) */
+static uint32_t n_sources;              /* pcap sources: never dry */
 static uint64_t n_rx_syscalls, n_tx_syscalls;
 
 static int is_socket(int fd)
@@ -208,12 +209,14 @@ static int sock_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 				len = len > VNET_LEN ? len - (uint32_t)VNET_LEN : 0;
 				if (rx_offload(s, rte_pktmbuf_mtod(s->m[i], uint8_t *), len, &s->vh[i],
 					       s->msgs[i].msg_hdr.msg_flags & MSG_TRUNC))
-					len = 0;   /* discarded (counted): handed out as a runt */
+					len = 0;   /* discarded (counted): skipped below */
 			}
 			s->m[i]->data_len = (uint16_t)len;
 			s->m[i]->pkt_len = len;
-			s->reader->stats.n_pkts++;
-			s->reader->stats.n_bytes += len;
+			if (len) {
+				s->reader->stats.n_pkts++;
+				s->reader->stats.n_bytes += len;
+			}
 		}
 		s->n = s->n_empty = (uint32_t)r;
 		s->pos = 0;
@@ -417,6 +420,10 @@ static int ring_setup(struct rx_shim *s, int fd)
 	s->ring_frames = req.tp_frame_nr;
 	s->ring_frame_size = frame;
 	s->ring_pos = 0;
+	/* Frames queued on the socket before the ring existed would be taken for the copies of
+	 * truncated super-frames (TP_STATUS_COPY): drop them. */
+	while (recv(fd, s->bounce, SUPER_FRAME_MAX, MSG_DONTWAIT) >= 0)
+		;
 	return 0;
 }
 
@@ -527,7 +534,7 @@ static void sock_writer_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
 
 /* ---------------------------------------------------------------------------------------- */
 
-void pipeline_install_rx_shims(void)
+int pipeline_install_rx_shims(void)
 {
 	struct rte_swx_pipeline *p = g.p;
 	uint32_t i, j;
@@ -565,14 +572,20 @@ void pipeline_install_rx_shims(void)
 			else
 				LOG_ERR("port %u: no AF_PACKET receive ring (%s), using recvmmsg", i,
 					strerror(-rc));
-			LOG_NOTE("port %u = afpacket:%s, mtu %u: partial checksums completed%s in the port",
-				 i, pc->arg, pc->mtu, s->kind == SHIM_RING ?
-				 " and TSO/GSO super-frames segmented" : ", super-frames discarded,");
+			LOG_NOTE("port %u = afpacket:%s, mtu %u: partial checksums completed %s", i, pc->arg,
+				 pc->mtu, s->kind == SHIM_RING ?
+				 "and TSO/GSO super-frames segmented in the port" :
+				 "in the port, super-frames discarded (no receive ring)");
 		}
 		if (s->kind == SHIM_SOCK) {
 			s->fd = pc->fd;
 			s->mtu = s->reader->params.mtu;
 			if (rte_pktmbuf_alloc_bulk(s->reader->params.mempool, s->m, BURST)) {
+				/* read() would hand AF_PACKET's virtio-net headers to the pipeline */
+				if (s->pc) {
+					LOG_ERR("port %u: no mbufs for the receive burst", i);
+					return -ENOMEM;
+				}
 				LOG_ERR("port %u: no mbufs for the receive burst, using read()", i);
 				s->kind = SHIM_FD;
 			} else {
@@ -589,6 +602,8 @@ void pipeline_install_rx_shims(void)
 		}
 		if (s->kind >= SHIM_FD)
 			n_pollable++;
+		else if (s->kind == SHIM_SOURCE)
+			n_sources++;
 		p->in[i].pkt_rx = shim_pkt_rx;
 		p->in[i].obj = s;
 	}
@@ -609,6 +624,7 @@ void pipeline_install_rx_shims(void)
 		p->out[i].pkt_tx = sock_writer_pkt_tx;
 		p->out[i].flush = sock_writer_flush;
 	}
+	return 0;
 }
 
 /* Readiness from epoll: the port of this fd may be read again. */
@@ -633,10 +649,22 @@ uint32_t fastio_n_dry(void)
 	return n_dry;
 }
 
+/* Some AF_XDP port holds frames the kernel has not taken yet (the loop must come back soon
+ * to kick it again). */
+int fastio_tx_unsent(void)
+{
+	uint32_t i;
+
+	for (i = 0; i < g.n_ports; i++)
+		if (g.ports[i].kind == PORT_AFXDP && afxdp_tx_unsent(g.ports[i].xsk))
+			return 1;
+	return 0;
+}
+
 /* Every input port waits for epoll: no rx attempt can find a packet. */
 int fastio_all_dry(void)
 {
-	return n_pollable && n_dry == n_pollable;
+	return n_pollable && n_dry == n_pollable && !n_sources;
 }
 
 void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls)

@@ -367,6 +367,8 @@ static int run(void)
 				wait = MAX_WAIT_MS;
 			if (ctl_pending_bytes() && wait > 10)
 				wait = 10;   /* retry unsent notifications soon */
+			if (wait > 1 && fastio_tx_unsent())
+				wait = 1;    /* frames wait on an AF_XDP transmit ring: kick again */
 			if (poll_events((int)wait) < 0)
 				break;
 			serve_sweeper();
@@ -413,11 +415,12 @@ int main(int argc, char **argv)
 		rc = learner_apply_timeouts();
 	if (!rc)
 		rc = epoll_setup();
+	if (!rc)
+		rc = pipeline_install_rx_shims();
 	if (rc) {
 		LOG_ERR("startup failed: %s", strerror(rc < 0 ? -rc : rc));
 		return 1;
 	}
-	pipeline_install_rx_shims();
 	sweeper_init();
 	LOG_INFO("running: %u ports (%u inputs), %u tables, %u learners", g.n_ports, g.n_ports_in,
 		 g.info.n_tables, g.info.n_learners);

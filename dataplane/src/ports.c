@@ -308,6 +308,11 @@ int ports_open(void)
 	if (g.frame_max < FD_MTU)
 		g.frame_max = FD_MTU;
 	data_room = RTE_PKTMBUF_HEADROOM + g.frame_max;
+	if (data_room > UINT16_MAX) {
+		LOG_ERR("MTU %u too large for an mbuf (at most %u)", max_mtu,
+			UINT16_MAX - RTE_PKTMBUF_HEADROOM - ETH_HLEN - 8);
+		return -EINVAL;
+	}
 	if (data_room < RTE_MBUF_DEFAULT_BUF_SIZE)
 		data_room = RTE_MBUF_DEFAULT_BUF_SIZE;
 	if (!rte_pktmbuf_pool_create(MEMPOOL_NAME, 16383, 256, 0, (uint16_t)data_room,

@@ -188,7 +188,7 @@ void ports_close(void);
 /* pipeline.c */
 int pipeline_build(void);
 int pipeline_describe(void);
-void pipeline_install_rx_shims(void);
+int pipeline_install_rx_shims(void);
 int pipeline_quiesce(void);
 void pipeline_resume(void);
 int pipeline_threads_idle(void);
@@ -203,6 +203,7 @@ int mirror_set(uint32_t session, int32_t port, uint32_t truncate);
 void fastio_mark_ready(int fd);
 uint32_t fastio_n_dry(void);
 int fastio_all_dry(void);
+int fastio_tx_unsent(void);
 void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls);
 
 /* afxdp.c */
@@ -213,6 +214,7 @@ int afxdp_zerocopy(const struct xsk_port *x);
 uint64_t afxdp_kernel_drops(const struct xsk_port *x);
 uint8_t *afxdp_rx_next(struct xsk_port *x, uint32_t *len);
 void afxdp_rx_done(struct xsk_port *x);
+int afxdp_tx_unsent(const struct xsk_port *x);
 void afxdp_install_tx(struct xsk_port *x, struct rte_swx_port_out_stats *stats,
 		      rte_swx_port_out_pkt_tx_t *pkt_tx,
 		      rte_swx_port_out_pkt_fast_clone_tx_t *fast_clone_tx,
