@@ -19,7 +19,7 @@ SUDO=""
 
 APT_PKGS=(dpdk libdpdk-dev build-essential pkg-config iproute2 ethtool iputils-ping
           curl wrk nginx-light haproxy tcpdump libpcap-dev libnuma-dev python3-venv python3-dev
-          dpkg-dev xz-utils procps psmisc mininet)
+          dpkg-dev xz-utils procps psmisc mininet nftables redis-server)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,8 +29,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# nginx/haproxy are test peers and benchmark peers: they must not run as system services.
-for svc in nginx haproxy; do
+# nginx/haproxy are test peers and benchmark peers, redis-server is started by the tests that
+# need it (controller high availability): none of them runs as a system service.
+for svc in nginx haproxy redis-server; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi

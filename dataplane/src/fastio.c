@@ -16,9 +16,12 @@
  *    one read()/write() per frame. TAP fds (character devices) keep DPDK's read()/write().
  * 3. AF_PACKET ports receive through a TPACKET_V2 ring (PACKET_RX_RING) instead: no system
  *    call at all on receive (env P4CS_SWXD_NO_RING=1 falls back to recvmmsg).
- * 4. AF_XDP ports (afxdp.c): frames are copied from the socket's receive ring into mbufs, and
+ * 4. The copy port (mirror copies for the controller): every message is the input port of the
+ *    copied packet (4 bytes, network byte order) followed by the frame as the pipeline emitted
+ *    it. The input shims record the input port in the mbuf (`port`) for this.
+ * 5. AF_XDP ports (afxdp.c): frames are copied from the socket's receive ring into mbufs, and
  *    the output port's functions are replaced by ones that copy into its transmit ring.
- * 5. AF_PACKET frames carry a virtio-net header (PACKET_VNET_HDR): partial checksums are
+ * 6. AF_PACKET frames carry a virtio-net header (PACKET_VNET_HDR): partial checksums are
  *    completed and super-frames cut into segments before the pipeline sees them (offload.c).
  *    A super-frame larger than a ring frame reaches the ring truncated, marked TP_STATUS_COPY,
  *    with its full copy on the socket's queue (PACKET_COPY_THRESH), read from there.
@@ -455,6 +458,8 @@ static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
 	default:
 		return 0;
 	}
+	if (n)
+		((struct rte_mbuf *)pkt->handle)->port = (uint16_t)(s - shims);
 	g.rx_count += (uint64_t)n;
 	return n;
 }
@@ -530,6 +535,55 @@ static void sock_writer_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
 	w->pkts[w->n_pkts++] = m;
 	if (w->n_pkts == w->params.burst_size)
 		sock_flush(w);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Copy port: input port + frame per message                                                */
+
+#define COPY_PORT_HDR 4
+
+/* A copy of the packet, truncated to `truncation_length` bytes (0 = whole frame), behind its
+ * input port; the packet itself stays with the pipeline. */
+static void copy_writer_clone_tx(void *obj, struct rte_swx_pkt *pkt, uint32_t truncation_length)
+{
+	struct fd_writer *w = obj;
+	const struct rte_mbuf *m = pkt->handle;
+	uint32_t len = pkt->length;
+	uint32_t port = rte_cpu_to_be_32(m->port);
+	struct rte_mbuf *c;
+	uint8_t *d;
+
+	if (truncation_length && truncation_length < len)
+		len = truncation_length;
+	c = rte_pktmbuf_alloc(m->pool);      /* the fd writer has no pool of its own */
+	if (!c || COPY_PORT_HDR + len > rte_pktmbuf_tailroom(c)) {
+		rte_pktmbuf_free(c);
+		w->stats.n_pkts_clone_err++;
+		return;
+	}
+	d = rte_pktmbuf_mtod(c, uint8_t *);
+	memcpy(d, &port, COPY_PORT_HDR);
+	memcpy(d + COPY_PORT_HDR, &pkt->pkt[pkt->offset], len);
+	c->data_len = (uint16_t)(COPY_PORT_HDR + len);
+	c->pkt_len = COPY_PORT_HDR + len;
+	w->stats.n_pkts++;
+	w->stats.n_bytes += len;
+	w->stats.n_pkts_clone++;
+	w->pkts[w->n_pkts++] = c;
+	if (w->n_pkts == w->params.burst_size)
+		sock_flush(w);
+}
+
+static void copy_writer_fast_clone_tx(void *obj, struct rte_swx_pkt *pkt)
+{
+	copy_writer_clone_tx(obj, pkt, 0);
+}
+
+/* A packet sent to the copy port itself (not mirrored) leaves the same way. */
+static void copy_writer_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
+{
+	copy_writer_clone_tx(obj, pkt, 0);
+	rte_pktmbuf_free(pkt->handle);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -621,8 +675,14 @@ int pipeline_install_rx_shims(void)
 		if (pc->tx_fd < 0 || !is_socket(pc->tx_fd) || w->params.fd != pc->tx_fd)
 			continue;
 		writers[i] = w;
-		p->out[i].pkt_tx = sock_writer_pkt_tx;
 		p->out[i].flush = sock_writer_flush;
+		if (pc->kind == PORT_COPY) {
+			p->out[i].pkt_tx = copy_writer_pkt_tx;
+			p->out[i].pkt_fast_clone_tx = copy_writer_fast_clone_tx;
+			p->out[i].pkt_clone_tx = copy_writer_clone_tx;
+		} else {
+			p->out[i].pkt_tx = sock_writer_pkt_tx;
+		}
 	}
 	return 0;
 }

@@ -11,6 +11,7 @@
  *   P4CS_SEND(port), P4CS_DROP()      forward to a port / drop (main control only)
  *   P4CS_COPY_FLOW_END()              a copy of the packet to the controller through the
  *                                     P4CS_FLOW_END_SESSION mirror / clone session
+ *   P4CS_COPY_PRESERVED               annotation of a metadata field the copy keeps (headers.p4)
  *   P4CS_COUNTER(size)                an indexed packet-and-byte counter ...
  *   P4CS_COUNT(c, index, bytes)       ... and counting into it (`bytes`: the frame without FCS;
  *                                     BMv2 measures the frame itself)
@@ -34,6 +35,16 @@
 #include <v1model.p4>
 #else
 #error "define P4CS_TARGET_PNA or P4CS_TARGET_V1MODEL before including arch.p4"
+#endif
+
+#if defined(P4CS_TARGET_PNA)
+/* The mirror copy is the emitted packet; the daemon tells the server its input port. */
+#define P4CS_COPY_PRESERVED
+#else
+/* BMv2 resets a clone's metadata, standard_metadata.ingress_port included: the fields of this
+ * list are copied into the clone. */
+#define P4CS_FLOW_END_FIELDS 1
+#define P4CS_COPY_PRESERVED  @field_list(P4CS_FLOW_END_FIELDS)
 #endif
 
 #include "headers.p4"
@@ -99,8 +110,9 @@ control IncrementalChecksum(inout headers_t hdr, inout local_metadata_t meta) {
 
 #define P4CS_SEND(port)      standard_metadata.egress_spec = (bit<9>)(port)
 #define P4CS_DROP()          mark_to_drop(standard_metadata)
-/* An ingress-to-egress clone; the egress control gives it a packet_in header. */
-#define P4CS_COPY_FLOW_END() clone(CloneType.I2E, P4CS_FLOW_END_SESSION)
+/* An ingress-to-egress clone that keeps meta.in_port; the egress control gives it a packet_in
+ * header. */
+#define P4CS_COPY_FLOW_END() clone_preserving_field_list(CloneType.I2E, P4CS_FLOW_END_SESSION, P4CS_FLOW_END_FIELDS)
 
 #define P4CS_COUNTER(size)              counter(size, CounterType.packets_and_bytes)
 #define P4CS_COUNT(c, index, bytes)     c.count(index)

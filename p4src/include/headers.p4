@@ -98,7 +98,8 @@ struct local_metadata_t {
     bit<16> fk_src_port;
     bit<16> fk_dst_port;
 
-    bit<32> in_port;        /* ingress port, target independent width */
+    /* ingress port, target independent width; the copy to the controller keeps it */
+    P4CS_COPY_PRESERVED bit<32> in_port;
     bit<32> out_port;       /* egress port decided by the pipeline */
     bit<8>  punt_reason;    /* != 0: send to the controller with this reason */
     bool    drop;

@@ -11,9 +11,10 @@ control EgressImpl(inout headers_t hdr, inout local_metadata_t meta,
     PacketInHeader() packet_in_header;
 
     apply {
-        /* The ingress-to-egress clone of a FIN/RST: a packet_in header like any punted packet. */
+        /* The ingress-to-egress clone of a FIN/RST: a packet_in header like any punted packet,
+         * with the ingress port the clone kept in meta.in_port. */
         if (standard_metadata.instance_type == 1) {
-            packet_in_header.apply(hdr, (bit<32>)standard_metadata.ingress_port, REASON_FLOW_END);
+            packet_in_header.apply(hdr, meta.in_port, REASON_FLOW_END);
         }
     }
 }

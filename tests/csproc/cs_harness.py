@@ -21,6 +21,7 @@ VIP = "10.0.0.100"
 S1 = "10.0.1.1"
 S2 = "10.0.1.2"
 SNAT = "10.0.1.254"
+SW_IP = "10.0.1.253"            # the switch's address on the server port (health probes)
 CPORT = 40000
 SECRET = b"0123456789abcdef0123456789abcdef"
 T0 = 1000.0
@@ -61,15 +62,17 @@ def payload(p: Ether) -> bytes:
 
 class Harness:
     def __init__(self, mode="transparent", routes=None, router=None, config=None,
-                 cport=CPORT, cisn=1000, groups=None, protocol="http"):
-        self.servers = [Server("s1", S1, 8080), Server("s2", S2, 8080)]
+                 cport=CPORT, cisn=1000, groups=None, protocol="http", servers=None,
+                 persistence=None):
+        self.servers = servers or [Server("s1", S1, 8080), Server("s2", S2, 8080)]
         self.groups = groups or [ServerGroup("web", self.servers, "rr")]
         router = router or PrefixRouter(routes or [Route("all", "web", "/")])
         self.svc = VirtualService("www", VIP, 80, router, default_group="web", mode=mode,
                                   snat_ip=SNAT if mode == "snat" else None,
-                                  protocol=protocol)
+                                  protocol=protocol, persistence=persistence)
         topo = StaticTopology({1: SW_C, 2: SW_S},
-                              {S1: (2, S1_MAC), S2: (2, S2_MAC)})
+                              {S1: (2, S1_MAC), S2: (2, S2_MAC)},
+                              port_ips={2: SW_IP})
         self.cfg = config or Config()
         self.eng = Engine([self.svc], self.groups, topo, self.cfg, secret=SECRET)
         self.cport = cport

@@ -8,7 +8,7 @@ from scapy.layers.inet import IP, TCP
 
 from p4cs.csproc import Config, InstallFlows, Log, RemoveFlows
 
-from cs_harness import Harness, of, pkts
+from cs_harness import CLIENT, Harness, of, pkts
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -200,3 +200,44 @@ def test_listing_and_deadline():
     h2.handshake()
     h2.client(h2.cframe("A"))
     assert h2.eng.next_deadline() == h2.now + h2.cfg.request_timeout
+
+
+def test_lost_flows_reset_both_legs_when_they_answer():
+    """A restarted switch lost the entries: each leg gets a probe at an old sequence number,
+    and its answer (an ACK at whatever sequence numbers the fast path reached) an exact RST."""
+    h, syn, inst = spliced(config=Config(reset_probes=3, reset_probe_interval=1.0))
+    c2s, s2c = inst.flows
+    eff = h.eng.flow_lost(c2s.key, h.now)
+    probes = dict(pkts(eff))
+    M = 1 << 32
+    assert probes[1][TCP].flags == "A" and probes[1][IP].dst == CLIENT
+    assert probes[2][TCP].flags == "A" and probes[2][IP].dst == syn[IP].dst
+    # old numbers: just below what each end had received when the connection was spliced
+    assert probes[2][TCP].seq == (h.cisn + len(GET)) % M
+    assert probes[1][TCP].seq == h.sisn % M
+    assert h.eng.stats.spliced_active == 0 and h.eng.stats.flows_lost == 1
+    assert h.eng.flow_lost(s2c.key, h.now) == []            # the same connection
+    assert h.eng.connections()[0]["state"] == "resetting"
+    (port, rst), = pkts(h.client(h.cframe("A", seq=h.cisn + 1 + len(GET), ack=123456789)))
+    assert port == 1 and rst[TCP].flags == "R" and rst[TCP].seq == 123456789
+    assert h.client(h.cframe("A", seq=h.cisn + 1 + len(GET), ack=123456789)) == []  # done
+    # the probes are repeated to the leg that has not answered, then the connection is gone
+    assert [port for port, _ in pkts(h.tick(1.0))] == [2]
+    (port, rst), = pkts(h.server(h.sframe(syn, "A", 987654321, 55555)))
+    assert port == 2 and rst[TCP].flags == "R" and rst[TCP].seq == 55555
+    assert not h.eng.by_id and h.servers[0].active == 0
+
+
+def test_lost_flows_forgotten_when_nobody_answers():
+    h, syn, inst = spliced(config=Config(reset_probes=3, reset_probe_interval=1.0))
+    assert len(pkts(h.eng.flow_lost(inst.flows[0].key, h.now))) == 2
+    assert len(pkts(h.tick(1.0))) == 2
+    assert len(pkts(h.tick(1.0))) == 2
+    assert pkts(h.tick(1.0)) == [] and not h.eng.by_id and h.servers[0].active == 0
+
+
+def test_lost_flows_of_a_closed_connection_change_nothing():
+    h, syn, inst = spliced()
+    h.server(h.sframe(syn, "R", 501, 0), reason=4)
+    assert h.eng.flow_lost(inst.flows[0].key, h.now) == []
+    assert h.eng.stats.flows_lost == 0

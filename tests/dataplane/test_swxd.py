@@ -398,15 +398,17 @@ def copy_traffic(swxd_binary, workdir, topo):
         d.stop()
 
 
-def _copies(d, timeout: float, want: int = 1 << 30) -> list[bytes]:
+def _copies(d, timeout: float, want: int = 1 << 30) -> list[tuple[int, bytes]]:
+    """Messages of the copy port: (input port of the copied packet, frame)."""
     out = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(out) < want:
         d.copy.settimeout(max(0.01, deadline - time.monotonic()))
         try:
-            out.append(d.copy.recv(65536))
+            msg = d.copy.recv(65536)
         except (socket.timeout, TimeoutError):
             break
+        out.append((int.from_bytes(msg[:4], "big"), msg[4:]))
     return out
 
 
@@ -427,29 +429,40 @@ def test_fin_rst_mirrored_to_copy_port(copy_traffic):
     s0.send(tcp_frame(flags="PA"))
     assert recv_frames(s1, 3.0, match=is_ip)
     assert _copies(d, 0.3) == []
-    # FIN and RST: forwarded AND copied; the copy is the emitted (rewritten) frame, no header
+    # FIN and RST: forwarded AND copied; the copy is the emitted (rewritten) frame, no header,
+    # behind the port the packet came in on (0)
     for flags in ("FA", "R", "RA"):
         s0.send(tcp_frame(flags=flags))
         fwd = recv_frames(s1, 3.0, match=is_ip)
         assert fwd, flags
         copies = _copies(d, 1.0, want=1) + _copies(d, 0.1)
         assert len(copies) == 1, (flags, copies)
-        assert copies[0] == fwd[0][:len(copies[0])] and len(copies[0]) >= 54, flags
-        assert Ether(copies[0])[TCP].flags & 0x05
-        assert (Ether(copies[0])[IP].dst, Ether(copies[0])[TCP].dport) == ("10.0.1.2", 8080)
-    # truncation
+        in_port, copy = copies[0]
+        assert in_port == 0, flags
+        assert copy == fwd[0][:len(copy)] and len(copy) >= 54, flags
+        assert Ether(copy)[TCP].flags & 0x05
+        assert (Ether(copy)[IP].dst, Ether(copy)[TCP].dport) == ("10.0.1.2", 8080)
+    # the reverse leg, in on port 1: the copy says port 1
+    rkey = key(src="10.0.1.2", dst="10.0.1.100", sport=8080, dport=50000)
+    rsplice = splice(dmac=MAC_H0, new_src="10.0.0.100", new_dst="10.0.0.1", sport=80, dport=40000, port=0, cidx=8)
+    assert d.ctl.one(f"learner add flow_table {rkey} {rsplice} timeout 2") == "ok"
+    s1.send(tcp_frame(src="10.0.1.2", dst="10.0.1.100", sport=8080, dport=50000, flags="FA"))
+    assert recv_frames(s0, 3.0, match=is_ip)
+    copies = _copies(d, 1.0, want=1) + _copies(d, 0.1)
+    assert [(port, Ether(c)[TCP].dport) for port, c in copies] == [(1, 40000)]
+    # truncation (of the frame, not of the port in front of it)
     assert d.ctl.one(f"mirror 1 {copy_port} truncate 54") == "ok"
     s0.send(tcp_frame(flags="FA"))
     assert recv_frames(s1, 3.0, match=is_ip)
     copies = _copies(d, 1.0)
-    assert [len(c) for c in copies] == [54]
+    assert [(port, len(c)) for port, c in copies] == [(0, 54)]
     # off again
     assert d.ctl.one("mirror 1 off") == "ok"
     s0.send(tcp_frame(flags="FA"))
     assert recv_frames(s1, 3.0, match=is_ip)
     assert _copies(d, 0.3) == []
     stats = json.loads(d.ctl.one("stats")[3:])
-    assert {p["port"]: p for p in stats["ports"]}[copy_port]["tx_pkts"] == 4
+    assert {p["port"]: p for p in stats["ports"]}[copy_port]["tx_pkts"] == 5
 
 
 # ---------------------------------------------------------------------------------------------

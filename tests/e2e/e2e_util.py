@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,3 +38,31 @@ def headers_of(text: str) -> dict[str, str]:
         if sep and not ln.startswith("HTTP/"):
             out[k.strip().lower()] = v.strip()
     return out
+
+
+def start_download(lab, path: str, rate: str, max_time: float = 120.0,
+                   client: int = 0) -> subprocess.Popen:
+    """``curl`` of ``path`` at ``rate`` in the background; stdout: its sha256, stderr ends
+    with ``size=<bytes received>``."""
+    return lab.topo.popen(lab.clients[client].name, [
+        "bash", "-c", f"set -o pipefail; curl -sS --max-time {max_time} --limit-rate {rate}"
+        f" -w '%{{stderr}}size=%{{size_download}}' http://{lab.vip}{path} | sha256sum"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def proc(lab, name: str) -> subprocess.Popen:
+    """The process the lab started last under ``name``."""
+    return dict(lab._procs)[name]
+
+
+def terminate(lab, name: str) -> None:
+    p = proc(lab, name)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=15)
+
+
+def status_at(lab, sock: str) -> dict:
+    from p4cs.controller.cli import control_request
+    resp = control_request({"op": "status"}, sock)
+    assert resp.get("ok"), resp
+    return resp["status"]

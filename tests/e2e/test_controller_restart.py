@@ -4,7 +4,6 @@ over without disturbing the switch when the primary goes."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 
 import grpc
@@ -12,7 +11,7 @@ import pytest
 import yaml
 from finsy.proto import p4r, p4r_grpc
 
-from e2e_util import wait_for
+from e2e_util import proc, start_download, status_at, terminate, wait_for
 from p4cs.lab.server import file_sha256
 from p4cs.lab.stack import P4CS
 
@@ -37,11 +36,8 @@ def switch_state(lab) -> set[bytes]:
         return {e.SerializeToString() for resp in stub.Read(req, timeout=30) for e in resp.entities}
 
 
-def start_download(lab) -> subprocess.Popen:
-    return lab.topo.popen(lab.clients[0].name, [
-        "bash", "-c", "set -o pipefail; curl -sS --max-time 120 --limit-rate " + RATE +
-        f" -w '%{{stderr}}size=%{{size_download}}' http://{lab.vip}/big/50M | sha256sum"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_big_download(lab) -> subprocess.Popen:
+    return start_download(lab, "/big/50M", RATE)
 
 
 def check_download(p: subprocess.Popen) -> None:
@@ -51,30 +47,13 @@ def check_download(p: subprocess.Popen) -> None:
     assert out.split()[0] == file_sha256(BIG)
 
 
-def proc(lab, name: str) -> subprocess.Popen:
-    return dict(lab._procs)[name]
-
-
-def terminate(lab, name: str) -> None:
-    p = proc(lab, name)
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=15)
-
-
-def status_at(lab, sock: str) -> dict:
-    from p4cs.controller.cli import control_request
-    resp = control_request({"op": "status"}, sock)
-    assert resp.get("ok"), resp
-    return resp["status"]
-
-
 @pytest.mark.root
 def test_restart_keeps_spliced_flows(lab):
     """The controller is restarted with the same configuration in the middle of a download:
     the new one reads the switch, writes nothing to its base tables, keeps the flow entries
     (it does not know them: they stay until they expire, their flow ids reserved), and the
     download completes byte-exact."""
-    p = start_download(lab)
+    p = start_big_download(lab)
     assert wait_for(lambda: lab.status()["flows"] >= 2, timeout=15), lab.status()
     before = switch_state(lab)
     terminate(lab, "controller")
@@ -111,7 +90,7 @@ def test_backup_writes_nothing_then_takes_over(lab):
     assert switch_state(lab) == before
     assert lab.status()["primary"]
 
-    p = start_download(lab)
+    p = start_big_download(lab)
     assert wait_for(lambda: lab.status()["flows"] >= 2, timeout=15), lab.status()
     terminate(lab, "controller")
     assert wait_for(lambda: "controller ready" in lab.log_of("backup"), timeout=30), lab.log_of("backup")

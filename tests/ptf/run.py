@@ -14,7 +14,8 @@ also when the run fails or is interrupted):
   so PTF talks to the target from its own namespace and nothing leaves the two namespaces;
 * starts the target inside ``<prefix>-sw``: ``p4cs switch`` (embedded DPDK target, the
   committed ``p4src/build/dpdk`` artifacts) or ``simple_switch_grpc --no-p4`` (BMv2, the
-  v1model program compiled with p4c into the run directory; PTF pushes the pipeline);
+  v1model program compiled with p4c into the run directory with the data-plane parameters of
+  ``dataplane.yaml``; PTF pushes the pipeline);
 * runs ``ptf --test-dir tests/ptf/tests`` inside ``<prefix>-tg`` with the test parameters;
 * stops the target by its PID (process group), ends what is left in the two namespaces,
   deletes the namespaces.
@@ -47,6 +48,8 @@ DATA_PORTS = (1, 2, 3)
 GRPC_PORT = 9559
 MGMT_SW, MGMT_TG = "192.0.2.1", "192.0.2.2"
 DPDK_DIR = REPO / "p4src" / "build" / "dpdk"
+#: `p4cs generate --config` file of the BMv2 build the suite runs (a small flow table)
+PTF_DATAPLANE = HERE / "dataplane.yaml"
 SWXD = REPO / "dataplane" / "build" / "p4cs-swxd"
 
 _seq = itertools.count()
@@ -259,6 +262,7 @@ def start_dpdk(ns: Netns, rundir: Path) -> TargetProc:
         "device_config": str(DPDK_DIR / "p4cs.spec"),
         "cpu_port": 0,
         "target": "dpdk",
+        "rearbitration_answered": True,
     }
     return TargetProc(proc, log, params)
 
@@ -266,14 +270,16 @@ def start_dpdk(ns: Netns, rundir: Path) -> TargetProc:
 def start_bmv2(ns: Netns, rundir: Path) -> TargetProc:
     sys.path.insert(0, str(REPO / "host"))
     try:
+        import yaml
+        from p4cs import p4gen  # type: ignore
         from p4cs.switch import bmv2  # type: ignore
     finally:
         sys.path.pop(0)
-    # Compile the v1model program fresh (it must match p4src/), into the run directory: the
-    # committed params.p4 of the BMv2 build goes along, it is #included by headers.p4.
-    outdir = rundir / "bmv2"
-    outdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "p4src" / "build" / "bmv2" / "params.p4", outdir / "params.p4")
+    # Compile the v1model program fresh (it must match p4src/) into the run directory, with the
+    # suite's data-plane parameters: params.p4 rendered from dataplane.yaml (#included by
+    # headers.p4), as `p4cs generate --config dataplane.yaml --out DIR` does.
+    overrides = yaml.safe_load(PTF_DATAPLANE.read_text())["dataplane"]
+    outdir = p4gen.generate("bmv2", overrides, out=rundir / "bmv2")
     arts = bmv2.compile_v1model(outdir=outdir)
     ifaces = {p: ns.sw_if(p) for p in ns.ports}
     argv = bmv2.simple_switch_argv(ifaces, device_id=1, grpc_addr=f"{MGMT_SW}:{GRPC_PORT}",
@@ -284,8 +290,18 @@ def start_bmv2(ns: Netns, rundir: Path) -> TargetProc:
     with open(log, "wb") as f:
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=REPO)
-    params = {"p4info": str(arts.p4info), "device_config": str(arts.json), "cpu_port": bmv2.BMV2_CPU_PORT,
-              "target": "bmv2"}
+    params = {
+        "p4info": str(arts.p4info),
+        "device_config": str(arts.json),
+        "cpu_port": bmv2.BMV2_CPU_PORT,
+        "target": "bmv2",
+        # PI answers only arbitration updates that change the election id (docs/targets.md)
+        "rearbitration_answered": False,
+        # the exact flow table refuses at its size, with PI's code for a target error
+        "table_full_at": int(overrides["flow_table_size"]),
+        "table_full_max": 2 * int(overrides["flow_table_size"]),
+        "table_full_code": "UNKNOWN",
+    }
     return TargetProc(proc, log, params)
 
 

@@ -63,7 +63,8 @@ def _mini_p4info() -> p4i.P4Info:
 
 class FakeP4Runtime(p4runtime_pb2_grpc.P4RuntimeServicer):
     """Enough of a P4Runtime server to exercise the client: arbitration (highest election id
-    is primary), Write with per-update errors (table id 1, addr 0 -> ALREADY_EXISTS), a
+    is primary; like BMv2's server, an update that repeats the stream's election id is not
+    answered), Write with per-update errors (table id 1, addr 0 -> ALREADY_EXISTS), a
     non-primary Write -> PERMISSION_DENIED, counters, packet-out echoed back as packet-in."""
 
     def __init__(self):
@@ -87,10 +88,14 @@ class FakeP4Runtime(p4runtime_pb2_grpc.P4RuntimeServicer):
             yield item
 
     def _serve(self, request_iterator, out):
+        last_eid = None
         for req in request_iterator:
             kind = req.WhichOneof("update")
             if kind == "arbitration":
                 eid = req.arbitration.election_id.low
+                if eid == last_eid:
+                    continue
+                last_eid = eid
                 with self.lock:
                     if self.primary is None or eid >= self.primary:
                         self.primary = eid
@@ -154,6 +159,18 @@ def test_client_against_fake_server(fake_server):
     try:
         assert c.arbitrate(10) == p4rt.SC.OK
         assert backup.arbitrate(5) == p4rt.SC.ALREADY_EXISTS
+        # an unchanged election id: no answer from this server
+        c.send_arbitration(10)
+        assert c.arbitration_answer(0.3) is None
+        with pytest.raises(TimeoutError):
+            c.arbitrate(10, timeout=0.3)
+        # a notice naming a lower primary id than the one sent predates the update: skipped
+        for eid, code in ((5, p4rt.SC.ALREADY_EXISTS), (10, p4rt.SC.OK)):
+            arb = p4r.MasterArbitrationUpdate(device_id=1)
+            arb.election_id.low = eid
+            arb.status.code = code.value[0]
+            c.arbitrations.put(arb)
+        assert c.arbitration_answer(0.3) == p4rt.SC.OK
         good = info.table_entry("flow", {"addr": "10.0.0.1"}, "fwd", {"port": 1, "mac": "02:00:00:00:00:01"})
         dup = info.table_entry("flow", {"addr": 0}, "fwd", {"port": 2, "mac": 1})
         c.insert(good)

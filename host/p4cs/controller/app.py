@@ -12,6 +12,13 @@
   packet-outs, batched flow installs (both directions before the buffered request is
   relayed), delayed flow removals, logs;
 * turns idle-timeout notifications into ``Engine.flow_expired``;
+* keeps a session with the switch: when the connection is lost (the switch restarted or went
+  away) it reconnects with backoff and reconciles again; flows whose entries are gone then
+  (a restarted switch is empty) are handed to ``Engine.flow_lost``, which resets both ends;
+  every change (connecting, connected, primary, backup, lost, reconnecting) is logged and
+  shown by ``status`` and the metrics;
+* with an ``ha`` section, only the holder of the store's lease connects
+  (:mod:`p4cs.controller.ha`); losing primary, with or without it, makes a backup, never an exit;
 * serves a control socket (JSON lines: status, connections, rules.load) and Prometheus metrics.
 """
 
@@ -22,6 +29,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -31,7 +39,9 @@ from typing import Any
 from finsy import (P4CloneSessionEntry, P4CounterEntry, P4TableAction, P4TableEntry, P4TableMatch,
                    Switch, SwitchOptions)
 from finsy import P4CounterData
+from finsy.grpcutil import GRPCStatusCode
 from finsy.p4client import P4ClientError
+from finsy.switch import SwitchEvent
 from finsy.proto import p4r
 
 from p4cs.controller.config import Config, ServiceConf, mac_to_int
@@ -40,6 +50,8 @@ from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, StaticTopology, VirtualService
+from p4cs.csproc.health import HealthCheck
+from p4cs.csproc.policy import Persistence
 from p4cs.csproc.routing import PrefixRouter, Route, RuleSetDecider
 from p4cs.csproc.schedulers import Server, ServerGroup
 
@@ -48,6 +60,15 @@ LOG = logging.getLogger("p4cs.controller")
 TCP = 6
 #: Idle-timeout notifications queued (each carries up to 1000 entries on the DPDK target).
 IDLE_QUEUE = 4096
+#: Delays between attempts to reach a lost switch: doubled from the first up to the last.
+BACKOFF_S = (0.2, 5.0)
+#: A session that lasted this long was not a failure: the next loss starts the backoff over.
+STABLE_S = 10.0
+#: Session states, as logged and shown by `p4cs status` and the metrics.
+STATES = ("connecting", "connected", "primary", "backup", "lost", "reconnecting")
+#: Errors of a write that mean the session or the role is gone, not that the intent is bad.
+_TRANSIENT = (GRPCStatusCode.UNAVAILABLE, GRPCStatusCode.CANCELLED,
+              GRPCStatusCode.DEADLINE_EXCEEDED, GRPCStatusCode.PERMISSION_DENIED)
 
 
 class FlowIds:
@@ -112,6 +133,27 @@ class FlowIds:
         return self.size - 1 - self._used
 
 
+class AlreadyRunning(Exception):
+    """The control socket belongs to a live controller."""
+
+
+def _answers(path: Path) -> bool:
+    """Whether a process accepts connections on the unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2.0)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def _weight(w: Any) -> int:
+    if not isinstance(w, int) or isinstance(w, bool) or not 0 <= w <= 1000:
+        raise ValueError("'weight' must be an integer in [0, 1000]")
+    return w
+
+
 class ControllerApp:
     def __init__(self, cfg: Config, p4info: Path, p4blob: Path | None = None,
                  push_pipeline: bool = False):
@@ -128,7 +170,12 @@ class ControllerApp:
         self.switch: Switch | None = None
         self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0,
                          "flows_removed": 0, "install_errors": 0, "idle_timeouts": 0,
-                         "fastpath_packets": 0, "fastpath_bytes": 0}
+                         "fastpath_packets": 0, "fastpath_bytes": 0, "reconnects": 0,
+                         "takeovers": 0}
+        self.state = "connecting"
+        self._state_since = time.monotonic()
+        self.election_id: int | None = None     # None: finsy's default (no store)
+        self._socket_inode = 0
         self._installs: list[fx.InstallFlows] = []
         self._install_event = asyncio.Event()
         self._removals: list[tuple] = []
@@ -145,8 +192,9 @@ class ControllerApp:
     # ------------------------------------------------------------------ construction
     def _decider(self, svc: ServiceConf):
         if svc.rules is not None:
+            from p4cs.rules.ruleset import protocol_problems
             from p4cs.rules.store import RuleStore
-            store = RuleStore()
+            store = RuleStore(check=lambda rs, proto=svc.protocol: protocol_problems(rs, proto))
             errors = store.reload(svc.rules)
             if errors:
                 raise ValueError(f"rules of service {svc.name}: " + "; ".join(map(str, errors)))
@@ -158,20 +206,31 @@ class ControllerApp:
 
     def _make_engine(self) -> Engine:
         cfg = self.cfg
-        groups = {name: ServerGroup(name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight)
-                                           for s in g.servers], g.scheduler)
-                  for name, g in cfg.groups.items()}
+        groups = {}
+        for name, g in cfg.groups.items():
+            hc = g.health
+            check = None if hc is None else HealthCheck(hc.type, hc.interval_s, hc.timeout_s,
+                                                        hc.rise, hc.fall, hc.path, hc.expect)
+            groups[name] = ServerGroup(
+                name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight,
+                              upper=s.upper_threshold, lower=s.lower_threshold)
+                       for s in g.servers], g.scheduler, g.slow_start_s, check)
         services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc),
                                    default_group=svc.default_group, mode=svc.mode,
-                                   snat_ip=svc.snat_address, protocol=svc.protocol)
+                                   snat_ip=svc.snat_address, protocol=svc.protocol,
+                                   persistence=None if svc.persistence is None else
+                                   Persistence(svc.persistence.timeout_s,
+                                               svc.persistence.netmask))
                     for svc in cfg.services]
         topo = StaticTopology({p.number: p.mac for p in cfg.ports.values()},
-                              {h.ip: (h.port, h.mac) for h in cfg.hosts})
+                              {h.ip: (h.port, h.mac) for h in cfg.hosts},
+                              port_ips={p.number: str(p.gateway.ip) for p in cfg.ports.values()})
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
                             request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
-                            window_scale=lim.window_scale)
+                            window_scale=lim.window_scale,
+                            server_connect_timeout=lim.server_connect_timeout_s)
         return Engine(services, groups, topo, ecfg)
 
     # ------------------------------------------------------------------ base tables
@@ -226,6 +285,8 @@ class ControllerApp:
         primary reconciles the switch with its intent, then starts the loops."""
         self.switch = sw
         if not sw.is_primary:
+            self.ready.clear()
+            self._set_state("backup", f"primary election id {sw.primary_id}")
             LOG.info("backup controller of %s (primary election id %d): writing nothing",
                      self.cfg.switch.address, sw.primary_id)
             return
@@ -234,6 +295,8 @@ class ControllerApp:
         try:
             written = await base.reconcile(sw)
         except P4ClientError as exc:
+            if exc.code in _TRANSIENT:
+                raise       # the session (or the role) went away: the session loop goes on
             # Nothing useful can run on a switch without its base tables: stop, non-zero.
             LOG.error("cannot program the switch: %s", exc)
             self.failure = f"cannot program the switch: {exc.message or exc}"
@@ -250,12 +313,14 @@ class ControllerApp:
                      self._remove_loop(sw)):
             sw.create_task(coro)
         self.ready.set()
+        self._set_state("primary", f"election id {sw.election_id}")
         LOG.info("controller ready: %d service(s)", len(self.cfg.services))
 
     async def _adopt_flows(self, sw: Switch) -> None:
         """Keep the flow table as it is. Flows this controller knows continue; entries it does
         not know (a previous controller's) are left to expire, their flow ids reserved until
-        then; known flows whose entry is gone are expired now."""
+        then; known flows whose entry is gone (expired while nobody listened, or the switch
+        restarted) are lost: the CS processor resets their connections."""
         enc = self.enc
         scan = FlowScan(self.flow_of, decode_match_key, enc.flow_id)
         probe = p4r.Entity(table_entry=p4r.TableEntry(table_id=enc.splice.table_id))
@@ -279,7 +344,7 @@ class ControllerApp:
                 await self._harvest(sw, stale)
             now = time.monotonic()
             for key in gone:
-                await self._execute(self.engine.flow_expired(fx.FlowKey(*key), now))
+                await self._execute(self.engine.flow_lost(fx.FlowKey(*key), now))
         LOG.info("flow table: %d flow(s) continue, %d entr(ies) of another controller left to "
                  "expire, %d flow(s) gone", len(scan.kept), self.flow_ids.adopted, len(gone))
 
@@ -484,8 +549,10 @@ class ControllerApp:
         return pkts, nbytes
 
     async def fastpath_totals(self) -> dict:
-        """Fast-path packets/bytes: finished flows plus the flows installed now."""
-        live = await self._flow_counters(self.switch, list(self.flow_of.values())) if self.flow_of else (0, 0)
+        """Fast-path packets/bytes: finished flows plus the flows installed now (when
+        connected as primary)."""
+        live = (await self._flow_counters(self.switch, list(self.flow_of.values()))
+                if self.flow_of and self.state == "primary" else (0, 0))
         return {"packets": self.counters["fastpath_packets"] + live[0],
                 "bytes": self.counters["fastpath_bytes"] + live[1],
                 "controller_packet_in": self.counters["packet_in"],
@@ -497,12 +564,18 @@ class ControllerApp:
         stats = st.as_dict() if hasattr(st, "as_dict") else dict(vars(st))
         return {
             "switch": self.cfg.switch.address,
-            "primary": bool(self.switch and self.switch.is_primary),
+            "primary": self.state == "primary",
+            "state": self.state,
+            "state_for_s": round(time.monotonic() - self._state_since, 3),
+            "election_id": self.election_id,
+            "ha": None if self.cfg.ha is None else {"store": self.cfg.ha.store,
+                                                    "prefix": self.cfg.ha.prefix},
             "services": [{"name": s.name, "vip": s.vip, "port": s.port, "mode": s.mode,
                           "protocol": s.protocol, "rules": str(s.rules) if s.rules else None}
                          for s in self.cfg.services],
             "groups": {name: [{"server": srv.name, "active": srv.active, "total": srv.total,
-                               "up": srv.up, "weight": srv.weight}
+                               "up": srv.up, "weight": srv.weight, "overloaded": srv.overloaded,
+                               "health": self.engine.health.state(srv)}
                               for srv in g.servers]
                        for name, g in self.engine.groups.items()},
             "flows": len(self.flow_of),
@@ -519,6 +592,15 @@ class ControllerApp:
             return {"ok": True, "fastpath": await self.fastpath_totals()}
         if op == "connections":
             return {"ok": True, "connections": self.engine.connections()}
+        if op == "templates":
+            return {"ok": True, "templates": self.engine.templates(time.monotonic())}
+        if op == "server.weight":
+            try:
+                self.engine.set_weight(str(req.get("group")), str(req.get("server")),
+                                       _weight(req.get("weight")), time.monotonic())
+            except ValueError as exc:
+                return {"ok": False, "errors": [str(exc)]}
+            return {"ok": True}
         if op == "rules.load":
             path = req.get("path")
             if not isinstance(path, str):
@@ -540,7 +622,9 @@ class ControllerApp:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists() or path.is_symlink():
-                path.unlink()
+                if _answers(path):
+                    raise AlreadyRunning(f"control socket {path} belongs to a running controller")
+                path.unlink()       # left behind by a controller that is gone
         except OSError as exc:
             LOG.warning("control socket %s unavailable: %s", path, exc)
             return None
@@ -563,8 +647,19 @@ class ControllerApp:
                 writer.close()
 
         server = await asyncio.start_unix_server(client, path=str(path), limit=1 << 20)
+        self._socket_inode = path.stat().st_ino
         LOG.info("control socket %s", path)
         return server
+
+    def _close_control(self, server: asyncio.AbstractServer) -> None:
+        """Stop serving; remove the socket unless another controller has replaced it."""
+        server.close()
+        path = Path(self.cfg.control.socket)
+        try:
+            if path.stat().st_ino == self._socket_inode:
+                path.unlink()
+        except OSError:
+            pass
 
     def _start_metrics(self) -> None:
         port = self.cfg.control.metrics_port
@@ -582,25 +677,107 @@ class ControllerApp:
             else:
                 LOG.info("SIGHUP: rules of %s reloaded from %s", name, svc.rules)
 
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if state != self.state:
+            self.state = state
+            self._state_since = time.monotonic()
+        LOG.info("switch %s: %s%s", self.cfg.switch.address, state, f" ({detail})" if detail else "")
+
+    async def _session(self, force_pipeline: bool) -> None:
+        """One connection to the switch, until it is lost or the controller stops. finsy
+        calls ``_ready`` at every role change on it."""
+        opts = SwitchOptions(p4info=self.p4info, p4blob=self.p4blob, p4force=force_pipeline,
+                             device_id=self.cfg.switch.device_id, ready_handler=self._ready,
+                             **({} if self.election_id is None
+                                else {"initial_election_id": self.election_id}))
+        sw = Switch("p4cs", self.cfg.switch.address, opts)
+        down = asyncio.Event()
+        sw.ee.on(SwitchEvent.CHANNEL_UP, lambda _sw: self._set_state("connected"))
+        sw.ee.on(SwitchEvent.CHANNEL_DOWN, lambda _sw: down.set())
+        self._set_state("connecting")
+        try:
+            async with sw:
+                self.switch = sw
+                stop = asyncio.ensure_future(self._stop.wait())
+                lost = asyncio.ensure_future(down.wait())
+                try:
+                    await asyncio.wait([stop, lost], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop.cancel()
+                    lost.cancel()
+        finally:
+            self.switch = None
+            self.ready.clear()
+
+    async def _sessions(self) -> None:
+        """Keep a session with the switch until the controller stops: after a loss, try
+        again after a delay that doubles up to ``BACKOFF_S[1]``."""
+        delay = BACKOFF_S[0]
+        force = self.push       # --push: once; a reconnect keeps the switch's pipeline
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                await self._session(force)
+                why = "switch disconnected"
+            except P4ClientError as exc:
+                why = exc.message or str(exc)
+            except (OSError, asyncio.TimeoutError) as exc:
+                why = str(exc) or type(exc).__name__
+            if self._stop.is_set():
+                return
+            force = False
+            if time.monotonic() - started >= STABLE_S:
+                delay = BACKOFF_S[0]
+            self._set_state("lost", why)
+            self._set_state("reconnecting", f"in {delay:.1f} s")
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+                return
+            except asyncio.TimeoutError:
+                pass
+            self.counters["reconnects"] += 1
+            delay = min(2 * delay, BACKOFF_S[1])
+
+    async def _elected(self) -> None:
+        """With a store: wait for the lease as a backup, hold a session while it is held."""
+        from p4cs.controller.ha import Lease, Store
+        ha = self.cfg.ha
+        store = Store(ha.store, ha.prefix, ha.lease_ms / 2000)
+        lease = Lease(store, ha.lease_ms)
+        try:
+            while not self._stop.is_set():
+                self._set_state("backup", f"waiting for the lease in {ha.store}")
+                eid = await lease.acquire(self._stop)
+                if eid is None:
+                    return
+                self.counters["takeovers"] += 1
+                self.election_id = eid
+                LOG.info("holding the lease (%s): primary with election id %d", lease.holder, eid)
+                keep = asyncio.ensure_future(lease.keep())
+                run = asyncio.ensure_future(self._sessions())
+                try:
+                    await asyncio.wait([keep, run], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    run.cancel()
+                    keep.cancel()
+                    await asyncio.gather(run, keep, return_exceptions=True)
+                if keep.done() and not keep.cancelled():
+                    LOG.warning("lost the lease: %s", keep.result())
+            await lease.release()
+        finally:
+            await store.close()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_all_rules)
-        opts = SwitchOptions(p4info=self.p4info, p4blob=self.p4blob, p4force=self.push,
-                             device_id=self.cfg.switch.device_id, ready_handler=self._ready)
         server = await self._serve_control()
         self._start_metrics()
         try:
-            async with Switch("p4cs", self.cfg.switch.address, opts) as sw:
-                self.switch = sw
-                await self._stop.wait()
+            await (self._elected() if self.cfg.ha is not None else self._sessions())
         finally:
             if server is not None:
-                server.close()
-                try:
-                    os.unlink(self.cfg.control.socket)
-                except OSError:
-                    pass
+                self._close_control(server)
         if self.failure:
             raise SystemExit(f"p4cs controller: {self.failure}")

@@ -43,13 +43,17 @@ def controller_cmd(
         if p is not None and not p.is_file():
             typer.echo(f"error: {p} does not exist", err=True)
             raise typer.Exit(2)
-    from p4cs.controller.app import ControllerApp
+    from p4cs.controller.app import AlreadyRunning, ControllerApp
     try:
         app = ControllerApp(cfg, p4info, p4blob, push)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
-    asyncio.run(app.run())
+    try:
+        asyncio.run(app.run())
+    except AlreadyRunning as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
 
 
 def control_request(req: dict, sock_path: Optional[str] = None, timeout: float = 10.0) -> dict:
@@ -72,10 +76,13 @@ def status_cmd(
     socket_path: Optional[str] = typer.Option(None, "--socket", help="controller control socket"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     connections: bool = typer.Option(False, "--connections", "-c", help="list connections in the CS processor"),
+    templates: bool = typer.Option(False, "--templates", "-t",
+                                   help="list client-IP persistence templates (like ipvsadm -L -c)"),
 ) -> None:
     """Show a running controller's services, servers, flows and counters (like ipvsadm -L)."""
+    op = "connections" if connections else "templates" if templates else "status"
     try:
-        resp = control_request({"op": "connections" if connections else "status"}, socket_path)
+        resp = control_request({"op": op}, socket_path)
     except OSError as exc:
         typer.echo(f"error: cannot reach the controller: {exc}", err=True)
         raise typer.Exit(1)
@@ -94,17 +101,28 @@ def status_cmd(
             t.add_row(*(str(c.get(k, "")) for k in ("id", "state", "client", "service", "server", "age")))
         console.print(t)
         return
+    if templates:
+        t = Table("service", "client", "netmask", "server", "connections", "expires in (s)")
+        for c in resp["templates"]:
+            t.add_row(*(str(c[k]) for k in ("service", "client", "netmask", "server",
+                                            "connections", "expires_in")))
+        console.print(t)
+        return
     st = resp["status"]
-    console.print(f"switch {st['switch']}  primary={st['primary']}  flows={st['flows']}  "
-                  f"adopted={st['adopted_flows']}")
+    console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
+                  f"primary={st['primary']}  flows={st['flows']}  adopted={st['adopted_flows']}")
     t = Table("service", "vip:port", "mode", "rules")
     for s in st["services"]:
         t.add_row(s["name"], f"{s['vip']}:{s['port']}", s["mode"], s["rules"] or "-")
     console.print(t)
-    t = Table("group", "server", "weight", "active", "total", "up")
+    t = Table("group", "server", "weight", "active", "total", "up", "last check")
     for g, servers in st["groups"].items():
         for s in servers:
-            t.add_row(g, s["server"], str(s["weight"]), str(s["active"]), str(s["total"]), str(s["up"]))
+            h = s.get("health") or {}
+            last = "-" if "last_ok" not in h else \
+                ("ok" if h["last_ok"] else "failed") + f": {h['last_detail']}"
+            t.add_row(g, s["server"], str(s["weight"]), str(s["active"]), str(s["total"]),
+                      str(s["up"]) + (" (overloaded)" if s.get("overloaded") else ""), last)
     console.print(t)
     t = Table("counter", "value")
     for k, v in {**st["counters"], **{f"csproc.{k}": v for k, v in (st.get("csproc") or {}).items()}}.items():

@@ -12,7 +12,11 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
       - {name: client1, ip: 10.0.1.1, mac: "02:00:00:00:01:01", port: 1}
       - {name: ace,     ip: 10.0.2.1, mac: "02:00:00:00:02:01", port: 2}
     groups:
-      ace:  {scheduler: rr, servers: [{address: 10.0.2.1, port: 80, weight: 1}]}
+      ace:
+        scheduler: rr                        # p4cs.capabilities.SCHEDULERS
+        slow_start_s: 0                      # weight ramp of a server that comes back
+        health: {type: http, path: /, expect: 200, interval_s: 2, timeout_s: 1, rise: 2, fall: 3}
+        servers: [{address: 10.0.2.1, port: 80, weight: 1, upper_threshold: 0, lower_threshold: 0}]
     services:
       - name: web
         vip: 10.0.0.100
@@ -24,9 +28,11 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
           - {host: "shop.example", group: ace}
         rules: rules.conf                    # optional: a rule file (p4cs rules), relative to this file
         default_group: ace
+        persistence: {timeout_s: 300, netmask: 255.255.255.255}   # client-IP persistence
     limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
     control: {socket: /run/p4cs/controller.sock, metrics_port: 9100}
     dataplane: {flow_table_size: 1048576}    # overrides of p4cs.params (as compiled)
+    ha: {store: "redis://127.0.0.1:6379/0", prefix: p4cs:sw1, lease_ms: 1000}  # optional
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from p4cs import capabilities
 from p4cs import params as params_mod
 
 
@@ -89,7 +96,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-SCHEDULERS = ("rr", "wrr", "lc")
+SCHEDULERS = tuple(capabilities.SCHEDULERS)
 MODES = ("transparent", "snat")
 PROTOCOLS = ("http", "smtp", "pop3", "imap")
 
@@ -122,6 +129,24 @@ class ServerConf:
     address: str
     port: int
     weight: int = 1
+    upper_threshold: int = 0     # ipvsadm -x: no new connections at this many (0: none)
+    lower_threshold: int = 0     # ipvsadm -y: new ones again under this many
+
+
+@dataclass(frozen=True)
+class HealthConf:
+    """Active checks of a group's servers (keepalived/HAProxy terms): every ``interval_s``
+    a check (``tcp``: a handshake; ``http``: GET ``path`` answered with ``expect``) that
+    fails after ``timeout_s``; ``rise`` successes in a row bring a server up, ``fall``
+    failures in a row take it down."""
+
+    type: str = "tcp"
+    interval_s: float = 2.0
+    timeout_s: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    path: str = "/"
+    expect: int = 200
 
 
 @dataclass(frozen=True)
@@ -129,6 +154,14 @@ class GroupConf:
     name: str
     scheduler: str
     servers: tuple[ServerConf, ...]
+    slow_start_s: float = 0.0
+    health: HealthConf | None = None
+
+
+@dataclass(frozen=True)
+class PersistenceConf:
+    timeout_s: float = 300.0
+    netmask: str = "255.255.255.255"
 
 
 @dataclass(frozen=True)
@@ -149,6 +182,7 @@ class ServiceConf:
     rules: Path | None
     default_group: str | None
     protocol: str = "http"
+    persistence: PersistenceConf | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +213,14 @@ class ControlConf:
 
 
 @dataclass(frozen=True)
+class HaConf:
+    """Primary/backup election through a store shared by the controllers of one switch."""
+    store: str              # redis://host:port/db, unix:///path or an absolute socket path
+    prefix: str             # of every key these controllers share
+    lease_ms: int = 1000    # a dead primary's lease lapses after this; a backup then takes it
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     switch: SwitchConf
@@ -189,6 +231,7 @@ class Config:
     limits: Limits
     control: ControlConf
     dataplane: params_mod.DataplaneParams       # the data-plane parameters of switch.target
+    ha: HaConf | None = None                    # None: no store, no election
 
     def host_by_ip(self, ip: str) -> HostConf | None:
         for h in self.hosts:
@@ -298,8 +341,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     if not isinstance(doc, dict):
         raise ConfigError("the configuration must be a YAML mapping", path, 1)
     v = _V(path)
-    v.known(doc, {"switch", "ports", "hosts", "groups", "services", "limits", "control", "dataplane"},
-            "the top level")
+    v.known(doc, {"switch", "ports", "hosts", "groups", "services", "limits", "control", "dataplane",
+                  "ha"}, "the top level")
 
     sw = v.map(doc, "switch")
     v.known(sw, {"address", "device_id", "target", "p4info", "p4blob"}, "switch")
@@ -350,7 +393,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     for name, g in gm.items():
         if not isinstance(g, dict):
             raise v.err(f"group {name!r} must be a mapping", gm, name)
-        v.known(g, {"scheduler", "servers"}, f"group {name}")
+        v.known(g, {"scheduler", "servers", "slow_start_s", "health"}, f"group {name}")
         sched = v.str_(g, "scheduler", False, "rr")
         if sched not in SCHEDULERS:
             raise v.err(f"group {name}: unknown scheduler {sched!r} (expected {', '.join(SCHEDULERS)})", g, "scheduler")
@@ -358,19 +401,27 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         for s in v.seq(g, "servers", required=True):
             if not isinstance(s, dict):
                 raise v.err(f"group {name}: each server must be a mapping", g, "servers")
-            v.known(s, {"address", "port", "weight"}, f"a server of group {name}")
+            v.known(s, {"address", "port", "weight", "upper_threshold", "lower_threshold"},
+                    f"a server of group {name}")
+            upper = v.int_(s, "upper_threshold", 0, 10_000_000, 0)
+            lower = v.int_(s, "lower_threshold", 0, 10_000_000, 0)
+            if lower and (not upper or lower > upper):
+                raise v.err(f"group {name}: lower_threshold needs an upper_threshold at least "
+                            "as large", s, "lower_threshold")
             servers.append(ServerConf(v.ip(s, "address"), v.int_(s, "port", 1, 65535),
-                                      v.int_(s, "weight", 0, 1000, 1)))
+                                      v.int_(s, "weight", 0, 1000, 1), upper, lower))
         if not servers:
             raise v.err(f"group {name} has no servers", g, "servers")
-        groups[str(name)] = GroupConf(str(name), sched, tuple(servers))
+        health = _health(v, g["health"], name) if g.get("health") is not None else None
+        groups[str(name)] = GroupConf(str(name), sched, tuple(servers),
+                                      v.num(g, "slow_start_s", 0.0, 0.0), health)
 
     services = []
     for s in v.seq(doc, "services", required=True):
         if not isinstance(s, dict):
             raise v.err("each service must be a mapping", doc.get("services"))
         v.known(s, {"name", "vip", "port", "mode", "snat_address", "routes", "rules", "default_group",
-                    "protocol"}, "a service")
+                    "protocol", "persistence"}, "a service")
         proto = v.str_(s, "protocol", False, "http")
         if proto not in PROTOCOLS:
             raise v.err(f"protocol must be one of {', '.join(PROTOCOLS)}, got {proto!r}", s, "protocol")
@@ -399,9 +450,19 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
             rules = base / v.str_(s, "rules")
             if not rules.is_file():
                 raise v.err(f"rule file {rules} does not exist", s, "rules")
+        persistence = None
+        if s.get("persistence") is not None:
+            pm_ = v.map(s, "persistence")
+            v.known(pm_, {"timeout_s", "netmask"}, "persistence")
+            mask = v.ip(pm_, "netmask", required=False) or PersistenceConf.netmask
+            bits = int(ipaddress.IPv4Address(mask))
+            if bits and (-bits & 0xFFFFFFFF) & ((-bits & 0xFFFFFFFF) - 1):
+                raise v.err(f"persistence netmask {mask} is not a netmask", pm_, "netmask")
+            persistence = PersistenceConf(v.num(pm_, "timeout_s", 1.0, PersistenceConf.timeout_s),
+                                          mask)
         services.append(ServiceConf(v.str_(s, "name", False, f"{s.get('vip')}:{s.get('port')}"),
                                     v.ip(s, "vip"), v.int_(s, "port", 1, 65535), mode, snat,
-                                    tuple(routes), rules, dg, proto))
+                                    tuple(routes), rules, dg, proto, persistence))
     if not services:
         raise v.err("at least one service is needed", doc)
     seen = set()
@@ -429,7 +490,45 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     control = ControlConf(v.str_(cm, "socket", False, ControlConf.socket),
                           v.int_(cm, "metrics_port", 0, 65535, 0))
     dataplane = _dataplane(v, v.map(doc, "dataplane"), target)
-    return Config(path, switch, ports, tuple(hosts), groups, tuple(services), limits, control, dataplane)
+    ha = _ha(v, doc, switch) if doc.get("ha") is not None else None
+    return Config(path, switch, ports, tuple(hosts), groups, tuple(services), limits, control,
+                  dataplane, ha)
+
+
+_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _ha(v: _V, doc: _Map, switch: SwitchConf) -> HaConf:
+    hm = v.map(doc, "ha")
+    v.known(hm, {"store", "prefix", "lease_ms"}, "ha")
+    store = v.str_(hm, "store")
+    if not (store.startswith(_STORE_SCHEMES) or store.startswith("/")):
+        raise v.err(f"ha.store {store!r}: expected redis://host:port[/db], unix:///path or an "
+                    "absolute socket path", hm, "store")
+    prefix = v.str_(hm, "prefix", False, f"p4cs:{switch.address}:{switch.device_id}")
+    if not prefix:
+        raise v.err("ha.prefix must not be empty", hm, "prefix")
+    return HaConf(store, prefix, v.int_(hm, "lease_ms", 100, 60000, HaConf.lease_ms))
+
+
+def _health(v: _V, hm: Any, group: str) -> HealthConf:
+    if not isinstance(hm, dict):
+        raise v.err(f"group {group}: 'health' must be a mapping", hm)
+    v.known(hm, set(HealthConf.__dataclass_fields__), f"the health check of group {group}")
+    d = HealthConf()
+    kind = v.str_(hm, "type", False, d.type)
+    if kind not in capabilities.HEALTH_CHECKS:
+        raise v.err(f"health check type must be one of {', '.join(capabilities.HEALTH_CHECKS)}, "
+                    f"got {kind!r}", hm, "type")
+    path = v.str_(hm, "path", False, d.path)
+    if not path.startswith("/") or any(c in path for c in " \r\n"):
+        raise v.err(f"health check path {path!r} must start with '/' and have no spaces", hm, "path")
+    h = HealthConf(kind, v.num(hm, "interval_s", 0.1, d.interval_s),
+                   v.num(hm, "timeout_s", 0.1, d.timeout_s), v.int_(hm, "rise", 1, 100, d.rise),
+                   v.int_(hm, "fall", 1, 100, d.fall), path, v.int_(hm, "expect", 100, 599, d.expect))
+    if h.timeout_s > h.interval_s:
+        raise v.err("health check timeout_s must not exceed interval_s", hm, "timeout_s")
+    return h
 
 
 def _dataplane(v: _V, dm: _Map, target: str) -> params_mod.DataplaneParams:

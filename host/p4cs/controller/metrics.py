@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from p4cs.controller.app import STATES
 from p4cs.csproc.stats import GAUGES
 
 
@@ -30,6 +31,11 @@ class _Collector:
                 c = family(f"p4cs_csproc_{name}", f"CS processor {name.replace('_', ' ')}")
                 c.add_metric([], value)
                 yield c
+        g = GaugeMetricFamily("p4cs_controller_state",
+                              "1 for the state of the session with the switch", labels=["state"])
+        for state in STATES:
+            g.add_metric([state], int(st["state"] == state))
+        yield g
         g = GaugeMetricFamily("p4cs_flows", "flow entries installed by this controller")
         g.add_metric([], st["flows"])
         yield g
@@ -41,12 +47,22 @@ class _Collector:
                                    labels=["group", "server"])
         total = CounterMetricFamily("p4cs_server_connections", "connections ever bound to a server",
                                     labels=["group", "server"])
+        up = GaugeMetricFamily("p4cs_server_up", "1 if the server takes new connections "
+                               "(health), else 0", labels=["group", "server"])
+        last = GaugeMetricFamily("p4cs_server_last_check_ok", "result of the latest health "
+                                 "check (1 passed, 0 failed)", labels=["group", "server"])
         for group, servers in st["groups"].items():
             for s in servers:
                 active.add_metric([group, s["server"]], s["active"])
                 total.add_metric([group, s["server"]], s["total"])
+                up.add_metric([group, s["server"]], int(s["up"]))
+                h = s.get("health") or {}
+                if "last_ok" in h:
+                    last.add_metric([group, s["server"]], int(h["last_ok"]))
         yield active
         yield total
+        yield up
+        yield last
 
 
 def start_metrics(app: Any, port: int, addr: str = "127.0.0.1",

@@ -17,11 +17,12 @@ from .cookies import SynCookies
 from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketOut,
                       RemoveFlows)
 from .framing import RequestFramer
+from .health import HealthMonitor
 from .dialogue import DIALOG, REPLAY, Dialogues
 from .mail import make_front
 from .packet import (ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str,
                      seq_rel)
-from .policy import Policy
+from .policy import Persistence, Policy
 from .reassembly import Reassembler, RequestBuffer
 from .schedulers import Server, ServerGroup
 from .stats import Stats
@@ -42,6 +43,10 @@ RELAYING = "relaying"    # client->server flow installed; waiting for the server
 SPLICED = "spliced"      # both flows installed: the data plane carries the connection
 CLOSING = "closing"      # the switch answered itself (4xx/5xx) and is closing
 TIME_WAIT = "time_wait"  # flows scheduled for removal; tombstone until they are gone
+RESETTING = "resetting"  # its flows are gone (switch restarted, or server down): resetting
+#                          its ends, which only the data plane knew the sequence numbers of
+
+_CLIENT, _SERVER = 1, 2   # the legs of a connection, as bits
 
 _HALF_BOUND = (RECV, CONNECTING, CLOSING, DIALOG, REPLAY)
 
@@ -61,13 +66,20 @@ class Topology(Protocol):
     def route(self, ip: int) -> tuple[int, bytes] | None:
         """(port, next-hop MAC) towards host ``ip`` (a real server), or None."""
 
+    def port_ip(self, port: int) -> int | None:
+        """The switch's own address on data-plane port ``port`` (health probes come from
+        it), or None."""
+
 
 class StaticTopology:
     """A fixed table: ``port_macs`` {port: mac}; ``hosts`` {ip: (port, mac)};
-    ``default`` (port, mac) for other destinations (a gateway) or None."""
+    ``default`` (port, mac) for other destinations (a gateway) or None; ``port_ips``
+    {port: the switch's address there}."""
 
-    def __init__(self, port_macs: dict, hosts: dict | None = None, default=None):
+    def __init__(self, port_macs: dict, hosts: dict | None = None, default=None,
+                 port_ips: dict | None = None):
         self._pm = {int(p): P.mac_bytes(m) for p, m in port_macs.items()}
+        self._pip = {int(p): ip_int(ip) for p, ip in (port_ips or {}).items()}
         self._hosts = {ip_int(ip): (int(p), P.mac_bytes(m))
                        for ip, (p, m) in (hosts or {}).items()}
         self._default = None if default is None else (int(default[0]),
@@ -78,6 +90,9 @@ class StaticTopology:
 
     def route(self, ip: int):
         return self._hosts.get(ip, self._default)
+
+    def port_ip(self, port: int) -> int | None:
+        return self._pip.get(port)
 
 
 @dataclass
@@ -91,12 +106,16 @@ class Config:
     max_buffered_bytes: int = 64 << 20  # all connections together (backpressure above)
     server_syn_rto: float = 1.0     # first SYN retransmission towards a server
     server_syn_retries: int = 2     # then give up on that server (1+2+4 = 7 s worst)
+    server_connect_timeout: float = 7.0   # give up on a server's SYN after this anyway
     redispatch: int = 1             # other servers of the group tried after a failure
     relay_rto: float = 0.2          # retransmission of switch-owned request bytes
     relay_retries: int = 6
     time_wait: float = 2.0          # delay before removing the flows of a closed conn
     tombstone_margin: float = 1.0   # extra life of the tombstone after that delay
     close_timeout: float = 5.0      # max life of a connection the switch is closing
+    reset_probes: int = 3           # probes to each leg of a RESETTING connection, one per
+    reset_probe_interval: float = 0.6  # interval (Linux answers out-of-window segments at most
+    #                                    every 0.5 s); then the connection is forgotten
     flow_idle_timeout: float = 300.0
     snat_ports: tuple[int, int] = (20000, 59999)
     log_interval: float = 1.0       # rate limit of repetitive debug/warning logs
@@ -124,7 +143,8 @@ class VirtualService:
     and must route its replies through the switch) or ``snat`` (the server sees
     ``snat_ip`` and a port from the pool).  ``protocol`` is ``http`` (the client speaks
     first) or ``smtp``, ``pop3``, ``imap`` (the switch greets the client and talks to it up
-    to the command the rules decide on: docs/csproc.md section 13)."""
+    to the command the rules decide on: docs/csproc.md section 13).  ``persistence``:
+    client-IP persistence (``policy.Persistence``), or None."""
 
     name: str
     vip: str | int
@@ -134,6 +154,7 @@ class VirtualService:
     mode: str = "transparent"
     snat_ip: str | int | None = None
     protocol: str = "http"
+    persistence: Persistence | None = None
 
     def __post_init__(self):
         self.vip = ip_int(self.vip)
@@ -192,7 +213,7 @@ class Conn:
     __slots__ = (
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
-        "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries",
+        "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -218,10 +239,13 @@ class Engine:
         self.cfg = config or Config()
         self.topo = topology
         self.stats = stats or Stats()
-        self.cookies = SynCookies(secret if secret is not None else os.urandom(32))
+        secret = secret if secret is not None else os.urandom(32)
+        self.cookies = SynCookies(secret)
         self.services = {(s.vip, s.port): s for s in services}
         self.policy = Policy(self.services.values(), groups, self.cfg)
         self.groups = self.policy.groups
+        self.health = HealthMonitor(self.groups.values(), topology, self._pm, secret,
+                                    self.cfg.ttl, self._health_change)
         self.reasm = Reassembler(self.stats, self.cfg)
         self.dlg = Dialogues(self)
         self.conns_c: dict[tuple, Conn] = {}
@@ -241,6 +265,7 @@ class Engine:
         """Process one packet-in.  Never raises: bad frames are counted and dropped."""
         st = self.stats
         st.packets += 1
+        self.policy.clock = now
         try:
             try:
                 seg = P.parse(frame)
@@ -263,6 +288,12 @@ class Engine:
     def tick(self, now: float) -> list[Effect]:
         """Run the timers due at ``now`` (call every 10-100 ms)."""
         out: list[Effect] = []
+        self.policy.expire(now)
+        try:
+            out += self.health.tick(now)
+        except Exception as e:  # noqa: BLE001
+            out += self._rl_log("internal", "error", "internal error in health checks", now,
+                                error=repr(e))
         h = self._timers
         while h and h[0][0] <= now:
             _, cid, gen = heapq.heappop(h)
@@ -277,9 +308,15 @@ class Engine:
                                     error=repr(e), conn=cid)
         return out
 
+    def templates(self, now: float) -> list[dict]:
+        """The persistence templates (ipvsadm -L -c style)."""
+        return self.policy.template_list(now)
+
     def next_deadline(self) -> float | None:
         """Earliest pending timer (may be stale: calling tick() then is harmless)."""
-        return self._timers[0][0] if self._timers else None
+        t = self._timers[0][0] if self._timers else None
+        hd = self.health.next_deadline()
+        return t if hd is None else hd if t is None else min(t, hd)
 
     def flow_expired(self, key: FlowKey, now: float) -> list[Effect]:
         """The data plane aged out ``key`` (idle timeout notification)."""
@@ -293,6 +330,16 @@ class Engine:
         return [RemoveFlows(keys, 0.0),
                 Log("debug", "flows idle-expired", {"conn": c.id, "key": tuple(key)})]
 
+    def flow_lost(self, key: FlowKey, now: float) -> list[Effect]:
+        """The entries of ``key`` are gone without an idle timeout (the switch restarted):
+        the connection cannot go on, and both its ends must be reset (:meth:`_start_reset`)."""
+        k = (key.src_ip, key.sport, key.dst_ip, key.dport)
+        c = self.conns_c.get(k) or self.conns_s.get(k)
+        if c is None or c.state not in (SPLICED, RELAYING):
+            return []
+        self.stats.flows_lost += 1
+        return self._start_reset(c, now, _CLIENT | _SERVER, 0.0, "flow entries lost")
+
     def install_failed(self, conn_id: int, now: float) -> list[Effect]:
         """The controller could not write an InstallFlows batch of ``conn_id``: reset
         both sides and forget the connection."""
@@ -305,6 +352,36 @@ class Engine:
             self._free(c)
             return [RemoveFlows(keys, 0.0)]
         return self._abort(c, now, "flow install failed", level="warning")
+
+    def set_weight(self, group: str, server: str, weight: int, now: float) -> None:
+        """New weight of ``server`` (its name) in ``group``: 0 drains it; ValueError if
+        there is no such server."""
+        g = self.groups.get(group)
+        s = next((s for s in g.servers if s.name == server), None) if g else None
+        if s is None:
+            raise ValueError(f"no server {server!r} in group {group!r}")
+        g.set_weight(s, weight, now)
+
+    def _health_change(self, server: Server, group: ServerGroup, up: bool, now: float,
+                       detail: str) -> list:
+        """A health check changed ``server``'s state: tell the scheduler; a server that
+        went down takes no new connections, and its connections are reset (both sides)
+        and their flows removed."""
+        group.set_up(server, up, now)
+        out: list = [Log("warning" if not up else "info",
+                         "server " + ("up" if up else "down"),
+                         {"server": server.name, "group": group.name, "why": detail})]
+        if up:
+            return out
+        for c in list(self.by_id.values()):
+            ch = c.choice
+            if ch is None or ch.server is not server:
+                continue
+            if c.state in (SPLICED, RELAYING):
+                out += self._reset_spliced(c, now)
+            elif c.state == CONNECTING:
+                out += self._next_server(c, server, now, "server down")
+        return out
 
     def connections(self) -> list[dict]:
         """A snapshot for listings (ipvsadm -Lc style)."""
@@ -434,6 +511,8 @@ class Engine:
             return self._closing_segment(c, seg, now)
         if st == DIALOG or st == REPLAY:
             return self._client_segment(c, seg, now)
+        if st == RESETTING:
+            return self._resetting_segment(c, seg, port, _CLIENT)
         return []
 
     def _new_client_segment(self, svc: VirtualService, seg: Segment, port: int,
@@ -571,7 +650,7 @@ class Engine:
         c.rule = getattr(d, "rule", None)
         for msg in getattr(d, "logs", ()) or ():
             out.append(self._log(c, "info", str(msg), rule=c.rule))
-        ch, server = self.policy.choose(c.svc, d)
+        ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip)
         if ch.status == 403:
             st.rejected += 1
             return out + self._close_with(c, 403, now, ch.why)
@@ -618,7 +697,8 @@ class Engine:
 
     def _send_syn(self, c: Conn, now: float) -> PacketOut:
         cl, sl = c.cl, c.sl
-        self._arm(c, now + self.cfg.server_syn_rto * (1 << sl.syn_tries))
+        self._arm(c, min(now + self.cfg.server_syn_rto * (1 << sl.syn_tries),
+                         sl.syn_sent + self.cfg.server_connect_timeout))
         sl.syn_tries += 1
         opts = P.mss_option(cl.mss)
         if cl.ws is not None:
@@ -659,6 +739,9 @@ class Engine:
     def _from_server(self, seg: Segment, frame: bytes, port: int, now: float) -> list:
         c = self.conns_s.get((seg.sip, seg.sport, seg.dip, seg.dport))
         if c is None:
+            probe = self.health.segment(seg, now)
+            if probe is not None:
+                return probe
             if seg.flags & SYN and seg.flags & ACK:
                 # SYN-ACK for a connection we gave up on: clear the server's half-open.
                 return [self._rst_reply(seg, port, self._pm(port))]
@@ -672,6 +755,8 @@ class Engine:
             return self._sw_splice(c, seg, frame, False, now)
         if c.state == REPLAY:
             return self.dlg.server_segment(c, seg, now)
+        if c.state == RESETTING:
+            return self._resetting_segment(c, seg, port, _SERVER)
         return []
 
     def _server_handshake(self, c: Conn, seg: Segment, now: float) -> list:
@@ -681,9 +766,11 @@ class Engine:
         if f & RST:
             if f & ACK and seg.ack == want:
                 self.stats.server_refused += 1
+                server = c.choice.server
                 return [self._log(c, "warning", "server refused connection",
-                                  server=c.choice.server.name)] + \
-                    self._next_server(c, c.choice.server, now, "server refused")
+                                  server=server.name)] + \
+                    self._next_server(c, server, now, "server refused") + \
+                    self.health.passive(server, now, "refused")
             return []
         if f & SYN and f & ACK:
             if seg.ack != want:
@@ -885,6 +972,61 @@ class Engine:
             return [c.c2s.key]
         return [c.c2s.key, c.s2c.key]
 
+    def _reset_spliced(self, c: Conn, now: float) -> list:
+        """End a spliced connection whose server went down: its flows are removed and its
+        client reset (:meth:`_start_reset`); the server gets its RST with the client's."""
+        keys = self._installed(c)
+        self.policy.release(c.choice)
+        # the first probe after the removal (the client's answer must not meet the old flow)
+        return [RemoveFlows(keys, 0.0)] + self._start_reset(
+            c, now, _CLIENT, 0.1, "server down", server=c.choice.server.name)
+
+    def _start_reset(self, c: Conn, now: float, legs: int, first: float, why: str,
+                     **fields) -> list:
+        """Reset a connection whose flows are gone. The data plane carried it, so nobody
+        knows how far each end's stream got: each leg in ``legs`` is probed with a segment
+        at an old sequence number, which a synchronized TCP answers with an ACK carrying its
+        RCV.NXT (RFC 9293 3.10.7.4); that ACK has no flow entry, comes here and gets the
+        RST at exactly that number. Probes go out ``first`` seconds from now, then every
+        ``reset_probe_interval``, ``reset_probes`` times; then the connection is forgotten."""
+        self.stats.spliced_active -= 1
+        c.state = RESETTING
+        c.probe_legs = legs
+        c.close_tries = 0
+        if first > 0:
+            self._arm(c, now + first)
+            out = []
+        else:
+            out = self._reset_probes(c, now)
+        return out + [self._log(c, "warning", why + ": resetting", **fields)]
+
+    def _reset_probes(self, c: Conn, now: float) -> list:
+        if c.close_tries >= self.cfg.reset_probes:
+            self._free(c)
+            return [self._log(c, "info", "no answer to the reset probes: connection forgotten")]
+        c.close_tries += 1
+        self._arm(c, now + self.cfg.reset_probe_interval)
+        out = []
+        if c.probe_legs & _CLIENT:
+            out.append(self._to_client(c, (c.sl.nxt + c.s2c.seq_delta - 1) & MOD32, c.cl.nxt,
+                                       ACK, window=0))
+        if c.probe_legs & _SERVER:
+            out.append(self._to_server(c, (c.cl.nxt - 1) & MOD32, c.sl.nxt, ACK))
+        return out
+
+    def _resetting_segment(self, c: Conn, seg: Segment, port: int, leg: int) -> list:
+        """A leg of a RESETTING connection answered: reset it at the ACK it sent. A client
+        whose server is not probed (it went down) takes the server's RST with it."""
+        if seg.flags & RST or not seg.flags & ACK or not c.probe_legs & leg:
+            return []
+        out = [self._rst_reply(seg, port, self._pm(port))]
+        if leg == _CLIENT and not c.probe_legs & _SERVER:
+            out.append(self._to_server(c, seg.seq, 0, RST))
+        c.probe_legs &= ~leg
+        if not c.probe_legs:
+            self._free(c)
+        return out
+
     def _abort(self, c: Conn, now: float, why: str, level: str = "info") -> list:
         """Reset both legs, remove whatever flows exist, forget the connection."""
         out: list = []
@@ -1004,12 +1146,16 @@ class Engine:
         if st == RECV:
             return self._refuse(c, 408, "request timeout", now)
         if st == CONNECTING:
-            if c.sl.syn_tries <= cfg.server_syn_retries:
+            sl = c.sl
+            if sl.syn_tries <= cfg.server_syn_retries and \
+                    now < sl.syn_sent + cfg.server_connect_timeout:
                 return [self._send_syn(c, now)]
             self.stats.server_timeouts += 1
+            server = c.choice.server
             return [self._log(c, "warning", "server did not answer SYN",
-                              server=c.choice.server.name)] + \
-                self._next_server(c, c.choice.server, now, "server connect timeout")
+                              server=server.name)] + \
+                self._next_server(c, server, now, "server connect timeout") + \
+                self.health.passive(server, now, "no answer to SYN")
         if st == RELAYING:
             if c.relay_tries >= cfg.relay_retries:
                 self.stats.server_timeouts += 1
@@ -1033,6 +1179,8 @@ class Engine:
             return self.dlg.dialog_timeout(c, now)
         if st == REPLAY:
             return self.dlg.replay_timeout(c, now)
+        if st == RESETTING:
+            return self._reset_probes(c, now)
         if st == TIME_WAIT:
             self._free(c)
         return []

@@ -12,6 +12,10 @@ from __future__ import annotations
 import httptools
 
 
+class _FirstMessageDone(Exception):
+    """Raised from the parser's callback to stop it after the first request."""
+
+
 class RequestFramer:
     """Tells when enough of the first request has arrived for the rules to decide.
 
@@ -66,6 +70,10 @@ class RequestFramer:
 
     def on_message_complete(self) -> None:
         self.message_done = True
+        if not self._p.should_upgrade():  # an upgrade stops the parser by itself
+            # Stop llhttp here: bytes after the first request in the same piece are pipelined
+            # data, relayed and not parsed (parsing them as a request could refuse a good one).
+            raise _FirstMessageDone
 
     # ---------------------------------------------------------------------------------
     def _fail(self, status: int, reason: str) -> None:
@@ -104,5 +112,7 @@ class RequestFramer:
             self.headers_done = True
             self.upgrade = True
         except httptools.HttpParserError as e:
+            if self.message_done and isinstance(e.__context__, _FirstMessageDone):
+                return
             if self.error is None:
                 self._fail(400, f"bad request: {e}")

@@ -1,14 +1,46 @@
 """Server choice: what a classified request gets (a server, or a local answer), which
-server replaces one that failed, the ``active`` count of bound connections, and the
-source address and port a server sees (the client's, or one from the SNAT pool).
-The engine calls it; it emits no effects.  See docs/csproc.md section 8."""
+server replaces one that failed, the ``active`` count of bound connections, client-IP
+persistence (templates, as ipvsadm -p), and the source address and port a server sees
+(the client's, or one from the SNAT pool).  The engine calls it; it emits no effects.
+See docs/csproc.md section 8."""
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Iterable
 
+from p4cs.capabilities import ALGORITHMS
+
+from .packet import ip_int, ip_str
 from .schedulers import Server, ServerGroup
+
+
+@dataclass(frozen=True)
+class Persistence:
+    """Client-IP persistence of a service (ipvsadm -p ``timeout`` -M ``netmask``): the
+    clients of one network (address & ``netmask``) go to the server the first of them
+    got, while a template for them lives: ``timeout`` seconds after its last connection
+    began, and as long as connections use it (then ``timeout`` after the last ended)."""
+
+    timeout: float = 300.0
+    netmask: str | int = "255.255.255.255"
+
+    def __post_init__(self):
+        if self.timeout <= 0:
+            raise ValueError("persistence timeout must be positive")
+        object.__setattr__(self, "netmask", ip_int(self.netmask))
+
+
+class Template:
+    """A persistence template: client network -> server (``ipvsadm -L -c`` lists them)."""
+
+    __slots__ = ("service", "net", "server", "expires", "conns")
+
+    def __init__(self, service: str, net: int, server: Server, expires: float):
+        self.service, self.net, self.server = service, net, server
+        self.expires = expires
+        self.conns = 0
 
 
 class Choice:
@@ -19,8 +51,8 @@ class Choice:
     servers that failed, ``server`` the one bound; ``counted`` says whether the
     connection is in ``server.active``."""
 
-    __slots__ = ("status", "why", "location", "server", "group", "algorithm", "sticky",
-                 "unknown_group", "tried", "counted")
+    __slots__ = ("status", "why", "location", "server", "group", "scheduler", "sticky",
+                 "unknown_group", "tried", "counted", "src", "dst", "template")
 
     def __init__(self, status: int | None = None, why: str = "",
                  location: str | None = None):
@@ -29,11 +61,13 @@ class Choice:
         self.location = location
         self.server = None
         self.group = None
-        self.algorithm = None
+        self.scheduler = None       # overriding the group's (a loadBalance rule's)
         self.sticky = True
         self.unknown_group = None   # the group a rule named, when it does not exist
         self.tried = ()
         self.counted = False
+        self.src = self.dst = 0     # client and virtual addresses (the hashing keys)
+        self.template = None        # the persistence template key, when the service has one
 
 
 class Policy:
@@ -49,19 +83,26 @@ class Policy:
             for s in g.servers:
                 self.servers_by_name.setdefault(s.name, (s, g))
         self._snat: dict[int, deque] = {}
+        self.templates: dict[tuple[str, int], Template] = {}
+        self._persist: dict[str, Persistence] = {}
+        self.clock = 0.0        # the ``now`` of the engine's latest call
+        self._prune_at = 0.0
         lo, hi = cfg.snat_ports
         for s in services:
             if s.default_group is not None and s.default_group not in self.groups:
                 raise ValueError(f"service {s.name}: unknown default group "
                                  f"{s.default_group!r}")
+            if getattr(s, "persistence", None) is not None:
+                self._persist[s.name] = s.persistence
             if s.mode == "snat" and s.snat_ip not in self._snat:
                 self._snat[s.snat_ip] = deque(range(lo, hi + 1))
 
     # ------------------------------------------------------------------ choice
-    def choose(self, svc, d) -> tuple[Choice, Server | None]:
-        """The choice for decision ``d`` (a ``routing.Decision``-like) of service ``svc``,
-        and the server to connect to (None with a local answer); ``bind`` it once the
-        connection to it is under way."""
+    def choose(self, svc, d, src: int = 0, dst: int = 0) -> tuple[Choice, Server | None]:
+        """The choice for decision ``d`` (a ``routing.Decision``-like) of service ``svc``
+        for client address ``src`` on virtual address ``dst``, and the server to connect
+        to (None with a local answer); ``bind`` it once the connection to it is under
+        way."""
         action = getattr(d, "action", None)
         target = getattr(d, "target", None)
         if action == "reject":
@@ -69,7 +110,13 @@ class Policy:
         if action == "redirect":
             return Choice(302, "redirected", target), None
         ch = Choice()
-        ch.algorithm = getattr(d, "algorithm", None)
+        ch.src, ch.dst = src, dst
+        algorithm = getattr(d, "algorithm", None)
+        if algorithm is not None:
+            ch.scheduler = ALGORITHMS.get(algorithm)
+            if ch.scheduler is None:
+                ch.status, ch.why = 503, f"unsupported algorithm {algorithm!r}"
+                return ch, None
         ch.sticky = getattr(d, "sticky", True) is not False
         server = None
         group = None
@@ -87,23 +134,52 @@ class Policy:
             group = self.groups[svc.default_group]
         ch.group = group
         if group is not None:
-            server = group.pick(ch.algorithm)
+            pers = self._persist.get(svc.name)
+            if pers is not None:
+                ch.template = (svc.name, src & pers.netmask)
+                server = self._persistent(ch)
+            if server is None:
+                server = group.pick(ch.scheduler, frozenset(), src, dst, self.clock)
         if server is None:
             ch.status, ch.why = 503, "no usable server"
         return ch, server
 
+    def _persistent(self, ch: Choice) -> Server | None:
+        """The server of the choice's live template, if it can take the connection (a
+        drained server keeps its clients, as LVS does by default)."""
+        t = self.templates.get(ch.template)
+        if t is None:
+            return None
+        if t.conns == 0 and t.expires <= self.clock:
+            del self.templates[ch.template]
+            return None
+        s = t.server
+        if s.up and s not in ch.tried and s in ch.group.servers:
+            return s
+        return None
+
     def redispatch(self, ch: Choice) -> Server | None:
         """Another server of the group for a connection whose server failed, or None."""
         if ch.group is not None and len(ch.tried) <= self.cfg.redispatch:
-            return ch.group.pick(ch.algorithm, frozenset(ch.tried))
+            return ch.group.pick(ch.scheduler, frozenset(ch.tried), ch.src, ch.dst,
+                                 self.clock)
         return None
 
     def bind(self, ch: Choice, server: Server) -> None:
-        """The connection goes to ``server``: count it there."""
+        """The connection goes to ``server``: count it there (and in its template)."""
         ch.server = server
-        server.active += 1
-        server.total += 1
+        server.bind()
         ch.counted = True
+        if ch.template is not None:
+            t = self.templates.get(ch.template)
+            expires = self.clock + self._persist[ch.template[0]].timeout
+            if t is None or t.server is not server:
+                if t is not None:        # its server failed: the template moves
+                    t.conns = 0
+                t = self.templates[ch.template] = Template(ch.template[0], ch.template[1],
+                                                           server, expires)
+            t.expires = expires
+            t.conns += 1
 
     def failed(self, ch: Choice, server: Server) -> None:
         """``server`` could not take the connection (no route, refused, no answer):
@@ -113,8 +189,36 @@ class Policy:
     def release(self, ch: Choice) -> None:
         """The connection no longer counts in its server's ``active``."""
         if ch.counted:
-            ch.server.active -= 1
+            ch.server.unbind()
             ch.counted = False
+            t = self.templates.get(ch.template) if ch.template is not None else None
+            if t is not None and t.server is ch.server and t.conns > 0:
+                t.conns -= 1
+                if t.conns == 0:
+                    t.expires = max(t.expires, self.clock + self._persist[ch.template[0]].timeout)
+
+    # ------------------------------------------------------------------ templates
+    def expire(self, now: float) -> None:
+        """Forget the templates that expired by ``now`` (the engine's timers call this;
+        the scan runs at most once a second)."""
+        self.clock = now
+        if now < self._prune_at:
+            return
+        self._prune_at = now + 1.0
+        dead = [k for k, t in self.templates.items() if t.conns == 0 and t.expires <= now]
+        for k in dead:
+            del self.templates[k]
+
+    def template_list(self, now: float) -> list[dict]:
+        """The live templates, as ``ipvsadm -L -c`` shows them."""
+        self._prune_at = now
+        self.expire(now)
+        return [{"service": t.service, "client": ip_str(t.net),
+                 "netmask": ip_str(self._persist[t.service].netmask),
+                 "server": f"{ip_str(t.server.ip)}:{t.server.port}",
+                 "server_name": t.server.name, "connections": t.conns,
+                 "expires_in": round(max(0.0, t.expires - now), 1)}
+                for t in self.templates.values()]
 
     # ------------------------------------------------------------------ source address
     def source(self, svc, cip: int, cport: int) -> tuple[int, int] | None:

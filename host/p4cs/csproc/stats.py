@@ -33,6 +33,7 @@ COUNTERS = (
     "sw_spliced",           # packets of spliced connections rewritten in software
     "teardowns",            # connections whose flows were scheduled for removal
     "flows_expired",        # idle expiry notifications
+    "flows_lost",           # spliced connections whose entries vanished (switch restart): reset
     "install_failures",
     "duplicate_segments",
     "out_of_order",

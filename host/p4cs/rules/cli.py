@@ -58,12 +58,26 @@ def check(
     disjoint: bool = typer.Option(False, "--disjoint", help="with --json: print an object with "
                                   "the findings and every compared pair proven disjoint, with the proof's source"),
     timeout_ms: int = typer.Option(3000, "--timeout-ms", help="solver time limit per query"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="the service's protocol "
+                                           "(http, smtp, pop3, imap): reject fields its requests "
+                                           "never have, as the controller does"),
 ) -> None:
     """Detect duplicate, absolute, potential, shadowed and wrongly ordered rules, each with a
     witness request. Exit status 1 if any error-level finding (all but potential)."""
+    from p4cs.capabilities import PROTOCOL_FIELDS
+
     from .conflicts import check_rules
+    from .ruleset import protocol_problems
 
     rs = _load(file)
+    if protocol is not None:
+        if protocol not in PROTOCOL_FIELDS:
+            raise _err(f"--protocol must be one of {', '.join(PROTOCOL_FIELDS)}")
+        problems = protocol_problems(rs, protocol)
+        if problems:
+            for m in problems:
+                typer.echo(m, err=True)
+            raise typer.Exit(1)
     findings, stats = check_rules(rs, timeout_ms=timeout_ms)
     if json_out and disjoint:
         typer.echo(json.dumps({"findings": [f.to_dict() for f in findings],

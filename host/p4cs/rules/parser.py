@@ -11,6 +11,8 @@ from pathlib import Path
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from p4cs import capabilities
+
 from .model import (
     FUNC_OPS,
     Action,
@@ -79,11 +81,9 @@ class _SemanticError(Exception):
         self.message, self.line, self.col, self.hint = message, line, col, hint
 
 
-STICKY_WORDS = {"STICKY": True, "NONSTICKY": False, "NOSTICKY": False, "NON_STICKY": False,
-                "NON-STICKY": False}
-ACTIONS = ("routeTo", "forward", "loadBalance", "reject", "redirect", "log")
-ALGORITHMS = ("roundRobin", "weightedRoundRobin", "leastConnections", "weightedLeastConnections",
-              "sourceHash", "random", "fastestResponse", "adaptive", "fixed")
+STICKY_WORDS = capabilities.STICKINESS
+ACTIONS = capabilities.ACTIONS
+ALGORITHMS = tuple(capabilities.ALGORITHMS)
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "'": "'", "\\": "\\"}
 
 
@@ -262,10 +262,11 @@ class _Build:
         if canon == "loadBalance":
             need(2, 2, "group, algorithm")
             algo = args[1][1]
-            canon_algo = {a.lower(): a for a in ALGORITHMS}.get(algo.lower())
-            if canon_algo is None:
-                raise _SemanticError(f"unknown load-balancing algorithm {algo!r}",
-                                     *_pos(args[1][2]), "algorithms: " + ", ".join(ALGORITHMS))
+            try:
+                canon_algo = capabilities.algorithm(algo)
+            except ValueError as e:
+                raise _SemanticError(str(e), *_pos(args[1][2]),
+                                     "algorithms: " + ", ".join(ALGORITHMS)) from None
             return Action("loadBalance", word(args[0], "group name"), algorithm=canon_algo,
                           line=line)
         if canon == "reject":

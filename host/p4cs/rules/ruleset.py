@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from p4cs.capabilities import PROTOCOL_FIELDS
+
 from .compiler import Matcher
 from .engine import Decision, naive_decide
 from .extract import RequestView
-from .model import Action, Clause, If, Rule, cond_fields, flatten_rule, is_body_field
+from .model import (Action, Clause, If, Rule, cond_fields, field_protocol, flatten_rule,
+                    is_body_field)
 from .parser import RuleError, parse_rule_file, parse_rule_text
 
 
@@ -76,6 +79,20 @@ def parse_rules(text: str, filename: str = "<rules>") -> RuleSet:
 def load_rules(path: str | Path) -> RuleSet:
     """Load and compile a rule file; raises RuleError (file:line:col, caret, hint)."""
     return RuleSet(parse_rule_file(path), source=str(path))
+
+
+def protocol_problems(rs: RuleSet, protocol: str) -> list[str]:
+    """file:line errors for the fields of ``rs`` that requests of a ``protocol`` service
+    never have (``p4cs.capabilities.PROTOCOL_FIELDS``): such a rule could never match."""
+    have = PROTOCOL_FIELDS[protocol]
+    out = []
+    for r in rs.rules:
+        for f in sorted(_stmt_fields(r.body)):
+            p = field_protocol(f)
+            if p is not None and p not in have:
+                out.append(f"{rs.source}:{r.line}: error: rule {r.name} uses {f}, which "
+                           f"requests of a {protocol} service do not have")
+    return out
 
 
 def classify(rs: RuleSet, raw: bytes, client=None, vip=None, packet: bytes | None = None) -> Decision:

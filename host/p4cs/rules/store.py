@@ -21,12 +21,14 @@ class RuleStore:
     attribute read, atomic); `reload` parses and compiles off to the side and swaps only on
     success."""
 
-    def __init__(self, ruleset: RuleSet | None = None) -> None:
+    def __init__(self, ruleset: RuleSet | None = None,
+                 check: Callable[[RuleSet], list[str]] | None = None) -> None:
         self._current: RuleSet = ruleset if ruleset is not None else RuleSet([], source=None)
         self._lock = threading.Lock()  # serialises reloads, never readers
         self.generation = 0
         self.path: str | None = ruleset.source if ruleset is not None else None
         self.listeners: list[Callable[[RuleSet], None]] = []
+        self.check = check      # more errors of a rule set (what the switch cannot do)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RuleStore":
@@ -43,6 +45,10 @@ class RuleStore:
         with self._lock:
             try:
                 rs = load_rules(path)
+                problems = self.check(rs) if self.check is not None else []
+                if problems:
+                    log.warning("rule reload from %s rejected:\n%s", path, "\n".join(problems))
+                    return problems
             except RuleError as e:
                 log.warning("rule reload from %s rejected:\n%s", path, e)
                 return e.messages

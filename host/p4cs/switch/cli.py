@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,6 +18,64 @@ import typer
 from p4cs import paths
 
 LOG = logging.getLogger("p4cs.switch")
+
+#: Lock files of the interfaces a running switch has attached (one per interface).
+LOCK_DIR = Path(os.environ.get("P4CS_LOCK_DIR", "/run/p4cs"))
+
+
+class Refused(Exception):
+    """Another switch holds a resource this one needs."""
+
+
+def check_grpc_addr(addr: str) -> None:
+    """Refuse an address a server listens on already. (Port 0 picks a free one.)"""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise Refused(f"--grpc-addr {addr!r}: expected HOST:PORT")
+    if int(port) == 0:
+        return
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        family = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise Refused(f"--grpc-addr {addr!r}: {exc.strerror}") from None
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        # SO_REUSEADDR ignores connections in TIME_WAIT, not a listener.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, int(port)))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise Refused(f"P4Runtime address {addr} is in use by another process") from None
+            raise Refused(f"cannot listen on {addr}: {exc.strerror}") from None
+
+
+def lock_ifaces(ports: dict[int, str], netns: str | None) -> list[int]:
+    """Take the lock file of every interface (AF_XDP, AF_PACKET or TAP) for this process's
+    lifetime; refuse an interface another switch holds. Returns the open lock descriptors."""
+    fds: list[int] = []
+    for name in ports.values():
+        kind, _, ifname = name.partition(":")
+        if kind not in ("afxdp", "afpacket", "tap") or not ifname:
+            continue
+        path = LOCK_DIR / f"iface-{netns or '-'}-{ifname}.lock"
+        try:
+            LOCK_DIR.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise Refused(f"cannot lock interface {ifname}: {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            where = f" in namespace {netns}" if netns else ""
+            raise Refused(f"interface {ifname}{where} is attached to another switch "
+                          f"(pid {owner})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        fds.append(fd)
+    return fds
 
 
 PORT_KINDS = ("afxdp", "afpacket", "tap", "source", "sink")
@@ -140,6 +201,13 @@ def switch_cmd(
     if port_type not in ("afxdp", "afpacket"):
         raise typer.BadParameter("--port-type must be afxdp or afpacket")
     ports = parse_ifaces(iface, dpdk=target == "dpdk", port_type=port_type)
+    try:
+        check_grpc_addr(grpc_addr)
+        lock_ifaces(ports if target == "dpdk" else {p: f"afpacket:{n}" for p, n in ports.items()},
+                    netns)
+    except Refused as exc:
+        typer.echo(f"p4cs switch: {exc}", err=True)
+        raise typer.Exit(2)
     if target == "bmv2":
         from . import bmv2
 

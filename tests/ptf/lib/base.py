@@ -18,10 +18,19 @@ name                      meaning                                               
 ``idle_timeout_s``        idle timeout asked for in the idle-timeout test            2
 ``idle_wait_s``           how long that test waits for the notification              15
 ``table_full_max``        most entries the table-full test inserts before failing    1500000
+``table_full_code``       the code of an insert refused by a full table (name of a   RESOURCE_EXHAUSTED
+                          grpc.StatusCode; docs/targets.md)
+``table_full_at``         the number of entries at which the flow table refuses      None
+                          (an exact table), None when it depends on the keys
+``rearbitration_answered``  whether the target answers a MasterArbitrationUpdate that  True
+                          does not change the client's election id (docs/targets.md)
 ========================  =========================================================  ==============
 
 One P4Runtime client (primary) is shared by every test of a PTF run; each test removes what
-it installed in tearDown, so the tests are independent and may run in any order.
+it installed in tearDown, so the tests are independent and may run in any order. The cleanup
+runs whatever the test did: if the shared client lost primary, it takes it back with an
+election id above every one used so far (an update that raises the id is answered by every
+target) and deletes again; a cleanup that still fails fails the test.
 """
 
 from __future__ import annotations
@@ -52,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "idle_timeout_s": 2,
     "idle_wait_s": 15,
     "table_full_max": 1_500_000,
+    "table_full_code": "RESOURCE_EXHAUSTED",
+    "table_full_at": None,
+    "rearbitration_answered": True,
 }
 
 
@@ -150,24 +162,62 @@ class P4csTest(BaseTest):
         self.dataplane.flush()
 
     def tearDown(self) -> None:
+        try:
+            errors = self._cleanup()
+        finally:
+            self._installed.clear()
+            self._clone_sessions.clear()
+            try:
+                self.client.drain()
+                self.dataplane.flush()
+            finally:
+                super().tearDown()
+        if errors:
+            self.fail(f"cleanup failed: {'; '.join(errors)}")
+
+    def _cleanup(self) -> list[str]:
+        """Delete what the test installed; the errors that remain."""
         errors = []
         for te in reversed(self._installed):
-            try:
-                self.client.delete(te)
-            except P4RuntimeError as e:
-                if e.first_code != SC.NOT_FOUND:
-                    errors.append(str(e))
+            err = self._undo(Client.table_update("delete", Client.key_only(te)))
+            if err:
+                errors.append(f"{self.p4.describe_entry(te)}: {err}")
         for sid in self._clone_sessions:
-            try:
-                self.client.write([Client.update("delete", Client.clone_session(sid, []))])
-            except P4RuntimeError as e:
-                errors.append(f"clone session {sid}: {e}")
-        self._installed.clear()
-        self.client.drain()
-        self.dataplane.flush()
-        super().tearDown()
-        if errors:
-            LOG.warning("cleanup errors: %s", errors)
+            err = self._undo(Client.update("delete", Client.clone_session(sid, [])))
+            if err:
+                errors.append(f"clone session {sid}: {err}")
+        return errors
+
+    def _undo(self, update) -> str | None:
+        """One cleanup DELETE (absent already is fine); as primary again if the client lost it."""
+        try:
+            self.client.write([update])
+            return None
+        except P4RuntimeError as e:
+            if e.first_code == SC.NOT_FOUND:
+                return None
+            if e.first_code != SC.PERMISSION_DENIED:
+                return str(e)
+        try:
+            self.regain_primary()
+            self.client.write([update])
+        except P4RuntimeError as e:
+            return None if e.first_code == SC.NOT_FOUND else str(e)
+        except (RuntimeError, ConnectionError, TimeoutError) as e:
+            return f"cannot become primary again: {e}"
+        return None
+
+    def regain_primary(self) -> None:
+        """Make the suite's client primary again, with an election id above every one used so
+        far: an update that raises the id is answered by every target (one that repeats it is
+        not always, see the `rearbitration_answered` parameter)."""
+        if not self.client.alive:
+            self.client = shared_client(self.p)  # a new stream, above every id used
+            return
+        _Shared.election_id = max(_Shared.election_id, self.client.election_id or 0) + 1
+        st = self.client.arbitrate(_Shared.election_id)
+        if st != SC.OK:
+            raise RuntimeError(f"the suite's client (election id {_Shared.election_id}) is not primary: {st.name}")
 
     # -- target specifics -------------------------------------------------------------------
 

@@ -391,8 +391,9 @@ class Client:
     def alive(self) -> bool:
         return self.stream_closed is None
 
-    def arbitrate(self, election_id: int, timeout: float = 10.0) -> grpc.StatusCode:
-        """Send a MasterArbitrationUpdate; return the status the target gave this client."""
+    def send_arbitration(self, election_id: int) -> None:
+        """Send a MasterArbitrationUpdate with `election_id`; the target's answer, if it sends
+        one, is read with `arbitration_answer`."""
         self.election_id = election_id
         arb = p4r.MasterArbitrationUpdate(device_id=self.device_id)
         arb.election_id.high = election_id >> 64
@@ -404,18 +405,35 @@ class Client:
         while not self.arbitrations.empty():
             self.arbitrations.get_nowait()
         self._requests.put(p4r.StreamMessageRequest(arbitration=arb))
+
+    def arbitration_answer(self, timeout: float) -> grpc.StatusCode | None:
+        """The status the target gave this client in answer to the last update sent (OK =
+        primary), or None if no answer came within `timeout` s. A notice that names a primary
+        election id below the one sent is older than the update (it was on its way when the
+        update was sent) and is skipped."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no arbitration answer within {timeout} s (stream: {self.stream_closed})")
+                return None
             try:
                 a = self.arbitrations.get(timeout=min(left, 0.2))
             except queue.Empty:
                 if self.stream_closed is not None:
                     raise ConnectionError(f"stream closed during arbitration: {self.stream_closed}") from None
                 continue
+            named = (a.election_id.high << 64) | a.election_id.low
+            if a.HasField("election_id") and self.election_id is not None and named < self.election_id:
+                continue
             return status_code(a.status.code)
+
+    def arbitrate(self, election_id: int, timeout: float = 10.0) -> grpc.StatusCode:
+        """Send a MasterArbitrationUpdate; return the status the target gave this client."""
+        self.send_arbitration(election_id)
+        st = self.arbitration_answer(timeout)
+        if st is None:
+            raise TimeoutError(f"no arbitration answer within {timeout} s (stream: {self.stream_closed})")
+        return st
 
     def packet_out(self, payload: bytes, egress_port: int, **extra: int) -> None:
         po = p4r.PacketOut(payload=bytes(payload))
@@ -543,12 +561,17 @@ class Client:
     def modify(self, te: p4r.TableEntry) -> None:
         self.write([self.table_update("modify", te)])
 
-    def delete(self, te: p4r.TableEntry) -> None:
+    @staticmethod
+    def key_only(te: p4r.TableEntry) -> p4r.TableEntry:
+        """`te` as a DELETE names it: by its key only."""
         d = p4r.TableEntry()
         d.CopyFrom(te)
-        d.ClearField("action")  # DELETE identifies the entry by its key only
+        d.ClearField("action")
         d.idle_timeout_ns = 0
-        self.write([self.table_update("delete", d)])
+        return d
+
+    def delete(self, te: p4r.TableEntry) -> None:
+        self.write([self.table_update("delete", self.key_only(te))])
 
     # -- Read -------------------------------------------------------------------------------
 

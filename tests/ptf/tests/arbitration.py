@@ -14,9 +14,14 @@ from lib.topo import CLIENT_IP, CLIENT_MAC, CLIENT_PORT, GW_IP, IP_TCP, REASON_V
 
 
 class ArbitrationBase(P4csTest):
+    """Tests with more clients than the suite's: `other_client` opens them (closed in tearDown,
+    after which the suite's client takes primary back, whatever the test left)."""
+
     def other_client(self, election_id):
         c = Client(self.p["grpcaddr"], self.p["device_id"], self.p4)
         self._others.append(c)
+        # every id used stays below the one the suite's client takes back primary with
+        base._Shared.election_id = max(base._Shared.election_id, election_id)
         return c, c.arbitrate(election_id)
 
     def setUp(self):
@@ -24,13 +29,14 @@ class ArbitrationBase(P4csTest):
         self._others = []
 
     def tearDown(self):
-        for c in self._others:
-            c.close()
-        # the suite's client must be primary again whatever happened
-        if self.client.election_id is not None and self.client.arbitrate(self.client.election_id) != SC.OK:
-            base._Shared.election_id += 1000
-            self.client.arbitrate(base._Shared.election_id)
-        super().tearDown()
+        try:
+            for c in self._others:
+                c.close()
+        finally:
+            try:
+                self.regain_primary()
+            finally:
+                super().tearDown()
 
     def vip(self, vip_port=VIP_PORT):
         return self.entry("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": vip_port},
@@ -79,7 +85,7 @@ class PrimaryTakeover(ArbitrationBase):
         newer.write([Client.table_update("insert", te)])
         newer.write([Client.table_update("delete", self.entry("vip_table", {"vip_addr": VIP, "protocol": IP_TCP,
                                                                            "vip_port": VIP_PORT + 10}))])
-        base._Shared.election_id = eid + 2
+        base._Shared.election_id = max(base._Shared.election_id, eid + 2)
         self.assertEqual(self.client.arbitrate(eid + 2), SC.OK, "the old client did not get primary back")
         codes = newer.write_codes([Client.table_update("insert", te)])
         self.assertEqual(codes, [SC.PERMISSION_DENIED], "the client that lost primary could still write")
@@ -110,3 +116,22 @@ class WriteWithoutElectionId(ArbitrationBase):
                     from lib.p4rt import _rpc_error
                     code = _rpc_error(e, 1).first_code
                 self.assertEqual(code, SC.PERMISSION_DENIED, f"Write with election id {eid}: {e}")
+
+
+class RearbitrateSameElectionId(ArbitrationBase):
+    """The primary sends its own election id again: it stays primary (its Write succeeds and
+    packet-ins keep coming to it). Whether the target answers such an update is where targets
+    differ (test parameter `rearbitration_answered`, docs/targets.md): the DPDK target's server
+    answers every update, BMv2's (PI) only those that change the election id."""
+
+    def runTest(self):
+        self.client.send_arbitration(self.client.election_id)
+        status = self.client.arbitration_answer(1.0)
+        if self.p["rearbitration_answered"]:
+            self.assertEqual(status, SC.OK, "the primary repeating its election id was not answered OK")
+        else:
+            self.assertIsNone(status, "this target was expected not to answer an unchanged election id")
+        self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "punt_vip")
+        syn = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40410, VIP_PORT, flags="S")
+        self.send(CLIENT_PORT, syn)
+        self.assert_packet_in(self.expect_packet_in(), ingress_port=CLIENT_PORT, reason=REASON_VIP_MISS, payload=bytes(syn))

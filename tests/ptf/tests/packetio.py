@@ -116,9 +116,7 @@ class FinRstCopy(SpliceBase):
     copied to the controller: PacketIn reason 4, through clone session P4CS_FLOW_END_SESSION
     whose replica is the CPU port (configured here through P4Runtime). The copy is the frame as
     received or as forwarded (targets differ; both carry the flags). ingress_port is the port
-    the segment came in on where the target knows it (BMv2: the clone gets a packet_in header
-    in egress) and 0 on the DPDK target (the mirror copy is the emitted frame, with no
-    header; docs/targets.md). Segments without FIN/RST are not copied."""
+    the segment came in on. Segments without FIN/RST are not copied."""
 
     def runTest(self):
         self.add_clone_session(FLOW_END_SESSION, [self.cpu_port])
@@ -134,8 +132,7 @@ class FinRstCopy(SpliceBase):
         for direction, flags, in_port in cases:
             fwd = getattr(self, direction)(40200, 50200, 1000, 2000, d_seq, d_ack, flags=flags)
             pi = self.expect_packet_in(3.0)
-            want_port = 0 if self.target == "dpdk" else in_port
-            self.assert_packet_in(pi, ingress_port=want_port, reason=REASON_FLOW_END)
+            self.assert_packet_in(pi, ingress_port=in_port, reason=REASON_FLOW_END)
             if direction == "c2s":
                 sent = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40200, VIP_PORT, seq=1000, ack=2000, flags=flags)
             else:

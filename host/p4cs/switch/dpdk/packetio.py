@@ -3,8 +3,9 @@
 * PacketOut from the primary → the packet_out header (encoded from P4Info) + payload on the
   daemon's CPU port;
 * frames from the CPU port → PacketIn to every primary;
-* frames from the copy port (mirror copies of FIN/RST of spliced flows, the destination of a
-  clone session whose replica is the CPU port) → PacketIn with reason REASON_FLOW_END;
+* messages from the copy port (mirror copies of FIN/RST of spliced flows, the destination of
+  a clone session whose replica is the CPU port: the input port, then the frame) → PacketIn
+  with reason REASON_FLOW_END and that ingress port;
 * learner entries the daemon aged out → IdleTimeoutNotification (after removing them from the
   shadow: this target deletes an expired entry itself).
 """
@@ -25,6 +26,9 @@ from .pipeline import NO_PIPELINE, Pipeline, TargetConfig
 from .schema import canonical_bytes
 
 LOG = logging.getLogger("p4cs.switch.dpdk.p4rt")
+
+#: A copy-port message starts with the input port of the copied packet (p4cs-swxd, fastio.c).
+COPY_PORT_BYTES = 4
 
 
 class PacketIO:
@@ -96,14 +100,16 @@ class PacketIO:
 
     # -- data plane -> controller ---------------------------------------------------------
 
-    def on_copy(self, frame: bytes) -> None:
-        """A frame from the daemon's copy port: a mirror copy (FIN/RST of a spliced flow) as the
-        pipeline emitted it, without a packet_in header. It becomes a PacketIn with reason
-        REASON_FLOW_END and ingress_port 0 (the copy does not say where the original came in),
-        built by prepending the packet_in header the punt path decodes."""
+    def on_copy(self, msg: bytes) -> None:
+        """A message from the daemon's copy port: the input port of the copied packet (4 bytes,
+        network byte order), then the mirror copy (FIN/RST of a spliced flow) as the pipeline
+        emitted it, without a packet_in header. It becomes a PacketIn with reason
+        REASON_FLOW_END and that ingress port, built by prepending the packet_in header the
+        punt path decodes."""
         pipe = self._running()
-        if pipe is None:
+        if pipe is None or len(msg) < COPY_PORT_BYTES:
             return
+        in_port, frame = int.from_bytes(msg[:COPY_PORT_BYTES], "big"), msg[COPY_PORT_BYTES:]
         hdr = pipe.schema.packet_in
         if hdr is None:
             self.on_packet(frame)
@@ -113,7 +119,7 @@ class PacketIO:
         if rid is not None:
             vals[rid] = REASON_FLOW_END
         if pid is not None:
-            vals[pid] = 0
+            vals[pid] = in_port
         self.counters["packet_in_copy"] = self.counters.get("packet_in_copy", 0) + 1
         self.on_packet(hdr.encode(vals) + frame)
 
@@ -188,8 +194,8 @@ def mirror_line(pipe: Pipeline, target: TargetConfig, cs: p4r.CloneSessionEntry)
 
     The P4 program mirrors FIN/RST of spliced flows through a session; the daemon copies the
     emitted frame to the session's port. A replica on the CPU port maps to the daemon's copy
-    port (copies come back without a packet_in header and `PacketIO.on_copy` turns them into
-    PacketIns), a replica on a data port to that port.
+    port (copies come back behind their input port, without a packet_in header, and
+    `PacketIO.on_copy` turns them into PacketIns), a replica on a data port to that port.
     """
     sid = cs.session_id
     if cs.class_of_service:

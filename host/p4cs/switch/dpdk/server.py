@@ -104,6 +104,7 @@ class P4RuntimeServer:
             options=[
                 ("grpc.max_receive_message_length", 256 << 20),
                 ("grpc.max_send_message_length", 256 << 20),
+                ("grpc.so_reuseport", 0),  # a second server must not share the port
             ]
         )
         server.add_generic_rpc_handlers((self._handlers(),))

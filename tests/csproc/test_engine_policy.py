@@ -1,0 +1,189 @@
+"""Server choice through the engine: client-IP persistence, health checks (active probes
+through the data plane, passive on failed connects), the end of a server's connections
+when it goes down, the connect timeout, and decisions the switch cannot carry out."""
+
+from __future__ import annotations
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from p4cs.csproc import Config, Decision, InstallFlows, Log, RemoveFlows, Server, ServerGroup
+from p4cs.csproc.health import HealthCheck
+from p4cs.csproc.policy import Persistence
+
+from cs_harness import (CLIENT, S1, S1_MAC, S2, S2_MAC, SW_IP, SW_S, Harness, of, pkts)
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+M = 2**32
+
+
+def connect(h, cport):
+    """A new client connection from ``cport``; the server the switch sends its SYN to."""
+    h.cport = cport
+    h.handshake()
+    return h.to_server_syn(h.send(GET))
+
+
+def splice(h, cport):
+    syn = connect(h, cport)
+    eff = h.server(h.sframe(syn, "SA", 5000, (h.cisn + 1) % M))
+    assert of(eff, InstallFlows)
+    return syn
+
+
+def test_persistence_keeps_a_client_network_on_its_server():
+    h = Harness(persistence=Persistence(300, "255.255.255.0"))
+    first = splice(h, 41000)[IP].dst
+    assert [connect(h, 41001 + i)[IP].dst for i in range(3)] == [first] * 3
+    t, = h.eng.templates(h.now)
+    assert (t["client"], t["netmask"], t["server"]) == ("192.168.1.0", "255.255.255.0",
+                                                         f"{first}:8080")
+    assert t["connections"] >= 1
+
+
+def test_template_outlives_its_connections_by_the_timeout():
+    h = Harness(persistence=Persistence(10))
+    assert splice(h, 42000)[IP].dst == S1
+    h.tick(30.0)                                    # a long connection keeps it
+    assert connect(h, 42001)[IP].dst == S1
+    for c in list(h.eng.by_id.values()):
+        h.cport = c.cl.port
+        h.client(h.cframe("R", rel=len(GET)))       # both end
+    t, = h.eng.templates(h.now)
+    assert t["connections"] == 0 and t["expires_in"] == 10.0
+    h.tick(9.0)
+    assert h.eng.templates(h.now)
+    h.tick(1.5)
+    assert h.eng.templates(h.now) == []
+    assert connect(h, 42002)[IP].dst == S2          # the scheduler's turn again
+
+
+def test_without_persistence_rr_alternates():
+    h = Harness()
+    assert [connect(h, 43000 + i)[IP].dst for i in range(4)] == [S1, S2, S1, S2]
+
+
+# ---------------------------------------------------------------------------- health
+def health_harness(check, fall=2, rise=2, **kw):
+    servers = [Server("s1", S1, 8080), Server("s2", S2, 8080)]
+    hc = HealthCheck(check, interval=1.0, timeout=0.5, rise=rise, fall=fall, expect=200)
+    return Harness(servers=servers, groups=[ServerGroup("web", servers, "rr", health=hc)],
+                   **kw)
+
+
+def probes(eff):
+    return [p for port, p in pkts(eff) if p[IP].src == SW_IP]
+
+
+def answer(h, probe, flags, seq=9000, data=b""):
+    ip, tcp = probe[IP], probe[TCP]
+    ack = (tcp.seq + (1 if "S" in tcp.flags else len(tcp.payload))) % M
+    p = Ether(src=S1_MAC if ip.dst == S1 else S2_MAC, dst=SW_S) / \
+        IP(src=ip.dst, dst=ip.src) / TCP(sport=tcp.dport, dport=tcp.sport, seq=seq, ack=ack,
+                                         flags=flags)
+    if data:
+        p = p / Raw(data)
+    return h.server(bytes(p), reason=3)
+
+
+def test_tcp_check_takes_a_silent_server_down_and_resets_its_flows():
+    h = health_harness("tcp")
+    syn = splice(h, 44000)
+    assert syn[IP].dst == S1
+    for _ in range(2):                      # two rounds: s1 silent, s2 answers
+        eff = h.tick(1.0)
+        sent = probes(eff)
+        assert sorted(p[IP].dst for p in sent) == [S1, S2]
+        assert all(p[TCP].flags == "S" and 60000 <= p[TCP].sport for p in sent)
+        s2 = next(p for p in sent if p[IP].dst == S2)
+        eff = answer(h, s2, "SA")
+        rst, = probes(eff)
+        assert rst[TCP].flags == "R" and rst[TCP].seq == s2[TCP].seq + 1
+        eff = h.tick(0.6)                   # s1's probe times out
+    down = [e for e in eff if isinstance(e, Log) and e.msg == "server down"]
+    assert down and down[0].fields["server"] == "s1"
+    assert not h.servers[0].up and h.eng.health.state(h.servers[0])["state"] == "down"
+    # its spliced connection: flows removed at once, then the client is asked where its
+    # stream is (an ACK with an old sequence number) and reset exactly there, the server too
+    assert any(r.after == 0.0 and len(r.keys) == 2 for r in of(eff, RemoveFlows))
+    assert h.servers[0].active == 0
+    ask, = [p for port, p in pkts(h.tick(0.1)) if port == 1]
+    assert ask[TCP].flags == "A" and ask[IP].dst == CLIENT
+    rcv_nxt, snd_nxt = (ask[TCP].seq + 12345) % M, (h.cisn + 1 + len(GET) + 99) % M
+    eff = h.client(h.cframe("A", seq=snd_nxt, ack=rcv_nxt), reason=1)
+    rsts = {(port, p[IP].dst): p[TCP].seq for port, p in pkts(eff) if p[TCP].flags == "R"}
+    assert rsts == {(1, CLIENT): rcv_nxt, (2, S1): snd_nxt}
+    assert not h.eng.by_id
+    # new connections go to s2
+    assert [connect(h, 44001 + i)[IP].dst for i in range(3)] == [S2] * 3
+
+
+def test_a_silent_client_is_forgotten_after_three_asks():
+    h = health_harness("tcp", fall=1)
+    splice(h, 44100)
+    assert of(h.eng.health.passive(h.servers[0], h.now, "test"), RemoveFlows)
+    asks = [len([p for port, p in pkts(h.tick(t)) if port == 1]) for t in (0.1, 0.6, 0.6, 0.6)]
+    assert asks == [1, 1, 1, 0] and not h.eng.by_id
+
+
+def test_http_check_wants_the_expected_status_and_rise_brings_back():
+    h = health_harness("http", fall=1, rise=2)
+    sent = probes(h.tick(1.0))
+    p1 = next(p for p in sent if p[IP].dst == S1)
+    req, = probes(answer(h, p1, "SA"))
+    assert bytes(req[TCP].payload).startswith(b"GET / HTTP/1.0\r\n")
+    eff = answer(h, req, "PA", seq=9001, data=b"HTTP/1.1 500 Oops\r\n\r\n")
+    assert not h.servers[0].up
+    assert h.eng.health.state(h.servers[0])["last_detail"] == "status 500"
+    for _ in range(2):
+        sent = probes(h.tick(1.0))
+        p1 = next(p for p in sent if p[IP].dst == S1)
+        req, = probes(answer(h, p1, "SA"))
+        answer(h, req, "PA", seq=9001, data=b"HTTP/1.0 200 OK\r\n")
+    assert h.servers[0].up
+
+
+def test_passive_check_counts_refused_connects():
+    h = health_harness("tcp", fall=1)
+    syn = connect(h, 45000)
+    assert syn[IP].dst == S1
+    eff = h.server(h.sframe(syn, "RA", 0, (h.cisn + 1) % M))
+    assert not h.servers[0].up
+    assert h.eng.health.state(h.servers[0])["last_detail"] == "passive: refused"
+    assert [p[IP].dst for _, p in pkts(eff) if p[TCP].flags == "S"] == [S2]
+
+
+def test_server_connect_timeout_is_honoured():
+    h = Harness(config=Config(server_connect_timeout=2.5))
+    syn = connect(h, 46000)
+    assert syn[IP].dst == S1
+    assert [p[IP].dst for _, p in pkts(h.tick(1.0))] == [S1]       # SYN retransmitted
+    assert pkts(h.tick(1.0)) == []                                 # (next one at 3 s)
+    eff = h.tick(0.5)                                              # 2.5 s: give up
+    assert [p[IP].dst for _, p in pkts(eff) if p[TCP].flags == "S"] == [S2]
+
+
+def test_weight_zero_drains_through_the_engine():
+    h = Harness()
+    splice(h, 47000)
+    h.eng.set_weight("web", "s1", 0, h.now)
+    assert h.servers[0].active == 1                 # its connection stays
+    assert [connect(h, 47001 + i)[IP].dst for i in range(3)] == [S2] * 3
+
+
+class Fixed:
+    needs_body = False
+
+    def __init__(self, d):
+        self.d = d
+
+    def decide(self, raw, client, vip):
+        return self.d
+
+
+def test_a_decision_with_an_unknown_algorithm_answers_503():
+    h = Harness(router=Fixed(Decision("r", "loadBalance", "web", algorithm="fastestResponse")))
+    h.handshake()
+    eff = h.send(GET)
+    assert any(b"503" in bytes(p[TCP].payload) for _, p in pkts(eff))
