@@ -13,8 +13,14 @@ on the *same* veths:
 * ``direct``: the client talks to s1 (http://10.0.2.1/) through the switch namespace's
   kernel router (ip_forward).
 
-For the kernel phases (haproxy, direct) the p4cs data-plane daemon is stopped (SIGSTOP: its
-AF_PACKET sockets would otherwise see and punt the same frames) and the switch namespace
+p4cs runs on the embedded DPDK target (default) or on BMv2 (``--target bmv2``); with
+``--target dpdk,bmv2`` there is one Lab per target (prefixes ``<prefix>d`` and ``<prefix>b``),
+both measured in every round (``p4cs-dpdk``, ``p4cs-bmv2``, and their ratio); HAProxy and
+direct then run on the first Lab's namespaces.
+
+For the kernel phases (haproxy, direct) the p4cs data plane (``p4cs-swxd`` or
+``simple_switch_grpc``) is stopped (SIGSTOP: its sockets would otherwise see and punt the same
+frames) and the switch namespace
 becomes a router that owns the gateway addresses on its ports (same MACs as the P4 gateway:
 nothing changes for the hosts) and the VIP; for the p4cs phase that is undone and the daemon
 continues (SIGCONT). Every round measures every target; medians over rounds; ratios are
@@ -29,6 +35,7 @@ with p50 / p99 latency from wrk --latency, and the CPU seconds the switch side
 (p4cs: daemon + P4Runtime server + controller; haproxy: haproxy) and the nginx servers used.
 
     sudo .venv/bin/python bench/http_vs_haproxy.py [--rounds 3] [--duration 8] [--json FILE]
+                                                   [--target dpdk|bmv2|dpdk,bmv2]
 """
 
 from __future__ import annotations
@@ -153,33 +160,46 @@ def parse_wrk(text: str) -> dict[str, Any]:
     return out
 
 
+#: The data-plane process of each target (its /proc comm), stopped during the kernel phases.
+DATAPLANE_COMM = {"dpdk": "p4cs-swxd", "bmv2": "simple_switch_g"}   # simple_switch_grpc
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.lab = Lab(args.prefix, n_servers=3,
-                       big_files={"1M": 1 << 20, "100M": 100 << 20})
+        #: one Lab per P4 target, named in the results ``p4cs`` (one target) or ``p4cs-<target>``
+        self.labs: dict[str, Lab] = {}
+        for t in args.target:
+            name = "p4cs" if len(args.target) == 1 else f"p4cs-{t}"
+            prefix = args.prefix if len(args.target) == 1 else f"{args.prefix}{t[0]}"
+            self.labs[name] = Lab(prefix, target=t, n_servers=3,
+                                  big_files={"1M": 1 << 20, "100M": 100 << 20})
+        #: the Lab of the kernel phases (HAProxy, direct): the first target's
+        self.lab = next(iter(self.labs.values()))
         self.haproxy: subprocess.Popen | None = None
         self.daemon_pid = 0
         self.stopped = False
 
     # ---------------------------------------------------------------- setup
     def start(self) -> None:
+        for lab in self.labs.values():
+            lab.start()
+            c1 = lab.topo.netns("c1")
+            for k, v in (("net.ipv4.ip_local_port_range", "1024 65000"),
+                         ("net.ipv4.tcp_tw_reuse", "1")):
+                subprocess.run(["ip", "netns", "exec", c1, "sysctl", "-qw", f"{k}={v}"], check=True)
         lab = self.lab
-        lab.start()
         topo = lab.topo
         sw = dict(lab._procs)["switch"]  # noqa: SLF001
+        comm = DATAPLANE_COMM[lab.target]
         for p in tree(sw.pid):
             try:
-                if Path(f"/proc/{p}/comm").read_text().strip() == "p4cs-swxd":
+                if Path(f"/proc/{p}/comm").read_text().strip() == comm:
                     self.daemon_pid = p
             except OSError:
                 pass
         if not self.daemon_pid:
-            raise RuntimeError("p4cs-swxd not found under the switch process")
-        c1 = topo.netns("c1")
-        for k, v in (("net.ipv4.ip_local_port_range", "1024 65000"),
-                     ("net.ipv4.tcp_tw_reuse", "1")):
-            subprocess.run(["ip", "netns", "exec", c1, "sysctl", "-qw", f"{k}={v}"], check=True)
+            raise RuntimeError(f"{comm} not found under the switch process")
         ns = topo.switch_netns
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"],
                        check=True)
@@ -209,10 +229,11 @@ class Bench:
                 self.haproxy.wait(10)
             except subprocess.TimeoutExpired:
                 self.haproxy.kill()
-        try:
-            self.lab.stop()
-        finally:
-            cleanup_prefix(self.args.prefix)
+        for lab in self.labs.values():
+            try:
+                lab.stop()
+            finally:
+                cleanup_prefix(lab.prefix)
 
     # ---------------------------------------------------------------- phases
     def _sw(self, *argv: str, check: bool = True) -> None:
@@ -249,9 +270,12 @@ class Bench:
         time.sleep(2.0)   # stale frames of the kernel phase drain through the switch
 
     # ---------------------------------------------------------------- measuring
+    def lab_of(self, target: str) -> Lab:
+        return self.labs.get(target, self.lab)
+
     def cpu_groups(self, target: str) -> dict[str, float]:
-        procs = dict(self.lab._procs)  # noqa: SLF001
-        if target == "p4cs":
+        procs = dict(self.lab_of(target)._procs)  # noqa: SLF001
+        if target in self.labs:
             sw = sum(cpu_s(p) for p in tree(procs["switch"].pid))
             sw += sum(cpu_s(p) for p in tree(procs["controller"].pid))
         elif target == "haproxy":
@@ -264,12 +288,13 @@ class Bench:
 
     def wrk(self, target: str, test: str) -> dict[str, Any]:
         opts, path = TESTS[test]
-        host = self.lab.vip if target != "direct" else self.lab.servers[0].ip
+        lab = self.lab_of(target)
+        host = lab.vip if target != "direct" else lab.servers[0].ip
         d = self.args.duration
         argv = ["wrk", *opts, "-d", f"{d}s", "--timeout", "30s", "--latency",
                 f"http://{host}{path}"]
         c0, t0, m0 = self.cpu_groups(target), time.monotonic(), proc_stat()
-        r = self.lab.client_exec(argv, timeout=d + 120, capture_output=True, text=True)
+        r = lab.client_exec(argv, timeout=d + 120, capture_output=True, text=True)
         wall = time.monotonic() - t0
         c1, m1 = self.cpu_groups(target), proc_stat()
         res = parse_wrk(r.stdout)
@@ -299,7 +324,7 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             med[target][test] = m
     ratio: dict[str, Any] = {}
     for target in med:
-        if target == "haproxy":
+        if target == "haproxy" or "haproxy" not in med:
             continue
         ratio[target] = {}
         for test in med[target]:
@@ -318,11 +343,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tests", default=",".join(DEFAULT_TESTS),
                     help=f"comma-separated, of {', '.join(TESTS)}")
     ap.add_argument("--targets", default="p4cs,haproxy,direct")
+    ap.add_argument("--target", default="dpdk",
+                    help="P4 target(s) of p4cs: dpdk, bmv2, or dpdk,bmv2 (one Lab each, "
+                         "measured in turn in every round: results p4cs-dpdk and p4cs-bmv2)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     tests = args.tests.split(",")
-    targets = args.targets.split(",")
+    args.target = args.target.split(",")
+    bad = [t for t in tests if t not in TESTS] + [t for t in args.target if t not in DATAPLANE_COMM]
+    if bad:
+        ap.error(f"unknown test or target: {', '.join(bad)}")
     b = Bench(args)
+    # "p4cs" in --targets stands for p4cs on every --target
+    targets = [n for t in args.targets.split(",") for n in (b.labs if t == "p4cs" else [t])]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {t: {x: [] for x in tests} for t in targets}
     loads = [load()]
     try:
@@ -330,13 +363,13 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(args.rounds):
             for phase in ("p4cs", "kernel"):
                 if phase == "p4cs":
-                    if "p4cs" not in targets:
+                    here = [t for t in targets if t in b.labs]
+                    if not here:
                         continue
                     if rnd:
                         b.p4cs_phase()
-                    here = ["p4cs"]
                 else:
-                    here = [t for t in targets if t != "p4cs"]
+                    here = [t for t in targets if t not in b.labs]
                     if not here:
                         continue
                     b.kernel_phase()
@@ -344,15 +377,13 @@ def main(argv: list[str] | None = None) -> int:
                     for target in here:
                         r = b.wrk(target, test)
                         runs[target][test].append(r)
-                        print(f"round {rnd} {target:8s} {test:9s} rps {r['rps']:>10.1f} "
+                        print(f"round {rnd} {target:9s} {test:9s} rps {r['rps']:>10.1f} "
                               f"MB/s {r['mb_per_s']:>8.1f} p50 {r['p50_ms']} p99 {r['p99_ms']} "
                               f"cpu {r['cpu_share']} machine {r['machine_cores']} "
                               f"err {r['non2xx'] + r['socket_errors']} "
                               f"load {r['load']}" + (f" ERROR {r['error']}" if 'error' in r else ""),
                               file=sys.stderr, flush=True)
-                if phase == "kernel" and rnd + 1 < args.rounds and "p4cs" in targets:
-                    pass  # p4cs_phase() at the start of the next round
-        status = b.lab.status()
+        status = {name: lab.status() for name, lab in b.labs.items()}
     finally:
         b.stop()
     loads.append(load())
@@ -360,10 +391,20 @@ def main(argv: list[str] | None = None) -> int:
            "rounds": args.rounds, "duration_s": args.duration,
            "tests": {k: f"wrk {' '.join(v[0])} -d{args.duration}s --latency <url>{v[1]}"
                      for k, v in TESTS.items() if k in tests},
-           "load_before_after": loads, **summarize(runs),
-           "csproc_after": status.get("csproc"), "runs": runs}
-    print(json.dumps({k: out[k] for k in ("median", "ratio_to_haproxy", "load_before_after")},
-                     indent=1))
+           "p4_targets": args.target, "load_before_after": loads, **summarize(runs),
+           "csproc_after": (status["p4cs"].get("csproc") if "p4cs" in status else
+                            {name: st.get("csproc") for name, st in status.items()}),
+           "runs": runs}
+    shown = ["median", "ratio_to_haproxy", "load_before_after"]
+    if {"p4cs-dpdk", "p4cs-bmv2"} <= set(runs):
+        med = out["median"]
+        out["ratio_bmv2_to_dpdk"] = {
+            test: round(med["p4cs-bmv2"][test][key] / med["p4cs-dpdk"][test][key], 4)
+            for test in tests
+            for key in ["mb_per_s" if test.startswith("get") else "rps"]
+            if med["p4cs-dpdk"][test][key]}
+        shown.append("ratio_bmv2_to_dpdk")
+    print(json.dumps({k: out[k] for k in shown}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0

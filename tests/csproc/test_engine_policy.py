@@ -59,6 +59,22 @@ def test_template_outlives_its_connections_by_the_timeout():
     assert connect(h, 42002)[IP].dst == S2          # the scheduler's turn again
 
 
+def test_templates_taken_over_by_another_policy():
+    """What a primary exports, a new primary imports: the client network stays on its
+    server (the HA store carries the rows between controllers)."""
+    a = Harness(persistence=Persistence(300, "255.255.255.0"))
+    a.eng.policy.groups["web"].scheduler.pick()       # rr: the client's first server is s2
+    assert splice(a, 41000)[IP].dst == S2
+    rows = a.eng.policy.export_templates(a.now)
+    assert rows == [["www", rows[0][1], "s2", 300]]     # in use: the whole timeout left
+    b = Harness(persistence=Persistence(300, "255.255.255.0"))
+    assert b.eng.policy.import_templates(rows + [["www", 1, "no-such-server", 5]], b.now) == 1
+    assert b.eng.policy.import_templates(rows, b.now) == 0     # the one it has wins
+    assert b.eng.policy.export_templates(b.now) == rows
+    # b's rr would start with s1: the template sends the client to s2
+    assert connect(b, 41001)[IP].dst == S2
+
+
 def test_without_persistence_rr_alternates():
     h = Harness()
     assert [connect(h, 43000 + i)[IP].dst for i in range(4)] == [S1, S2, S1, S2]

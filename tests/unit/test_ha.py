@@ -109,3 +109,29 @@ def test_lease_lost_when_the_store_is_gone(tmp_path):
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_templates_published_and_loaded_through_the_store(redis_socket):
+    """The primary's persistence templates reach the next primary through the store, and
+    the value expires with the longest template."""
+    from p4cs.controller.ha import Store, TemplateSync
+
+    rows = [["web", 3232235776, "web/10.0.1.2:80", 300], ["web", 3232235777, "web/10.0.1.3:80", 0.5]]
+
+    async def scenario():
+        a, b = Store(redis_socket, "t", 0.5), Store(redis_socket, "t", 0.5)
+        try:
+            pub = TemplateSync(a, every_s=0.05)
+            task = asyncio.ensure_future(pub.run(lambda: rows))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            assert await TemplateSync(b).load() == rows
+            ttl = await a.redis.pttl(a.key("templates"))
+            assert 299_000 < ttl <= 300_001
+            await pub.publish([])                 # none left: the value goes
+            assert await TemplateSync(b).load() == []
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())

@@ -740,10 +740,12 @@ class ControllerApp:
 
     async def _elected(self) -> None:
         """With a store: wait for the lease as a backup, hold a session while it is held."""
-        from p4cs.controller.ha import Lease, Store
+        from p4cs.controller.ha import Lease, Store, TemplateSync
         ha = self.cfg.ha
         store = Store(ha.store, ha.prefix, ha.lease_ms / 2000)
         lease = Lease(store, ha.lease_ms)
+        templates = TemplateSync(store)
+        policy = self.engine.policy
         try:
             while not self._stop.is_set():
                 self._set_state("backup", f"waiting for the lease in {ha.store}")
@@ -753,14 +755,19 @@ class ControllerApp:
                 self.counters["takeovers"] += 1
                 self.election_id = eid
                 LOG.info("holding the lease (%s): primary with election id %d", lease.holder, eid)
+                taken = policy.import_templates(await templates.load(), time.monotonic())
+                if taken:
+                    LOG.info("took over %d persistence template(s) from the store", taken)
                 keep = asyncio.ensure_future(lease.keep())
                 run = asyncio.ensure_future(self._sessions())
+                sync = asyncio.ensure_future(
+                    templates.run(lambda: policy.export_templates(time.monotonic())))
                 try:
                     await asyncio.wait([keep, run], return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    run.cancel()
-                    keep.cancel()
-                    await asyncio.gather(run, keep, return_exceptions=True)
+                    for task in (run, keep, sync):
+                        task.cancel()
+                    await asyncio.gather(run, keep, sync, return_exceptions=True)
                 if keep.done() and not keep.cancelled():
                     LOG.warning("lost the lease: %s", keep.result())
             await lease.release()

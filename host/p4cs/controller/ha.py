@@ -12,18 +12,22 @@ count as its election id, higher than any earlier primary's, so the switch demot
 one at once. A primary that cannot renew (the lease was taken, or the store has not answered
 for a whole lease) disconnects from the switch and becomes a backup.
 
-Whatever else controllers share goes under the same key prefix through :class:`Store`. Flow
-ids are not shared: a new primary adopts the flow table's entries (see
+Whatever else controllers share goes under the same key prefix through :class:`Store`: the
+primary publishes its persistence templates every second (:class:`TemplateSync`) and a new
+primary takes them over, so clients stay on their servers across a takeover. Flow ids are
+not shared: a new primary adopts the flow table's entries (see
 :mod:`p4cs.controller.reconcile`), which reserves their ids until they expire.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -132,3 +136,40 @@ class Lease:
             await self._release(keys=[self._key], args=[self.holder])
         except (RedisError, OSError) as exc:
             LOG.warning("cannot release the lease: %s", exc)
+
+
+class TemplateSync:
+    """The persistence templates in the store: the primary publishes them every ``every_s``
+    seconds as one JSON value (rows of ``[service, client network, server, seconds left]``,
+    see ``csproc.policy.Policy.export_templates``); a new primary loads them. The value
+    expires with the longest template, so a store outlives no stale template."""
+
+    def __init__(self, store: Store, every_s: float = 1.0):
+        self.store = store
+        self.every_s = every_s
+        self._key = store.key("templates")
+
+    async def load(self) -> list:
+        try:
+            raw = await self.store.redis.get(self._key)
+            rows = json.loads(raw) if raw else []
+        except (RedisError, OSError, ValueError) as exc:
+            LOG.warning("cannot read the persistence templates from the store: %s", exc)
+            return []
+        return rows if isinstance(rows, list) else []
+
+    async def publish(self, rows: list) -> None:
+        try:
+            if rows:
+                ttl_ms = int(1000 * max(r[3] for r in rows)) + 1
+                await self.store.redis.set(self._key, json.dumps(rows), px=ttl_ms)
+            else:
+                await self.store.redis.delete(self._key)
+        except (RedisError, OSError) as exc:
+            LOG.debug("cannot publish the persistence templates: %s", exc)
+
+    async def run(self, rows: Callable[[], list]) -> None:
+        """Publish ``rows()`` every ``every_s`` seconds until cancelled."""
+        while True:
+            await self.publish(rows())
+            await asyncio.sleep(self.every_s)

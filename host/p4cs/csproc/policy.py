@@ -220,6 +220,31 @@ class Policy:
                  "expires_in": round(max(0.0, t.expires - now), 1)}
                 for t in self.templates.values()]
 
+    def export_templates(self, now: float) -> list[list]:
+        """The live templates as ``[service, client network, server name, seconds left]``
+        rows: what another controller needs to take them over (a template in use has its
+        whole timeout left: it starts counting when its last connection ends)."""
+        out = []
+        for t in self.templates.values():
+            left = self._persist[t.service].timeout if t.conns else t.expires - now
+            if left > 0:
+                out.append([t.service, t.net, t.server.name, round(left, 1)])
+        return out
+
+    def import_templates(self, rows, now: float) -> int:
+        """Take over templates exported by :meth:`export_templates` (by a previous primary);
+        rows naming a service without persistence or an unknown server are skipped, and a
+        template this policy already has wins. Returns how many were taken."""
+        n = 0
+        for service, net, server_name, left in rows:
+            hit = self.servers_by_name.get(server_name)
+            key = (service, net)
+            if service not in self._persist or hit is None or key in self.templates:
+                continue
+            self.templates[key] = Template(service, net, hit[0], now + float(left))
+            n += 1
+        return n
+
     # ------------------------------------------------------------------ source address
     def source(self, svc, cip: int, cport: int) -> tuple[int, int] | None:
         """(address, port) the server sees for client ``cip:cport``; None when the SNAT

@@ -32,6 +32,17 @@ class Reassembler:
     def segment(self, rb: RequestBuffer, rel: int, data: bytes,
                 fin: bool) -> tuple[bool, bool]:
         """A segment at offset ``rel`` (FIN flag ``fin``); returns (gap, duplicate)."""
+        buf = rb.buf
+        if (not fin and rel == len(buf) and not rb.ooo and rb.fin_at is None
+                and rel + len(data) <= rb.cap):
+            # the common case, written out: the next bytes in order, nothing held beyond
+            st = self.stats
+            if st.buffered_bytes + len(data) > self.cfg.max_buffered_bytes:
+                st.limit_memory += 1
+                return False, False
+            st.buffered_bytes += len(data)
+            buf += data
+            return False, False
         gap = dup = False
         if data:
             gap, dup = self._reassemble(rb, rel, data)
@@ -106,4 +117,5 @@ class Reassembler:
         """Forget every byte held."""
         self.stats.buffered_bytes -= len(rb.buf)
         rb.buf = bytearray()
-        self.drop_ooo(rb)
+        if rb.ooo:
+            self.drop_ooo(rb)

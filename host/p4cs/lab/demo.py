@@ -1,7 +1,7 @@
-"""`p4cs demo`: content switching on the embedded DPDK target, end to end, in namespaces.
+"""`p4cs demo`: content switching on a P4 target, end to end, in namespaces.
 
 Builds a topology (a client, the switch, three HTTP servers with distinct content), starts the
-embedded DPDK target and the controller with the URL-switching example of the source documents
+switch (the embedded DPDK target, or BMv2 with ``--target bmv2``) and the controller with the URL-switching example of the source documents
 (``/~lcs1/`` → ace, ``/~lcs2/`` → wait, everything else balanced over all servers), sends real
 requests with curl, prints which server answered each and how many packets took the fast path
 versus the controller, and tears everything down (also on Ctrl-C).
@@ -23,13 +23,23 @@ from p4cs.lab.server import file_sha256
 
 BIG = 8 * 1024 * 1024
 
+#: How the demo names each target in its messages.
+TARGET_NAMES = {"dpdk": "the embedded DPDK target", "bmv2": "BMv2"}
 
-def _check_env() -> Optional[str]:
+
+def _check_env(target: str) -> Optional[str]:
+    if target not in TARGET_NAMES:
+        return f"unknown target {target!r}: expected dpdk or bmv2"
     if os.geteuid() != 0:
         return "the demo builds network namespaces: run it as root (sudo .venv/bin/p4cs demo)"
     import shutil
 
     from p4cs import paths
+    if target == "bmv2":
+        if shutil.which("simple_switch_grpc") is None:
+            return ("BMv2 simple_switch_grpc is not on PATH (it is not packaged for Debian 12: "
+                    "build it from source, see docs/topologies.md)")
+        return None
     daemon = paths.daemon_binary()
     if not Path(daemon).exists() and shutil.which(daemon) is None:
         return f"the data-plane daemon {daemon} is not built: run scripts/setup.sh first"
@@ -44,15 +54,16 @@ def demo_cmd(
                                        help="paths to GET through the VIP (repeatable)"),
     prefix: str = typer.Option("p4csdemo", help="name prefix of the namespaces"),
     keep: bool = typer.Option(False, help="keep the work directory (logs) after the demo"),
+    target: str = typer.Option("dpdk", "--target", help="dpdk (embedded DPDK target) or bmv2"),
 ) -> None:
-    """Run the content-switching demo on the embedded DPDK target."""
+    """Run the content-switching demo on the embedded DPDK target (or on BMv2)."""
     from rich.console import Console
     from rich.table import Table
 
     from p4cs.lab.stack import Lab
 
     console = Console(width=max(110, Console().width))
-    problem = _check_env()
+    problem = _check_env(target)
     if problem:
         console.print(f"[red]error:[/red] {problem}")
         raise typer.Exit(2)
@@ -84,7 +95,7 @@ def demo_cmd(
                 if isinstance(s, dict) and isinstance(s.get("rules"), str):
                     s["rules"] = str((config.parent / s["rules"]).resolve())
 
-    lab = Lab(prefix, big_files={"8M": BIG}, keep_workdir=keep, **kwargs)
+    lab = Lab(prefix, target=target, big_files={"8M": BIG}, keep_workdir=keep, **kwargs)
     if config is not None:
         # Validate the merged configuration before anything is built.
         from p4cs.controller.config import ConfigError, parse_config
@@ -105,7 +116,8 @@ def demo_cmd(
 
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with console.status("building the topology, starting servers, the DPDK target and the controller"):
+        with console.status(f"building the topology, starting servers, {TARGET_NAMES[target]} "
+                            "and the controller"):
             t0 = time.monotonic()
             lab.start()
         console.print(f"[green]ready[/green] in {time.monotonic() - t0:.1f} s — VIP {lab.vip}, "
@@ -145,7 +157,7 @@ def demo_cmd(
             console.print("[red]some requests failed[/red]; logs in " + str(lab.workdir))
             lab.keep_workdir = True
             raise typer.Exit(1)
-        console.print("[green]content switching on the embedded DPDK target works[/green]")
+        console.print(f"[green]content switching on {TARGET_NAMES[target]} works[/green]")
     except KeyboardInterrupt:
         console.print("interrupted: tearing down")
         raise typer.Exit(130)

@@ -16,10 +16,14 @@ when the sandbox's first process exits.
 
 Port numbering: Mininet numbers switch ports from 1 (port 0 is the switch's ``lo`` control
 interface) and the presets number P4 data ports from 1 (port 0 is the embedded DPDK target's
-CPU port), so they coincide: the host with ``switch_port=k`` is wired to ``sw1-eth<k>`` and
-p4cs gets ``--iface k=sw1-eth<k>``.
+CPU port; BMv2's is 255), so they coincide: the host with ``switch_port=k`` is wired to
+``sw1-eth<k>`` and p4cs gets ``--iface k=sw1-eth<k>``.
+
+With ``--content-switch`` (:class:`ContentSwitch`) the whole content switch runs: origin servers
+on the server hosts and ``p4cs controller``, which pushes the pipeline on BMv2.
 
     sudo .venv/bin/python -m p4cs.lab.mininet_topo --sandbox --switch p4cs --target dpdk --cli
+    sudo .venv/bin/python -m p4cs.lab.mininet_topo --sandbox --target bmv2 --content-switch
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from p4cs import paths
-from p4cs.lab.netns import HostSpec, Mode, Topology, derive_mac
+from p4cs.lab.netns import VIP, HostSpec, Mode, Topology, derive_mac
 from p4cs.lab.netns import preset_hosts as _netns_preset_hosts
 
 DIST_PACKAGES = "/usr/lib/python3/dist-packages"
@@ -261,9 +265,10 @@ def configure_hosts(net: Any, hosts: Sequence[HostSpec], prefix: str = MININET_P
 
 
 def describe(hosts: Sequence[HostSpec], switch: Any | None = None,
-             prefix: str = MININET_PREFIX) -> dict[str, Any]:
-    """Same shape as ``Topology.describe()`` (the controller reads either)."""
-    desc = Topology(prefix, hosts).describe()
+             prefix: str = MININET_PREFIX, mode: Mode | None = None) -> dict[str, Any]:
+    """Same shape as ``Topology.describe()`` (the controller reads either); with the preset's
+    ``mode``, also the VIP of the content switch."""
+    desc = Topology(prefix, hosts, mode=mode, vip=VIP if mode else None).describe()
     desc["kind"] = "mininet"
     desc["switch"]["netns"] = None  # the switch's interfaces live in Mininet's root namespace
     for p in desc["switch"]["ports"]:
@@ -322,6 +327,116 @@ def _smoke(net: Any, hosts: Sequence[HostSpec], switch: str) -> dict[str, Any]:
     return out
 
 
+class ContentSwitch:
+    """The rest of the content switch around a started ``P4CSSwitch``: an origin server
+    (``p4cs.lab.server``, ports 80 and 8080, ``X-Server: <host>``) on every server host and
+    ``p4cs controller`` with the lab's configuration (``p4cs.lab.stack.controller_config``: each
+    server a group, ``/~lcs1/`` → s1, ``/~lcs2/`` → s2, the rest over all servers). Every
+    process is started here and stopped by its PID."""
+
+    def __init__(self, hosts: Sequence[HostSpec], mode: Mode = "transparent",
+                 workdir: str | None = None) -> None:
+        self.net: Any = None
+        self.hosts = list(hosts)
+        self.mode = mode
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="p4cs-mininet-"))
+        self.control_socket = str(self.workdir / "controller.sock")
+        #: where the switch's output goes (P4CSSwitch's log_file)
+        self.switch_log = str(self.workdir / "switch.log")
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def servers(self) -> list[HostSpec]:
+        return [h for h in self.hosts if h.role == "server"]
+
+    def _log(self, name: str) -> str:
+        try:
+            return (self.workdir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _spawn(self, name: str, argv: list[str], node: Any = None) -> subprocess.Popen[bytes]:
+        env = dict(paths.subprocess_env(), PYTHONUNBUFFERED="1")
+        with open(self.workdir / f"{name}.log", "wb") as log:
+            if node is None:
+                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, env=env)
+            else:
+                p = node.popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                               stderr=subprocess.STDOUT, env=env)
+        self.procs.append(p)
+        return p
+
+    def start(self, net: Any, timeout: float = 120.0) -> None:
+        """After ``net.start()``: servers, then the controller; returns once the controller
+        has programmed the switch."""
+        import yaml
+
+        from p4cs.lab.stack import controller_config, wait_controller_ready
+
+        self.net = net
+        for h in self.servers:
+            for port in (80, 8080):
+                self._spawn(f"server-{h.name}-{port}",
+                            [sys.executable, "-m", "p4cs.lab.server", "--bind", h.ip,
+                             "--port", str(port), "--name", h.name], net.get(h.name))
+        for h in self.servers:
+            for port in (80, 8080):
+                self._wait_listen(h, port)
+        sw = net.get(SWITCH_NAME)
+        names = [h.name for h in self.servers]
+        cfg = controller_config(describe(self.hosts, sw, mode=self.mode),
+                                target=sw.target, grpc_addr=sw.grpc_addr,
+                                control_socket=self.control_socket, names=names.__getitem__)
+        cfg_path = self.workdir / "controller.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        ctl = self._spawn("controller", [*p4cs_command(), "controller", "--config", str(cfg_path)])
+        wait_controller_ready(ctl, lambda: self._log("controller"), sw.log_tail,
+                              self.control_socket, timeout)
+
+    def _wait_listen(self, h: HostSpec, port: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if h.ip in self.net.get(h.name).cmd(f"ss -Hltn 'sport = :{port}'"):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"no server listening on {h.ip}:{port}: "
+                           f"{self._log(f'server-{h.name}-{port}')}")
+
+    def get(self, path: str, client: str = "c1", timeout: float = 30.0) -> dict[str, Any]:
+        """One curl GET through the VIP from ``client``: status code and answering server."""
+        out = self.net.get(client).cmd(
+            f"curl -sS --max-time {timeout:g} -o /dev/null -D - -w '%{{http_code}}\\n' "
+            f"http://{VIP}{path}")
+        lines = out.strip().splitlines()
+        server = next((ln.split(":", 1)[1].strip() for ln in lines
+                       if ln.lower().startswith("x-server:")), None)
+        return {"path": path, "status": lines[-1].strip() if lines else "", "server": server}
+
+    def status(self) -> dict[str, Any]:
+        from p4cs.controller.cli import control_request
+
+        return control_request({"op": "status"}, self.control_socket).get("status", {})
+
+    def stop(self, keep_workdir: bool = False) -> None:
+        """Stop every process; the work directory (configuration, logs) is removed unless
+        ``keep_workdir``."""
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+        if keep_workdir:
+            print(f"logs kept in {self.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 def _in_sandbox(args: argparse.Namespace) -> int:
     from mininet.log import setLogLevel
 
@@ -332,13 +447,25 @@ def _in_sandbox(args: argparse.Namespace) -> int:
     if args.switch == "p4cs":
         opts = dict(target=args.target, grpc_port=args.grpc_port,
                     extra_args=shlex.split(args.switch_args or ""))
+    cs = ContentSwitch(hosts, args.mode) if args.content_switch else None
+    if cs is not None:
+        opts["log_file"] = cs.switch_log
     net = build_net(hosts, args.switch, **opts)
     stop_pid = None
+    done = False
     try:
         net.start()
         configure_hosts(net, hosts)
         sw = net.get(SWITCH_NAME)
-        if args.smoke:
+        if cs is not None:
+            cs.start(net)
+            result = {"switch": describe(hosts, sw, mode=args.mode)["switch"],
+                      "requests": [cs.get(p) for p in args.request]}
+            st = cs.status()
+            result["controller"] = {"flows_installed": st["counters"]["flows_installed"],
+                                    "packet_in": st["counters"]["packet_in"],
+                                    "spliced": st["csproc"]["spliced"]}
+        elif args.smoke:
             result = _smoke(net, hosts, args.switch)
             stop_pid = result.get("pid")
         else:
@@ -348,12 +475,17 @@ def _in_sandbox(args: argparse.Namespace) -> int:
             from mininet.cli import CLI
 
             CLI(net)
+        done = cs is None or all(r["status"] == "200" for r in result["requests"])
     finally:
-        net.stop()  # stops P4CSSwitch's own PID; never mininet.clean.cleanup()
+        try:
+            net.stop()  # stops P4CSSwitch's own PID; never mininet.clean.cleanup()
+        finally:
+            if cs is not None:
+                cs.stop(keep_workdir=not done)
     if stop_pid is not None:
         print(json.dumps({"stopped_pid": stop_pid,
                           "gone": not os.path.exists(f"/proc/{stop_pid}")}), flush=True)
-    return 0
+    return 0 if done else 1
 
 
 def sandbox_argv(argv: Sequence[str]) -> list[str]:
@@ -378,7 +510,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--mode", choices=["transparent", "snat", "dsr"], default="transparent")
     ap.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     ap.add_argument("--smoke", action="store_true", help="start, check, print JSON, stop")
+    ap.add_argument("--content-switch", action="store_true",
+                    help="also origin servers and the controller; GET the --request paths "
+                         "through the VIP from c1 and print who answered")
+    ap.add_argument("--request", action="append", default=None, metavar="PATH",
+                    help="with --content-switch: a path to GET (repeatable; default /~lcs1/, "
+                         "/~lcs2/, / three times)")
     args = ap.parse_args(argv)
+    if args.content_switch and args.switch != "p4cs":
+        ap.error("--content-switch needs --switch p4cs")
+    if args.request is None:
+        args.request = ["/~lcs1/", "/~lcs2/", "/", "/", "/"]
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
@@ -387,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.switch == "p4cs":
         missing = p4cs_switch_missing()
+        if args.target == "bmv2" and shutil.which("simple_switch_grpc") is None:
+            missing = "simple_switch_grpc (BMv2) is not on PATH: see docs/topologies.md"
         if missing:
             print(missing, file=sys.stderr)
             return 3
@@ -399,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _in_sandbox(args)
 
 
-__all__ = ["P4CSSwitch", "P4CSTopo", "KernelBridge", "build_net", "configure_hosts",
+__all__ = ["P4CSSwitch", "P4CSTopo", "KernelBridge", "ContentSwitch", "build_net", "configure_hosts",
            "describe", "preset_hosts", "gateway_mac", "p4cs_switch_missing", "MININET_MISSING",
            "main"]
 

@@ -90,6 +90,12 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 4096
     allow_reuse_address = True
 
+    def server_bind(self) -> None:
+        """As HTTPServer's, without its reverse DNS lookup of the address (socket.getfqdn): in a
+        namespace whose default route leads nowhere it waits for resolver timeouts."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

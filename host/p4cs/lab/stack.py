@@ -9,7 +9,8 @@ same thing a user would run by hand:
   (``python -m p4cs.lab.server``, port 8080: POST bodies, keep-alive, chosen response sizes);
   with ``mail=True`` also the lab mail servers (``python -m p4cs.lab.mailserver``: SMTP 25,
   POP3 110, IMAP 143, mailboxes under ``mail_spool(name)``);
-* ``p4cs switch`` (the embedded DPDK target) on the switch-side veths, P4Runtime on loopback;
+* ``p4cs switch`` on the switch-side veths, P4Runtime on loopback: the embedded DPDK target, or
+  with ``target="bmv2"`` BMv2's ``simple_switch_grpc`` (the controller pushes its pipeline);
 * ``p4cs controller`` with a configuration generated from the topology.
 
 Every process is started by this module and stopped by PID; the namespaces carry the lab's
@@ -28,11 +29,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
 from p4cs import paths
+from p4cs.params import TARGETS
 from p4cs.lab.server import file_chunks
 from p4cs.lab.netns import Topology, content_switch_topology
 
@@ -92,12 +94,96 @@ http {{
 """
 
 
+#: The switch's own address in the servers' subnet: the source of SNAT services.
+SNAT_IP = "10.0.2.253"
+
+
+def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket: str,
+                      names: Callable[[int], str], services: list[dict] | None = None,
+                      groups: dict[str, Any] | None = None,
+                      limits: dict[str, Any] | None = None) -> dict:
+    """The controller configuration of a content-switch topology described by ``desc``
+    (``Topology.describe()`` or the Mininet topology's ``describe()``): its ports, hosts, one
+    group per server (named by ``names(i)``) plus ``all`` (port 80) and ``echo`` (8080), and,
+    unless ``services`` are given, the web service routing ``/~lcs1/`` and ``/~lcs2/`` to the
+    first two servers and the echo service."""
+    mode = desc["mode"]
+    ports = {p["port"]: {"mac": p["mac"], "gateway": f"{p['gateway_ip'] or SNAT_IP}/24"}
+             for p in desc["switch"]["ports"]}
+    hosts = [{"name": h["name"], "ip": h["ip"], "mac": h["mac"], "port": h["switch_port"]}
+             for h in desc["hosts"]]
+    servers = [h["ip"] for h in desc["hosts"] if h["role"] == "server"]
+    server_names = [names(i) for i in range(len(servers))]
+    groups = groups or {
+        **{n: {"scheduler": "rr", "servers": [{"address": ip, "port": 80}]}
+           for n, ip in zip(server_names, servers)},
+        "all": {"scheduler": "wrr", "servers": [{"address": ip, "port": 80} for ip in servers]},
+        "echo": {"scheduler": "rr", "servers": [{"address": ip, "port": 8080} for ip in servers]},
+    }
+    if services is None:
+        services = [
+            {"name": "web", "port": 80,
+             "routes": [{"prefix": "/~lcs1/", "group": server_names[0]},
+                        {"prefix": "/~lcs2/", "group": server_names[1 % len(server_names)]}],
+             "default_group": "all"},
+            {"name": "echo", "port": 8080, "default_group": "echo"},
+        ]
+    svcs = []
+    for s in services:
+        s = dict(s)
+        s.setdefault("vip", desc["vip"])
+        s.setdefault("mode", "snat" if mode == "snat" else "transparent")
+        if s["mode"] == "snat":
+            s.setdefault("snat_address", SNAT_IP)
+        svcs.append(s)
+    return {
+        "switch": {"address": grpc_addr, "device_id": 1, "target": target},
+        "ports": ports,
+        "hosts": hosts,
+        "groups": groups,
+        "services": svcs,
+        "limits": {"window_scale": linux_window_scale(), **(limits or {})},
+        "control": {"socket": control_socket},
+    }
+
+
+def wait_controller_ready(ctl: subprocess.Popen, ctl_log: Callable[[], str],
+                          switch_log: Callable[[], str], control_socket: str,
+                          timeout: float = 60.0) -> None:
+    """Wait until the controller ``ctl`` is primary and has programmed the switch; a
+    RuntimeError with both logs if it exits, fails or runs out of time."""
+    from p4cs.controller.cli import control_request
+
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if ctl.poll() is not None:
+            raise RuntimeError("controller exited:\n" + ctl_log())
+        log = ctl_log()
+        if "ControllerApp._ready' failed" in log:
+            # finsy logs the failure and keeps the process (and the primary role) alive
+            raise RuntimeError(f"controller failed to program the switch:\n{log}\n"
+                               f"switch:\n{switch_log()}")
+        try:
+            resp = control_request({"op": "status"}, control_socket)
+            st = resp.get("status") or {}
+            if st.get("primary") and "controller ready" in log:
+                return
+            last = resp
+        except OSError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise RuntimeError(f"controller not ready ({last}):\n{ctl_log()}\nswitch:\n{switch_log()}")
+
+
 @dataclass
 class Lab:
     prefix: str
     n_servers: int = 3
     n_clients: int = 1
     mode: str = "transparent"
+    #: the P4 target: ``dpdk`` (the embedded DPDK target) or ``bmv2`` (simple_switch_grpc)
+    target: str = "dpdk"
     server_names: Sequence[str] = DEFAULT_SERVER_NAMES
     #: services: list of dicts as in the controller config (vip/port added by default)
     services: list[dict] | None = None
@@ -110,6 +196,8 @@ class Lab:
     keep_workdir: bool = False
 
     def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r}: expected one of {', '.join(TARGETS)}")
         self.topo: Topology = content_switch_topology(self.prefix, n_clients=self.n_clients,
                                                       n_servers=self.n_servers, mode=self.mode)
         self._procs: list[tuple[str, subprocess.Popen]] = []
@@ -238,7 +326,11 @@ class Lab:
 
     def _start_switch(self) -> None:
         argv = [*P4CS, "switch", "--netns", self.topo.switch_netns,
-                "--grpc-addr", f"127.0.0.1:{self.grpc_port}", "--workdir", str(self.workdir / "swxd")]
+                "--grpc-addr", f"127.0.0.1:{self.grpc_port}"]
+        if self.target == "dpdk":
+            argv += ["--workdir", str(self.workdir / "swxd")]
+        else:
+            argv += ["--target", self.target, "--workdir", str(self.workdir / self.target)]
         for port, ifname in sorted(self.topo.switch_ifaces.items()):
             argv += ["--iface", f"{port}={ifname}"]
         self._spawn("switch", argv)
@@ -253,49 +345,10 @@ class Lab:
         raise RuntimeError("p4cs switch did not start listening:\n" + self.log_of("switch"))
 
     def config(self) -> dict:
-        d = self.topo.describe()
-        ports = {}
-        for p in d["switch"]["ports"]:
-            ports[p["port"]] = {"mac": p["mac"],
-                                "gateway": f"{p['gateway_ip'] or self._snat_ip()}/24"}
-        hosts = [{"name": h["name"], "ip": h["ip"], "mac": h["mac"], "port": h["switch_port"]}
-                 for h in d["hosts"]]
-        names = [self.server_name(i) for i in range(len(self.servers))]
-        groups = self.groups or {
-            **{n: {"scheduler": "rr", "servers": [{"address": h.ip, "port": 80}]}
-               for n, h in zip(names, self.servers)},
-            "all": {"scheduler": "wrr", "servers": [{"address": h.ip, "port": 80} for h in self.servers]},
-            "echo": {"scheduler": "rr", "servers": [{"address": h.ip, "port": 8080} for h in self.servers]},
-        }
-        services = self.services
-        if services is None:
-            services = [
-                {"name": "web", "port": 80,
-                 "routes": [{"prefix": "/~lcs1/", "group": names[0]},
-                            {"prefix": "/~lcs2/", "group": names[1 % len(names)]}],
-                 "default_group": "all"},
-                {"name": "echo", "port": 8080, "default_group": "echo"},
-            ]
-        svcs = []
-        for s in services:
-            s = dict(s)
-            s.setdefault("vip", self.vip)
-            s.setdefault("mode", "snat" if self.mode == "snat" else "transparent")
-            if s["mode"] == "snat":
-                s.setdefault("snat_address", self._snat_ip())
-            svcs.append(s)
-        return {
-            "switch": {"address": f"127.0.0.1:{self.grpc_port}", "device_id": 1, "target": "dpdk"},
-            "ports": ports,
-            "hosts": hosts,
-            "groups": groups,
-            "services": svcs,
-            "limits": {"window_scale": linux_window_scale(), **self.limits},
-            "control": {"socket": self.control_socket},
-        }
-
-    def _snat_ip(self) -> str:
-        return "10.0.2.253"
+        return controller_config(self.topo.describe(), target=self.target,
+                                 grpc_addr=f"127.0.0.1:{self.grpc_port}",
+                                 control_socket=self.control_socket, names=self.server_name,
+                                 services=self.services, groups=self.groups, limits=self.limits)
 
     def _write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
@@ -305,27 +358,8 @@ class Lab:
                                    "--log-level", self.log_level])
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            ctl = dict(self._procs)["controller"]
-            if ctl.poll() is not None:
-                raise RuntimeError("controller exited:\n" + self.log_of("controller"))
-            log = self.log_of("controller")
-            if "ControllerApp._ready' failed" in log:
-                # finsy logs the failure and keeps the process (and the primary role) alive
-                raise RuntimeError(f"controller failed to program the switch:\n{log}\n"
-                                   f"switch:\n{self.log_of('switch')}")
-            try:
-                st = self.status()
-                if st.get("primary") and "controller ready" in log:
-                    return
-                last = st
-            except OSError as exc:
-                last = exc
-            time.sleep(0.1)
-        raise RuntimeError(f"controller not ready ({last}):\n{self.log_of('controller')}\n"
-                           f"switch:\n{self.log_of('switch')}")
+        wait_controller_ready(dict(self._procs)["controller"], lambda: self.log_of("controller"),
+                              lambda: self.log_of("switch"), self.control_socket, timeout)
 
     # ------------------------------------------------------------------ using it
     def control(self, req: dict) -> dict:

@@ -1,16 +1,27 @@
-"""BMv2 target: compile the v1model program with p4c and run `simple_switch_grpc`.
+"""BMv2 target: run `simple_switch_grpc` (and compile the v1model program with p4c).
 
 BMv2 serves P4Runtime itself; p4cs only prepares the artifacts and owns the process. The
-switch starts without a program (`--no-p4`): the controller pushes the pipeline (P4Info +
-BMv2 JSON) with SetForwardingPipelineConfig, which finsy does on connect.
+switch starts without a program (`--no-p4`): the controller pushes the pipeline (P4Info + BMv2
+JSON, committed in p4src/build/bmv2/) with SetForwardingPipelineConfig, which finsy does on
+connect.
+
+With a network namespace, the data plane runs inside it (`ip netns exec`) and so would BMv2's
+gRPC port; the P4Runtime address must stay in the caller's namespace, as with the DPDK target.
+So BMv2 listens on a Unix socket in the work directory (the file system is shared between
+namespaces) and :func:`serve` relays the TCP address to it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,4 +117,119 @@ def start_simple_switch(
     if netns:
         argv = ["ip", "netns", "exec", netns] + argv
     LOG.info("starting: %s", " ".join(argv))
-    return subprocess.Popen(argv)
+    return subprocess.Popen(argv, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies, so that a
+    killed `p4cs switch` never leaves BMv2 attached to its interfaces."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def relay(host: str, port: int, unix_path: str) -> asyncio.AbstractServer:
+    """Accept TCP connections on host:port, each forwarded to the Unix socket unix_path."""
+
+    async def one(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        try:
+            sr, sw = await asyncio.open_unix_connection(unix_path)
+        except OSError as exc:
+            LOG.warning("P4Runtime relay: %s: %s", unix_path, exc)
+            cw.close()
+            return
+        await asyncio.gather(_pipe(cr, sw), _pipe(sr, cw))
+
+    return await asyncio.start_server(one, host, port)
+
+
+def _accepts(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket path."""
+    with socket.socket(socket.AF_UNIX) as s:
+        return s.connect_ex(path) == 0
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+async def serve(
+    ifaces: dict[int, str],
+    *,
+    device_id: int,
+    grpc_addr: str,
+    cpu_port: int = BMV2_CPU_PORT,
+    netns: str | None = None,
+    workdir: str | None = None,
+    start_timeout: float = 60.0,
+) -> int:
+    """Run simple_switch_grpc until SIGINT/SIGTERM (it is then stopped) or until it exits;
+    its exit status. Raises Bmv2Error when it is not installed."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tmp = None
+    listen = grpc_addr
+    if netns:
+        if workdir is None:
+            workdir = tmp = tempfile.mkdtemp(prefix="p4cs-bmv2-")
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        sock = str(Path(workdir).resolve() / "p4runtime.sock")
+        if os.path.exists(sock):
+            os.unlink(sock)
+        listen = f"unix:{sock}"
+    proc = start_simple_switch(ifaces, device_id=device_id, grpc_addr=listen, cpu_port=cpu_port,
+                               netns=netns)
+    server = None
+    try:
+        if netns:
+            deadline = time.monotonic() + start_timeout
+            while not _accepts(sock):
+                if stop.is_set() or proc.poll() is not None or time.monotonic() > deadline:
+                    if not stop.is_set():
+                        LOG.error("simple_switch_grpc did not start its P4Runtime server "
+                                  "(exit status %s)", proc.poll())
+                    return 0 if stop.is_set() else 1
+                await asyncio.sleep(0.1)
+            host, _, port = grpc_addr.rpartition(":")
+            try:
+                server = await relay(host.strip("[]"), int(port), sock)
+            except (OSError, ValueError) as exc:
+                LOG.error("cannot listen on %s: %s", grpc_addr, exc)
+                return 1
+        print(f"p4cs switch: BMv2 (pid {proc.pid}), P4Runtime on {grpc_addr}, device id "
+              f"{device_id}, CPU port {cpu_port}", flush=True)
+        exited = asyncio.ensure_future(loop.run_in_executor(None, proc.wait))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if proc.poll() is not None:
+            LOG.error("simple_switch_grpc exited with status %d", proc.returncode)
+            return proc.returncode or 1
+        return 0
+    finally:
+        if server is not None:
+            server.close()
+        rc = await loop.run_in_executor(None, _stop, proc)
+        LOG.info("simple_switch_grpc stopped (%d)", rc)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -180,7 +180,9 @@ def switch_cmd(
     cpu_port: Optional[int] = typer.Option(
         None, "--cpu-port", help="CPU port number (default 0 for dpdk, 255 for bmv2)"
     ),
-    workdir: Optional[str] = typer.Option(None, "--workdir", help="daemon work directory"),
+    workdir: Optional[str] = typer.Option(
+        None, "--workdir", help="work directory (of the DPDK daemon; of BMv2's P4Runtime socket)"
+    ),
     learner_timeouts: Optional[str] = typer.Option(
         None, "--learner-timeouts", help="override the learner timeout profiles, e.g. 10,60,300"
     ),
@@ -212,27 +214,20 @@ def switch_cmd(
         from . import bmv2
 
         try:
-            arts = None
-            try:
-                arts = bmv2.compile_v1model()
-                print(f"compiled: {arts.json} {arts.p4info}", flush=True)
-            except bmv2.Bmv2Error as e:
-                LOG.warning("%s; the controller must push a compiled pipeline", e)
-            proc = bmv2.start_simple_switch(
-                ports,
-                device_id=device_id,
-                grpc_addr=grpc_addr,
-                cpu_port=cpu_port if cpu_port is not None else bmv2.BMV2_CPU_PORT,
-                netns=netns,
+            rc = asyncio.run(
+                bmv2.serve(
+                    ports,
+                    device_id=device_id,
+                    grpc_addr=grpc_addr,
+                    cpu_port=cpu_port if cpu_port is not None else bmv2.BMV2_CPU_PORT,
+                    netns=netns,
+                    workdir=workdir,
+                )
             )
         except bmv2.Bmv2Error as e:
             typer.echo(f"p4cs switch: {e}", err=True)
             raise typer.Exit(1)
-        try:
-            raise typer.Exit(proc.wait())
-        except KeyboardInterrupt:
-            proc.terminate()
-            raise typer.Exit(proc.wait())
+        sys.exit(rc)
 
     default_pipeline = spec is None and p4info is None
     if not no_pipeline:

@@ -17,9 +17,10 @@ class WeightedRoundRobin(Scheduler):
         best = None
         total = 0
         for s in self.servers:
-            if not s.usable or s in exclude:
+            # Server.usable and Server.eff written out: this loop is the hot path
+            if not s.up or s.weight <= 0 or s.overloaded or s in exclude:
                 continue
-            w = s.eff
+            w = s.weight * s.ramp
             s._cw += w
             total += w
             if best is None or s._cw > best._cw:
