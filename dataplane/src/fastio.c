@@ -404,7 +404,7 @@ static int ring_setup(struct rx_shim *s, int fd)
 	s->bounce = malloc(SUPER_FRAME_MAX);
 	if (!s->bounce)
 		return -ENOMEM;
-	while (frame < RING_FRAME_HDR + s->mtu)
+	while (frame < RING_FRAME_HDR + s->pc->mtu + 22)   /* + Ethernet header, two VLAN tags */
 		frame <<= 1;
 	block = frame > (1u << 16) ? frame : 1u << 16;
 	req.tp_block_size = block;

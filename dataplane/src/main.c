@@ -3,7 +3,8 @@
  * p4cs-swxd: the embedded DPDK SWX target's data-plane daemon (docs/interfaces.md section 1).
  *
  *   p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N --cpu-fd N --cpu-port P [--copy-fd N]
- *             [--port P=afpacket:IF | P=tap:NAME | P=source:FILE.pcap[:loop] | P=sink[:FILE]]...
+ *             [--port P=afxdp:IF | P=afpacket:IF | P=tap:NAME | P=source:FILE.pcap[:loop]
+ *                     | P=sink[:FILE]]...
  *             [--learner-timeouts S1,S2,...] [--eal "EAL ARGS"] [--log-level N]
  *             [--dpdk-headers DIR] [--bench-packets N]
  *
@@ -54,7 +55,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N [--cpu-fd N --cpu-port P]\n"
 		"                 [--copy-fd N]\n"
-		"                 [--port P=afpacket:IF|P=tap:NAME|P=source:FILE.pcap[:loop]|P=sink[:FILE.pcap]]...\n"
+		"                 [--port P=afxdp:IF|P=afpacket:IF|P=tap:NAME|P=source:FILE.pcap[:loop]\n"
+		"                         |P=sink[:FILE.pcap]]...\n"
 		"                 [--learner-timeouts S1,S2,...] [--eal \"EAL ARGS\"] [--log-level N]\n"
 		"                 [--dpdk-headers DIR] [--bench-packets N]\n"
 		"default EAL arguments: " DEFAULT_EAL "\n");
