@@ -13,6 +13,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <linux/if_packet.h>
 
 #include <rte_swx_ctl.h>
 
@@ -86,6 +87,7 @@ static const char *port_kind_name(enum port_kind k)
 {
 	switch (k) {
 	case PORT_AFPACKET: return "afpacket";
+	case PORT_AFXDP: return "afxdp";
 	case PORT_TAP: return "tap";
 	case PORT_SOURCE: return "source";
 	case PORT_SINK: return "sink";
@@ -199,6 +201,20 @@ static void cmd_info(struct sbuf *b)
 	sb_printf(b, "]}\n");
 }
 
+/* What the kernel dropped on the receive side of an AF_PACKET port (PACKET_STATISTICS resets
+ * on read: added up) or an AF_XDP port (cumulative). */
+static void port_kernel_drops(struct port_cfg *pc)
+{
+	struct tpacket_stats st;
+	socklen_t len = sizeof(st);
+
+	if (pc->kind == PORT_AFPACKET && pc->fd >= 0 &&
+	    getsockopt(pc->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0)
+		pc->cnt.rx_drops += st.tp_drops;
+	else if (pc->kind == PORT_AFXDP)
+		pc->cnt.rx_drops = afxdp_kernel_drops(pc->xsk);
+}
+
 static void cmd_stats(struct sbuf *b)
 {
 	uint64_t *per_action = calloc(g.info.n_actions + 1, sizeof(uint64_t));
@@ -208,18 +224,28 @@ static void cmd_stats(struct sbuf *b)
 	for (i = 0; i < g.n_ports; i++) {
 		struct rte_swx_port_in_stats in;
 		struct rte_swx_port_out_stats out;
+		const struct port_counters *c;
 
 		memset(&in, 0, sizeof(in));
 		memset(&out, 0, sizeof(out));
 		if (i < g.info.n_ports_in)
 			rte_swx_ctl_pipeline_port_in_stats_read(g.p, i, &in);
 		rte_swx_ctl_pipeline_port_out_stats_read(g.p, i, &out);
-		sb_printf(b, "%s{\"port\":%u,\"rx_pkts\":%llu,\"rx_bytes\":%llu,\"tx_pkts\":%llu,"
-			  "\"tx_bytes\":%llu}", i ? "," : "", i,
+		port_kernel_drops(&g.ports[i]);
+		c = &g.ports[i].cnt;
+		sb_printf(b, "%s{\"port\":%u,\"type\":\"%s\",\"name\":", i ? "," : "", i,
+			  port_kind_name(g.ports[i].kind));
+		sb_json_str(b, g.ports[i].arg);
+		sb_printf(b, ",\"rx_pkts\":%llu,\"rx_bytes\":%llu,\"tx_pkts\":%llu,\"tx_bytes\":%llu,"
+			  "\"rx_drops\":%llu,\"rx_errors\":%llu,\"tx_drops\":%llu,\"csum_completed\":%llu,"
+			  "\"gso_frames\":%llu,\"gso_segments\":%llu}",
 			  (unsigned long long)in.n_pkts, (unsigned long long)in.n_bytes,
 			  /* sinks account what they discard as "drop" */
 			  (unsigned long long)(out.n_pkts + out.n_pkts_drop),
-			  (unsigned long long)(out.n_bytes + out.n_bytes_drop));
+			  (unsigned long long)(out.n_bytes + out.n_bytes_drop),
+			  (unsigned long long)c->rx_drops, (unsigned long long)c->rx_errors,
+			  (unsigned long long)c->tx_drops, (unsigned long long)c->csum_completed,
+			  (unsigned long long)c->gso_frames, (unsigned long long)c->gso_segments);
 	}
 	{
 		struct rte_swx_port_out_stats out;

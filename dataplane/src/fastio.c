@@ -19,6 +19,12 @@
  * 4. The copy port (mirror copies for the controller): every message is the input port of the
  *    copied packet (4 bytes, network byte order) followed by the frame as the pipeline emitted
  *    it. The input shims record the input port in the mbuf (`port`) for this.
+ * 5. AF_XDP ports (afxdp.c): frames are copied from the socket's receive ring into mbufs, and
+ *    the output port's functions are replaced by ones that copy into its transmit ring.
+ * 6. AF_PACKET frames carry a virtio-net header (PACKET_VNET_HDR): partial checksums are
+ *    completed and super-frames cut into segments before the pipeline sees them (offload.c).
+ *    A super-frame larger than a ring frame reaches the ring truncated, marked TP_STATUS_COPY,
+ *    with its full copy on the socket's queue (PACKET_COPY_THRESH), read from there.
  *
  * The fd reader/writer objects are DPDK 22.11's (lib/port/rte_swx_port_fd.c); their private
  * layouts are mirrored below so that the port statistics the control protocol reports stay
@@ -34,6 +40,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <linux/virtio_net.h>
 
 #include <rte_mbuf.h>
 #include <rte_swx_port.h>
@@ -69,13 +76,17 @@ struct fd_writer {
 	uint32_t n_pkts;
 };
 
-enum shim_kind { SHIM_IDLE, SHIM_SOURCE, SHIM_FD, SHIM_SOCK, SHIM_RING };
+enum shim_kind { SHIM_IDLE, SHIM_SOURCE, SHIM_FD, SHIM_SOCK, SHIM_RING, SHIM_XSK };
 
 /* AF_PACKET receive ring (TPACKET_V2): the kernel copies frames into shared memory in the
- * sender's context; the data plane takes them without a system call. */
-#define RING_FRAME_SIZE 2048
-#define RING_BLOCK_SIZE (1u << 16)
-#define RING_BLOCKS 128                 /* 4096 frames, 8 MiB per port */
+ * sender's context; the data plane takes them without a system call. Frames of 2 KiB (more
+ * for a jumbo MTU), 8 MiB per port. */
+#define RING_FRAME_MIN 2048
+#define RING_BYTES (8u << 20)
+#define RING_FRAME_HDR 128             /* tpacket2_hdr + sockaddr_ll + virtio-net header */
+#define SUPER_FRAME_MAX (256u << 10)   /* bounce buffer for super-frames off the ring */
+
+#define VNET_LEN sizeof(struct virtio_net_hdr)
 
 struct rx_shim {
 	enum shim_kind kind;
@@ -89,15 +100,25 @@ struct rx_shim {
 	uint32_t n_empty;                   /* m[0..n_empty) handed out, to refill */
 	struct rte_mbuf *m[BURST];
 	struct mmsghdr msgs[BURST];
-	struct iovec iov[BURST];
+	struct iovec iov[BURST][2];         /* [0]: virtio-net header (AF_PACKET), [1]: frame */
 	/* SHIM_RING */
 	uint8_t *ring;
-	uint32_t ring_frames, ring_pos;
+	uint32_t ring_frames, ring_pos, ring_frame_size;
+	/* AF_PACKET (ring or recvmmsg): virtio-net headers, offloads */
+	struct port_cfg *pc;
+	struct virtio_net_hdr vh[BURST];
+	struct gso_state gso;
+	int in_gso;                         /* segments of gso.data still to hand out */
+	int gso_holds_slot;                 /* ... which sits in ring slot ring_pos */
+	uint8_t *bounce;                    /* a super-frame read off the socket's queue */
 };
 
 static struct rx_shim shims[SWXD_MAX_PORTS];
+static struct fd_writer *writers[SWXD_MAX_PORTS];   /* socket output of port i, else NULL */
 static uint32_t n_shims;
 static uint32_t n_dry;                  /* fd ports currently dry */
+static uint32_t n_pollable;             /* fd ports (the ones that can be dry) */
+static uint32_t n_sources;              /* pcap sources: never dry */
 static uint64_t n_rx_syscalls, n_tx_syscalls;
 
 static int is_socket(int fd)
@@ -115,6 +136,53 @@ static inline void set_dry(struct rx_shim *s)
 	}
 }
 
+enum discard { D_TRUNCATED, D_GSO_NO_RING, D_GSO_KIND, D_GSO_COPY, D_CSUM, D_N };
+
+static const char *const discard_why[D_N] = {
+	[D_TRUNCATED] = "larger than the receive buffer",
+	[D_GSO_NO_RING] = "super-frame with the receive ring off (P4CS_SWXD_NO_RING)",
+	[D_GSO_KIND] = "super-frame of a kind the port does not segment",
+	[D_GSO_COPY] = "super-frame copy missing from the socket queue",
+	[D_CSUM] = "partial checksum outside the frame",
+};
+
+/* A frame the port discards: counted, and said once per port and reason. */
+static void rx_discard(struct rx_shim *s, enum discard why)
+{
+	static uint8_t said[SWXD_MAX_PORTS][D_N];
+	uint32_t port = (uint32_t)(s->pc - g.ports);
+
+	s->pc->cnt.rx_errors++;
+	if (!said[port][why]) {
+		said[port][why] = 1;
+		LOG_ERR("port %u (%s): frame discarded: %s (counted in rx_errors)", port, s->pc->arg,
+			discard_why[why]);
+	}
+}
+
+/* The checks and completion every frame of an AF_PACKET port gets, but segmentation. Returns
+ * 0 if the frame (len bytes at f) goes to the pipeline. */
+static int rx_offload(struct rx_shim *s, uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh,
+		      int truncated)
+{
+	if (truncated) {
+		rx_discard(s, D_TRUNCATED);
+		return -1;
+	}
+	if (vh->gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+		rx_discard(s, D_GSO_NO_RING);
+		return -1;
+	}
+	if (vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+		if (offload_csum_complete(f, len, vh)) {
+			rx_discard(s, D_CSUM);
+			return -1;
+		}
+		s->pc->cnt.csum_completed++;
+	}
+	return 0;
+}
+
 static int sock_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 {
 	struct rte_mbuf *m;
@@ -127,7 +195,7 @@ static int sock_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 			if (rte_pktmbuf_alloc_bulk(s->reader->params.mempool, s->m, s->n_empty))
 				return 0;
 			for (i = 0; i < s->n_empty; i++)
-				s->iov[i].iov_base = rte_pktmbuf_mtod(s->m[i], void *);
+				s->iov[i][1].iov_base = rte_pktmbuf_mtod(s->m[i], void *);
 			s->n_empty = 0;
 			s->n = s->pos = 0;
 		}
@@ -140,15 +208,29 @@ static int sock_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 		for (i = 0; i < (uint32_t)r; i++) {
 			uint32_t len = s->msgs[i].msg_len;
 
+			if (s->pc) {
+				len = len > VNET_LEN ? len - (uint32_t)VNET_LEN : 0;
+				if (rx_offload(s, rte_pktmbuf_mtod(s->m[i], uint8_t *), len, &s->vh[i],
+					       s->msgs[i].msg_hdr.msg_flags & MSG_TRUNC))
+					len = 0;   /* discarded (counted): skipped below */
+			}
 			s->m[i]->data_len = (uint16_t)len;
 			s->m[i]->pkt_len = len;
-			s->reader->stats.n_pkts++;
-			s->reader->stats.n_bytes += len;
+			if (len) {
+				s->reader->stats.n_pkts++;
+				s->reader->stats.n_bytes += len;
+			}
 		}
 		s->n = s->n_empty = (uint32_t)r;
 		s->pos = 0;
 	}
-	m = s->m[s->pos++];
+	do {
+		if (s->pos == s->n)
+			return 0;
+		m = s->m[s->pos++];
+		if (!m->pkt_len)
+			rte_pktmbuf_free(m);   /* discarded above */
+	} while (!m->pkt_len);
 	pkt->handle = m;
 	pkt->pkt = m->buf_addr;
 	pkt->offset = m->data_off;
@@ -156,26 +238,8 @@ static int sock_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	return 1;
 }
 
-static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
+static void rx_deliver(struct rx_shim *s, struct rte_mbuf *m, uint32_t len, struct rte_swx_pkt *pkt)
 {
-	struct tpacket2_hdr *h = (void *)(s->ring + (size_t)s->ring_pos * RING_FRAME_SIZE);
-	struct rte_mbuf *m;
-	uint32_t len;
-
-	if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
-		set_dry(s);
-		return 0;
-	}
-	m = rte_pktmbuf_alloc(s->reader->params.mempool);
-	if (!m)
-		return 0;
-	len = h->tp_snaplen;
-	if (len > s->mtu)
-		len = s->mtu;        /* like read() into an mtu-sized buffer */
-	memcpy(rte_pktmbuf_mtod(m, void *), (uint8_t *)h + h->tp_mac, len);
-	__atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-	if (++s->ring_pos == s->ring_frames)
-		s->ring_pos = 0;
 	m->data_len = (uint16_t)len;
 	m->pkt_len = len;
 	s->reader->stats.n_pkts++;
@@ -184,21 +248,171 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	pkt->pkt = m->buf_addr;
 	pkt->offset = m->data_off;
 	pkt->length = len;
+}
+
+static void ring_release(struct rx_shim *s, struct tpacket2_hdr *h)
+{
+	__atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+	if (++s->ring_pos == s->ring_frames)
+		s->ring_pos = 0;
+}
+
+static inline struct tpacket2_hdr *ring_slot(struct rx_shim *s)
+{
+	return (void *)(s->ring + (size_t)s->ring_pos * s->ring_frame_size);
+}
+
+/* The next segment of the super-frame in s->gso. */
+static int gso_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(s->reader->params.mempool);
+
+	if (!m)
+		return 0;
+	rx_deliver(s, m, gso_next(&s->gso, rte_pktmbuf_mtod(m, uint8_t *)), pkt);
+	s->pc->cnt.gso_segments++;
+	if (gso_done(&s->gso)) {
+		s->in_gso = 0;
+		if (s->gso_holds_slot)
+			ring_release(s, ring_slot(s));
+	}
+	return 1;
+}
+
+/* The full copy of a super-frame the ring holds truncated (TP_STATUS_COPY). */
+static int copy_recv(struct rx_shim *s, struct virtio_net_hdr *vh, uint32_t *len)
+{
+	struct iovec iov[2] = {
+		{ .iov_base = vh, .iov_len = VNET_LEN },
+		{ .iov_base = s->bounce, .iov_len = SUPER_FRAME_MAX },
+	};
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t n;
+
+	n = recvmsg(s->fd, &mh, MSG_DONTWAIT);
+	n_rx_syscalls++;
+	if (n < (ssize_t)VNET_LEN || (mh.msg_flags & MSG_TRUNC))
+		return -1;
+	*len = (uint32_t)n - (uint32_t)VNET_LEN;
+	return 0;
+}
+
+static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
+{
+	struct tpacket2_hdr *h;
+	struct virtio_net_hdr vcopy;
+	const struct virtio_net_hdr *vh;
+	struct rte_mbuf *m;
+	uint8_t *f;
+	uint32_t len, status;
+
+	if (s->in_gso)
+		return gso_rx(s, pkt);
+	h = ring_slot(s);
+	status = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+	if (!(status & TP_STATUS_USER)) {
+		set_dry(s);
+		return 0;
+	}
+	f = (uint8_t *)h + h->tp_mac;
+	vh = (const void *)(f - VNET_LEN);
+	len = h->tp_snaplen;
+	if (status & TP_STATUS_COPY) {
+		ring_release(s, h);
+		if (copy_recv(s, &vcopy, &len)) {
+			rx_discard(s, D_GSO_COPY);
+			return 0;
+		}
+		f = s->bounce;
+		vh = &vcopy;
+		h = NULL;
+	} else if (h->tp_len > len) {
+		ring_release(s, h);
+		rx_discard(s, D_TRUNCATED);
+		return 0;
+	}
+	if (vh->gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+		if (gso_start(&s->gso, f, len, vh, g.frame_max)) {
+			if (h)
+				ring_release(s, h);
+			rx_discard(s, D_GSO_KIND);
+			return 0;
+		}
+		s->pc->cnt.gso_frames++;
+		s->in_gso = 1;
+		s->gso_holds_slot = h != NULL;
+		return gso_rx(s, pkt);
+	}
+	if (len > s->mtu) {
+		if (h)
+			ring_release(s, h);
+		rx_discard(s, D_TRUNCATED);
+		return 0;
+	}
+	m = rte_pktmbuf_alloc(s->reader->params.mempool);
+	if (!m) {
+		/* A frame read off the socket queue cannot wait in the ring: lost, counted. */
+		if (!h)
+			s->pc->cnt.rx_drops++;
+		return 0;
+	}
+	memcpy(rte_pktmbuf_mtod(m, void *), f, len);
+	if (h)
+		ring_release(s, h);
+	if (rx_offload(s, rte_pktmbuf_mtod(m, uint8_t *), len, vh, 0)) {
+		rte_pktmbuf_free(m);
+		return 0;
+	}
+	rx_deliver(s, m, len, pkt);
+	return 1;
+}
+
+static int xsk_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
+{
+	struct rte_mbuf *m;
+	uint8_t *f;
+	uint32_t len;
+
+	f = afxdp_rx_next(s->pc->xsk, &len);
+	if (!f) {
+		set_dry(s);
+		return 0;
+	}
+	if (len > s->mtu) {
+		afxdp_rx_done(s->pc->xsk);
+		rx_discard(s, D_TRUNCATED);
+		return 0;
+	}
+	m = rte_pktmbuf_alloc(s->reader->params.mempool);
+	if (!m)
+		return 0;
+	memcpy(rte_pktmbuf_mtod(m, void *), f, len);
+	afxdp_rx_done(s->pc->xsk);
+	if (offload_csum_partial(rte_pktmbuf_mtod(m, uint8_t *), len))
+		s->pc->cnt.csum_completed++;
+	rx_deliver(s, m, len, pkt);
 	return 1;
 }
 
 static int ring_setup(struct rx_shim *s, int fd)
 {
-	struct tpacket_req req = {
-		.tp_block_size = RING_BLOCK_SIZE,
-		.tp_block_nr = RING_BLOCKS,
-		.tp_frame_size = RING_FRAME_SIZE,
-		.tp_frame_nr = RING_BLOCKS * (RING_BLOCK_SIZE / RING_FRAME_SIZE),
-	};
-	int v = TPACKET_V2;
+	uint32_t frame = RING_FRAME_MIN, block;
+	struct tpacket_req req;
+	int v = TPACKET_V2, one = 1;
 	void *map;
 
+	s->bounce = malloc(SUPER_FRAME_MAX);
+	if (!s->bounce)
+		return -ENOMEM;
+	while (frame < RING_FRAME_HDR + s->pc->mtu + 22)   /* + Ethernet header, two VLAN tags */
+		frame <<= 1;
+	block = frame > (1u << 16) ? frame : 1u << 16;
+	req.tp_block_size = block;
+	req.tp_block_nr = RING_BYTES / block;
+	req.tp_frame_size = frame;
+	req.tp_frame_nr = req.tp_block_nr * (block / frame);
 	if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof(v)) < 0 ||
+	    setsockopt(fd, SOL_PACKET, PACKET_COPY_THRESH, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
 		return -errno;
 	map = mmap(NULL, (size_t)req.tp_block_size * req.tp_block_nr, PROT_READ | PROT_WRITE,
@@ -207,7 +421,12 @@ static int ring_setup(struct rx_shim *s, int fd)
 		return -errno;
 	s->ring = map;
 	s->ring_frames = req.tp_frame_nr;
+	s->ring_frame_size = frame;
 	s->ring_pos = 0;
+	/* Frames queued on the socket before the ring existed would be taken for the copies of
+	 * truncated super-frames (TP_STATUS_COPY): drop them. */
+	while (recv(fd, s->bounce, SUPER_FRAME_MAX, MSG_DONTWAIT) >= 0)
+		;
 	return 0;
 }
 
@@ -221,6 +440,9 @@ static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
 	switch (s->kind) {
 	case SHIM_RING:
 		n = ring_rx(s, pkt);
+		break;
+	case SHIM_XSK:
+		n = xsk_rx(s, pkt);
 		break;
 	case SHIM_SOCK:
 		n = sock_rx(s, pkt);
@@ -244,6 +466,17 @@ static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Socket output: sendmmsg per burst                                                        */
+
+static void tx_dropped(struct fd_writer *w, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < g.n_ports; i++)
+		if (writers[i] == w) {
+			g.ports[i].cnt.tx_drops += n;
+			return;
+		}
+}
 
 static void sock_flush(struct fd_writer *w)
 {
@@ -277,6 +510,8 @@ static void sock_flush(struct fd_writer *w)
 		}
 		sent += (uint32_t)r;
 	}
+	if (sent < n)
+		tx_dropped(w, n - sent);
 	rte_pktmbuf_free_bulk(w->pkts, n);
 	w->n_pkts = 0;
 }
@@ -353,7 +588,7 @@ static void copy_writer_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
 
 /* ---------------------------------------------------------------------------------------- */
 
-void pipeline_install_rx_shims(void)
+int pipeline_install_rx_shims(void)
 {
 	struct rte_swx_pipeline *p = g.p;
 	uint32_t i, j;
@@ -366,42 +601,63 @@ void pipeline_install_rx_shims(void)
 		s->pkt_rx = p->in[i].pkt_rx;
 		s->reader = p->in[i].obj;
 		s->fd = -1;
-		if (!pc || (pc->kind != PORT_AFPACKET && pc->kind != PORT_TAP &&
+		s->pc = pc && (pc->kind == PORT_AFPACKET || pc->kind == PORT_AFXDP) ? &g.ports[i] : NULL;
+		if (!pc || (pc->kind != PORT_AFPACKET && pc->kind != PORT_AFXDP && pc->kind != PORT_TAP &&
 			    pc->kind != PORT_CPU && pc->kind != PORT_SOURCE))
 			s->kind = SHIM_IDLE;            /* an idle ring: no input side */
-		else if (pc->kind == PORT_SOURCE)
+		else if (pc->kind == PORT_AFXDP) {
+			s->kind = SHIM_XSK;
+			s->fd = pc->fd;
+			s->mtu = s->reader->params.mtu;
+		} else if (pc->kind == PORT_SOURCE)
 			s->kind = SHIM_SOURCE;
 		else if (is_socket(pc->fd) && s->reader->params.burst_size <= BURST)
 			s->kind = SHIM_SOCK;
 		else
 			s->kind = SHIM_FD;
 		if (s->kind == SHIM_SOCK && pc->kind == PORT_AFPACKET && !getenv("P4CS_SWXD_NO_RING")) {
-			int rc = ring_setup(s, pc->fd);
+			int rc;
 
 			s->fd = pc->fd;
 			s->mtu = s->reader->params.mtu;
+			rc = ring_setup(s, pc->fd);
 			if (!rc)
 				s->kind = SHIM_RING;
 			else
 				LOG_ERR("port %u: no AF_PACKET receive ring (%s), using recvmmsg", i,
 					strerror(-rc));
+			LOG_NOTE("port %u = afpacket:%s, mtu %u: partial checksums completed %s", i, pc->arg,
+				 pc->mtu, s->kind == SHIM_RING ?
+				 "and TSO/GSO super-frames segmented in the port" :
+				 "in the port, super-frames discarded (no receive ring)");
 		}
 		if (s->kind == SHIM_SOCK) {
 			s->fd = pc->fd;
 			s->mtu = s->reader->params.mtu;
 			if (rte_pktmbuf_alloc_bulk(s->reader->params.mempool, s->m, BURST)) {
+				/* read() would hand AF_PACKET's virtio-net headers to the pipeline */
+				if (s->pc) {
+					LOG_ERR("port %u: no mbufs for the receive burst", i);
+					return -ENOMEM;
+				}
 				LOG_ERR("port %u: no mbufs for the receive burst, using read()", i);
 				s->kind = SHIM_FD;
 			} else {
 				for (j = 0; j < BURST; j++) {
-					s->iov[j].iov_base = rte_pktmbuf_mtod(s->m[j], void *);
-					s->iov[j].iov_len = s->mtu;
+					s->iov[j][0].iov_base = &s->vh[j];
+					s->iov[j][0].iov_len = VNET_LEN;
+					s->iov[j][1].iov_base = rte_pktmbuf_mtod(s->m[j], void *);
+					s->iov[j][1].iov_len = s->mtu;
 					memset(&s->msgs[j], 0, sizeof(s->msgs[j]));
-					s->msgs[j].msg_hdr.msg_iov = &s->iov[j];
-					s->msgs[j].msg_hdr.msg_iovlen = 1;
+					s->msgs[j].msg_hdr.msg_iov = &s->iov[j][s->pc ? 0 : 1];
+					s->msgs[j].msg_hdr.msg_iovlen = s->pc ? 2 : 1;
 				}
 			}
 		}
+		if (s->kind >= SHIM_FD)
+			n_pollable++;
+		else if (s->kind == SHIM_SOURCE)
+			n_sources++;
 		p->in[i].pkt_rx = shim_pkt_rx;
 		p->in[i].obj = s;
 	}
@@ -409,8 +665,16 @@ void pipeline_install_rx_shims(void)
 		const struct port_cfg *pc = &g.ports[i];
 		struct fd_writer *w = p->out[i].obj;
 
-		if (pc->fd < 0 || !is_socket(pc->fd) || w->params.fd != pc->fd)
+		if (pc->kind == PORT_AFXDP) {
+			afxdp_install_tx(pc->xsk, &w->stats, &p->out[i].pkt_tx,
+					 &p->out[i].pkt_fast_clone_tx, &p->out[i].pkt_clone_tx,
+					 &p->out[i].flush);
+			p->out[i].obj = pc->xsk;
 			continue;
+		}
+		if (pc->tx_fd < 0 || !is_socket(pc->tx_fd) || w->params.fd != pc->tx_fd)
+			continue;
+		writers[i] = w;
 		p->out[i].flush = sock_writer_flush;
 		if (pc->kind == PORT_COPY) {
 			p->out[i].pkt_tx = copy_writer_pkt_tx;
@@ -420,6 +684,7 @@ void pipeline_install_rx_shims(void)
 			p->out[i].pkt_tx = sock_writer_pkt_tx;
 		}
 	}
+	return 0;
 }
 
 /* Readiness from epoll: the port of this fd may be read again. */
@@ -442,6 +707,24 @@ void fastio_mark_ready(int fd)
 uint32_t fastio_n_dry(void)
 {
 	return n_dry;
+}
+
+/* Some AF_XDP port holds frames the kernel has not taken yet (the loop must come back soon
+ * to kick it again). */
+int fastio_tx_unsent(void)
+{
+	uint32_t i;
+
+	for (i = 0; i < g.n_ports; i++)
+		if (g.ports[i].kind == PORT_AFXDP && afxdp_tx_unsent(g.ports[i].xsk))
+			return 1;
+	return 0;
+}
+
+/* Every input port waits for epoll: no rx attempt can find a packet. */
+int fastio_all_dry(void)
+{
+	return n_pollable && n_dry == n_pollable && !n_sources;
 }
 
 void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls)

@@ -3,7 +3,8 @@
  * p4cs-swxd: the embedded DPDK SWX target's data-plane daemon (docs/interfaces.md section 1).
  *
  *   p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N --cpu-fd N --cpu-port P [--copy-fd N]
- *             [--port P=afpacket:IF | P=tap:NAME | P=source:FILE.pcap[:loop] | P=sink[:FILE]]...
+ *             [--port P=afxdp:IF | P=afpacket:IF | P=tap:NAME | P=source:FILE.pcap[:loop]
+ *                     | P=sink[:FILE]]...
  *             [--learner-timeouts S1,S2,...] [--eal "EAL ARGS"] [--log-level N]
  *             [--dpdk-headers DIR] [--bench-packets N]
  *
@@ -33,8 +34,9 @@
 
 #define DEFAULT_EAL "-l 0 --no-huge --no-pci --no-shconf -m 2048 --log-level=*:notice"
 #define RUN_QUANTUM 1024         /* pipeline instructions per pass under load */
-#define RUN_QUANTUM_IDLE 64      /* ... after a pass that took no packet (e.g. after a wake-up):
-                                  * an idle pass of RUN_QUANTUM polled dry ports for ~20 us */
+#define RUN_QUANTUM_IDLE 64      /* ... after a wake-up or a pass that took no packet */
+#define RUN_CHUNK 64             /* a pass ends early, at a chunk boundary, once every input
+                                  * port is dry and every packet has left the pipeline */
 #define CTL_POLL_PASSES 16       /* under load, look at the control socket every this many passes */
 #define MAX_WAIT_MS 100
 
@@ -53,7 +55,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N [--cpu-fd N --cpu-port P]\n"
 		"                 [--copy-fd N]\n"
-		"                 [--port P=afpacket:IF|P=tap:NAME|P=source:FILE.pcap[:loop]|P=sink[:FILE.pcap]]...\n"
+		"                 [--port P=afxdp:IF|P=afpacket:IF|P=tap:NAME|P=source:FILE.pcap[:loop]\n"
+		"                         |P=sink[:FILE.pcap]]...\n"
 		"                 [--learner-timeouts S1,S2,...] [--eal \"EAL ARGS\"] [--log-level N]\n"
 		"                 [--dpdk-headers DIR] [--bench-packets N]\n"
 		"default EAL arguments: " DEFAULT_EAL "\n");
@@ -333,8 +336,9 @@ static int bench_check(void)
 
 /*
  * The loop: run the pipeline for a quantum of instructions and flush the outputs. Then
- *  - a pass that took no packet (and left every pipeline thread at a packet boundary) blocks in
- *    epoll_wait on the control fd and every input fd, at most until the sweeper's next slice;
+ *  - a pass that took no packet, or after which every input port is dry (nothing can arrive
+ *    without epoll saying so), and that left every pipeline thread at a packet boundary, blocks
+ *    in epoll_wait on the control fd and every input fd, at most until the sweeper's next slice;
  *  - under load, one non-blocking epoll_wait per pass while some fd port is dry (fastio.c:
  *    it is not read again until readable), else every CTL_POLL_PASSES passes, serves control
  *    messages at a packet boundary, and the sweeper when its slice is due.
@@ -346,24 +350,31 @@ static int run(void)
 
 	while (!g.stop) {
 		uint64_t rx0 = g.rx_count;
+		uint32_t n = 0, quantum = idle ? RUN_QUANTUM_IDLE : RUN_QUANTUM;
 
-		/* A pass that follows an idle one is short: at low packet rates (one wake-up per
-		 * packet) most of a full quantum would be rx attempts on empty ports. */
-		rte_swx_pipeline_run(g.p, idle ? RUN_QUANTUM_IDLE : RUN_QUANTUM);
+		/* In chunks: once every input is dry and every packet is out of the pipeline the
+		 * rest of the quantum would only be rx attempts on empty ports. */
+		do {
+			rte_swx_pipeline_run(g.p, RUN_CHUNK);
+			n += RUN_CHUNK;
+		} while (n < quantum && !(fastio_all_dry() && pipeline_threads_idle()));
 		rte_swx_pipeline_flush(g.p);
 		idle = g.rx_count == rx0;
 		passes++;
 
-		if (idle && pipeline_threads_idle()) {
+		if ((idle || fastio_all_dry()) && pipeline_threads_idle()) {
 			uint64_t wait = sweeper_next_timeout_ms();
 
 			if (wait > MAX_WAIT_MS)
 				wait = MAX_WAIT_MS;
 			if (ctl_pending_bytes() && wait > 10)
 				wait = 10;   /* retry unsent notifications soon */
+			if (wait > 1 && fastio_tx_unsent())
+				wait = 1;    /* frames wait on an AF_XDP transmit ring: kick again */
 			if (poll_events((int)wait) < 0)
 				break;
 			serve_sweeper();
+			idle = 1;
 		} else if (fastio_n_dry() || passes % CTL_POLL_PASSES == 0) {
 			if (poll_events(0) < 0)
 				break;
@@ -406,11 +417,12 @@ int main(int argc, char **argv)
 		rc = learner_apply_timeouts();
 	if (!rc)
 		rc = epoll_setup();
+	if (!rc)
+		rc = pipeline_install_rx_shims();
 	if (rc) {
 		LOG_ERR("startup failed: %s", strerror(rc < 0 ? -rc : rc));
 		return 1;
 	}
-	pipeline_install_rx_shims();
 	sweeper_init();
 	LOG_INFO("running: %u ports (%u inputs), %u tables, %u learners", g.n_ports, g.n_ports_in,
 		 g.info.n_tables, g.info.n_learners);

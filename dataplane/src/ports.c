@@ -29,10 +29,10 @@
 
 #define MEMPOOL_NAME "MEMPOOL0"
 #define IDLE_RING_NAME "SWXD_IDLE"
-#define FD_MTU 2000   /* must fit the mbuf data room (2048) */
+#define FD_MTU 2000   /* smallest frame size the ports read (fits the default mbuf) */
 #define BURST 32
 
-/* "P=afpacket:IF" | "P=tap:NAME" | "P=source:FILE.pcap[:loop]" | "P=sink[:FILE.pcap]" */
+/* "P=afpacket:IF" | "P=afxdp:IF" | "P=tap:NAME" | "P=source:FILE.pcap[:loop]" | "P=sink[:FILE.pcap]" */
 int ports_parse(const char *spec)
 {
 	char buf[512], *eq, *kind, *arg, *end;
@@ -57,10 +57,11 @@ int ports_parse(const char *spec)
 	if (arg)
 		*arg++ = 0;
 
-	if (!strcmp(kind, "afpacket") || !strcmp(kind, "tap")) {
+	if (!strcmp(kind, "afpacket") || !strcmp(kind, "afxdp") || !strcmp(kind, "tap")) {
 		if (!arg || !*arg || strlen(arg) >= IFNAMSIZ)
 			return -EINVAL;
-		pc->kind = kind[0] == 'a' ? PORT_AFPACKET : PORT_TAP;
+		pc->kind = !strcmp(kind, "afpacket") ? PORT_AFPACKET :
+			   !strcmp(kind, "afxdp") ? PORT_AFXDP : PORT_TAP;
 		strcpy(pc->arg, arg);
 	} else if (!strcmp(kind, "source")) {
 		char *loop;
@@ -89,42 +90,90 @@ int ports_parse(const char *spec)
 	return 0;
 }
 
-static int open_afpacket(const char *ifname)
+static int if_mtu(const char *ifname, uint32_t *mtu)
+{
+	struct ifreq ifr;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = -1;
+
+	if (s < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
+	if (ioctl(s, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0) {
+		*mtu = (uint32_t)ifr.ifr_mtu;
+		rc = 0;
+	}
+	close(s);
+	return rc;
+}
+
+/* An AF_PACKET socket bound to ifindex: protocol ETH_P_ALL receives, 0 only transmits. */
+static int packet_socket(const char *ifname, unsigned int ifindex, uint16_t proto)
 {
 	struct sockaddr_ll sll;
 	int fd, one = 1, bufsz = 4 << 20;
-	unsigned int ifindex = if_nametoindex(ifname);
 
-	if (!ifindex) {
-		LOG_ERR("interface %s: %s", ifname, strerror(errno));
-		return -1;
-	}
-	fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL));
+	fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(proto));
 	if (fd < 0) {
 		LOG_ERR("AF_PACKET socket: %s", strerror(errno));
 		return -1;
 	}
 	memset(&sll, 0, sizeof(sll));
 	sll.sll_family = AF_PACKET;
-	sll.sll_protocol = htons(ETH_P_ALL);
+	sll.sll_protocol = htons(proto);
 	sll.sll_ifindex = (int)ifindex;
 	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
 		LOG_ERR("bind to %s: %s", ifname, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	/* Without this the socket also sees every frame the pipeline transmits on it. */
-	if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0) {
-		LOG_ERR("PACKET_IGNORE_OUTGOING on %s: %s", ifname, strerror(errno));
-		close(fd);
+	if (proto) {
+		/* Without this the socket also sees every frame the pipeline transmits. */
+		if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) < 0) {
+			LOG_ERR("PACKET_IGNORE_OUTGOING on %s: %s", ifname, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		/* Every frame comes with a virtio-net header telling partial checksums and
+		 * super-frames apart (offload.c); before the receive ring, as the kernel wants. */
+		if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0) {
+			LOG_ERR("PACKET_VNET_HDR on %s: %s", ifname, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz, sizeof(bufsz));
+	} else {
+		/* Transmit straight to the driver (veths have no queue to bypass anyway). */
+		setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof(bufsz));
+	}
+	return fd;
+}
+
+/* Two sockets: the receive side carries virtio-net headers, the transmit side does not (a
+ * socket with PACKET_VNET_HDR would want one in front of every frame it sends). */
+static int open_afpacket(struct port_cfg *pc)
+{
+	unsigned int ifindex = if_nametoindex(pc->arg);
+
+	if (!ifindex) {
+		LOG_ERR("interface %s: %s", pc->arg, strerror(errno));
 		return -1;
 	}
-	/* Transmit straight to the driver (veths have no queue to bypass anyway); best effort. */
-	setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
-	/* Bigger socket buffers absorb bursts; best effort. */
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz, sizeof(bufsz));
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof(bufsz));
-	return fd;
+	if (if_mtu(pc->arg, &pc->mtu) < 0) {
+		LOG_ERR("interface %s: MTU: %s", pc->arg, strerror(errno));
+		return -1;
+	}
+	pc->fd = packet_socket(pc->arg, ifindex, ETH_P_ALL);
+	if (pc->fd < 0)
+		return -1;
+	pc->tx_fd = packet_socket(pc->arg, ifindex, 0);
+	if (pc->tx_fd < 0) {
+		close(pc->fd);
+		pc->fd = -1;
+		return -1;
+	}
+	return 0;
 }
 
 static int open_tap(const char *name)
@@ -159,7 +208,7 @@ static int open_tap(const char *name)
 
 int ports_open(void)
 {
-	uint32_t i;
+	uint32_t i, max_mtu = 0, data_room;
 
 	if (g.cpu_port >= 0) {
 		struct port_cfg *pc;
@@ -205,13 +254,30 @@ int ports_open(void)
 	for (i = 0; i < g.n_ports; i++) {
 		struct port_cfg *pc = &g.ports[i];
 
-		pc->fd = -1;
+		pc->fd = pc->tx_fd = -1;
 		switch (pc->kind) {
+		case PORT_AFXDP: {
+			char why[256];
+
+			if (if_mtu(pc->arg, &pc->mtu) == 0 && afxdp_open(pc, why, sizeof(why)) == 0) {
+				LOG_NOTE("port %u = afxdp:%s, mtu %u: %s mode, partial checksums completed "
+					 "in the port", i, pc->arg, pc->mtu,
+					 afxdp_zerocopy(pc->xsk) ? "zero-copy" : "copy");
+				break;
+			}
+			if (!pc->mtu)
+				snprintf(why, sizeof(why), "MTU: %s", strerror(errno));
+			LOG_NOTE("port %u: no AF_XDP on %s (%s): AF_PACKET instead", i, pc->arg, why);
+			pc->kind = PORT_AFPACKET;
+		}
+			/* fall through */
 		case PORT_AFPACKET:
-			pc->fd = open_afpacket(pc->arg);
+			open_afpacket(pc);
 			break;
 		case PORT_TAP:
 			pc->fd = open_tap(pc->arg);
+			if (pc->fd >= 0 && if_mtu(pc->arg, &pc->mtu) < 0)
+				pc->mtu = ETH_DATA_LEN;
 			break;
 		case PORT_CPU:
 		case PORT_COPY:
@@ -227,13 +293,29 @@ int ports_open(void)
 		}
 		if (pc->fd < 0)
 			return -EIO;
+		if (pc->tx_fd < 0)
+			pc->tx_fd = pc->fd;
+		if (pc->mtu > max_mtu)
+			max_mtu = pc->mtu;
 	}
 
 	g.n_ports_in = 1;
 	while (g.n_ports_in < g.n_ports)
 		g.n_ports_in <<= 1;
 
-	if (!rte_pktmbuf_pool_create(MEMPOOL_NAME, 16383, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+	/* One mbuf holds one frame of the largest MTU (jumbo frames stay in one segment). */
+	g.frame_max = max_mtu + ETH_HLEN + 8;   /* + two VLAN tags */
+	if (g.frame_max < FD_MTU)
+		g.frame_max = FD_MTU;
+	data_room = RTE_PKTMBUF_HEADROOM + g.frame_max;
+	if (data_room > UINT16_MAX) {
+		LOG_ERR("MTU %u too large for an mbuf (at most %u)", max_mtu,
+			UINT16_MAX - RTE_PKTMBUF_HEADROOM - ETH_HLEN - 8);
+		return -EINVAL;
+	}
+	if (data_room < RTE_MBUF_DEFAULT_BUF_SIZE)
+		data_room = RTE_MBUF_DEFAULT_BUF_SIZE;
+	if (!rte_pktmbuf_pool_create(MEMPOOL_NAME, 16383, 256, 0, (uint16_t)data_room,
 				     SOCKET_ID_ANY)) {
 		LOG_ERR("mempool: %s", rte_strerror(rte_errno));
 		return -ENOMEM;
@@ -243,8 +325,8 @@ int ports_open(void)
 
 static int port_has_input(const struct port_cfg *pc)
 {
-	return pc->kind == PORT_AFPACKET || pc->kind == PORT_TAP || pc->kind == PORT_CPU ||
-	       pc->kind == PORT_SOURCE;
+	return pc->kind == PORT_AFPACKET || pc->kind == PORT_AFXDP || pc->kind == PORT_TAP ||
+	       pc->kind == PORT_CPU || pc->kind == PORT_SOURCE;
 }
 
 int ports_write_iospec(const char *path)
@@ -264,8 +346,8 @@ int ports_write_iospec(const char *path)
 				fprintf(f, "port in %u source mempool %s file %s loop %d packets 0\n",
 					i, MEMPOOL_NAME, pc->arg, pc->loop ? 0 : 1);
 			else
-				fprintf(f, "port in %u fd %d mtu %d mempool %s bsz %d\n",
-					i, pc->fd, FD_MTU, MEMPOOL_NAME, BURST);
+				fprintf(f, "port in %u fd %d mtu %u mempool %s bsz %d\n",
+					i, pc->fd, g.frame_max, MEMPOOL_NAME, BURST);
 			continue;
 		}
 		/* One idle ring serves as every padding input: nothing ever enqueues to it. */
@@ -279,8 +361,8 @@ int ports_write_iospec(const char *path)
 	for (i = 0; i < g.n_ports; i++) {
 		const struct port_cfg *pc = &g.ports[i];
 
-		if (pc->fd >= 0)
-			fprintf(f, "port out %u fd %d bsz %d\n", i, pc->fd, BURST);
+		if (pc->tx_fd >= 0)
+			fprintf(f, "port out %u fd %d bsz %d\n", i, pc->tx_fd, BURST);
 		else if (pc->kind == PORT_SINK && pc->arg[0])
 			fprintf(f, "port out %u sink file %s\n", i, pc->arg);
 		else
@@ -296,7 +378,18 @@ void ports_close(void)
 {
 	uint32_t i;
 
-	for (i = 0; i < g.n_ports; i++)
-		if (g.ports[i].fd >= 0 && g.ports[i].kind != PORT_CPU && g.ports[i].kind != PORT_COPY)
-			close(g.ports[i].fd);
+	for (i = 0; i < g.n_ports; i++) {
+		struct port_cfg *pc = &g.ports[i];
+
+		if (pc->kind == PORT_CPU || pc->kind == PORT_COPY)
+			continue;
+		if (pc->kind == PORT_AFXDP) {
+			afxdp_close(pc);
+			continue;
+		}
+		if (pc->tx_fd >= 0 && pc->tx_fd != pc->fd)
+			close(pc->tx_fd);
+		if (pc->fd >= 0)
+			close(pc->fd);
+	}
 }

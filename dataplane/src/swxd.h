@@ -26,6 +26,8 @@
 enum port_kind {
 	PORT_UNSET = 0,   /* unnamed number below the highest one: output sink, no input */
 	PORT_AFPACKET,    /* AF_PACKET raw socket bound to an interface, SWX fd port in + out */
+	PORT_AFXDP,       /* AF_XDP socket on queue 0 of an interface (afxdp.c); SWX fd port
+	                   * objects whose rx / tx the daemon replaces */
 	PORT_TAP,         /* TAP device (IFF_TAP | IFF_NO_PI), SWX fd port in + out */
 	PORT_SOURCE,      /* pcap file source (input), benchmark */
 	PORT_SINK,        /* sink (output), optionally to a pcap file */
@@ -34,11 +36,25 @@ enum port_kind {
 	                   * mirror copies (no packet_in header) for the controller */
 };
 
+/* Per-port counters beyond the SWX port stats (rx/tx packets and bytes), in `stats`. */
+struct port_counters {
+	uint64_t rx_drops;        /* frames the kernel dropped before the port read them */
+	uint64_t rx_errors;       /* frames the port discarded: truncated, malformed offload */
+	uint64_t tx_drops;        /* frames the port could not transmit (buffer full, error) */
+	uint64_t csum_completed;  /* partial L4 checksums completed in the port */
+	uint64_t gso_frames;      /* super-frames cut into segments */
+	uint64_t gso_segments;    /* ... the segments they gave */
+};
+
 struct port_cfg {
 	enum port_kind kind;
 	char arg[256];    /* interface name or pcap file ("" = none) */
 	int loop;         /* source: replay the file forever */
-	int fd;           /* fd-backed ports, else -1 */
+	int fd;           /* fd-backed ports: the input side (and output, but for AF_PACKET), else -1 */
+	int tx_fd;        /* the output side (AF_PACKET: a socket of its own, without vnet header) */
+	uint32_t mtu;     /* interface MTU (AF_PACKET, AF_XDP, TAP), else 0 */
+	struct xsk_port *xsk;   /* AF_XDP */
+	struct port_counters cnt;
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -131,6 +147,7 @@ struct swxd {
 	uint32_t n_ports;         /* highest port number + 1 */
 	uint32_t drop_port;       /* = n_ports: the sink the SWX `drop` instruction sends to */
 	uint32_t n_ports_in;      /* after padding to a power of two */
+	uint32_t frame_max;       /* largest frame a port reads (largest MTU + L2 headers) */
 
 	/* Pipeline. */
 	struct rte_swx_pipeline *p;
@@ -160,6 +177,7 @@ extern struct swxd g;
 #define LOG_ERR(...)  LOG(1, __VA_ARGS__)
 #define LOG_INFO(...) LOG(2, __VA_ARGS__)
 #define LOG_DBG(...)  LOG(3, __VA_ARGS__)
+#define LOG_NOTE(...) LOG(1, __VA_ARGS__)   /* start-up facts the operator must see */
 
 /* ports.c */
 int ports_parse(const char *spec);
@@ -170,7 +188,7 @@ void ports_close(void);
 /* pipeline.c */
 int pipeline_build(void);
 int pipeline_describe(void);
-void pipeline_install_rx_shims(void);
+int pipeline_install_rx_shims(void);
 int pipeline_quiesce(void);
 void pipeline_resume(void);
 int pipeline_threads_idle(void);
@@ -184,7 +202,41 @@ int mirror_set(uint32_t session, int32_t port, uint32_t truncate);
 /* fastio.c (pipeline_install_rx_shims() too) */
 void fastio_mark_ready(int fd);
 uint32_t fastio_n_dry(void);
+int fastio_all_dry(void);
+int fastio_tx_unsent(void);
 void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls);
+
+/* afxdp.c */
+struct xsk_port;
+int afxdp_open(struct port_cfg *pc, char *why, size_t why_size);
+void afxdp_close(struct port_cfg *pc);
+int afxdp_zerocopy(const struct xsk_port *x);
+uint64_t afxdp_kernel_drops(const struct xsk_port *x);
+uint8_t *afxdp_rx_next(struct xsk_port *x, uint32_t *len);
+void afxdp_rx_done(struct xsk_port *x);
+int afxdp_tx_unsent(const struct xsk_port *x);
+void afxdp_install_tx(struct xsk_port *x, struct rte_swx_port_out_stats *stats,
+		      rte_swx_port_out_pkt_tx_t *pkt_tx,
+		      rte_swx_port_out_pkt_fast_clone_tx_t *fast_clone_tx,
+		      rte_swx_port_out_pkt_clone_tx_t *clone_tx, rte_swx_port_out_flush_t *flush);
+
+/* offload.c */
+struct virtio_net_hdr;
+struct gso_state {
+	const uint8_t *data;      /* the super-frame */
+	uint32_t len;
+	uint32_t l3, l4, hdr;     /* offsets of the IP header, L4 header, payload */
+	uint32_t mss;
+	uint32_t off;             /* next payload byte */
+	uint32_t k;               /* segments made */
+	int v6, udp;
+};
+int offload_csum_complete(uint8_t *frame, uint32_t len, const struct virtio_net_hdr *vh);
+int offload_csum_partial(uint8_t *frame, uint32_t len);
+int gso_start(struct gso_state *st, const uint8_t *data, uint32_t len,
+	      const struct virtio_net_hdr *vh, uint32_t room);
+uint32_t gso_next(struct gso_state *st, uint8_t *out);
+int gso_done(const struct gso_state *st);
 
 /* learner.c */
 int learner_setup(struct learner_rt *l);

@@ -157,9 +157,11 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 class Topo:
     """Three namespaces: <p>sw holds the daemon's ports s0/s1; <p>h0 and <p>h1 each hold the
-    other end (h0, h1) of one veth pair."""
+    other end (h0, h1) of one veth pair. offloads=True leaves the veths as they come (tx
+    checksumming, TSO, GSO on); else they are turned off."""
 
-    def __init__(self):
+    def __init__(self, offloads: bool = False):
+        self.offloads = offloads
         self.prefix = f"dp{os.getpid()}x{uuid.uuid4().hex[:4]}"
         self.sw, self.h0, self.h1 = (self.prefix + s for s in ("sw", "h0", "h1"))
         self.namespaces: list[str] = []
@@ -174,8 +176,9 @@ class Topo:
             for ns, ifn in ((self.sw, f"s{i}"), (hns, f"h{i}")):
                 sh("ip", "netns", "exec", ns, "sysctl", "-qw",
                    f"net.ipv6.conf.{ifn}.disable_ipv6=1")
-                sh("ip", "netns", "exec", ns, "ethtool", "-K", ifn, "tx", "off", "tso", "off",
-                   "gso", "off", "gro", "off", check=False)
+                if not self.offloads:
+                    sh("ip", "netns", "exec", ns, "ethtool", "-K", ifn, "tx", "off", "tso", "off",
+                       "gso", "off", "gro", "off", check=False)
                 sh("ip", "-n", ns, "link", "set", ifn, "up")
         return self
 
@@ -188,6 +191,17 @@ class Topo:
 def topo():
     _need_root()
     t = Topo()
+    try:
+        yield t.up()
+    finally:
+        t.down()
+
+
+@pytest.fixture
+def topo_offloads():
+    """Topo with the veths' offloads as a fresh veth has them."""
+    _need_root()
+    t = Topo(offloads=True)
     try:
         yield t.up()
     finally:

@@ -52,12 +52,12 @@ def check_grpc_addr(addr: str) -> None:
 
 
 def lock_ifaces(ports: dict[int, str], netns: str | None) -> list[int]:
-    """Take the lock file of every interface (AF_PACKET or TAP) for this process's lifetime;
-    refuse an interface another switch holds. Returns the open lock descriptors."""
+    """Take the lock file of every interface (AF_XDP, AF_PACKET or TAP) for this process's
+    lifetime; refuse an interface another switch holds. Returns the open lock descriptors."""
     fds: list[int] = []
     for name in ports.values():
         kind, _, ifname = name.partition(":")
-        if kind not in ("afpacket", "tap") or not ifname:
+        if kind not in ("afxdp", "afpacket", "tap") or not ifname:
             continue
         path = LOCK_DIR / f"iface-{netns or '-'}-{ifname}.lock"
         try:
@@ -92,8 +92,11 @@ def parse_learner_timeouts(text: str) -> list[int]:
     return out
 
 
-def parse_ifaces(values: list[str], *, dpdk: bool) -> dict[int, str]:
-    """`1=veth0` → {1: "afpacket:veth0"} (DPDK) / {1: "veth0"} (BMv2); `1=tap:tap0` kept as is."""
+PORT_KINDS = ("afxdp", "afpacket", "tap", "source", "sink")
+
+
+def parse_ifaces(values: list[str], *, dpdk: bool, port_type: str = "afpacket") -> dict[int, str]:
+    """`1=veth0` → {1: "<port_type>:veth0"} (DPDK) / {1: "veth0"} (BMv2); `1=tap:tap0` kept as is."""
     out: dict[int, str] = {}
     for v in values:
         port, sep, name = v.partition("=")
@@ -106,11 +109,8 @@ def parse_ifaces(values: list[str], *, dpdk: bool) -> dict[int, str]:
             raise typer.BadParameter(f"--iface: port {p} given twice")
         if dpdk:
             kind = name.split(":", 1)[0]
-            if ":" not in name or kind not in ("afpacket", "tap", "source", "sink"):
-                if name == "sink":
-                    pass
-                else:
-                    name = f"afpacket:{name}"
+            if (":" not in name or kind not in PORT_KINDS) and name != "sink":
+                name = f"{port_type}:{name}"
         elif ":" in name:
             name = name.split(":", 1)[1]
         out[p] = name
@@ -194,7 +194,13 @@ async def _serve_dpdk(
 
 def switch_cmd(
     iface: list[str] = typer.Option(
-        [], "--iface", "-i", help="P4 port = interface, e.g. 1=veth0 (AF_PACKET) or 1=tap:tap0"
+        [], "--iface", "-i", help="P4 port = interface, e.g. 1=veth0 (see --port-type) or 1=tap:tap0"
+    ),
+    port_type: str = typer.Option(
+        "afxdp",
+        "--port-type",
+        help="dpdk: how --iface interfaces are attached: afxdp (AF_XDP; AF_PACKET with a warning "
+        "where the kernel or interface refuses XDP) or afpacket",
     ),
     target: str = typer.Option("dpdk", "--target", help="dpdk (embedded SWX daemon) or bmv2"),
     grpc_addr: str = typer.Option("127.0.0.1:9559", "--grpc-addr", help="P4Runtime listen address"),
@@ -231,7 +237,9 @@ def switch_cmd(
         grpc_address(grpc_addr, listen=True)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--grpc-addr") from None
-    ports = parse_ifaces(iface, dpdk=target == "dpdk")
+    if port_type not in ("afxdp", "afpacket"):
+        raise typer.BadParameter("--port-type must be afxdp or afpacket")
+    ports = parse_ifaces(iface, dpdk=target == "dpdk", port_type=port_type)
     lt = parse_learner_timeouts(learner_timeouts) if learner_timeouts else None
     try:
         check_grpc_addr(grpc_addr)

@@ -356,6 +356,18 @@ class SwxDaemon:
             if not fut.done():
                 fut.set_result(lines)
 
+    async def port_stats(self) -> dict[int, dict]:
+        """Per-port counters from the daemon's `stats` (docs/interfaces.md §1), by port number:
+        type, name, rx/tx packets and bytes, rx_drops, rx_errors, tx_drops, csum_completed,
+        gso_frames, gso_segments."""
+        reply = (await self.request(["stats"]))[0]
+        if not reply.startswith("ok "):
+            raise DaemonError(f"daemon `stats` failed: {reply}")
+        try:
+            return {p["port"]: p for p in json.loads(reply[3:])["ports"]}
+        except (ValueError, KeyError, TypeError) as e:
+            raise DaemonError(f"daemon `stats` is not the expected JSON: {e}") from e
+
     # -- CPU port -------------------------------------------------------------------------
 
     def _on_cpu_readable(self) -> None:
