@@ -224,7 +224,7 @@ def test_hosts_without_mac_and_neighbour_timers():
     assert parse_config(BASE, "x.yaml").neighbours.refresh_s == 60.0
 
 
-@pytest.mark.parametrize("bad, words", [("{refresh_s: 0}", "'refresh_s' must be a number in [1, 86400]"),
+@pytest.mark.parametrize("bad, words", [("{refresh_s: 0}", "'refresh_s' must be a number in \\[1, 86400\\]"),
                                         ("{probes: 0}", "probes"), ("{ttl: 3}", "ttl")])
 def test_bad_neighbour_timers(bad, words):
     with pytest.raises(ConfigError, match=words):
