@@ -26,6 +26,9 @@ def controller_cmd(
     p4blob: Optional[Path] = typer.Option(None, help="device config to push (SWX spec or BMv2 JSON)"),
     push: bool = typer.Option(False, "--push/--no-push", help="push the pipeline even if the switch has it"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
+    access_log: Optional[str] = typer.Option(
+        None, "--access-log", help="one line per spliced connection: FILE, syslog or - "
+                                   "(default: control.access_log, else none)"),
 ) -> None:
     """Run the content-switch controller against a switch (P4Runtime)."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
@@ -35,6 +38,12 @@ def controller_cmd(
         cfg = load_config(config)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    from p4cs.controller.operator import setup_logging
+    try:
+        setup_logging(access_log or cfg.control.access_log)
+    except OSError as exc:
+        typer.echo(f"error: access log: {exc}", err=True)
         raise typer.Exit(2)
     d_info, d_blob = default_artifacts(cfg.switch.target)
     p4info = p4info or cfg.switch.p4info or d_info
