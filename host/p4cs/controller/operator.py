@@ -245,7 +245,8 @@ def edit(doc: dict, req: dict) -> dict:
     elif op == "server.del":
         group = _server_group(doc, req)
         addr, port = _vip_port(req.get("address"))
-        doc["groups"][group]["servers"].remove(_server(doc, group, addr, port))
+        s = _server(doc, group, addr, port)
+        doc["groups"][group]["servers"].remove(s)
     elif op == "set":
         lim = doc["limits"]
         for key, field in (("tcp", "flow_idle_timeout_s"), ("tcpfin", "teardown_delay_s"),

@@ -74,6 +74,8 @@ def test_set_timeouts(cfg):
      "<cli>: no server 10.0.2.7:80 in group 'ace'"),
     ({"op": "server.del", "group": "ace", "address": "10.0.2.1:80"}, "<cli>: group ace has no servers"),
     ({"op": "server.add", "address": "10.0.2.1:80"}, "<cli>: a server needs --group or --service"),
+    ({"op": "server.del", "group": "nope", "address": "10.0.2.1:80"},
+     "<cli>: no server 10.0.2.1:80 in group 'nope'"),
     ({"op": "set", "tcp": 0}, "<cli>: 'flow_idle_timeout_s' must be an integer in [1, 604800], got 0"),
 ])
 def test_errors_are_one_line(cfg, req, msg):
