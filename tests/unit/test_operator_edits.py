@@ -104,3 +104,53 @@ def test_engine_keeps_running_servers(cfg):
     assert asyncio.run(Operator(app).handle({"op": "server.edit", "group": "ace",
                                              "address": "10.0.2.1:80", "weight": 0}))["ok"]
     assert ace.weight == 0
+
+
+def test_cli_one_line_errors_and_save(cfg, monkeypatch):
+    """`p4cs server|service|set|save`: a rejected edit is one line on stderr, exit 2."""
+    from typer.testing import CliRunner
+
+    from p4cs.cli import app as cli
+    from p4cs.controller import opcli
+    from p4cs.controller.app import ControllerApp
+
+    ctl = ControllerApp(cfg, Path("unused"))
+    monkeypatch.setattr(opcli, "control_request",
+                        lambda req, sock: asyncio.run(ctl.handle_control(req)))
+    runner = CliRunner()
+    r = runner.invoke(cli, ["server", "edit", "-g", "ace", "-r", "10.0.2.1:80", "-w", "5000"])
+    assert r.exit_code == 2
+    assert r.stderr == "error: <cli>: 'weight' must be an integer in [0, 1000], got 5000\n"
+    r = runner.invoke(cli, ["server", "add", "-t", "10.0.0.100:80", "-r", "10.0.2.3:80"])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1   # web has no default group
+    assert runner.invoke(cli, ["set", "--tcp", "900", "--tcpfin", "120", "--udp", "300"]).exit_code == 0
+    r = runner.invoke(cli, ["save"])
+    assert r.exit_code == 0 and "flow_idle_timeout_s: 900" in r.stdout
+    assert parse_config(r.stdout, "<saved>").limits.teardown_delay_s == 120.0
+
+
+def test_access_log_and_gnmi_filter(tmp_path, caplog):
+    """Spliced connections go to the access log only (none by default); other engine logs
+    stay in the main log; finsy's gNMI warning is filtered."""
+    import logging
+
+    from p4cs.controller.operator import setup_logging, log_effect
+    from p4cs.csproc.effects import Log
+
+    spliced = Log("info", "spliced", {"conn": 1, "client": "10.0.1.1:40000", "service": "web",
+                                      "server": "all/10.0.2.1:80", "rule": None, "bytes": 78,
+                                      "rtt_ms": 0.5, "bind_ms": 2.25})
+    caplog.set_level(logging.INFO)
+    setup_logging(None)
+    log_effect(spliced)
+    log_effect(Log("warning", "server down", {"server": "all/10.0.2.1:80"}))
+    assert [r.getMessage() for r in caplog.records] == ["server down server=all/10.0.2.1:80"]
+    path = tmp_path / "access.log"
+    setup_logging(str(path))
+    try:
+        log_effect(spliced)
+        logging.getLogger("finsy").warning("gNMI is not implemented")
+    finally:
+        setup_logging(None)
+    assert path.read_text().endswith(" p4cs 10.0.1.1:40000 web - all/10.0.2.1:80 78 0.5 2.25\n")
+    assert "gNMI" not in caplog.text

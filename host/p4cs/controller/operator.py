@@ -54,9 +54,12 @@ class _NoGnmi(logging.Filter):
         return "gNMI is not implemented" not in record.getMessage()
 
 
+_NO_GNMI = _NoGnmi()
+
+
 def setup_logging(access_log: str | None) -> None:
     """The access log's destination (None: off) and the finsy filter."""
-    logging.getLogger("finsy").addFilter(_NoGnmi())
+    logging.getLogger("finsy").addFilter(_NO_GNMI)     # once, however often this runs
     for h in list(ACCESS.handlers):
         ACCESS.removeHandler(h)
     if access_log is None:
