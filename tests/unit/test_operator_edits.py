@@ -111,11 +111,11 @@ def test_cli_one_line_errors_and_save(cfg, monkeypatch):
     from typer.testing import CliRunner
 
     from p4cs.cli import app as cli
-    from p4cs.controller import opcli
+    from p4cs.controller import cli as controller_cli
     from p4cs.controller.app import ControllerApp
 
     ctl = ControllerApp(cfg, Path("unused"))
-    monkeypatch.setattr(opcli, "control_request",
+    monkeypatch.setattr(controller_cli, "control_request",
                         lambda req, sock: asyncio.run(ctl.handle_control(req)))
     runner = CliRunner()
     r = runner.invoke(cli, ["server", "edit", "-g", "ace", "-r", "10.0.2.1:80", "-w", "5000"])
@@ -127,6 +127,8 @@ def test_cli_one_line_errors_and_save(cfg, monkeypatch):
     r = runner.invoke(cli, ["save"])
     assert r.exit_code == 0 and "flow_idle_timeout_s: 900" in r.stdout
     assert parse_config(r.stdout, "<saved>").limits.teardown_delay_s == 120.0
+    ctl.engine.set_weight("ace", "ace/10.0.2.1:80", 4, 0.0)     # the server.weight op
+    assert "weight: 4" in runner.invoke(cli, ["save"]).stdout
 
 
 def test_access_log_and_gnmi_filter(tmp_path, caplog):

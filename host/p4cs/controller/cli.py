@@ -81,6 +81,20 @@ def control_request(req: dict, sock_path: Optional[str] = None, timeout: float =
     return json.loads(buf)
 
 
+def ask(req: dict, sock_path: Optional[str], refused_exit: int = 1) -> dict:
+    """A running controller's answer to ``req``. Exits 1 (one line) when it cannot be
+    reached, ``refused_exit`` when it refuses the request."""
+    try:
+        resp = control_request(req, sock_path)
+    except OSError as exc:
+        typer.echo(f"error: cannot reach the controller: {exc}", err=True)
+        raise typer.Exit(1)
+    if not resp.get("ok"):
+        typer.echo("error: " + "; ".join(resp.get("errors", ["unknown"])), err=True)
+        raise typer.Exit(refused_exit)
+    return resp
+
+
 def status_cmd(
     socket_path: Optional[str] = typer.Option(None, "--socket", help="controller control socket"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -90,14 +104,7 @@ def status_cmd(
 ) -> None:
     """Show a running controller's services, servers, flows and counters (like ipvsadm -L)."""
     op = "connections" if connections else "templates" if templates else "status"
-    try:
-        resp = control_request({"op": op}, socket_path)
-    except OSError as exc:
-        typer.echo(f"error: cannot reach the controller: {exc}", err=True)
-        raise typer.Exit(1)
-    if not resp.get("ok"):
-        typer.echo("error: " + "; ".join(resp.get("errors", ["unknown"])), err=True)
-        raise typer.Exit(1)
+    resp = ask({"op": op}, socket_path)
     if as_json:
         typer.echo(json.dumps(resp, indent=2))
         return

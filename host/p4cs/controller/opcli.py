@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from p4cs.controller.cli import control_request
+from p4cs.controller import cli
 
 service_app = typer.Typer(help="add, edit or delete a virtual service (ipvsadm -A/-E/-D)",
                           no_args_is_help=True)
@@ -20,15 +20,7 @@ _SOCKET = typer.Option(None, "--socket", help="controller control socket")
 
 
 def _send(req: dict, sock: Optional[str]) -> dict:
-    try:
-        resp = control_request({k: v for k, v in req.items() if v is not None}, sock)
-    except OSError as exc:
-        typer.echo(f"error: cannot reach the controller: {exc}", err=True)
-        raise typer.Exit(1)
-    if not resp.get("ok"):
-        typer.echo("error: " + "; ".join(resp.get("errors", ["unknown"])), err=True)
-        raise typer.Exit(2)
-    return resp
+    return cli.ask({k: v for k, v in req.items() if v is not None}, sock, refused_exit=2)
 
 
 def _service_cmd(op: str):

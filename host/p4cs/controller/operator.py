@@ -277,7 +277,7 @@ class Operator:
         """The answer to an operator op, or None when ``req`` is not one."""
         op = req.get("op")
         if op == "save":
-            return {"ok": True, "config": dump(to_doc(self.app.cfg))}
+            return {"ok": True, "config": dump(self.running())}
         if op not in EDITS and op != "restore":
             return None
         async with self._lock:
@@ -285,22 +285,31 @@ class Operator:
                 if op == "restore":
                     cfg = self._restored(req)
                 else:
-                    cfg = validate(edit(to_doc(self.app.cfg), req))
+                    cfg = validate(edit(self.running(), req))
                 reset = ()
                 if op == "server.del" and req.get("reset"):
                     addr, port = _vip_port(req["address"])
-                    reset = (f"{_server_group(to_doc(self.app.cfg), req)}/{addr}:{port}",)
+                    reset = (f"{_server_group(self.running(), req)}/{addr}:{port}",)
                 return await self.apply(cfg, reset)
             except ConfigError as exc:
                 return {"ok": False, "errors": [str(exc)]}
+
+    def running(self) -> dict:
+        """The running configuration as a document, with the weights the servers have now
+        (the control socket's ``server.weight`` changes them outside the configuration)."""
+        doc = to_doc(self.app.cfg)
+        for name, g in self.app.engine.groups.items():
+            weights = {s.name: s.weight for s in g.servers}
+            for s in doc["groups"][name]["servers"]:
+                s["weight"] = weights.get(f"{name}/{s['address']}:{s['port']}", s["weight"])
+        return doc
 
     def _restored(self, req: dict) -> Config:
         text, path = req.get("text"), req.get("path") or CLI
         if not isinstance(text, str):
             raise _err("'text' (a configuration) is required")
         cfg = parse_config(text, path)
-        run = to_doc(self.app.cfg)
-        new = to_doc(cfg)
+        run, new = self.running(), to_doc(cfg)
         for section in run.keys() | new.keys():
             if section not in LIVE_SECTIONS and run.get(section) != new.get(section):
                 raise ConfigError(f"'{section}' differs from the running controller's: a restore "
@@ -322,7 +331,7 @@ class Operator:
         eng.reconfigure(services, groups, ecfg, now)
         app.cfg, app.rule_stores = cfg, stores
         effects = [e for name in reset if name in servers
-                   for e in eng.reset_server(servers[name], now)]
+                   for e in eng.reset_server(servers[name], now, "server deleted")]
         LOG.info("configuration changed: %d service(s), %d group(s)%s", len(cfg.services),
                  len(cfg.groups), f", reset connections of {', '.join(reset)}" if reset else "")
         sw = app.switch

@@ -388,18 +388,18 @@ class Engine:
         self.health.replace(merged.values())
         self.services = {(s.vip, s.port): s for s in services}
 
-    def reset_server(self, server: Server, now: float) -> list[Effect]:
-        """End the connections bound to ``server``: spliced ones are reset (both sides)
-        and their flows removed, connecting ones go to another server."""
+    def reset_server(self, server: Server, now: float, why: str = "server down") -> list[Effect]:
+        """End the connections bound to ``server`` (``why``): spliced ones are reset (both
+        sides) and their flows removed, connecting ones go to another server."""
         out: list = []
         for c in list(self.by_id.values()):
             ch = c.choice
             if ch is None or ch.server is not server:
                 continue
             if c.state in (SPLICED, RELAYING):
-                out += self._reset_spliced(c, now)
+                out += self._reset_spliced(c, now, why)
             elif c.state == CONNECTING:
-                out += self._next_server(c, server, now, "server down")
+                out += self._next_server(c, server, now, why)
         return out
 
     def _health_change(self, server: Server, group: ServerGroup, up: bool, now: float,
@@ -1005,14 +1005,15 @@ class Engine:
             return [c.c2s.key]
         return [c.c2s.key, c.s2c.key]
 
-    def _reset_spliced(self, c: Conn, now: float) -> list:
-        """End a spliced connection whose server went down: its flows are removed and its
-        client reset (:meth:`_start_reset`); the server gets its RST with the client's."""
+    def _reset_spliced(self, c: Conn, now: float, why: str) -> list:
+        """End a spliced connection whose server went down (or away): its flows are removed
+        and its client reset (:meth:`_start_reset`); the server gets its RST with the
+        client's."""
         keys = self._installed(c)
         self.policy.release(c.choice)
         # the first probe after the removal (the client's answer must not meet the old flow)
         return [RemoveFlows(keys, 0.0)] + self._start_reset(
-            c, now, _CLIENT, 0.1, "server down", server=c.choice.server.name)
+            c, now, _CLIENT, 0.1, why, server=c.choice.server.name)
 
     def _start_reset(self, c: Conn, now: float, legs: int, first: float, why: str,
                      **fields) -> list:
