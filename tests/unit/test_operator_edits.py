@@ -156,3 +156,20 @@ def test_access_log_and_gnmi_filter(tmp_path, caplog):
         setup_logging(None)
     assert path.read_text().endswith(" p4cs 10.0.1.1:40000 web - all/10.0.2.1:80 78 0.5 2.25\n")
     assert "gNMI" not in caplog.text
+
+
+@pytest.mark.parametrize("req", [
+    {"op": "server.add", "group": {}, "address": 5},
+    {"op": "service.add", "address": "10.0.0.7:81", "name": [1], "persistence": {}},
+    {"op": "service.edit", "address": None, "scheduler": 3},
+    {"op": "set", "tcp": "x"},
+    {"op": "restore", "text": "services: [", "path": {}},
+    {"op": "restore"},
+])
+def test_bad_requests_are_one_line(cfg, req):
+    from p4cs.controller.app import ControllerApp
+
+    app = ControllerApp(cfg, Path("unused"))
+    resp = asyncio.run(app.handle_control(req))
+    assert not resp["ok"] and len(resp["errors"]) == 1 and "\n" not in resp["errors"][0]
+    assert app.cfg is cfg

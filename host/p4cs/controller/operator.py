@@ -305,7 +305,7 @@ class Operator:
         return doc
 
     def _restored(self, req: dict) -> Config:
-        text, path = req.get("text"), req.get("path") or CLI
+        text, path = req.get("text"), str(req.get("path") or CLI)
         if not isinstance(text, str):
             raise _err("'text' (a configuration) is required")
         cfg = parse_config(text, path)
