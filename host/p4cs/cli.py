@@ -36,6 +36,11 @@ _ROOMS = [
     ("p4cs.controller.cli", "controller_cmd", "controller", "command"),
     ("p4cs.controller.cli", "status_cmd", "status", "command"),
     ("p4cs.controller.top", "top_cmd", "top", "command"),
+    ("p4cs.controller.opcli", "service_app", "service", "group"),
+    ("p4cs.controller.opcli", "server_app", "server", "group"),
+    ("p4cs.controller.opcli", "set_cmd", "set", "command"),
+    ("p4cs.controller.opcli", "save_cmd", "save", "command"),
+    ("p4cs.controller.opcli", "restore_cmd", "restore", "command"),
     ("p4cs.rules.cli", "app", "rules", "group"),
     ("p4cs.lab.demo", "demo_cmd", "demo", "command"),
 ]

@@ -19,7 +19,8 @@
   shown by ``status`` and the metrics;
 * with an ``ha`` section, only the holder of the store's lease connects
   (:mod:`p4cs.controller.ha`); losing primary, with or without it, makes a backup, never an exit;
-* serves a control socket (JSON lines: status, connections, rules.load) and Prometheus metrics.
+* serves a control socket (JSON lines: status, connections, rules.load, and the live edits of
+  :mod:`p4cs.controller.operator`) and Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from p4cs.constants import REASON_ARP
 from p4cs.controller import neighbours
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
+from p4cs.controller.operator import Operator, log_effect
 from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
@@ -200,9 +202,11 @@ class ControllerApp:
         self._stream_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
+        self.operator = Operator(self)
 
     # ------------------------------------------------------------------ construction
-    def _decider(self, svc: ServiceConf):
+    @staticmethod
+    def _decider(svc: ServiceConf, stores: dict[str, Any]):
         if svc.rules is not None:
             from p4cs.rules.ruleset import protocol_problems
             from p4cs.rules.store import RuleStore
@@ -211,14 +215,16 @@ class ControllerApp:
             errors = store.reload(svc.rules)
             if errors:
                 raise ValueError(f"rules of service {svc.name}: " + "; ".join(map(str, errors)))
-            self.rule_stores[svc.name] = store
+            stores[svc.name] = store
             return RuleSetDecider(store)
         routes = [Route(name=f"{svc.name}#{i + 1}", target=r.group, prefix=r.prefix or "/",
                         host=r.host) for i, r in enumerate(svc.routes)]
         return PrefixRouter(routes)
 
-    def _make_engine(self) -> Engine:
-        cfg = self.cfg
+    def engine_parts(self, cfg: Config, stores: dict[str, Any]) -> tuple[
+            list[VirtualService], dict[str, ServerGroup], EngineConfig]:
+        """The services, server groups and engine settings ``cfg`` asks for; the rule
+        stores of its services go in ``stores``. ValueError: a rule file is bad."""
         groups = {}
         for name, g in cfg.groups.items():
             hc = g.health
@@ -228,15 +234,13 @@ class ControllerApp:
                 name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight,
                               upper=s.upper_threshold, lower=s.lower_threshold)
                        for s in g.servers], g.scheduler, g.slow_start_s, check)
-        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc),
+        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc, stores),
                                    default_group=svc.default_group, mode=svc.mode,
                                    snat_ip=svc.snat_address, protocol=svc.protocol,
                                    persistence=None if svc.persistence is None else
                                    Persistence(svc.persistence.timeout_s,
                                                svc.persistence.netmask))
                     for svc in cfg.services]
-        topo = neighbours.from_config(cfg, time.monotonic())
-        self.resolver = neighbours.Resolver(topo, self._send_frames)
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
                             request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
@@ -244,6 +248,13 @@ class ControllerApp:
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
                             window_scale=lim.window_scale,
                             server_connect_timeout=lim.server_connect_timeout_s)
+        return services, groups, ecfg
+
+    def _make_engine(self) -> Engine:
+        cfg = self.cfg
+        services, groups, ecfg = self.engine_parts(cfg, self.rule_stores)
+        topo = neighbours.from_config(cfg, time.monotonic())
+        self.resolver = neighbours.Resolver(topo, self._send_frames)
         return Engine(services, groups, topo, ecfg)
 
     # ------------------------------------------------------------------ base tables
@@ -447,8 +458,7 @@ class ControllerApp:
                 else:
                     self._queue_removal(list(e.keys))
             elif isinstance(e, fx.Log):
-                LOG.log(logging.getLevelName(e.level.upper()), "%s %s", e.msg,
-                        " ".join(f"{k}={v}" for k, v in e.fields.items()))
+                log_effect(e)
         if out:
             await self._send_packets(sw, out)
 
@@ -658,6 +668,9 @@ class ControllerApp:
         return sorted(set(names) & set(self.engine.groups))
 
     async def handle_control(self, req: dict) -> dict:
+        resp = await self.operator.handle(req)
+        if resp is not None:
+            return resp
         op = req.get("op")
         if op == "status":
             if self.rates.age(time.monotonic()) >= FRESH_S:

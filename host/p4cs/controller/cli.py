@@ -27,12 +27,20 @@ def controller_cmd(
     p4blob: Optional[Path] = typer.Option(None, help="device config to push (SWX spec or BMv2 JSON)"),
     push: bool = typer.Option(False, "--push/--no-push", help="push the pipeline even if the switch has it"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
+    access_log: Optional[str] = typer.Option(
+        None, "--access-log", help="one line per spliced connection: FILE, syslog or - "
+                                   "(default: control.access_log, else none)"),
 ) -> None:
     """Run the content-switch controller against a switch (P4Runtime)."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("finsy").setLevel(logging.WARNING)
     cfg = load_config(config)
+    from p4cs.controller.operator import setup_logging
+    try:
+        setup_logging(access_log or cfg.control.access_log)
+    except OSError as exc:
+        raise InputError(f"access log: {exc}") from None
     d_info, d_blob = default_artifacts(cfg.switch.target)
     p4info = p4info or cfg.switch.p4info or d_info
     p4blob = p4blob or cfg.switch.p4blob or d_blob
@@ -100,9 +108,11 @@ def control_request(req: dict, sock_path: Optional[str] = None, timeout: float =
     return resp
 
 
-def request_or_exit(req: dict, sock_path: Optional[str]) -> dict:
+def request_or_exit(req: dict, sock_path: Optional[str],
+                    refused: type[Exception] = Failure) -> dict:
     """The answer of the controller to ``req``; :class:`Failure` (one line, exit 1) when it
-    cannot be reached or refuses."""
+    cannot be reached, ``refused`` when it refuses the request (:class:`InputError`, exit 2,
+    for a request the user got wrong)."""
     where = control_socket(sock_path)
     try:
         resp = control_request(req, sock_path)
@@ -111,7 +121,7 @@ def request_or_exit(req: dict, sock_path: Optional[str]) -> dict:
     except ValueError as exc:
         raise Failure(f"controller at {where}: {exc}") from None
     if not resp.get("ok"):
-        raise Failure("; ".join(map(str, resp.get("errors", ["unknown"]))))
+        raise refused("; ".join(map(str, resp.get("errors", ["unknown"]))))
     return resp
 
 

@@ -31,7 +31,7 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
         default_group: ace
         persistence: {timeout_s: 300, netmask: 255.255.255.255}   # client-IP persistence
     limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
-    control: {socket: /run/p4cs/controller.sock, metrics_port: 9100}
+    control: {socket: /run/p4cs/controller.sock, metrics_port: 9100, access_log: /var/log/p4cs/access.log}
     dataplane: {flow_table_size: 1048576}    # overrides of p4cs.params (as compiled)
     ha: {store: "redis://127.0.0.1:6379/0", prefix: p4cs:sw1, lease_ms: 1000}  # optional
 """
@@ -231,12 +231,14 @@ class Limits:
     teardown_delay_s: float = 2.0
     flow_idle_timeout_s: int = 300
     window_scale: int | None = 7    # offered to clients; null: no window scaling
+    udp_idle_timeout_s: int = 300   # ipvsadm --set's UDP timeout, for UDP services
 
 
 @dataclass(frozen=True)
 class ControlConf:
     socket: str = "/run/p4cs/controller.sock"
     metrics_port: int = 0   # 0: no metrics HTTP endpoint
+    access_log: str | None = None   # one line per spliced connection: a file, syslog or -
 
 
 @dataclass(frozen=True)
@@ -556,11 +558,13 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         flow_idle_timeout_s=v.int_(lm, "flow_idle_timeout_s", 1, 86400 * 7, d.flow_idle_timeout_s),
         window_scale=(None if "window_scale" in lm and lm["window_scale"] is None
                       else v.int_(lm, "window_scale", 0, 14, d.window_scale)),
+        udp_idle_timeout_s=v.int_(lm, "udp_idle_timeout_s", 1, 86400 * 7, d.udp_idle_timeout_s),
     )
     cm = v.map(doc, "control")
-    v.known(cm, {"socket", "metrics_port"}, "control")
+    v.known(cm, {"socket", "metrics_port", "access_log"}, "control")
     control = ControlConf(v.str_(cm, "socket", False, ControlConf.socket),
-                          v.int_(cm, "metrics_port", 0, 65535, 0))
+                          v.int_(cm, "metrics_port", 0, 65535, 0),
+                          v.str_(cm, "access_log", False))
     dataplane = _dataplane(v, v.map(doc, "dataplane"), target)
     ha = _ha(v, doc, switch) if doc.get("ha") is not None else None
     nm = v.map(doc, "neighbours")

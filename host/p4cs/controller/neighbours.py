@@ -285,6 +285,14 @@ class Resolver:
                 out.append(route_entry(ip, r, self.table.port_mac(r[0])))
         return out
 
+    def want(self, cfg, now: float) -> None:
+        """Resolve every real server of ``cfg`` not in the table yet (servers added by a
+        live edit); :meth:`run` asks for them at once."""
+        for g in cfg.groups.values():
+            for s in g.servers:
+                self.table.want(s.address, None, now)
+        self._wake.set()
+
     def reply(self, frame: bytes, port: int, now: float) -> None:
         """A punted ARP reply: learn from it if it answers the switch (or is gratuitous);
         a change is written by :meth:`run`."""

@@ -7,6 +7,7 @@ options policy, limits).  Nothing here does I/O or reads a clock: the caller pas
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import os
 from dataclasses import dataclass
@@ -265,6 +266,9 @@ class Engine:
         self._timers: list = []
         self._pmac: dict[int, bytes] = {}
         self._rl: dict[str, list] = {}
+        self._options()
+
+    def _options(self) -> None:
         self._mss_opt = P.mss_option(self.cfg.mss)
         ws = self.cfg.window_scale
         self._synack_ws_opt = b"" if ws is None else self._mss_opt + P.wscale_option(ws)
@@ -372,6 +376,42 @@ class Engine:
             raise ValueError(f"no server {server!r} in group {group!r}")
         g.set_weight(s, weight, now)
 
+    def reconfigure(self, services: Iterable[VirtualService],
+                    groups: dict[str, ServerGroup], config: Config, now: float) -> None:
+        """Serve ``services`` with ``groups`` under ``config`` from now on (a live edit).
+        Running connections keep their service and server; a group or server of the same
+        name as a running one is updated in place (``ServerGroup.update``), so its
+        connections and counters carry on."""
+        merged = {}
+        for name, g in groups.items():
+            old = self.groups.get(name)
+            if old is not None:
+                old.update(g, now)
+                g = old
+            merged[name] = g
+        for f in dataclasses.fields(config):
+            setattr(self.cfg, f.name, getattr(config, f.name))
+        self._options()
+        services = list(services)
+        self.policy.replace(services, merged)
+        self.groups = merged
+        self.health.replace(merged.values())
+        self.services = {(s.vip, s.port): s for s in services}
+
+    def reset_server(self, server: Server, now: float, why: str = "server down") -> list[Effect]:
+        """End the connections bound to ``server`` (``why``): spliced ones are reset (both
+        sides) and their flows removed, connecting ones go to another server."""
+        out: list = []
+        for c in list(self.by_id.values()):
+            ch = c.choice
+            if ch is None or ch.server is not server:
+                continue
+            if c.state in (SPLICED, RELAYING):
+                out += self._reset_spliced(c, now, why)
+            elif c.state == CONNECTING:
+                out += self._next_server(c, server, now, why)
+        return out
+
     def _health_change(self, server: Server, group: ServerGroup, up: bool, now: float,
                        detail: str) -> list:
         """A health check changed ``server``'s state: tell the scheduler; a server that
@@ -383,15 +423,7 @@ class Engine:
                          {"server": server.name, "group": group.name, "why": detail})]
         if up:
             return out
-        for c in list(self.by_id.values()):
-            ch = c.choice
-            if ch is None or ch.server is not server:
-                continue
-            if c.state in (SPLICED, RELAYING):
-                out += self._reset_spliced(c, now)
-            elif c.state == CONNECTING:
-                out += self._next_server(c, server, now, "server down")
-        return out
+        return out + self.reset_server(server, now)
 
     def connections(self) -> list[dict]:
         """A snapshot for listings (ipvsadm -Lc style)."""
@@ -858,7 +890,8 @@ class Engine:
         self.admission.closed(c)
         st.spliced_active += 1
         log = self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
-                        bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3))
+                        bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3),
+                        bind_ms=round((now - c.created) * 1e3, 3))
         if req.acked > c.tail:
             # The switch acknowledged part of the request itself: the client will never
             # resend it, so the switch must see the server acknowledge it before the
@@ -1012,14 +1045,15 @@ class Engine:
             return [c.c2s.key]
         return [c.c2s.key, c.s2c.key]
 
-    def _reset_spliced(self, c: Conn, now: float) -> list:
-        """End a spliced connection whose server went down: its flows are removed and its
-        client reset (:meth:`_start_reset`); the server gets its RST with the client's."""
+    def _reset_spliced(self, c: Conn, now: float, why: str) -> list:
+        """End a spliced connection whose server went down (or away): its flows are removed
+        and its client reset (:meth:`_start_reset`); the server gets its RST with the
+        client's."""
         keys = self._installed(c)
         self.policy.release(c.choice)
         # the first probe after the removal (the client's answer must not meet the old flow)
         return [RemoveFlows(keys, 0.0)] + self._start_reset(
-            c, now, _CLIENT, 0.1, "server down", server=c.choice.server.name)
+            c, now, _CLIENT, 0.1, why, server=c.choice.server.name)
 
     def _start_reset(self, c: Conn, now: float, legs: int, first: float, why: str,
                      **fields) -> list:

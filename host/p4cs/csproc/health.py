@@ -112,6 +112,22 @@ class HealthMonitor:
                 for s in g.servers:
                     self.servers[s] = ServerHealth(s, g, g.health)
 
+    def replace(self, groups) -> None:
+        """Check the servers of ``groups`` from now on (a live edit): a server checked
+        before, in the same group with the same check, keeps its state and probe."""
+        old = self.servers
+        self.servers = {}
+        for g in groups:
+            if getattr(g, "health", None) is None:
+                continue
+            for s in g.servers:
+                h = old.get(s)
+                keep = h is not None and h.group is g and h.check == g.health
+                self.servers[s] = h if keep else ServerHealth(s, g, g.health)
+        kept = set(self.servers.values())
+        for k in [k for k, p in self.probes.items() if p.h not in kept]:
+            del self.probes[k]
+
     def next_deadline(self) -> float | None:
         if not self.servers:
             return None

@@ -78,24 +78,38 @@ class Policy:
             self.groups = dict(groups)
         else:
             self.groups = {g.name: g for g in groups}
-        self.servers_by_name: dict[str, tuple[Server, ServerGroup]] = {}
-        for g in self.groups.values():
-            for s in g.servers:
-                self.servers_by_name.setdefault(s.name, (s, g))
         self._snat: dict[int, deque] = {}
         self.templates: dict[tuple[str, int], Template] = {}
         self._persist: dict[str, Persistence] = {}
         self.clock = 0.0        # the ``now`` of the engine's latest call
         self._prune_at = 0.0
-        lo, hi = cfg.snat_ports
+        self.replace(services, self.groups)
+
+    def replace(self, services: Iterable, groups: dict[str, ServerGroup]) -> None:
+        """Serve ``services`` with ``groups`` from now on (also a live edit): the SNAT
+        pools of addresses still in use keep their state (ports held by running
+        connections stay taken); templates of a service whose persistence changed go."""
+        services = list(services)
         for s in services:
-            if s.default_group is not None and s.default_group not in self.groups:
+            if s.default_group is not None and s.default_group not in groups:
                 raise ValueError(f"service {s.name}: unknown default group "
                                  f"{s.default_group!r}")
-            if getattr(s, "persistence", None) is not None:
-                self._persist[s.name] = s.persistence
+        self.groups = groups
+        self.servers_by_name: dict[str, tuple[Server, ServerGroup]] = {}
+        for g in groups.values():
+            for s in g.servers:
+                self.servers_by_name.setdefault(s.name, (s, g))
+        persist = {s.name: s.persistence for s in services
+                   if getattr(s, "persistence", None) is not None}
+        for k in [k for k in self.templates if persist.get(k[0]) != self._persist.get(k[0])]:
+            del self.templates[k]
+        self._persist = persist
+        lo, hi = self.cfg.snat_ports
+        old, self._snat = self._snat, {}
+        for s in services:
             if s.mode == "snat" and s.snat_ip not in self._snat:
-                self._snat[s.snat_ip] = deque(range(lo, hi + 1))
+                self._snat[s.snat_ip] = (old[s.snat_ip] if s.snat_ip in old
+                                         else deque(range(lo, hi + 1)))
 
     # ------------------------------------------------------------------ choice
     def choose(self, svc, d, src: int = 0, dst: int = 0) -> tuple[Choice, Server | None]:
@@ -258,5 +272,6 @@ class Policy:
 
     def release_source(self, svc, port: int) -> None:
         """Return a port obtained from ``source`` to its pool."""
-        if svc.mode == "snat":
-            self._snat[svc.snat_ip].append(port)
+        pool = self._snat.get(svc.snat_ip) if svc.mode == "snat" else None
+        if pool is not None:        # None: the address left the configuration
+            pool.append(port)

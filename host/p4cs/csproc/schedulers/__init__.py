@@ -90,6 +90,29 @@ class ServerGroup:
             server.ramp = 1.0
         self._changed()
 
+    def update(self, new: "ServerGroup", now: float) -> None:
+        """Take the scheduler, slow start, health check and servers of ``new`` (a live
+        edit): a server of the same name stays the same object (its connections and
+        counters carry on) with the new weight and thresholds."""
+        old = {s.name: s for s in self.servers}
+        servers, weights = [], []
+        for s in new.servers:
+            o = old.get(s.name)
+            if o is None:
+                servers.append(s)
+                continue
+            o.upper, o.lower = s.upper, s.lower
+            servers.append(o)
+            weights.append((o, s.weight))
+        self.servers = servers
+        self.algorithm, self.slow_start, self.health = new.algorithm, new.slow_start, new.health
+        self.scheduler = make_scheduler(self.algorithm, servers)
+        self._alt = {}
+        self._ramping = {s: t for s, t in self._ramping.items() if s in servers}
+        for s, w in weights:
+            if s.weight != w:
+                self.set_weight(s, w, now)
+
     def _start(self, server: Server, now: float) -> None:
         if self.slow_start > 0:
             self._ramping[server] = now
