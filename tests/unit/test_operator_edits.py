@@ -106,29 +106,33 @@ def test_engine_keeps_running_servers(cfg):
     assert ace.weight == 0
 
 
-def test_cli_one_line_errors_and_save(cfg, monkeypatch):
+def test_cli_one_line_errors_and_save(cfg, monkeypatch, capsys):
     """`p4cs server|service|set|save`: a rejected edit is one line on stderr, exit 2."""
-    from typer.testing import CliRunner
-
-    from p4cs.cli import app as cli
+    from p4cs.cli import main
     from p4cs.controller import cli as controller_cli
     from p4cs.controller.app import ControllerApp
 
     ctl = ControllerApp(cfg, Path("unused"))
     monkeypatch.setattr(controller_cli, "control_request",
                         lambda req, sock: asyncio.run(ctl.handle_control(req)))
-    runner = CliRunner()
-    r = runner.invoke(cli, ["server", "edit", "-g", "ace", "-r", "10.0.2.1:80", "-w", "5000"])
-    assert r.exit_code == 2
-    assert r.stderr == "error: <cli>: 'weight' must be an integer in [0, 1000], got 5000\n"
-    r = runner.invoke(cli, ["server", "add", "-t", "10.0.0.100:80", "-r", "10.0.2.3:80"])
-    assert r.exit_code == 2 and r.stderr.count("\n") == 1   # web has no default group
-    assert runner.invoke(cli, ["set", "--tcp", "900", "--tcpfin", "120", "--udp", "300"]).exit_code == 0
-    r = runner.invoke(cli, ["save"])
-    assert r.exit_code == 0 and "flow_idle_timeout_s: 900" in r.stdout
-    assert parse_config(r.stdout, "<saved>").limits.teardown_delay_s == 120.0
+
+    def run(*args):
+        with pytest.raises(SystemExit) as e:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return e.value.code, out, err
+
+    code, _, err = run("server", "edit", "-g", "ace", "-r", "10.0.2.1:80", "-w", "5000")
+    assert code == 2
+    assert err == "p4cs server edit: error: <cli>: 'weight' must be an integer in [0, 1000], got 5000\n"
+    code, _, err = run("server", "add", "-t", "10.0.0.100:80", "-r", "10.0.2.3:80")
+    assert code == 2 and err.count("\n") == 1   # web has no default group
+    assert run("set", "--tcp", "900", "--tcpfin", "120", "--udp", "300")[0] == 0
+    code, out, _ = run("save")
+    assert code == 0 and "flow_idle_timeout_s: 900" in out
+    assert parse_config(out, "<saved>").limits.teardown_delay_s == 120.0
     ctl.engine.set_weight("ace", "ace/10.0.2.1:80", 4, 0.0)     # the server.weight op
-    assert "weight: 4" in runner.invoke(cli, ["save"]).stdout
+    assert "weight: 4" in run("save")[1]
 
 
 def test_access_log_and_gnmi_filter(tmp_path, caplog):
