@@ -21,7 +21,7 @@ def test_port_type():
 def test_port_type_cli_rejects_unknown():
     from p4cs.switch.cli import switch_cmd
     with pytest.raises(typer.BadParameter, match="--port-type"):
-        switch_cmd(iface=["1=veth0"], port_type="dpdk-tap", target="dpdk", grpc_addr="", device_id=1,
+        switch_cmd(iface=["1=veth0"], port_type="dpdk-tap", target="dpdk", grpc_addr="127.0.0.1:0", device_id=1,
                    netns=None, spec=None, p4info=None, cpu_port=None, workdir=None,
                    learner_timeouts=None, eal=None, no_pipeline=True, verbose=0)
 

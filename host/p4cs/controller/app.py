@@ -206,12 +206,14 @@ class ControllerApp:
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def _decider(svc: ServiceConf, stores: dict[str, Any]):
+    def _decider(svc: ServiceConf, stores: dict[str, Any], groups: dict[str, Any]):
+        """The service's decider: its rule store (checked against the protocol's fields and
+        the configuration's ``groups`` at every load) or its URL-prefix routes."""
         if svc.rules is not None:
             from p4cs.rules.ruleset import protocol_problems
             from p4cs.rules.store import RuleStore
             store = RuleStore(check=lambda rs, proto=svc.protocol: (
-                protocol_problems(rs, proto) + rule_target_errors(rs, self.cfg.groups)))
+                protocol_problems(rs, proto) + rule_target_errors(rs, groups)))
             errors = store.reload(svc.rules)
             if errors:
                 raise ValueError(f"rules of service {svc.name}: " + "; ".join(map(str, errors)))
@@ -234,7 +236,7 @@ class ControllerApp:
                 name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight,
                               upper=s.upper_threshold, lower=s.lower_threshold)
                        for s in g.servers], g.scheduler, g.slow_start_s, check)
-        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc, stores),
+        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc, stores, cfg.groups),
                                    default_group=svc.default_group, mode=svc.mode,
                                    snat_ip=svc.snat_address, protocol=svc.protocol,
                                    persistence=None if svc.persistence is None else
