@@ -71,6 +71,8 @@ IDLE_QUEUE = 4096
 BACKOFF_S = (0.2, 5.0)
 #: A session that lasted this long was not a failure: the next loss starts the backoff over.
 STABLE_S = 10.0
+#: Seconds a stopping controller may take before it exits anyway (ControllerApp._request_stop).
+STOP_GRACE_S = 10.0
 #: Seconds between samples of the traffic counters (rates in the status and the metrics);
 #: a status request takes a new sample when the latest is older than ``FRESH_S``.
 SAMPLE_S = 5.0
@@ -873,10 +875,26 @@ class ControllerApp:
         finally:
             await store.close()
 
+    def _request_stop(self) -> None:
+        """SIGTERM / SIGINT: stop; a shutdown still unfinished after ``STOP_GRACE_S`` seconds
+        is logged with what it waits for, and the process exits anyway (status 1)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        asyncio.get_running_loop().call_later(STOP_GRACE_S, self._stop_overdue)
+
+    @staticmethod
+    def _stop_overdue() -> None:
+        pending = sorted({repr(t.get_coro()) for t in asyncio.all_tasks() if not t.done()})
+        LOG.error("shutdown did not finish within %.0f s, exiting; still pending: %s",
+                  STOP_GRACE_S, "; ".join(pending)[:2000])
+        logging.shutdown()
+        os._exit(1)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self._request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload_all_rules)
         server = await self._serve_control()
         sampler = asyncio.ensure_future(self._sample_loop())
