@@ -32,6 +32,22 @@ _T_ENTITIES, _T_TABLE, _T_COUNTER, _T_REGISTER, _T_PRE = 0x0A, 0x12, 0x3A, 0x5A,
 EntityPlan = AsyncIterator[list[bytes]]
 
 
+def _indexed(objs: dict, obj_id: int, entry, what: str) -> tuple[list, int | None]:
+    """The counters / registers a read names (id 0: all of them) and the index it asks for
+    (None: every index); NOT_FOUND / OUT_OF_RANGE otherwise."""
+    if obj_id == 0:
+        chosen = list(objs.values())
+    else:
+        o = objs.get(obj_id)
+        if o is None:
+            raise P4RTError(SC.NOT_FOUND, f"unknown {what} id {obj_id:#x}")
+        chosen = [o]
+    index = entry.index.index if entry.HasField("index") else None
+    if index is not None and (index < 0 or (chosen and index >= chosen[0].size)):
+        raise P4RTError(SC.OUT_OF_RANGE, f"{what} index {index} out of range")
+    return chosen, index
+
+
 def plan_read(pipe: Pipeline, ent: p4r.Entity) -> EntityPlan:
     """The plan answering one entity of a ReadRequest; raises P4RTError for a bad one."""
     kind = ent.WhichOneof("entity")
@@ -53,29 +69,11 @@ def plan_read(pipe: Pipeline, ent: p4r.Entity) -> EntityPlan:
         return _read_tables(pipe, [t], None)
     if kind == "counter_entry":
         ce = ent.counter_entry
-        if ce.counter_id == 0:
-            cs = list(schema.counters.values())
-        else:
-            c = schema.counters.get(ce.counter_id)
-            if c is None:
-                raise P4RTError(SC.NOT_FOUND, f"unknown counter id {ce.counter_id:#x}")
-            cs = [c]
-        index = ce.index.index if ce.HasField("index") else None
-        if index is not None and (index < 0 or (cs and index >= cs[0].size)):
-            raise P4RTError(SC.OUT_OF_RANGE, f"counter index {index} out of range")
+        cs, index = _indexed(schema.counters, ce.counter_id, ce, "counter")
         return _read_counters(pipe, cs, index)
     if kind == "register_entry":
         re_ = ent.register_entry
-        if re_.register_id == 0:
-            rs = list(schema.registers.values())
-        else:
-            r = schema.registers.get(re_.register_id)
-            if r is None:
-                raise P4RTError(SC.NOT_FOUND, f"unknown register id {re_.register_id:#x}")
-            rs = [r]
-        index = re_.index.index if re_.HasField("index") else None
-        if index is not None and (index < 0 or (rs and index >= rs[0].size)):
-            raise P4RTError(SC.OUT_OF_RANGE, f"register index {index} out of range")
+        rs, index = _indexed(schema.registers, re_.register_id, re_, "register")
         return _read_registers(pipe, rs, index)
     if kind == "packet_replication_engine_entry":
         pre = ent.packet_replication_engine_entry
