@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 import fuzz_targets as ft
 from p4cs.rules import RequestView, parse_rules
 from p4cs.rules.conflicts import check_rules
-from p4cs.rules.parser import MAX_COND_NESTING, MAX_IF_NESTING, RuleError
+from p4cs.rules.parser import MAX_COND_NESTING, MAX_IF_NESTING, RuleError, parse_rule_file
 
 BOUND = 2.0  # seconds per input
 
@@ -107,3 +107,10 @@ def test_sequential_ifs_keep_guards_linear():
     v = RequestView.from_fields({"host": "a", "url": "/3x1"})
     assert rs.decide(v) == rs.decide_naive(v)
     assert rs.decide(v).logs == ("m1",)
+
+
+def test_a_file_name_with_a_newline_stays_on_one_line():
+    """Found by the CLI fuzzer: `p4cs rules eval $'\\n' …` printed its error on two lines."""
+    with pytest.raises(RuleError) as e:
+        parse_rule_file("\n")
+    assert str(e.value).count("\n") == 0 and "\\n:0:0: error: cannot read rule file" in str(e.value)

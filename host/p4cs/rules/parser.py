@@ -54,7 +54,8 @@ class Problem:
     hint: str = ""
 
     def __str__(self) -> str:
-        out = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
+        name = self.file if self.file.isprintable() else repr(self.file)[1:-1]  # one line
+        out = f"{name}:{self.line}:{self.col}: error: {self.message}"
         if self.source_line:
             out += "\n    " + self.source_line.expandtabs(1).rstrip("\n")
             out += "\n    " + " " * (self.col - 1) + "^"
