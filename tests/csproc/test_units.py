@@ -56,6 +56,46 @@ def test_framer_any_split(cuts):
     assert f.ready and f.content_length == 753 and f.body_bytes == 753
 
 
+class _AlwaysStop(RequestFramer):
+    """The framer without the whole-request-in-one-piece shortcut: it stops the parser at
+    the end of the first message by raising, whatever the piece."""
+    __slots__ = ()
+
+    def on_message_complete(self):
+        self._ends_here = False
+        super().on_message_complete()
+
+
+FIRST = [b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+         b"POST /p HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+         b"POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+         b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+         b"\r\nGET /b HTTP/1.1\r\n\r\n",
+         b"GET /c HTTP/1.1\nHost: h\n\n"]
+AFTER = [b"", b"GET /2 HTTP/1.1\r\n\r\n", b"garbage\r\n\r\n", b"\r\n\r\n",
+         b"POST /2 HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"]
+
+
+def _framer_state(cls, data, need_body, cuts):
+    f = cls(need_body, 8192, 65536)
+    prev = 0
+    for c in sorted(cuts) + [len(data)]:
+        f.feed(data[prev:c])
+        prev = c
+    return (f.ready, f.error, f.headers_done, f.message_done, f.content_length, f.chunked,
+            f.body_bytes, f.upgrade)
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=st.sampled_from(FIRST), after=st.sampled_from(AFTER), need_body=st.booleans(),
+       cuts=st.lists(st.integers(0, 120), max_size=4))
+def test_framer_shortcut_agrees_with_stopping(first, after, need_body, cuts):
+    data = first + after
+    cuts = [c for c in cuts if c <= len(data)]
+    assert (_framer_state(RequestFramer, data, need_body, cuts)
+            == _framer_state(_AlwaysStop, data, need_body, cuts))
+
+
 def test_framer_states():
     f = RequestFramer(True, 8192, 100)
     f.feed(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")

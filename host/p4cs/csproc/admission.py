@@ -52,8 +52,13 @@ class Admission:
     def opened(self, c: Any) -> None:
         """``c`` became half-bound (RECV, idle)."""
         self.stats.half_bound += 1
-        self._move(c.cl.ip, +1)
-        self._idle.setdefault(c.cl.ip, {})[c.id] = c
+        ip = c.cl.ip
+        self._move(ip, +1)
+        idle = self._idle.get(ip)
+        if idle is None:
+            self._idle[ip] = {c.id: c}
+        else:
+            idle[c.id] = c
 
     def active(self, c: Any) -> None:
         """``c`` sent request bytes: it is the most recently active idle connection."""
@@ -71,23 +76,34 @@ class Admission:
 
     def closed(self, c: Any) -> None:
         """``c`` is no longer half-bound (spliced, or freed)."""
-        self.busy(c)
+        ip = c.cl.ip
+        idle = self._idle.get(ip)
+        if idle is not None:
+            idle.pop(c.id, None)
+            if not idle:
+                del self._idle[ip]
         self.stats.half_bound -= 1
-        self._move(c.cl.ip, -1)
+        self._move(ip, -1)
 
     def _move(self, ip: int, d: int) -> None:
+        holders = self._holders
         n = self._count.get(ip, 0)
         if n:
-            held = self._holders[n]
+            held = holders[n]
             held.discard(ip)
             if not held:
-                del self._holders[n]
+                del holders[n]
                 if self._top == n and d < 0:
                     self._top = n - 1
         n += d
         if n:
             self._count[ip] = n
-            self._holders.setdefault(n, set()).add(ip)
-            self._top = max(self._top, n)
+            held = holders.get(n)
+            if held is None:
+                holders[n] = {ip}
+            else:
+                held.add(ip)
+            if n > self._top:
+                self._top = n
         else:
             del self._count[ip]

@@ -655,12 +655,13 @@ class Engine:
         if c.state == RECV:
             fr = c.framer
             if new:
-                self.admission.active(c)
                 fr.feed(bytes(req.buf[n0:]))
             if fr.error is not None:
                 return self._refuse(c, fr.error, fr.error_reason, now)
             if fr.ready:
                 return self._decide(c, now)
+            if new:
+                self.admission.active(c)
             if req.fin_rcvd:
                 self.stats.client_early_close += 1
                 if not req.buf:

@@ -29,7 +29,8 @@ class RequestFramer:
 
     __slots__ = ("_p", "need_body", "max_header", "max_body", "header_fed",
                  "headers_done", "message_done", "body_bytes", "content_length",
-                 "chunked", "expect_continue", "upgrade", "error", "error_reason")
+                 "chunked", "expect_continue", "upgrade", "error", "error_reason",
+                 "_ends_here")
 
     def __init__(self, need_body: bool, max_header: int, max_body: int):
         self._p = httptools.HttpRequestParser(self)
@@ -46,6 +47,7 @@ class RequestFramer:
         self.upgrade = False
         self.error: int | None = None
         self.error_reason = ""
+        self._ends_here = False
 
     # httptools callbacks -------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -73,9 +75,10 @@ class RequestFramer:
 
     def on_message_complete(self) -> None:
         self.message_done = True
-        if not self._p.should_upgrade():  # an upgrade stops the parser by itself
-            # Stop llhttp here: bytes after the first request in the same piece are pipelined
-            # data, relayed and not parsed (parsing them as a request could refuse a good one).
+        if not self._ends_here and not self._p.should_upgrade():
+            # Stop llhttp here (an upgrade stops it by itself): bytes after the first request
+            # in the same piece are pipelined data, relayed and not parsed (parsing them as a
+            # request could refuse a good one).
             raise _FirstMessageDone
 
     # ---------------------------------------------------------------------------------
@@ -95,7 +98,13 @@ class RequestFramer:
         if not self.headers_done:
             room = self.max_header - self.header_fed
             part = data if len(data) <= room else data[:room]
+            # The usual request, whole in its first piece with nothing after it: its header
+            # block ends at the piece's only blank line, so the message cannot end before
+            # the piece does and the parser need not be stopped (raising costs microseconds).
+            self._ends_here = (not self.header_fed and part.find(b"\r\n\r\n") == len(part) - 4
+                               and b"\n\n" not in part)
             self._feed(part)
+            self._ends_here = False
             self.header_fed += len(part)
             if self.error is not None:
                 return
@@ -115,10 +124,13 @@ class RequestFramer:
             self.headers_done = True
             self.upgrade = True
         except httptools.HttpParserError as e:
-            if self.message_done and isinstance(e.__context__, _FirstMessageDone):
-                return
-            if self.error is None:
+            if not (self.message_done and isinstance(e.__context__, _FirstMessageDone)):
                 self._fail(400, f"bad request: {e}")
+        if self.message_done or self.upgrade or self.error is not None:
+            # Parsing is over (feed() takes nothing more). The parser refers back to this
+            # object: dropping it breaks the cycle, so both are freed without the garbage
+            # collector.
+            self._p = None
 
 
 def one_request(raw: bytes) -> bytes:
