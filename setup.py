@@ -2,6 +2,7 @@
 ``p4cs/p4src/``) and, when ``make -C dataplane`` has built it, the data-plane daemon with the DPDK
 headers it compiles pipelines against (``p4cs/dataplane/``). A wheel with the daemon is
 machine-local: it is tagged for this platform and links against this machine's DPDK.
+It also builds the C part of the SYN cookies (``p4cs.csproc._hsiphash``, optional).
 Everything else is configured in pyproject.toml."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from setuptools import Distribution, setup
+from setuptools import Distribution, Extension, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +39,13 @@ class BuildPyWithData(build_py):
 
 class MaybeBinaryDistribution(Distribution):
     def has_ext_modules(self) -> bool:
-        return DAEMON.is_file()
+        return super().has_ext_modules() or DAEMON.is_file()
 
 
-setup(cmdclass={"build_py": BuildPyWithData}, distclass=MaybeBinaryDistribution)
+# The SYN cookies' hash in C; optional: without a compiler the package uses the same function
+# in Python (p4cs.csproc.hsiphash).
+HSIPHASH = Extension("p4cs.csproc._hsiphash", ["host/p4cs/csproc/_hsiphash.c"],
+                     extra_compile_args=["-O2"], optional=True)
+
+setup(cmdclass={"build_py": BuildPyWithData}, distclass=MaybeBinaryDistribution,
+      ext_modules=[HSIPHASH])
