@@ -127,13 +127,13 @@ def test_second_switch_on_a_taken_address_or_interface_is_refused(lab):
         argv += ["--iface", f"{port}={ifname}"]
     r = run_p4cs([*argv, "--grpc-addr", f"127.0.0.1:{lab.grpc_port}"])
     assert r.returncode == 2, r
-    assert r.stderr.strip() == (f"p4cs switch: P4Runtime address 127.0.0.1:{lab.grpc_port} "
+    assert r.stderr.strip() == (f"p4cs switch: error: P4Runtime address 127.0.0.1:{lab.grpc_port} "
                                 "is in use by another process"), r.stderr
     r = run_p4cs([*argv, "--grpc-addr", f"127.0.0.1:{free_port()}"])
     assert r.returncode == 2, r
     first = sorted(lab.topo.switch_ifaces.items())[0][1]
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert r.stderr.startswith(f"p4cs switch: interface {first} in namespace "
+    assert r.stderr.startswith(f"p4cs switch: error: interface {first} in namespace "
                                f"{lab.topo.switch_netns} is attached to another switch (pid "), r.stderr
     assert new_connection_ok(lab)
 

@@ -246,7 +246,7 @@ def switch_cmd(
         lock_ifaces(ports if target == "dpdk" else {p: f"afpacket:{n}" for p, n in ports.items()},
                     netns)
     except Refused as exc:
-        typer.echo(f"p4cs switch: {exc}", err=True)
+        typer.echo(f"p4cs switch: error: {exc}", err=True)
         raise typer.Exit(2)
     if target == "bmv2":
         from . import bmv2
