@@ -73,7 +73,9 @@ class Harness:
         topo = StaticTopology({1: SW_C, 2: SW_S},
                               {S1: (2, S1_MAC), S2: (2, S2_MAC)},
                               port_ips={2: SW_IP})
-        self.cfg = config or Config()
+        # A fixed scale by default: with "auto" (Config's default) the first tick also sends
+        # window-scale probes to the servers (test_engine_wscale.py tests them).
+        self.cfg = config or Config(window_scale=7)
         self.eng = Engine([self.svc], self.groups, topo, self.cfg, secret=SECRET)
         self.cport = cport
         self.cisn = cisn

@@ -171,7 +171,7 @@ def test_passive_check_counts_refused_connects():
 
 
 def test_server_connect_timeout_is_honoured():
-    h = Harness(config=Config(server_connect_timeout=2.5))
+    h = Harness(config=Config(server_connect_timeout=2.5, window_scale=7))
     syn = connect(h, 46000)
     assert syn[IP].dst == S1
     assert [p[IP].dst for _, p in pkts(h.tick(1.0))] == [S1]       # SYN retransmitted

@@ -205,7 +205,7 @@ def test_listing_and_deadline():
 def test_lost_flows_reset_both_legs_when_they_answer():
     """A restarted switch lost the entries: each leg gets a probe at an old sequence number,
     and its answer (an ACK at whatever sequence numbers the fast path reached) an exact RST."""
-    h, syn, inst = spliced(config=Config(reset_probes=3, reset_probe_interval=1.0))
+    h, syn, inst = spliced(config=Config(reset_probes=3, reset_probe_interval=1.0, window_scale=7))
     c2s, s2c = inst.flows
     eff = h.eng.flow_lost(c2s.key, h.now)
     probes = dict(pkts(eff))
@@ -229,7 +229,7 @@ def test_lost_flows_reset_both_legs_when_they_answer():
 
 
 def test_lost_flows_forgotten_when_nobody_answers():
-    h, syn, inst = spliced(config=Config(reset_probes=3, reset_probe_interval=1.0))
+    h, syn, inst = spliced(config=Config(reset_probes=3, reset_probe_interval=1.0, window_scale=7))
     assert len(pkts(h.eng.flow_lost(inst.flows[0].key, h.now))) == 2
     assert len(pkts(h.tick(1.0))) == 2
     assert len(pkts(h.tick(1.0))) == 2

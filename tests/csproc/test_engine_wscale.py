@@ -9,8 +9,8 @@ from scapy.layers.l2 import Ether
 from p4cs.csproc import Config, InstallFlows, Log
 from p4cs.csproc.cookies import SynCookies
 
-from cs_harness import (CLIENT, CPORT, S1_MAC, SECRET, SW_S, VIP, Harness, ip_int, of,
-                        opts, pkts)
+from cs_harness import (CLIENT, CPORT, S1, S1_MAC, S2, S2_MAC, SECRET, SW_IP, SW_S, VIP,
+                        Harness, ip_int, of, opts, pkts)
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 M = 2**32
@@ -189,3 +189,120 @@ def test_config_rejects_bad_scale():
     for bad in (-1, 15):
         with pytest.raises(ValueError):
             Config(window_scale=bad)
+
+
+# ------------------------------------------------------------------ window_scale "auto"
+def auto_harness(**kw):
+    return Harness(config=Config(window_scale="auto", **kw))
+
+
+def scale_probes(eff):
+    return [p for _, p in pkts(eff) if p[IP].src == SW_IP and p[TCP].flags == "S"]
+
+
+def probe_answer(h, probe, wscale):
+    ip, tcp = probe[IP], probe[TCP]
+    o = [("MSS", 1460)] + ([] if wscale is None else [("WScale", wscale)])
+    p = Ether(src=S1_MAC if ip.dst == S1 else S2_MAC, dst=SW_S) / IP(src=ip.dst, dst=ip.src) / \
+        TCP(sport=tcp.dport, dport=tcp.sport, seq=9000, ack=(tcp.seq + 1) % M, flags="SA",
+            window=65535, options=o)
+    return h.server(bytes(p), reason=3)
+
+
+def learn(h, scales):
+    """Answer the first round of scale probes: server ip -> scale."""
+    probes = scale_probes(h.tick(0.1))
+    assert sorted(p[IP].dst for p in probes) == sorted(scales)
+    out = []
+    for p in probes:
+        assert "WScale" in opts(p)             # a probe offers scaling, so the answer tells
+        out += probe_answer(h, p, scales[p[IP].dst])
+    return out
+
+
+def test_auto_offers_no_scale_until_learned():
+    h = auto_harness()
+    p = ws_handshake(h, 7)
+    assert opts(p) == {"MSS": 1460}          # unknown: scaling stays off (64 KiB windows)
+    syn = h.to_server_syn(h.send(GET))
+    assert "WScale" not in opts(syn)         # so the server leg is unscaled too
+
+
+def test_auto_probes_learn_the_servers_scale():
+    h = auto_harness()
+    eff = learn(h, {S1: 10, S2: 10})
+    rsts = [p for _, p in pkts(eff) if p[TCP].flags == "R"]
+    assert len(rsts) == 2                    # each probe's connection is reset
+    assert [e.fields["wscale"] for e in of(eff, Log)] == [10, 10]
+    assert h.eng.svc_window_scale(h.svc) == 10
+    p = ws_handshake(h, 7)
+    assert opts(p)["WScale"] == 10
+    syn = h.to_server_syn(h.send(GET))
+    assert opts(syn)["WScale"] == 7          # the client's own scale goes to the server
+    eff = h.server(server_synack(h, syn, 10))
+    assert of(eff, InstallFlows) and h.eng.stats.wscale_mismatch == 0
+    assert not scale_probes(h.tick(30.0))    # known: no more probes
+
+
+def test_auto_takes_the_smallest_scale_and_none_wins():
+    h = auto_harness()
+    learn(h, {S1: 10, S2: 7})
+    assert h.eng.svc_window_scale(h.svc) == 7
+    h2 = auto_harness()
+    learn(h2, {S1: 10, S2: None})             # a server without scaling: none for all
+    assert h2.eng.svc_window_scale(h2.svc) is None
+    assert opts(ws_handshake(h2, 7)) == {"MSS": 1460}
+
+
+def test_auto_relearns_from_a_connection_and_counts_the_mismatch():
+    h = auto_harness()
+    learn(h, {S1: 10, S2: 10})
+    ws_handshake(h, 7)
+    syn = h.to_server_syn(h.send(GET))
+    eff = h.server(server_synack(h, syn, 9))  # the server's kernel changed its scale
+    assert of(eff, InstallFlows)
+    assert h.eng.stats.wscale_mismatch == 1   # this connection: counted and logged
+    assert [e.level for e in of(eff, Log) if "wscale" in e.fields or
+            "server_wscale" in e.fields] == ["info", "warning"]
+    assert h.eng.svc_window_scale(h.svc) == 9    # the next ones are offered 9
+    h.cport += 1
+    assert opts(ws_handshake(h, 7))["WScale"] == 9
+
+
+def test_auto_without_switch_address_sends_no_probe():
+    h = auto_harness()
+    h.eng.topo._pip.clear()                  # no address of the switch on the servers' port
+    assert not scale_probes(h.tick(0.1))
+    assert opts(ws_handshake(h, 7)) == {"MSS": 1460}
+
+
+def test_window_scale_setting_is_checked():
+    for bad in (15, -1, "7", "automatic", 7.0):
+        with pytest.raises(ValueError):
+            Config(window_scale=bad)
+
+
+def test_auto_scale_is_per_service():
+    """A service counts only the servers its routes and default group reach."""
+    from p4cs.csproc import Server, ServerGroup
+    s1, s2 = Server("s1", S1, 8080), Server("s2", S2, 8080)
+    h = Harness(config=Config(window_scale="auto"), servers=[s1, s2],
+                groups=[ServerGroup("web", [s1], "rr"), ServerGroup("other", [s2], "rr")])
+    learn(h, {S1: 10, S2: 7})
+    assert h.eng.svc_window_scale(h.svc) == 10     # s2 is not reachable from this service
+
+
+def test_auto_scale_of_a_rule_set_counts_every_group():
+    from p4cs.csproc import Server, ServerGroup
+
+    class Rules:          # a decider without group_names: a rule may name any group
+        needs_body = rejects = False
+
+        def decide(self, raw, client, vip):
+            from p4cs.csproc.routing import Decision
+            return Decision()
+    s1, s2 = Server("s1", S1, 8080), Server("s2", S2, 8080)
+    h = Harness(config=Config(window_scale="auto"), servers=[s1, s2], router=Rules(),
+                groups=[ServerGroup("web", [s1], "rr"), ServerGroup("other", [s2], "rr")])
+    learn(h, {S1: 10, S2: 7})
+    assert h.eng.svc_window_scale(h.svc) == 7

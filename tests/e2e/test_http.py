@@ -153,3 +153,24 @@ def test_keepalive_socket_echo(lab):
     res = out["results"]
     assert len(res) == 7 and all(r["ok"] for r in res), res
     assert len({r["server"] for r in res}) == 1, res
+
+
+@pytest.mark.root
+def test_window_scale_learned_from_the_servers(lab):
+    """limits.window_scale is "auto" (the lab sets none): the controller learns the scale
+    the lab's Linux servers announce (the kernel's, from tcp_rmem) and offers it to clients,
+    and no spliced connection is mis-scaled."""
+    space = max(int(open("/proc/sys/net/ipv4/tcp_rmem").read().split()[2]),
+                int(open("/proc/sys/net/core/rmem_max").read()))
+    want = 0
+    while space > 65535 and want < 14:      # the kernel's tcp_select_initial_window()
+        space >>= 1
+        want += 1
+    learned = wait_for(lambda: all(s["wscale"] == want for members in lab.status()["groups"].values()
+                                   for s in members), timeout=30)
+    assert learned, lab.status()["groups"]
+    code, _, _ = get(lab, "/")
+    assert code == "200"
+    st = lab.status()
+    assert {s["name"]: s["window_scale"] for s in st["services"]} == {"web": want, "echo": want}
+    assert st["csproc"]["wscale_mismatch"] == 0

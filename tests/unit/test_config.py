@@ -107,7 +107,8 @@ def test_rule_file_must_exist(tmp_path):
 
 
 @pytest.mark.parametrize("text,want", [
-    ("", 7),
+    ("", "auto"),
+    ("limits: {window_scale: auto}\n", "auto"),
     ("limits: {window_scale: 0}\n", 0),
     ("limits: {window_scale: 14}\n", 14),
     ("limits: {window_scale: null}\n", None),
@@ -116,7 +117,7 @@ def test_window_scale(text, want):
     assert parse_config(BASE + text, "x.yaml").limits.window_scale == want
 
 
-@pytest.mark.parametrize("bad", ["15", "-1", "true", "seven"])
+@pytest.mark.parametrize("bad", ["15", "-1", "true", "seven", "Auto", "[7]"])
 def test_window_scale_out_of_range(bad):
     with pytest.raises(ConfigError) as ei:
         parse_config(BASE + f"limits: {{window_scale: {bad}}}\n", "cfg.yaml")

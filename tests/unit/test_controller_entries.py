@@ -73,10 +73,11 @@ def test_flow_ids_reuse():
 def test_window_scale_reaches_the_engine():
     from p4cs.controller.config import parse_config
     text = (REPO / "examples" / "lcs.yaml").read_text()
-    assert ControllerApp(parse_config(text, "x.yaml"), P4INFO).engine.cfg.window_scale == 7
-    off = text.replace("limits: {", "limits: {window_scale: null, ", 1)
-    assert off != text
-    assert ControllerApp(parse_config(off, "x.yaml"), P4INFO).engine.cfg.window_scale is None
+    assert ControllerApp(parse_config(text, "x.yaml"), P4INFO).engine.cfg.window_scale == "auto"
+    for setting, want in (("null", None), ("10", 10)):
+        other = text.replace("limits: {", f"limits: {{window_scale: {setting}, ", 1)
+        assert other != text
+        assert ControllerApp(parse_config(other, "x.yaml"), P4INFO).engine.cfg.window_scale == want
 
 
 def test_flow_ids_available():

@@ -56,7 +56,7 @@ from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, VirtualService
 from p4cs.csproc.health import HealthCheck
-from p4cs.csproc.packet import ip_str
+from p4cs.csproc.packet import ip_int, ip_str
 from p4cs.csproc.policy import Persistence
 from p4cs.csproc.routing import PrefixRouter, Route, RuleSetDecider
 from p4cs.csproc.schedulers import Server, ServerGroup
@@ -644,14 +644,16 @@ class ControllerApp:
                                                     "prefix": self.cfg.ha.prefix},
             "services": [{"name": s.name, "vip": s.vip, "port": s.port, "mode": s.mode,
                           "protocol": s.protocol, "rules": str(s.rules) if s.rules else None,
-                          "groups": self._service_groups(s)}
+                          "groups": self._service_groups(s),
+                          "window_scale": self._offered_scale(s)}
                          for s in self.cfg.services],
             "groups": {name: [{"server": srv.name, "address": f"{ip_str(srv.ip)}:{srv.port}",
                                "scheduler": g.algorithm,
                                "active": srv.active, "inactive": inactive.get(srv.name, 0),
                                "total": srv.total,
                                "up": srv.up, "weight": srv.weight, "overloaded": srv.overloaded,
-                               "health": self.engine.health.state(srv)}
+                               "health": self.engine.health.state(srv),
+                               "wscale": srv.scale if srv.scale_known else "unknown"}
                               for srv in g.servers]
                        for name, g in self.engine.groups.items()},
             "flows": len(self.flow_of),
@@ -662,6 +664,11 @@ class ControllerApp:
             "rules": self.engine.rule_hits.listing(time.monotonic()),
             "traffic": self.traffic,
         }
+
+    def _offered_scale(self, svc: ServiceConf) -> int | None:
+        """The window scale the switch offers the clients of ``svc`` now (None: none)."""
+        es = self.engine.services.get((ip_int(svc.vip), svc.port))
+        return None if es is None else self.engine.svc_window_scale(es)
 
     def _service_groups(self, svc: ServiceConf) -> list[str]:
         """The groups a service sends connections to (a rule file may name any)."""

@@ -230,7 +230,8 @@ class Limits:
     server_connect_timeout_s: float = 3.0
     teardown_delay_s: float = 2.0
     flow_idle_timeout_s: int = 300
-    window_scale: int | None = 7    # offered to clients; null: no window scaling
+    window_scale: int | str | None = "auto"   # offered to clients: "auto" (the servers'),
+    #                                           0..14, or null (no window scaling)
     udp_idle_timeout_s: int = 300   # ipvsadm --set's UDP timeout, for UDP services
 
 
@@ -366,6 +367,16 @@ class _V:
             raise self.err(f"'{key}': {_show(v)} is not a MAC address (aa:bb:cc:dd:ee:ff)", m, key)
         return v.lower()
 
+
+
+def _window_scale(v: _V, lm: _Map, default: int | str | None) -> int | str | None:
+    ws = lm.get("window_scale", default)
+    if ws is None or ws == "auto":
+        return ws
+    if not isinstance(ws, int) or isinstance(ws, bool) or not 0 <= ws <= 14:
+        raise v.err(f"'window_scale' must be \"auto\", an integer in [0, 14] or null, "
+                    f"got {_show(ws)}", lm, "window_scale")
+    return ws
 
 def parse_config(text: str, path: Path | str | None = None) -> Config:
     path = Path(path) if path is not None else None
@@ -556,8 +567,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         server_connect_timeout_s=v.num(lm, "server_connect_timeout_s", 0.1, 600, d.server_connect_timeout_s),
         teardown_delay_s=v.num(lm, "teardown_delay_s", 0.0, 600, d.teardown_delay_s),
         flow_idle_timeout_s=v.int_(lm, "flow_idle_timeout_s", 1, 86400 * 7, d.flow_idle_timeout_s),
-        window_scale=(None if "window_scale" in lm and lm["window_scale"] is None
-                      else v.int_(lm, "window_scale", 0, 14, d.window_scale)),
+        window_scale=_window_scale(v, lm, d.window_scale),
         udp_idle_timeout_s=v.int_(lm, "udp_idle_timeout_s", 1, 86400 * 7, d.udp_idle_timeout_s),
     )
     cm = v.map(doc, "control")

@@ -54,6 +54,7 @@ _CLIENT, _SERVER = 1, 2   # the legs of a connection, as bits
 _HALF_BOUND = (RECV, CONNECTING, CLOSING, DIALOG, REPLAY)
 
 PROTOCOLS = ("http", "smtp", "pop3", "imap")
+AUTO = "auto"        # Config.window_scale: learn the servers' scale
 
 REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout",
            413: "Content Too Large", 431: "Request Header Fields Too Large",
@@ -124,10 +125,11 @@ class Config:
     snat_ports: tuple[int, int] = (20000, 59999)
     log_interval: float = 1.0       # rate limit of repetitive debug/warning logs
     ttl: int = 64
-    # Window scale offered to clients that offer one (RFC 7323); must equal the servers'
-    # scale, as the data plane copies server->client windows untouched.  None: never
-    # offered (64 KiB windows).  See docs/csproc.md section 6.
-    window_scale: int | None = 7
+    # Window scale offered to clients that offer one (RFC 7323).  The data plane copies
+    # server->client windows untouched, so it must be the servers' own scale: "auto" learns
+    # it per service from the servers' SYN-ACKs (scaling stays off until it is known); a
+    # number is used as it is; None: never offered (64 KiB windows).  docs/csproc.md §6.
+    window_scale: int | str | None = "auto"
     smtp_max_size: int = 10 << 20   # SIZE advertised by SMTP services; <= every server's
 
     def __post_init__(self):
@@ -135,8 +137,9 @@ class Config:
             raise ValueError("mss out of range")
         if self.max_header_bytes < 64 or self.max_body_bytes < 0:
             raise ValueError("bad request limits")
-        if self.window_scale is not None and not 0 <= self.window_scale <= 14:
-            raise ValueError("window_scale must be 0..14 or None")
+        ws = self.window_scale
+        if ws is not None and ws != AUTO and not (type(ws) is int and 0 <= ws <= 14):
+            raise ValueError('window_scale must be 0..14, "auto" or None')
         if self.smtp_max_size < 1:
             raise ValueError("smtp_max_size must be positive")
 
@@ -254,7 +257,10 @@ class Engine:
         self.policy = Policy(self.services.values(), groups, self.cfg)
         self.groups = self.policy.groups
         self.health = HealthMonitor(self.groups.values(), topology, self._pm, secret,
-                                    self.cfg.ttl, self._health_change)
+                                    self.cfg.ttl, self._health_change, self._learn_scale,
+                                    self.cfg.window_scale == AUTO)
+        self._svc_ws: dict[str, int | None] = {}   # service -> scale offered (auto)
+        self._svc_ws_last: dict[str, int] = {}     # service -> last scale it offered
         self.reasm = Reassembler(self.stats, self.cfg)
         self.admission = Admission(self.cfg.max_half_bound, self.cfg.max_half_bound_per_client,
                                    self.stats)
@@ -270,8 +276,62 @@ class Engine:
 
     def _options(self) -> None:
         self._mss_opt = P.mss_option(self.cfg.mss)
+
+    # ------------------------------------------------------------------ window scale
+    def svc_window_scale(self, svc: VirtualService) -> int | None:
+        """The window scale the switch offers the clients of ``svc`` (None: none)."""
         ws = self.cfg.window_scale
-        self._synack_ws_opt = b"" if ws is None else self._mss_opt + P.wscale_option(ws)
+        if ws != AUTO:
+            return ws
+        s = self._svc_ws.get(svc.name, -1)
+        if s == -1:
+            s = self._svc_ws[svc.name] = self._learned_scale(svc)
+            if s is not None:
+                self._svc_ws_last[svc.name] = s
+        return s
+
+    def _svc_servers(self, svc: VirtualService):
+        """The servers ``svc`` can send connections to: those of the groups its routes and
+        default group name; every group for a rule set (a rule may name any)."""
+        names = getattr(svc.decider, "group_names", None)
+        if names is None:
+            for g in self.groups.values():
+                yield from g.servers
+            return
+        for n in set(names()) | {svc.default_group}:
+            g = self.groups.get(n)
+            if g is not None:
+                yield from g.servers
+            elif n in self.policy.servers_by_name:          # a forward rule's server
+                yield self.policy.servers_by_name[n][0]
+
+    def _learned_scale(self, svc: VirtualService) -> int | None:
+        """The smallest scale the service's servers announced, None if one of them announced
+        none (it then reads, and sends, windows unscaled) or no scale is known yet.  A server
+        with a larger scale than offered is read by clients as having a smaller receive
+        window than it has: safe (docs/csproc.md section 6)."""
+        scale = None
+        for s in self._svc_servers(svc):
+            if not s.scale_known:
+                continue
+            if s.scale is None:
+                return None
+            if scale is None or s.scale < scale:
+                scale = s.scale
+        return scale
+
+    def _learn_scale(self, server: Server, scale: int | None, now: float) -> list:
+        """``server`` announced window scale ``scale`` (None: none) in a SYN-ACK."""
+        if server.scale_known and server.scale == scale:
+            return []
+        old = server.scale if server.scale_known else "unknown"
+        server.scale, server.scale_known = scale, True
+        self._svc_ws.clear()
+        if self.cfg.window_scale != AUTO:
+            return []
+        return [Log("info", "server window scale learned",
+                    {"server": server.name, "wscale": "none" if scale is None else scale,
+                     "was": "none" if old is None else old})]
 
     # ------------------------------------------------------------------ public API
     def handle(self, frame: bytes, ingress_port: int, reason: int,
@@ -395,8 +455,9 @@ class Engine:
         services = list(services)
         self.policy.replace(services, merged)
         self.groups = merged
-        self.health.replace(merged.values())
+        self.health.replace(merged.values(), self.cfg.window_scale == AUTO)
         self.services = {(s.vip, s.port): s for s in services}
+        self._svc_ws.clear()
 
     def reset_server(self, server: Server, now: float, why: str = "server down") -> list[Effect]:
         """End the connections bound to ``server`` (``why``): spliced ones are reset (both
@@ -503,11 +564,12 @@ class Engine:
             free = (free + (1 << rws) - 1) >> rws
         return min(65535, free)
 
-    def _synack_opts(self, client_ws: int | None) -> bytes:
-        """Options of our SYN-ACK: MSS, plus our scale if the client offered one."""
-        if client_ws is None or self.cfg.window_scale is None:
+    def _synack_opts(self, ws: int | None) -> bytes:
+        """Options of our SYN-ACK: MSS, plus our scale ``ws`` when scaling is on (both sides
+        offer it)."""
+        if ws is None:
             return self._mss_opt
-        return self._synack_ws_opt
+        return self._mss_opt + P.wscale_option(ws)
 
     @staticmethod
     def _rst_reply(seg: Segment, port: int, smac: bytes) -> PacketOut:
@@ -567,14 +629,16 @@ class Engine:
             if f & ACK:
                 return [self._rst_reply(seg, port, self._pm(port))]
             st.syn_received += 1
+            ws = self.svc_window_scale(svc) if seg.wscale is not None else None
+            # The cookie carries the client's scale only when scaling is on (we offer ours).
             isn = self.cookies.make(seg.sip, seg.dip, seg.sport, seg.dport, seg.seq,
-                                    seg.mss, now, seg.wscale)
+                                    seg.mss, now, None if ws is None else seg.wscale)
             st.syncookies_sent += 1
             # The window of a SYN-ACK is never scaled (RFC 7323).
             return [PacketOut(port, P.build(
                 self._pm(port), seg.smac, seg.dip, seg.sip, seg.dport, seg.sport, isn,
                 seg.seq + 1, SYN | ACK, min(65535, self._cap(svc)), b"",
-                self._synack_opts(seg.wscale), self.cfg.ttl))]
+                self._synack_opts(ws), self.cfg.ttl))]
         if not f & ACK:
             return []
         ck = self.cookies.check_opts(seg.sip, seg.dip, seg.sport, seg.dport,
@@ -595,9 +659,12 @@ class Engine:
         out = [] if victim is None else self._evict(victim, now)
         cl = ClientLeg(seg, port)
         cl.mss, cws = ck
-        if cws is not None and self.cfg.window_scale is not None:
-            cl.ws = cws                      # scaling on: both sides offered it
-            cl.rws = self.cfg.window_scale
+        if cws is not None:                  # scaling on: both sides offered it
+            rws = self.svc_window_scale(svc)
+            if rws is None:                  # no longer offered: the scale of the SYN-ACK
+                rws = self._svc_ws_last.get(svc.name)
+            if rws is not None:
+                cl.ws, cl.rws = cws, rws
         c = Conn(cl, RequestBuffer(self._cap(svc)))
         c.id = self._next_id
         self._next_id += 1
@@ -643,7 +710,8 @@ class Engine:
         if f & SYN:
             if seg.seq == cl.isn and not f & ACK:   # our SYN-ACK was lost
                 return [self._to_client(c, cl.our_isn, seg.seq + 1, SYN | ACK, b"",
-                                        min(65535, req.cap), self._synack_opts(cl.ws))]
+                                        min(65535, req.cap),
+                                        self._synack_opts(None if cl.ws is None else cl.rws))]
             return []
         if not f & ACK:
             return []
@@ -850,14 +918,19 @@ class Engine:
             sl.isn = seg.seq
             sl.mss = seg.mss or 536
             out = []
-            if cl.ws is not None and seg.wscale != cl.rws:
-                # The client reads the server's (copied) windows with our scale.  Keep
-                # going: see docs/csproc.md section 6 for why this is safe.
-                self.stats.wscale_mismatch += 1
-                out = self._rl_log("wscale", "warning",
-                                   "server window scale differs from window_scale", now,
-                                   server=c.choice.server.name,
-                                   server_wscale=seg.wscale, window_scale=cl.rws)
+            if cl.ws is not None:
+                # Our SYN offered scaling: the answer tells the server's scale.
+                server = c.choice.server
+                if not server.scale_known or server.scale != seg.wscale:
+                    out = self._learn_scale(server, seg.wscale, now)
+                if seg.wscale != cl.rws:
+                    # The client reads the server's (copied) windows with our scale.  Keep
+                    # going: see docs/csproc.md section 6 for why this is safe.
+                    self.stats.wscale_mismatch += 1
+                    out += self._rl_log("wscale", "warning",
+                                        "server window scale differs from the scale offered "
+                                        "to the client", now, server=server.name,
+                                        server_wscale=seg.wscale, window_scale=cl.rws)
             if c.front is not None:
                 return out + self.dlg.server_up(c, now)
             return out + self._splice(c, now)

@@ -7,7 +7,12 @@ sent as packet-outs; the replies come back as packet-ins to a switch-local addre
 status ``expect`` (then RST).  A probe fails on RST, on a wrong status, or when ``timeout``
 passes.  ``rise`` successes in a row bring a server up, ``fall`` failures in a row take it
 down (keepalived/HAProxy).  Passive checks: a server that refuses or does not answer the
-switch's SYN counts as a failed check.  See docs/csproc.md section 8."""
+switch's SYN counts as a failed check.  See docs/csproc.md section 8.
+
+Every probe's SYN offers window scaling, so its SYN-ACK tells the server's window scale
+(``on_scale``).  With ``scale_probes``, a server that no health check covers gets a ``tcp``
+probe of its own until its scale is known (it changes no health state): the engine offers
+clients the scale of their service's servers (Config.window_scale "auto", section 6)."""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from .schedulers import Server, ServerGroup
 
 PROBE_PORTS = (60000, 65535)     # source ports of probes (above the SNAT pool's default)
 MAX_STATUS_LINE = 512
+PROBE_OPTIONS = P.mss_option(1460) + P.wscale_option(0)
 
 
 @dataclass(frozen=True)
@@ -45,10 +51,13 @@ class ServerHealth:
     """The state machine of one server: ``up`` moves after ``rise``/``fall`` results in a
     row; ``last`` is (when, ok, detail) of the latest result."""
 
-    __slots__ = ("server", "group", "check", "oks", "fails", "last", "due", "probe")
+    __slots__ = ("server", "group", "check", "oks", "fails", "last", "due", "probe",
+                 "scale_only")
 
-    def __init__(self, server: Server, group: ServerGroup, check: HealthCheck):
+    def __init__(self, server: Server, group: ServerGroup, check: HealthCheck,
+                 scale_only: bool = False):
         self.server, self.group, self.check = server, group, check
+        self.scale_only = scale_only     # probes for the window scale, no health state
         self.oks = self.fails = 0
         self.last: tuple[float, bool, str] | None = None
         self.due = 0.0           # the first check runs at the first tick
@@ -93,37 +102,46 @@ class Probe:
         self.sent = 0        # bytes sent after the SYN
 
 
+#: The probe of a server no health check covers, while its window scale is unknown.
+SCALE_PROBE = HealthCheck(kind="tcp", interval=10.0, timeout=1.0)
+
+
 class HealthMonitor:
     """Runs the checks of every group with a ``health`` check.  ``port_mac(port)`` is the
     switch's MAC on a port; ``on_change(server, group, up, now, detail)`` the engine's hook
-    (scheduler, and the end of the server's connections)."""
+    (scheduler, and the end of the server's connections); ``on_scale(server, scale, now)``
+    its hook for the window scale a probe's SYN-ACK announced."""
 
-    def __init__(self, groups, topology, port_mac, secret: bytes, ttl: int, on_change):
+    def __init__(self, groups, topology, port_mac, secret: bytes, ttl: int, on_change,
+                 on_scale=None, scale_probes: bool = False):
         self.topo = topology
         self._pm = port_mac
         self.ttl = ttl
         self._secret = secret[:16]
         self.on_change = on_change
+        self.on_scale = on_scale
         self.servers: dict[Server, ServerHealth] = {}
         self.probes: dict[tuple, Probe] = {}
         self._next_port = PROBE_PORTS[0]
-        for g in groups:
-            if getattr(g, "health", None) is not None:
-                for s in g.servers:
-                    self.servers[s] = ServerHealth(s, g, g.health)
+        self.replace(groups, scale_probes)
 
-    def replace(self, groups) -> None:
+    def replace(self, groups, scale_probes: bool = False) -> None:
         """Check the servers of ``groups`` from now on (a live edit): a server checked
         before, in the same group with the same check, keeps its state and probe."""
         old = self.servers
         self.servers = {}
         for g in groups:
-            if getattr(g, "health", None) is None:
-                continue
+            check = getattr(g, "health", None)
             for s in g.servers:
+                if s in self.servers:
+                    continue
                 h = old.get(s)
-                keep = h is not None and h.group is g and h.check == g.health
-                self.servers[s] = h if keep else ServerHealth(s, g, g.health)
+                if check is not None:
+                    keep = h is not None and h.group is g and h.check == check
+                    self.servers[s] = h if keep else ServerHealth(s, g, check)
+                elif scale_probes and not s.scale_known:
+                    keep = h is not None and h.scale_only
+                    self.servers[s] = h if keep else ServerHealth(s, g, SCALE_PROBE, True)
         kept = set(self.servers.values())
         for k in [k for k, p in self.probes.items() if p.h not in kept]:
             del self.probes[k]
@@ -148,10 +166,13 @@ class HealthMonitor:
 
     def state(self, server: Server) -> dict | None:
         h = self.servers.get(server)
-        return None if h is None else h.as_dict()
+        return None if h is None or h.scale_only else h.as_dict()
 
     # ------------------------------------------------------------------ probes
     def _launch(self, h: ServerHealth, now: float) -> list:
+        if h.scale_only and h.server.scale_known:   # learned from a connection meanwhile
+            h.due = float("inf")
+            return []
         h.due = now + h.check.interval
         s = h.server
         route = self.topo.route(s.ip)
@@ -169,7 +190,7 @@ class HealthMonitor:
         p = Probe(h, src, sport, route, isn, now + h.check.timeout)
         h.probe = p
         self.probes[p.key] = p
-        return [self._send(p, isn, 0, SYN, options=P.mss_option(1460))]
+        return [self._send(p, isn, 0, SYN, options=PROBE_OPTIONS)]
 
     def _port(self, ip: int, port: int, src: int) -> int | None:
         lo, hi = PROBE_PORTS
@@ -200,13 +221,14 @@ class HealthMonitor:
             if not (f & SYN and f & ACK) or seg.ack != (p.isn + 1) & MOD32:
                 return []
             p.sisn = seg.seq
+            out = [] if self.on_scale is None else self.on_scale(p.h.server, seg.wscale, now)
             if p.h.check.kind == "tcp":
-                return self._finish(p, True, "connected", now, reset=True)
+                return out + self._finish(p, True, "connected", now, reset=True)
             c = p.h.check
             req = (f"GET {c.path} HTTP/1.0\r\nHost: {ip_str(p.h.server.ip)}\r\n"
                    "User-Agent: p4cs-health\r\nConnection: close\r\n\r\n").encode()
             p.sent = len(req)
-            return [self._send(p, p.isn + 1, p.sisn + 1, ACK | PSH, req)]
+            return out + [self._send(p, p.isn + 1, p.sisn + 1, ACK | PSH, req)]
         if seg.payload and len(p.resp) < MAX_STATUS_LINE:
             p.resp += seg.payload[:MAX_STATUS_LINE - len(p.resp)]
         eol = p.resp.find(b"\r\n")
@@ -229,6 +251,10 @@ class HealthMonitor:
         return out + self._result(p.h, ok, detail, now)
 
     def _result(self, h: ServerHealth, ok: bool, detail: str, now: float) -> list:
+        if h.scale_only:
+            if h.server.scale_known:          # learned: no more probes
+                h.due = float("inf")
+            return []
         change = h.result(ok, now, detail)
         if change is None:
             return []

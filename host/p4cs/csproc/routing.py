@@ -91,6 +91,8 @@ class PrefixRouter:
 
     def __init__(self, routes: list[Route]):
         self.rejects = any(r.action == "reject" for r in routes)
+        self._targets = frozenset(r.target for r in routes
+                                  if r.action in ("routeTo", "loadBalance", "forward"))
         self._exact: dict[bytes, list[tuple[bytes, Route]]] = {}
         self._wild: list[tuple[bytes, list[tuple[bytes, Route]]]] = []
         self._any: list[tuple[bytes, Route]] = []
@@ -109,6 +111,10 @@ class PrefixRouter:
         for sfx in sorted(wild, key=len, reverse=True):
             self._wild.append((sfx, sorted(wild[sfx], key=key)))
         self._any.sort(key=key)
+
+    def group_names(self) -> frozenset[str]:
+        """The groups (and, for ``forward``, servers) the routes send connections to."""
+        return self._targets
 
     @staticmethod
     def _match(routes: list[tuple[bytes, Route]], path: bytes) -> Route | None:

@@ -44,22 +44,6 @@ P4CS = [sys.executable, "-m", "p4cs.cli"]
 DEFAULT_SERVER_NAMES = ("ace", "wait", "www")
 
 
-def linux_window_scale() -> int:
-    """The receive window scale this kernel's TCP (the lab's servers) announces: the splice
-    copies the servers' window fields, so the scale the switch offers clients must match it.
-    Same computation as the kernel's tcp_select_initial_window()."""
-    try:
-        space = max(int(open("/proc/sys/net/ipv4/tcp_rmem").read().split()[2]),
-                    int(open("/proc/sys/net/core/rmem_max").read()))
-    except (OSError, ValueError, IndexError):
-        return 7
-    scale = 0
-    while space > 65535 and scale < 14:
-        space >>= 1
-        scale += 1
-    return scale
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,7 +128,7 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
         "hosts": hosts,
         "groups": groups,
         "services": svcs,
-        "limits": {"window_scale": linux_window_scale(), **(limits or {})},
+        "limits": dict(limits or {}),
         "control": {"socket": control_socket},
         **({} if neighbours is None else {"neighbours": neighbours}),
     }

@@ -35,6 +35,9 @@ class Server:
     overloaded: bool = False
     ramp: float = 1.0
     _cw: float = field(default=0, repr=False)   # smooth-WRR current weight
+    # The window scale the server announced in its latest SYN-ACK (None: none), once seen
+    scale: int | None = field(default=None, repr=False)
+    scale_known: bool = field(default=False, repr=False)
 
     def __post_init__(self):
         self.ip = ip_int(self.ip)
