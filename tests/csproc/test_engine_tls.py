@@ -370,3 +370,22 @@ def test_hello_retry_request_is_read_past(cert):
     done, key = watch.feed(len(hrr), hs.sout.read())
     assert done and key == tls.Offer(tls.client_hello(hs.client_hello)).keys[0]
     assert key.startswith("psk:")
+
+
+def test_session_templates_taken_over_by_another_policy(cert):
+    """What a primary exports (the HA store carries it), a new primary imports: a resumed
+    session still goes to its server; a client-ip service takes no session rows."""
+    a = harness(TLS_SESSION, rule_text="x: if (tls.sni == \"none\") { reject; }")
+    cctx, sctx = client_context(V12), server_context(*cert, V12, False)
+    a.eng.policy.groups["web"].scheduler.pick()       # rr: a's first connection goes to s2
+    first, sess, _ = one(a, cctx, sctx)
+    assert first == S2
+    rows = a.eng.policy.export_templates(a.now)
+    assert rows == [["www", "id:" + sess.id.hex(), "s2", 300]]
+    b = harness(TLS_SESSION, rule_text="x: if (tls.sni == \"none\") { reject; }")
+    assert b.eng.policy.import_templates(rows, b.now) == 1
+    b.handshake()
+    assert b.to_server_syn(b.send(Handshake(cctx, sctx, "a.example", session=sess)
+                                  .client_hello))[IP].dst == S2     # b's rr would say s1
+    c = harness(Persistence(300), rule_text="x: if (tls.sni == \"none\") { reject; }")
+    assert c.eng.policy.import_templates(rows, c.now) == 0

@@ -1,7 +1,7 @@
 """Server choice: what a classified request gets (a server, or a local answer), which
 server replaces one that failed, the ``active`` count of bound connections, client-IP and
-TLS-session persistence (templates, as ipvsadm -p), and the source address and port a server sees
-(the client's, or one from the SNAT pool).  The engine calls it; it emits no effects.
+TLS-session persistence (templates, as ipvsadm -p), and the source address and port a
+server sees (the client's, or one from the SNAT pool).  The engine calls it; it emits no effects.
 See docs/csproc.md section 8."""
 
 from __future__ import annotations
@@ -157,12 +157,10 @@ class Policy:
         ch.group = group
         if group is not None:
             pers = self._persist.get(svc.name)
-            if pers is None:
-                pass
-            elif pers.kind == "client-ip":
+            if pers is not None and pers.kind == "client-ip":
                 ch.template = (svc.name, src & pers.netmask)
                 server = self._persistent(ch)
-            else:
+            elif pers is not None:
                 for key in sessions:
                     ch.template = (svc.name, key)
                     server = self._persistent(ch)
@@ -223,8 +221,9 @@ class Policy:
         """The server of the bound connection ``ch`` of service ``svc`` holds TLS session
         ``key`` (its ServerHello said so): the connection now counts in that session's
         template (instead of the one it came by, if another)."""
-        if not ch.counted or svc.name not in self._persist:
-            return
+        pers = self._persist.get(svc.name)
+        if not ch.counted or pers is None or pers.kind != "tls-session":
+            return          # the service's persistence changed meanwhile (a live edit)
         full = (svc.name, key)
         if ch.template == full:
             t = self.templates.get(full)
