@@ -8,6 +8,8 @@ from __future__ import annotations
 import ssl
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 
 from p4cs.csproc import Config, InstallFlows, RuleSetDecider, Server, ServerGroup
@@ -389,3 +391,37 @@ def test_session_templates_taken_over_by_another_policy(cert):
                                   .client_hello))[IP].dst == S2     # b's rr would say s1
     c = harness(Persistence(300), rule_text="x: if (tls.sni == \"none\") { reject; }")
     assert c.eng.policy.import_templates(rows, c.now) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_hellos_never_raise(data):
+    """Bit flips, cuts and random bytes in ClientHellos and ServerHellos: the framer, the
+    parser, the offer and the watch answer (or refuse), and never raise."""
+    hello, flight = _REAL
+    src = data.draw(st.sampled_from([hello, flight]))
+    b = bytearray(src[:data.draw(st.integers(0, len(src)))])
+    for _ in range(data.draw(st.integers(0, 8))):
+        if b:
+            b[data.draw(st.integers(0, len(b) - 1))] = data.draw(st.integers(0, 255))
+    raw = bytes(b) + data.draw(st.binary(max_size=40))
+    fr = tls.HelloFramer(8192)
+    fr.feed(raw[:7])
+    fr.feed(raw[7:])
+    ch = tls.client_hello(raw)
+    if ch is not None:
+        offer = tls.Offer(ch)
+        tls.ServerHelloWatch(offer).feed(0, raw)
+    tls.ServerHelloWatch(tls.Offer(tls.client_hello(hello))).feed(0, raw)
+
+
+def _real_pair():
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as d:
+        hs = Handshake(client_context(V12), server_context(*make_cert(Path(d), "a.example"),
+                                                           V12, False), "a.example")
+    return hs.client_hello, hs.server_flight
+
+
+_REAL = _real_pair()

@@ -7,6 +7,7 @@ nothing here decrypts or answers a handshake."""
 from __future__ import annotations
 
 import hashlib
+import struct
 
 HANDSHAKE, ALERT, CCS = 22, 21, 20
 CLIENT_HELLO, SERVER_HELLO = 1, 2
@@ -56,41 +57,45 @@ def handshake_bytes(raw: bytes) -> bytes:
     return bytes(hs)
 
 
+_U16 = struct.Struct(">H").unpack_from
+_U16X2 = struct.Struct(">HH").unpack_from
+
+
 def parse_hello(body: bytes, client: bool) -> Hello | None:
     """The body of a ClientHello (``client``) or ServerHello handshake message; None when
     it is malformed."""
+    n = len(body)
+    if n < 35:
+        return None
+    sid_len = body[34]
+    i = 35 + sid_len
+    if sid_len > 32 or i > n:
+        return None
+    sid = body[35:i]
     try:
-        version = int.from_bytes(body[0:2], "big")
-        random = body[2:34]
-        i = 34
-        sid_len = body[i]
-        if sid_len > 32 or i + 1 + sid_len > len(body):
-            return None
-        sid = body[i + 1:i + 1 + sid_len]
-        i += 1 + sid_len
         if client:
-            i += 2 + int.from_bytes(body[i:i + 2], "big")     # cipher suites
+            i += 2 + _U16(body, i)[0]                         # cipher suites
             i += 1 + body[i]                                  # compression methods
         else:
             i += 3                                            # cipher suite, compression
-        exts: list = []
-        if i + 2 > len(body):
-            return Hello(version, random, sid, exts) if i <= len(body) else None
-        end = i + 2 + int.from_bytes(body[i:i + 2], "big")
-        if end > len(body):
-            return None
-        i += 2
-        while i + 4 <= end:
-            etype = int.from_bytes(body[i:i + 2], "big")
-            elen = int.from_bytes(body[i + 2:i + 4], "big")
-            data = body[i + 4:i + 4 + elen]
-            if len(data) != elen:
-                return None
-            exts.append((etype, data))
-            i += 4 + elen
-        return Hello(version, random, sid, exts)
-    except IndexError:
+    except (IndexError, struct.error):
         return None
+    exts: list = []
+    hello = Hello(_U16(body, 0)[0], body[2:34], sid, exts)
+    if i + 2 > n:
+        return hello if i <= n else None
+    end = i + 2 + _U16(body, i)[0]
+    if end > n:
+        return None
+    i += 2
+    while i + 4 <= end:
+        etype, elen = _U16X2(body, i)
+        j = i + 4 + elen
+        if j > n:
+            return None
+        exts.append((etype, body[i + 4:j]))
+        i = j
+    return hello
 
 
 def hello_message(hs: bytes, pos: int = 0) -> tuple[int, bytes] | None:
