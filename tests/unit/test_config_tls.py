@@ -70,3 +70,18 @@ def test_rules_check_protocol_tls(tmp_path):
     r = CliRunner().invoke(app, ["check", str(f), "--protocol", "http"])
     assert r.exit_code == 1
     assert f"{f}:1: error: rule a uses tls.sni, which requests of a http service do not have" in r.output
+
+
+def test_live_edits_keep_tls_session_persistence(tmp_path):
+    """The running configuration saved and edited (p4cs save / service edit) keeps a TLS
+    service's persistence kind; -p changes its timeout, -M makes it client-IP."""
+    from p4cs.controller.operator import dump, edit, to_doc, validate
+    cfg = parse_config(tls_service(", persistence: {kind: tls-session, timeout_s: 120}"), "c.yaml")
+    again = parse_config(dump(to_doc(cfg)), "<saved>")
+    assert again.services == cfg.services
+    doc = edit(to_doc(cfg), {"op": "service.edit", "address": "10.0.0.100:443", "persistence": 30})
+    assert validate(doc).services[0].persistence.kind == "tls-session"
+    assert validate(doc).services[0].persistence.timeout_s == 30
+    doc = edit(doc, {"op": "service.edit", "address": "10.0.0.100:443", "persistence": 30,
+                     "netmask": "255.255.255.0"})
+    assert validate(doc).services[0].persistence.kind == "client-ip"
