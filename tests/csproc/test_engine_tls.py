@@ -425,3 +425,18 @@ def _real_pair():
 
 
 _REAL = _real_pair()
+
+
+def test_server_ack_before_its_server_hello_reaches_the_client(cert):
+    """While the switch waits for the ServerHello, the server's pure ACK of the ClientHello
+    (which the switch did not acknowledge) is passed on to the client."""
+    h = harness(TLS_SESSION, rule_text="x: if (tls.sni == \"none\") { reject; }")
+    hs = Handshake(client_context(V12), server_context(*cert, V12, False), "a.example")
+    syn, inst = connect(h, hs.client_hello)
+    end = (h.cisn + 1 + len(hs.client_hello)) % M
+    eff = h.server(h.sframe(syn, "A", 7001, end))
+    (port, p), = pkts(eff)
+    assert port == 1 and p[TCP].flags == "A" and p[TCP].ack == end
+    assert p[TCP].seq == (h.sisn + 1) % M and not of(eff, InstallFlows)
+    eff = serve(h, syn, inst, hs.server_flight)
+    assert [f.direction for i in of(eff, InstallFlows) for f in i.flows] == ["s2c"]

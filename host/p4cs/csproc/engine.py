@@ -980,6 +980,11 @@ class Engine:
                 self._disarm(c)
             if c.owned_end is None:
                 if c.hello is not None:
+                    if not seg.payload and not f & FIN:
+                        # The client's bytes are the server's to acknowledge (only a TLS
+                        # session to learn keeps this direction here): pass its ACK on.
+                        out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
+                        self.stats.sw_spliced += 1
                     return out
                 # Nothing left to wait for: hand over the return path.
                 c.state = SPLICED
