@@ -34,10 +34,8 @@ from p4cs.csproc.policy import Persistence  # noqa: E402
 from p4cs.rules import parse_rules  # noqa: E402
 from p4cs.rules.store import RuleStore  # noqa: E402
 
-GET = (b"GET /img/logo.png HTTP/1.1\r\nHost: www.example.com\r\n"
-       b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n"
-       b"Accept: image/avif,image/webp,*/*\r\nAccept-Language: en-US,en;q=0.5\r\n"
-       b"Accept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\n\r\n")
+from csproc_bench import CMAC, GET, SMAC, SW1, SW2, VIP  # noqa: E402  (the same peer request)
+
 HTTP_RULES = """
 img: if (host == "img.example.com") { routeTo(img); }
 api: if (host == "api.example.com") { routeTo(api); }
@@ -48,8 +46,6 @@ img: if (tls.sni == "img.example.com") { routeTo(img); }
 api: if (tls.sni == "api.example.com") { routeTo(api); }
 www: if (tls.sni == "www.example.com") { routeTo(web); }
 """
-CMAC, SMAC, SW1, SW2 = b"\xaa" * 6, b"\xbb" * 6, b"\x02\0\0\0\0\x01", b"\x02\0\0\0\0\x02"
-VIP = P.ip_int("10.0.0.100")
 SID_AT = 5 + 4 + 2 + 32 + 1     # the session id in the ServerHello record
 
 
