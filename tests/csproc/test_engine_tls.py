@@ -440,3 +440,26 @@ def test_server_ack_before_its_server_hello_reaches_the_client(cert):
     assert p[TCP].seq == (h.sisn + 1) % M and not of(eff, InstallFlows)
     eff = serve(h, syn, inst, hs.server_flight)
     assert [f.direction for i in of(eff, InstallFlows) for f in i.flows] == ["s2c"]
+
+
+def test_session_templates_are_bounded_per_service(cert):
+    """At max_sessions templates a new session replaces the oldest idle one; when every
+    template of the first ones is in use, it is not learned (counted, logged)."""
+    h = harness(Persistence(300, kind="tls-session", max_sessions=2),
+                rule_text="x: if (tls.sni == \"none\") { reject; }")
+    cctx, sctx = client_context(V12), server_context(*cert, V12, False)
+    sessions = []
+    for _ in range(3):
+        _, sess, _ = one(h, cctx, sctx)
+        sessions.append("id:" + sess.id.hex())
+    # the connections are all spliced: their two templates are in use, the third waits
+    assert {t["client"] for t in h.eng.templates(h.now)} == set(sessions[:2])
+    assert h.eng.stats.sessions_not_learned == 1
+    # the connections end: their templates go idle, and new sessions replace the oldest
+    for c in list(h.eng.by_id.values()):
+        h.cport = c.cl.port
+        h.client(h.cframe("R", rel=10_000))
+    for _ in range(2):
+        _, sess, _ = one(h, cctx, sctx)
+        sessions.append("id:" + sess.id.hex())
+    assert {t["client"] for t in h.eng.templates(h.now)} == set(sessions[-2:])

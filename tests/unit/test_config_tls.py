@@ -22,10 +22,12 @@ def tls_service(extra: str = "") -> str:
 def test_tls_service_with_tls_rules_and_session_persistence(tmp_path):
     (tmp_path / "t.rules").write_text(RULES)
     p = tmp_path / "c.yaml"
-    p.write_text(tls_service(", rules: t.rules,\n     persistence: {kind: tls-session, timeout_s: 120}"))
+    p.write_text(tls_service(", rules: t.rules,\n     persistence: {kind: tls-session, timeout_s: 120, "
+                             "max_sessions: 5000}"))
     svc = load_config(p).services[0]
     assert svc.protocol == "tls"
-    assert (svc.persistence.kind, svc.persistence.timeout_s) == ("tls-session", 120)
+    assert (svc.persistence.kind, svc.persistence.timeout_s, svc.persistence.max_sessions) == (
+        "tls-session", 120, 5000)
     # client-ip persistence stays the default kind, on any service
     svc = parse_config(tls_service(", persistence: {timeout_s: 60}"), "c.yaml").services[0]
     assert svc.persistence.kind == "client-ip"
@@ -54,6 +56,9 @@ def test_tls_rules_on_an_http_service_name_the_rule_line(tmp_path):
      "a netmask belongs to client-ip persistence"),
     (tls_service(",\n     persistence: {kind: cookie}"), 12,
      "persistence kind must be one of client-ip, tls-session, got 'cookie'"),
+    (tls_service(",\n     persistence: {timeout_s: 9, max_sessions: 10}"), 12,
+     "max_sessions belongs to tls-session persistence"),
+    (tls_service(",\n     persistence: {kind: tls-session, max_sessions: 0}"), 12, "max_sessions"),
 ])
 def test_bad_tls_services(text, line, words):
     with pytest.raises(ConfigError) as ei:
@@ -76,12 +81,14 @@ def test_live_edits_keep_tls_session_persistence(tmp_path):
     """The running configuration saved and edited (p4cs save / service edit) keeps a TLS
     service's persistence kind; -p changes its timeout, -M makes it client-IP."""
     from p4cs.controller.operator import dump, edit, to_doc, validate
-    cfg = parse_config(tls_service(", persistence: {kind: tls-session, timeout_s: 120}"), "c.yaml")
+    cfg = parse_config(tls_service(", persistence: {kind: tls-session, timeout_s: 120, "
+                                   "max_sessions: 77}"), "c.yaml")
     again = parse_config(dump(to_doc(cfg)), "<saved>")
     assert again.services == cfg.services
     doc = edit(to_doc(cfg), {"op": "service.edit", "address": "10.0.0.100:443", "persistence": 30})
     assert validate(doc).services[0].persistence.kind == "tls-session"
     assert validate(doc).services[0].persistence.timeout_s == 30
+    assert validate(doc).services[0].persistence.max_sessions == 77
     doc = edit(doc, {"op": "service.edit", "address": "10.0.0.100:443", "persistence": 30,
                      "netmask": "255.255.255.0"})
     assert validate(doc).services[0].persistence.kind == "client-ip"

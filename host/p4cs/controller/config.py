@@ -31,7 +31,7 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
         rules: rules.conf                    # optional: a rule file (p4cs rules), relative to this file
         default_group: ace
         persistence: {timeout_s: 300, netmask: 255.255.255.255}   # client-IP persistence
-        # tls service: persistence: {kind: tls-session, timeout_s: 300} (resumed sessions)
+        # tls service: persistence: {kind: tls-session, timeout_s: 300, max_sessions: 100000}
     limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
     control: {socket: /run/p4cs/controller.sock, metrics_port: 9100, access_log: /var/log/p4cs/access.log}
     dataplane: {flow_table_size: 1048576}    # overrides of p4cs.params (as compiled)
@@ -191,6 +191,7 @@ class PersistenceConf:
     timeout_s: float = 300.0
     netmask: str = "255.255.255.255"
     kind: str = "client-ip"                 # capabilities.PERSISTENCE
+    max_sessions: int = 100_000             # tls-session: templates per service
 
 
 @dataclass(frozen=True)
@@ -518,7 +519,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         persistence = None
         if s.get("persistence") is not None:
             pm_ = v.map(s, "persistence")
-            v.known(pm_, {"kind", "timeout_s", "netmask"}, "persistence")
+            v.known(pm_, {"kind", "timeout_s", "netmask", "max_sessions"}, "persistence")
             kind = v.str_(pm_, "kind", False, PersistenceConf.kind)
             if kind not in capabilities.PERSISTENCE:
                 raise v.err(f"persistence kind must be one of {', '.join(capabilities.PERSISTENCE)}, "
@@ -527,12 +528,15 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
                 raise v.err(f"tls-session persistence needs protocol tls, not {proto}", pm_, "kind")
             if kind == "tls-session" and pm_.get("netmask") is not None:
                 raise v.err("a netmask belongs to client-ip persistence", pm_, "netmask")
+            if kind != "tls-session" and pm_.get("max_sessions") is not None:
+                raise v.err("max_sessions belongs to tls-session persistence", pm_, "max_sessions")
             mask = v.ip(pm_, "netmask", required=False) or PersistenceConf.netmask
             bits = int(ipaddress.IPv4Address(mask))
             if bits and (-bits & 0xFFFFFFFF) & ((-bits & 0xFFFFFFFF) - 1):
                 raise v.err(f"persistence netmask {mask} is not a netmask", pm_, "netmask")
             persistence = PersistenceConf(v.num(pm_, "timeout_s", 1.0, 86400 * 7, PersistenceConf.timeout_s),
-                                          mask, kind)
+                                          mask, kind, v.int_(pm_, "max_sessions", 1, 100_000_000,
+                                                             PersistenceConf.max_sessions))
         services.append(ServiceConf(v.str_(s, "name", False, f"{s.get('vip')}:{s.get('port')}"),
                                     v.ip(s, "vip"), v.int_(s, "port", 1, 65535), mode, snat,
                                     tuple(routes), rules, dg, proto, persistence))

@@ -1009,7 +1009,10 @@ class Engine:
         c.hello = None
         if key is None:
             return []
-        self.policy.learn(c.svc, c.choice, key)
+        if not self.policy.learn(c.svc, c.choice, key):
+            self.stats.sessions_not_learned += 1
+            return self._rl_log("sessions", "warning", "TLS session not learned: "
+                                "max_sessions templates in use", now, service=c.svc.name)
         return [self._log(c, "debug", "TLS session learned", server=c.choice.server.name,
                           session=key)]
 

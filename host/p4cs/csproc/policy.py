@@ -22,18 +22,22 @@ class Persistence:
     ``netmask``): the clients of one network (address & ``netmask``) go to the server the
     first of them got. ``tls-session``: a ClientHello resuming a TLS session goes to the
     server that holds it (the template keys are ``tls.Offer.keys``; docs/csproc.md section
-    14). A template lives ``timeout`` seconds after its last connection began, and as long
-    as connections use it (then ``timeout`` after the last ended)."""
+    14), at most ``max_sessions`` of them per service. A template lives ``timeout`` seconds
+    after its last connection began, and as long as connections use it (then ``timeout``
+    after the last ended)."""
 
     timeout: float = 300.0
     netmask: str | int = "255.255.255.255"
     kind: str = "client-ip"
+    max_sessions: int = 100_000
 
     def __post_init__(self):
         if self.timeout <= 0:
             raise ValueError("persistence timeout must be positive")
         if self.kind not in PERSISTENCE:
             raise ValueError("persistence kind must be one of " + ", ".join(PERSISTENCE))
+        if self.max_sessions < 1:
+            raise ValueError("max_sessions must be positive")
         object.__setattr__(self, "netmask", ip_int(self.netmask))
 
 
@@ -85,7 +89,8 @@ class Policy:
         else:
             self.groups = {g.name: g for g in groups}
         self._snat: dict[int, deque] = {}
-        self.templates: dict[tuple[str, int], Template] = {}
+        self.templates: dict[tuple[str, int | str], Template] = {}
+        self._sessions: dict[str, int] = {}     # TLS-session templates per service
         self._persist: dict[str, Persistence] = {}
         self.clock = 0.0        # the ``now`` of the engine's latest call
         self._prune_at = 0.0
@@ -108,7 +113,7 @@ class Policy:
         persist = {s.name: s.persistence for s in services
                    if getattr(s, "persistence", None) is not None}
         for k in [k for k in self.templates if persist.get(k[0]) != self._persist.get(k[0])]:
-            del self.templates[k]
+            self._drop(k)
         self._persist = persist
         lo, hi = self.cfg.snat_ports
         old, self._snat = self._snat, {}
@@ -181,7 +186,7 @@ class Policy:
         if t is None:
             return None
         if t.conns == 0 and t.expires <= self.clock:
-            del self.templates[ch.template]
+            self._drop(ch.template)
             return None
         s = t.server
         if s.up and s not in ch.tried and s in ch.group.servers:
@@ -212,26 +217,52 @@ class Policy:
         if t is None or t.server is not server:
             if t is not None:        # its server failed: the template moves
                 t.conns = 0
-            t = self.templates[ch.template] = Template(ch.template[0], ch.template[1],
-                                                       server, expires)
+            t = self._put(ch.template, server, expires)
         t.expires = expires
         t.conns += 1
 
-    def learn(self, svc, ch: Choice, key: str) -> None:
+    def _put(self, key: tuple, server: Server, expires: float) -> Template:
+        if key not in self.templates and isinstance(key[1], str):
+            self._sessions[key[0]] = self._sessions.get(key[0], 0) + 1
+        t = self.templates[key] = Template(key[0], key[1], server, expires)
+        return t
+
+    def _drop(self, key: tuple) -> None:
+        if self.templates.pop(key, None) is not None and isinstance(key[1], str):
+            self._sessions[key[0]] -= 1
+
+    def _room(self, service: str, most: int) -> bool:
+        """Room for another TLS-session template of ``service``: under ``most``, or after
+        forgetting the oldest idle one among the first templates (creation order)."""
+        if self._sessions.get(service, 0) < most:
+            return True
+        for n, (k, t) in enumerate(self.templates.items()):
+            if n >= 64:
+                return False
+            if k[0] == service and t.conns == 0 and isinstance(k[1], str):
+                self._drop(k)
+                return True
+        return False
+
+    def learn(self, svc, ch: Choice, key: str) -> bool:
         """The server of the bound connection ``ch`` of service ``svc`` holds TLS session
         ``key`` (its ServerHello said so): the connection now counts in that session's
-        template (instead of the one it came by, if another)."""
+        template (instead of the one it came by, if another). False: not learned, the
+        service has ``max_sessions`` templates in use."""
         pers = self._persist.get(svc.name)
         if not ch.counted or pers is None or pers.kind != "tls-session":
-            return          # the service's persistence changed meanwhile (a live edit)
+            return False    # the service's persistence changed meanwhile (a live edit)
         full = (svc.name, key)
         if ch.template == full:
             t = self.templates.get(full)
             if t is not None and t.server is ch.server:
-                return
+                return True
+        if full not in self.templates and not self._room(svc.name, pers.max_sessions):
+            return False
         self._unhold(ch)
         ch.template = full
         self._hold(ch)
+        return True
 
     def failed(self, ch: Choice, server: Server) -> None:
         """``server`` could not take the connection (no route, refused, no answer):
@@ -264,7 +295,7 @@ class Policy:
         self._prune_at = now + 1.0
         dead = [k for k, t in self.templates.items() if t.conns == 0 and t.expires <= now]
         for k in dead:
-            del self.templates[k]
+            self._drop(k)
 
     def template_list(self, now: float) -> list[dict]:
         """The live templates, as ``ipvsadm -L -c`` shows them."""
@@ -301,9 +332,10 @@ class Policy:
             key = (service, net)
             pers = self._persist.get(service)
             if pers is None or hit is None or key in self.templates \
-                    or isinstance(net, str) != (pers.kind == "tls-session"):
+                    or isinstance(net, str) != (pers.kind == "tls-session") \
+                    or isinstance(net, str) and not self._room(service, pers.max_sessions):
                 continue
-            self.templates[key] = Template(service, net, hit[0], now + float(left))
+            self._put(key, hit[0], now + float(left))
             n += 1
         return n
 

@@ -41,6 +41,7 @@ COUNTERS = (
     "duplicate_segments",
     "out_of_order",
     "wscale_mismatch",      # server SYN-ACK scale != the scale promised to the client
+    "sessions_not_learned",  # TLS sessions not learned: max_sessions templates in use
 )
 
 GAUGES = ("half_bound", "spliced_active", "buffered_bytes")
