@@ -50,16 +50,19 @@ STICKINESS: dict[str, bool] = {"STICKY": True, "NONSTICKY": False, "NOSTICKY": F
 
 #: Service protocols -> the field protocols (``p4cs.rules.model.field_protocol``) whose
 #: fields their requests have.  Fields of no protocol (client.ip, vip, bitmatch, ...)
-#: exist for every service.
+#: exist for every service.  A ``tls`` service decides on the ClientHello (SNI, ALPN,
+#: session id) and does not terminate TLS.
 PROTOCOL_FIELDS: dict[str, tuple[str, ...]] = {
     "http": ("http",),
+    "tls": ("tls",),
     "smtp": ("smtp",),
     "pop3": ("pop3",),
     "imap": ("imap",),
 }
 
-#: Service persistence (ipvsadm -p): by client address (under a netmask).
-PERSISTENCE: tuple[str, ...] = ("client-ip",)
+#: Service persistence (ipvsadm -p): by client address (under a netmask), or, for a tls
+#: service, by the TLS session a ClientHello resumes.
+PERSISTENCE: tuple[str, ...] = ("client-ip", "tls-session")
 
 #: Health checks of a server group.
 HEALTH_CHECKS: dict[str, str] = {

@@ -243,7 +243,9 @@ class ControllerApp:
                                    snat_ip=svc.snat_address, protocol=svc.protocol,
                                    persistence=None if svc.persistence is None else
                                    Persistence(svc.persistence.timeout_s,
-                                               svc.persistence.netmask))
+                                               svc.persistence.netmask,
+                                               svc.persistence.kind,
+                                               svc.persistence.max_sessions))
                     for svc in cfg.services]
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,

@@ -130,7 +130,7 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     connections: bool = typer.Option(False, "--connections", "-c", help="list connections in the CS processor"),
     templates: bool = typer.Option(False, "--templates", "-t",
-                                   help="list client-IP persistence templates (like ipvsadm -L -c)"),
+                                   help="list persistence templates (like ipvsadm -L -c)"),
     stats: bool = typer.Option(False, "--stats", help="totals per service and server (like ipvsadm -L --stats)"),
     rate: bool = typer.Option(False, "--rate", help="rates per service and server (like ipvsadm -L --rate)"),
     flow: Optional[str] = typer.Option(None, "--flow", metavar="CLIENT_IP:PORT",

@@ -23,13 +23,15 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
         vip: 10.0.0.100
         port: 80
         mode: transparent                    # or snat (then snat_address: …)
-        protocol: http                       # or smtp, pop3, imap (the switch greets first)
+        protocol: http                       # or tls (routed on the ClientHello), or smtp,
+                                             # pop3, imap (the switch greets first)
         routes:                              # URL-prefix / Host routing, first match wins
           - {prefix: "/~lcs1/", group: ace}
           - {host: "shop.example", group: ace}
         rules: rules.conf                    # optional: a rule file (p4cs rules), relative to this file
         default_group: ace
         persistence: {timeout_s: 300, netmask: 255.255.255.255}   # client-IP persistence
+        # tls service: persistence: {kind: tls-session, timeout_s: 300, max_sessions: 100000}
     limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
     control: {socket: /run/p4cs/controller.sock, metrics_port: 9100, access_log: /var/log/p4cs/access.log}
     dataplane: {flow_table_size: 1048576}    # overrides of p4cs.params (as compiled)
@@ -105,7 +107,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 SCHEDULERS = tuple(capabilities.SCHEDULERS)
 MODES = ("transparent", "snat")
-PROTOCOLS = ("http", "smtp", "pop3", "imap")
+PROTOCOLS = tuple(capabilities.PROTOCOL_FIELDS)
 
 
 def _show(v: Any) -> str:
@@ -188,6 +190,8 @@ class GroupConf:
 class PersistenceConf:
     timeout_s: float = 300.0
     netmask: str = "255.255.255.255"
+    kind: str = "client-ip"                 # capabilities.PERSISTENCE
+    max_sessions: int = 100_000             # tls-session: templates per service
 
 
 @dataclass(frozen=True)
@@ -522,17 +526,28 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         if rules is not None:
             if not rules.is_file():
                 raise v.err(f"rule file {rules} does not exist", s, "rules")
-            _check_rule_file(v, rules, groups, s)
+            _check_rule_file(v, rules, groups, s, proto)
         persistence = None
         if s.get("persistence") is not None:
             pm_ = v.map(s, "persistence")
-            v.known(pm_, {"timeout_s", "netmask"}, "persistence")
+            v.known(pm_, {"kind", "timeout_s", "netmask", "max_sessions"}, "persistence")
+            kind = v.str_(pm_, "kind", False, PersistenceConf.kind)
+            if kind not in capabilities.PERSISTENCE:
+                raise v.err(f"persistence kind must be one of {', '.join(capabilities.PERSISTENCE)}, "
+                            f"got {_show(kind)}", pm_, "kind")
+            if kind == "tls-session" and proto != "tls":
+                raise v.err(f"tls-session persistence needs protocol tls, not {proto}", pm_, "kind")
+            if kind == "tls-session" and pm_.get("netmask") is not None:
+                raise v.err("a netmask belongs to client-ip persistence", pm_, "netmask")
+            if kind != "tls-session" and pm_.get("max_sessions") is not None:
+                raise v.err("max_sessions belongs to tls-session persistence", pm_, "max_sessions")
             mask = v.ip(pm_, "netmask", required=False) or PersistenceConf.netmask
             bits = int(ipaddress.IPv4Address(mask))
             if bits and (-bits & 0xFFFFFFFF) & ((-bits & 0xFFFFFFFF) - 1):
                 raise v.err(f"persistence netmask {mask} is not a netmask", pm_, "netmask")
             persistence = PersistenceConf(v.num(pm_, "timeout_s", 1.0, 86400 * 7, PersistenceConf.timeout_s),
-                                          mask)
+                                          mask, kind, v.int_(pm_, "max_sessions", 1, 100_000_000,
+                                                             PersistenceConf.max_sessions))
         services.append(ServiceConf(v.str_(s, "name", False, f"{s.get('vip')}:{s.get('port')}"),
                                     v.ip(s, "vip"), v.int_(s, "port", 1, 65535), mode, snat,
                                     tuple(routes), rules, dg, proto, persistence))
@@ -653,11 +668,13 @@ def rule_target_errors(ruleset: Any, groups: dict[str, GroupConf]) -> list[str]:
     return errors
 
 
-def _check_rule_file(v: _V, path: Path, groups: dict[str, GroupConf], node: _Map) -> None:
-    """The rule file parses and names only configured groups (its errors name the rule's
-    file:line, the ConfigError the configuration's 'rules:' line)."""
+def _check_rule_file(v: _V, path: Path, groups: dict[str, GroupConf], node: _Map,
+                     protocol: str) -> None:
+    """The rule file parses, names only configured groups and uses only fields the requests
+    of a ``protocol`` service have (its errors name the rule's file:line, the ConfigError
+    the configuration's 'rules:' line)."""
     try:
-        from p4cs.rules.ruleset import load_rules
+        from p4cs.rules.ruleset import load_rules, protocol_problems
         from p4cs.rules.parser import RuleError
     except ModuleNotFoundError:
         raise v.err("rule files need p4cs.rules, which this installation lacks", node, "rules") from None
@@ -666,7 +683,7 @@ def _check_rule_file(v: _V, path: Path, groups: dict[str, GroupConf], node: _Map
     except RuleError as exc:
         raise v.err(f"{exc.messages[0].splitlines()[0]}" if exc.messages else str(exc),
                     node, "rules") from None
-    errors = rule_target_errors(ruleset, groups)
+    errors = protocol_problems(ruleset, protocol) + rule_target_errors(ruleset, groups)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise v.err(errors[0] + more, node, "rules")

@@ -34,10 +34,10 @@ def _service_cmd(op: str):
         group: Optional[str] = typer.Option(None, "--group", "-g", help="default group"),
         mode: Optional[str] = typer.Option(None, "--mode", "-m", help="transparent or snat"),
         snat_address: Optional[str] = typer.Option(None, "--snat-address"),
-        protocol: Optional[str] = typer.Option(None, "--protocol", help="http, smtp, pop3, imap"),
+        protocol: Optional[str] = typer.Option(None, "--protocol", help="http, tls, smtp, pop3, imap"),
         rules: Optional[Path] = typer.Option(None, "--rules", help="rule file"),
         persistent: Optional[float] = typer.Option(None, "--persistent", "-p",
-                                                   help="client-IP persistence timeout (s); 0: none"),
+                                                   help="persistence timeout (s): client-IP, or a tls-session service's own; 0: none"),
         netmask: Optional[str] = typer.Option(None, "--netmask", "-M", help="persistence netmask"),
         sock: Optional[str] = _SOCKET,
     ) -> None:

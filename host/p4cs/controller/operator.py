@@ -128,6 +128,9 @@ def to_doc(cfg: Config) -> dict:
             sd["rules"] = str(s.rules.resolve())
         if s.persistence is not None:
             sd["persistence"] = dataclasses.asdict(s.persistence)
+            # each kind's own keys only
+            del sd["persistence"]["netmask" if s.persistence.kind == "tls-session"
+                                  else "max_sessions"]
         doc["services"].append(_clean(sd))
     doc["limits"] = dataclasses.asdict(cfg.limits)
     doc["control"] = _clean(dataclasses.asdict(cfg.control))
@@ -184,6 +187,8 @@ def _service_fields(doc: dict, sd: dict, req: dict) -> None:
     if req.get("persistence") is not None:      # seconds; 0 removes it
         if req["persistence"] == 0:
             sd.pop("persistence", None)
+        elif (sd.get("persistence") or {}).get("kind") == "tls-session" and not req.get("netmask"):
+            sd["persistence"] = {**sd["persistence"], "timeout_s": req["persistence"]}
         else:
             sd["persistence"] = {"timeout_s": req["persistence"],
                                  "netmask": req.get("netmask") or "255.255.255.255"}

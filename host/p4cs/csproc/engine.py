@@ -29,6 +29,8 @@ from .reassembly import Reassembler, RequestBuffer
 from .rulehits import RuleHits
 from .schedulers import Server, ServerGroup
 from .stats import Stats
+from . import tls
+from ..capabilities import PROTOCOL_FIELDS
 
 from ..constants import (  # packet-in reasons: p4cs.constants is their one source
     REASON_BACKEND_MISS,  # flow miss, server -> client / SNAT address
@@ -53,7 +55,7 @@ _CLIENT, _SERVER = 1, 2   # the legs of a connection, as bits
 
 _HALF_BOUND = (RECV, CONNECTING, CLOSING, DIALOG, REPLAY)
 
-PROTOCOLS = ("http", "smtp", "pop3", "imap")
+PROTOCOLS = tuple(PROTOCOL_FIELDS)
 AUTO = "auto"        # Config.window_scale: learn the servers' scale
 
 REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout",
@@ -149,9 +151,10 @@ class VirtualService:
     """One VIP:port.  ``mode`` is ``transparent`` (the server sees the client's address
     and must route its replies through the switch) or ``snat`` (the server sees
     ``snat_ip`` and a port from the pool).  ``protocol`` is ``http`` (the client speaks
-    first) or ``smtp``, ``pop3``, ``imap`` (the switch greets the client and talks to it up
-    to the command the rules decide on: docs/csproc.md section 13).  ``persistence``:
-    client-IP persistence (``policy.Persistence``), or None."""
+    first), ``tls`` (decided on the ClientHello, TLS not terminated: docs/csproc.md
+    section 14) or ``smtp``, ``pop3``, ``imap`` (the switch greets the client and talks to
+    it up to the command the rules decide on: section 13).  ``persistence``: client-IP or
+    TLS-session persistence (``policy.Persistence``), or None."""
 
     name: str
     vip: str | int
@@ -170,6 +173,9 @@ class VirtualService:
                              + ", ".join(PROTOCOLS))
         if self.mode not in ("transparent", "snat"):
             raise ValueError(f"service {self.name}: mode must be transparent or snat")
+        if self.persistence is not None and self.persistence.kind == "tls-session" \
+                and self.protocol != "tls":
+            raise ValueError(f"service {self.name}: tls-session persistence needs protocol tls")
         if self.mode == "snat":
             if self.snat_ip is None:
                 raise ValueError(f"service {self.name}: snat mode needs snat_ip")
@@ -221,7 +227,7 @@ class Conn:
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
         "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
-        "relay",
+        "relay", "hello",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -240,6 +246,9 @@ class Conn:
         # Not None: the request goes to the server rewritten by one_request (b"" until the
         # splice, then the rewritten bytes, which _relay_segments sends instead of req.buf).
         self.relay = None
+        # Not None: a tls.ServerHelloWatch; the server's first bytes come to the engine
+        # until its ServerHello told which TLS session it holds (docs/csproc.md section 14).
+        self.hello = None
 
 
 class Engine:
@@ -675,6 +684,11 @@ class Engine:
         st.accepted += 1
         self.admission.opened(c)
         if svc.protocol != "http":
+            if svc.protocol == "tls":
+                c.state = RECV
+                c.framer = tls.HelloFramer(self.cfg.max_header_bytes)
+                self._arm(c, now + self.cfg.request_timeout)
+                return out + self._client_segment(c, seg, now)
             c.state = DIALOG
             c.front = make_front(svc.protocol, svc.name, self.cfg)
             return out + self.dlg.start(c, now) + self._client_segment(c, seg, now)
@@ -780,7 +794,13 @@ class Engine:
         self.rule_hits.hit(c.svc.name, c.rule, now)
         for msg in getattr(d, "logs", ()) or ():
             out.append(self._log(c, "info", str(msg), rule=c.rule))
-        ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip)
+        pers = c.svc.persistence
+        if pers is not None and pers.kind == "tls-session":
+            offer = tls.Offer(c.framer.hello)
+            c.hello = tls.ServerHelloWatch(offer)
+            ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip, offer.keys)
+        else:
+            ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip)
         if ch.status == 403:
             st.rejected += 1
             return out + self._close_with(c, 403, now, ch.why)
@@ -797,7 +817,8 @@ class Engine:
         c.choice = ch
         if server is None:
             return out + self._refuse(c, 503, ch.why, now)
-        if c.front is None and getattr(c.svc.decider, "rejects", False):
+        if c.front is None and getattr(c.svc.decider, "rejects", False) \
+                and c.svc.protocol == "http":
             # A later request on this connection would ride the fast path unclassified:
             # the server is asked to close after this one (docs/csproc.md section 9).  The
             # switch owns the request (acknowledges it) because it relays it rewritten.
@@ -966,14 +987,19 @@ class Engine:
         log = self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
                         bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3),
                         bind_ms=round((now - c.created) * 1e3, 3))
-        if req.acked > c.tail:
+        if req.acked > c.tail or c.hello is not None:
             # The switch acknowledged part of the request itself: the client will never
             # resend it, so the switch must see the server acknowledge it before the
-            # server->client flow goes in (until then those packets come to us).
+            # server->client flow goes in (until then those packets come to us).  A TLS
+            # session to learn keeps them coming until the server's ServerHello.
             c.state = RELAYING
-            c.owned_end = (cl.isn + 1 + req.acked + grown) & MOD32
-            c.relay_tries = 0
-            self._arm(c, now + self.cfg.relay_rto)
+            c.owned_end = None
+            if req.acked > c.tail:
+                c.owned_end = (cl.isn + 1 + req.acked + grown) & MOD32
+                c.relay_tries = 0
+                self._arm(c, now + self.cfg.relay_rto)
+            else:
+                self._disarm(c)
             return [InstallFlows([c.c2s], then), log]
         c.state = SPLICED
         self._disarm(c)
@@ -1019,9 +1045,21 @@ class Engine:
             self._advance(c.sl, seg)
             if f & FIN:
                 c.sl.fin = True
+            if c.hello is not None:
+                out += self._server_hello(c, seg, now)
         if f & ACK:
-            if P.seq_le(c.owned_end, seg.ack):
-                # Everything the switch owned has arrived: hand over the return path.
+            if c.owned_end is not None and P.seq_le(c.owned_end, seg.ack):
+                c.owned_end = None          # the server has all the switch owned
+                self._disarm(c)
+            if c.owned_end is None:
+                if c.hello is not None:
+                    if not seg.payload and not f & FIN:
+                        # The client's bytes are the server's to acknowledge (only a TLS
+                        # session to learn keeps this direction here): pass its ACK on.
+                        out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
+                        self.stats.sw_spliced += 1
+                    return out
+                # Nothing left to wait for: hand over the return path.
                 c.state = SPLICED
                 self._disarm(c)
                 self._drop_request(c)
@@ -1034,6 +1072,22 @@ class Engine:
                 if c.tail <= off < len(c.req.buf) + c.c2s.seq_delta:
                     out += self._relay_segments(c, off)[:1]
         return out
+
+    def _server_hello(self, c: Conn, seg: Segment, now: float) -> list:
+        """The server's bytes of a RELAYING connection whose TLS session is to be learned:
+        once its ServerHello has passed, its template (if any) points to the server."""
+        done, key = c.hello.feed(seq_rel(seg.seq, (c.sl.isn + 1) & MOD32), seg.payload)
+        if not done and not seg.flags & FIN:
+            return []
+        c.hello = None
+        if key is None:
+            return []
+        if not self.policy.learn(c.svc, c.choice, key):
+            self.stats.sessions_not_learned += 1
+            return self._rl_log("sessions", "warning", "TLS session not learned: "
+                                "max_sessions templates in use", now, service=c.svc.name)
+        return [self._log(c, "debug", "TLS session learned", server=c.choice.server.name,
+                          session=key)]
 
     @staticmethod
     def _advance(leg: ClientLeg | ServerLeg, seg: Segment) -> None:
@@ -1196,6 +1250,8 @@ class Engine:
         st = self.stats
         name = {400: "bad_requests", 408: "limit_timeout", 413: "limit_body",
                         431: "limit_header", 503: "no_server"}.get(status)
+        if status == 400 and c.svc.protocol == "tls":
+            name = "bad_hellos"
         if name:
             setattr(st, name, getattr(st, name) + 1)
         level = "info" if status in (400, 408, 413, 431) else "warning"
@@ -1215,6 +1271,11 @@ class Engine:
                 return self.dlg.refused(c, resp, now, fields)
         elif status is None:
             resp = b""
+        elif c.svc.protocol == "tls":
+            if status in (400, 408, 413, 431):
+                # Not a ClientHello in time: nothing to answer in TLS, reset.
+                return self._abort(c, now, why)
+            resp = tls.alert(status)
         else:
             text = REASONS.get(status, "Error")
             body = (f"<html><body><h1>{status} {text}</h1></body></html>\n").encode()

@@ -1,7 +1,7 @@
 """Server choice: what a classified request gets (a server, or a local answer), which
-server replaces one that failed, the ``active`` count of bound connections, client-IP
-persistence (templates, as ipvsadm -p), and the source address and port a server sees
-(the client's, or one from the SNAT pool).  The engine calls it; it emits no effects.
+server replaces one that failed, the ``active`` count of bound connections, client-IP and
+TLS-session persistence (templates, as ipvsadm -p), and the source address and port a
+server sees (the client's, or one from the SNAT pool).  The engine calls it; it emits no effects.
 See docs/csproc.md section 8."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable
 
-from p4cs.capabilities import ALGORITHMS
+from p4cs.capabilities import ALGORITHMS, PERSISTENCE
 
 from .packet import ip_int, ip_str
 from .schedulers import Server, ServerGroup
@@ -18,26 +18,36 @@ from .schedulers import Server, ServerGroup
 
 @dataclass(frozen=True)
 class Persistence:
-    """Client-IP persistence of a service (ipvsadm -p ``timeout`` -M ``netmask``): the
-    clients of one network (address & ``netmask``) go to the server the first of them
-    got, while a template for them lives: ``timeout`` seconds after its last connection
-    began, and as long as connections use it (then ``timeout`` after the last ended)."""
+    """Persistence of a service. ``kind`` ``client-ip`` (ipvsadm -p ``timeout`` -M
+    ``netmask``): the clients of one network (address & ``netmask``) go to the server the
+    first of them got. ``tls-session``: a ClientHello resuming a TLS session goes to the
+    server that holds it (the template keys are ``tls.Offer.keys``; docs/csproc.md section
+    14), at most ``max_sessions`` of them per service. A template lives ``timeout`` seconds
+    after its last connection began, and as long as connections use it (then ``timeout``
+    after the last ended)."""
 
     timeout: float = 300.0
     netmask: str | int = "255.255.255.255"
+    kind: str = "client-ip"
+    max_sessions: int = 100_000
 
     def __post_init__(self):
         if self.timeout <= 0:
             raise ValueError("persistence timeout must be positive")
+        if self.kind not in PERSISTENCE:
+            raise ValueError("persistence kind must be one of " + ", ".join(PERSISTENCE))
+        if self.max_sessions < 1:
+            raise ValueError("max_sessions must be positive")
         object.__setattr__(self, "netmask", ip_int(self.netmask))
 
 
 class Template:
-    """A persistence template: client network -> server (``ipvsadm -L -c`` lists them)."""
+    """A persistence template: client network (an int) or TLS session (a str key) ->
+    server (``ipvsadm -L -c`` lists them)."""
 
     __slots__ = ("service", "net", "server", "expires", "conns")
 
-    def __init__(self, service: str, net: int, server: Server, expires: float):
+    def __init__(self, service: str, net: int | str, server: Server, expires: float):
         self.service, self.net, self.server = service, net, server
         self.expires = expires
         self.conns = 0
@@ -79,7 +89,8 @@ class Policy:
         else:
             self.groups = {g.name: g for g in groups}
         self._snat: dict[int, deque] = {}
-        self.templates: dict[tuple[str, int], Template] = {}
+        self.templates: dict[tuple[str, int | str], Template] = {}
+        self._sessions: dict[str, int] = {}     # TLS-session templates per service
         self._persist: dict[str, Persistence] = {}
         self.clock = 0.0        # the ``now`` of the engine's latest call
         self._prune_at = 0.0
@@ -102,7 +113,7 @@ class Policy:
         persist = {s.name: s.persistence for s in services
                    if getattr(s, "persistence", None) is not None}
         for k in [k for k in self.templates if persist.get(k[0]) != self._persist.get(k[0])]:
-            del self.templates[k]
+            self._drop(k)
         self._persist = persist
         lo, hi = self.cfg.snat_ports
         old, self._snat = self._snat, {}
@@ -112,11 +123,13 @@ class Policy:
                                          else deque(range(lo, hi + 1)))
 
     # ------------------------------------------------------------------ choice
-    def choose(self, svc, d, src: int = 0, dst: int = 0) -> tuple[Choice, Server | None]:
+    def choose(self, svc, d, src: int = 0, dst: int = 0,
+               sessions: tuple | list = ()) -> tuple[Choice, Server | None]:
         """The choice for decision ``d`` (a ``routing.Decision``-like) of service ``svc``
         for client address ``src`` on virtual address ``dst``, and the server to connect
         to (None with a local answer); ``bind`` it once the connection to it is under
-        way."""
+        way. ``sessions``: the template keys of the TLS sessions the client offers to
+        resume (``tls.Offer.keys``), for tls-session persistence."""
         action = getattr(d, "action", None)
         target = getattr(d, "target", None)
         if action == "reject":
@@ -149,9 +162,17 @@ class Policy:
         ch.group = group
         if group is not None:
             pers = self._persist.get(svc.name)
-            if pers is not None:
+            if pers is not None and pers.kind == "client-ip":
                 ch.template = (svc.name, src & pers.netmask)
                 server = self._persistent(ch)
+            elif pers is not None:
+                for key in sessions:
+                    ch.template = (svc.name, key)
+                    server = self._persistent(ch)
+                    if server is not None:
+                        break
+                else:
+                    ch.template = None      # learned from the ServerHello, if at all
             if server is None:
                 server = group.pick(ch.scheduler, frozenset(), src, dst, self.clock)
         if server is None:
@@ -165,7 +186,7 @@ class Policy:
         if t is None:
             return None
         if t.conns == 0 and t.expires <= self.clock:
-            del self.templates[ch.template]
+            self._drop(ch.template)
             return None
         s = t.server
         if s.up and s not in ch.tried and s in ch.group.servers:
@@ -185,15 +206,63 @@ class Policy:
         server.bind()
         ch.counted = True
         if ch.template is not None:
-            t = self.templates.get(ch.template)
-            expires = self.clock + self._persist[ch.template[0]].timeout
-            if t is None or t.server is not server:
-                if t is not None:        # its server failed: the template moves
-                    t.conns = 0
-                t = self.templates[ch.template] = Template(ch.template[0], ch.template[1],
-                                                           server, expires)
-            t.expires = expires
-            t.conns += 1
+            self._hold(ch)
+
+    def _hold(self, ch: Choice) -> None:
+        """Count the bound connection ``ch`` in its template, which points to its server
+        from now on."""
+        server = ch.server
+        t = self.templates.get(ch.template)
+        expires = self.clock + self._persist[ch.template[0]].timeout
+        if t is None or t.server is not server:
+            if t is not None:        # its server failed: the template moves
+                t.conns = 0
+            t = self._put(ch.template, server, expires)
+        t.expires = expires
+        t.conns += 1
+
+    def _put(self, key: tuple, server: Server, expires: float) -> Template:
+        if key not in self.templates and isinstance(key[1], str):
+            self._sessions[key[0]] = self._sessions.get(key[0], 0) + 1
+        t = self.templates[key] = Template(key[0], key[1], server, expires)
+        return t
+
+    def _drop(self, key: tuple) -> None:
+        if self.templates.pop(key, None) is not None and isinstance(key[1], str):
+            self._sessions[key[0]] -= 1
+
+    def _room(self, service: str, most: int) -> bool:
+        """Room for another TLS-session template of ``service``: under ``most``, or after
+        forgetting the oldest idle one among the first templates (creation order)."""
+        if self._sessions.get(service, 0) < most:
+            return True
+        for n, (k, t) in enumerate(self.templates.items()):
+            if n >= 64:
+                return False
+            if k[0] == service and t.conns == 0 and isinstance(k[1], str):
+                self._drop(k)
+                return True
+        return False
+
+    def learn(self, svc, ch: Choice, key: str) -> bool:
+        """The server of the bound connection ``ch`` of service ``svc`` holds TLS session
+        ``key`` (its ServerHello said so): the connection now counts in that session's
+        template (instead of the one it came by, if another). False: not learned, the
+        service has ``max_sessions`` templates in use."""
+        pers = self._persist.get(svc.name)
+        if not ch.counted or pers is None or pers.kind != "tls-session":
+            return False    # the service's persistence changed meanwhile (a live edit)
+        full = (svc.name, key)
+        if ch.template == full:
+            t = self.templates.get(full)
+            if t is not None and t.server is ch.server:
+                return True
+        if full not in self.templates and not self._room(svc.name, pers.max_sessions):
+            return False
+        self._unhold(ch)
+        ch.template = full
+        self._hold(ch)
+        return True
 
     def failed(self, ch: Choice, server: Server) -> None:
         """``server`` could not take the connection (no route, refused, no answer):
@@ -205,11 +274,16 @@ class Policy:
         if ch.counted:
             ch.server.unbind()
             ch.counted = False
-            t = self.templates.get(ch.template) if ch.template is not None else None
-            if t is not None and t.server is ch.server and t.conns > 0:
-                t.conns -= 1
-                if t.conns == 0:
-                    t.expires = max(t.expires, self.clock + self._persist[ch.template[0]].timeout)
+            self._unhold(ch)
+
+    def _unhold(self, ch: Choice) -> None:
+        """The connection ``ch`` no longer counts in its template: its timeout starts
+        when none does."""
+        t = self.templates.get(ch.template) if ch.template is not None else None
+        if t is not None and t.server is ch.server and t.conns > 0:
+            t.conns -= 1
+            if t.conns == 0:
+                t.expires = max(t.expires, self.clock + self._persist[ch.template[0]].timeout)
 
     # ------------------------------------------------------------------ templates
     def expire(self, now: float) -> None:
@@ -221,14 +295,16 @@ class Policy:
         self._prune_at = now + 1.0
         dead = [k for k, t in self.templates.items() if t.conns == 0 and t.expires <= now]
         for k in dead:
-            del self.templates[k]
+            self._drop(k)
 
     def template_list(self, now: float) -> list[dict]:
         """The live templates, as ``ipvsadm -L -c`` shows them."""
         self._prune_at = now
         self.expire(now)
-        return [{"service": t.service, "client": ip_str(t.net),
-                 "netmask": ip_str(self._persist[t.service].netmask),
+        return [{"service": t.service,
+                 "client": t.net if isinstance(t.net, str) else ip_str(t.net),
+                 "netmask": ("-" if isinstance(t.net, str)
+                             else ip_str(self._persist[t.service].netmask)),
                  "server": f"{ip_str(t.server.ip)}:{t.server.port}",
                  "server_name": t.server.name, "connections": t.conns,
                  "expires_in": round(max(0.0, t.expires - now), 1)}
@@ -247,15 +323,19 @@ class Policy:
 
     def import_templates(self, rows, now: float) -> int:
         """Take over templates exported by :meth:`export_templates` (by a previous primary);
-        rows naming a service without persistence or an unknown server are skipped, and a
-        template this policy already has wins. Returns how many were taken."""
+        rows naming a service without persistence (or with the other kind) or an unknown
+        server are skipped, and a template this policy already has wins. Returns how many
+        were taken."""
         n = 0
         for service, net, server_name, left in rows:
             hit = self.servers_by_name.get(server_name)
             key = (service, net)
-            if service not in self._persist or hit is None or key in self.templates:
+            pers = self._persist.get(service)
+            if pers is None or hit is None or key in self.templates \
+                    or isinstance(net, str) != (pers.kind == "tls-session") \
+                    or isinstance(net, str) and not self._room(service, pers.max_sessions):
                 continue
-            self.templates[key] = Template(service, net, hit[0], now + float(left))
+            self._put(key, hit[0], now + float(left))
             n += 1
         return n
 

@@ -30,6 +30,7 @@ COUNTERS = (
     "limit_ooo",            # out-of-order segments dropped (queue full)
     "limit_memory",         # segments dropped: max_buffered_bytes reached
     "bad_requests",         # 400
+    "bad_hellos",           # TLS services: no ClientHello (not TLS, malformed): RST
     "client_resets",        # RST from the client before splicing
     "client_early_close",   # FIN from the client before a complete request
     "sw_spliced",           # packets of spliced connections rewritten in software
@@ -40,6 +41,7 @@ COUNTERS = (
     "duplicate_segments",
     "out_of_order",
     "wscale_mismatch",      # server SYN-ACK scale != the scale promised to the client
+    "sessions_not_learned",  # TLS sessions not learned: max_sessions templates in use
 )
 
 GAUGES = ("half_bound", "spliced_active", "buffered_bytes")

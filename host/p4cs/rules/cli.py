@@ -59,7 +59,7 @@ def check(
                                   "the findings and every compared pair proven disjoint, with the proof's source"),
     timeout_ms: int = typer.Option(3000, "--timeout-ms", help="solver time limit per query"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="the service's protocol "
-                                           "(http, smtp, pop3, imap): reject fields its requests "
+                                           "(http, tls, smtp, pop3, imap): reject fields its requests "
                                            "never have, as the controller does"),
 ) -> None:
     """Detect duplicate, absolute, potential, shadowed and wrongly ordered rules, each with a

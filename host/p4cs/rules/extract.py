@@ -19,6 +19,8 @@ from urllib.parse import parse_qsl
 import httptools
 from lxml import etree
 
+from p4cs.csproc.tls import client_hello
+
 from .model import is_body_field, parse_bitmatch_name, parse_xml_path, xml_path_text
 
 Value = "str | int | ipaddress.IPv4Address | ipaddress.IPv6Address | None"
@@ -362,45 +364,16 @@ def extract_body_fields(content_type: str | None, body: bytes, fields: Iterable[
 
 def parse_client_hello(raw: bytes) -> dict | None:
     """SNI, session id and ALPN of a TLS ClientHello (possibly spread over several handshake
-    records). Never decrypts or answers; returns None if this is not a complete ClientHello."""
+    records). Never decrypts or answers; returns None if this is not a complete ClientHello.
+    The wire parser is the CS processor's (``p4cs.csproc.tls``), which frames and routes
+    the ClientHellos of TLS services."""
+    hello = client_hello(raw)
+    if hello is None:
+        return None
+    sid = hello.session_id
+    out: dict = {"session_id": sid.hex() if sid else None, "sni": None, "alpn": None}
     try:
-        hs = bytearray()
-        pos = 0
-        while pos + 5 <= len(raw) and raw[pos] == 0x16:
-            rlen = int.from_bytes(raw[pos + 3 : pos + 5], "big")
-            hs += raw[pos + 5 : pos + 5 + rlen]
-            if len(hs) >= 4 and len(hs) >= 4 + int.from_bytes(hs[1:4], "big"):
-                break
-            pos += 5 + rlen
-        if len(hs) < 4 or hs[0] != 1:
-            return None
-        hlen = int.from_bytes(hs[1:4], "big")
-        if len(hs) < 4 + hlen:
-            return None
-        b = bytes(hs[4 : 4 + hlen])
-        i = 2 + 32  # client_version, random
-        sid_len = b[i]
-        if sid_len > 32 or i + 1 + sid_len > len(b):
-            return None
-        sid = b[i + 1 : i + 1 + sid_len]
-        i += 1 + sid_len
-        cs_len = int.from_bytes(b[i : i + 2], "big")
-        i += 2 + cs_len
-        comp_len = b[i]
-        i += 1 + comp_len
-        out: dict = {"session_id": sid.hex() if sid else None, "sni": None, "alpn": None}
-        if i + 2 > len(b):
-            return out if i <= len(b) else None
-        ext_end = i + 2 + int.from_bytes(b[i : i + 2], "big")
-        if ext_end > len(b):
-            return None
-        i += 2
-        while i + 4 <= ext_end:
-            etype = int.from_bytes(b[i : i + 2], "big")
-            elen = int.from_bytes(b[i + 2 : i + 4], "big")
-            e = b[i + 4 : i + 4 + elen]
-            if len(e) != elen:
-                return None
+        for etype, e in hello.exts:
             if etype == 0 and len(e) >= 5:  # server_name
                 j = 2
                 while j + 3 <= len(e):
@@ -416,7 +389,6 @@ def parse_client_hello(raw: bytes) -> dict | None:
                     protos.append(e[j + 1 : j + 1 + plen].decode("ascii"))
                     j += 1 + plen
                 out["alpn"] = ",".join(protos)
-            i += 4 + elen
         return out
     except (IndexError, UnicodeDecodeError, ValueError):
         return None
