@@ -107,15 +107,6 @@ struct local_metadata_t {
     bool    ip_exception;   /* IPv4 options or fragment */
     bool    flow_hit;
     bool    flow_end;       /* FIN or RST on a spliced flow: copy to the controller */
-
-    /* Values before the rewrite, for the incremental checksum updates. */
-    bool    rewritten;
-    bit<32> old_src_addr;
-    bit<32> old_dst_addr;
-    bit<16> old_src_port;
-    bit<16> old_dst_port;
-    bit<32> old_seq_no;
-    bit<32> old_ack_no;
 }
 
 #endif

@@ -20,7 +20,6 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
         meta.punt_reason = 0;
         meta.flow_hit = false;
         meta.flow_end = false;
-        meta.rewritten = false;
         if (hdr.packet_out.isValid()) {
             pkt_out.apply(hdr, meta);
         } else {
