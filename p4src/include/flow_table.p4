@@ -73,12 +73,15 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
 
     @name(".flow_table")
     table flow_table {
+        /* Header fields: p4c-dpdk copies a key made of several headers' fields into metadata
+         * of its own (contiguous, as the learner needs), so a copy made here would be a
+         * second one. */
         key = {
-            meta.fk_src_addr: exact @name("src_addr");
-            meta.fk_dst_addr: exact @name("dst_addr");
-            meta.fk_protocol: exact @name("protocol");
-            meta.fk_src_port: exact @name("src_port");
-            meta.fk_dst_port: exact @name("dst_port");
+            hdr.ipv4.src_addr: exact @name("src_addr");
+            hdr.ipv4.dst_addr: exact @name("dst_addr");
+            hdr.ipv4.protocol: exact @name("protocol");
+            hdr.tcp.src_port:  exact @name("src_port");
+            hdr.tcp.dst_port:  exact @name("dst_port");
         }
         actions = {
             @tableonly splice;
@@ -91,11 +94,6 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
     }
 
     apply {
-        meta.fk_src_addr = hdr.ipv4.src_addr;
-        meta.fk_dst_addr = hdr.ipv4.dst_addr;
-        meta.fk_protocol = hdr.ipv4.protocol;
-        meta.fk_src_port = hdr.tcp.src_port;
-        meta.fk_dst_port = hdr.tcp.dst_port;
         flow_table.apply();
         if (meta.flow_hit && (hdr.tcp.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0) {
             meta.flow_end = true;
