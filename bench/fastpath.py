@@ -13,8 +13,9 @@ across ``--flows`` 5-tuples, the real spec (p4src/build/dpdk/p4cs.spec) with
 
 and, as the peer, ``l2fwd``: a forward-only spec (parse Ethernet, tx to a fixed port), the
 pipeline's per-packet floor on this machine. Optional case ``splice_lean``: the same splice on
-the hand-written test spec tests/dataplane/data/flow.spec (~45 instead of ~175 SWX instructions
-per spliced packet). Cases are interleaved (round robin), ``--repeat``
+the hand-written test spec tests/dataplane/data/flow.spec (~45 instead of ~85 SWX instructions
+per spliced packet). ``--spec-before SPEC`` measures the p4cs cases on another build of the
+program too (``splice@spec-before``). Cases are interleaved (round robin), ``--repeat``
 rounds, medians reported, each as a ratio to l2fwd of the same run.
 
     sudo .venv/bin/python bench/fastpath.py pipeline [--flows 1000] [--packets 20000000] [--repeat 3]
@@ -129,7 +130,7 @@ SPLICE = dict(dmac=0x020000000201, smac=0x0200000000FE, sip=VIP, dip=SERVER, spo
               seq_delta=12345, ack_delta=4294967000)
 FORWARD = "action _flow_forward port {port} dmac 0x020000000201 smac 0x0200000000fe flow_id {fid}"
 # tests/dataplane/data/flow.spec: the same splice (rewrite, incremental checksums, a counter),
-# hand-written: ~45 SWX instructions per spliced packet instead of ~175
+# hand-written: ~45 SWX instructions per spliced packet instead of ~85
 LEAN_SPEC = REPO / "tests" / "dataplane" / "data" / "flow.spec"
 LEAN_SPLICE = ("action splice dmac 0x020000000201 smac 0x0200000000fe new_src {vip} new_dst {server} "
                "new_sport 40000 new_dport 80 seq_delta 12345 ack_delta 4294967000 port {port} "
