@@ -112,9 +112,9 @@
 #define P4CS_REARM_EXPIRY
 
 /* BMv2's checksum controls only take update_checksum() calls, which recompute from scratch; so
- * the ones'-complement arithmetic of RFC 1624 is written out: sum = ~C + sum(~old words) +
- * sum(new words) + delta, then C = ~(fold(sum + 1) - 1), which is ~sum mod 0xFFFF in
- * 1..0xFFFF (a zero checksum reads 0xFFFF, as on SWX). */
+ * the ones'-complement arithmetic of RFC 1624 is written out: sum = ~C + delta (+ the words
+ * of ~old and new seq/ack for TCP), then C = ~(fold(sum + 1) - 1), which is ~sum mod 0xFFFF
+ * in 1..0xFFFF (a zero checksum reads 0xFFFF, as on SWX). */
 #define P4CS_CSUM_HALVES(x)    (bit<32>)(x)[31:16] + (bit<32>)(x)[15:0]
 #define P4CS_CSUM_NHALVES(x)   (bit<32>)(~(x)[31:16]) + (bit<32>)(~(x)[15:0])
 #define P4CS_CSUM_FOLD(s)      s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)
