@@ -13,8 +13,9 @@ across ``--flows`` 5-tuples, the real spec (p4src/build/dpdk/p4cs.spec) with
 
 and, as the peer, ``l2fwd``: a forward-only spec (parse Ethernet, tx to a fixed port), the
 pipeline's per-packet floor on this machine. Optional case ``splice_lean``: the same splice on
-the hand-written test spec tests/dataplane/data/flow.spec (~45 instead of ~175 SWX instructions
-per spliced packet). Cases are interleaved (round robin), ``--repeat``
+the hand-written test spec tests/dataplane/data/flow.spec (~45 instead of ~85 SWX instructions
+per spliced packet). ``--spec-before SPEC`` measures the p4cs cases on another build of the
+program too (``splice@spec-before``). Cases are interleaved (round robin), ``--repeat``
 rounds, medians reported, each as a ratio to l2fwd of the same run.
 
     sudo .venv/bin/python bench/fastpath.py pipeline [--flows 1000] [--packets 20000000] [--repeat 3]
@@ -125,11 +126,11 @@ def write_pcap(path: Path, frames: list[bytes]) -> None:
 
 
 # ---- daemon ----------------------------------------------------------------------------------
-SPLICE = ("action _splice port {port} dmac 0x020000000201 smac 0x0200000000fe sip {vip} "
-          "dip {server} sport 40000 dport 80 seq_delta 12345 ack_delta 4294967000 flow_id {fid}")
+SPLICE = dict(dmac=0x020000000201, smac=0x0200000000FE, sip=VIP, dip=SERVER, sport=40000, dport=80,
+              seq_delta=12345, ack_delta=4294967000)
 FORWARD = "action _flow_forward port {port} dmac 0x020000000201 smac 0x0200000000fe flow_id {fid}"
 # tests/dataplane/data/flow.spec: the same splice (rewrite, incremental checksums, a counter),
-# hand-written: ~45 SWX instructions per spliced packet instead of ~175
+# hand-written: ~45 SWX instructions per spliced packet instead of ~85
 LEAN_SPEC = REPO / "tests" / "dataplane" / "data" / "flow.spec"
 LEAN_SPLICE = ("action splice dmac 0x020000000201 smac 0x0200000000fe new_src {vip} new_dst {server} "
                "new_sport 40000 new_dport 80 seq_delta 12345 ack_delta 4294967000 port {port} "
@@ -192,17 +193,32 @@ def run_bench(spec: Path, workdir: Path, pcap: Path, packets: int, setup: list[s
     return res
 
 
-def case_setup(case: str, n_flows: int) -> list[str]:
+def splice_action(spec_text: str, key: tuple[int, int, int, int, int], port: int, fid: int) -> str:
+    """The ``_splice`` action of a spec for flow ``key``, with the arguments that spec's action
+    takes (an older program's spec, e.g. ``--spec-before``, may take other ones)."""
+    from p4cs.csproc.effects import FlowKey  # noqa: PLC0415
+    from p4cs.csproc.packet import splice_csum_deltas  # noqa: PLC0415
+
+    body = spec_text.split("struct _splice_arg_t {", 1)[1].split("}", 1)[0]
+    ip_d, tcp_d = splice_csum_deltas(FlowKey(*key), SPLICE["sip"], SPLICE["dip"], SPLICE["sport"],
+                                     SPLICE["dport"])
+    vals = dict(SPLICE, port=port, flow_id=fid, ip_csum_delta=ip_d, tcp_csum_delta=tcp_d)
+    return "action _splice " + " ".join(f"{a} {vals[a]}" for a in (ln.split()[-1] for ln in body.splitlines()
+                                                                    if ln.strip()))
+
+
+def case_setup(case: str, n_flows: int, spec: Path) -> list[str]:
     if case == "splice_lean":
         return [f"learner add flow_table match {' '.join(str(v) for v in flow(i))} "
                 f"{LEAN_SPLICE.format(vip=VIP, server=SERVER, port=DST, fid=i % 1024)} timeout 0"
                 for i in range(n_flows)]
     lines = [f"table add egress_table match {p} action send port {p}" for p in (CPU, DST)]
     if case in ("splice", "forward"):
-        tmpl = SPLICE if case == "splice" else FORWARD
+        text = spec.read_text()
         for i in range(n_flows):
             k = " ".join(str(v) for v in flow(i))
-            act = tmpl.format(port=DST, vip=VIP, server=SERVER, fid=i)
+            act = (splice_action(text, flow(i), DST, i) if case == "splice"
+                   else FORWARD.format(port=DST, fid=i))
             lines.append(f"learner add _flow_table_0 match {k} {act} timeout 0")
     elif case == "miss_cpu":
         lines.append(f"table add _vip_table_0 match {VIP} 6 80 action _punt_vip")
@@ -218,24 +234,29 @@ def cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     l2 = tmp / "l2fwd.spec"
     l2.write_text(L2FWD_SPEC)
     cases = args.cases.split(",")
-    daemons = {"p4cs-swxd": DAEMON}
+    # variant name -> (daemon, spec of the real program): the current pair, and the other daemon
+    # (--daemon-before) or the other program (--spec-before, the p4cs cases only) next to it
+    variants = {"p4cs-swxd": (DAEMON, Path(args.spec))}
     if args.daemon_before:
-        daemons["before"] = Path(args.daemon_before)
-    keys = [f"{c}" if d == "p4cs-swxd" else f"{c}@{d}" for c in cases for d in daemons]
+        variants["before"] = (Path(args.daemon_before), Path(args.spec))
+    if args.spec_before:
+        variants["spec-before"] = (DAEMON, Path(args.spec_before))
+    plan = [(c, v) for c in cases for v in variants
+            if v != "spec-before" or c not in ("l2fwd", "splice_lean")]
+    keys = [c if v == "p4cs-swxd" else f"{c}@{v}" for c, v in plan]
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
     loads = [load()]
     for rnd in range(args.repeat):
-        for c in cases:
-            for dname, dpath in daemons.items():
-                k = c if dname == "p4cs-swxd" else f"{c}@{dname}"
-                spec = l2 if c == "l2fwd" else LEAN_SPEC if c == "splice_lean" else Path(args.spec)
-                setup = [] if c == "l2fwd" else case_setup(c, args.flows)
-                r = run_bench(spec, tmp / f"w-{dname}", pcap, args.packets, setup, daemon=dpath)
-                r["load"] = load()
-                runs[k].append(r)
-                print(f"round {rnd} {k}: {r['pps'] / 1e6:.2f} Mpps wall, "
-                      f"{r['pps_per_cpu_second'] / 1e6:.2f} Mpps per CPU-second (load {r['load']})",
-                      file=sys.stderr)
+        for (c, vname), k in zip(plan, keys):
+            dpath, real = variants[vname]
+            spec = l2 if c == "l2fwd" else LEAN_SPEC if c == "splice_lean" else real
+            setup = [] if c == "l2fwd" else case_setup(c, args.flows, real)
+            r = run_bench(spec, tmp / f"w-{vname}", pcap, args.packets, setup, daemon=dpath)
+            r["load"] = load()
+            runs[k].append(r)
+            print(f"round {rnd} {k}: {r['pps'] / 1e6:.2f} Mpps wall, "
+                  f"{r['pps_per_cpu_second'] / 1e6:.2f} Mpps per CPU-second (load {r['load']})",
+                  file=sys.stderr)
     loads.append(load())
     med = {k: statistics.median(r["pps_per_cpu_second"] for r in runs[k]) for k in keys}
     wall = {k: statistics.median(r["pps"] for r in runs[k]) for k in keys}
@@ -254,8 +275,9 @@ def cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     if "l2fwd" in med:
         out["ratio_to_l2fwd"] = {k: round(med[k] / med["l2fwd"], 3) for k in keys}
     for c in cases:
-        if f"{c}@before" in med:
-            out.setdefault("speedup_vs_before", {})[c] = round(med[c] / med[f"{c}@before"], 3)
+        for v in ("before", "spec-before"):
+            if f"{c}@{v}" in med:
+                out.setdefault(f"speedup_vs_{v}", {})[c] = round(med[c] / med[f"{c}@{v}"], 3)
     return out
 
 
@@ -459,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec", default=str(SPEC))
     p.add_argument("--cases", default="l2fwd,splice,forward,miss_cpu")
     p.add_argument("--daemon-before", help="another p4cs-swxd binary, measured interleaved")
+    p.add_argument("--spec-before", help="another build of the real program (its p4cs.spec), "
+                                         "measured interleaved on the p4cs cases")
     p.add_argument("--json", help="also write the result here")
     v = sub.add_parser("veth", help="through veths: p4cs switch vs Linux bridge")
     v.add_argument("--prefix", default=f"fp{os.getpid() % 10000}")

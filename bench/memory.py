@@ -104,7 +104,8 @@ def splice_line(i: int) -> str:
     src, sport = 0x0A000000 | (i >> 14), 1024 + (i & 0x3FFF)
     return (f"learner add _flow_table_0 match {src} 167772260 6 {sport} 80 action _splice port 2 "
             f"dmac 0x020000000201 smac 0x0200000000fe sip 167772260 dip 167772673 sport 40000 "
-            f"dport 80 seq_delta 12345 ack_delta 0 flow_id {i & 0x1FFFFF} timeout 0")
+            f"dport 80 seq_delta 12345 ack_delta 0 ip_csum_delta 0 tcp_csum_delta 0 "
+            f"flow_id {i & 0x1FFFFF} timeout 0")
 
 
 def daemon_rss(flows: list[int], mem_mb: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:

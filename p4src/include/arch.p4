@@ -17,10 +17,14 @@
  *                                     BMv2 measures the frame itself)
  *   P4CS_EXPIRING_TABLE               table properties: entries expire when idle
  *   P4CS_REARM_EXPIRY                 in an action of such a table: a hit restarts the timer
- *   IncrementalChecksum               control: the IPv4 and TCP checksums after a splice
- *                                     rewrite, updated incrementally (RFC 1624) from the old
- *                                     values the splice action saved, so a packet that arrived
- *                                     with a bad checksum leaves with a bad checksum
+ *   P4CS_SPLICE_CSUM_DECL             in a control: the state of ...
+ *   P4CS_SPLICE_CSUM_OLD(ip_d)        ... the splice action's checksum updates (RFC 1624): OLD
+ *   P4CS_SPLICE_CSUM_NEW(tcp_d)       before seq/ack change (IPv4: + ip_d; TCP: - old seq/ack),
+ *                                     NEW after (TCP: + new seq/ack + tcp_d); ip_d / tcp_d are
+ *                                     the flow's constant deltas (action data), so a packet that
+ *                                     arrived with a bad checksum leaves with a bad checksum.
+ *                                     A checksum whose value is zero is written 0xFFFF (the
+ *                                     other ones'-complement zero, as SWX ckadd/cksub do).
  *
  * This is the only file of the program with #ifdefs.
  */
@@ -73,31 +77,18 @@
 #define P4CS_REARM_EXPIRY               restart_expire_timer()
 
 /* The InternetChecksum extern, which p4c-dpdk turns into SWX cksub / ckadd; one instance per
- * checksum (one instance reused for both left the IPv4 checksum at 0 on DPDK 22.11). Applied in
- * the main control: the PNA deparser takes the headers read-only. */
-control IncrementalChecksum(inout headers_t hdr, inout local_metadata_t meta) {
-    InternetChecksum() ck_ip;
-    InternetChecksum() ck;
-
-    apply {
-        if (meta.rewritten) {
-            ck_ip.clear();
-            ck_ip.subtract({hdr.ipv4.hdr_checksum});
-            ck_ip.subtract({meta.old_src_addr, meta.old_dst_addr});
-            ck_ip.add({hdr.ipv4.src_addr, hdr.ipv4.dst_addr});
-            hdr.ipv4.hdr_checksum = ck_ip.get();
-            ck.clear();
-            ck.subtract({hdr.tcp.checksum});
-            ck.subtract({meta.old_src_addr, meta.old_dst_addr,
-                         meta.old_src_port, meta.old_dst_port,
-                         meta.old_seq_no, meta.old_ack_no});
-            ck.add({hdr.ipv4.src_addr, hdr.ipv4.dst_addr,
-                    hdr.tcp.src_port, hdr.tcp.dst_port,
-                    hdr.tcp.seq_no, hdr.tcp.ack_no});
-            hdr.tcp.checksum = ck.get();
-        }
-    }
-}
+ * checksum (one instance reused for both left the IPv4 checksum at 0 on DPDK 22.11). One
+ * operand per call: p4c-dpdk applies a single header field directly, a list only through
+ * staged copies (two `mov`s per field). */
+#define P4CS_SPLICE_CSUM_DECL  InternetChecksum() ck_ip; InternetChecksum() ck_tcp;
+#define P4CS_SPLICE_CSUM_OLD(ip_d) \
+    ck_ip.clear(); ck_ip.subtract(hdr.ipv4.hdr_checksum); ck_ip.add(ip_d); \
+    hdr.ipv4.hdr_checksum = ck_ip.get(); \
+    ck_tcp.clear(); ck_tcp.subtract(hdr.tcp.checksum); \
+    ck_tcp.subtract(hdr.tcp.seq_no); ck_tcp.subtract(hdr.tcp.ack_no)
+#define P4CS_SPLICE_CSUM_NEW(tcp_d) \
+    ck_tcp.add(hdr.tcp.seq_no); ck_tcp.add(hdr.tcp.ack_no); ck_tcp.add(tcp_d); \
+    hdr.tcp.checksum = ck_tcp.get()
 
 #else  /* P4CS_TARGET_V1MODEL */
 
@@ -121,40 +112,23 @@ control IncrementalChecksum(inout headers_t hdr, inout local_metadata_t meta) {
 #define P4CS_REARM_EXPIRY
 
 /* BMv2's checksum controls only take update_checksum() calls, which recompute from scratch; so
- * the ones'-complement arithmetic of RFC 1624 is written out and applied at the end of ingress:
- * sum = ~C + sum(~old words) + sum(new words), folded twice, complemented. */
-control IncrementalChecksum(inout headers_t hdr, inout local_metadata_t meta) {
-    bit<32> s;
-
-    @hidden action add_word(in bit<16> w) { s = s + (bit<32>)w; }
-    @hidden action fold() { s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16); }
-
-    apply {
-        if (meta.rewritten) {
-            s = (bit<32>)(~hdr.ipv4.hdr_checksum);
-            add_word(~meta.old_src_addr[31:16]); add_word(~meta.old_src_addr[15:0]);
-            add_word(~meta.old_dst_addr[31:16]); add_word(~meta.old_dst_addr[15:0]);
-            add_word(hdr.ipv4.src_addr[31:16]);  add_word(hdr.ipv4.src_addr[15:0]);
-            add_word(hdr.ipv4.dst_addr[31:16]);  add_word(hdr.ipv4.dst_addr[15:0]);
-            fold();
-            hdr.ipv4.hdr_checksum = ~(s[15:0]);
-
-            s = (bit<32>)(~hdr.tcp.checksum);
-            add_word(~meta.old_src_addr[31:16]); add_word(~meta.old_src_addr[15:0]);
-            add_word(~meta.old_dst_addr[31:16]); add_word(~meta.old_dst_addr[15:0]);
-            add_word(~meta.old_src_port);        add_word(~meta.old_dst_port);
-            add_word(~meta.old_seq_no[31:16]);   add_word(~meta.old_seq_no[15:0]);
-            add_word(~meta.old_ack_no[31:16]);   add_word(~meta.old_ack_no[15:0]);
-            add_word(hdr.ipv4.src_addr[31:16]);  add_word(hdr.ipv4.src_addr[15:0]);
-            add_word(hdr.ipv4.dst_addr[31:16]);  add_word(hdr.ipv4.dst_addr[15:0]);
-            add_word(hdr.tcp.src_port);          add_word(hdr.tcp.dst_port);
-            add_word(hdr.tcp.seq_no[31:16]);     add_word(hdr.tcp.seq_no[15:0]);
-            add_word(hdr.tcp.ack_no[31:16]);     add_word(hdr.tcp.ack_no[15:0]);
-            fold();
-            hdr.tcp.checksum = ~(s[15:0]);
-        }
-    }
-}
+ * the ones'-complement arithmetic of RFC 1624 is written out: sum = ~C + delta (+ the words
+ * of ~old and new seq/ack for TCP), then C = ~(fold(sum + 1) - 1), which is ~sum mod 0xFFFF
+ * in 1..0xFFFF (a zero checksum reads 0xFFFF, as on SWX). */
+#define P4CS_CSUM_HALVES(x)    (bit<32>)(x)[31:16] + (bit<32>)(x)[15:0]
+#define P4CS_CSUM_NHALVES(x)   (bit<32>)(~(x)[31:16]) + (bit<32>)(~(x)[15:0])
+#define P4CS_CSUM_FOLD(s)      s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)
+#define P4CS_SPLICE_CSUM_DECL  bit<32> ck_ip; bit<32> ck_tcp;
+#define P4CS_SPLICE_CSUM_OLD(ip_d) \
+    ck_ip = (bit<32>)(~hdr.ipv4.hdr_checksum) + (bit<32>)(ip_d) + 1; P4CS_CSUM_FOLD(ck_ip); \
+    hdr.ipv4.hdr_checksum = ~(ck_ip[15:0] - 1); \
+    ck_tcp = (bit<32>)(~hdr.tcp.checksum) + P4CS_CSUM_NHALVES(hdr.tcp.seq_no) + \
+             P4CS_CSUM_NHALVES(hdr.tcp.ack_no)
+#define P4CS_SPLICE_CSUM_NEW(tcp_d) \
+    ck_tcp = ck_tcp + P4CS_CSUM_HALVES(hdr.tcp.seq_no) + P4CS_CSUM_HALVES(hdr.tcp.ack_no) + \
+             (bit<32>)(tcp_d) + 1; \
+    P4CS_CSUM_FOLD(ck_tcp); \
+    hdr.tcp.checksum = ~(ck_tcp[15:0] - 1)
 
 #endif
 

@@ -2,8 +2,11 @@
  *
  * An exact match on the TCP/IP 5-tuple. A hit on `splice` rewrites MACs, IPv4 addresses and
  * ports, adds the sequence and acknowledgement deltas (mod 2^32) and forwards: this is TCP
- * splicing after delayed binding. Checksums are fixed incrementally (IncrementalChecksum, in
- * arch.p4) from the old values saved here. Every action counts packets and bytes in
+ * splicing after delayed binding. Checksums are fixed incrementally (RFC 1624, arch.p4
+ * P4CS_SPLICE_CSUM_*): the address and port part of the change is a constant of the flow, which
+ * the controller computes into the action data (ip_csum_delta: addresses, for the IPv4 header;
+ * tcp_csum_delta: addresses and ports, for the TCP pseudo-header and header), so a hit costs
+ * one update per checksum plus the seq/ack terms. Every action counts packets and bytes in
  * flow_counter[flow_id] (an indexed counter: the DPDK learner table has no direct counters; the
  * controller allocates flow ids).
  *
@@ -24,21 +27,18 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
     @name(".flow_counter")
     P4CS_COUNTER(P4CS_FLOW_TABLE_SIZE) flow_counter;
 
+    P4CS_SPLICE_CSUM_DECL
+
     @name(".splice")
     action splice(bit<32> port,
                   mac_addr_t dmac, mac_addr_t smac,
                   ipv4_addr_t sip, ipv4_addr_t dip,
                   bit<16> sport, bit<16> dport,
                   bit<32> seq_delta, bit<32> ack_delta,
+                  bit<16> ip_csum_delta, bit<16> tcp_csum_delta,
                   bit<32> flow_id) {
         meta.flow_hit = true;
-        meta.rewritten = true;
-        meta.old_src_addr = hdr.ipv4.src_addr;
-        meta.old_dst_addr = hdr.ipv4.dst_addr;
-        meta.old_src_port = hdr.tcp.src_port;
-        meta.old_dst_port = hdr.tcp.dst_port;
-        meta.old_seq_no = hdr.tcp.seq_no;
-        meta.old_ack_no = hdr.tcp.ack_no;
+        P4CS_SPLICE_CSUM_OLD(ip_csum_delta);
         hdr.ethernet.dst_addr = dmac;
         hdr.ethernet.src_addr = smac;
         hdr.ipv4.src_addr = sip;
@@ -47,6 +47,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         hdr.tcp.dst_port = dport;
         hdr.tcp.seq_no = hdr.tcp.seq_no + seq_delta;
         hdr.tcp.ack_no = hdr.tcp.ack_no + ack_delta;
+        P4CS_SPLICE_CSUM_NEW(tcp_csum_delta);
         meta.out_port = port;
         P4CS_FLOW_COUNT(flow_id);
         P4CS_REARM_EXPIRY;
@@ -72,12 +73,15 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
 
     @name(".flow_table")
     table flow_table {
+        /* Header fields: p4c-dpdk copies a key made of several headers' fields into metadata
+         * of its own (contiguous, as the learner needs), so a copy made here would be a
+         * second one. */
         key = {
-            meta.fk_src_addr: exact @name("src_addr");
-            meta.fk_dst_addr: exact @name("dst_addr");
-            meta.fk_protocol: exact @name("protocol");
-            meta.fk_src_port: exact @name("src_port");
-            meta.fk_dst_port: exact @name("dst_port");
+            hdr.ipv4.src_addr: exact @name("src_addr");
+            hdr.ipv4.dst_addr: exact @name("dst_addr");
+            hdr.ipv4.protocol: exact @name("protocol");
+            hdr.tcp.src_port:  exact @name("src_port");
+            hdr.tcp.dst_port:  exact @name("dst_port");
         }
         actions = {
             @tableonly splice;
@@ -90,11 +94,6 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
     }
 
     apply {
-        meta.fk_src_addr = hdr.ipv4.src_addr;
-        meta.fk_dst_addr = hdr.ipv4.dst_addr;
-        meta.fk_protocol = hdr.ipv4.protocol;
-        meta.fk_src_port = hdr.tcp.src_port;
-        meta.fk_dst_port = hdr.tcp.dst_port;
         flow_table.apply();
         if (meta.flow_hit && (hdr.tcp.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0) {
             meta.flow_end = true;

@@ -2,9 +2,9 @@
  *
  * The main file of a target defines P4CS_TARGET_PNA or P4CS_TARGET_V1MODEL, includes this file
  * and instantiates its architecture's package with P4csParser, P4csMain and P4csDeparser
- * (arch.p4 holds what differs). P4csMain applies the target-independent pipeline, updates the
- * checksums of a spliced packet and turns meta.out_port / meta.drop / meta.flow_end into the
- * architecture's forwarding, drop and copy-to-controller calls.
+ * (arch.p4 holds what differs). P4csMain applies the target-independent pipeline and turns
+ * meta.out_port / meta.drop / meta.flow_end into the architecture's forwarding, drop and
+ * copy-to-controller calls.
  */
 #ifndef P4CS_MAIN_P4
 #define P4CS_MAIN_P4
@@ -15,7 +15,6 @@
 
 control P4csMain(inout headers_t hdr, inout local_metadata_t meta, P4CS_MAIN_STD) {
     P4csPipeline() p4cs;
-    IncrementalChecksum() checksums;
 
     /* The egress port decided by the pipeline (meta.out_port) goes through egress_table: one
      * entry per existing port (out_port -> send(port)), written by the controller. A port
@@ -42,7 +41,6 @@ control P4csMain(inout headers_t hdr, inout local_metadata_t meta, P4CS_MAIN_STD
         meta.in_port = P4CS_IN_PORT;
         meta.out_port = 0;
         p4cs.apply(hdr, meta);
-        checksums.apply(hdr, meta);
         if (meta.drop) {
             P4CS_DROP();
         } else {

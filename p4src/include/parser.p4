@@ -3,7 +3,7 @@
  * Bad input is handled deliberately:
  *  - unknown EtherTypes: only Ethernet is parsed; the frame is dropped by the forwarding stage
  *    (p4cs forwards IPv4 and answers ARP; nothing else is bridged).
- *  - IPv4 with options (ihl != 5) or fragments: L4 is not parsed; the control marks
+ *  - IPv4 with options (ihl != 5) or fragments: L4 is not parsed; the parser marks
  *    ip_exception: towards a virtual service such packets go to the controller
  *    (REASON_IP_EXCEPTION), otherwise they are routed like any IPv4 packet.
  *  - TCP options: not parsed, carried as payload.
@@ -48,10 +48,24 @@ parser P4csParser(packet_in pkt,
 
     state parse_ipv4 {
         pkt.extract(hdr.ipv4);
-        /* L4 only when there are no options and this is not a non-first fragment. */
-        transition select(hdr.ipv4.ihl, hdr.ipv4.frag_offset, hdr.ipv4.protocol) {
-            (4w5, 13w0, IP_PROTO_TCP): parse_tcp;
-            (4w5, 13w0, IP_PROTO_UDP): parse_udp;
+        meta.ip_exception = false;
+        /* L4 only without options (IHL 5) and fragmentation (MF clear, offset 0); any other
+         * IPv4 packet is an IP exception. */
+        transition select(hdr.ipv4.version_ihl, hdr.ipv4.flags_frag_offset) {
+            (8w5 &&& 8w0xF, 16w0 &&& 16w0x3FFF): parse_l4;
+            default: ip_exception;
+        }
+    }
+
+    state ip_exception {
+        meta.ip_exception = true;
+        transition accept;
+    }
+
+    state parse_l4 {
+        transition select(hdr.ipv4.protocol) {
+            IP_PROTO_TCP: parse_tcp;
+            IP_PROTO_UDP: parse_udp;
             default: accept;
         }
     }

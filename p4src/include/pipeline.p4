@@ -20,20 +20,15 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
         meta.punt_reason = 0;
         meta.flow_hit = false;
         meta.flow_end = false;
-        meta.rewritten = false;
         if (hdr.packet_out.isValid()) {
             pkt_out.apply(hdr, meta);
         } else {
             if (hdr.ipv4.isValid()) {
-                if (hdr.ipv4.ihl != 5 || hdr.ipv4.frag_offset != 0 || (hdr.ipv4.flags & 1) != 0) {
-                    meta.ip_exception = true;
-                } else {
-                    meta.ip_exception = false;
-                }
                 /* A pure SYN never takes the fast path: it opens a new connection, which
                  * the controller binds (and it must not be spliced onto a previous
-                 * connection's entries that reuse the same 5-tuple). */
-                if (hdr.tcp.isValid() && !meta.ip_exception &&
+                 * connection's entries that reuse the same 5-tuple). A valid TCP header
+                 * implies no IP exception (the parser does not parse L4 then). */
+                if (hdr.tcp.isValid() &&
                     (hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
                     flows.apply(hdr, meta);
                 }

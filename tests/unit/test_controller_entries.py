@@ -11,6 +11,7 @@ from p4cs import paths
 from p4cs.controller.app import ControllerApp, FlowIds
 from p4cs.controller.config import load_config
 from p4cs.controller.p4rt import FlowEncoder, FlowKey, Splice, decode_match_key, enc
+from p4cs.csproc.packet import splice_csum_deltas
 
 REPO = Path(__file__).resolve().parents[2]
 P4INFO = paths.p4info("dpdk")
@@ -45,6 +46,9 @@ def test_flow_encoder_round_trip(schema):
     assert decode_match_key(te) == (0x0A000101, 0x0A000064, 6, 40000, 80)
     params = {p.param_id: int.from_bytes(p.value, "big") for p in te.action.action.params}
     assert params[8] == (-5) & 0xFFFFFFFF         # seq_delta mod 2^32
+    # the checksum deltas of the rewrite (10.0.0.100:80 -> 10.0.2.1:80), computed from key and action
+    assert (params[10], params[11]) == splice_csum_deltas(key, 0x0A000101, 0x0A000201, 40000, 80)
+    assert params[10] == (0x0201 - 0x0064) and params[11] == params[10]
     assert te.idle_timeout_ns == 300 * 10**9
     assert fe.delete(key).type == p4r.Update.DELETE
     po = fe.packet_out(b"\x00" * 60, 3)

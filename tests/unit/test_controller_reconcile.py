@@ -125,7 +125,8 @@ def test_flow_id_of_every_flow_action(schema):
     fe = FlowEncoder(schema)
     for name, args in (("flow_forward", dict(port=1, dmac=2, smac=3)),
                        ("splice", dict(port=1, dmac=2, smac=3, sip=4, dip=5, sport=6, dport=7,
-                                       seq_delta=8, ack_delta=9))):
+                                       seq_delta=8, ack_delta=9, ip_csum_delta=10,
+                                       tcp_csum_delta=11))):
         te = P4TableEntry("flow_table", match=P4TableMatch(src_addr=1, dst_addr=2, protocol=6,
                                                           src_port=3, dst_port=4),
                           action=P4TableAction(name, flow_id=99, **args)).encode(schema).table_entry

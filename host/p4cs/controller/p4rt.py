@@ -17,6 +17,7 @@ from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
 from p4cs.csproc.effects import FlowKey  # the flow table's key, shared with the CS processor
+from p4cs.csproc.packet import splice_csum_deltas
 
 
 def enc(value: int, bitwidth: int) -> bytes:
@@ -59,7 +60,8 @@ class FlowEncoder:
     def __init__(self, schema: P4Schema):
         self.splice = TableIds(schema, "flow_table", "splice")
         if self.splice.param_names != ["port", "dmac", "smac", "sip", "dip", "sport", "dport",
-                                       "seq_delta", "ack_delta", "flow_id"]:
+                                       "seq_delta", "ack_delta", "ip_csum_delta",
+                                       "tcp_csum_delta", "flow_id"]:
             raise ValueError(f"unexpected splice parameters in P4Info: {self.splice.param_names}")
         # The flow id (counter index) of an entry, whichever flow action it has.
         self._flow_id_param = {a.id: p.id for a in schema.tables["flow_table"].actions
@@ -74,7 +76,8 @@ class FlowEncoder:
     def insert(self, key: FlowKey, s: Splice, idle_timeout_s: float = 0.0,
                update_type: int = p4r.Update.INSERT) -> p4r.Update:
         vals = (s.port, s.dmac, s.smac, s.sip, s.dip, s.sport, s.dport,
-                s.seq_delta & 0xFFFFFFFF, s.ack_delta & 0xFFFFFFFF, s.flow_id)
+                s.seq_delta & 0xFFFFFFFF, s.ack_delta & 0xFFFFFFFF,
+                *splice_csum_deltas(key, s.sip, s.dip, s.sport, s.dport), s.flow_id)
         action = p4r.Action(action_id=self.splice.action_id,
                             params=[p4r.Action.Param(param_id=pid, value=enc(v, bw))
                                     for (pid, bw), v in zip(self.splice.params, vals)])

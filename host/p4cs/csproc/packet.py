@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from .effects import FlowSpec
+from .effects import FlowKey, FlowSpec
 
 ETH_IPV4 = 0x0800
 PROTO_TCP = 6
@@ -81,6 +81,15 @@ def _fold(s: int) -> int:
     """Checksum field value for a buffer whose sum (with a zero checksum) is ``s``."""
     s %= 0xFFFF
     return 0xFFFF - s if s else 0
+
+
+def splice_csum_deltas(key: FlowKey, sip: int, dip: int, sport: int, dport: int) -> tuple[int, int]:
+    """The constants of a flow's incremental checksum update (RFC 1624) in the data plane's
+    ``splice`` action: the ones'-complement sum of new minus old addresses (``ip_csum_delta``,
+    IPv4 header) and of new minus old addresses and ports (``tcp_csum_delta``, TCP header and
+    pseudo-header).  The old values are the flow key, which an exact match fixes."""
+    addr = (sip + dip - key.src_ip - key.dst_ip) % 0xFFFF
+    return addr, (addr + sport + dport - key.sport - key.dport) % 0xFFFF
 
 
 def parse(frame: bytes) -> Segment:
@@ -205,7 +214,9 @@ def build(smac: bytes, dmac: bytes, sip: int, dip: int, sport: int, dport: int,
 
 def apply_splice(frame: bytes, spec: FlowSpec) -> bytes:
     """Reference model of the data plane's ``splice`` action (also the software fallback
-    used while a flow is being installed).  The frame must have passed ``parse``."""
+    used while a flow is being installed).  The frame must have passed ``parse``.  Checksums
+    are computed afresh; a zero checksum is written 0xFFFF, the ones'-complement zero the data
+    plane's incremental update writes (both verify)."""
     vihl = frame[14]
     ihl = (vihl & 15) * 4
     tot = int.from_bytes(frame[16:18], "big")
@@ -213,7 +224,7 @@ def apply_splice(frame: bytes, spec: FlowSpec) -> bytes:
     ip[10:12] = b"\x00\x00"
     ip[12:16] = spec.sip.to_bytes(4, "big")
     ip[16:20] = spec.dip.to_bytes(4, "big")
-    ip[10:12] = _fold(int.from_bytes(ip, "big")).to_bytes(2, "big")
+    ip[10:12] = (_fold(int.from_bytes(ip, "big")) or 0xFFFF).to_bytes(2, "big")
     tcp = bytearray(frame[14 + ihl:14 + tot])
     seq = (int.from_bytes(tcp[4:8], "big") + spec.seq_delta) & MOD32
     ack = (int.from_bytes(tcp[8:12], "big") + spec.ack_delta) & MOD32
@@ -223,7 +234,7 @@ def apply_splice(frame: bytes, spec: FlowSpec) -> bytes:
     tsum = int.from_bytes(tcp, "big")
     if tcp_len & 1:
         tsum <<= 8
-    tcp[16:18] = _fold(tsum + spec.sip + spec.dip + PROTO_TCP + tcp_len).to_bytes(2, "big")
+    tcp[16:18] = (_fold(tsum + spec.sip + spec.dip + PROTO_TCP + tcp_len) or 0xFFFF).to_bytes(2, "big")
     return b"".join((spec.dmac, spec.smac, frame[12:14], ip, tcp))
 
 

@@ -125,3 +125,63 @@ class SynBypassesFlowTable(SpliceBase):
         self.expect_no_frames()
         self.c2s(40007, 50007, 9, 10, d_seq, d_ack, flags="A")
         self.expect_no_packet_in()
+
+
+def _ones_sum(data: bytes) -> int:
+    s = sum(int.from_bytes(data[i:i + 2].ljust(2, b"\0"), "big") for i in range(0, len(data), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def _checksums_verify(frame: bytes) -> bool:
+    """The receiver's check: every word summed, checksum included, is a ones'-complement zero."""
+    ip = frame[14:34]
+    tcp = frame[34:14 + int.from_bytes(ip[2:4], "big")]
+    pseudo = ip[12:20] + bytes([0, IP_TCP]) + len(tcp).to_bytes(2, "big")
+    return _ones_sum(ip) == 0xFFFF and _ones_sum(pseudo + tcp) == 0xFFFF
+
+
+class ChecksumZeroCorners(SpliceBase):
+    """The ones'-complement corners of the incremental update: an outgoing IPv4 or TCP checksum
+    whose value is zero is written 0xFFFF by every target (the other zero, which verifies; scapy
+    writes 0x0000); an incoming zero checksum written either way (0x0000 or 0xFFFF) gives the
+    same, valid, outgoing one. Everything else is byte-identical to a full recomputation."""
+
+    def want_and_sent(self, seq, ack, d_seq, d_ack, ip_id, payload):
+        want = tcp_frame(SW_MAC[2], SERVER_MAC, SNAT_IP, SERVER_IP, 50008, SERVER_PORT_NO, seq=(seq + d_seq) & M32,
+                         ack=(ack + d_ack) & M32, payload=payload, flags="PA", ip_id=ip_id)
+        sent = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40008, VIP_PORT, seq=seq, ack=ack,
+                         payload=payload, flags="PA", ip_id=ip_id)
+        return Ether(bytes(want)), Ether(bytes(sent))
+
+    def runTest(self):
+        d_seq, d_ack = 0xFFFF0001, 0x0001FFFF               # carries out of the low and high words
+        self.splice_pair(40008, 50008, d_seq, d_ack, flow_id=240)
+        seq, ack = 0xFFFEFFFF, 0x0000FFFF
+        # outgoing TCP checksum zero: the payload's last word cancels the rest of the sum
+        want, _ = self.want_and_sent(seq, ack, d_seq, d_ack, 5, b"zero" + b"\0\0")
+        want, sent = self.want_and_sent(seq, ack, d_seq, d_ack, 5, b"zero" + want[TCP].chksum.to_bytes(2, "big"))
+        self.assertEqual(want[TCP].chksum, 0)
+        want[TCP].chksum = 0xFFFF
+        self.send(CLIENT_PORT, sent)
+        got = self.expect_frame(SERVER_PORT, want, check_checksums=False)
+        self.assertTrue(_checksums_verify(got))
+        # outgoing IPv4 checksum zero: the identification word cancels the rest of the header
+        want, _ = self.want_and_sent(seq, ack, d_seq, d_ack, 0, b"ip")
+        want, sent = self.want_and_sent(seq, ack, d_seq, d_ack, want[IP].chksum, b"ip")
+        self.assertEqual(want[IP].chksum, 0)
+        want[IP].chksum = 0xFFFF
+        self.send(CLIENT_PORT, sent)
+        got = self.expect_frame(SERVER_PORT, want, check_checksums=False)
+        self.assertTrue(_checksums_verify(got))
+        # incoming TCP checksum zero, as 0x0000 and as 0xFFFF: the same outgoing frame
+        _, sent = self.want_and_sent(seq, ack, d_seq, d_ack, 6, b"in" + b"\0\0")
+        want, sent = self.want_and_sent(seq, ack, d_seq, d_ack, 6, b"in" + sent[TCP].chksum.to_bytes(2, "big"))
+        self.assertEqual(sent[TCP].chksum, 0)
+        for incoming in (0x0000, 0xFFFF):
+            sent[TCP].chksum = incoming
+            self.send(CLIENT_PORT, sent)
+            self.expect_frame(SERVER_PORT, want)
+        self.expect_no_frames()
+        self.expect_no_packet_in()

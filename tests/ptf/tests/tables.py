@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.base import P4csTest  # noqa: E402
-from lib.flows import SpliceBase, flow_key  # noqa: E402
+from lib.flows import SpliceBase, flow_key, splice_params  # noqa: E402
 from lib.p4rt import SC, Client, P4RuntimeError  # noqa: E402
 from lib.packets import sized_tcp_frame, tcp_frame  # noqa: E402
 from lib.topo import (  # noqa: E402
@@ -29,10 +29,11 @@ def fwd_params(port=OTHER_PORT, flow_id=500):
     return {"port": port, "dmac": dmac, "smac": SW_MAC[port], "flow_id": flow_id}
 
 
-def splice_params(snat_port, flow_id):
-    """client -> VIP:80 spliced to SNAT:snat_port -> server:8080 (port 2), sequence numbers unchanged."""
-    return {"port": SERVER_PORT, "dmac": SERVER_MAC, "smac": SW_MAC[SERVER_PORT], "sip": SNAT_IP, "dip": SERVER_IP,
-            "sport": snat_port, "dport": SERVER_PORT_NO, "seq_delta": 0, "ack_delta": 0, "flow_id": flow_id}
+def splice_to_server(cport, snat_port, flow_id):
+    """client:cport -> VIP:80 spliced to SNAT:snat_port -> server:8080 (port 2), sequence numbers unchanged."""
+    return splice_params(flow_key(CLIENT_IP, VIP, cport, VIP_PORT), {
+        "port": SERVER_PORT, "dmac": SERVER_MAC, "smac": SW_MAC[SERVER_PORT], "sip": SNAT_IP, "dip": SERVER_IP,
+        "sport": snat_port, "dport": SERVER_PORT_NO, "seq_delta": 0, "ack_delta": 0, "flow_id": flow_id})
 
 
 def to_vip(cport, **kw):
@@ -101,7 +102,7 @@ class ReadBack(P4csTest):
 
     def runTest(self):
         te1 = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40310, VIP_PORT), "flow_forward", fwd_params(flow_id=610))
-        te2 = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40311, VIP_PORT), "splice", splice_params(50311, 611))
+        te2 = self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40311, VIP_PORT), "splice", splice_to_server(40311, 50311, 611))
         te3 = self.insert("ipv4_route", {"dst_addr": ("10.9.0.0", 16)}, "route", {"port": 2, "dmac": SERVER_MAC, "smac": SW_MAC[2]})
         d = self.p4.describe_entry
         for te, cport in ((te1, 40310), (te2, 40311)):
@@ -129,7 +130,7 @@ class ModifyEntry(P4csTest):
         self.expect_frame(SERVER_PORT, forwarded(40320, SERVER_PORT, payload=b"two"))
         got = self.client.read_table("flow_table", flow_key(CLIENT_IP, VIP, 40320, VIP_PORT))
         self.assertEqual([self.p4.describe_entry(g) for g in got], [self.p4.describe_entry(new)])
-        spliced = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40320, VIP_PORT), "splice", splice_params(50320, 622))
+        spliced = self.entry("flow_table", flow_key(CLIENT_IP, VIP, 40320, VIP_PORT), "splice", splice_to_server(40320, 50320, 622))
         self.client.modify(spliced)
         self.send(CLIENT_PORT, to_vip(40320, payload=b"three"))
         self.expect_frame(SERVER_PORT, tcp_frame(SW_MAC[2], SERVER_MAC, SNAT_IP, SERVER_IP, 50320, SERVER_PORT_NO,
