@@ -8,8 +8,13 @@
  * controller allocates flow ids).
  *
  * On the DPDK target the table is a PNA add-on-miss table (an SWX learner): O(1) inserts and
- * deletes and per-entry expiry; hits re-arm the expiry timer. On BMv2 it is a plain exact
- * table with P4Runtime idle timeouts (arch.p4: P4CS_EXPIRING_TABLE, P4CS_REARM_EXPIRY).
+ * deletes and per-entry expiry; hits re-arm the expiry timer, and a hit by a FIN or RST moves
+ * the entry to the short expiry profile instead (TIME_WAIT-like): the entries of a closed
+ * connection leave the data plane by themselves, and the expiry notification carries the final
+ * counts of flow_counter[flow_id] (@p4cs_expiry_counter, read by the DPDK target's P4Runtime
+ * server). On BMv2 it is a plain exact table with P4Runtime idle timeouts and the controller
+ * deletes the entries of closed connections (arch.p4: P4CS_EXPIRING_TABLE, P4CS_REARM_EXPIRY,
+ * P4CS_END_EXPIRY).
  */
 #ifndef P4CS_FLOW_TABLE_P4
 #define P4CS_FLOW_TABLE_P4
@@ -18,6 +23,13 @@
 
 /* Bytes counted: the Ethernet frame without FCS (14 + IPv4 total length). */
 #define P4CS_FLOW_COUNT(idx) P4CS_COUNT(flow_counter, idx, (bit<32>)hdr.ipv4.total_len + 14)
+/* A hit re-arms the entry's expiry: a FIN or RST with the short profile. */
+#define P4CS_FLOW_EXPIRY                                                 \
+    if ((hdr.tcp.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0) {           \
+        P4CS_END_EXPIRY;                                                 \
+    } else {                                                             \
+        P4CS_REARM_EXPIRY;                                               \
+    }
 
 control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
 
@@ -49,7 +61,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         hdr.tcp.ack_no = hdr.tcp.ack_no + ack_delta;
         meta.out_port = port;
         P4CS_FLOW_COUNT(flow_id);
-        P4CS_REARM_EXPIRY;
+        P4CS_FLOW_EXPIRY
     }
 
     /* Forward a flow unchanged but for the MACs: the action of L4 virtual services balanced in
@@ -62,7 +74,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         hdr.ethernet.src_addr = smac;
         meta.out_port = port;
         P4CS_FLOW_COUNT(flow_id);
-        P4CS_REARM_EXPIRY;
+        P4CS_FLOW_EXPIRY
     }
 
     @name(".flow_miss")
@@ -70,7 +82,8 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         meta.flow_hit = false;
     }
 
-    @name(".flow_table")
+    /* The expiry of an entry reports flow_counter[flow_id] (and clears it). */
+    @name(".flow_table") @p4cs_expiry_counter("flow_counter", "flow_id")
     table flow_table {
         key = {
             meta.fk_src_addr: exact @name("src_addr");
@@ -102,5 +115,6 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
     }
 }
 #undef P4CS_FLOW_COUNT
+#undef P4CS_FLOW_EXPIRY
 
 #endif
