@@ -20,6 +20,10 @@
  *   P4CS_END_EXPIRY                   ... or, on a FIN or RST, moves the entry to the short
  *                                     expiry profile P4CS_END_PROFILE (TIME_WAIT-like): the
  *                                     data plane removes the entries of closed connections
+ *   P4CS_END_EXPIRY_TABLE(c, arg)     annotation of such a table when it does: its P4Info says
+ *                                     so to the controller, and its entries' expiry reports
+ *                                     (and clears) counter c at the index of action parameter
+ *                                     arg (docs/interfaces.md)
  *   IncrementalChecksum               control: the IPv4 and TCP checksums after a splice
  *                                     rewrite, updated incrementally (RFC 1624) from the old
  *                                     values the splice action saved, so a packet that arrived
@@ -78,6 +82,7 @@
  * host/p4cs/params.py, 3 s; the daemon's --learner-timeouts sets them). */
 #define P4CS_END_PROFILE                0
 #define P4CS_END_EXPIRY                 set_entry_expire_time((ExpireTimeProfileId_t)P4CS_END_PROFILE)
+#define P4CS_END_EXPIRY_TABLE(c, arg)   @p4cs_end_expiry(c, arg)
 
 /* The InternetChecksum extern, which p4c-dpdk turns into SWX cksub / ckadd; one instance per
  * checksum (one instance reused for both left the IPv4 checksum at 0 on DPDK 22.11). Applied in
@@ -128,6 +133,7 @@ control IncrementalChecksum(inout headers_t hdr, inout local_metadata_t meta) {
 #define P4CS_EXPIRING_TABLE             support_timeout = true;
 #define P4CS_REARM_EXPIRY
 #define P4CS_END_EXPIRY
+#define P4CS_END_EXPIRY_TABLE(c, arg)
 
 /* BMv2's checksum controls only take update_checksum() calls, which recompute from scratch; so
  * the ones'-complement arithmetic of RFC 1624 is written out and applied at the end of ingress:

@@ -11,10 +11,9 @@
  * deletes and per-entry expiry; hits re-arm the expiry timer, and a hit by a FIN or RST moves
  * the entry to the short expiry profile instead (TIME_WAIT-like): the entries of a closed
  * connection leave the data plane by themselves, and the expiry notification carries the final
- * counts of flow_counter[flow_id] (@p4cs_expiry_counter, read by the DPDK target's P4Runtime
- * server). On BMv2 it is a plain exact table with P4Runtime idle timeouts and the controller
- * deletes the entries of closed connections (arch.p4: P4CS_EXPIRING_TABLE, P4CS_REARM_EXPIRY,
- * P4CS_END_EXPIRY).
+ * counts of flow_counter[flow_id] (P4CS_END_EXPIRY_TABLE). On BMv2 it is a plain exact table
+ * with P4Runtime idle timeouts, and the controller deletes the entries of closed connections
+ * (arch.p4: P4CS_EXPIRING_TABLE, P4CS_REARM_EXPIRY, P4CS_END_EXPIRY, P4CS_END_EXPIRY_TABLE).
  */
 #ifndef P4CS_FLOW_TABLE_P4
 #define P4CS_FLOW_TABLE_P4
@@ -82,8 +81,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         meta.flow_hit = false;
     }
 
-    /* The expiry of an entry reports flow_counter[flow_id] (and clears it). */
-    @name(".flow_table") @p4cs_expiry_counter("flow_counter", "flow_id")
+    @name(".flow_table") P4CS_END_EXPIRY_TABLE("flow_counter", "flow_id")
     table flow_table {
         key = {
             meta.fk_src_addr: exact @name("src_addr");
