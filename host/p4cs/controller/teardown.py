@@ -1,0 +1,174 @@
+"""Flow teardown: how the entries of finished connections leave the flow table, and how what
+they carried reaches the fast-path totals.
+
+* Where the flow table removes the entries of closed connections itself (its P4Info table has
+  ``@p4cs_end_expiry``: the DPDK target), an entry a FIN or RST hit (``RemoveFlows.ended``)
+  is left alone: the hit moved it to the short expiry profile, it expires a few seconds after
+  its last packet, and its idle-timeout notification carries the final counts of its counter
+  cell (``counter_data``), which the target has cleared. Its flow id goes back to the pool
+  then. No RPC for such a connection.
+* Every other entry (all of them on BMv2, an entry no FIN/RST hit, removals the CS processor
+  wants at once) is deleted. Deletions due at about the same time (within ``BATCH_S``) make
+  one batch, whatever the number of connections: one Read of their counter cells, one Write
+  resetting the cells, one Write deleting the entries.
+* An expiry notification without counts (BMv2, or a target that does not report them)
+  harvests like a deletion batch: one Read and one Write per notification.
+
+``counters["teardown_rpcs"]`` counts the Reads and Writes sent for all this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from finsy import P4CounterData, P4CounterEntry, P4TableEntry, Switch
+from finsy.p4client import P4ClientError
+from finsy.proto import p4r
+
+from p4cs.csproc import effects as fx
+
+if TYPE_CHECKING:
+    from p4cs.controller.app import ControllerApp
+
+LOG = logging.getLogger("p4cs.controller")
+
+#: Deletions due within this many seconds of each other go in one batch.
+BATCH_S = 0.05
+#: The annotation of a flow table whose closed entries expire in the data plane.
+END_EXPIRY = "p4cs_end_expiry"
+
+
+def removes_ended_entries(sw: Switch, table: str) -> bool:
+    """Whether the switch's flow table removes the entries a FIN or RST hit by itself."""
+    return any(a.name == END_EXPIRY for a in sw.p4info.tables[table].annotations)
+
+
+class Teardown:
+    """The removal side of the flow table, for a ControllerApp."""
+
+    def __init__(self, app: "ControllerApp"):
+        self.app = app
+        self.end_expiry = False         # set for each session (removes_ended_entries)
+        self.ending: set[int] = set()   # flow ids of entries left to expire after a FIN/RST
+        self._removals: list = []
+        self._event = asyncio.Event()
+        self._due: dict[float, list] = {}   # event-loop time (a multiple of BATCH_S) -> keys
+
+    # ------------------------------------------------------------------ scheduling
+    def flows_ended(self, e: fx.RemoveFlows) -> None:
+        """Execute a RemoveFlows effect of the CS processor."""
+        keys = list(e.keys)
+        if self.end_expiry and e.ended:
+            ended = set(map(tuple, e.ended))
+            for k in ended:
+                fid = self.app.flow_of.get(k)
+                if fid is not None:
+                    self.ending.add(fid)
+            keys = [k for k in keys if tuple(k) not in ended]
+        if not keys:
+            return
+        if e.after <= 0:
+            self.remove(keys)
+            return
+        loop = asyncio.get_running_loop()
+        at = math.ceil((loop.time() + e.after) / BATCH_S) * BATCH_S
+        due = self._due.get(at)
+        if due is None:
+            due = self._due[at] = []
+            loop.call_at(at, self._flush, at)
+        due.extend(keys)
+
+    def _flush(self, at: float) -> None:
+        self.remove(self._due.pop(at, []))
+
+    def remove(self, keys: list) -> None:
+        """Delete the entries of these keys with the next batch."""
+        self._removals.extend(keys)
+        self._event.set()
+
+    # ------------------------------------------------------------------ deletions
+    async def run(self, sw: Switch) -> None:
+        """Delete what is queued, one batch per wake-up."""
+        app = self.app
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            keys, self._removals = self._removals, []
+            updates, fids = [], []
+            for k in keys:
+                fid = app.flow_of.pop(tuple(k), None)
+                if fid is not None:
+                    fids.append(fid)
+                updates.append(app.enc.delete(fx.FlowKey(*k)))
+            if fids:
+                await self.harvest(sw, fids)
+            if updates:
+                app.counters["teardown_rpcs"] += 1
+                try:
+                    await sw.write(updates, strict=False)
+                    app.counters["flows_removed"] += len(updates)
+                except P4ClientError as exc:
+                    LOG.warning("flow removal failed: %s", exc)
+
+    async def harvest(self, sw: Switch, fids: list[int]) -> None:
+        """Add what these flows carried in the fast path to the totals, zero their counters
+        (one Read and one Write for all of them) and free their ids."""
+        app = self.app
+        app.counters["teardown_rpcs"] += 2
+        for fid, (pkts, nbytes) in (await app._flow_counters(sw, fids)).items():
+            self._account(fid, pkts, nbytes)
+        try:
+            await sw.modify([P4CounterEntry("flow_counter", index=f, data=P4CounterData())
+                             for f in fids])
+        except P4ClientError as exc:
+            LOG.warning("cannot reset flow counters: %s", exc)
+        for fid in fids:
+            self._release(fid)
+
+    def _account(self, fid: int, pkts: int, nbytes: int) -> None:
+        app = self.app
+        app.counters["fastpath_packets"] += pkts
+        app.counters["fastpath_bytes"] += nbytes
+        app.book.done(fid, pkts, nbytes)
+
+    def _release(self, fid: int) -> None:
+        self.ending.discard(fid)
+        self.app.flow_ids.put(fid)
+
+    # ------------------------------------------------------------------ expiry
+    async def expired(self, sw: Switch, entries: list[tuple[Any, tuple, int | None]]) -> None:
+        """Entries the data plane aged out: (entry, flow key, flow id or None). Those left to
+        expire after a FIN/RST count as removed, the others as idle timeouts; counts that came
+        with the notification go to the totals at once, the others are read (one batch)."""
+        app = self.app
+        unread = []
+        for entry, _key, fid in entries:
+            if fid is None:
+                app.counters["idle_timeouts"] += 1
+                continue
+            app.counters["flows_removed" if fid in self.ending else "idle_timeouts"] += 1
+            counts = _counts(entry)
+            if counts is None:
+                unread.append(fid)
+            else:
+                self._account(fid, *counts)
+                self._release(fid)
+        if unread:
+            await self.harvest(sw, unread)
+        now = time.monotonic()
+        for _entry, key, _fid in entries:
+            await app._execute(app.engine.flow_expired(key, now))
+
+
+def _counts(entry: Any) -> tuple[int, int] | None:
+    """(packets, bytes) an expired entry carries, if it does."""
+    if isinstance(entry, p4r.TableEntry):
+        if not entry.HasField("counter_data"):
+            return None
+        return entry.counter_data.packet_count, entry.counter_data.byte_count
+    data = entry.counter_data if isinstance(entry, P4TableEntry) else None
+    return None if data is None else (data.packet_count or 0, data.byte_count or 0)
