@@ -10,7 +10,7 @@
  *     counted into it, the line ends with `count <index> <packets> <bytes>`, the final counts
  *     of its cell, which the sweeper clears (nothing else counts into it: the entry is gone and
  *     the controller reuses the index only after this report);
- *   - re-arms hits of permanent (`learner keep`) entries.
+ *   - re-arms hits of permanent (`learner keep`) entries, with their own (longest) profile.
  * A whole pass over every registry takes at most sweep_period (min timeout / 2, clamped),
  * done in slices at every wake-up of the main loop and at least every 100 ms.
  *
@@ -97,8 +97,9 @@ static void sweep_learner(struct learner_rt *l, size_t n, uint64_t now, struct s
 
 		if (s[0]) {
 			if (learner_lookup_slot_key(l, s + REG_SLOT_HDR, now)) {
+				/* with its own profile: a FIN or RST may have moved it to another */
 				if (s[2])
-					rte_swx_table_learner_rearm(l->table, l->mailbox, now);
+					rte_swx_table_learner_rearm_new(l->table, l->mailbox, now, s[1]);
 			} else {
 				report_expired(l, s, b);
 				reg_delete_slot(r, pos);

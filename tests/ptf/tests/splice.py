@@ -134,7 +134,8 @@ class FinEndsTheFlowEntry(SpliceBase):
     @p4cs_end_expiry: the DPDK target), the FIN's hit moves its entry to the short expiry
     profile: the entry expires within seconds, its IdleTimeoutNotification carries the final
     packet and byte counts of its counter cell (counter_data), the cell reads 0 afterwards, and
-    the other direction (no FIN) stays. Elsewhere (BMv2) a FIN changes no expiry: neither entry
+    the other direction (no FIN) stays; so does a FIN'd entry without idle timeout (permanent
+    stays permanent). Elsewhere (BMv2) a FIN changes no expiry: neither entry
     is notified and the cell keeps its counts for the controller to read."""
 
     WAIT_S = 10.0
@@ -147,9 +148,11 @@ class FinEndsTheFlowEntry(SpliceBase):
                 self.c2s(40600, 50600, 1004, 2000, 11, 22, payload=b"", flags="A"),
                 self.c2s(40600, 50600, 1004, 2000, 11, 22, payload=b"", flags="FA")]
         counted = (len(sent), sum(14 + Ether(f)[IP].len for f in sent))
+        perm, _ = self.splice_pair(40601, 50601, 11, 22, flow_id=710)
+        self.c2s(40601, 50601, 1000, 2000, 11, 22, payload=b"", flags="FA")
         def key(te):
             return tuple(sorted(self.p4.describe_entry(te)["match"].items()))
-        want = {key(c2s): "c2s", key(s2c): "s2c"}
+        want = {key(c2s): "c2s", key(s2c): "s2c", key(perm): "permanent"}
         t0 = time.monotonic()
         seen: dict[str, tuple[float, object]] = {}
         while time.monotonic() - t0 < self.WAIT_S and "c2s" not in seen:
@@ -164,6 +167,7 @@ class FinEndsTheFlowEntry(SpliceBase):
             return
         self.assertIn("c2s", seen, f"the FIN'd entry did not expire within {self.WAIT_S} s")
         self.assertNotIn("s2c", seen, "the entry without FIN expired too")
+        self.assertNotIn("permanent", seen, "an entry without idle timeout expired after a FIN")
         after, te = seen["c2s"]
         self.assertTrue(te.HasField("counter_data"), f"no counter_data in {te}")
         self.assertEqual((te.counter_data.packet_count, te.counter_data.byte_count), counted)
@@ -174,4 +178,5 @@ class FinEndsTheFlowEntry(SpliceBase):
                                          seq=1005, ack=2000, flags="A"))
         self.expect_no_frames()
         self.s2c(40600, 50600, 2000, 1005, 11, 22, payload=b"", flags="A")
+        self.c2s(40601, 50601, 1001, 2000, 11, 22, payload=b"", flags="A")
         print(f"FIN'd entry expired after {after:.1f} s with counts {counted}")
