@@ -51,7 +51,7 @@ from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
 from p4cs.controller.operator import Operator, log_effect
 from p4cs.controller.reconcile import BaseTables, FlowScan
-from p4cs.controller.teardown import Teardown, removes_ended_entries
+from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, removes_ended_entries
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
@@ -393,39 +393,7 @@ class ControllerApp:
     async def _idle_loop(self, sw: Switch, scanned: asyncio.Event) -> None:
         async for note in sw.read_idle_timeouts(queue_size=IDLE_QUEUE):
             await scanned.wait()    # entries read by _adopt_flows may expire while it runs
-            expired, adopted = [], []
-            for entry in note.table_entry:
-                key = self._key_of(entry)
-                if key is None:
-                    continue
-                fid = self.flow_of.pop(tuple(key), None)
-                if fid is None:
-                    fid = self._adopted_id(entry)
-                    if fid is not None:
-                        adopted.append(key)
-                expired.append((entry, key, fid))
-            if adopted:
-                self.teardown.remove(adopted)     # BMv2 keeps an expired entry until deleted
-            await self.teardown.expired(sw, expired)
-
-    def _adopted_id(self, entry: Any) -> int | None:
-        """The flow id of an expired entry that was adopted (another controller's), else None."""
-        if isinstance(entry, p4r.TableEntry):
-            fid = self.enc.flow_id(entry)
-        else:
-            fid = entry.action.args.get("flow_id") if isinstance(entry.action, P4TableAction) else None
-        return int(fid) if fid is not None and self.flow_ids.is_adopted(int(fid)) else None
-
-    def _key_of(self, entry: Any) -> fx.FlowKey | None:
-        try:
-            if isinstance(entry, p4r.TableEntry):
-                vals = decode_match_key(entry)
-            else:
-                m = entry.match
-                vals = tuple(int(m[k]) for k in ("src_addr", "dst_addr", "protocol", "src_port", "dst_port"))
-            return fx.FlowKey(*vals)
-        except (KeyError, TypeError, ValueError):
-            return None
+            await self.teardown.expired(sw, note.table_entry)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -741,7 +709,7 @@ class ControllerApp:
                              device_id=self.cfg.switch.device_id, ready_handler=self._ready,
                              **({} if self.election_id is None
                                 else {"initial_election_id": self.election_id}))
-        sw = Switch("p4cs", self.cfg.switch.address, opts)
+        sw = RawTimeoutSwitch("p4cs", self.cfg.switch.address, opts)
         down = asyncio.Event()
         sw.ee.on(SwitchEvent.CHANNEL_UP, lambda _sw: self._set_state("connected"))
         sw.ee.on(SwitchEvent.CHANNEL_DOWN, lambda _sw: down.set())
