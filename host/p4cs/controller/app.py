@@ -391,9 +391,9 @@ class ControllerApp:
             self._tick_event.set()
 
     async def _idle_loop(self, sw: Switch, scanned: asyncio.Event) -> None:
-        async for note in sw.read_idle_timeouts(queue_size=IDLE_QUEUE):
+        async for mark, note in sw.read_idle_timeouts(queue_size=IDLE_QUEUE):
             await scanned.wait()    # entries read by _adopt_flows may expire while it runs
-            await self.teardown.expired(sw, note.table_entry)
+            await self.teardown.expired(sw, mark, note.table_entry)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -709,7 +709,8 @@ class ControllerApp:
                              device_id=self.cfg.switch.device_id, ready_handler=self._ready,
                              **({} if self.election_id is None
                                 else {"initial_election_id": self.election_id}))
-        sw = RawTimeoutSwitch("p4cs", self.cfg.switch.address, opts)
+        sw = RawTimeoutSwitch("p4cs", self.cfg.switch.address, opts,
+                              handled=lambda: self.counters["packet_in"])
         down = asyncio.Event()
         sw.ee.on(SwitchEvent.CHANNEL_UP, lambda _sw: self._set_state("connected"))
         sw.ee.on(SwitchEvent.CHANNEL_DOWN, lambda _sw: down.set())

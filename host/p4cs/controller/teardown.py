@@ -23,10 +23,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from finsy import P4CounterData, P4CounterEntry, Switch
+from finsy import P4CounterData, P4CounterEntry, Switch, SwitchOptions
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
@@ -40,6 +40,9 @@ LOG = logging.getLogger("p4cs.controller")
 
 #: Deletions due within this many seconds of each other go in one batch.
 BATCH_S = 0.05
+#: Longest wait of an expiry for the packet-ins that came before it (some may have been
+#: dropped by a full queue).
+ORDER_WAIT_S = 2.0
 #: The annotation of a flow table whose closed entries expire in the data plane.
 END_EXPIRY = "p4cs_end_expiry"
 
@@ -142,13 +145,17 @@ class Teardown:
         self.app.flow_ids.put(fid)
 
     # ------------------------------------------------------------------ expiry
-    async def expired(self, sw: Switch, entries: Iterable[p4r.TableEntry]) -> None:
-        """Flow entries the data plane aged out (one notification). Those left to expire after
-        a FIN/RST count as removed, the others as idle timeouts; counts that came with the
-        notification go to the totals at once, the others are read (one batch). BMv2 keeps an
-        expired entry until it is deleted: those of another controller are deleted here (its
-        own ones when the CS processor says so)."""
+    async def expired(self, sw: Switch, mark: int, entries: Iterable[p4r.TableEntry]) -> None:
+        """Flow entries the data plane aged out (one notification), once the controller has
+        taken ``mark`` packet-ins (RawTimeoutSwitch). Those left to expire after a FIN/RST count
+        as removed, the others as idle timeouts; counts that came with the notification go to
+        the totals at once, the others are read (one batch). BMv2 keeps an expired entry until
+        it is deleted: those of another controller are deleted here (its own ones when the CS
+        processor says so)."""
         app = self.app
+        deadline = time.monotonic() + ORDER_WAIT_S
+        while app.counters["packet_in"] < mark and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
         done, unread, adopted = [], [], []
         for entry in entries:
             key = _key_of(entry)
@@ -188,16 +195,27 @@ def _key_of(entry: p4r.TableEntry) -> fx.FlowKey | None:
 
 
 class RawTimeoutSwitch(Switch):
-    """finsy's Switch, but ``read_idle_timeouts`` yields the IdleTimeoutNotification protobufs
-    themselves: finsy decodes every entry of a notification into Python objects first, which
-    costs more than all the rest of a connection's teardown (about 60-230 µs per entry,
-    docs/benchmarks.md), and the controller needs only the key, the flow id and the counts."""
+    """finsy's Switch, but ``read_idle_timeouts`` yields ``(mark, notification)`` with the
+    IdleTimeoutNotification protobuf itself: finsy decodes every entry of a notification into
+    Python objects first, which costs more than all the rest of a connection's teardown (about
+    60-230 µs per entry, docs/benchmarks.md), and the controller needs only the key, the flow id
+    and the counts.
+
+    ``mark`` is the number of packet-ins the controller will have taken (``handled()``) once it
+    has taken every one that came before the notification: finsy queues the two kinds apart, and
+    a FIN copy must reach the CS processor before the expiry its hit caused (Teardown.expired
+    waits for it)."""
+
+    def __init__(self, name: str, address: str, options: SwitchOptions, handled: Callable[[], int]):
+        super().__init__(name, address, options)
+        self._handled = handled
 
     def _stream_timeout_message(self, msg: p4r.StreamMessageResponse) -> None:
         queue = self._timeout_queue
         note = msg.idle_timeout_notification
         if queue is not None and not queue.full():
-            queue.put_nowait(note)
+            mark = self._handled() + sum(q.qsize() for _, q in self._packet_queues)
+            queue.put_nowait((mark, note))
         else:
             LOG.warning("idle-timeout notification of %d entries dropped: queue full",
                         len(note.table_entry))
