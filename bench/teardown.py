@@ -14,6 +14,11 @@ Two ``p4cs.lab.stack.Lab`` on the embedded DPDK target, side by side (3 nginx se
   counters first, one batch (Read, Write, Write) for all connections due within 50 ms, as it
   does on BMv2.
 
+* ``before`` (with ``--before TREE``): another checkout of p4cs (its controller, server, daemon
+  and pipeline), e.g. the main branch before this change: there the controller deleted the
+  entries of every closed connection with its own Read, Write and Write (``teardown_rpcs`` is
+  not counted there: reported as None).
+
 Two scenarios, alternated between the Labs every round:
 
 * ``burst``: --conns keep-alive connections, each with one request answered (so spliced),
@@ -24,7 +29,8 @@ Two scenarios, alternated between the Labs every round:
   request, teardowns spread in time), until the flow table is empty: RPCs and CPU per
   connection, set-up included.
 
-    sudo .venv/bin/python bench/teardown.py [--rounds 3] [--conns 500] [--duration 8] [--json FILE]
+    sudo .venv/bin/python bench/teardown.py [--rounds 3] [--conns 200] [--duration 8] [--json FILE]
+                                            [--before /path/to/other/checkout]
 """
 
 from __future__ import annotations
@@ -101,6 +107,23 @@ class DeleteLab(Lab):
         return cfg
 
 
+class TreeLab(Lab):
+    """A Lab whose processes run another checkout's p4cs (``tree``/host, its daemon build)."""
+
+    tree: Path | None = None
+
+    def _spawn(self, name: str, argv, host: str | None = None, **kw) -> subprocess.Popen:
+        env = dict(os.environ, PYTHONUNBUFFERED="1",
+                   PYTHONPATH=str(self.tree / "host"),
+                   P4CS_SWXD=str(self.tree / "dataplane" / "build" / "p4cs-swxd"))
+        log = open(self.workdir / f"{name}.log", "wb")
+        cmd = list(argv) if host is None else self.topo.cmd(host, list(argv))
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                             stdin=subprocess.DEVNULL, **kw)
+        self._procs.append((name, p))
+        return p
+
+
 def cpu(lab: Lab) -> dict[str, float]:
     procs = dict(lab._procs)  # noqa: SLF001
     sw = tree(procs["switch"].pid)
@@ -113,21 +136,27 @@ def cpu(lab: Lab) -> dict[str, float]:
 
 def counters(lab: Lab) -> dict[str, int]:
     st = lab.status()
-    return {"flows": st["flows"], "teardown_rpcs": st["counters"]["teardown_rpcs"],
-            "teardowns": st["csproc"]["teardowns"], "flows_removed": st["counters"]["flows_removed"],
+    return {"flows": st["flows"], "teardown_rpcs": st["counters"].get("teardown_rpcs"),
+            "teardowns": st["csproc"]["teardowns"], "spliced": st["csproc"]["spliced"],
+            "flows_expired": st["csproc"]["flows_expired"],
+            "flows_removed": st["counters"]["flows_removed"],
             "idle_timeouts": st["counters"]["idle_timeouts"]}
 
 
-def wait_flows(lab: Lab, flows: int, timeout: float) -> float:
+def wait_flows(lab: Lab, flows: int, timeout: float) -> tuple[float, int]:
+    """Seconds until at most `flows` entries are installed, and how many more are left then
+    (a FIN copy the switch could not deliver leaves its entries to their idle timeout)."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if lab.status()["flows"] <= flows:
-            return time.monotonic() - t0
+    while True:
+        left = lab.status()["flows"] - flows
+        if left <= 0 or time.monotonic() - t0 >= timeout:
+            return time.monotonic() - t0, max(0, left)
         time.sleep(0.05)
-    raise RuntimeError(f"flows still installed after {timeout} s: {lab.status()['flows']}")
 
 
 def burst(lab: Lab, n: int) -> dict[str, Any]:
+    """Per connection the client closed; the entries a lost FIN copy leaves are counted
+    (``entries_left``) and the next round starts above them."""
     base = lab.status()["flows"]
     p = lab.topo.popen(lab.clients[0].name, [sys.executable, "-c", CLIENT, lab.vip, str(n)],
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -143,7 +172,7 @@ def burst(lab: Lab, n: int) -> dict[str, Any]:
         p.stdin.write("go\n")
         p.stdin.flush()
         p.stdout.readline()
-        wall = wait_flows(lab, base, 60)
+        wall, left = wait_flows(lab, base, 20)
         c2, t2 = cpu(lab), time.monotonic()
         k1 = counters(lab)
     finally:
@@ -151,10 +180,11 @@ def burst(lab: Lab, n: int) -> dict[str, Any]:
         p.wait()
     idle = {k: (c1[k] - c0[k]) / (t1 - t0) for k in c0}
     used = {k: max(0.0, c2[k] - c1[k] - idle[k] * (t2 - t1)) for k in c0}
-    closed = k1["teardowns"] - k0["teardowns"]
-    return {"connections": n, "closed": closed, "seconds_to_empty": round(wall, 2),
-            "rpcs_per_conn": (k1["teardown_rpcs"] - k0["teardown_rpcs"]) / max(1, closed),
-            "cpu_us_per_conn": {k: round(1e6 * v / max(1, closed)) for k, v in used.items()},
+    return {"connections": n, "teardowns": k1["teardowns"] - k0["teardowns"],
+            "flows_expired": k1["flows_expired"] - k0["flows_expired"],
+            "seconds_to_empty": round(wall, 2), "entries_left": left,
+            "rpcs_per_conn": rpcs(k0, k1, n),
+            "cpu_us_per_conn": {k: round(1e6 * v / n) for k, v in used.items()},
             "load": load()}
 
 
@@ -167,39 +197,50 @@ def wait_flows_at_least(lab: Lab, flows: int, timeout: float) -> None:
     raise RuntimeError(f"only {lab.status()['flows']} of {flows} flow entries installed")
 
 
+def rpcs(k0: dict, k1: dict, closed: int) -> float | None:
+    if k0["teardown_rpcs"] is None:
+        return None
+    return (k1["teardown_rpcs"] - k0["teardown_rpcs"]) / max(1, closed)
+
+
 def steady(lab: Lab, duration: int) -> dict[str, Any]:
+    """Per spliced connection."""
     base = lab.status()["flows"]
     c0, k0, t0 = cpu(lab), counters(lab), time.monotonic()
     r = lab.client_exec(["wrk", "-t2", "-c50", "-H", "Connection: close", "-d", f"{duration}s",
                          "--timeout", "30s", f"http://{lab.vip}/"], timeout=duration + 120,
                         capture_output=True, text=True)
-    wait_flows(lab, base, 60)
+    _, left = wait_flows(lab, base, 20)
     c1, k1, t1 = cpu(lab), counters(lab), time.monotonic()
     res = parse_wrk(r.stdout)
-    closed = k1["teardowns"] - k0["teardowns"]
-    return {"requests": res.get("requests"), "closed": closed, "seconds": round(t1 - t0, 1),
-            "rpcs_per_conn": (k1["teardown_rpcs"] - k0["teardown_rpcs"]) / max(1, closed),
-            "cpu_us_per_conn": {k: round(1e6 * (c1[k] - c0[k]) / max(1, closed)) for k in c0},
+    n = max(1, k1["spliced"] - k0["spliced"])
+    return {"requests": res.get("requests"), "connections": n,
+            "teardowns": k1["teardowns"] - k0["teardowns"],
+            "flows_expired": k1["flows_expired"] - k0["flows_expired"],
+            "seconds": round(t1 - t0, 1), "entries_left": left,
+            "rpcs_per_conn": rpcs(k0, k1, n),
+            "cpu_us_per_conn": {k: round(1e6 * (c1[k] - c0[k]) / n) for k in c0},
             "load": load()}
 
 
 def summarize(runs: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for scenario in ("burst", "steady"):
-        per = {}
-        for mode in ("expiry", "delete"):
-            rs = runs[mode][scenario]
+        per: dict[str, Any] = {}
+        for mode, by in runs.items():
+            rs = by[scenario]
+            r = [x["rpcs_per_conn"] for x in rs]
             per[mode] = {
-                "rpcs_per_conn": round(statistics.median(r["rpcs_per_conn"] for r in rs), 4),
-                "cpu_us_per_conn": {k: statistics.median(r["cpu_us_per_conn"][k] for r in rs)
+                "rpcs_per_conn": None if None in r else round(statistics.median(r), 4),
+                "cpu_us_per_conn": {k: statistics.median(x["cpu_us_per_conn"][k] for x in rs)
                                     for k in rs[0]["cpu_us_per_conn"]},
             }
+            c = per[mode]["cpu_us_per_conn"]
+            c["controller+server"] = c["controller"] + c["server"]
         ce = per["expiry"]["cpu_us_per_conn"]
-        cd = per["delete"]["cpu_us_per_conn"]
-        per["ratio_expiry_to_delete"] = {
-            k: round(ce[k] / cd[k], 2) if cd[k] else None for k in ce}
-        per["ratio_expiry_to_delete"]["controller+server"] = round(
-            (ce["controller"] + ce["server"]) / max(1, cd["controller"] + cd["server"]), 2)
+        for peer in [m for m in runs if m != "expiry"]:
+            cp = per[peer]["cpu_us_per_conn"]
+            per[f"ratio_expiry_to_{peer}"] = {k: round(ce[k] / cp[k], 2) if cp[k] else None for k in ce}
         out[scenario] = per
     return out
 
@@ -208,19 +249,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prefix", default=f"td{os.getpid() % 1000}")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--conns", type=int, default=500)
+    ap.add_argument("--conns", type=int, default=200)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--json")
+    ap.add_argument("--before", type=Path, help="another p4cs checkout to measure as a third peer")
     args = ap.parse_args()
     labs: dict[str, Lab] = {}
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"p4cs-{args.prefix}"
     work.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, dict[str, list]] = {m: {"burst": [], "steady": []} for m in ("expiry", "delete")}
+    modes = ("expiry", "delete") + (("before",) if args.before else ())
+    runs: dict[str, dict[str, list]] = {m: {"burst": [], "steady": []} for m in modes}
     try:
         labs["expiry"] = Lab(args.prefix + "e")
         dl = DeleteLab(args.prefix + "d")
         dl.p4info_path = stripped_p4info(work / "p4info-no-end-expiry.txtpb")
         labs["delete"] = dl
+        if args.before:
+            bl = TreeLab(args.prefix + "b")
+            bl.tree = args.before.resolve()
+            labs["before"] = bl
         for lab in labs.values():
             lab.start()
         for i in range(args.rounds):
