@@ -398,8 +398,9 @@ static uint8_t count_index(struct learner_rt *l, uint64_t action_id, uint32_t *i
 }
 
 /* "<arg> <packets regarray> <bytes regarray>" (tok[0..2]; `-` for a unit the counter does not
- * have): bind the counter an entry's expiry reports and clears. Entries added or modified from
- * now on are counted. */
+ * have): bind the counter an entry's expiry reports. Entries added or modified from now on are
+ * counted, and adding one zeroes its cell: the index of a flow that ended starts from zero
+ * when it is used again. */
 int learner_count_bind(struct learner_rt *l, char **tok, int n_tok, char *out, size_t out_size)
 {
 	uint64_t v;
@@ -472,6 +473,10 @@ int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char
 		}
 		slot[3] = count_index(l, action_id, &idx);
 		memcpy(slot + 4, &idx, sizeof(idx));
+		if (is_add && slot[3])
+			for (n = 0; n < 2; n++)
+				if (l->count_regs[n][0])
+					rte_swx_ctl_pipeline_regarray_write(g.p, l->count_regs[n], idx, 0);
 		snprintf(out, out_size, "ok");
 		return 0;
 	}

@@ -8,8 +8,8 @@
  *   - reports a miss as `expired <learner> <v>...` (unsolicited, on the control socket) and
  *     forgets the slot; when the learner has a bound counter (`learner count`) and the entry
  *     counted into it, the line ends with `count <index> <packets> <bytes>`, the final counts
- *     of its cell, which the sweeper clears (nothing else counts into it: the entry is gone and
- *     the controller reuses the index only after this report);
+ *     of its cell (nothing counts into it any more: the entry is gone, and the cell is zeroed
+ *     when an entry with that index is added again, learner.c);
  *   - re-arms hits of permanent (`learner keep`) entries, with their own (longest) profile.
  * A whole pass over every registry takes at most sweep_period (min timeout / 2, clamped),
  * done in slices at every wake-up of the main loop and at least every 100 ms.
@@ -50,7 +50,7 @@ void sweeper_init(void)
 	LOG_INFO("sweeper: full pass every %llu ms", (unsigned long long)period_ms);
 }
 
-/* The `expired` line of registry slot s; clears its counter cell. */
+/* The `expired` line of registry slot s. */
 static void report_expired(struct learner_rt *l, const uint8_t *s, struct sbuf *b)
 {
 	const uint8_t *key = s + REG_SLOT_HDR;
@@ -73,9 +73,8 @@ static void report_expired(struct learner_rt *l, const uint8_t *s, struct sbuf *
 		uint64_t n[2] = {0, 0};
 
 		for (i = 0; i < 2; i++)
-			if (l->count_regs[i][0] &&
-			    !rte_swx_ctl_pipeline_regarray_read(g.p, l->count_regs[i], idx, &n[i]))
-				rte_swx_ctl_pipeline_regarray_write(g.p, l->count_regs[i], idx, 0);
+			if (l->count_regs[i][0])
+				rte_swx_ctl_pipeline_regarray_read(g.p, l->count_regs[i], idx, &n[i]);
 		sb_printf(b, " count %u %llu %llu", idx, (unsigned long long)n[0],
 			  (unsigned long long)n[1]);
 	}

@@ -22,8 +22,8 @@
  *                                     data plane removes the entries of closed connections
  *   P4CS_END_EXPIRY_TABLE(c, arg)     annotation of such a table when it does: its P4Info says
  *                                     so to the controller, and its entries' expiry reports
- *                                     (and clears) counter c at the index of action parameter
- *                                     arg (docs/interfaces.md)
+ *                                     counter c at the index of action parameter arg
+ *                                     (docs/interfaces.md)
  *   IncrementalChecksum               control: the IPv4 and TCP checksums after a splice
  *                                     rewrite, updated incrementally (RFC 1624) from the old
  *                                     values the splice action saved, so a packet that arrived

@@ -116,7 +116,7 @@ def test_idle_timeout_notification(switch, client_factory):
 
 def test_expiry_notification_carries_the_counts(make_switch, client_factory, tmp_path):
     """A learner annotated @p4cs_end_expiry: the notification's counter_data holds the final
-    counts of the entry's counter cell, which the target has cleared."""
+    counts of the entry's counter cell; inserting an entry with that index zeroes the cell."""
     info = load_p4info(MINI_P4INFO)
     flow = next(t for t in info.tables if t.preamble.id == T_FLOW)
     flow.preamble.annotations.append('@p4cs_end_expiry("flow_pkts" , "flow_id")')
@@ -139,8 +139,12 @@ def test_expiry_notification_carries_the_counts(make_switch, client_factory, tmp
     assert got[be(3)].counter_data == p4r.CounterData(packet_count=0, byte_count=0)
     got[be(2)].ClearField("counter_data")
     assert got[be(2)] == short
-    read = c.read([p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=C_FLOW, index=p4r.Index(index=5)))])
-    assert read[0].counter_entry.data == p4r.CounterData()
+    def cell():
+        ce = p4r.CounterEntry(counter_id=C_FLOW, index=p4r.Index(index=5))
+        return c.read([p4r.Entity(counter_entry=ce)])[0].counter_entry.data
+    assert cell() == p4r.CounterData(packet_count=3, byte_count=180)
+    c.write([upd("INSERT", flow_entry(1, 4, flow_id=5, idle_ns=60 * 10**9))])
+    assert cell() == p4r.CounterData()
 
 
 def test_end_expiry_annotation_errors(make_switch, tmp_path):

@@ -5,8 +5,8 @@ they carried reaches the fast-path totals.
   ``@p4cs_end_expiry``: the DPDK target), an entry a FIN or RST hit (``RemoveFlows.ended``)
   is left alone: the hit moved it to the short expiry profile, it expires a few seconds after
   its last packet, and its idle-timeout notification carries the final counts of its counter
-  cell (``counter_data``), which the target has cleared. Its flow id goes back to the pool
-  then. No RPC for such a connection.
+  cell (``counter_data``). Its flow id goes back to the pool then; the target zeroes the cell
+  when an entry with that id is inserted again. No RPC for such a connection.
 * Every other entry (all of them on BMv2, an entry no FIN/RST hit, removals the CS processor
   wants at once) is deleted. Deletions due at about the same time (within ``BATCH_S``) make
   one batch, whatever the number of connections: one Read of their counter cells, one Write

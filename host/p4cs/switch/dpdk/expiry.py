@@ -6,10 +6,12 @@ table: ``flow_counter[flow_id]``), and its entries leave the data plane by expir
 RST moves them to a short profile). When the pipeline starts, the server binds that counter to
 the learner (the daemon's ``learner count``): the daemon then ends the ``expired`` line of such
 an entry with ``count <index> <packets> <bytes>``, the final counts of its cell, and zeroes the
-cell. The server puts those counts in the ``counter_data`` of the entry's ``TableEntry`` in the
-``IdleTimeoutNotification`` (the field P4Runtime gives direct counters; a learner has none), so
-the controller learns how much a finished flow carried without a Read, and reuses its index
-without a counter Modify.
+cell when an entry with that index is added again. The server puts those counts in the
+``counter_data`` of the entry's ``TableEntry`` in the ``IdleTimeoutNotification`` (the field
+P4Runtime gives direct counters; a learner has none), so the controller learns how much a
+finished flow carried without a Read, and reuses its index without a counter Modify. The cell
+keeps the final counts until then, so a counter Read in between (the controller's live totals,
+before the notification reached them) sees them, not zero.
 """
 
 from __future__ import annotations
