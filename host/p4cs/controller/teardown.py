@@ -103,14 +103,15 @@ class Teardown:
             await self._event.wait()
             self._event.clear()
             keys, self._removals = self._removals, []
-            updates, fids = [], []
+            updates, fids, held = [], [], []
             for k in keys:
-                fid = app.flow_of.pop(tuple(k), None)
+                fid = app.flow_of.get(tuple(k))
                 if fid is not None:
                     fids.append(fid)
+                    held.append(tuple(k))
                 updates.append(app.enc.delete(fx.FlowKey(*k)))
             if fids:
-                await self.harvest(sw, fids)
+                await self.harvest(sw, fids, held)
             if updates:
                 app.counters["teardown_rpcs"] += 1
                 try:
@@ -119,13 +120,28 @@ class Teardown:
                 except P4ClientError as exc:
                     LOG.warning("flow removal failed: %s", exc)
 
-    async def harvest(self, sw: Switch, fids: list[int]) -> None:
+    async def harvest(self, sw: Switch, fids: list[int], keys: list[tuple] | None = None) -> None:
         """Add what these flows carried in the fast path to the totals, zero their counters
-        (one Read and one Write for all of them) and free their ids."""
+        (one Read and one Write for all of them) and free their ids. With ``keys`` (theirs, in
+        the same order) the flows stay in ``flow_of`` while their counters are read, so that
+        the live totals count them until their counts are in the totals; one that another path
+        took meanwhile (an expiry) is left to it."""
         app = self.app
-        app.counters["teardown_rpcs"] += 2
-        for fid, (pkts, nbytes) in (await app._flow_counters(sw, fids)).items():
-            self._account(fid, pkts, nbytes)
+        app.counters["teardown_rpcs"] += 1
+        counts = await app._flow_counters(sw, fids)
+        if keys is not None:
+            mine = []
+            for k, fid in zip(keys, fids):
+                if app.flow_of.get(k) == fid:
+                    del app.flow_of[k]
+                    mine.append(fid)
+            fids = mine
+        for fid in fids:
+            if fid in counts:
+                self._account(fid, *counts[fid])
+        if not fids:
+            return
+        app.counters["teardown_rpcs"] += 1
         try:
             await sw.modify([P4CounterEntry("flow_counter", index=f, data=P4CounterData())
                              for f in fids])
