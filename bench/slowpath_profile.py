@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_vs_haproxy as hx  # noqa: E402
 
 ACTIVITIES = [
-    "Engine.handle", "ControllerApp._install_loop", "ControllerApp._remove_loop",
+    "Engine.handle", "ControllerApp._install_loop", "Teardown.run",
     "ControllerApp._send_packets", "Switch._receive_until_closed", "ControllerApp._packet_loop",
     "ControllerApp._execute", "P4RuntimeServer._stream_reader", "PacketIO.packet_out",
     "P4RuntimeServer.Read", "P4RuntimeServer.Write", "PacketIO.on_packet",

@@ -356,11 +356,12 @@ static void cmd_learner(char *rest, char *out)
 	int n, id;
 
 	if (!op || !name) {
-		snprintf(out, LINE_OUT, "err EINVAL usage: learner add|mod|del|get|keep <learner> match ...");
+		snprintf(out, LINE_OUT, "err EINVAL usage: learner add|mod|del|get|keep <learner> match ... | "
+			 "learner count <learner> <arg> <packets regarray> <bytes regarray>");
 		return;
 	}
 	if (strcmp(op, "add") && strcmp(op, "mod") && strcmp(op, "del") && strcmp(op, "get") &&
-	    strcmp(op, "keep")) {
+	    strcmp(op, "keep") && strcmp(op, "count")) {
 		snprintf(out, LINE_OUT, "err EINVAL unknown learner operation '%s'", op);
 		return;
 	}
@@ -374,7 +375,10 @@ static void cmd_learner(char *rest, char *out)
 		snprintf(out, LINE_OUT, "err EINVAL too many tokens");
 		return;
 	}
-	learner_op(&g.learners[id], op, tok, n, out, LINE_OUT);
+	if (!strcmp(op, "count"))
+		learner_count_bind(&g.learners[id], tok, n, out, LINE_OUT);
+	else
+		learner_op(&g.learners[id], op, tok, n, out, LINE_OUT);
 }
 
 static void cmd_reg(char *rest, struct sbuf *b)

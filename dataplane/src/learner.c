@@ -79,14 +79,15 @@ uint8_t *reg_find(struct flow_registry *r, const uint8_t *key)
 	}
 }
 
-int reg_insert(struct flow_registry *r, const uint8_t *key, uint8_t timeout_id, uint8_t permanent)
+/* The slot of `key`, inserted if absent (counted = 0); NULL when the registry cannot grow. */
+uint8_t *reg_insert(struct flow_registry *r, const uint8_t *key, uint8_t timeout_id, uint8_t permanent)
 {
 	uint8_t *s = reg_find(r, key);
 	size_t mask, pos;
 
 	if (!s) {
 		if ((r->n_used + 1) * 2 > r->n_slots && reg_grow(r))
-			return -ENOMEM;
+			return NULL;
 		mask = r->n_slots - 1;
 		for (pos = reg_hash(r, key) & mask; reg_slot(r, pos)[0]; pos = (pos + 1) & mask)
 			;
@@ -97,7 +98,7 @@ int reg_insert(struct flow_registry *r, const uint8_t *key, uint8_t timeout_id, 
 	}
 	s[1] = timeout_id;
 	s[2] = permanent;
-	return 0;
+	return s;
 }
 
 /* Backward-shift deletion keeps probe sequences intact without tombstones. */
@@ -374,13 +375,67 @@ static void format_hit(struct learner_rt *l, uint64_t action_id, const uint8_t *
 	}
 }
 
+/* Whether entries of `action_id` count into the bound counter, and at which index (the value
+ * of their count_arg, just parsed into l->databuf). */
+static uint8_t count_index(struct learner_rt *l, uint64_t action_id, uint32_t *idx)
+{
+	const struct action_desc *a = &g.actions[action_id];
+	uint8_t be[4];
+	uint32_t i, j;
+
+	*idx = 0;
+	if (!l->count_arg[0])
+		return 0;
+	for (i = 0; i < a->n_args; i++)
+		if (!strcmp(a->args[i].name, l->count_arg))
+			break;
+	if (i == a->n_args || a->args[i].n_bits > 32)
+		return 0;
+	field_load(&l->databuf[a->args[i].offset], a->args[i].n_bits, a->args[i].nbo, be);
+	for (j = 0; j < a->args[i].n_bits / 8; j++)
+		*idx = (*idx << 8) | be[j];
+	return 1;
+}
+
+/* "<arg> <packets regarray> <bytes regarray>" (tok[0..2]; `-` for a unit the counter does not
+ * have): bind the counter an entry's expiry reports. Entries added or modified from now on are
+ * counted, and adding one zeroes its cell: the index of a flow that ended starts from zero
+ * when it is used again. */
+int learner_count_bind(struct learner_rt *l, char **tok, int n_tok, char *out, size_t out_size)
+{
+	uint64_t v;
+	int i;
+
+	if (n_tok != 3) {
+		snprintf(out, out_size, "err EINVAL usage: learner count <learner> <arg> "
+			 "<packets regarray> <bytes regarray>");
+		return -EINVAL;
+	}
+	for (i = 1; i < 3; i++)
+		if (strcmp(tok[i], "-") && (strlen(tok[i]) >= SWXD_NAME_SIZE ||
+		    rte_swx_ctl_pipeline_regarray_read(g.p, tok[i], 0, &v))) {
+			snprintf(out, out_size, "err EINVAL no regarray '%s'", tok[i]);
+			return -EINVAL;
+		}
+	if (strlen(tok[0]) >= SWXD_NAME_SIZE) {
+		snprintf(out, out_size, "err EINVAL argument name too long");
+		return -EINVAL;
+	}
+	snprintf(l->count_arg, sizeof(l->count_arg), "%s", tok[0]);
+	for (i = 0; i < 2; i++)
+		snprintf(l->count_regs[i], sizeof(l->count_regs[i]), "%s",
+			 strcmp(tok[1 + i], "-") ? tok[1 + i] : "");
+	snprintf(out, out_size, "ok");
+	return 0;
+}
+
 /* tok[0] is the first token after the learner name. Writes the reply line to out. */
 int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char *out,
 	       size_t out_size)
 {
 	uint64_t now = rte_get_tsc_cycles(), action_id = 0, cur_action;
-	uint32_t timeout_id = 0;
-	uint8_t *cur_data;
+	uint32_t timeout_id = 0, idx;
+	uint8_t *cur_data, *slot;
 	int n, hit;
 
 	n = parse_key(l, tok, n_tok, out, out_size);
@@ -410,11 +465,18 @@ int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char
 			snprintf(out, out_size, "err ENOSPC learner bucket full");
 			return -ENOSPC;
 		}
-		if (reg_insert(&l->reg, &l->keybuf[l->key_offset], (uint8_t)timeout_id, 0)) {
+		slot = reg_insert(&l->reg, &l->keybuf[l->key_offset], (uint8_t)timeout_id, 0);
+		if (!slot) {
 			rte_swx_table_learner_delete(l->table, l->mailbox);
 			snprintf(out, out_size, "err ENOMEM registry");
 			return -ENOMEM;
 		}
+		slot[3] = count_index(l, action_id, &idx);
+		memcpy(slot + 4, &idx, sizeof(idx));
+		if (is_add && slot[3])
+			for (n = 0; n < 2; n++)
+				if (l->count_regs[n][0])
+					rte_swx_ctl_pipeline_regarray_write(g.p, l->count_regs[n], idx, 0);
 		snprintf(out, out_size, "ok");
 		return 0;
 	}
@@ -451,7 +513,7 @@ int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char
 			if (l->timeouts[t] > l->timeouts[longest])
 				longest = t;
 		rte_swx_table_learner_rearm_new(l->table, l->mailbox, now, longest);
-		if (reg_insert(&l->reg, &l->keybuf[l->key_offset], (uint8_t)longest, 1)) {
+		if (!reg_insert(&l->reg, &l->keybuf[l->key_offset], (uint8_t)longest, 1)) {
 			snprintf(out, out_size, "err ENOMEM registry");
 			return -ENOMEM;
 		}

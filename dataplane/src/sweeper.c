@@ -6,8 +6,11 @@
  * past). For every key installed through the control socket the daemon keeps a registry slot;
  * the sweeper walks the registries in slices, looks every key up, and
  *   - reports a miss as `expired <learner> <v>...` (unsolicited, on the control socket) and
- *     forgets the slot;
- *   - re-arms hits of permanent (`learner keep`) entries.
+ *     forgets the slot; when the learner has a bound counter (`learner count`) and the entry
+ *     counted into it, the line ends with `count <index> <packets> <bytes>`, the final counts
+ *     of its cell (nothing counts into it any more: the entry is gone, and the cell is zeroed
+ *     when an entry with that index is added again, learner.c);
+ *   - re-arms hits of permanent (`learner keep`) entries, with their own (longest) profile.
  * A whole pass over every registry takes at most sweep_period (min timeout / 2, clamped),
  * done in slices at every wake-up of the main loop and at least every 100 ms.
  *
@@ -47,8 +50,10 @@ void sweeper_init(void)
 	LOG_INFO("sweeper: full pass every %llu ms", (unsigned long long)period_ms);
 }
 
-static void format_key(struct learner_rt *l, const uint8_t *key, struct sbuf *b)
+/* The `expired` line of registry slot s. */
+static void report_expired(struct learner_rt *l, const uint8_t *s, struct sbuf *b)
 {
+	const uint8_t *key = s + REG_SLOT_HDR;
 	uint32_t i;
 
 	sb_printf(b, "expired %s", l->name);
@@ -62,6 +67,16 @@ static void format_key(struct learner_rt *l, const uint8_t *key, struct sbuf *b)
 		field_load(&key[f->offset - l->key_offset], f->n_bits, f->is_header, be);
 		value_format(be, f->n_bits, v, sizeof(v));
 		sb_printf(b, " %s", v);
+	}
+	if (s[3] && l->count_arg[0]) {
+		uint32_t idx = reg_slot_count_index(s);
+		uint64_t n[2] = {0, 0};
+
+		for (i = 0; i < 2; i++)
+			if (l->count_regs[i][0])
+				rte_swx_ctl_pipeline_regarray_read(g.p, l->count_regs[i], idx, &n[i]);
+		sb_printf(b, " count %u %llu %llu", idx, (unsigned long long)n[0],
+			  (unsigned long long)n[1]);
 	}
 	sb_printf(b, "\n");
 }
@@ -81,10 +96,11 @@ static void sweep_learner(struct learner_rt *l, size_t n, uint64_t now, struct s
 
 		if (s[0]) {
 			if (learner_lookup_slot_key(l, s + REG_SLOT_HDR, now)) {
+				/* with its own profile: a FIN or RST may have moved it to another */
 				if (s[2])
-					rte_swx_table_learner_rearm(l->table, l->mailbox, now);
+					rte_swx_table_learner_rearm_new(l->table, l->mailbox, now, s[1]);
 			} else {
-				format_key(l, s + REG_SLOT_HDR, b);
+				report_expired(l, s, b);
 				reg_delete_slot(r, pos);
 				/* Backward shift may have moved a later key into pos: look again. */
 				if (reg_slot(r, pos)[0] && r->n_used)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <rte_swx_ctl.h>
 #include <rte_swx_pipeline.h>
@@ -111,6 +112,10 @@ struct learner_rt {
 	uint32_t timeouts[SWXD_MAX_TIMEOUTS];
 	struct flow_registry reg;
 	size_t sweep_pos;         /* next registry slot to look at */
+	/* `learner count`: the action argument count_arg of an entry indexes a counter cell
+	 * (register arrays count_regs: packets, bytes) that the entry's expiry reports and clears. */
+	char count_arg[SWXD_NAME_SIZE];
+	char count_regs[2][SWXD_NAME_SIZE];
 	uint64_t n_enospc;
 };
 
@@ -243,6 +248,7 @@ int learner_setup(struct learner_rt *l);
 int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char *out, size_t out_size);
 int learner_apply_timeouts(void);
 int learner_lookup_slot_key(struct learner_rt *l, const uint8_t *key, uint64_t now);
+int learner_count_bind(struct learner_rt *l, char **tok, int n_tok, char *out, size_t out_size);
 
 /* sweeper.c */
 void sweeper_init(void);
@@ -250,15 +256,23 @@ void sweeper_tick(int full);
 uint64_t sweeper_next_timeout_ms(void);
 
 /* registry (learner.c) */
-int reg_insert(struct flow_registry *r, const uint8_t *key, uint8_t timeout_id, uint8_t permanent);
+uint8_t *reg_insert(struct flow_registry *r, const uint8_t *key, uint8_t timeout_id, uint8_t permanent);
 uint8_t *reg_find(struct flow_registry *r, const uint8_t *key);
 void reg_delete_slot(struct flow_registry *r, size_t pos);
 static inline uint8_t *reg_slot(struct flow_registry *r, size_t i)
 {
 	return &r->slots[i * r->slot_size];
 }
-/* slot layout: [0] used, [1] timeout id, [2] permanent, [3] spare, [4..] key bytes */
-#define REG_SLOT_HDR 4
+/* slot layout: [0] used, [1] timeout id, [2] permanent, [3] counted, [4..7] counter index
+ * (host order, when counted), [8..] key bytes */
+#define REG_SLOT_HDR 8
+static inline uint32_t reg_slot_count_index(const uint8_t *s)
+{
+	uint32_t v;
+
+	memcpy(&v, s + 4, sizeof(v));
+	return v;
+}
 
 /* ctl.c */
 int ctl_handle(void);     /* <0: peer closed or fatal */

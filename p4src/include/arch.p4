@@ -17,6 +17,13 @@
  *                                     BMv2 measures the frame itself)
  *   P4CS_EXPIRING_TABLE               table properties: entries expire when idle
  *   P4CS_REARM_EXPIRY                 in an action of such a table: a hit restarts the timer
+ *   P4CS_END_EXPIRY                   ... or, on a FIN or RST, moves the entry to the short
+ *                                     expiry profile P4CS_END_PROFILE (TIME_WAIT-like): the
+ *                                     data plane removes the entries of closed connections
+ *   P4CS_END_EXPIRY_TABLE(c, arg)     annotation of such a table when it does: its P4Info says
+ *                                     so to the controller, and its entries' expiry reports
+ *                                     counter c at the index of action parameter arg
+ *                                     (docs/interfaces.md)
  *   P4CS_SPLICE_CSUM_DECL             in a control: the state of ...
  *   P4CS_SPLICE_CSUM_OLD(ip_d)        ... the splice action's checksum updates (RFC 1624): OLD
  *   P4CS_SPLICE_CSUM_NEW(tcp_d)       before seq/ack change (IPv4: + ip_d; TCP: - old seq/ack),
@@ -75,6 +82,11 @@
 /* An add-on-miss table is an SWX learner: O(1) inserts and deletes, per-entry expiry. */
 #define P4CS_EXPIRING_TABLE             add_on_miss = true; idle_timeout_with_auto_delete = true;
 #define P4CS_REARM_EXPIRY               restart_expire_timer()
+/* Learner timeout profile 0: the shortest of the flow timeout profiles (flow_timeouts_s of
+ * host/p4cs/params.py, 3 s; the daemon's --learner-timeouts sets them). */
+#define P4CS_END_PROFILE                0
+#define P4CS_END_EXPIRY                 set_entry_expire_time((ExpireTimeProfileId_t)P4CS_END_PROFILE)
+#define P4CS_END_EXPIRY_TABLE(c, arg)   @p4cs_end_expiry(c, arg)
 
 /* The InternetChecksum extern, which p4c-dpdk turns into SWX cksub / ckadd; one instance per
  * checksum (one instance reused for both left the IPv4 checksum at 0 on DPDK 22.11). One
@@ -107,9 +119,12 @@
 
 #define P4CS_COUNTER(size)              counter(size, CounterType.packets_and_bytes)
 #define P4CS_COUNT(c, index, bytes)     c.count(index)
-/* A plain exact table with P4Runtime idle timeouts (BMv2 re-arms on every hit by itself). */
+/* A plain exact table with P4Runtime idle timeouts (BMv2 re-arms on every hit by itself; the
+ * controller deletes the entries of closed connections). */
 #define P4CS_EXPIRING_TABLE             support_timeout = true;
 #define P4CS_REARM_EXPIRY
+#define P4CS_END_EXPIRY
+#define P4CS_END_EXPIRY_TABLE(c, arg)
 
 /* BMv2's checksum controls only take update_checksum() calls, which recompute from scratch; so
  * the ones'-complement arithmetic of RFC 1624 is written out: sum = ~C + delta (+ the words

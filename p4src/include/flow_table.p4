@@ -11,8 +11,12 @@
  * controller allocates flow ids).
  *
  * On the DPDK target the table is a PNA add-on-miss table (an SWX learner): O(1) inserts and
- * deletes and per-entry expiry; hits re-arm the expiry timer. On BMv2 it is a plain exact
- * table with P4Runtime idle timeouts (arch.p4: P4CS_EXPIRING_TABLE, P4CS_REARM_EXPIRY).
+ * deletes and per-entry expiry; hits re-arm the expiry timer, and a hit by a FIN or RST moves
+ * the entry to the short expiry profile instead (TIME_WAIT-like): the entries of a closed
+ * connection leave the data plane by themselves, and the expiry notification carries the final
+ * counts of flow_counter[flow_id] (P4CS_END_EXPIRY_TABLE). On BMv2 it is a plain exact table
+ * with P4Runtime idle timeouts, and the controller deletes the entries of closed connections
+ * (arch.p4: P4CS_EXPIRING_TABLE, P4CS_REARM_EXPIRY, P4CS_END_EXPIRY, P4CS_END_EXPIRY_TABLE).
  */
 #ifndef P4CS_FLOW_TABLE_P4
 #define P4CS_FLOW_TABLE_P4
@@ -21,6 +25,13 @@
 
 /* Bytes counted: the Ethernet frame without FCS (14 + IPv4 total length). */
 #define P4CS_FLOW_COUNT(idx) P4CS_COUNT(flow_counter, idx, (bit<32>)hdr.ipv4.total_len + 14)
+/* A hit re-arms the entry's expiry: a FIN or RST with the short profile. */
+#define P4CS_FLOW_EXPIRY                                                 \
+    if ((hdr.tcp.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0) {           \
+        P4CS_END_EXPIRY;                                                 \
+    } else {                                                             \
+        P4CS_REARM_EXPIRY;                                               \
+    }
 
 control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
 
@@ -50,7 +61,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         P4CS_SPLICE_CSUM_NEW(tcp_csum_delta);
         meta.out_port = port;
         P4CS_FLOW_COUNT(flow_id);
-        P4CS_REARM_EXPIRY;
+        P4CS_FLOW_EXPIRY
     }
 
     /* Forward a flow unchanged but for the MACs: the action of L4 virtual services balanced in
@@ -63,7 +74,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         hdr.ethernet.src_addr = smac;
         meta.out_port = port;
         P4CS_FLOW_COUNT(flow_id);
-        P4CS_REARM_EXPIRY;
+        P4CS_FLOW_EXPIRY
     }
 
     @name(".flow_miss")
@@ -71,7 +82,7 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         meta.flow_hit = false;
     }
 
-    @name(".flow_table")
+    @name(".flow_table") P4CS_END_EXPIRY_TABLE("flow_counter", "flow_id")
     table flow_table {
         /* Header fields: p4c-dpdk copies a key made of several headers' fields into metadata
          * of its own (contiguous, as the learner needs), so a copy made here would be a
@@ -101,5 +112,6 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
     }
 }
 #undef P4CS_FLOW_COUNT
+#undef P4CS_FLOW_EXPIRY
 
 #endif

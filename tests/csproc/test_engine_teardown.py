@@ -59,6 +59,25 @@ def test_fin_seen_in_software_splice_path_counts_too():
     assert len(pkts(eff)) == 1 and of(eff, RemoveFlows)
 
 
+def test_removal_names_the_entries_a_fin_or_rst_ended():
+    """RemoveFlows.ended: the keys whose entry the FIN / RST hit (their copies came from the
+    data plane), which a data plane with a short end-of-flow expiry removes by itself."""
+    h, syn, inst = spliced()
+    c2s, s2c = (f.key for f in inst.flows)
+    h.server(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), reason=4)
+    rm, = of(h.client(h.cframe("FA", rel=len(GET), ack=h.sisn + 2), reason=4), RemoveFlows)
+    assert set(rm.ended) == {c2s, s2c}
+    # a RST from the server: only its own entry saw it
+    h, syn, inst = spliced()
+    rm, = of(h.server(h.sframe(syn, "R", 501, 0), reason=4), RemoveFlows)
+    assert rm.ended == (inst.flows[1].key,)
+    # a FIN that took the software path hit no entry
+    h, syn, inst = spliced()
+    h.server(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), reason=2)
+    rm, = of(h.client(h.cframe("FA", rel=len(GET), ack=h.sisn + 2), reason=4), RemoveFlows)
+    assert rm.ended == (inst.flows[0].key,)
+
+
 def test_idle_expiry_removes_the_other_entry_and_frees():
     h, syn, inst = spliced(mode="snat")
     c2s, s2c = inst.flows

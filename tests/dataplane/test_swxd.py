@@ -242,6 +242,41 @@ def test_splice_rewrite(traffic):
     assert d.ctl.one("reg read flow_pkts 8") == "ok 1"
 
 
+def test_expiry_reports_the_counter(traffic):
+    """`learner count`: an entry's expiry line carries its counter cell; adding an entry with
+    that index again zeroes the cell (a modification does not)."""
+    d, s0, s1 = traffic
+    ctl = d.ctl
+    for bad in ("learner count flow_table counter_idx nope -", "learner count flow_table x",
+                "learner count flow_table a b c d"):
+        assert ctl.one(bad).startswith("err EINVAL"), bad
+    assert ctl.one("learner count flow_table counter_idx flow_pkts -") == "ok"
+    counted, plain = key(sport=40001), key(sport=40002)
+    assert ctl.req(f"learner add flow_table {counted} {splice(cidx=21)} timeout 0",
+                   f"learner add flow_table {plain} {splice(cidx=22)} timeout 0") == ["ok"] * 2
+    for sport in (40001, 40001, 40001, 40002):
+        s0.send(tcp_frame(sport=sport))
+    assert len(recv_frames(s1, 3.0, match=lambda f: f[12:14] == b"\x08\x00")) >= 1
+    deadline = time.monotonic() + 3.0
+    while ctl.one("reg read flow_pkts 21") != "ok 3" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ctl.one("reg read flow_pkts 21") == "ok 3"
+    # the counter has no bytes unit here (`-`): 0 bytes
+    expired = ctl.poll_expired(6.0)
+    want = f"expired flow_table {ip2int('10.0.0.1')} {ip2int('10.0.0.100')} 6 40001 80 count 21 3 0"
+    assert want in expired, expired
+    assert any(e.endswith(" 6 40002 80 count 22 1 0") for e in expired), expired
+    assert ctl.one("reg read flow_pkts 21") == "ok 3"
+    assert ctl.req(f"learner add flow_table {key(sport=40003)} {splice(cidx=21)}",
+                   "reg read flow_pkts 21") == ["ok", "ok 0"]
+    s0.send(tcp_frame(sport=40003))
+    deadline = time.monotonic() + 3.0
+    while ctl.one("reg read flow_pkts 21") != "ok 1" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ctl.req(f"learner mod flow_table {key(sport=40003)} {splice(cidx=21)}",
+                   "reg read flow_pkts 21") == ["ok", "ok 1"]
+
+
 def test_cpu_port_both_ways(traffic):
     d, s0, s1 = traffic
     assert d.ctl.one("table add vip_table match 0x0a000064 80 action send_to_cpu") == "ok"

@@ -7,10 +7,14 @@ import time
 
 import pytest
 from finsy.proto import p4r, rpc_code
+from google.protobuf import text_format
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from .conftest import T_FLOW, be, flow_entry, raw_socket, upd
+from p4cs.switch.dpdk.errors import P4RTError
+from p4cs.switch.dpdk.pipeline import load_p4info
+
+from .conftest import C_FLOW, MINI_P4INFO, T_FLOW, be, flow_entry, raw_socket, upd
 
 pytestmark = [pytest.mark.dpdk, pytest.mark.root]
 
@@ -108,3 +112,49 @@ def test_idle_timeout_notification(switch, client_factory):
     assert switch.call(d.request(["learner get flow_table match 0x1 0x2"])) == ["ok miss"]
     # an expired entry may be inserted again
     c.write([upd("INSERT", short)])
+
+
+def test_expiry_notification_carries_the_counts(make_switch, client_factory, tmp_path):
+    """A learner annotated @p4cs_end_expiry: the notification's counter_data holds the final
+    counts of the entry's counter cell; inserting an entry with that index zeroes the cell."""
+    info = load_p4info(MINI_P4INFO)
+    flow = next(t for t in info.tables if t.preamble.id == T_FLOW)
+    flow.preamble.annotations.append('@p4cs_end_expiry("flow_pkts" , "flow_id")')
+    annotated = tmp_path / "p4info.txtpb"
+    annotated.write_text(text_format.MessageToString(info))
+    sw = make_switch(load=False)
+    sw.load(p4info=annotated)
+    c = client_factory(sw.addr)
+    c.arbitrate(1)
+    short, other = flow_entry(1, 2, flow_id=5, idle_ns=10**9), flow_entry(1, 3, flow_id=6, idle_ns=10**9)
+    c.write([upd("INSERT", short), upd("INSERT", other)])
+    cell = p4r.CounterEntry(counter_id=C_FLOW, index=p4r.Index(index=5),
+                            data=p4r.CounterData(packet_count=3, byte_count=180))
+    c.write([p4r.Update(type=p4r.Update.MODIFY, entity=p4r.Entity(counter_entry=cell))])
+    got = {}
+    while len(got) < 2:
+        n = c.recv("idle_timeout_notification", timeout=15)
+        got.update({e.match[1].exact.value: e for e in n.table_entry})
+    assert got[be(2)].counter_data == p4r.CounterData(packet_count=3, byte_count=180)
+    assert got[be(3)].counter_data == p4r.CounterData(packet_count=0, byte_count=0)
+    got[be(2)].ClearField("counter_data")
+    assert got[be(2)] == short
+    def cell():
+        ce = p4r.CounterEntry(counter_id=C_FLOW, index=p4r.Index(index=5))
+        return c.read([p4r.Entity(counter_entry=ce)])[0].counter_entry.data
+    assert cell() == p4r.CounterData(packet_count=3, byte_count=180)
+    c.write([upd("INSERT", flow_entry(1, 4, flow_id=5, idle_ns=60 * 10**9))])
+    assert cell() == p4r.CounterData()
+
+
+def test_end_expiry_annotation_errors(make_switch, tmp_path):
+    for annotation, why in [('@p4cs_end_expiry("nope", "flow_id")', "names no counter 'nope'"),
+                            ('@p4cs_end_expiry("flow_pkts", "nope")', "no action parameter 'nope'"),
+                            ("@p4cs_end_expiry(flow_pkts)", "is not @p4cs_end_expiry")]:
+        info = load_p4info(MINI_P4INFO)
+        next(t for t in info.tables if t.preamble.id == T_FLOW).preamble.annotations.append(annotation)
+        bad = tmp_path / "bad.p4info.txtpb"
+        bad.write_text(text_format.MessageToString(info))
+        sw = make_switch(load=False)
+        with pytest.raises(P4RTError, match=why):
+            sw.load(p4info=bad)

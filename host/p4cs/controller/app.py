@@ -11,7 +11,8 @@
 * feeds every packet-in to the CS processor (:mod:`p4cs.csproc`) and executes its effects:
   packet-outs, batched flow installs (both directions before the buffered request is
   relayed), delayed flow removals, logs;
-* turns idle-timeout notifications into ``Engine.flow_expired``;
+* turns idle-timeout notifications into ``Engine.flow_expired``; the removal of flow entries
+  and the harvest of their counters are :mod:`p4cs.controller.teardown`'s;
 * keeps a session with the switch: when the connection is lost (the switch restarted or went
   away) it reconnects with backoff and reconciles again; flows whose entries are gone then
   (a restarted switch is empty) are handed to ``Engine.flow_lost``, which resets both ends;
@@ -39,7 +40,6 @@ from typing import Any
 
 from finsy import (P4CloneSessionEntry, P4CounterEntry, P4TableAction, P4TableEntry, P4TableMatch,
                    Switch, SwitchOptions)
-from finsy import P4CounterData
 from finsy.grpcutil import GRPCStatusCode
 from finsy.p4client import P4ClientError
 from finsy.switch import SwitchEvent
@@ -51,6 +51,7 @@ from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
 from p4cs.controller.operator import Operator, log_effect
 from p4cs.controller.reconcile import BaseTables, FlowScan
+from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, removes_ended_entries
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
@@ -187,15 +188,13 @@ class ControllerApp:
         self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0,
                          "flows_removed": 0, "install_errors": 0, "idle_timeouts": 0,
                          "fastpath_packets": 0, "fastpath_bytes": 0, "reconnects": 0,
-                         "takeovers": 0}
+                         "takeovers": 0, "teardown_rpcs": 0}
         self.state = "connecting"
         self._state_since = time.monotonic()
         self.election_id: int | None = None     # None: finsy's default (no store)
         self._socket_inode = 0
         self._installs: list[fx.InstallFlows] = []
         self._install_event = asyncio.Event()
-        self._removals: list[tuple] = []
-        self._remove_event = asyncio.Event()
         self._tick_event = asyncio.Event()
         self._stop = asyncio.Event()
         self.failure: str | None = None
@@ -205,6 +204,7 @@ class ControllerApp:
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
         self.operator = Operator(self)
+        self.teardown = Teardown(self)
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -318,6 +318,7 @@ class ControllerApp:
                      self.cfg.switch.address, sw.primary_id)
             return
         self.enc = FlowEncoder(sw.p4info)
+        self.teardown.end_expiry = removes_ended_entries(sw, "flow_table")
         base = BaseTables(self.base_entries(), self.clone_session(), "flow_table")
         try:
             written = await base.reconcile(sw)
@@ -337,7 +338,7 @@ class ControllerApp:
         await self._adopt_flows(sw)
         scanned.set()
         for coro in (self._packet_loop(sw), self._timer_loop(), self._install_loop(sw),
-                     self._remove_loop(sw), self.resolver.run(sw, self.enc)):
+                     self.teardown.run(sw), self.resolver.run(sw, self.enc)):
             sw.create_task(coro)
         self.ready.set()
         self._set_state("primary", f"election id {sw.election_id}")
@@ -370,7 +371,7 @@ class ControllerApp:
             for f in set(gone.values()) - set(stale):
                 self.book.drop(f)       # its slot counts another controller's flow now
             if stale:
-                await self._harvest(sw, stale)
+                await self.teardown.harvest(sw, stale)
             now = time.monotonic()
             for key in gone:
                 await self._execute(self.engine.flow_lost(fx.FlowKey(*key), now))
@@ -392,48 +393,9 @@ class ControllerApp:
             self._tick_event.set()
 
     async def _idle_loop(self, sw: Switch, scanned: asyncio.Event) -> None:
-        async for note in sw.read_idle_timeouts(queue_size=IDLE_QUEUE):
+        async for mark, note in sw.read_idle_timeouts(queue_size=IDLE_QUEUE):
             await scanned.wait()    # entries read by _adopt_flows may expire while it runs
-            now = time.monotonic()
-            fids, keys, adopted = [], [], []
-            for entry in note.table_entry:
-                key = self._key_of(entry)
-                if key is None:
-                    continue
-                self.counters["idle_timeouts"] += 1
-                fid = self.flow_of.pop(tuple(key), None)
-                if fid is None:
-                    fid = self._adopted_id(entry)
-                    if fid is not None:
-                        adopted.append(key)
-                if fid is not None:
-                    fids.append(fid)
-                keys.append(key)
-            if adopted:
-                self._queue_removal(adopted)     # BMv2 keeps an expired entry until deleted
-            if fids:
-                await self._harvest(sw, fids)
-            for key in keys:
-                await self._execute(self.engine.flow_expired(key, now))
-
-    def _adopted_id(self, entry: Any) -> int | None:
-        """The flow id of an expired entry that was adopted (another controller's), else None."""
-        if isinstance(entry, p4r.TableEntry):
-            fid = self.enc.flow_id(entry)
-        else:
-            fid = entry.action.args.get("flow_id") if isinstance(entry.action, P4TableAction) else None
-        return int(fid) if fid is not None and self.flow_ids.is_adopted(int(fid)) else None
-
-    def _key_of(self, entry: Any) -> fx.FlowKey | None:
-        try:
-            if isinstance(entry, p4r.TableEntry):
-                vals = decode_match_key(entry)
-            else:
-                m = entry.match
-                vals = tuple(int(m[k]) for k in ("src_addr", "dst_addr", "protocol", "src_port", "dst_port"))
-            return fx.FlowKey(*vals)
-        except (KeyError, TypeError, ValueError):
-            return None
+            await self.teardown.expired(sw, mark, note.table_entry)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -459,10 +421,7 @@ class ControllerApp:
                 self._installs.append(e)
                 self._install_event.set()
             elif isinstance(e, fx.RemoveFlows):
-                if e.after > 0:
-                    asyncio.get_running_loop().call_later(e.after, self._queue_removal, list(e.keys))
-                else:
-                    self._queue_removal(list(e.keys))
+                self.teardown.flows_ended(e)
             elif isinstance(e, fx.Log):
                 log_effect(e)
         if out:
@@ -475,10 +434,6 @@ class ControllerApp:
         self.counters["packet_out"] += len(out)
         async with self._stream_lock:
             await sw.write(out)
-
-    def _queue_removal(self, keys: list) -> None:
-        self._removals.extend(keys)
-        self._remove_event.set()
 
     async def _install_loop(self, sw: Switch) -> None:
         """Batch the flow installs of all connections that are ready: one WriteRequest."""
@@ -532,48 +487,11 @@ class ControllerApp:
                     for cid in conn_ids:
                         await self._execute(self.engine.install_failed(cid, now))
                     # One direction may have gone in: remove whatever is there.
-                    self._queue_removal([f.key for f in inst.flows])
+                    self.teardown.remove([f.key for f in inst.flows])
                 else:
                     out.extend(self.enc.packet_out(p.frame, p.port) for p in inst.then)
             if out:
                 await self._send_packets(sw, out)
-
-    async def _remove_loop(self, sw: Switch) -> None:
-        while True:
-            await self._remove_event.wait()
-            self._remove_event.clear()
-            keys, self._removals = self._removals, []
-            updates, fids = [], []
-            for k in keys:
-                fid = self.flow_of.pop(tuple(k), None)
-                if fid is not None:
-                    fids.append(fid)
-                updates.append(self.enc.delete(fx.FlowKey(*k)))
-            if fids:
-                await self._harvest(sw, fids)
-            if updates:
-                try:
-                    await sw.write(updates, strict=False)
-                    self.counters["flows_removed"] += len(updates)
-                except P4ClientError as exc:
-                    LOG.warning("flow removal failed: %s", exc)
-
-    async def _harvest(self, sw: Switch, fids: list[int]) -> None:
-        """Add what these flows carried in the fast path to the totals, zero their counters
-        (the data plane never does: a reused id would start from the old flow's counts) and
-        free their ids."""
-        counts = await self._flow_counters(sw, fids)
-        for fid, (pkts, nbytes) in counts.items():
-            self.counters["fastpath_packets"] += pkts
-            self.counters["fastpath_bytes"] += nbytes
-            self.book.done(fid, pkts, nbytes)
-        try:
-            await sw.modify([P4CounterEntry("flow_counter", index=f, data=P4CounterData())
-                             for f in fids])
-        except P4ClientError as exc:
-            LOG.warning("cannot reset flow counters: %s", exc)
-        for fid in fids:
-            self.flow_ids.put(fid)
 
     async def _flow_counters(self, sw: Switch, fids: list[int]) -> dict[int, tuple[int, int]]:
         """flow id -> (packets, bytes) of its counter cell."""
@@ -800,7 +718,8 @@ class ControllerApp:
                              device_id=self.cfg.switch.device_id, ready_handler=self._ready,
                              **({} if self.election_id is None
                                 else {"initial_election_id": self.election_id}))
-        sw = Switch("p4cs", self.cfg.switch.address, opts)
+        sw = RawTimeoutSwitch("p4cs", self.cfg.switch.address, opts,
+                              handled=lambda: self.counters["packet_in"])
         down = asyncio.Event()
         sw.ee.on(SwitchEvent.CHANNEL_UP, lambda _sw: self._set_state("connected"))
         sw.ee.on(SwitchEvent.CHANNEL_DOWN, lambda _sw: down.set())

@@ -73,10 +73,14 @@ class RemoveFlows:
     """Delete the entries with these keys ``after`` seconds from now (0 = at once).
 
     A NOT_FOUND answer is not an error: the entry may have aged out in the data plane.
+    ``ended``: those of the keys whose entry a FIN or RST hit in the data plane (the copy came
+    with ``REASON_FLOW_END``); a data plane that moves such entries to a short expiry profile
+    removes them by itself.
     """
 
     keys: list[FlowKey]
     after: float = 0.0
+    ended: tuple[FlowKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,7 +227,7 @@ class Conn:
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
         "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
-        "relay", "hello",
+        "relay", "hello", "dp_end",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -249,6 +249,7 @@ class Conn:
         # Not None: a tls.ServerHelloWatch; the server's first bytes come to the engine
         # until its ServerHello told which TLS session it holds (docs/csproc.md section 14).
         self.hello = None
+        self.dp_end = 0        # legs whose FIN or RST hit their flow entry (_CLIENT | _SERVER)
 
 
 class Engine:
@@ -1136,6 +1137,7 @@ class Engine:
             return []
         if rewritten:
             seg.seq = (seg.seq - (c.c2s if from_client else c.s2c).seq_delta) & MOD32
+        c.dp_end |= _CLIENT if from_client else _SERVER
         self._advance(c.cl if from_client else c.sl, seg)
         return self._close_seen(c, seg, from_client, now)
 
@@ -1163,7 +1165,9 @@ class Engine:
         self._drop_request(c)
         tw = self.cfg.time_wait
         self._arm(c, now + tw + self.cfg.tombstone_margin)
-        return [RemoveFlows(keys, tw),
+        ended = tuple(k for k, leg in ((c.c2s.key, _CLIENT), (c.s2c.key, _SERVER))
+                      if k in keys and c.dp_end & leg)
+        return [RemoveFlows(keys, tw, ended),
                 self._log(c, "debug", "teardown", why=why, server=c.choice.server.name)]
 
     @staticmethod

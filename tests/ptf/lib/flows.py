@@ -48,18 +48,18 @@ class SpliceBase(P4csTest):
     client:cport -> VIP:80   becomes  SNAT:sport -> server:8080  (port 2)
     server:8080 -> SNAT:sport becomes  VIP:80 -> client:cport    (port 1)"""
 
-    def splice_pair(self, cport, snat_port, c2s_seq, c2s_ack, flow_id=100):
+    def splice_pair(self, cport, snat_port, c2s_seq, c2s_ack, flow_id=100, **kw):
         key = flow_key(CLIENT_IP, VIP, cport, VIP_PORT)
         c2s = self.insert("flow_table", key, "splice", splice_params(key, {
             "port": SERVER_PORT, "dmac": SERVER_MAC, "smac": SW_MAC[2], "sip": SNAT_IP, "dip": SERVER_IP,
             "sport": snat_port, "dport": SERVER_PORT_NO, "seq_delta": c2s_seq & M32, "ack_delta": c2s_ack & M32,
-            "flow_id": flow_id}))
+            "flow_id": flow_id}), **kw)
         # the reverse direction undoes the deltas: its seq is the other side's ack, and back
         key = flow_key(SERVER_IP, SNAT_IP, SERVER_PORT_NO, snat_port)
         s2c = self.insert("flow_table", key, "splice", splice_params(key, {
             "port": CLIENT_PORT, "dmac": CLIENT_MAC, "smac": SW_MAC[1], "sip": VIP, "dip": CLIENT_IP,
             "sport": VIP_PORT, "dport": cport, "seq_delta": (-c2s_ack) & M32, "ack_delta": (-c2s_seq) & M32,
-            "flow_id": flow_id + 1}))
+            "flow_id": flow_id + 1}), **kw)
         return c2s, s2c
 
     def c2s(self, cport, snat_port, seq, ack, d_seq, d_ack, **kw):

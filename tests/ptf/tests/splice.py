@@ -7,6 +7,7 @@ must be byte-identical to it; the received frame's checksums are also re-verifie
 """
 
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -185,3 +186,61 @@ class ChecksumZeroCorners(SpliceBase):
             self.expect_frame(SERVER_PORT, want)
         self.expect_no_frames()
         self.expect_no_packet_in()
+
+
+class FinEndsTheFlowEntry(SpliceBase):
+    """A FIN on a spliced flow whose entries have a long idle timeout. Where the flow table
+    removes the entries of closed connections itself (its P4Info table carries
+    @p4cs_end_expiry: the DPDK target), the FIN's hit moves its entry to the short expiry
+    profile: the entry expires within seconds, its IdleTimeoutNotification carries the final
+    packet and byte counts of its counter cell (counter_data), the cell reads 0 once an entry
+    with that flow id is inserted again (no counter write needed), and the other direction (no
+    FIN) stays; so does a FIN'd entry without idle timeout (permanent
+    stays permanent). Elsewhere (BMv2) a FIN changes no expiry: neither entry
+    is notified and the cell keeps its counts for the controller to read."""
+
+    WAIT_S = 10.0
+
+    def runTest(self):
+        t = self.p4.tables["flow_table"]
+        end_expiry = any(a.startswith("@p4cs_end_expiry(") for a in t.preamble.annotations)
+        c2s, s2c = self.splice_pair(40600, 50600, 11, 22, flow_id=700, idle_timeout_ns=300 * 10**9)
+        sent = [self.c2s(40600, 50600, 1000, 2000, 11, 22, payload=b"data", flags="PA"),
+                self.c2s(40600, 50600, 1004, 2000, 11, 22, payload=b"", flags="A"),
+                self.c2s(40600, 50600, 1004, 2000, 11, 22, payload=b"", flags="FA")]
+        counted = (len(sent), sum(14 + Ether(f)[IP].len for f in sent))
+        perm, _ = self.splice_pair(40601, 50601, 11, 22, flow_id=710)
+        self.c2s(40601, 50601, 1000, 2000, 11, 22, payload=b"", flags="FA")
+        def key(te):
+            return tuple(sorted(self.p4.describe_entry(te)["match"].items()))
+        want = {key(c2s): "c2s", key(s2c): "s2c", key(perm): "permanent"}
+        t0 = time.monotonic()
+        seen: dict[str, tuple[float, object]] = {}
+        while time.monotonic() - t0 < self.WAIT_S and "c2s" not in seen:
+            n = self.client.get_idle_notification(0.5)
+            for te in (n.table_entry if n is not None else []):
+                which = want.get(key(te))
+                if which:
+                    seen[which] = (time.monotonic() - t0, te)
+        if not end_expiry:
+            self.assertEqual(seen, {}, "a FIN changed the expiry of an entry on this target")
+            self.assertEqual(self.client.read_counter("flow_counter", 700)[0], len(sent))
+            return
+        self.assertIn("c2s", seen, f"the FIN'd entry did not expire within {self.WAIT_S} s")
+        self.assertNotIn("s2c", seen, "the entry without FIN expired too")
+        self.assertNotIn("permanent", seen, "an entry without idle timeout expired after a FIN")
+        after, te = seen["c2s"]
+        self.assertTrue(te.HasField("counter_data"), f"no counter_data in {te}")
+        self.assertEqual((te.counter_data.packet_count, te.counter_data.byte_count), counted)
+        self.forget(c2s)
+        # gone from the data plane: the flow's next segment is not spliced any more
+        self.send(CLIENT_PORT, tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40600, VIP_PORT,
+                                         seq=1005, ack=2000, flags="A"))
+        self.expect_no_frames()
+        self.s2c(40600, 50600, 2000, 1005, 11, 22, payload=b"", flags="A")
+        self.c2s(40601, 50601, 1001, 2000, 11, 22, payload=b"", flags="A")
+        self.insert("flow_table", flow_key(CLIENT_IP, VIP, 40602, VIP_PORT), "flow_forward",
+                    {"port": OTHER_PORT, "dmac": OTHER_MAC, "smac": SW_MAC[OTHER_PORT], "flow_id": 700},
+                    idle_timeout_ns=300 * 10**9)
+        self.assertEqual(self.client.read_counter("flow_counter", 700), (0, 0))
+        print(f"FIN'd entry expired after {after:.1f} s with counts {counted}")

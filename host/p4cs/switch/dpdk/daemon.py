@@ -335,6 +335,9 @@ class SwxDaemon:
             text = data.decode(errors="replace")
             if text.startswith("expired"):
                 lines = [ln for ln in text.split("\n") if ln]
+                # The copies the daemon sent before this report go first: a FIN/RST copy must
+                # reach the controller before the expiry its hit caused.
+                self._drain(self._copy, "copy", self.on_copy, limit=None)
                 if self.on_expired:
                     try:
                         self.on_expired(lines)
@@ -376,10 +379,15 @@ class SwxDaemon:
     def _on_copy_readable(self) -> None:
         self._drain(self._copy, "copy", self.on_copy)
 
-    def _drain(self, sock: socket.socket | None, what: str, cb: Callable[[bytes], None] | None) -> None:
+    def _drain(self, sock: socket.socket | None, what: str, cb: Callable[[bytes], None] | None,
+               limit: int | None = 256) -> None:
+        """Up to `limit` messages of `sock` (bounded by default, so that one busy port does not
+        starve the loop; None: all that are queued)."""
         if sock is None:
             return
-        for _ in range(256):  # bounded, so that one busy port does not starve the loop
+        n = 0
+        while limit is None or n < limit:
+            n += 1
             try:
                 frame = sock.recv(65536)
             except BlockingIOError:

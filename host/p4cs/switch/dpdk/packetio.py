@@ -6,8 +6,9 @@
 * messages from the copy port (mirror copies of FIN/RST of spliced flows, the destination of
   a clone session whose replica is the CPU port: the input port, then the frame) → PacketIn
   with reason REASON_FLOW_END and that ingress port;
-* learner entries the daemon aged out → IdleTimeoutNotification (after removing them from the
-  shadow: this target deletes an expired entry itself).
+* learner entries the daemon aged out → IdleTimeoutNotification, many entries per message
+  (after removing them from the shadow: this target deletes an expired entry itself), with the
+  final counts of the entry's counter cell in counter_data (:mod:`.expiry`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .arbitration import Arbiter, StreamConn
 from p4cs.constants import REASON_FLOW_END
 from .encode import ld, varint
 from .errors import SC, P4RTError
+from .expiry import parse_expired
 from .pipeline import NO_PIPELINE, Pipeline, TargetConfig
 from .schema import canonical_bytes
 
@@ -151,27 +153,26 @@ class PacketIO:
             c.put(data)
 
     def on_expired(self, lines: list[str]) -> None:
-        """`expired TABLE KEY...` lines of the daemon: drop the entries from the shadow and
-        notify the primaries of those of tables with idle-timeout notification."""
+        """`expired TABLE KEY... [count INDEX PACKETS BYTES]` lines of the daemon: drop the
+        entries from the shadow and notify the primaries of those of tables with idle-timeout
+        notification, with the counts as the entry's counter_data."""
         pipe = self._running()
         if pipe is None:
             return
-        by_table: dict[int, list[bytes]] = {}
+        by_table: dict[int, list[tuple[bytes, tuple[int, int] | None]]] = {}
         for ln in lines:
-            parts = ln.split()
-            if len(parts) < 2 or parts[0] != "expired":
-                continue
-            t = pipe.schema.tables_by_dname.get(parts[1])
-            if t is None:
-                continue
             try:
-                key = tuple(int(x, 0) for x in parts[2:])
+                dname, key, counts = parse_expired(ln)
             except ValueError:
-                LOG.warning("bad expiry notification from the daemon: %.200s", ln)
+                if ln.startswith("expired"):
+                    LOG.warning("bad expiry notification from the daemon: %.200s", ln)
+                continue
+            t = pipe.schema.tables_by_dname.get(dname)
+            if t is None:
                 continue
             b = pipe.shadow[t.id].pop(key, None)
             if b is not None and t.idle_notify:
-                by_table.setdefault(t.id, []).append(b)
+                by_table.setdefault(t.id, []).append((b, counts))
         if not by_table:
             return
         prims = list(self.arbiter.primaries())
@@ -180,10 +181,12 @@ class PacketIO:
         now = time.time_ns()
         for entries in by_table.values():
             for i in range(0, len(entries), 1000):
-                n = p4r.IdleTimeoutNotification(
-                    table_entry=[p4r.TableEntry.FromString(b) for b in entries[i : i + 1000]],
-                    timestamp=now,
-                )
+                n = p4r.IdleTimeoutNotification(timestamp=now)
+                for b, counts in entries[i : i + 1000]:
+                    te = n.table_entry.add()
+                    te.MergeFromString(b)
+                    if counts is not None:
+                        te.counter_data.packet_count, te.counter_data.byte_count = counts
                 data = p4r.StreamMessageResponse(idle_timeout_notification=n).SerializeToString()
                 for c in prims:
                     c.put(data)

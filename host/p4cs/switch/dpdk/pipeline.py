@@ -18,6 +18,7 @@ from google.protobuf import text_format
 
 from .daemon import DaemonError, SwxDaemon
 from .errors import SC, P4RTError
+from .expiry import count_lines
 from .schema import Schema, SchemaError
 from .wire import FlowFastPath
 
@@ -170,9 +171,14 @@ class PipelineHost:
             raise P4RTError(SC.INVALID_ARGUMENT, f"data-plane daemon rejected the pipeline: {e}")
         try:
             schema = Schema(p4info, info)
+            counting = count_lines(p4info, schema)
         except SchemaError as e:
             await daemon.stop()
             raise P4RTError(SC.INVALID_ARGUMENT, str(e)) from None
+        bad = [r for r in await daemon.request(counting) if r != "ok"] if counting else []
+        if bad:
+            await daemon.stop()
+            raise P4RTError(SC.INVALID_ARGUMENT, f"data-plane daemon rejected the pipeline: {bad[0]}")
         pipe = Pipeline(p4info, device_config, cookie, schema, daemon)
         for t in schema.tables:
             pipe.shadow[t] = {}

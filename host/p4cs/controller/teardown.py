@@ -1,0 +1,237 @@
+"""Flow teardown: how the entries of finished connections leave the flow table, and how what
+they carried reaches the fast-path totals.
+
+* Where the flow table removes the entries of closed connections itself (its P4Info table has
+  ``@p4cs_end_expiry``: the DPDK target), an entry a FIN or RST hit (``RemoveFlows.ended``)
+  is left alone: the hit moved it to the short expiry profile, it expires a few seconds after
+  its last packet, and its idle-timeout notification carries the final counts of its counter
+  cell (``counter_data``). Its flow id goes back to the pool then; the target zeroes the cell
+  when an entry with that id is inserted again. No RPC for such a connection.
+* Every other entry (all of them on BMv2, an entry no FIN/RST hit, removals the CS processor
+  wants at once) is deleted. Deletions due at about the same time (within ``BATCH_S``) make
+  one batch, whatever the number of connections: one Read of their counter cells, one Write
+  resetting the cells, one Write deleting the entries.
+* An expiry notification without counts (BMv2, or a target that does not report them)
+  harvests like a deletion batch: one Read and one Write per notification.
+
+``counters["teardown_rpcs"]`` counts the Reads and Writes sent for all this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from finsy import P4CounterData, P4CounterEntry, Switch, SwitchOptions
+from finsy.p4client import P4ClientError
+from finsy.proto import p4r
+
+from p4cs.controller.p4rt import decode_match_key
+from p4cs.csproc import effects as fx
+
+if TYPE_CHECKING:
+    from p4cs.controller.app import ControllerApp
+
+LOG = logging.getLogger("p4cs.controller")
+
+#: Deletions due within this many seconds of each other go in one batch.
+BATCH_S = 0.05
+#: Longest wait of an expiry for the packet-ins that came before it (some may have been
+#: dropped by a full queue).
+ORDER_WAIT_S = 2.0
+#: The annotation of a flow table whose closed entries expire in the data plane.
+END_EXPIRY = "p4cs_end_expiry"
+
+
+def removes_ended_entries(sw: Switch, table: str) -> bool:
+    """Whether the switch's flow table removes the entries a FIN or RST hit by itself."""
+    return any(a.name == END_EXPIRY for a in sw.p4info.tables[table].annotations)
+
+
+class Teardown:
+    """The removal side of the flow table, for a ControllerApp."""
+
+    def __init__(self, app: "ControllerApp"):
+        self.app = app
+        self.end_expiry = False         # set for each session (removes_ended_entries)
+        self.ending: set[int] = set()   # flow ids of entries left to expire after a FIN/RST
+        self._removals: list = []
+        self._event = asyncio.Event()
+        self._due: dict[float, list] = {}   # event-loop time (a multiple of BATCH_S) -> keys
+
+    # ------------------------------------------------------------------ scheduling
+    def flows_ended(self, e: fx.RemoveFlows) -> None:
+        """Execute a RemoveFlows effect of the CS processor."""
+        keys = list(e.keys)
+        if self.end_expiry and e.ended:
+            ended = set(map(tuple, e.ended))
+            for k in ended:
+                fid = self.app.flow_of.get(k)
+                if fid is not None:
+                    self.ending.add(fid)
+            keys = [k for k in keys if tuple(k) not in ended]
+        if not keys:
+            return
+        if e.after <= 0:
+            self.remove(keys)
+            return
+        loop = asyncio.get_running_loop()
+        at = math.ceil((loop.time() + e.after) / BATCH_S) * BATCH_S
+        due = self._due.get(at)
+        if due is None:
+            due = self._due[at] = []
+            loop.call_at(at, self._flush, at)
+        due.extend(keys)
+
+    def _flush(self, at: float) -> None:
+        self.remove(self._due.pop(at, []))
+
+    def remove(self, keys: list) -> None:
+        """Delete the entries of these keys with the next batch."""
+        self._removals.extend(keys)
+        self._event.set()
+
+    # ------------------------------------------------------------------ deletions
+    async def run(self, sw: Switch) -> None:
+        """Delete what is queued, one batch per wake-up."""
+        app = self.app
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            keys, self._removals = self._removals, []
+            updates, fids, held = [], [], []
+            for k in keys:
+                fid = app.flow_of.get(tuple(k))
+                if fid is not None:
+                    fids.append(fid)
+                    held.append(tuple(k))
+                updates.append(app.enc.delete(fx.FlowKey(*k)))
+            if fids:
+                await self.harvest(sw, fids, held)
+            if updates:
+                app.counters["teardown_rpcs"] += 1
+                try:
+                    await sw.write(updates, strict=False)
+                    app.counters["flows_removed"] += len(updates)
+                except P4ClientError as exc:
+                    LOG.warning("flow removal failed: %s", exc)
+
+    async def harvest(self, sw: Switch, fids: list[int], keys: list[tuple] | None = None) -> None:
+        """Add what these flows carried in the fast path to the totals, zero their counters
+        (one Read and one Write for all of them) and free their ids. With ``keys`` (theirs, in
+        the same order) the flows stay in ``flow_of`` while their counters are read, so that
+        the live totals count them until their counts are in the totals; one that another path
+        took meanwhile (an expiry) is left to it."""
+        app = self.app
+        app.counters["teardown_rpcs"] += 1
+        counts = await app._flow_counters(sw, fids)
+        if keys is not None:
+            mine = []
+            for k, fid in zip(keys, fids):
+                if app.flow_of.get(k) == fid:
+                    del app.flow_of[k]
+                    mine.append(fid)
+            fids = mine
+        for fid in fids:
+            if fid in counts:
+                self._account(fid, *counts[fid])
+        if not fids:
+            return
+        app.counters["teardown_rpcs"] += 1
+        try:
+            await sw.modify([P4CounterEntry("flow_counter", index=f, data=P4CounterData())
+                             for f in fids])
+        except P4ClientError as exc:
+            LOG.warning("cannot reset flow counters: %s", exc)
+        for fid in fids:
+            self._release(fid)
+
+    def _account(self, fid: int, pkts: int, nbytes: int) -> None:
+        app = self.app
+        app.counters["fastpath_packets"] += pkts
+        app.counters["fastpath_bytes"] += nbytes
+        app.book.done(fid, pkts, nbytes)
+
+    def _release(self, fid: int) -> None:
+        self.ending.discard(fid)
+        self.app.flow_ids.put(fid)
+
+    # ------------------------------------------------------------------ expiry
+    async def expired(self, sw: Switch, mark: int, entries: Iterable[p4r.TableEntry]) -> None:
+        """Flow entries the data plane aged out (one notification), once the controller has
+        taken ``mark`` packet-ins (RawTimeoutSwitch). Those left to expire after a FIN/RST count
+        as removed, the others as idle timeouts; counts that came with the notification go to
+        the totals at once, the others are read (one batch). BMv2 keeps an expired entry until
+        it is deleted: those of another controller are deleted here (its own ones when the CS
+        processor says so)."""
+        app = self.app
+        deadline = time.monotonic() + ORDER_WAIT_S
+        while app.counters["packet_in"] < mark and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        done, unread, adopted = [], [], []
+        for entry in entries:
+            key = _key_of(entry)
+            if key is None:
+                continue
+            fid = app.flow_of.pop(tuple(key), None)
+            if fid is None:
+                fid = app.enc.flow_id(entry)
+                if fid is not None and app.flow_ids.is_adopted(fid):
+                    adopted.append(key)
+                else:
+                    fid = None
+            done.append(key)
+            if fid is None:
+                app.counters["idle_timeouts"] += 1
+                continue
+            app.counters["flows_removed" if fid in self.ending else "idle_timeouts"] += 1
+            if entry.HasField("counter_data"):
+                self._account(fid, entry.counter_data.packet_count, entry.counter_data.byte_count)
+                self._release(fid)
+            else:
+                unread.append(fid)
+        if adopted:
+            self.remove(adopted)
+        if unread:
+            await self.harvest(sw, unread)
+        now = time.monotonic()
+        for key in done:
+            await app._execute(app.engine.flow_expired(key, now))
+
+
+def _key_of(entry: p4r.TableEntry) -> fx.FlowKey | None:
+    try:
+        return fx.FlowKey(*decode_match_key(entry))
+    except (TypeError, ValueError):
+        return None
+
+
+class RawTimeoutSwitch(Switch):
+    """finsy's Switch, but ``read_idle_timeouts`` yields ``(mark, notification)`` with the
+    IdleTimeoutNotification protobuf itself: finsy decodes every entry of a notification into
+    Python objects first, which costs more than all the rest of a connection's teardown (about
+    60-230 µs per entry, docs/benchmarks.md), and the controller needs only the key, the flow id
+    and the counts.
+
+    ``mark`` is the number of packet-ins the controller will have taken (``handled()``) once it
+    has taken every one that came before the notification: finsy queues the two kinds apart, and
+    a FIN copy must reach the CS processor before the expiry its hit caused (Teardown.expired
+    waits for it)."""
+
+    def __init__(self, name: str, address: str, options: SwitchOptions, handled: Callable[[], int]):
+        super().__init__(name, address, options)
+        self._handled = handled
+
+    def _stream_timeout_message(self, msg: p4r.StreamMessageResponse) -> None:
+        queue = self._timeout_queue
+        note = msg.idle_timeout_notification
+        if queue is not None and not queue.full():
+            mark = self._handled() + sum(q.qsize() for _, q in self._packet_queues)
+            queue.put_nowait((mark, note))
+        else:
+            LOG.warning("idle-timeout notification of %d entries dropped: queue full",
+                        len(note.table_entry))

@@ -1,0 +1,74 @@
+"""Counts in the expiry notifications of the DPDK target.
+
+A learner table annotated ``@p4cs_end_expiry("<counter>", "<param>")`` counts every entry into
+the indexed counter ``<counter>``, at the index its action parameter ``<param>`` holds (the flow
+table: ``flow_counter[flow_id]``), and its entries leave the data plane by expiring (a FIN or
+RST moves them to a short profile). When the pipeline starts, the server binds that counter to
+the learner (the daemon's ``learner count``): the daemon then ends the ``expired`` line of such
+an entry with ``count <index> <packets> <bytes>``, the final counts of its cell, and zeroes the
+cell when an entry with that index is added again. The server puts those counts in the
+``counter_data`` of the entry's ``TableEntry`` in the ``IdleTimeoutNotification`` (the field
+P4Runtime gives direct counters; a learner has none), so the controller learns how much a
+finished flow carried without a Read, and reuses its index without a counter Modify. The cell
+keeps the final counts until then, so a counter Read in between (the controller's live totals,
+before the notification reached them) sees them, not zero.
+"""
+
+from __future__ import annotations
+
+import re
+
+from finsy.proto import p4i
+
+from .schema import CounterInfo, Schema, SchemaError
+
+ANNOTATION = "@p4cs_end_expiry"
+_ANNOTATION_RE = re.compile(r'^@p4cs_end_expiry\(\s*"([^"]*)"\s*,\s*"([^"]*)"\s*\)$')
+
+
+def count_lines(p4info: p4i.P4Info, schema: Schema) -> list[str]:
+    """The daemon's `learner count` lines for the annotated learner tables of `p4info`.
+    SchemaError: an annotation that does not name a counter and a parameter of the table."""
+    lines = []
+    for t in p4info.tables:
+        for a in t.preamble.annotations:
+            if not a.startswith(ANNOTATION + "("):
+                continue
+            m = _ANNOTATION_RE.match(a)
+            ti = schema.tables.get(t.preamble.id)
+            name = t.preamble.name
+            if m is None:
+                raise SchemaError(f"table {name!r}: {a} is not {ANNOTATION}(\"<counter>\", \"<param>\")")
+            if ti is None or not ti.learner:
+                raise SchemaError(f"table {name!r}: {ANNOTATION} needs a learner table")
+            c = _counter(schema, m.group(1))
+            if c is None:
+                raise SchemaError(f"table {name!r}: {ANNOTATION} names no counter {m.group(1)!r}")
+            params = {p.name: p.dname for ai in ti.actions.values() for p in ai.params}
+            arg = params.get(m.group(2))
+            if arg is None:
+                raise SchemaError(f"table {name!r}: {ANNOTATION} names no action parameter "
+                                  f"{m.group(2)!r} of the table")
+            lines.append(f"learner count {ti.dname} {arg} {c.packets_reg or '-'} {c.bytes_reg or '-'}")
+    return lines
+
+
+def _counter(schema: Schema, name: str) -> CounterInfo | None:
+    """The counter called `name`, or the only one whose name ends with `.name`."""
+    exact = [c for c in schema.counters.values() if c.name == name]
+    ends = [c for c in schema.counters.values() if c.name.endswith("." + name)]
+    found = exact or ends
+    return found[0] if len(found) == 1 else None
+
+
+def parse_expired(line: str) -> tuple[str, tuple[int, ...], tuple[int, int] | None]:
+    """`expired LEARNER V... [count INDEX PACKETS BYTES]` -> (learner, key, (packets, bytes) or
+    None). ValueError: not such a line."""
+    parts = line.split()
+    if len(parts) < 2 or parts[0] != "expired":
+        raise ValueError("not an expired line")
+    counts = None
+    if len(parts) >= 6 and parts[-4] == "count":
+        counts = (int(parts[-2]), int(parts[-1]))
+        parts = parts[:-4]
+    return parts[1], tuple(int(x, 0) for x in parts[2:]), counts

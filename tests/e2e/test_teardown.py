@@ -1,0 +1,49 @@
+"""Teardown of many connections closed together: the flow entries leave the switch, what the
+flows carried reaches the fast-path totals, and the controller sends no RPC per connection:
+none at all on the DPDK target (the FIN/RST hits end the entries in the pipeline, the expiry
+notifications carry the counts), batches of deletions on BMv2."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e_util import run_client, wait_for
+
+pytestmark = [pytest.mark.root, pytest.mark.dpdk]
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+def lab(make_lab):
+    return make_lab("t")
+
+
+def test_closed_connections_leave_without_rpcs_per_connection(lab, target):
+    st0 = lab.status()
+    c0, cs0 = st0["counters"], st0["csproc"]
+    # N connections open at once, one request each (echo service: the server closes)
+    out = run_client(lab, "concurrent", "--n", str(N), "--hold", timeout=120)
+    assert out["ok"] == N, out["bad"]
+
+    # ("flows" drops when a removal batch has the counts, flows_removed when its delete is done)
+    def gone():
+        st = lab.status()
+        return st["flows"] == st0["flows"] and st["csproc"]["teardowns"] - cs0["teardowns"] >= N \
+            and st["counters"]["flows_removed"] - c0["flows_removed"] >= 2 * N and st
+    st = wait_for(gone, timeout=30)
+    assert st, lab.status()
+    c1 = st["counters"]
+    assert c1["flows_removed"] - c0["flows_removed"] == 2 * N
+    assert c1["idle_timeouts"] == c0["idle_timeouts"]
+    # the response and the client's ACKs and FIN crossed the fast path, counted once
+    assert c1["fastpath_packets"] - c0["fastpath_packets"] >= 3 * N, (c0, c1)
+    rpcs = c1["teardown_rpcs"] - c0["teardown_rpcs"]
+    if target == "dpdk":
+        assert rpcs == 0, c1
+    else:
+        # one batch (counter Read, counter reset, Delete) per 50 ms of closes, not per connection
+        assert 0 < rpcs < N, c1
+    # nothing installed any more: the fast-path totals are the finished flows' counts alone
+    fp = lab.control({"op": "fastpath"})["fastpath"]
+    assert (fp["packets"], fp["bytes"]) == (c1["fastpath_packets"], c1["fastpath_bytes"])
