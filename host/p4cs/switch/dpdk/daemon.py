@@ -100,6 +100,7 @@ class SwxDaemon:
         self.on_packet: Callable[[bytes], None] | None = None
         self.on_copy: Callable[[bytes], None] | None = None
         self.on_death: Callable[[str], None] | None = None
+        self._handed_out: Callable[[], None] | None = None  # see hand_out
         self.cpu_rx = 0
         self.cpu_tx = 0
         self.cpu_tx_drop = 0
@@ -240,6 +241,9 @@ class SwxDaemon:
                     loop.remove_reader(s.fileno())
                 except (ValueError, OSError):
                     pass
+        end, self._handed_out = self._handed_out, None
+        if end is not None:
+            end()
         while self._pending:
             fut, _n = self._pending.popleft()
             if not fut.done():
@@ -398,6 +402,27 @@ class SwxDaemon:
                     cb(frame)
                 except Exception:  # noqa: BLE001
                     LOG.exception("%s handler failed", "packet-in" if what == "CPU" else "copy")
+
+    def hand_out(self, on_end: Callable[[], None]) -> tuple[socket.socket, socket.socket]:
+        """Stop reading the CPU and copy ports: another process reads them now (the direct
+        packet channel). Returns their sockets, to be passed on; `on_end` is called if the
+        daemon stops or dies before `take_back`. Sending on the CPU port goes on."""
+        if self.dead is not None or self._cpu is None or self._copy is None:
+            raise DaemonDead(self.dead or "not started")
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._cpu.fileno())
+        loop.remove_reader(self._copy.fileno())
+        self._handed_out = on_end
+        return self._cpu, self._copy
+
+    def take_back(self) -> None:
+        """Read the CPU and copy ports again (after `hand_out`)."""
+        self._handed_out = None
+        if self.dead is not None or self._cpu is None or self._copy is None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._cpu.fileno(), self._on_cpu_readable)
+        loop.add_reader(self._copy.fileno(), self._on_copy_readable)
 
     def send_packet(self, frame: bytes) -> bool:
         """Send one frame into the pipeline's CPU port; False when the socket is full."""
