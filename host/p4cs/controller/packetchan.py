@@ -31,14 +31,13 @@ from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
 from p4cs.constants import REASON_FLOW_END
+from p4cs.switch.dpdk.packetio import COPY_PORT_BYTES
 from p4cs.switch.dpdk.pktchan import MAX_MSG, METADATA_KEY, header_layout
 from p4cs.switch.dpdk.schema import ControllerHeader
 
 LOG = logging.getLogger("p4cs.controller")
 
 MODES = ("direct", "p4runtime")
-#: A copy-port message starts with the input port of the copied packet (p4cs-swxd, fastio.c).
-COPY_PORT_BYTES = 4
 #: Frames read per port at one wake-up (then the loop runs other work before reading on).
 BATCH = 256
 #: Seconds to wait for the channel's answer, and before asking again after it ended.
@@ -215,23 +214,32 @@ class PacketPath:
         except (ValueError, KeyError) as exc:
             LOG.info("packet I/O over P4Runtime: no direct channel with this P4Info (%s)", exc)
             return
+        except P4ClientError as exc:
+            LOG.info("packet I/O over P4Runtime: Capabilities failed (%s)", exc.message or exc)
+            return
         if path is None:
             LOG.info("packet I/O over P4Runtime: the switch %s offers no direct packet channel",
                      sw.address)
             return
-        refused = ""
+        refused, first = "", True
         while True:
             try:
                 lease = await ask(path, headers, sw.device_id, sw.election_id,
                                   sw.role_name or "")
             except (ChannelRefused, OSError) as exc:
+                if first and isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+                    # A switch on another host (or in another mount namespace).
+                    LOG.info("packet I/O over P4Runtime: the direct packet channel %s of the "
+                             "switch %s is not reachable from here", path, sw.address)
+                    return
+                first = False
                 if str(exc) != refused:
                     LOG.warning("direct packet channel %s refused (%s): packet I/O over "
                                 "P4Runtime meanwhile", path, exc)
                     refused = str(exc)
                 await asyncio.sleep(RETRY_S)
                 continue
-            refused = ""
+            refused, first = "", False
             self.counters["channel_grants"] += 1
             LOG.info("packet I/O on the direct channel %s", path)
             await self.hold(lease)
