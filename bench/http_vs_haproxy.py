@@ -20,6 +20,9 @@ direct then run on the first Lab's namespaces. The controller's packet I/O is th
 direct packet channel (``--packet-io direct``, the default) or the P4Runtime stream
 (``p4runtime``); ``--packet-io direct,p4runtime`` makes one Lab per mode as well (results
 ``p4cs-direct`` and ``p4cs-p4runtime``, prefixes ``<prefix>d`` / ``<prefix>p``).
+The DPDK switch attaches its veths with AF_PACKET (``--port-type``, default ``afpacket``): an
+AF_XDP port keeps redirecting the veth's frames to its socket while the daemon is stopped, so
+the kernel phases would see no traffic.
 
 For the kernel phases (haproxy, direct) the p4cs data plane (``p4cs-swxd`` or
 ``simple_switch_grpc``) is stopped (SIGSTOP: its sockets would otherwise see and punt the same
@@ -190,6 +193,7 @@ class Bench:
                 name = "-".join(["p4cs", *parts])
                 prefix = args.prefix + "".join(x[0] for x in parts)
                 self.labs[name] = Lab(prefix, target=t, n_servers=3, packet_io=io,
+                                      port_type=args.port_type,
                                       big_files={"1M": 1 << 20, "100M": 100 << 20})
         #: the Lab of the kernel phases (HAProxy, direct): the first target's
         self.lab = next(iter(self.labs.values()))
@@ -373,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--packet-io", default="direct",
                     help="the controller's packet I/O: direct, p4runtime, or direct,p4runtime "
                          "(one Lab each, measured in turn in every round)")
+    ap.add_argument("--port-type", default="afpacket", choices=("afpacket", "afxdp"),
+                    help="how the DPDK switch attaches its veths (afxdp: the kernel phases, "
+                         "HAProxy and direct, see no traffic)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     tests = args.tests.split(",")
@@ -425,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
            "csproc_after": (status["p4cs"].get("csproc") if "p4cs" in status else
                             {name: st.get("csproc") for name, st in status.items()}),
            "packet_io_after": {name: st.get("packet_io") for name, st in status.items()},
+           "controller_counters_after": {name: st.get("counters") for name, st in status.items()},
            "runs": runs}
     shown = ["median", "ratio_to_haproxy", "load_before_after"]
     for a, b in (("p4cs-bmv2", "p4cs-dpdk"), ("p4cs-direct", "p4cs-p4runtime")):

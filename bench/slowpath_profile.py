@@ -74,7 +74,8 @@ def main() -> int:
     beside = Path(sys.executable).parent / "py-spy"
     spy = str(beside) if beside.exists() else shutil.which("py-spy")
     b = hx.Bench(argparse.Namespace(prefix=args.prefix, duration=args.duration, rounds=1,
-                                    target=["dpdk"], packet_io=[args.packet_io]))
+                                    target=["dpdk"], packet_io=[args.packet_io],
+                                    port_type="afxdp"))
     try:
         b.lab.start()
         procs = dict(b.lab._procs)  # noqa: SLF001

@@ -201,6 +201,8 @@ class Lab:
     neighbours: dict[str, Any] | None = None    # the controller's ARP timers
     #: the controller's packet I/O: ``direct`` (the DPDK target's channel) or ``p4runtime``
     packet_io: str = "direct"
+    #: DPDK target: how the switch attaches its interfaces (``p4cs switch --port-type``)
+    port_type: str = "afxdp"
     workdir: Path | None = None
     log_level: str = "info"
     keep_workdir: bool = False
@@ -338,7 +340,7 @@ class Lab:
         argv = [*P4CS, "switch", "--netns", self.topo.switch_netns,
                 "--grpc-addr", f"127.0.0.1:{self.grpc_port}"]
         if self.target == "dpdk":
-            argv += ["--workdir", str(self.workdir / "swxd")]
+            argv += ["--workdir", str(self.workdir / "swxd"), "--port-type", self.port_type]
         else:
             argv += ["--target", self.target, "--workdir", str(self.workdir / self.target)]
         for port, ifname in sorted(self.topo.switch_ifaces.items()):
