@@ -9,9 +9,9 @@
   (ipv4_route) and the clone session that carries FIN/RST copies; the flow table is kept:
   spliced connections of a previous controller run on until their entries expire;
 * feeds every packet-in to the CS processor (:mod:`p4cs.csproc`) and executes its effects:
-  packet-outs (packet I/O on the direct channel of the DPDK target or the P4Runtime stream,
-  :mod:`p4cs.controller.packetchan`), batched flow installs (both directions before the buffered request is
-  relayed), delayed flow removals, logs;
+  packet-outs (on the direct packet channel of the DPDK target or the P4Runtime stream,
+  :mod:`p4cs.controller.packetchan`), batched flow installs (both directions before the
+  buffered request is relayed), delayed flow removals, logs;
 * turns idle-timeout notifications into ``Engine.flow_expired``;
 * keeps a session with the switch: when the connection is lost (the switch restarted or went
   away) it reconnects with backoff and reconciles again; flows whose entries are gone then

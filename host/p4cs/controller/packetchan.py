@@ -227,10 +227,13 @@ class PacketPath:
                 lease = await ask(path, headers, sw.device_id, sw.election_id,
                                   sw.role_name or "")
             except (ChannelRefused, OSError) as exc:
-                if first and isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
-                    # A switch on another host (or in another mount namespace).
+                if first and isinstance(exc, (FileNotFoundError, ConnectionRefusedError,
+                                              PermissionError)):
+                    # A switch on another host (or in another mount namespace), or of a user
+                    # this controller's is not.
                     LOG.info("packet I/O over P4Runtime: the direct packet channel %s of the "
-                             "switch %s is not reachable from here", path, sw.address)
+                             "switch %s cannot be used from here (%s)", path, sw.address,
+                             exc.strerror or exc)
                     return
                 first = False
                 if str(exc) != refused:
@@ -329,4 +332,3 @@ class PacketPath:
                 lease.end(f"send failed: {exc.strerror or exc}")
                 return frames[i:]
         return []
-

@@ -184,7 +184,8 @@ async def _serve_dpdk(
         await server.stop()
         return 1
     if packet_socket != "none":
-        path = packet_socket or str(default_path(LOCK_DIR, f"{grpc_addr.rpartition(':')[0]}:{port}"))
+        host = grpc_addr.rpartition(":")[0]
+        path = packet_socket or str(default_path(LOCK_DIR, f"{host}:{port}"))
         try:
             server.serve_packet_channel(path)
         except OSError as e:

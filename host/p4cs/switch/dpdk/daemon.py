@@ -5,7 +5,9 @@ request lines, one reply line per request line, unsolicited `expired ...` messag
 CPU port (one frame per message), plus the copy port: an output-only socketpair on which the
 pipeline's mirror sessions deliver copies (FIN/RST of spliced flows) without a packet_in header.
 All are driven from the asyncio loop with `add_reader`; the
-control socket is pipelined (replies come back in request order, matched FIFO).
+control socket is pipelined (replies come back in request order, matched FIFO). The CPU and
+copy ports can be handed to another process (`hand_out`, the direct packet channel) and taken
+back.
 """
 
 from __future__ import annotations

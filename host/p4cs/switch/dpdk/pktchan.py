@@ -176,7 +176,8 @@ class PacketChannel:
         if not isinstance(req, dict):
             raise ValueError("malformed request: a JSON object is expected")
         dev, role, eid = req.get("device_id"), req.get("role", ""), req.get("election_id")
-        if not isinstance(role, str) or not all(isinstance(x, int) and x >= 0 for x in (dev, eid)):
+        ints = all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (dev, eid))
+        if not isinstance(role, str) or not ints:
             raise ValueError("malformed request: device_id, election_id (integers) and role "
                              "(a string) are expected")
         if dev != self.arbiter.device_id:
