@@ -182,7 +182,8 @@ def status_cmd(
         typer.echo(views.ipvs_listing(st, "stats" if stats else "rate"))
         return
     console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
-                  f"primary={st['primary']}  flows={st['flows']}  adopted={st['adopted_flows']}")
+                  f"primary={st['primary']}  packets={st.get('packet_io', '-')}  "
+                  f"flows={st['flows']}  adopted={st['adopted_flows']}")
     console.print(views.ipvs_listing(st), highlight=False, markup=False)
     t = Table("service", "vip:port", "mode", "rules")
     for s in st["services"]:
