@@ -180,3 +180,29 @@ def test_malformed_frames_are_counted_and_dropped():
     got, counters = asyncio.run(run())
     assert sorted(got) == sorted([(b"frame", 3, 1), (b"fin", 2, REASON_FLOW_END)])
     assert counters["packet_in_malformed"] == 2
+
+
+def test_channel_socket_of_a_live_switch_is_refused_a_stale_one_replaced(tmp_path):
+    from p4cs.switch.dpdk.arbitration import Arbiter
+    from p4cs.switch.dpdk.pktchan import PacketChannel
+
+    path = tmp_path / "packets.sock"
+
+    async def run():
+        first = PacketChannel(path, Arbiter(1), lambda: None)
+        first.start()
+        second = PacketChannel(path, Arbiter(1), lambda: None)
+        with pytest.raises(OSError, match="another process serves it"):
+            second.start()
+        await asyncio.sleep(0.1)
+        assert first.counters["refused"] == 0       # the check is no request
+        first.stop()
+        assert not path.exists()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as stale:
+            stale.bind(str(path))                   # left by a switch that died
+        second.start()
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        second.stop()
+
+    asyncio.run(run())
+    assert not path.exists()

@@ -95,7 +95,7 @@ class PacketChannel:
         if path.exists() or path.is_symlink():
             with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
                 if probe.connect_ex(self.path) == 0:
-                    raise OSError(f"packet channel socket {path} is served by another process")
+                    raise OSError("another process serves it")
             path.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -151,6 +151,8 @@ class PacketChannel:
         try:
             data = conn.recv(MAX_MSG)
         except OSError:
+            data = b""
+        if not data:        # closed without asking (e.g. a switch checking the path is free)
             conn.close()
             return
         try:
