@@ -186,7 +186,8 @@ class PacketChannel:
             raise ValueError(f"device id {dev} is not this switch's ({self.arbiter.device_id})")
         if eid >> 128:
             raise ValueError("election_id does not fit in 128 bits")
-        self.arbiter.check_primary(role, p4r.Uint128(high=eid >> 64, low=eid & 0xFFFFFFFFFFFFFFFF), True)
+        election = p4r.Uint128(high=eid >> 64, low=eid & 0xFFFFFFFFFFFFFFFF)
+        self.arbiter.check_primary(role, election, True)
         stream = self.arbiter.roles[role].primary
         others = [c for c in self.arbiter.primaries() if c is not stream]
         if others:
