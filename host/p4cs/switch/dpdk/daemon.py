@@ -31,6 +31,19 @@ LOG = logging.getLogger("p4cs.switch.dpdk.daemon")
 # Largest control message we send (the daemon reads messages of at least this size).
 MAX_MSG = 64 * 1024
 _RECV = 1 << 20
+#: Socket buffers of the socketpairs. A Unix socket's sender holds what its peer has not read
+#: yet: the daemon's default send buffer holds ~280 small frames, fewer than a burst of
+#: FIN/RST copies or punts when many connections start or end at once.
+SOCKBUF = 4 << 20
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)     # Linux; beyond net.core.wmem_max
+
+
+def _big_send_buffer(s: socket.socket) -> None:
+    """SOCKBUF of send buffer: forced (CAP_NET_ADMIN), else as far as wmem_max allows."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, SOCKBUF)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
 
 
 class DaemonError(Exception):
@@ -159,8 +172,10 @@ class SwxDaemon:
         copy_a, copy_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for s in (ctl_a, cpu_a, copy_a):
             s.setblocking(False)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKBUF)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
+        for s in (cpu_b, copy_b):       # the daemon's ends: punts and copies wait there
+            _big_send_buffer(s)
         argv = self.argv(ctl_b.fileno(), cpu_b.fileno(), copy_b.fileno())
         LOG.info("starting data-plane daemon: %s", " ".join(argv))
         try:
