@@ -16,7 +16,13 @@ on the *same* veths:
 p4cs runs on the embedded DPDK target (default) or on BMv2 (``--target bmv2``); with
 ``--target dpdk,bmv2`` there is one Lab per target (prefixes ``<prefix>d`` and ``<prefix>b``),
 both measured in every round (``p4cs-dpdk``, ``p4cs-bmv2``, and their ratio); HAProxy and
-direct then run on the first Lab's namespaces.
+direct then run on the first Lab's namespaces. The controller's packet I/O is the switch's
+direct packet channel (``--packet-io direct``, the default) or the P4Runtime stream
+(``p4runtime``); ``--packet-io direct,p4runtime`` makes one Lab per mode as well (results
+``p4cs-direct`` and ``p4cs-p4runtime``, prefixes ``<prefix>d`` / ``<prefix>p``).
+The DPDK switch attaches its veths with AF_PACKET (``--port-type``, default ``afpacket``): an
+AF_XDP port keeps redirecting the veth's frames to its socket while the daemon is stopped, so
+the kernel phases would see no traffic.
 
 For the kernel phases (haproxy, direct) the p4cs data plane (``p4cs-swxd`` or
 ``simple_switch_grpc``) is stopped (SIGSTOP: its sockets would otherwise see and punt the same
@@ -32,10 +38,13 @@ Tests per target (wrk 4.1 in the client namespace unless noted):
   get1m     wrk -t1 -c4 GET /big/1M                           MB/s
   get100m   wrk -t1 -c1 GET /big/100M                         MB/s
 with p50 / p99 latency from wrk --latency, and the CPU seconds the switch side
-(p4cs: daemon + P4Runtime server + controller; haproxy: haproxy) and the nginx servers used.
+(p4cs: daemon + P4Runtime server + controller, each also on its own; haproxy: haproxy) and the
+nginx servers used, per second (``cpu_share``) and per request in milliseconds
+(``cpu_ms_per_request``: per connection in ``newconn``).
 
     sudo .venv/bin/python bench/http_vs_haproxy.py [--rounds 3] [--duration 8] [--json FILE]
                                                    [--target dpdk|bmv2|dpdk,bmv2]
+                                                   [--packet-io direct|p4runtime|direct,p4runtime]
 """
 
 from __future__ import annotations
@@ -100,6 +109,13 @@ def cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def tree(pid: int) -> list[int]:
@@ -168,12 +184,17 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         #: one Lab per P4 target, named in the results ``p4cs`` (one target) or ``p4cs-<target>``
+        #: (and packet I/O mode, ``p4cs-<mode>``, ``p4cs-<target>-<mode>`` with several)
         self.labs: dict[str, Lab] = {}
         for t in args.target:
-            name = "p4cs" if len(args.target) == 1 else f"p4cs-{t}"
-            prefix = args.prefix if len(args.target) == 1 else f"{args.prefix}{t[0]}"
-            self.labs[name] = Lab(prefix, target=t, n_servers=3,
-                                  big_files={"1M": 1 << 20, "100M": 100 << 20})
+            for io in args.packet_io:
+                parts = ([t] if len(args.target) > 1 else []) + \
+                    ([io] if len(args.packet_io) > 1 else [])
+                name = "-".join(["p4cs", *parts])
+                prefix = args.prefix + "".join(x[0] for x in parts)
+                self.labs[name] = Lab(prefix, target=t, n_servers=3, packet_io=io,
+                                      port_type=args.port_type,
+                                      big_files={"1M": 1 << 20, "100M": 100 << 20})
         #: the Lab of the kernel phases (HAProxy, direct): the first target's
         self.lab = next(iter(self.labs.values()))
         self.haproxy: subprocess.Popen | None = None
@@ -191,15 +212,12 @@ class Bench:
         lab = self.lab
         topo = lab.topo
         sw = dict(lab._procs)["switch"]  # noqa: SLF001
-        comm = DATAPLANE_COMM[lab.target]
+        dp_comm = DATAPLANE_COMM[lab.target]
         for p in tree(sw.pid):
-            try:
-                if Path(f"/proc/{p}/comm").read_text().strip() == comm:
-                    self.daemon_pid = p
-            except OSError:
-                pass
+            if comm(p) == dp_comm:
+                self.daemon_pid = p
         if not self.daemon_pid:
-            raise RuntimeError(f"{comm} not found under the switch process")
+            raise RuntimeError(f"{dp_comm} not found under the switch process")
         ns = topo.switch_netns
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"],
                        check=True)
@@ -274,17 +292,24 @@ class Bench:
         return self.labs.get(target, self.lab)
 
     def cpu_groups(self, target: str) -> dict[str, float]:
-        procs = dict(self.lab_of(target)._procs)  # noqa: SLF001
+        """CPU seconds so far: the switch side (and, for p4cs, its data-plane daemon, its
+        P4Runtime server and its controller on their own) and the nginx servers."""
+        lab = self.lab_of(target)
+        procs = dict(lab._procs)  # noqa: SLF001
+        out: dict[str, float] = {}
         if target in self.labs:
-            sw = sum(cpu_s(p) for p in tree(procs["switch"].pid))
-            sw += sum(cpu_s(p) for p in tree(procs["controller"].pid))
+            sw = {p: cpu_s(p) for p in tree(procs["switch"].pid)}
+            out["daemon"] = sum(v for p, v in sw.items() if comm(p) == DATAPLANE_COMM[lab.target])
+            out["switch_server"] = sum(sw.values()) - out["daemon"]
+            out["controller"] = sum(cpu_s(p) for p in tree(procs["controller"].pid))
+            out["switch_side"] = out["daemon"] + out["switch_server"] + out["controller"]
         elif target == "haproxy":
-            sw = cpu_s(self.haproxy.pid)
+            out["switch_side"] = cpu_s(self.haproxy.pid)
         else:
-            sw = 0.0
-        nginx = sum(cpu_s(p) for name, pr in procs.items() if name.startswith("nginx-")
-                    for p in tree(pr.pid))
-        return {"switch_side": sw, "servers": nginx}
+            out["switch_side"] = 0.0
+        out["servers"] = sum(cpu_s(p) for name, pr in procs.items() if name.startswith("nginx-")
+                             for p in tree(pr.pid))
+        return out
 
     def wrk(self, target: str, test: str) -> dict[str, Any]:
         opts, path = TESTS[test]
@@ -299,6 +324,8 @@ class Bench:
         c1, m1 = self.cpu_groups(target), proc_stat()
         res = parse_wrk(r.stdout)
         res["cpu_share"] = {k: round((c1[k] - c0[k]) / wall, 3) for k in c0}
+        res["cpu_ms_per_request"] = {k: round(1000 * (c1[k] - c0[k]) / max(res["requests"], 1), 4)
+                                     for k in c0}
         res["machine_cores"] = machine_split(m0, m1)   # everyone's, other suites included
         res["load"] = load()
         if r.returncode != 0 or not res["requests"]:
@@ -315,8 +342,9 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             for k in ("rps", "mb_per_s", "p50_ms", "p99_ms"):
                 vals = [r[k] for r in rs if r.get(k) is not None]
                 m[k] = round(statistics.median(vals), 3) if vals else None
-            m["cpu_share"] = {k: round(statistics.median(r["cpu_share"][k] for r in rs), 3)
-                              for k in rs[0]["cpu_share"]}
+            for key, nd in (("cpu_share", 3), ("cpu_ms_per_request", 4)):
+                m[key] = {k: round(statistics.median(r[key][k] for r in rs), nd)
+                          for k in rs[0][key]}
             m["errors"] = sum(r["non2xx"] + r["socket_errors"] for r in rs)
             if "machine_cores" in rs[0]:
                 m["machine_idle_cores"] = round(statistics.median(r["machine_cores"]["idle"]
@@ -346,11 +374,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", default="dpdk",
                     help="P4 target(s) of p4cs: dpdk, bmv2, or dpdk,bmv2 (one Lab each, "
                          "measured in turn in every round: results p4cs-dpdk and p4cs-bmv2)")
+    ap.add_argument("--packet-io", default="direct",
+                    help="the controller's packet I/O: direct, p4runtime, or direct,p4runtime "
+                         "(one Lab each, measured in turn in every round)")
+    ap.add_argument("--port-type", default="afpacket", choices=("afpacket", "afxdp"),
+                    help="how the DPDK switch attaches its veths (afxdp: the kernel phases, "
+                         "HAProxy and direct, see no traffic)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     tests = args.tests.split(",")
     args.target = args.target.split(",")
-    bad = [t for t in tests if t not in TESTS] + [t for t in args.target if t not in DATAPLANE_COMM]
+    args.packet_io = args.packet_io.split(",")
+    bad = [t for t in tests if t not in TESTS] + [t for t in args.target if t not in DATAPLANE_COMM] \
+        + [m for m in args.packet_io if m not in ("direct", "p4runtime")]
     if bad:
         ap.error(f"unknown test or target: {', '.join(bad)}")
     b = Bench(args)
@@ -391,19 +427,24 @@ def main(argv: list[str] | None = None) -> int:
            "rounds": args.rounds, "duration_s": args.duration,
            "tests": {k: f"wrk {' '.join(v[0])} -d{args.duration}s --latency <url>{v[1]}"
                      for k, v in TESTS.items() if k in tests},
-           "p4_targets": args.target, "load_before_after": loads, **summarize(runs),
+           "p4_targets": args.target, "packet_io": args.packet_io, "load_before_after": loads,
+           **summarize(runs),
            "csproc_after": (status["p4cs"].get("csproc") if "p4cs" in status else
                             {name: st.get("csproc") for name, st in status.items()}),
+           "packet_io_after": {name: st.get("packet_io") for name, st in status.items()},
+           "controller_counters_after": {name: st.get("counters") for name, st in status.items()},
            "runs": runs}
     shown = ["median", "ratio_to_haproxy", "load_before_after"]
-    if {"p4cs-dpdk", "p4cs-bmv2"} <= set(runs):
-        med = out["median"]
-        out["ratio_bmv2_to_dpdk"] = {
-            test: round(med["p4cs-bmv2"][test][key] / med["p4cs-dpdk"][test][key], 4)
-            for test in tests
-            for key in ["mb_per_s" if test.startswith("get") else "rps"]
-            if med["p4cs-dpdk"][test][key]}
-        shown.append("ratio_bmv2_to_dpdk")
+    for a, b in (("p4cs-bmv2", "p4cs-dpdk"), ("p4cs-direct", "p4cs-p4runtime")):
+        if {a, b} <= set(runs):
+            med = out["median"]
+            key_ = f"ratio_{a[5:]}_to_{b[5:]}"
+            out[key_] = {
+                test: round(med[a][test][key] / med[b][test][key], 4)
+                for test in tests
+                for key in ["mb_per_s" if test.startswith("get") else "rps"]
+                if med[b][test][key]}
+            shown.append(key_)
     print(json.dumps({k: out[k] for k in shown}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")

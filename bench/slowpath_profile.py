@@ -9,10 +9,14 @@ the VIP for --duration seconds and meanwhile
 * ``perf record -g`` on the data-plane daemon (p4cs-swxd),
 
 then prints CPU microseconds per connection of each process, the CS processor counters of the
-window, and the share of samples per top-level activity of each Python process.
+window, and the share of samples per top-level activity of each Python process. The
+controller's packet I/O is the direct packet channel (default) or the P4Runtime stream
+(``--packet-io p4runtime``). py-spy is looked for beside the Python that runs the script, then
+on PATH; without it only the CPU times and the daemon's profile are taken.
 
     sudo .venv/bin/pip install py-spy        # once
     sudo .venv/bin/python bench/slowpath_profile.py [--duration 15] [--outdir /tmp/p4cs-prof]
+                                                    [--packet-io direct|p4runtime]
     perf report -i /tmp/p4cs-prof/daemon.perf --children --sort sym --stdio | head -60
 """
 
@@ -22,19 +26,20 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import http_vs_haproxy as hx  # noqa: E402
 
 ACTIVITIES = [
     "Engine.handle", "ControllerApp._install_loop", "Teardown.run",
-    "ControllerApp._send_packets", "Switch._receive_until_closed", "ControllerApp._packet_loop",
-    "ControllerApp._execute", "P4RuntimeServer._stream_reader", "PacketIO.packet_out",
+    "PacketPath.send", "Switch._receive_until_closed", "PacketPath.hold",
+    "ControllerApp._handle_packets", "ControllerApp._execute", "P4RuntimeServer._stream_reader",
+    "PacketIO.packet_out",
     "P4RuntimeServer.Read", "P4RuntimeServer.Write", "PacketIO.on_packet",
     "SwxDaemon._on_cpu_readable", "SwxDaemon._on_copy_readable", "SwxDaemon._on_ctl_readable",
 ]
@@ -63,11 +68,15 @@ def main() -> int:
     ap.add_argument("--prefix", default=f"sp{os.getpid() % 10000}")
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--outdir", default="/tmp/p4cs-prof")
+    ap.add_argument("--packet-io", default="direct", choices=("direct", "p4runtime"))
     args = ap.parse_args()
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
-    spy = REPO / ".venv" / "bin" / "py-spy"
-    b = hx.Bench(argparse.Namespace(prefix=args.prefix, duration=args.duration, rounds=1))
+    beside = Path(sys.executable).parent / "py-spy"
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    b = hx.Bench(argparse.Namespace(prefix=args.prefix, duration=args.duration, rounds=1,
+                                    target=["dpdk"], packet_io=[args.packet_io],
+                                    port_type="afxdp"))
     try:
         b.lab.start()
         procs = dict(b.lab._procs)  # noqa: SLF001
@@ -75,10 +84,12 @@ def main() -> int:
         pids["daemon"] = next(p for p in hx.tree(pids["switch"])
                               if Path(f"/proc/{p}/comm").read_text().strip() == "p4cs-swxd")
         d = args.duration
-        profilers = [subprocess.Popen([str(spy), "record", "-r", "200", "-d", str(d), "-f", "raw",
+        for n in ("switch", "controller"):
+            (out / f"{n}.txt").unlink(missing_ok=True)      # a previous run's
+        profilers = [subprocess.Popen([spy, "record", "-r", "200", "-d", str(d), "-f", "raw",
                                        "-o", str(out / f"{n}.txt"), "-p", str(pids[n])],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for n in ("switch", "controller")]
+                     for n in ("switch", "controller") if spy]
         profilers.append(subprocess.Popen(["perf", "record", "-g", "-o", str(out / "daemon.perf"),
                                            "-p", str(pids["daemon"]), "--", "sleep", str(d)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -94,7 +105,7 @@ def main() -> int:
         b.lab.stop()
     w = hx.parse_wrk(r.stdout)
     n = max(1, w["requests"])
-    res = {"load": hx.load(), "wrk": w,
+    res = {"load": hx.load(), "packet_io": args.packet_io, "wrk": w,
            "cpu_us_per_connection": {k: round((c1[k] - c0[k]) / n * 1e6) for k in c0},
            "csproc_delta": {k: st1[k] - st0.get(k, 0) for k in st1
                             if isinstance(st1[k], (int, float)) and st1[k] != st0.get(k, 0)},

@@ -2,12 +2,15 @@
 the lab's Python servers behind the switch, curl and Python socket clients in front, the
 switch (``p4cs switch``) and the controller with the CS processor in between.
 
-Every test runs once per target: the embedded DPDK target (``[dpdk]``) and BMv2
-(``[bmv2]``, ``simple_switch_grpc`` with the committed ``p4src/build/bmv2`` pipeline; skipped
-with the reason where it is not installed). Each test module builds one
-:class:`p4cs.lab.stack.Lab` per target (module-scoped fixture ``make_lab``) with a prefix unique
-to this process and target; the namespaces are removed when the module's tests on that target
-end, whatever happened, and their removal is checked.
+Every test runs once per target: the embedded DPDK target (``[dpdk]``, the controller's
+packet I/O on the switch's direct packet channel) and BMv2 (``[bmv2]``, ``simple_switch_grpc``
+with the committed ``p4src/build/bmv2`` pipeline, packet I/O on the P4Runtime stream; skipped
+with the reason where it is not installed). Modules that set ``P4RUNTIME_PACKET_IO = True``
+also run on the DPDK target with the controller's packet I/O on the P4Runtime stream
+(``[dpdk-p4runtime]``). Each test module builds one :class:`p4cs.lab.stack.Lab` per variant
+(module-scoped fixture ``make_lab``) with a prefix unique to this process and variant; the
+namespaces are removed when the module's tests on that variant end, whatever happened, and
+their removal is checked.
 """
 
 from __future__ import annotations
@@ -46,21 +49,37 @@ def _unavailable(target: str) -> str | None:
     return None
 
 
-def lab_prefix(letter: str, target: str = "dpdk") -> str:
-    """``e2e<pid % 1000><letter>``, ``b`` appended on BMv2: at most 10 characters, unique to
-    this run, module and target."""
-    return f"e2e{os.getpid() % 1000}{letter}" + ("b" if target == "bmv2" else "")
+def lab_prefix(letter: str, variant: str = "dpdk") -> str:
+    """``e2e<pid % 1000><letter>``, ``b`` appended on BMv2, ``p`` with the packet I/O on the
+    P4Runtime stream: at most 10 characters, unique to this run, module and variant."""
+    return f"e2e{os.getpid() % 1000}{letter}" + {"bmv2": "b", "dpdk-p4runtime": "p"}.get(variant, "")
 
 
-@pytest.fixture(scope="module", params=["dpdk", pytest.param("bmv2", marks=pytest.mark.bmv2)])
-def target(request) -> str:
-    """The P4 target the module's Lab runs: every end-to-end test runs on both."""
-    return request.param
+def pytest_generate_tests(metafunc):
+    """The variants of a module: ``dpdk``, ``dpdk-p4runtime`` (modules with
+    ``P4RUNTIME_PACKET_IO = True``) and ``bmv2``."""
+    if "variant" in metafunc.fixturenames:
+        extra = ["dpdk-p4runtime"] if getattr(metafunc.module, "P4RUNTIME_PACKET_IO", False) else []
+        metafunc.parametrize("variant", ["dpdk", *extra, pytest.param("bmv2", marks=pytest.mark.bmv2)],
+                             scope="module")
 
 
 @pytest.fixture(scope="module")
-def make_lab(request, target) -> Iterator[Callable[..., object]]:
-    """``make_lab(letter, **lab_kwargs)`` starts a Lab on ``target`` for the module; torn down
+def target(variant) -> str:
+    """The P4 target the module's Lab runs: every end-to-end test runs on both."""
+    return variant.split("-")[0]
+
+
+@pytest.fixture(scope="module")
+def packet_io(variant) -> str:
+    """The controller's packet I/O: ``direct`` (on BMv2, which offers no channel, that is the
+    P4Runtime stream) or ``p4runtime``."""
+    return "p4runtime" if variant.endswith("-p4runtime") else "direct"
+
+
+@pytest.fixture(scope="module")
+def make_lab(request, variant, target, packet_io) -> Iterator[Callable[..., object]]:
+    """``make_lab(letter, **lab_kwargs)`` starts a Lab of ``variant`` for the module; torn down
     at its end."""
     reason = _unavailable(target)
     if reason:
@@ -70,9 +89,9 @@ def make_lab(request, target) -> Iterator[Callable[..., object]]:
     labs: list = []
 
     def make(letter: str, **kw):
-        prefix = lab_prefix(letter, target)
+        prefix = lab_prefix(letter, variant)
         cleanup_prefix(prefix)          # leftovers of a crashed run with the same pid
-        lab = Lab(prefix, target=target, **kw)
+        lab = Lab(prefix, target=target, packet_io=packet_io, **kw)
         labs.append(lab)
         lab.__enter__()
         return lab

@@ -10,6 +10,8 @@ import pytest
 from e2e_util import run_client, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
+#: also run with the controller's packet I/O on the P4Runtime stream (conftest.py)
+P4RUNTIME_PACKET_IO = True
 
 N = 1000
 

@@ -16,6 +16,8 @@ from p4cs.lab.server import file_sha256
 from p4cs.lab.stack import P4CS
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
+#: also run with the controller's packet I/O on the P4Runtime stream (conftest.py)
+P4RUNTIME_PACKET_IO = True
 
 BIG = 50 * 2**20
 RATE = "5M"             # curl --limit-rate: the download lasts about 10 s

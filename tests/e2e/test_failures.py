@@ -12,6 +12,8 @@ import pytest
 from e2e_util import CLIENTS, run_client, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
+#: also run with the controller's packet I/O on the P4Runtime stream (conftest.py)
+P4RUNTIME_PACKET_IO = True
 
 BIG = 50 * 2**20
 TEARDOWN = 2.0          # limits.teardown_delay_s: flows are removed this long after the close

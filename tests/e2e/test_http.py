@@ -11,6 +11,8 @@ from e2e_util import headers_of, run_client, wait_for
 from p4cs.lab.server import file_sha256
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
+#: also run with the controller's packet I/O on the P4Runtime stream (conftest.py)
+P4RUNTIME_PACKET_IO = True
 
 BIG = 50 * 2**20
 
@@ -32,6 +34,19 @@ def get(lab, path: str, port: int = 80) -> tuple[str, dict[str, str], str]:
     assert r.returncode == 0, f"curl {path}: {r.returncode} {r.stderr}"
     body, _, code = r.stdout.rpartition("\n")
     return code, headers_of(r.stderr), body.strip()
+
+
+@pytest.mark.root
+def test_packet_io_as_configured(lab, variant):
+    """[dpdk]: the controller's packets go on the switch's direct packet channel;
+    [dpdk-p4runtime] and [bmv2] (whose switch offers no channel): on the P4Runtime stream."""
+    want = "direct" if variant == "dpdk" else "p4runtime"
+    assert wait_for(lambda: lab.status()["packet_io"] == want, 10), lab.status()["packet_io"]
+    code, hdrs, _body = get(lab, "/~lcs1/")
+    assert (code, hdrs.get("x-server")) == ("200", "ace")
+    handed = "packet channel handed to the primary" in lab.log_of("switch")
+    assert handed == (want == "direct")
+    assert lab.status()["counters"]["packet_in_malformed"] == 0
 
 
 @pytest.mark.root

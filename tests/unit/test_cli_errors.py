@@ -62,7 +62,8 @@ def test_usage_errors_are_one_line(capsys):
                  ["switch", "--learner-timeouts", "abc"], ["switch", "--learner-timeouts", "10,,60"],
                  ["switch", "--grpc-addr", "banana"], ["switch", "--iface", "x"],
                  ["switch", "--cpu-port", "1", "--iface", "1=lo"], ["controller"],
-                 ["rules", "load"], ["rules", "nope"], ["nope"], ["status", "--socket"]):
+                 ["rules", "load"], ["rules", "nope"], ["nope"], ["status", "--socket"],
+                 ["controller", "-c", "x.yaml", "--packet-io", "grpc"]):
         code, _, err = run(capsys, argv)
         assert_one_line_error(code, err, argv)
     code, _, err = run(capsys, ["switch", "--learner-timeouts", "abc"])

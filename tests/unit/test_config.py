@@ -40,6 +40,10 @@ def test_minimal_defaults():
     assert svc.protocol == "http"
     assert cfg.limits.max_header_bytes == 16384
     assert cfg.switch.device_id == 1 and cfg.switch.target == "dpdk"
+    assert cfg.switch.packet_io == "direct"
+    cfg = parse_config(BASE.replace("switch: {address: 127.0.0.1:9559}",
+                                    "switch: {address: 127.0.0.1:9559, packet_io: p4runtime}"))
+    assert cfg.switch.packet_io == "p4runtime"
 
 
 @pytest.mark.parametrize("old,new,line,words", [
@@ -58,6 +62,8 @@ def test_minimal_defaults():
     ("switch: {address: 127.0.0.1:9559}", "switch: {address: banana}", 1, "is not an address"),
     ("switch: {address: 127.0.0.1:9559}", "switch: {address: 10.0.0.300:1}", 1, "is not an IPv4 address"),
     ("switch: {address: 127.0.0.1:9559}", "switch: {address: 127.0.0.1:9559, device_id: -3}", 1, "device_id"),
+    ("switch: {address: 127.0.0.1:9559}", "switch: {address: 127.0.0.1:9559, packet_io: grpc}", 1,
+     "switch.packet_io must be direct or p4runtime, got 'grpc'"),
     ("2: {mac: \"02:00:00:00:02:fe\"", "2: {mac: \"02:00:00:00:01:FE\"", 4, "MAC address 02:00:00:00:01:fe of port 1"),
     ("{vip: 10.0.0.100,", "{vip: 10.0.2.254,", 11, "is the gateway address of port 2"),
     ("{vip: 10.0.0.100,", "{vip: 10.0.2.1,", 11, "is the address of a server of group g"),

@@ -9,8 +9,9 @@
   (ipv4_route) and the clone session that carries FIN/RST copies; the flow table is kept:
   spliced connections of a previous controller run on until their entries expire;
 * feeds every packet-in to the CS processor (:mod:`p4cs.csproc`) and executes its effects:
-  packet-outs, batched flow installs (both directions before the buffered request is
-  relayed), delayed flow removals, logs;
+  packet-outs (on the direct packet channel of the DPDK target or the P4Runtime stream,
+  :mod:`p4cs.controller.packetchan`), batched flow installs (both directions before the
+  buffered request is relayed), delayed flow removals, logs;
 * turns idle-timeout notifications into ``Engine.flow_expired``; the removal of flow entries
   and the harvest of their counters are :mod:`p4cs.controller.teardown`'s;
 * keeps a session with the switch: when the connection is lost (the switch restarted or went
@@ -50,6 +51,7 @@ from p4cs.controller import neighbours
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
 from p4cs.controller.operator import Operator, log_effect
+from p4cs.controller.packetchan import PacketIn, PacketPath
 from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, removes_ended_entries
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
@@ -170,7 +172,7 @@ def _weight(w: Any) -> int:
 
 class ControllerApp:
     def __init__(self, cfg: Config, p4info: Path, p4blob: Path | None = None,
-                 push_pipeline: bool = False):
+                 push_pipeline: bool = False, packet_io: str | None = None):
         self.cfg = cfg
         self.p4info = p4info
         self.p4blob = p4blob
@@ -198,9 +200,7 @@ class ControllerApp:
         self._tick_event = asyncio.Event()
         self._stop = asyncio.Event()
         self.failure: str | None = None
-        # Packet-outs go on the one StreamChannel; grpc.aio allows one write in flight per
-        # stream (a second one fails with GRPC_CALL_ERROR_TOO_MANY_OPERATIONS and kills it).
-        self._stream_lock = asyncio.Lock()
+        self.packets = PacketPath(packet_io or cfg.switch.packet_io, self._handle_packets)
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
         self.operator = Operator(self)
@@ -260,7 +260,7 @@ class ControllerApp:
         cfg = self.cfg
         services, groups, ecfg = self.engine_parts(cfg, self.rule_stores)
         topo = neighbours.from_config(cfg, time.monotonic())
-        self.resolver = neighbours.Resolver(topo, self._send_frames)
+        self.resolver = neighbours.Resolver(topo, self._send_packets)
         return Engine(services, groups, topo, ecfg)
 
     # ------------------------------------------------------------------ base tables
@@ -337,7 +337,7 @@ class ControllerApp:
         await asyncio.sleep(0)      # its queue is open before the flow table is read
         await self._adopt_flows(sw)
         scanned.set()
-        for coro in (self._packet_loop(sw), self._timer_loop(), self._install_loop(sw),
+        for coro in (self.packets.run(sw), self._timer_loop(), self._install_loop(sw),
                      self.teardown.run(sw), self.resolver.run(sw, self.enc)):
             sw.create_task(coro)
         self.ready.set()
@@ -378,19 +378,21 @@ class ControllerApp:
         LOG.info("flow table: %d flow(s) continue, %d entr(ies) of another controller left to "
                  "expire, %d flow(s) gone", len(scan.kept), self.flow_ids.adopted, len(gone))
 
-    async def _packet_loop(self, sw: Switch) -> None:
+    async def _handle_packets(self, pkts: list[PacketIn]) -> None:
+        """Packet-ins (every one read at a wake-up): to the CS processor, their effects
+        executed together."""
         engine = self.engine
-        async for pkt in sw.read_packets(queue_size=65536):
-            self.counters["packet_in"] += 1
-            meta = pkt.metadata
-            reason, port = int(meta.get("reason", 0)), int(meta.get("ingress_port", 0))
+        now = time.monotonic()
+        self.counters["packet_in"] += len(pkts)
+        effects: list = []
+        for payload, port, reason in pkts:
             if reason == REASON_ARP:
-                self.resolver.reply(pkt.payload, port, time.monotonic())
-                continue
-            effects = engine.handle(pkt.payload, port, reason, time.monotonic())
-            if effects:
-                await self._execute(effects)
-            self._tick_event.set()
+                self.resolver.reply(payload, port, now)
+            else:
+                effects += engine.handle(payload, port, reason, now)
+        if effects:
+            await self._execute(effects)
+        self._tick_event.set()
 
     async def _idle_loop(self, sw: Switch, scanned: asyncio.Event) -> None:
         async for mark, note in sw.read_idle_timeouts(queue_size=IDLE_QUEUE):
@@ -416,7 +418,7 @@ class ControllerApp:
         out: list = []
         for e in effects:
             if isinstance(e, fx.PacketOut):
-                out.append(self.enc.packet_out(e.frame, e.port))
+                out.append((e.port, e.frame))
             elif isinstance(e, fx.InstallFlows):
                 self._installs.append(e)
                 self._install_event.set()
@@ -427,13 +429,10 @@ class ControllerApp:
         if out:
             await self._send_packets(sw, out)
 
-    async def _send_frames(self, sw: Switch, frames: list[tuple[int, bytes]]) -> None:
-        await self._send_packets(sw, [self.enc.packet_out(frame, port) for port, frame in frames])
-
-    async def _send_packets(self, sw: Switch, out: list) -> None:
+    async def _send_packets(self, sw: Switch, out: list[tuple[int, bytes]]) -> None:
+        """Packet-outs, (port, frame) each."""
         self.counters["packet_out"] += len(out)
-        async with self._stream_lock:
-            await sw.write(out)
+        await self.packets.send(sw, self.enc, out)
 
     async def _install_loop(self, sw: Switch) -> None:
         """Batch the flow installs of all connections that are ready: one WriteRequest."""
@@ -489,7 +488,7 @@ class ControllerApp:
                     # One direction may have gone in: remove whatever is there.
                     self.teardown.remove([f.key for f in inst.flows])
                 else:
-                    out.extend(self.enc.packet_out(p.frame, p.port) for p in inst.then)
+                    out.extend((p.port, p.frame) for p in inst.then)
             if out:
                 await self._send_packets(sw, out)
 
@@ -578,7 +577,8 @@ class ControllerApp:
                        for name, g in self.engine.groups.items()},
             "flows": len(self.flow_of),
             "adopted_flows": self.flow_ids.adopted,
-            "counters": {**self.counters, **self.resolver.counters},
+            "packet_io": self.packets.active,
+            "counters": {**self.counters, **self.resolver.counters, **self.packets.counters},
             "neighbours": self.resolver.table.as_list(time.monotonic()),
             "csproc": stats,
             "rules": self.engine.rule_hits.listing(time.monotonic()),

@@ -27,11 +27,18 @@ def controller_cmd(
     p4blob: Optional[Path] = typer.Option(None, help="device config to push (SWX spec or BMv2 JSON)"),
     push: bool = typer.Option(False, "--push/--no-push", help="push the pipeline even if the switch has it"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
+    packet_io: Optional[str] = typer.Option(
+        None, "--packet-io", metavar="direct|p4runtime",
+        help="packet-ins and packet-outs on the switch's direct packet channel when it offers "
+             "one, else on the P4Runtime stream (direct), or on the stream always (p4runtime); "
+             "default: switch.packet_io, else direct"),
     access_log: Optional[str] = typer.Option(
         None, "--access-log", help="one line per spliced connection: FILE, syslog or - "
                                    "(default: control.access_log, else none)"),
 ) -> None:
     """Run the content-switch controller against a switch (P4Runtime)."""
+    if packet_io not in (None, "direct", "p4runtime"):
+        raise typer.BadParameter("expected direct or p4runtime", param_hint="--packet-io")
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("finsy").setLevel(logging.WARNING)
@@ -50,7 +57,7 @@ def controller_cmd(
     check_p4info(p4info)
     from p4cs.controller.app import AlreadyRunning, ControllerApp
     try:
-        app = ControllerApp(cfg, p4info, p4blob, push)
+        app = ControllerApp(cfg, p4info, p4blob, push, packet_io)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
@@ -175,7 +182,8 @@ def status_cmd(
         typer.echo(views.ipvs_listing(st, "stats" if stats else "rate"))
         return
     console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
-                  f"primary={st['primary']}  flows={st['flows']}  adopted={st['adopted_flows']}")
+                  f"primary={st['primary']}  packets={st.get('packet_io', '-')}  "
+                  f"flows={st['flows']}  adopted={st['adopted_flows']}")
     console.print(views.ipvs_listing(st), highlight=False, markup=False)
     t = Table("service", "vip:port", "mode", "rules")
     for s in st["services"]:

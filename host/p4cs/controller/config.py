@@ -4,7 +4,7 @@ A configuration says which switch to drive, what the switch's ports look like, w
 sit behind them, the virtual services (VIP:port) and the server groups they balance over.
 Nothing is applied before the whole file validated: a bad file changes nothing.
 
-    switch:   {address: 127.0.0.1:9559, device_id: 1, target: dpdk}
+    switch:   {address: 127.0.0.1:9559, device_id: 1, target: dpdk, packet_io: direct}
     ports:                                   # switch ports: MAC and gateway address
       1: {mac: "02:00:00:00:01:fe", gateway: 10.0.1.254/24}
       2: {mac: "02:00:00:00:02:fe", gateway: 10.0.2.254/24}
@@ -222,6 +222,8 @@ class SwitchConf:
     target: str = "dpdk"
     p4info: Path | None = None
     p4blob: Path | None = None
+    #: direct: the switch's direct packet channel when it offers one; p4runtime: the stream
+    packet_io: str = "direct"
 
 
 @dataclass(frozen=True)
@@ -403,11 +405,15 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
                   "ha"}, "the top level")
 
     sw = v.map(doc, "switch")
-    v.known(sw, {"address", "device_id", "target", "p4info", "p4blob"}, "switch")
+    v.known(sw, {"address", "device_id", "target", "p4info", "p4blob", "packet_io"}, "switch")
     base = path.parent if path else Path.cwd()
     target = v.str_(sw, "target", False, "dpdk")
     if target not in ("dpdk", "bmv2"):
         raise v.err(f"switch.target must be dpdk or bmv2, got {target!r}", sw, "target")
+    packet_io = v.str_(sw, "packet_io", False, "direct")
+    if packet_io not in ("direct", "p4runtime"):
+        raise v.err(f"switch.packet_io must be direct or p4runtime, got {packet_io!r}", sw,
+                    "packet_io")
     address = v.str_(sw, "address", False, "127.0.0.1:9559")
     try:
         grpc_address(address)
@@ -419,6 +425,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         target=target,
         p4info=v.file_(sw, "p4info", base),
         p4blob=v.file_(sw, "p4blob", base),
+        packet_io=packet_io,
     )
 
     ports: dict[int, PortConf] = {}

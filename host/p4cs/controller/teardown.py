@@ -163,7 +163,8 @@ class Teardown:
     # ------------------------------------------------------------------ expiry
     async def expired(self, sw: Switch, mark: int, entries: Iterable[p4r.TableEntry]) -> None:
         """Flow entries the data plane aged out (one notification), once the controller has
-        taken ``mark`` packet-ins (RawTimeoutSwitch). Those left to expire after a FIN/RST count
+        taken ``mark`` packet-ins (RawTimeoutSwitch) and every FIN/RST copy waiting on the
+        direct packet channel. Those left to expire after a FIN/RST count
         as removed, the others as idle timeouts; counts that came with the notification go to
         the totals at once, the others are read (one batch). BMv2 keeps an expired entry until
         it is deleted: those of another controller are deleted here (its own ones when the CS
@@ -172,6 +173,7 @@ class Teardown:
         deadline = time.monotonic() + ORDER_WAIT_S
         while app.counters["packet_in"] < mark and time.monotonic() < deadline:
             await asyncio.sleep(0.001)
+        await app.packets.flush_copies()    # the same for copies on the direct channel
         done, unread, adopted = [], [], []
         for entry in entries:
             key = _key_of(entry)

@@ -86,13 +86,15 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
                       names: Callable[[int], str], services: list[dict] | None = None,
                       groups: dict[str, Any] | None = None,
                       limits: dict[str, Any] | None = None, static_server_macs: bool = True,
-                      neighbours: dict[str, Any] | None = None) -> dict:
+                      neighbours: dict[str, Any] | None = None,
+                      packet_io: str = "direct") -> dict:
     """The controller configuration of a content-switch topology described by ``desc``
     (``Topology.describe()`` or the Mininet topology's ``describe()``): its ports, hosts, one
     group per server (named by ``names(i)``) plus ``all`` (port 80) and ``echo`` (8080), and,
     unless ``services`` are given, the web service routing ``/~lcs1/`` and ``/~lcs2/`` to the
     first two servers and the echo service. Without ``static_server_macs`` the servers are
-    left out of ``hosts:`` (the controller resolves them with ARP, timers ``neighbours``)."""
+    left out of ``hosts:`` (the controller resolves them with ARP, timers ``neighbours``).
+    ``packet_io``: the controller's packet I/O (``switch.packet_io``)."""
     mode = desc["mode"]
     ports = {p["port"]: {"mac": p["mac"], "gateway": f"{p['gateway_ip'] or SNAT_IP}/24"}
              for p in desc["switch"]["ports"]}
@@ -123,7 +125,7 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
             s.setdefault("snat_address", SNAT_IP)
         svcs.append(s)
     return {
-        "switch": {"address": grpc_addr, "device_id": 1, "target": target},
+        "switch": {"address": grpc_addr, "device_id": 1, "target": target, "packet_io": packet_io},
         "ports": ports,
         "hosts": hosts,
         "groups": groups,
@@ -181,6 +183,10 @@ class Lab:
     #: False: the servers are left out of the controller's ``hosts:`` (resolved with ARP)
     static_server_macs: bool = True
     neighbours: dict[str, Any] | None = None    # the controller's ARP timers
+    #: the controller's packet I/O: ``direct`` (the DPDK target's channel) or ``p4runtime``
+    packet_io: str = "direct"
+    #: DPDK target: how the switch attaches its interfaces (``p4cs switch --port-type``)
+    port_type: str = "afxdp"
     workdir: Path | None = None
     log_level: str = "info"
     keep_workdir: bool = False
@@ -318,7 +324,7 @@ class Lab:
         argv = [*P4CS, "switch", "--netns", self.topo.switch_netns,
                 "--grpc-addr", f"127.0.0.1:{self.grpc_port}"]
         if self.target == "dpdk":
-            argv += ["--workdir", str(self.workdir / "swxd")]
+            argv += ["--workdir", str(self.workdir / "swxd"), "--port-type", self.port_type]
         else:
             argv += ["--target", self.target, "--workdir", str(self.workdir / self.target)]
         for port, ifname in sorted(self.topo.switch_ifaces.items()):
@@ -340,7 +346,7 @@ class Lab:
                                  control_socket=self.control_socket, names=self.server_name,
                                  services=self.services, groups=self.groups, limits=self.limits,
                                  static_server_macs=self.static_server_macs,
-                                 neighbours=self.neighbours)
+                                 neighbours=self.neighbours, packet_io=self.packet_io)
 
     def _write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))

@@ -148,9 +148,11 @@ async def _serve_dpdk(
     learner_timeouts: list[int] | None,
     eal: str | None,
     daemon_log_level: int | None,
+    packet_socket: str | None,
 ) -> int:
     from .dpdk.errors import P4RTError
     from .dpdk.pipeline import TargetConfig, cookie_of
+    from .dpdk.pktchan import default_path
     from .dpdk.server import P4RuntimeServer
 
     if cpu_port in ports:
@@ -176,11 +178,20 @@ async def _serve_dpdk(
     else:
         LOG.warning("no pipeline loaded: waiting for SetForwardingPipelineConfig")
     try:
-        await server.start(grpc_addr)
+        port = await server.start(grpc_addr)
     except Exception as e:  # noqa: BLE001
         LOG.error("cannot start the P4Runtime server on %s: %s", grpc_addr, e)
         await server.stop()
         return 1
+    if packet_socket != "none":
+        host = grpc_addr.rpartition(":")[0]
+        path = packet_socket or str(default_path(LOCK_DIR, f"{host}:{port}"))
+        try:
+            server.serve_packet_channel(path)
+        except OSError as e:
+            LOG.error("cannot serve the packet channel on %s: %s", path, e.strerror or e)
+            await server.stop()
+            return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -220,6 +231,12 @@ def switch_cmd(
         None, "--learner-timeouts", help="override the learner timeout profiles, e.g. 10,60,300"
     ),
     eal: Optional[str] = typer.Option(None, "--eal", help="DPDK EAL arguments for the daemon"),
+    packet_socket: Optional[str] = typer.Option(
+        None, "--packet-socket", metavar="PATH|none",
+        help="dpdk: Unix socket of the direct packet channel, which hands the CPU port to the "
+        "primary controller (default: <run dir>/p4rt-<host>-<port>.packets, the run dir being "
+        "$P4CS_LOCK_DIR or /run/p4cs); none: packet I/O over P4Runtime only",
+    ),
     no_pipeline: bool = typer.Option(
         False, "--no-pipeline", help="start without a pipeline (wait for the controller's)"
     ),
@@ -301,6 +318,7 @@ def switch_cmd(
             learner_timeouts=lt,
             eal=eal,
             daemon_log_level=None,
+            packet_socket=packet_socket,
         )
     )
     if profile:

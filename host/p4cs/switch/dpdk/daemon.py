@@ -5,7 +5,9 @@ request lines, one reply line per request line, unsolicited `expired ...` messag
 CPU port (one frame per message), plus the copy port: an output-only socketpair on which the
 pipeline's mirror sessions deliver copies (FIN/RST of spliced flows) without a packet_in header.
 All are driven from the asyncio loop with `add_reader`; the
-control socket is pipelined (replies come back in request order, matched FIFO).
+control socket is pipelined (replies come back in request order, matched FIFO). The CPU and
+copy ports can be handed to another process (`hand_out`, the direct packet channel) and taken
+back.
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ LOG = logging.getLogger("p4cs.switch.dpdk.daemon")
 # Largest control message we send (the daemon reads messages of at least this size).
 MAX_MSG = 64 * 1024
 _RECV = 1 << 20
+#: Socket buffers of the socketpairs. A Unix socket's sender holds what its peer has not read
+#: yet: the daemon's default send buffer holds ~280 small frames, fewer than a burst of
+#: FIN/RST copies or punts when many connections start or end at once.
+SOCKBUF = 4 << 20
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)     # Linux; beyond net.core.wmem_max
+
+
+def _big_send_buffer(s: socket.socket) -> None:
+    """SOCKBUF of send buffer: forced (CAP_NET_ADMIN), else as far as wmem_max allows."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, SOCKBUF)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
 
 
 class DaemonError(Exception):
@@ -100,6 +115,7 @@ class SwxDaemon:
         self.on_packet: Callable[[bytes], None] | None = None
         self.on_copy: Callable[[bytes], None] | None = None
         self.on_death: Callable[[str], None] | None = None
+        self._handed_out: Callable[[], None] | None = None  # see hand_out
         self.cpu_rx = 0
         self.cpu_tx = 0
         self.cpu_tx_drop = 0
@@ -156,8 +172,10 @@ class SwxDaemon:
         copy_a, copy_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for s in (ctl_a, cpu_a, copy_a):
             s.setblocking(False)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKBUF)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
+        for s in (cpu_b, copy_b):       # the daemon's ends: punts and copies wait there
+            _big_send_buffer(s)
         argv = self.argv(ctl_b.fileno(), cpu_b.fileno(), copy_b.fileno())
         LOG.info("starting data-plane daemon: %s", " ".join(argv))
         try:
@@ -240,6 +258,9 @@ class SwxDaemon:
                     loop.remove_reader(s.fileno())
                 except (ValueError, OSError):
                     pass
+        end, self._handed_out = self._handed_out, None
+        if end is not None:
+            end()
         while self._pending:
             fut, _n = self._pending.popleft()
             if not fut.done():
@@ -406,6 +427,27 @@ class SwxDaemon:
                     cb(frame)
                 except Exception:  # noqa: BLE001
                     LOG.exception("%s handler failed", "packet-in" if what == "CPU" else "copy")
+
+    def hand_out(self, on_end: Callable[[], None]) -> tuple[socket.socket, socket.socket]:
+        """Stop reading the CPU and copy ports: another process reads them now (the direct
+        packet channel). Returns their sockets, to be passed on; `on_end` is called if the
+        daemon stops or dies before `take_back`. Sending on the CPU port goes on."""
+        if self.dead is not None or self._cpu is None or self._copy is None:
+            raise DaemonDead(self.dead or "not started")
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._cpu.fileno())
+        loop.remove_reader(self._copy.fileno())
+        self._handed_out = on_end
+        return self._cpu, self._copy
+
+    def take_back(self) -> None:
+        """Read the CPU and copy ports again (after `hand_out`)."""
+        self._handed_out = None
+        if self.dead is not None or self._cpu is None or self._copy is None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._cpu.fileno(), self._on_cpu_readable)
+        loop.add_reader(self._copy.fileno(), self._on_copy_readable)
 
     def send_packet(self, frame: bytes) -> bool:
         """Send one frame into the pipeline's CPU port; False when the socket is full."""

@@ -8,7 +8,9 @@ service; the work is done by:
 * `pipeline`: Set/GetForwardingPipelineConfig, the daemon's lifecycle, the shadow store;
 * `planner` (with `wire`, `keys`): WriteRequests as daemon control lines, applied;
 * `reads`: Read requests answered from the shadow store and the daemon's registers;
-* `packetio`: PacketOut / PacketIn, FIN/RST copies, clone sessions' ports, idle timeouts.
+* `packetio`: PacketOut / PacketIn, FIN/RST copies, clone sessions' ports, idle timeouts;
+* `pktchan`: the direct packet channel, which hands the CPU and copy ports to the primary
+  controller (its path is advertised in the Capabilities answer's initial metadata).
 
 Design points, for readers who know other P4Runtime servers:
 
@@ -42,6 +44,7 @@ from .daemon import DaemonDead
 from .errors import SC, P4RTError, unknown_device
 from .packetio import PacketIO
 from .pipeline import Pipeline, PipelineHost, TargetConfig
+from .pktchan import METADATA_KEY, PacketChannel
 from .planner import Writer, WriteResults
 from .reads import plan_read, read_responses
 
@@ -83,6 +86,7 @@ class P4RuntimeServer:
         self.packet_io = PacketIO(target, self.arbiter, lambda: self.pipelines.pipe)
         self.pipelines = PipelineHost(target, self.packet_io)
         self.writer = Writer(target)
+        self.channel: PacketChannel | None = None
         self._server: grpc.aio.Server | None = None
 
     @property
@@ -116,7 +120,17 @@ class P4RuntimeServer:
         LOG.info("P4Runtime server listening on %s (device id %d)", address, self.device_id)
         return port
 
+    def serve_packet_channel(self, path: str) -> None:
+        """Offer the direct packet channel on the Unix socket `path` (see `pktchan`).
+        OSError: the path is unusable or another process serves it."""
+        channel = PacketChannel(path, self.arbiter, lambda: self.pipelines.pipe)
+        channel.start()
+        self.channel = channel
+
     async def stop(self) -> None:
+        if self.channel is not None:
+            self.channel.stop()
+            self.channel = None
         if self._server is not None:
             await self._server.stop(0.5)
             self._server = None
@@ -179,6 +193,8 @@ class P4RuntimeServer:
     # -- RPCs -----------------------------------------------------------------------------
 
     async def Capabilities(self, request, context):
+        if self.channel is not None:
+            await context.send_initial_metadata(((METADATA_KEY, self.channel.path),))
         return p4r.CapabilitiesResponse(p4runtime_api_version=P4RUNTIME_API_VERSION)
 
     async def SetForwardingPipelineConfig(self, request, context):
@@ -252,6 +268,11 @@ class P4RuntimeServer:
         finally:
             reader.cancel()
             self.arbiter.disconnect(conn)
+            self._arbitration_changed()
+
+    def _arbitration_changed(self) -> None:
+        if self.channel is not None:
+            self.channel.check()
 
     async def _stream_reader(self, conn: StreamConn, request_iterator) -> None:
         try:
@@ -261,6 +282,7 @@ class P4RuntimeServer:
                     self.packet_io.packet_out(conn, req.packet)
                 elif kind == "arbitration":
                     err = self.arbiter.arbitrate(conn, req.arbitration)
+                    self._arbitration_changed()
                     if err is not None:
                         conn.queue.put_nowait(err)
                         return

@@ -1,0 +1,347 @@
+"""The controller's packet I/O with the switch: PacketIn / PacketOut on the P4Runtime stream,
+or the direct packet channel of the DPDK target.
+
+``packet_io: direct`` (the default): when the switch advertises a channel socket (the
+``p4cs-packet-channel`` key in the initial metadata of its Capabilities answer,
+:mod:`p4cs.switch.dpdk.pktchan`), the primary asks it for the data-plane daemon's CPU and
+copy ports, presenting its election id, and from then on reads the punted frames and writes
+its packet-outs there itself: no protobuf, no gRPC message, no switch-server work per packet.
+The frames are read from the asyncio loop (``add_reader``), every frame available at a
+wake-up in one batch; their packet_in header is decoded with the P4Info's
+``controller_packet_metadata``, copy-port messages (4-byte input port, then a FIN/RST copy)
+become packet-ins of reason ``REASON_FLOW_END``. A switch without a channel (BMv2, a remote
+switch, ``--packet-socket none``) gets one log line and the P4Runtime stream.
+
+The stream keeps being read in both modes: while the channel is held the switch sends no
+PacketIn on it, and when the channel ends (the switch closes it: pipeline change, another
+primary) the packets are back on the stream at once; the channel is asked for again a moment
+later. ``packet_io: p4runtime`` uses the stream only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+from finsy import Switch
+from finsy.p4client import P4ClientError
+from finsy.proto import p4r
+
+from p4cs.constants import REASON_FLOW_END
+from p4cs.switch.dpdk.packetio import COPY_PORT_BYTES
+from p4cs.switch.dpdk.pktchan import MAX_MSG, METADATA_KEY, header_layout
+from p4cs.switch.dpdk.schema import ControllerHeader
+
+LOG = logging.getLogger("p4cs.controller")
+
+MODES = ("direct", "p4runtime")
+#: Frames read per port at one wake-up (then the loop runs other work before reading on).
+BATCH = 256
+#: Seconds to wait for the channel's answer, and before asking again after it ended.
+ASK_TIMEOUT_S = 5.0
+RETRY_S = 1.0
+#: Seconds a packet-out may wait for room in the CPU port before it is dropped.
+SEND_TIMEOUT_S = 1.0
+
+#: (payload, ingress port, reason) of one punted packet.
+PacketIn = tuple[bytes, int, int]
+
+
+class ChannelRefused(Exception):
+    """The switch refused the channel, or its answer is unusable."""
+
+
+class Headers:
+    """The packet_in and packet_out headers of the P4Info (the layout the daemon's CPU port
+    frames carry)."""
+
+    def __init__(self, schema):
+        cpm = schema.controller_packet_metadata
+        self.pin = ControllerHeader.from_p4info(cpm["packet_in"].pbuf)
+        self.pout = ControllerHeader.from_p4info(cpm["packet_out"].pbuf)
+        self.reason_id = self.pin.field_id("reason")
+        self.port_id = self.pin.field_id("ingress_port")
+        self.egress_id = self.pout.field_id("egress_port")
+        if None in (self.reason_id, self.port_id, self.egress_id):
+            raise ValueError("the P4Info's packet_in needs reason and ingress_port fields, its "
+                             "packet_out an egress_port field")
+
+    def decode(self, frame: bytes) -> PacketIn | None:
+        """A CPU-port frame as (payload, port, reason); None when it is shorter than the header."""
+        n = self.pin.nbytes
+        if len(frame) < n:
+            return None
+        vals = dict(self.pin.decode(frame))
+        return frame[n:], vals[self.port_id], vals[self.reason_id]
+
+    def encode(self, port: int, frame: bytes) -> bytes:
+        return self.pout.encode({self.egress_id: port}) + frame
+
+
+class Lease:
+    """The channel while this controller holds it: the connection (its end is the lease's
+    end), the two ports' sockets and the headers of their frames."""
+
+    def __init__(self, conn: socket.socket, cpu: socket.socket, copy: socket.socket,
+                 headers: Headers):
+        self.conn, self.cpu, self.copy, self.headers = conn, cpu, copy, headers
+        self.ended = asyncio.Event()
+        self.why = ""
+
+    def end(self, why: str) -> None:
+        if not self.ended.is_set():
+            self.why = why
+            self.ended.set()
+
+    def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for s in (self.conn, self.cpu, self.copy):
+            if s.fileno() >= 0:
+                loop.remove_reader(s.fileno())
+                s.close()
+
+
+async def advertised_channel(sw: Switch) -> str | None:
+    """The channel socket path the switch advertises in its Capabilities answer, if any."""
+    stub = sw._p4client._stub     # noqa: SLF001 (finsy keeps the call's metadata to itself)
+    call = stub.Capabilities(p4r.CapabilitiesRequest(), timeout=10)
+    try:
+        await call
+        md = await call.initial_metadata()
+    except Exception as exc:  # noqa: BLE001 - grpc.aio raises AioRpcError and friends
+        raise P4ClientError(exc, "Capabilities") from None
+    for key, value in md or ():
+        if key == METADATA_KEY:
+            return value if isinstance(value, str) else value.decode()
+    return None
+
+
+async def ask(path: str, headers: Headers, device_id: int, election_id: int,
+              role: str = "") -> Lease:
+    """Ask the switch's channel at ``path`` for the ports, as the primary of ``role`` with
+    ``election_id``. ChannelRefused, OSError."""
+    loop = asyncio.get_running_loop()
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn.setblocking(False)
+    try:
+        await loop.sock_connect(conn, path)
+        req = {"device_id": device_id, "role": role, "election_id": election_id}
+        await loop.sock_sendall(conn, json.dumps(req).encode())
+        readable = loop.create_future()
+        loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
+        try:
+            await asyncio.wait_for(readable, ASK_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise ChannelRefused(f"no answer within {ASK_TIMEOUT_S:.0f} s") from None
+        finally:
+            loop.remove_reader(conn.fileno())
+        msg, fds, _flags, _addr = socket.recv_fds(conn, MAX_MSG, 2)
+    except BaseException:
+        conn.close()
+        raise
+    socks = [socket.socket(fileno=fd) for fd in fds]
+    try:
+        try:
+            answer = json.loads(msg)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise ChannelRefused("the answer is not a JSON object")
+        if not answer.get("ok"):
+            raise ChannelRefused(str(answer.get("error", "refused")))
+        if len(socks) != 2:
+            raise ChannelRefused(f"the answer carries {len(socks)} sockets, not 2")
+        for key, hdr in (("packet_in", headers.pin), ("packet_out", headers.pout)):
+            if answer.get(key) != header_layout(hdr):
+                raise ChannelRefused(f"the running pipeline's {key} header differs from the "
+                                     "P4Info's")
+    except BaseException:
+        conn.close()
+        for s in socks:
+            s.close()
+        raise
+    for s in socks:
+        s.setblocking(False)
+    return Lease(conn, socks[0], socks[1], headers)
+
+
+class PacketPath:
+    """Packet-ins to ``handle`` and packet-outs to the switch, in the configured mode, for
+    the primary terms of one controller."""
+
+    def __init__(self, mode: str, handle: Callable[[list[PacketIn]], Awaitable[None]]):
+        if mode not in MODES:
+            raise ValueError(f"packet I/O must be one of {', '.join(MODES)}, got {mode!r}")
+        self.mode = mode
+        self._handle = handle
+        self._lease: Lease | None = None
+        # grpc.aio allows one write in flight per stream (a second one fails with
+        # GRPC_CALL_ERROR_TOO_MANY_OPERATIONS and kills it): packet-outs on the stream queue.
+        self._stream_lock = asyncio.Lock()
+        self.counters = {"packet_in_malformed": 0, "packet_out_dropped": 0, "channel_grants": 0}
+
+    @property
+    def active(self) -> str:
+        """How packets go right now: ``direct`` (the channel is held) or ``p4runtime``."""
+        return "direct" if self._lease is not None else "p4runtime"
+
+    async def run(self, sw: Switch) -> None:
+        """The packet loops of one primary term (cancelled when it ends)."""
+        stream = asyncio.ensure_future(self._stream_loop(sw))
+        try:
+            if self.mode == "direct":
+                await self._direct(sw)
+            await stream
+        finally:
+            stream.cancel()
+
+    async def _stream_loop(self, sw: Switch) -> None:
+        async for pkt in sw.read_packets(queue_size=65536):
+            meta = pkt.metadata
+            await self._handle([(pkt.payload, int(meta.get("ingress_port", 0)),
+                                 int(meta.get("reason", 0)))])
+
+    # -- the direct channel ---------------------------------------------------------------
+
+    async def _direct(self, sw: Switch) -> None:
+        """Hold the channel whenever the switch gives it; return if it offers none."""
+        try:
+            headers = Headers(sw.p4info)
+            path = await advertised_channel(sw)
+        except (ValueError, KeyError) as exc:
+            LOG.info("packet I/O over P4Runtime: no direct channel with this P4Info (%s)", exc)
+            return
+        except P4ClientError as exc:
+            LOG.info("packet I/O over P4Runtime: Capabilities failed (%s)", exc.message or exc)
+            return
+        if path is None:
+            LOG.info("packet I/O over P4Runtime: the switch %s offers no direct packet channel",
+                     sw.address)
+            return
+        refused, first = "", True
+        while True:
+            try:
+                lease = await ask(path, headers, sw.device_id, sw.election_id,
+                                  sw.role_name or "")
+            except (ChannelRefused, OSError) as exc:
+                if first and isinstance(exc, (FileNotFoundError, ConnectionRefusedError,
+                                              PermissionError)):
+                    # A switch on another host (or in another mount namespace), or of a user
+                    # this controller's is not.
+                    LOG.info("packet I/O over P4Runtime: the direct packet channel %s of the "
+                             "switch %s cannot be used from here (%s)", path, sw.address,
+                             exc.strerror or exc)
+                    return
+                first = False
+                if str(exc) != refused:
+                    LOG.warning("direct packet channel %s refused (%s): packet I/O over "
+                                "P4Runtime meanwhile", path, exc)
+                    refused = str(exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            refused, first = "", False
+            self.counters["channel_grants"] += 1
+            LOG.info("packet I/O on the direct channel %s", path)
+            await self.hold(lease)
+            LOG.info("direct packet channel ended (%s): packet I/O over P4Runtime meanwhile",
+                     lease.why)
+            await asyncio.sleep(RETRY_S)
+
+    async def hold(self, lease: Lease) -> None:
+        """Packet I/O on the channel until the lease ends; then it is closed."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        loop.add_reader(lease.conn.fileno(), lease.end, "the switch closed it")
+        loop.add_reader(lease.cpu.fileno(), wake.set)
+        loop.add_reader(lease.copy.fileno(), wake.set)
+        self._lease = lease
+        ended = asyncio.ensure_future(lease.ended.wait())
+        try:
+            while not lease.ended.is_set():
+                woken = asyncio.ensure_future(wake.wait())
+                await asyncio.wait([woken, ended], return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                wake.clear()
+                pkts = self._read(lease)
+                if pkts:
+                    await self._handle(pkts)
+        finally:
+            ended.cancel()
+            self._lease = None
+            lease.close()
+
+    async def flush_copies(self) -> None:
+        """Handle every FIN/RST copy waiting on the channel's copy port now: an expiry
+        notification (on the P4Runtime stream) must not overtake the copies the data plane
+        sent before it (controller.teardown)."""
+        lease = self._lease
+        if lease is not None:
+            pkts = self._read(lease, copies_only=True)
+            if pkts:
+                await self._handle(pkts)
+
+    def _read(self, lease: Lease, copies_only: bool = False) -> list[PacketIn]:
+        """Every frame waiting on the two ports (up to ``BATCH`` each; with ``copies_only``,
+        every one waiting on the copy port)."""
+        out: list[PacketIn] = []
+        hdr = lease.headers
+        ports = ((lease.copy, True),) if copies_only else ((lease.cpu, False), (lease.copy, True))
+        for sock, copy in ports:
+            for _ in (itertools.count() if copies_only else range(BATCH)):
+                try:
+                    frame = sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    lease.end(f"receive failed: {exc.strerror or exc}")
+                    return out
+                if not frame:
+                    lease.end("the data-plane daemon closed its ports")
+                    return out
+                if copy:
+                    pkt = None if len(frame) <= COPY_PORT_BYTES else (
+                        frame[COPY_PORT_BYTES:], int.from_bytes(frame[:COPY_PORT_BYTES], "big"),
+                        REASON_FLOW_END)
+                else:
+                    pkt = hdr.decode(frame)
+                if pkt is None:
+                    self.counters["packet_in_malformed"] += 1
+                    continue
+                out.append(pkt)
+        return out
+
+    # -- packet-outs ----------------------------------------------------------------------
+
+    async def send(self, sw: Switch, enc, frames: list[tuple[int, bytes]]) -> None:
+        """Send (port, frame) packet-outs: on the channel while it is held, else on the
+        stream (``enc`` builds the PacketOut messages)."""
+        lease = self._lease
+        if lease is not None:
+            frames = await self._send_direct(lease, frames)
+            if not frames:
+                return
+        msgs = [enc.packet_out(frame, port) for port, frame in frames]
+        async with self._stream_lock:
+            await sw.write(msgs)
+
+    async def _send_direct(self, lease: Lease, frames: list[tuple[int, bytes]]) -> list:
+        """Write the frames to the CPU port; those left when the channel fails."""
+        loop = asyncio.get_running_loop()
+        hdr = lease.headers
+        for i, (port, frame) in enumerate(frames):
+            data = hdr.encode(port, frame)
+            try:
+                try:
+                    lease.cpu.send(data)
+                except BlockingIOError:
+                    await asyncio.wait_for(loop.sock_sendall(lease.cpu, data), SEND_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                self.counters["packet_out_dropped"] += 1
+            except OSError as exc:
+                lease.end(f"send failed: {exc.strerror or exc}")
+                return frames[i:]
+        return []

@@ -1,0 +1,208 @@
+"""The direct packet channel of the DPDK target: the CPU and copy ports handed to the primary
+(and to nobody else), packets on the handed ports, the StreamChannel again when the lease
+ends; the controller's reader counting and dropping malformed frames."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import pytest
+from finsy import P4Schema
+
+from p4cs.controller.packetchan import ChannelRefused, Headers, Lease, PacketPath, ask
+from p4cs.switch.dpdk.pktchan import METADATA_KEY
+
+from .conftest import MINI_P4INFO, raw_socket
+from .test_p4rt_packetio import _frame, _recv_matching
+
+pytestmark = [pytest.mark.dpdk]
+
+HEADERS = Headers(P4Schema(MINI_P4INFO))
+
+
+def serve_channel(sw, tmp_path) -> str:
+    path = str(tmp_path / "packets.sock")
+
+    async def serve():
+        sw.server.serve_packet_channel(path)
+
+    sw.call(serve())
+    return path
+
+
+def take(path: str, election_id: int, device_id: int = 1) -> Lease:
+    """The lease, its sockets in blocking mode with a timeout (read from this thread)."""
+    lease = asyncio.run(ask(path, HEADERS, device_id, election_id))
+    for s in (lease.conn, lease.cpu, lease.copy):
+        s.settimeout(5)
+    return lease
+
+
+def refusal(path: str, election_id: int, device_id: int = 1) -> str:
+    with pytest.raises(ChannelRefused) as exc:
+        asyncio.run(ask(path, HEADERS, device_id, election_id))
+    return str(exc.value)
+
+
+def wait_until(pred, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_channel_is_advertised_and_handed_to_the_primary_only(make_switch, client_factory, tmp_path):
+    sw = make_switch()
+    path = serve_channel(sw, tmp_path)
+    primary, backup = client_factory(sw.addr), client_factory(sw.addr)
+    from finsy.proto import p4r
+
+    _resp, call = primary.stub.Capabilities.with_call(p4r.CapabilitiesRequest(), timeout=10)
+    assert (METADATA_KEY, path) in tuple(call.initial_metadata())
+
+    assert "no primary" in refusal(path, 5)
+    primary.arbitrate(5)
+    backup.arbitrate(3)
+    assert "not primary" in refusal(path, 3)          # the backup
+    assert "not this switch's" in refusal(path, 5, device_id=7)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.send(b"\x00not json")
+        answer = json.loads(s.recv(4096))
+        assert answer["ok"] is False and "malformed" in answer["error"]
+    assert sw.server.channel.lease is None
+
+    lease = take(path, 5)
+    assert sw.server.channel.lease is not None
+    # A second request of the primary replaces the first lease: the first one is closed.
+    second = take(path, 5)
+    assert lease.conn.recv(4096) == b""
+    # The primary's stream goes away: the switch ends the lease.
+    primary.close()
+    assert second.conn.recv(4096) == b""
+    assert wait_until(lambda: sw.server.channel.lease is None)
+    assert sw.server.channel.counters == {"granted": 2, "refused": 4, "ended": 2}
+    for s in (lease.conn, lease.cpu, lease.copy, second.conn, second.cpu, second.copy):
+        s.close()
+
+
+@pytest.mark.root
+def test_packets_on_the_handed_ports_then_on_the_stream_again(make_switch, client_factory,
+                                                              netns_ports, tmp_path):
+    ns, ports, peers = netns_ports((1, 2))
+    sw = make_switch(ports=ports, netns=ns)
+    path = serve_channel(sw, tmp_path)
+    c = client_factory(sw.addr)
+    c.arbitrate(1)
+    h1, h2 = raw_socket(ns, peers[1]), raw_socket(ns, peers[2])
+    lease = take(path, 1)
+
+    # A punted frame arrives on the handed CPU port with its packet_in header, not as PacketIn.
+    pkt = _frame(ip_src="10.9.9.9")
+    h1.send(pkt)
+    payload, port, reason = HEADERS.decode(lease.cpu.recv(65536))
+    assert (payload[: len(pkt)], port, reason) == (pkt, 1, 1)
+    with pytest.raises(TimeoutError):
+        c.recv("packet", timeout=0.5)
+
+    # A packet-out written to the handed CPU port leaves on its egress port.
+    frame = _frame(ip_src="10.7.7.7")
+    lease.cpu.send(HEADERS.encode(2, frame))
+    assert _recv_matching(h2, frame)[: len(frame)] == frame
+
+    # The controller lets go: PacketIns are back on the stream.
+    lease.conn.close()
+    assert wait_until(lambda: sw.server.channel.lease is None)
+    h1.send(pkt)
+    pin = c.recv("packet")
+    assert pin.payload[: len(pkt)] == pkt
+    lease.cpu.close()
+    lease.copy.close()
+
+
+def test_pipeline_change_ends_the_lease(make_switch, client_factory, tmp_path):
+    sw = make_switch()
+    path = serve_channel(sw, tmp_path)
+    c = client_factory(sw.addr)
+    c.arbitrate(1)
+    lease = take(path, 1)
+    sw.load()       # the daemon is restarted: the handed ports are gone
+    assert lease.conn.recv(4096) == b""
+    assert lease.cpu.recv(65536) == b""
+    assert sw.server.channel.lease is None
+    lease2 = take(path, 1)      # the new daemon's ports
+    for s in (lease.conn, lease.cpu, lease.copy, lease2.conn, lease2.cpu, lease2.copy):
+        s.close()
+
+
+def test_malformed_frames_are_counted_and_dropped():
+    """The controller's reader: short frames of the CPU port and short copies are dropped and
+    counted; the others reach the handler, copies with reason REASON_FLOW_END."""
+    from p4cs.constants import REASON_FLOW_END
+
+    async def run():
+        got: list = []
+
+        async def handle(pkts):
+            got.extend(pkts)
+
+        path = PacketPath("direct", handle)
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(3)]
+        (conn, conn_peer), (cpu, cpu_peer), (copy, copy_peer) = pairs
+        for s in (conn, cpu, copy):
+            s.setblocking(False)
+        lease = Lease(conn, cpu, copy, HEADERS)
+        held = asyncio.ensure_future(path.hold(lease))
+        await asyncio.sleep(0)
+        assert path.active == "direct"
+        cpu_peer.send(b"\x00\x00")                                   # shorter than the header
+        cpu_peer.send((3).to_bytes(4, "big") + b"\x01" + b"frame")   # port 3, reason 1
+        copy_peer.send(b"\x00\x01")                                  # no room for the port
+        copy_peer.send((2).to_bytes(4, "big") + b"fin")
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        conn_peer.close()                                            # the switch ends it
+        await asyncio.wait_for(held, 5)
+        assert path.active == "p4runtime" and lease.why == "the switch closed it"
+        assert cpu.fileno() == -1 and copy.fileno() == -1
+        for s in (cpu_peer, copy_peer):
+            s.close()
+        return got, path.counters
+
+    got, counters = asyncio.run(run())
+    assert sorted(got) == sorted([(b"frame", 3, 1), (b"fin", 2, REASON_FLOW_END)])
+    assert counters["packet_in_malformed"] == 2
+
+
+def test_channel_socket_of_a_live_switch_is_refused_a_stale_one_replaced(tmp_path):
+    from p4cs.switch.dpdk.arbitration import Arbiter
+    from p4cs.switch.dpdk.pktchan import PacketChannel
+
+    path = tmp_path / "packets.sock"
+
+    async def run():
+        first = PacketChannel(path, Arbiter(1), lambda: None)
+        first.start()
+        second = PacketChannel(path, Arbiter(1), lambda: None)
+        with pytest.raises(OSError, match="another process serves it"):
+            second.start()
+        await asyncio.sleep(0.1)
+        assert first.counters["refused"] == 0       # the check is no request
+        first.stop()
+        assert not path.exists()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as stale:
+            stale.bind(str(path))                   # left by a switch that died
+        second.start()
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        second.stop()
+
+    asyncio.run(run())
+    assert not path.exists()
