@@ -3,18 +3,23 @@ a half-open connection costs no memory (SYN floods cannot exhaust the CS process
 
 Layout (after removing a keyed per-connection offset, as Linux does)::
 
-    isn = H1(k, 4-tuple, client_isn)
-          + ( t:5 | mss_idx:3 | ws:4 | H2(k, 4-tuple, client_isn, t, mss_idx, ws):20 )
+    isn = H1(4-tuple, client_isn)
+          + ( t:5 | mss_idx:3 | ws:4 | H2(4-tuple, client_isn, t, mss_idx, ws):20 )
 
 * ``t`` is a coarse clock, ``int(now) >> SLOT_SHIFT`` (64 s slots) mod 32; a cookie is
   accepted for ``MAX_AGE_SLOTS`` slots after the slot it was issued in (64..128 s).
 * ``mss_idx`` indexes ``MSS_TABLE``: the largest entry not above the client's MSS.
 * ``ws`` is the window scale the client offered in its SYN (0..14, RFC 7323 caps larger
   values at 14), or 15 when its SYN carried no window-scale option.
-* ``H1``/``H2`` are keyed BLAKE2s; 20 bits of H2 means a blind forger is accepted with
+* ``H1``/``H2`` are HalfSipHash-2-4 (32-bit output) under two 64-bit keys derived from the
+  secret; the data plane computes the same function (p4src/include/syn_cookie.p4), so a
+  cookie it issues validates here.  20 bits of H2 means a blind forger is accepted with
   probability 2**-20 per guess (one forged ACK each; a success only buys a half-bound
   connection, bounded by ``max_half_bound`` and the request timeout), and H1 makes the
   ISN look random (no visible clock).  Bit budget: 32 = 5 (t) + 3 (mss) + 4 (ws) + 20.
+* Messages, as the 32-bit little-endian words HalfSipHash reads: H1 hashes the 16 bytes
+  ``cip, vip, cport << 16 | vport, client_isn``; H2 the same 16 bytes followed by the
+  three bytes ``t, mss_idx, ws``.
 * The client's ISN is part of both hashes, so the ACK that completes the handshake must
   carry ``seq == client_isn + 1``: a later segment that overtakes the first one does not
   validate (it is dropped silently, like Linux does, and the client retransmits).
@@ -32,10 +37,51 @@ MSS_TABLE = (536, 1200, 1300, 1360, 1400, 1440, 1452, 1460)
 SLOT_SHIFT = 6
 MAX_AGE_SLOTS = 2
 
-_KEY = struct.Struct("!IIHHI")
-_KEY2 = struct.Struct("!IIHHIBBB")
+_MSG = struct.Struct("<IIII")
+_KEY = struct.Struct("<II")
 WS_NONE = 15                 # ``ws`` field value: the SYN had no window-scale option
 MAX_WSCALE = 14
+_M32 = 0xFFFFFFFF
+
+
+def _rotl(x: int, n: int) -> int:
+    return ((x << n) | (x >> (32 - n))) & _M32
+
+
+def halfsiphash(key: bytes, data: bytes) -> int:
+    """HalfSipHash-2-4 with a 32-bit tag (the reference implementation's ``halfsiphash``
+    with ``outlen`` 4, whose output bytes are this value little-endian); ``key`` has 8
+    bytes."""
+    k0, k1 = _KEY.unpack(key)
+    v0, v1, v2, v3 = k0, k1, 0x6C796765 ^ k0, 0x74656462 ^ k1
+    n = len(data)
+    end = n - (n & 3)
+    last = (n & 0xFF) << 24 | int.from_bytes(data[end:], "little")
+    words = [int.from_bytes(data[i:i + 4], "little") for i in range(0, end, 4)]
+    words.append(last)
+    for m in words:
+        v3 ^= m
+        for _ in range(2):
+            v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+        v0 ^= m
+    v2 ^= 0xFF
+    for _ in range(4):
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    return v1 ^ v3
+
+
+def _sipround(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
+    v0 = (v0 + v1) & _M32
+    v1 = _rotl(v1, 5) ^ v0
+    v0 = _rotl(v0, 16)
+    v2 = (v2 + v3) & _M32
+    v3 = _rotl(v3, 8) ^ v2
+    v0 = (v0 + v3) & _M32
+    v3 = _rotl(v3, 7) ^ v0
+    v2 = (v2 + v1) & _M32
+    v1 = _rotl(v1, 13) ^ v2
+    v2 = _rotl(v2, 16)
+    return v0, v1, v2, v3
 
 
 def mss_index(mss: int | None) -> int:
@@ -48,43 +94,50 @@ def mss_index(mss: int | None) -> int:
     return idx
 
 
+def slot(now: float) -> int:
+    """The coarse clock ``t`` of a cookie issued at ``now``."""
+    return (int(now) >> SLOT_SHIFT) & 31
+
+
 class SynCookies:
     __slots__ = ("_k1", "_k2")
 
     def __init__(self, secret: bytes):
         if len(secret) < 16:
             raise ValueError("SYN cookie secret must have at least 16 bytes")
-        self._k1 = hashlib.blake2s(b"p4cs-cookie-1" + secret).digest()
-        self._k2 = hashlib.blake2s(b"p4cs-cookie-2" + secret).digest()
+        self._k1 = hashlib.blake2s(b"p4cs-cookie-1" + secret, digest_size=8).digest()
+        self._k2 = hashlib.blake2s(b"p4cs-cookie-2" + secret, digest_size=8).digest()
+
+    def key_words(self) -> tuple[int, int, int, int]:
+        """The two HalfSipHash keys as the data plane takes them: H1's key words k0, k1,
+        then H2's."""
+        return _KEY.unpack(self._k1) + _KEY.unpack(self._k2)
 
     def _h1(self, cip: int, vip: int, cport: int, vport: int, cisn: int) -> int:
-        d = hashlib.blake2s(_KEY.pack(cip, vip, cport, vport, cisn), key=self._k1,
-                            digest_size=4).digest()
-        return int.from_bytes(d, "big")
+        return halfsiphash(self._k1, _MSG.pack(cip, vip, cport << 16 | vport, cisn))
 
     def _h2(self, cip: int, vip: int, cport: int, vport: int, cisn: int, t: int,
             mi: int, ws: int) -> int:
-        d = hashlib.blake2s(_KEY2.pack(cip, vip, cport, vport, cisn, t, mi, ws),
-                            key=self._k2, digest_size=3).digest()
-        return int.from_bytes(d, "big") >> 4
+        msg = _MSG.pack(cip, vip, cport << 16 | vport, cisn) + bytes((t, mi, ws))
+        return halfsiphash(self._k2, msg) & 0xFFFFF
 
     def make(self, cip: int, vip: int, cport: int, vport: int, cisn: int, mss: int | None,
              now: float, wscale: int | None = None) -> int:
         """The ISN for a SYN; ``wscale`` is the client's window-scale option (None: the
         SYN had none)."""
-        t = (int(now) >> SLOT_SHIFT) & 31
+        t = slot(now)
         mi = mss_index(mss)
         ws = WS_NONE if wscale is None else min(wscale, MAX_WSCALE)
         v = ((t << 27) | (mi << 24) | (ws << 20)
              | self._h2(cip, vip, cport, vport, cisn, t, mi, ws))
-        return (self._h1(cip, vip, cport, vport, cisn) + v) & 0xFFFFFFFF
+        return (self._h1(cip, vip, cport, vport, cisn) + v) & _M32
 
     def check_opts(self, cip: int, vip: int, cport: int, vport: int, cisn: int, isn: int,
                    now: float) -> tuple[int, int | None] | None:
         """Return (MSS, client window scale or None) of a valid cookie ``isn``, or None."""
-        v = (isn - self._h1(cip, vip, cport, vport, cisn)) & 0xFFFFFFFF
+        v = (isn - self._h1(cip, vip, cport, vport, cisn)) & _M32
         t = v >> 27
-        age = (((int(now) >> SLOT_SHIFT) & 31) - t) & 31
+        age = (slot(now) - t) & 31
         if age > MAX_AGE_SLOTS:
             return None
         mi = (v >> 24) & 7
