@@ -1,0 +1,69 @@
+"""SYN cookies answered by the data plane (p4src/include/syn_cookie.p4).
+
+The controller writes two things and the switch answers every SYN to a virtual service itself:
+
+* ``syn_table``: one entry per virtual service (VIP, port) -> ``answer_syn(mss, wscale,
+  window)``, what the CS processor's own SYN-ACK announces (its MSS, its window scale or 15 for
+  none, the service's receive window); part of the base tables, reconciled like them;
+* ``syn_cookie_params``' default action ``syn_cookie_keys``: the CS processor's two
+  HalfSipHash keys, the current time slot and the SYN-ACK's TTL, written when the controller
+  becomes primary and again at every slot change (every 64 s, :data:`cookies.SLOT_SHIFT`).
+
+The CS processor validates the cookie on the ACK that completes the handshake with the same
+keys and clock (``time.monotonic``), so a connection whose SYN never reached the controller
+continues exactly as one whose SYN did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from finsy import P4TableAction, P4TableEntry, P4TableMatch, Switch
+from finsy.p4client import P4ClientError
+
+from p4cs.csproc.cookies import SLOT_SHIFT, WS_NONE, slot
+from p4cs.csproc.engine import Engine
+
+LOG = logging.getLogger("p4cs.controller")
+
+
+def service_entries(engine: Engine) -> list[P4TableEntry]:
+    """The syn_table entries of the engine's virtual services."""
+    cfg = engine.cfg
+    wscale = WS_NONE if cfg.window_scale is None else cfg.window_scale
+    return [P4TableEntry("syn_table", match=P4TableMatch(vip_addr=svc.vip, vip_port=svc.port),
+                         action=P4TableAction("answer_syn", synack_mss=cfg.mss, synack_wscale=wscale,
+                                              synack_window=engine.synack_window(svc)))
+            for svc in engine.services.values()]
+
+
+def params_entry(engine: Engine, now: float) -> P4TableEntry:
+    """The default action of syn_cookie_params for the time slot of ``now``."""
+    k0, k1, k2, k3 = engine.cookies.key_words()
+    return P4TableEntry("syn_cookie_params", is_default_action=True,
+                        action=P4TableAction("syn_cookie_keys", key0=k0, key1=k1, key2=k2, key3=k3,
+                                             time_slot=slot(now), synack_ttl=engine.cfg.ttl))
+
+
+def next_change(now: float) -> float:
+    """When the time slot after the one of ``now`` begins."""
+    return float(((int(now) >> SLOT_SHIFT) + 1) << SLOT_SHIFT)
+
+
+async def run(sw: Switch, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
+    """Write the keys and the time slot now and at every slot change (a primary's loop). A
+    write the switch refuses is logged and retried a second later: until it succeeds, the
+    data plane keeps the previous slot (cookies stay valid for MAX_AGE_SLOTS) or, before the
+    first one, sends SYNs to the controller."""
+    while True:
+        now = clock()
+        try:
+            await sw.write([~params_entry(engine, now)])
+        except P4ClientError as exc:
+            LOG.warning("cannot write the SYN cookie keys: %s", exc.message or exc)
+            await asyncio.sleep(1.0)
+            continue
+        await asyncio.sleep(max(0.0, next_change(now) - clock()) + 0.01)
