@@ -44,44 +44,38 @@ MAX_WSCALE = 14
 _M32 = 0xFFFFFFFF
 
 
-def _rotl(x: int, n: int) -> int:
-    return ((x << n) | (x >> (32 - n))) & _M32
-
-
 def halfsiphash(key: bytes, data: bytes) -> int:
     """HalfSipHash-2-4 with a 32-bit tag (the reference implementation's ``halfsiphash``
     with ``outlen`` 4, whose output bytes are this value little-endian); ``key`` has 8
-    bytes."""
+    bytes.  The round is written out inline: this runs twice per SYN and per handshake."""
     k0, k1 = _KEY.unpack(key)
     v0, v1, v2, v3 = k0, k1, 0x6C796765 ^ k0, 0x74656462 ^ k1
     n = len(data)
     end = n - (n & 3)
-    last = (n & 0xFF) << 24 | int.from_bytes(data[end:], "little")
     words = [int.from_bytes(data[i:i + 4], "little") for i in range(0, end, 4)]
-    words.append(last)
-    for m in words:
-        v3 ^= m
-        for _ in range(2):
-            v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
-        v0 ^= m
-    v2 ^= 0xFF
-    for _ in range(4):
-        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    words.append((n & 0xFF) << 24 | int.from_bytes(data[end:], "little"))
+    m32 = _M32
+    rounds = [(m, 2) for m in words]
+    rounds.append((None, 4))
+    for m, r in rounds:
+        if m is None:
+            v2 ^= 0xFF
+        else:
+            v3 ^= m
+        for _ in range(r):
+            v0 = (v0 + v1) & m32
+            v1 = ((v1 << 5) & m32 | v1 >> 27) ^ v0
+            v0 = (v0 << 16) & m32 | v0 >> 16
+            v2 = (v2 + v3) & m32
+            v3 = ((v3 << 8) & m32 | v3 >> 24) ^ v2
+            v0 = (v0 + v3) & m32
+            v3 = ((v3 << 7) & m32 | v3 >> 25) ^ v0
+            v2 = (v2 + v1) & m32
+            v1 = ((v1 << 13) & m32 | v1 >> 19) ^ v2
+            v2 = (v2 << 16) & m32 | v2 >> 16
+        if m is not None:
+            v0 ^= m
     return v1 ^ v3
-
-
-def _sipround(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
-    v0 = (v0 + v1) & _M32
-    v1 = _rotl(v1, 5) ^ v0
-    v0 = _rotl(v0, 16)
-    v2 = (v2 + v3) & _M32
-    v3 = _rotl(v3, 8) ^ v2
-    v0 = (v0 + v3) & _M32
-    v3 = _rotl(v3, 7) ^ v0
-    v2 = (v2 + v1) & _M32
-    v1 = _rotl(v1, 13) ^ v2
-    v2 = _rotl(v2, 16)
-    return v0, v1, v2, v3
 
 
 def mss_index(mss: int | None) -> int:
