@@ -8,6 +8,8 @@ The controller writes two things and the switch answers every SYN to a virtual s
 * ``syn_cookie_params``' default action ``syn_cookie_keys``: the CS processor's two
   HalfSipHash keys, the current time slot and the SYN-ACK's TTL, written when the controller
   becomes primary and again at every slot change (every 64 s, :data:`cookies.SLOT_SHIFT`).
+  Every :data:`ROTATE_SLOTS` slot changes the keys come from a new random secret; the CS
+  processor keeps validating the previous keys' cookies as long as they can be valid.
 
 The CS processor validates the cookie on the ACK that completes the handshake with the same
 keys and clock (``time.monotonic``), so a connection whose SYN never reached the controller
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -28,6 +31,9 @@ from p4cs.csproc.cookies import SLOT_SHIFT, WS_NONE, slot
 from p4cs.csproc.engine import Engine
 
 LOG = logging.getLogger("p4cs.controller")
+
+#: Slot changes between two new secrets (16 x 64 s: about 17 minutes).
+ROTATE_SLOTS = 16
 
 
 def service_entries(engine: Engine) -> list[P4TableEntry]:
@@ -54,12 +60,17 @@ def next_change(now: float) -> float:
 
 
 async def run(sw: Switch, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
-    """Write the keys and the time slot now and at every slot change (a primary's loop). A
-    write the switch refuses is logged and retried a second later: until it succeeds, the
-    data plane keeps the previous slot (cookies stay valid for MAX_AGE_SLOTS) or, before the
-    first one, sends SYNs to the controller."""
+    """Write the keys and the time slot now and at every slot change, with new keys every
+    ROTATE_SLOTS changes (a primary's loop). A write the switch refuses is logged and retried
+    a second later: until it succeeds, the data plane keeps the previous slot and keys (their
+    cookies stay valid for MAX_AGE_SLOTS) or, before the first one, sends SYNs to the
+    controller."""
+    changes = 0
     while True:
         now = clock()
+        if changes == ROTATE_SLOTS:
+            engine.cookies.rotate(os.urandom(32), now)
+            changes = 0
         try:
             await sw.write([~params_entry(engine, now)])
         except P4ClientError as exc:
@@ -67,3 +78,4 @@ async def run(sw: Switch, engine: Engine, clock: Callable[[], float] = time.mono
             await asyncio.sleep(1.0)
             continue
         await asyncio.sleep(max(0.0, next_change(now) - clock()) + 0.01)
+        changes += 1

@@ -93,52 +93,79 @@ def slot(now: float) -> int:
     return (int(now) >> SLOT_SHIFT) & 31
 
 
+def _derive(secret: bytes) -> tuple[bytes, bytes]:
+    if len(secret) < 16:
+        raise ValueError("SYN cookie secret must have at least 16 bytes")
+    return (hashlib.blake2s(b"p4cs-cookie-1" + secret, digest_size=8).digest(),
+            hashlib.blake2s(b"p4cs-cookie-2" + secret, digest_size=8).digest())
+
+
+def _h1(k1: bytes, cip: int, vip: int, cport: int, vport: int, cisn: int) -> int:
+    return halfsiphash(k1, _MSG.pack(cip, vip, cport << 16 | vport, cisn))
+
+
+def _h2(k2: bytes, cip: int, vip: int, cport: int, vport: int, cisn: int, t: int, mi: int,
+        ws: int) -> int:
+    msg = _MSG.pack(cip, vip, cport << 16 | vport, cisn) + bytes((t, mi, ws))
+    return halfsiphash(k2, msg) & 0xFFFFF
+
+
+def _check(keys: tuple[bytes, bytes], cip: int, vip: int, cport: int, vport: int, cisn: int,
+           isn: int, now: float) -> tuple[int, int | None] | None:
+    v = (isn - _h1(keys[0], cip, vip, cport, vport, cisn)) & _M32
+    t = v >> 27
+    age = (slot(now) - t) & 31
+    if age > MAX_AGE_SLOTS:
+        return None
+    mi = (v >> 24) & 7
+    ws = (v >> 20) & 15
+    if v & 0xFFFFF != _h2(keys[1], cip, vip, cport, vport, cisn, t, mi, ws):
+        return None
+    return MSS_TABLE[mi], (None if ws == WS_NONE else ws)
+
+
 class SynCookies:
-    __slots__ = ("_k1", "_k2")
+    """Cookies under the keys of a secret; :meth:`rotate` changes the secret, and the cookies
+    of the previous one stay valid as long as any cookie can (``MAX_AGE_SLOTS``)."""
+
+    __slots__ = ("_keys", "_prev", "_rotated")
 
     def __init__(self, secret: bytes):
-        if len(secret) < 16:
-            raise ValueError("SYN cookie secret must have at least 16 bytes")
-        self._k1 = hashlib.blake2s(b"p4cs-cookie-1" + secret, digest_size=8).digest()
-        self._k2 = hashlib.blake2s(b"p4cs-cookie-2" + secret, digest_size=8).digest()
+        self._keys = _derive(secret)
+        self._prev: tuple[bytes, bytes] | None = None
+        self._rotated = 0           # absolute slot (int(now) >> SLOT_SHIFT) of the rotation
+
+    def rotate(self, secret: bytes, now: float) -> None:
+        """Issue cookies under ``secret`` from ``now`` on."""
+        keys = _derive(secret)
+        self._prev, self._rotated = self._keys, int(now) >> SLOT_SHIFT
+        self._keys = keys
 
     def key_words(self) -> tuple[int, int, int, int]:
         """The two HalfSipHash keys as the data plane takes them: H1's key words k0, k1,
         then H2's."""
-        return _KEY.unpack(self._k1) + _KEY.unpack(self._k2)
-
-    def _h1(self, cip: int, vip: int, cport: int, vport: int, cisn: int) -> int:
-        return halfsiphash(self._k1, _MSG.pack(cip, vip, cport << 16 | vport, cisn))
-
-    def _h2(self, cip: int, vip: int, cport: int, vport: int, cisn: int, t: int,
-            mi: int, ws: int) -> int:
-        msg = _MSG.pack(cip, vip, cport << 16 | vport, cisn) + bytes((t, mi, ws))
-        return halfsiphash(self._k2, msg) & 0xFFFFF
+        return _KEY.unpack(self._keys[0]) + _KEY.unpack(self._keys[1])
 
     def make(self, cip: int, vip: int, cport: int, vport: int, cisn: int, mss: int | None,
              now: float, wscale: int | None = None) -> int:
         """The ISN for a SYN; ``wscale`` is the client's window-scale option (None: the
         SYN had none)."""
+        k1, k2 = self._keys
         t = slot(now)
         mi = mss_index(mss)
         ws = WS_NONE if wscale is None else min(wscale, MAX_WSCALE)
         v = ((t << 27) | (mi << 24) | (ws << 20)
-             | self._h2(cip, vip, cport, vport, cisn, t, mi, ws))
-        return (self._h1(cip, vip, cport, vport, cisn) + v) & _M32
+             | _h2(k2, cip, vip, cport, vport, cisn, t, mi, ws))
+        return (_h1(k1, cip, vip, cport, vport, cisn) + v) & _M32
 
     def check_opts(self, cip: int, vip: int, cport: int, vport: int, cisn: int, isn: int,
                    now: float) -> tuple[int, int | None] | None:
         """Return (MSS, client window scale or None) of a valid cookie ``isn``, or None."""
-        v = (isn - self._h1(cip, vip, cport, vport, cisn)) & _M32
-        t = v >> 27
-        age = (slot(now) - t) & 31
-        if age > MAX_AGE_SLOTS:
-            return None
-        mi = (v >> 24) & 7
-        ws = (v >> 20) & 15
-        if v & 0xFFFFF != self._h2(cip, vip, cport, vport, cisn, t, mi, ws):
-            return None
-        return MSS_TABLE[mi], (None if ws == WS_NONE else ws)
+        r = _check(self._keys, cip, vip, cport, vport, cisn, isn, now)
+        if (r is None and self._prev is not None
+                and (int(now) >> SLOT_SHIFT) - self._rotated <= MAX_AGE_SLOTS):
+            r = _check(self._prev, cip, vip, cport, vport, cisn, isn, now)
+        return r
 
     def check(self, cip: int, vip: int, cport: int, vport: int, cisn: int, isn: int,
               now: float) -> int | None:
