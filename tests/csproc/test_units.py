@@ -191,3 +191,13 @@ def test_cookie_key_rotation_keeps_the_previous_keys_for_max_age():
     assert c.check_opts(*args, old, 1000.0 + 64 * MAX_AGE_SLOTS) == (1460, 7)
     assert c.check_opts(*args, old, 1000.0 + 64 * (MAX_AGE_SLOTS + 1)) is None
     assert SynCookies(b"b" * 32).key_words() == c.key_words()
+
+
+def test_cookies_of_another_controllers_keys_validate_for_max_age():
+    other, mine = SynCookies(b"o" * 32), SynCookies(b"m" * 32)
+    args = (0x0A000101, 0x0A000064, 40000, 80, 777)
+    isn = other.make(*args, 1400, 2000.0, None)
+    assert mine.check_opts(*args, isn, 2000.0) is None
+    mine.keep_previous(other.key_words(), 2000.0)
+    assert mine.check_opts(*args, isn, 2000.0 + 64) == (1400, None)
+    assert mine.check_opts(*args, mine.make(*args, 1400, 2000.0, None), 2000.0) == (1400, None)

@@ -9,7 +9,10 @@ The controller writes two things and the switch answers every SYN to a virtual s
   HalfSipHash keys, the current time slot and the SYN-ACK's TTL, written when the controller
   becomes primary and again at every slot change (every 64 s, :data:`cookies.SLOT_SHIFT`).
   Every :data:`ROTATE_SLOTS` slot changes the keys come from a new random secret; the CS
-  processor keeps validating the previous keys' cookies as long as they can be valid.
+  processor keeps validating the previous keys' cookies as long as they can be valid. A
+  controller that becomes primary first reads the keys the switch holds (those of the
+  previous primary, which issued the cookies of the handshakes in flight) and validates their
+  cookies the same way.
 
 The CS processor validates the cookie on the ACK that completes the handshake with the same
 keys and clock (``time.monotonic``), so a connection whose SYN never reached the controller
@@ -54,6 +57,15 @@ def params_entry(engine: Engine, now: float) -> P4TableEntry:
                                              time_slot=slot(now), synack_ttl=engine.cfg.ttl))
 
 
+async def switch_keys(sw: Switch) -> tuple[int, int, int, int] | None:
+    """The keys the data plane issues cookies with (None: none written yet)."""
+    async for e in sw.read(P4TableEntry("syn_cookie_params", is_default_action=True)):
+        act = e.action
+        if act is not None and act.name == "syn_cookie_keys":
+            return tuple(int(act.args[f"key{i}"]) for i in range(4))
+    return None
+
+
 def next_change(now: float) -> float:
     """When the time slot after the one of ``now`` begins."""
     return float(((int(now) >> SLOT_SHIFT) + 1) << SLOT_SHIFT)
@@ -65,6 +77,13 @@ async def run(sw: Switch, engine: Engine, clock: Callable[[], float] = time.mono
     a second later: until it succeeds, the data plane keeps the previous slot and keys (their
     cookies stay valid for MAX_AGE_SLOTS) or, before the first one, sends SYNs to the
     controller."""
+    try:
+        held = await switch_keys(sw)
+    except P4ClientError as exc:
+        LOG.warning("cannot read the SYN cookie keys of the switch: %s", exc.message or exc)
+        held = None
+    if held is not None and held != engine.cookies.key_words():
+        engine.cookies.keep_previous(held, clock())
     changes = 0
     while True:
         now = clock()

@@ -141,6 +141,13 @@ class SynCookies:
         self._prev, self._rotated = self._keys, int(now) >> SLOT_SHIFT
         self._keys = keys
 
+    def keep_previous(self, words: tuple[int, int, int, int], now: float) -> None:
+        """Validate, as if they were this object's previous keys, cookies issued until ``now``
+        under the keys ``words`` (in :meth:`key_words` form): those another controller
+        wrote into the data plane."""
+        self._prev = (_KEY.pack(*words[:2]), _KEY.pack(*words[2:]))
+        self._rotated = int(now) >> SLOT_SHIFT
+
     def key_words(self) -> tuple[int, int, int, int]:
         """The two HalfSipHash keys as the data plane takes them: H1's key words k0, k1,
         then H2's."""
