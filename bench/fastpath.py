@@ -10,6 +10,10 @@ across ``--flows`` 5-tuples, the real spec (p4src/build/dpdk/p4cs.spec) with
   * ``splice``   one learner entry (action ``_splice``) per flow: rewrite + checksums + counters;
   * ``forward``  one learner entry (action ``_flow_forward``) per flow: MAC rewrite + counters;
   * ``miss_cpu`` no flow entry, the VIP table punts every frame to the CPU port (a sink here);
+  * ``syn_cookie`` SYNs (MSS + window-scale options, 62 bytes) to the VIP answered in the
+    pipeline: option walk, two HalfSipHash-2-4, the SYN-ACK and its checksums;
+  * ``syn_punt``  the same SYNs without keys written: punted to the CPU port (the way a SYN
+    went before the data plane answered it);
 
 and, as the peer, ``l2fwd``: a forward-only spec (parse Ethernet, tx to a fixed port), the
 pipeline's per-packet floor on this machine. Optional case ``splice_lean``: the same splice on
@@ -107,10 +111,12 @@ def flow(i: int) -> tuple[int, int, int, int, int]:
     return CLIENT_BASE + (i >> 14), VIP, 6, 20000 + (i & 0x3FFF), 80
 
 
-def tcp_frame(src: int, dst: int, sport: int, dport: int, length: int = 60) -> bytes:
-    payload = bytes(length - 54)
+def tcp_frame(src: int, dst: int, sport: int, dport: int, length: int = 60, flags: int = 0x10,
+              options: bytes = b"") -> bytes:
+    payload = bytes(length - 54 - len(options))
     sip, dip = struct.pack("!I", src), struct.pack("!I", dst)
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000, 5 << 4, 0x10, 65535, 0, 0) + payload
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000, (5 + len(options) // 4) << 4, flags,
+                      65535, 0, 0) + options + payload
     pseudo = sip + dip + struct.pack("!BBH", 0, 6, len(tcp))
     tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp)) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, sip, dip)
@@ -220,9 +226,20 @@ def case_setup(case: str, n_flows: int, spec: Path) -> list[str]:
             act = (splice_action(text, flow(i), DST, i) if case == "splice"
                    else FORWARD.format(port=DST, fid=i))
             lines.append(f"learner add _flow_table_0 match {k} {act} timeout 0")
-    elif case == "miss_cpu":
+    elif case in ("miss_cpu", "syn_punt", "syn_cookie"):
         lines.append(f"table add _vip_table_0 match {VIP} 6 80 action _punt_vip")
+    if case == "syn_cookie":
+        # the SYN-ACK leaves on the SYN's port (SRC, pcap source): egress_table maps it to DST
+        lines += [f"table add egress_table match {SRC} action send port {DST}",
+                  f"table add _syn_table_0 match {VIP} 80 action _answer_syn synack_mss 1460 "
+                  "synack_wscale 7 synack_window 65535",
+                  "table default _syn_cookie_params_0 action _syn_cookie_keys key0 0x01234567 "
+                  "key1 0x89abcdef key2 0x02468ace key3 0x13579bdf time_slot 5 synack_ttl 64"]
     return lines
+
+
+#: MSS 1460, NOP, window scale 7
+SYN_OPTIONS = bytes((2, 4, 5, 180, 1, 3, 3, 7))
 
 
 def cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
@@ -231,6 +248,9 @@ def cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="p4cs-fastpath-"))
     pcap = tmp / "flows.pcap"
     write_pcap(pcap, [tcp_frame(*flow(i)[:2], *flow(i)[3:]) for i in range(args.flows)])
+    syn_pcap = tmp / "syns.pcap"
+    write_pcap(syn_pcap, [tcp_frame(*flow(i)[:2], *flow(i)[3:], length=62, flags=0x02,
+                                    options=SYN_OPTIONS) for i in range(args.flows)])
     l2 = tmp / "l2fwd.spec"
     l2.write_text(L2FWD_SPEC)
     cases = args.cases.split(",")
@@ -251,7 +271,8 @@ def cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             dpath, real = variants[vname]
             spec = l2 if c == "l2fwd" else LEAN_SPEC if c == "splice_lean" else real
             setup = [] if c == "l2fwd" else case_setup(c, args.flows, real)
-            r = run_bench(spec, tmp / f"w-{vname}", pcap, args.packets, setup, daemon=dpath)
+            frames = syn_pcap if c.startswith("syn_") else pcap
+            r = run_bench(spec, tmp / f"w-{vname}", frames, args.packets, setup, daemon=dpath)
             r["load"] = load()
             runs[k].append(r)
             print(f"round {rnd} {k}: {r['pps'] / 1e6:.2f} Mpps wall, "
@@ -263,7 +284,7 @@ def cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "what": "p4cs-swxd pipeline alone, pcap source -> sink, 1 data-plane core; "
                 "Mpps per CPU-second of the data-plane thread (= Mpps per core)",
-        "spec": str(args.spec), "flows": args.flows, "frame_len": 60,
+        "spec": str(args.spec), "flows": args.flows, "frame_len": 60, "syn_frame_len": 62,
         "packets_per_run": args.packets, "repeat": args.repeat,
         "load_before_after": loads,
         "mpps_per_core_median": {k: round(med[k] / 1e6, 3) for k in keys},

@@ -73,14 +73,20 @@ def fixup_spec(text: str) -> tuple[str, list[str]]:
     return "\n".join(lines) + "\n", notes
 
 
+#: p4c's copy propagation substitutes each assignment into the next one, metadata included:
+#: on the SYN cookie's HalfSipHash rounds (every variable read twice per rotation) the
+#: expressions double per round and the compiler never finishes. It is an optimisation only.
+P4C_FLAGS = ["--excludeMidendPasses", "P4::LocalCopyPropagation"]
+
+
 def compile_target(target: str, out: Path, compiler: str) -> list[str]:
     main = MAIN[target]
     p4info = out / "p4cs.p4info.txtpb"
     if target == "dpdk":
-        cmd = [compiler, "--arch", "pna", "-I", str(out), "-o", str(out / "p4cs.spec"),
+        cmd = [compiler, "--arch", "pna", *P4C_FLAGS, "-I", str(out), "-o", str(out / "p4cs.spec"),
                "--p4runtime-files", str(p4info), "--context", str(out / "context.json"), str(main)]
     else:
-        cmd = [compiler, "--arch", "v1model", "-I", str(out), "-o", str(out / "p4cs.json"),
+        cmd = [compiler, "--arch", "v1model", *P4C_FLAGS, "-I", str(out), "-o", str(out / "p4cs.json"),
                "--p4runtime-files", str(p4info), str(main)]
     subprocess.run(cmd, check=True)
     return cmd

@@ -57,8 +57,8 @@ header ipv4_h {
     ipv4_addr_t dst_addr;
 }
 
-/* TCP options are not parsed: they ride as payload (offsets do not change, so neither do
- * they need rewriting; the CS processor negotiates no SACK and no timestamps on spliced
+/* TCP options are not parsed but in a SYN: they ride as payload (offsets do not change, so
+ * neither do they need rewriting; the CS processor negotiates no SACK and no timestamps on spliced
  * connections, so nothing in the options refers to sequence numbers). */
 header tcp_h {
     bit<16> src_port;
@@ -71,6 +71,68 @@ header tcp_h {
     bit<16> window;
     bit<16> checksum;
     bit<16> urgent_ptr;
+}
+
+/* A SYN's options, one 32-bit word per header (data offset 6..15): the parser extracts them
+ * for SYNs only, which the data plane answers with a SYN cookie (syn_cookie.p4); forwarded
+ * SYNs leave with them as they came. */
+header tcp_opt_word_h {
+    bit<8> b0;
+    bit<8> b1;
+    bit<8> b2;
+    bit<8> b3;
+}
+
+/* The options of the SYN-ACK the data plane sends: MSS, then NOP + window scale. */
+header tcp_mss_opt_h {
+    bit<8>  kind;
+    bit<8>  len;
+    bit<16> mss;
+}
+
+header tcp_ws_opt_h {
+    bit<8> nop;
+    bit<8> kind;
+    bit<8> len;
+    bit<8> shift;
+}
+
+/* The working state of the SYN-cookie answer (syn_cookie.p4): valid while a SYN is answered,
+ * never emitted. A header, not metadata: the DPDK SWX instruction set addresses metadata with
+ * 8-bit byte offsets, so the whole metadata struct (p4c-dpdk's temporaries included) must fit
+ * in 256 bytes. */
+header syn_cookie_state_h {
+    bit<32> v0;         /* HalfSipHash state */
+    bit<32> v1;
+    bit<32> v2;
+    bit<32> v3;
+    bit<32> t;
+    bit<32> k0;
+    bit<32> k1;
+    bit<32> k2;
+    bit<32> k3;
+    bit<32> h1;
+    bit<32> m;
+    bit<32> sum;
+    bit<48> mac;
+    bit<32> addr;
+    bit<16> port;
+    bit<16> mss;
+    bit<16> window;
+    bit<16> optlen;
+    bit<16> next;
+    bit<16> end;
+    bit<16> client_mss;
+    bit<16> tcp_len;
+    bit<8>  slot;
+    bit<8>  ttl;
+    bit<8>  keyed;
+    bit<8>  wscale;
+    bit<8>  client_ws;
+    bit<8>  has_mss;
+    bit<8>  has_ws;
+    bit<8>  mi;
+    bit<8>  ws;
 }
 
 header udp_h {
@@ -87,7 +149,20 @@ struct headers_t {
     arp_h        arp;
     ipv4_h       ipv4;
     tcp_h        tcp;
+    tcp_opt_word_h tcp_opt0;
+    tcp_opt_word_h tcp_opt1;
+    tcp_opt_word_h tcp_opt2;
+    tcp_opt_word_h tcp_opt3;
+    tcp_opt_word_h tcp_opt4;
+    tcp_opt_word_h tcp_opt5;
+    tcp_opt_word_h tcp_opt6;
+    tcp_opt_word_h tcp_opt7;
+    tcp_opt_word_h tcp_opt8;
+    tcp_opt_word_h tcp_opt9;
+    tcp_mss_opt_h  synack_mss;
+    tcp_ws_opt_h   synack_ws;
     udp_h        udp;
+    syn_cookie_state_h syn_cookie;
 }
 
 struct local_metadata_t {
@@ -100,6 +175,7 @@ struct local_metadata_t {
     bool    ip_exception;   /* IPv4 options or fragment */
     bool    flow_hit;
     bool    flow_end;       /* FIN or RST on a spliced flow: copy to the controller */
+    bool    syn_answered;   /* a SYN the data plane answered with a SYN cookie */
 }
 
 #endif

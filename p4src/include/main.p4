@@ -61,6 +61,18 @@ control P4csDeparser(packet_out pkt, in headers_t hdr P4CS_DEPARSER_STD) {
         pkt.emit(hdr.arp);
         pkt.emit(hdr.ipv4);
         pkt.emit(hdr.tcp);
+        pkt.emit(hdr.tcp_opt0);
+        pkt.emit(hdr.tcp_opt1);
+        pkt.emit(hdr.tcp_opt2);
+        pkt.emit(hdr.tcp_opt3);
+        pkt.emit(hdr.tcp_opt4);
+        pkt.emit(hdr.tcp_opt5);
+        pkt.emit(hdr.tcp_opt6);
+        pkt.emit(hdr.tcp_opt7);
+        pkt.emit(hdr.tcp_opt8);
+        pkt.emit(hdr.tcp_opt9);
+        pkt.emit(hdr.synack_mss);
+        pkt.emit(hdr.synack_ws);
         pkt.emit(hdr.udp);
     }
 }

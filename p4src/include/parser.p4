@@ -6,7 +6,8 @@
  *  - IPv4 with options (ihl != 5) or fragments: L4 is not parsed; the parser marks
  *    ip_exception: towards a virtual service such packets go to the controller
  *    (REASON_IP_EXCEPTION), otherwise they are routed like any IPv4 packet.
- *  - TCP options: not parsed, carried as payload.
+ *  - TCP options: carried as payload, except in a SYN (SYN without ACK, RST or FIN), whose
+ *    options are extracted as 32-bit words for the SYN-cookie answer (syn_cookie.p4).
  *  - truncated headers: on BMv2 the parser rejects the packet (PacketTooShort -> drop). The DPDK
  *    SWX `extract` does not bounds-check, see docs/architecture.md "Malformed packets".
  */
@@ -72,6 +73,122 @@ parser P4csParser(packet_in pkt,
 
     state parse_tcp {
         pkt.extract(hdr.tcp);
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN): parse_syn_options;
+            default: accept;
+        }
+    }
+
+    /* The data offset says how many option words follow (0..10); below 5 is malformed. One
+     * select, then straight-line extracts (p4c-dpdk gives every select its own temporaries). */
+    state parse_syn_options {
+        transition select(hdr.tcp.data_offset) {
+            6: parse_opts_1;
+            7: parse_opts_2;
+            8: parse_opts_3;
+            9: parse_opts_4;
+            10: parse_opts_5;
+            11: parse_opts_6;
+            12: parse_opts_7;
+            13: parse_opts_8;
+            14: parse_opts_9;
+            15: parse_opts_10;
+            default: accept;
+        }
+    }
+
+    state parse_opts_1 {
+        pkt.extract(hdr.tcp_opt0);
+        transition accept;
+    }
+
+    state parse_opts_2 {
+        pkt.extract(hdr.tcp_opt0);
+        pkt.extract(hdr.tcp_opt1);
+        transition accept;
+    }
+
+    state parse_opts_3 {
+        pkt.extract(hdr.tcp_opt0);
+        pkt.extract(hdr.tcp_opt1);
+        pkt.extract(hdr.tcp_opt2);
+        transition accept;
+    }
+
+    state parse_opts_4 {
+        pkt.extract(hdr.tcp_opt0);
+        pkt.extract(hdr.tcp_opt1);
+        pkt.extract(hdr.tcp_opt2);
+        pkt.extract(hdr.tcp_opt3);
+        transition accept;
+    }
+
+    state parse_opts_5 {
+        pkt.extract(hdr.tcp_opt0);
+        pkt.extract(hdr.tcp_opt1);
+        pkt.extract(hdr.tcp_opt2);
+        pkt.extract(hdr.tcp_opt3);
+        pkt.extract(hdr.tcp_opt4);
+        transition accept;
+    }
+
+    state parse_opts_6 {
+        pkt.extract(hdr.tcp_opt0);
+        pkt.extract(hdr.tcp_opt1);
+        pkt.extract(hdr.tcp_opt2);
+        pkt.extract(hdr.tcp_opt3);
+        pkt.extract(hdr.tcp_opt4);
+        pkt.extract(hdr.tcp_opt5);
+        transition accept;
+    }
+
+    state parse_opts_7 {
+        pkt.extract(hdr.tcp_opt0);
+        pkt.extract(hdr.tcp_opt1);
+        pkt.extract(hdr.tcp_opt2);
+        pkt.extract(hdr.tcp_opt3);
+        pkt.extract(hdr.tcp_opt4);
+        pkt.extract(hdr.tcp_opt5);
+        pkt.extract(hdr.tcp_opt6);
+        transition accept;
+    }
+
+    state parse_opts_8 {
+        pkt.extract(hdr.tcp_opt0);
+        pkt.extract(hdr.tcp_opt1);
+        pkt.extract(hdr.tcp_opt2);
+        pkt.extract(hdr.tcp_opt3);
+        pkt.extract(hdr.tcp_opt4);
+        pkt.extract(hdr.tcp_opt5);
+        pkt.extract(hdr.tcp_opt6);
+        pkt.extract(hdr.tcp_opt7);
+        transition accept;
+    }
+
+    state parse_opts_9 {
+        pkt.extract(hdr.tcp_opt0);
+        pkt.extract(hdr.tcp_opt1);
+        pkt.extract(hdr.tcp_opt2);
+        pkt.extract(hdr.tcp_opt3);
+        pkt.extract(hdr.tcp_opt4);
+        pkt.extract(hdr.tcp_opt5);
+        pkt.extract(hdr.tcp_opt6);
+        pkt.extract(hdr.tcp_opt7);
+        pkt.extract(hdr.tcp_opt8);
+        transition accept;
+    }
+
+    state parse_opts_10 {
+        pkt.extract(hdr.tcp_opt0);
+        pkt.extract(hdr.tcp_opt1);
+        pkt.extract(hdr.tcp_opt2);
+        pkt.extract(hdr.tcp_opt3);
+        pkt.extract(hdr.tcp_opt4);
+        pkt.extract(hdr.tcp_opt5);
+        pkt.extract(hdr.tcp_opt6);
+        pkt.extract(hdr.tcp_opt7);
+        pkt.extract(hdr.tcp_opt8);
+        pkt.extract(hdr.tcp_opt9);
         transition accept;
     }
 

@@ -8,32 +8,39 @@
 #include "packet_io.p4"
 #include "flow_table.p4"
 #include "forwarding.p4"
+#include "syn_cookie.p4"
 
 control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
     PacketOut() pkt_out;
     PacketIn() pkt_in;
     FlowTable() flows;
     Forwarding() forwarding;
+    SynCookie() syn_cookie;
 
     apply {
         meta.drop = false;
         meta.punt_reason = 0;
         meta.flow_hit = false;
         meta.flow_end = false;
+        meta.syn_answered = false;
         if (hdr.packet_out.isValid()) {
             pkt_out.apply(hdr, meta);
         } else {
             if (hdr.ipv4.isValid()) {
                 /* A pure SYN never takes the fast path: it opens a new connection, which
                  * the controller binds (and it must not be spliced onto a previous
-                 * connection's entries that reuse the same 5-tuple). A valid TCP header
-                 * implies no IP exception (the parser does not parse L4 then). */
+                 * connection's entries that reuse the same 5-tuple). To a virtual service
+                 * the data plane answers it with a SYN cookie (syn_cookie.p4). A valid TCP
+                 * header implies no IP exception (the parser does not parse L4 then). */
                 if (hdr.tcp.isValid() &&
                     (hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
                     flows.apply(hdr, meta);
+                } else if (hdr.tcp.isValid() && (hdr.tcp.flags &
+                           (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN) {
+                    syn_cookie.apply(hdr, meta);
                 }
             }
-            if (!meta.flow_hit) {
+            if (!meta.flow_hit && !meta.syn_answered) {
                 forwarding.apply(hdr, meta);
                 if (meta.punt_reason != 0) {
                     pkt_in.apply(hdr, meta);

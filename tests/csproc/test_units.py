@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p4cs.csproc.cookies import MSS_TABLE, SynCookies, mss_index
+from p4cs.csproc.cookies import MAX_AGE_SLOTS, MSS_TABLE, SynCookies, mss_index
 from p4cs.csproc.framing import RequestFramer
 from p4cs.csproc.routing import Decision, PrefixRouter, Route, parse_target
 from p4cs.csproc.schedulers import Server, ServerGroup, make_scheduler
@@ -217,3 +217,27 @@ def test_stats_export():
     st_.bad_kinds["truncated"] = 1
     d = st_.as_dict()
     assert d["accepted"] == 2 and d["bad_frames_truncated"] == 1 and d["half_bound"] == 0
+
+
+def test_cookie_key_rotation_keeps_the_previous_keys_for_max_age():
+    c = SynCookies(b"a" * 32)
+    args = (0x0A000101, 0x0A000064, 40000, 80, 777)
+    old = c.make(*args, 1460, 1000.0, 7)
+    words = c.key_words()
+    c.rotate(b"b" * 32, 1000.0)
+    assert c.key_words() != words
+    new = c.make(*args, 1460, 1000.0, 7)
+    assert new != old and c.check_opts(*args, new, 1000.0) == (1460, 7)
+    assert c.check_opts(*args, old, 1000.0 + 64 * MAX_AGE_SLOTS) == (1460, 7)
+    assert c.check_opts(*args, old, 1000.0 + 64 * (MAX_AGE_SLOTS + 1)) is None
+    assert SynCookies(b"b" * 32).key_words() == c.key_words()
+
+
+def test_cookies_of_another_controllers_keys_validate_for_max_age():
+    other, mine = SynCookies(b"o" * 32), SynCookies(b"m" * 32)
+    args = (0x0A000101, 0x0A000064, 40000, 80, 777)
+    isn = other.make(*args, 1400, 2000.0, None)
+    assert mine.check_opts(*args, isn, 2000.0) is None
+    mine.keep_previous(other.key_words(), 2000.0)
+    assert mine.check_opts(*args, isn, 2000.0 + 64) == (1400, None)
+    assert mine.check_opts(*args, mine.make(*args, 1400, 2000.0, None), 2000.0) == (1400, None)

@@ -130,8 +130,8 @@ def test_fast_path_is_exercised():
     assert len(_ACCEPTED) > 20  # the property below saw the fast path, not just fallbacks
 
 
-@settings(max_examples=600, deadline=None)
-@given(flow_updates())
+@settings(max_examples=600, deadline=None, derandomize=True)  # the same examples every run:
+@given(flow_updates())                                          # the count above is stable
 def _check_fast_path(u):
     raw = p4r.WriteRequest(updates=[u]).SerializeToString()
     (s, e), = update_slices(raw)

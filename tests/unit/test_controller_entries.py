@@ -27,8 +27,9 @@ def test_base_entries_encode_against_p4info(schema):
     entries = app.base_entries()
     tables = Counter(e.table_id for e in entries)
     # 4 ports + the CPU port; gateways 10.0.1.254, 10.0.2.254 + the VIP own ARP and local entries
+    # the VIP's SYNs answered by the data plane: one syn_table entry per virtual service
     assert tables == {"egress_table": 5, "arp_table": 3, "local_table": 3, "vip_table": 1,
-                      "backend_table": 3, "ipv4_route": 4}
+                      "backend_table": 3, "ipv4_route": 4, "syn_table": 1}
     for e in entries:
         e.encode(schema)                       # names, widths and values all valid
     cpu = [e for e in entries if e.table_id == "egress_table" and e.match["out_port"] == 0]

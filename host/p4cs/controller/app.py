@@ -47,7 +47,7 @@ from finsy.switch import SwitchEvent
 from finsy.proto import p4r
 
 from p4cs.constants import REASON_ARP
-from p4cs.controller import neighbours
+from p4cs.controller import neighbours, syncookies
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
 from p4cs.controller.operator import Operator, log_effect
@@ -298,6 +298,7 @@ class ControllerApp:
         for addr, port in sorted(backends):
             add(P4TableEntry("backend_table", match=P4TableMatch(server_addr=addr, protocol=TCP, server_port=port),
                              action=P4TableAction("punt_backend")))
+        entries.extend(syncookies.service_entries(self.engine))
         entries.extend(self.resolver.routes())
         return entries
 
@@ -338,7 +339,9 @@ class ControllerApp:
         await self._adopt_flows(sw)
         scanned.set()
         for coro in (self.packets.run(sw), self._timer_loop(), self._install_loop(sw),
-                     self.teardown.run(sw), self.resolver.run(sw, self.enc)):
+                     self.teardown.run(sw), self.resolver.run(sw, self.enc),
+                     syncookies.run(sw, self.engine),
+                     syncookies.follow_scales(sw, self.engine)):
             sw.create_task(coro)
         self.ready.set()
         self._set_state("primary", f"election id {sw.election_id}")

@@ -13,8 +13,9 @@ only the difference from its intent:
   continue, the others are left to expire by their idle timeout and their flow ids (counter
   slots) stay reserved until then.
 
-Every table of the P4 program has a const default action, so no default entry belongs to the
-intent and none is read. The functions on protobufs here are pure: the diff can be tested
+Every table of the P4 program but syn_cookie_params (whose default action
+:mod:`p4cs.controller.syncookies` writes) has a const default action, so no default entry
+belongs to the intent and none is read. The functions on protobufs here are pure: the diff can be tested
 without a switch; :class:`BaseTables` does the reads and the writes.
 """
 

@@ -644,10 +644,9 @@ class Engine:
             isn = self.cookies.make(seg.sip, seg.dip, seg.sport, seg.dport, seg.seq,
                                     seg.mss, now, None if ws is None else seg.wscale)
             st.syncookies_sent += 1
-            # The window of a SYN-ACK is never scaled (RFC 7323).
             return [PacketOut(port, P.build(
                 self._pm(port), seg.smac, seg.dip, seg.sip, seg.dport, seg.sport, isn,
-                seg.seq + 1, SYN | ACK, min(65535, self._cap(svc)), b"",
+                seg.seq + 1, SYN | ACK, self.synack_window(svc), b"",
                 self._synack_opts(ws), self.cfg.ttl))]
         if not f & ACK:
             return []
@@ -771,6 +770,11 @@ class Engine:
             self.reasm.release(c.req)
             c.req = None
         c.relay = None
+
+    def synack_window(self, svc: VirtualService) -> int:
+        """The window of the service's SYN-ACK (never scaled, RFC 7323); the data plane
+        announces the same one when it answers the SYN itself."""
+        return min(65535, self._cap(svc))
 
     def _cap(self, svc: VirtualService) -> int:
         """Bytes the switch buffers for one request: the right edge of its window."""

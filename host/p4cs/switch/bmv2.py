@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from p4cs import paths
+from p4cs.p4gen import P4C_FLAGS
 
 LOG = logging.getLogger("p4cs.switch.bmv2")
 
@@ -60,10 +61,10 @@ def compile_v1model(
             f"{source} for BMv2"
         )
     if os.path.basename(p4c) == "p4c":
-        cmd = [p4c, "--target", "bmv2", "--arch", "v1model", "-o", str(outdir)]
+        cmd = [p4c, "--target", "bmv2", "--arch", "v1model", *P4C_FLAGS, "-o", str(outdir)]
         cmd += ["--p4runtime-files", str(out_p4info), *includes, str(source)]
     else:
-        cmd = [p4c, "--arch", "v1model", "-o", str(out_json)]
+        cmd = [p4c, "--arch", "v1model", *P4C_FLAGS, "-o", str(out_json)]
         cmd += ["--p4runtime-files", str(out_p4info), *includes, str(source)]
     LOG.info("compiling: %s", " ".join(cmd))
     res = subprocess.run(cmd, capture_output=True, text=True)
