@@ -306,3 +306,16 @@ def test_auto_scale_of_a_rule_set_counts_every_group():
                 groups=[ServerGroup("web", [s1], "rr"), ServerGroup("other", [s2], "rr")])
     learn(h, {S1: 10, S2: 7})
     assert h.eng.svc_window_scale(h.svc) == 7
+
+
+def test_auto_seeded_scale_until_one_is_learned():
+    """A new primary offers the scale its predecessor learned (read from the switch) until
+    its own probes answer; what they say then wins."""
+    h = auto_harness()
+    h.eng.seed_window_scale(h.svc, 9)
+    assert h.eng.svc_window_scale(h.svc) == 9
+    assert opts(ws_handshake(h, 7))["WScale"] == 9
+    learn(h, {S1: 10, S2: 10})
+    assert h.eng.svc_window_scale(h.svc) == 10
+    h.eng.seed_window_scale(h.svc, 8)          # known now: a seed changes nothing
+    assert h.eng.svc_window_scale(h.svc) == 10

@@ -320,6 +320,8 @@ class ControllerApp:
             return
         self.enc = FlowEncoder(sw.p4info)
         self.teardown.end_expiry = removes_ended_entries(sw, "flow_table")
+        await syncookies.adopt_scales(sw, self.engine)
+        scales = syncookies.offers(self.engine)
         base = BaseTables(self.base_entries(), self.clone_session(), "flow_table")
         try:
             written = await base.reconcile(sw)
@@ -341,7 +343,7 @@ class ControllerApp:
         for coro in (self.packets.run(sw), self._timer_loop(), self._install_loop(sw),
                      self.teardown.run(sw), self.resolver.run(sw, self.enc),
                      syncookies.run(sw, self.engine),
-                     syncookies.follow_scales(sw, self.engine)):
+                     syncookies.follow_scales(sw, self.engine, scales)):
             sw.create_task(coro)
         self.ready.set()
         self._set_state("primary", f"election id {sw.election_id}")

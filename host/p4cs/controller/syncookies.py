@@ -59,20 +59,43 @@ def service_entries(engine: Engine) -> list[P4TableEntry]:
             for svc in engine.services.values()]
 
 
-async def follow_scales(sw: Switch, engine: Engine, interval: float = SCALE_POLL_S) -> None:
+def offers(engine: Engine) -> tuple[int, ...]:
+    """The window scale every service offers now, as the syn_table entries carry it."""
+    return tuple(_offered_scale(engine, svc) for svc in engine.services.values())
+
+
+async def adopt_scales(sw: Switch, engine: Engine) -> None:
+    """A new primary takes the window scales the switch's syn_table entries carry (those the
+    previous primary learned) for the services whose scale it does not know yet, so that the
+    data plane's SYN answers keep offering them until its own probes have answered."""
+    by_key = {(svc.vip, svc.port): svc for svc in engine.services.values()}
+    try:
+        async for e in sw.read(P4TableEntry("syn_table")):
+            svc = by_key.get((int(e.match["vip_addr"]), int(e.match["vip_port"])))
+            act = e.action
+            if svc is not None and act is not None and act.name == "answer_syn":
+                ws = int(act.args["synack_wscale"])
+                if ws != WS_NONE:
+                    engine.seed_window_scale(svc, ws)
+    except P4ClientError as exc:
+        LOG.warning("cannot read the SYN answers of the switch: %s", exc.message or exc)
+
+
+async def follow_scales(sw: Switch, engine: Engine, written: tuple[int, ...] | None,
+                        interval: float = SCALE_POLL_S) -> None:
     """Keep the window scale of the syn_table entries equal to what each service offers: it
-    changes when the CS processor learns its servers' scale (a primary's loop; the first
-    pass rewrites every entry, in case one was learned while the base entries went in)."""
-    last: tuple | None = None
+    changes when the CS processor learns its servers' scale (a primary's loop; ``written``:
+    the scales the base entries carried, None: unknown, rewrite them all)."""
+    last = written
     while True:
-        offers = tuple(_offered_scale(engine, svc) for svc in engine.services.values())
-        if offers != last:
+        now = offers(engine)
+        if now != last:
             try:
                 await sw.write([~e for e in service_entries(engine)])
             except P4ClientError as exc:
                 LOG.warning("cannot update the SYN answers' window scale: %s", exc.message or exc)
             else:
-                last = offers
+                last = now
         await asyncio.sleep(interval)
 
 

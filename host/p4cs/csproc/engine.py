@@ -300,6 +300,14 @@ class Engine:
                 self._svc_ws_last[svc.name] = s
         return s
 
+    def seed_window_scale(self, svc: VirtualService, scale: int) -> None:
+        """Offer ``scale`` to the clients of ``svc`` while no scale of its servers is known
+        (a new primary takes the one its predecessor learned); the first scale learned from
+        the servers replaces it."""
+        if self.cfg.window_scale == AUTO and self.svc_window_scale(svc) is None:
+            if not any(s.scale_known for s in self._svc_servers(svc)):
+                self._svc_ws[svc.name] = self._svc_ws_last[svc.name] = scale
+
     def _svc_servers(self, svc: VirtualService):
         """The servers ``svc`` can send connections to: those of the groups its routes and
         default group name; every group for a rule set (a rule may name any)."""
