@@ -42,7 +42,11 @@ def test_one_address_holding_the_cap_does_not_lock_out_others(lab, record_proper
           f"newcomers reset: {st['limit_half_bound']}")
     record_property("fetch_success_under_half_open_flood", out["ok"] / out["n"])
     assert out["ok"] >= 0.9 * out["n"], out
-    assert st["evicted_idle"] >= out["ok"] // 2, st
+    # The cap was in force while the others were served: idle connections of the holder gave
+    # way to them, and its own newcomers were reset. How many of the others needed an eviction
+    # depends on timing (a slot the holder's reset newcomer left may be free when one comes);
+    # the eviction rule itself is tested exactly in tests/csproc/test_admission.py.
+    assert st["evicted_idle"] >= 1 and st["limit_half_bound"] >= 1, st
     assert st["half_bound"] <= CAP
     r = wait_for(lambda: lab.status()["csproc"]["half_bound"] == 0, timeout=30)
     assert r, lab.status()["csproc"]
