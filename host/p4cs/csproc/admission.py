@@ -76,14 +76,9 @@ class Admission:
 
     def closed(self, c: Any) -> None:
         """``c`` is no longer half-bound (spliced, or freed)."""
-        ip = c.cl.ip
-        idle = self._idle.get(ip)
-        if idle is not None:
-            idle.pop(c.id, None)
-            if not idle:
-                del self._idle[ip]
+        self.busy(c)
         self.stats.half_bound -= 1
-        self._move(ip, -1)
+        self._move(c.cl.ip, -1)
 
     def _move(self, ip: int, d: int) -> None:
         holders = self._holders

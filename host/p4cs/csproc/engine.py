@@ -955,8 +955,7 @@ class Engine:
             if cl.ws is not None:
                 # Our SYN offered scaling: the answer tells the server's scale.
                 server = c.choice.server
-                if not server.scale_known or server.scale != seg.wscale:
-                    out = self._learn_scale(server, seg.wscale, now)
+                out = self._learn_scale(server, seg.wscale, now)
                 if seg.wscale != cl.rws:
                     # The client reads the server's (copied) windows with our scale.  Keep
                     # going: see docs/csproc.md section 6 for why this is safe.
