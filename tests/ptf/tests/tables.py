@@ -233,6 +233,8 @@ class IdleTimeout(P4csTest):
         self.assertIsNotNone(got_idle, f"no IdleTimeoutNotification for the idle entry within {wait} s (got {notified})")
         self.assertNotIn(d(busy)["match"], notified, "an entry with traffic was reported idle")
         self.assertEqual(len(notified), 1, f"unexpected notifications: {notified}")
+        # The last keepalive may still be crossing the data plane: let it out, then drop it.
+        time.sleep(0.3)
         self.dataplane.flush()
         self.send(CLIENT_PORT, to_vip(40371, payload=b"alive"))
         self.expect_frame(OTHER_PORT, forwarded(40371, payload=b"alive"))
