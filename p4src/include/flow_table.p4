@@ -48,18 +48,27 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
                   bit<32> seq_delta, bit<32> ack_delta,
                   bit<16> ip_csum_delta, bit<16> tcp_csum_delta,
                   bit<32> flow_id) {
-        meta.flow_hit = true;
-        P4CS_SPLICE_CSUM_OLD(ip_csum_delta);
-        hdr.ethernet.dst_addr = dmac;
-        hdr.ethernet.src_addr = smac;
-        hdr.ipv4.src_addr = sip;
-        hdr.ipv4.dst_addr = dip;
-        hdr.tcp.src_port = sport;
-        hdr.tcp.dst_port = dport;
-        hdr.tcp.seq_no = hdr.tcp.seq_no + seq_delta;
-        hdr.tcp.ack_no = hdr.tcp.ack_no + ack_delta;
-        P4CS_SPLICE_CSUM_NEW(tcp_csum_delta);
-        meta.out_port = port;
+        if ((hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+            /* A new connection on the 4-tuple of a closed one whose entries are still here
+             * (a client reuses a port the server closed first): not spliced onto the old
+             * connection, not answered with a SYN cookie either; the controller binds it
+             * once the old entries are gone. (It counts into the old flow: BMv2 cannot make
+             * an extern call conditional in an action.) */
+            meta.flow_syn = true;
+        } else {
+            meta.flow_hit = true;
+            P4CS_SPLICE_CSUM_OLD(ip_csum_delta);
+            hdr.ethernet.dst_addr = dmac;
+            hdr.ethernet.src_addr = smac;
+            hdr.ipv4.src_addr = sip;
+            hdr.ipv4.dst_addr = dip;
+            hdr.tcp.src_port = sport;
+            hdr.tcp.dst_port = dport;
+            hdr.tcp.seq_no = hdr.tcp.seq_no + seq_delta;
+            hdr.tcp.ack_no = hdr.tcp.ack_no + ack_delta;
+            P4CS_SPLICE_CSUM_NEW(tcp_csum_delta);
+            meta.out_port = port;
+        }
         P4CS_FLOW_COUNT(flow_id);
         P4CS_FLOW_EXPIRY
     }

@@ -23,21 +23,22 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
         meta.flow_hit = false;
         meta.flow_end = false;
         meta.syn_answered = false;
+        meta.flow_syn = false;
         if (hdr.packet_out.isValid()) {
             pkt_out.apply(hdr, meta);
         } else {
             if (hdr.ipv4.isValid()) {
-                /* A pure SYN never takes the fast path: it opens a new connection, which
-                 * the controller binds (and it must not be spliced onto a previous
-                 * connection's entries that reuse the same 5-tuple). To a virtual service
-                 * the data plane answers it with a SYN cookie (syn_cookie.p4). A valid TCP
+                /* A pure SYN never takes the fast path: it opens a new connection. To a
+                 * virtual service the data plane answers it with a SYN cookie (syn_cookie.p4),
+                 * unless its 5-tuple still has a flow entry (flow_syn: a previous connection's,
+                 * which the client's ACK would meet): then the controller gets it. A valid TCP
                  * header implies no IP exception (the parser does not parse L4 then). */
-                if (hdr.tcp.isValid() &&
-                    (hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
+                if (hdr.tcp.isValid()) {
                     flows.apply(hdr, meta);
-                } else if (hdr.tcp.isValid() && (hdr.tcp.flags &
-                           (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN) {
-                    syn_cookie.apply(hdr, meta);
+                    if (!meta.flow_hit && !meta.flow_syn && (hdr.tcp.flags &
+                            (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN) {
+                        syn_cookie.apply(hdr, meta);
+                    }
                 }
             }
             if (!meta.flow_hit && !meta.syn_answered) {

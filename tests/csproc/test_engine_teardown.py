@@ -8,7 +8,9 @@ from scapy.layers.inet import IP, TCP
 
 from p4cs.csproc import Config, InstallFlows, Log, RemoveFlows
 
-from cs_harness import CLIENT, Harness, of, pkts
+from scapy.layers.l2 import Ether
+
+from cs_harness import CLIENT, VIP, Harness, ip_int, of, pkts
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -37,11 +39,51 @@ def test_fin_copies_remove_both_flows_after_time_wait():
     # tombstone: a late retransmitted FIN that misses is still spliced correctly
     (port, p), = pkts(h.server(fin_s, reason=2))
     assert port == 1 and p[TCP].flags == "FA" and p[TCP].seq == h.sisn + 1
-    # a new SYN on the same 4-tuple waits until the old flows are gone
-    assert h.client(h.cframe("S", seq=9, ack=0)) == []
-    h.tick(2.0 + 1.0)
+    h.tick(2.0 + 3.0)   # time_wait + tombstone_margin
     assert not h.eng.by_id and not h.eng.conns_s
     assert pkts(h.client(h.cframe("S", seq=9, ack=0)))[0][1][TCP].flags == "SA"
+
+
+def test_new_syn_in_time_wait_is_answered_once_the_old_entries_are_gone():
+    """A host lets a new SYN through TIME_WAIT (RFC 1122 4.2.2.13): clients reuse a port
+    whose connection the server closed first at once. The closed connection's entries are
+    deleted now and the SYN-ACK leaves after the deletion (the client's ACK must not meet
+    them); the tombstone is gone."""
+    h, syn, inst = spliced(config=Config(time_wait=2.0))
+    keys = [f.key for f in inst.flows]
+    h.server(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), reason=4)
+    h.client(h.cframe("FA", rel=len(GET), ack=h.sisn + 2), reason=4)
+    eff = h.client(h.cframe("S", seq=h.cisn + 100000, ack=0))
+    rm, = eff
+    assert isinstance(rm, RemoveFlows) and rm.keys == keys and rm.after == 0.0
+    (port, p), = [(o.port, o.frame) for o in rm.then]
+    synack = Ether(p)
+    assert port == 1 and synack[TCP].flags == "SA" and synack[TCP].ack == h.cisn + 100001
+    assert not h.eng.by_id and h.eng.stats.reincarnations == 1
+    # the handshake completes on the new connection
+    h.cisn, h.sisn = h.cisn + 100000, synack[TCP].seq
+    h.client(h.cframe("A", rel=0))
+    assert h.eng.stats.accepted == 2 and len(h.eng.by_id) == 1
+
+
+def test_cookie_ack_in_time_wait_starts_a_new_connection():
+    """Once the entries expired, the data plane answers the SYN itself: the ACK of that
+    cookie handshake reaches the tombstone and opens a new connection; a late segment of
+    the closed one (no valid cookie) is still spliced in software."""
+    h, syn, inst = spliced(config=Config(time_wait=2.0))
+    h.server(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), reason=4)
+    h.client(h.cframe("FA", rel=len(GET), ack=h.sisn + 2), reason=4)
+    late = pkts(h.client(h.cframe("A", rel=len(GET) + 1, ack=h.sisn + 2)))
+    assert len(late) == 1 and h.eng.stats.reincarnations == 0
+    old_id, = h.eng.by_id
+    # the data plane's SYN-ACK carries the cookie the engine would send
+    cisn = (h.cisn + 100000) & 0xFFFFFFFF
+    h.sisn = h.eng.cookies.make(ip_int(CLIENT), ip_int(VIP), h.cport, 80, cisn, 1460, h.now, None)
+    h.cisn = cisn
+    eff = h.client(h.cframe("A", rel=0))
+    assert h.eng.stats.reincarnations == 1 and h.eng.stats.accepted == 2
+    assert old_id not in h.eng.by_id and len(h.eng.by_id) == 1
+    assert not of(eff, RemoveFlows)
 
 
 def test_rst_copy_tears_down_at_once():

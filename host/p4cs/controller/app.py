@@ -182,6 +182,7 @@ class ControllerApp:
         self.engine = self._make_engine()
         self.flow_ids = FlowIds(self.params.flow_table_size)
         self.flow_of: dict[tuple, int] = {}       # flow key -> flow id
+        self.flow_conn: dict[int, int] = {}       # flow id -> the CS processor's connection id
         self.book = FlowBook()                      # flow id -> what it carries, totals
         self.rates = Rates()
         self.traffic: dict = {}                     # the latest sample (sample_traffic)
@@ -447,35 +448,39 @@ class ControllerApp:
             batch, self._installs = self._installs, []
             updates, owners = [], []
             failed: set[int] = set()
+            fresh: set[int] = set()       # update indexes: the INSERTs of new incarnations of a key
+            superseded: list[int] = []    # flow ids of the previous incarnations of those keys
             for i, inst in enumerate(batch):
-                need = sum(1 for f in inst.flows if tuple(f.key) not in self.flow_of)
+                need = sum(1 for f in inst.flows if self._flow_of_conn(f) is None)
                 if need > self.flow_ids.available():
                     failed.add(i)        # no flow id (counter slot) left: refuse the connection
                     continue
                 for f in inst.flows:
-                    fid = self.flow_of.get(tuple(f.key))
-                    utype = p4r.Update.MODIFY if fid is not None else p4r.Update.INSERT
+                    key = tuple(f.key)
+                    fid = self._flow_of_conn(f)
                     if fid is None:
+                        old = self.flow_of.get(key)
+                        if old is not None:
+                            # The 4-tuple's previous connection (closed) still holds the key:
+                            # its entry is expiring or gone. The new one gets its own flow id.
+                            superseded.append(old)
+                            fresh.add(len(updates))
                         fid = self.flow_ids.get()
-                        self.flow_of[tuple(f.key)] = fid
+                        self.flow_of[key] = fid
+                        self.flow_conn[fid] = f.conn_id
                         self.book.add(fid, meta_of(self.engine, f))
-                    updates.append(self.enc.insert(
-                        f.key,
-                        Splice(f.port, int.from_bytes(f.dmac, "big"), int.from_bytes(f.smac, "big"),
-                               f.sip, f.dip, f.sport, f.dport, f.seq_delta, f.ack_delta, fid),
-                        f.idle_timeout_s, utype))
+                        utype = p4r.Update.INSERT
+                    else:
+                        utype = p4r.Update.MODIFY
+                    updates.append(self._splice_update(f, fid, utype))
                     owners.append(i)
             if failed:
                 LOG.warning("flow ids exhausted: %d connection(s) refused", len(failed))
             written = set(owners)
-            try:
-                await sw.write(updates)
-            except P4ClientError as exc:
-                if exc.details:
-                    failed |= {owners[k] for k in exc.details}
-                else:
-                    failed |= written
-                LOG.warning("flow install failed for %d connection(s): %s", len(failed & written), exc)
+            failed |= await self._write_flows(sw, updates, owners, fresh)
+            if superseded:
+                # Their counts are final now (the entry is gone, or the write replaced it).
+                self.teardown.superseded(superseded)
             self.counters["install_errors"] += len(failed)
             self.counters["flows_installed"] += sum(len(batch[i].flows) for i in written - failed)
             now = time.monotonic()
@@ -483,8 +488,9 @@ class ControllerApp:
             for i, inst in enumerate(batch):
                 if i in failed:
                     for f in inst.flows:
-                        fid = self.flow_of.pop(tuple(f.key), None)
+                        fid = self._flow_of_conn(f)
                         if fid is not None:
+                            del self.flow_of[tuple(f.key)]
                             self.flow_ids.put(fid)
                             self.book.drop(fid)
                     conn_ids = {f.conn_id for f in inst.flows}
@@ -496,6 +502,64 @@ class ControllerApp:
                     out.extend((p.port, p.frame) for p in inst.then)
             if out:
                 await self._send_packets(sw, out)
+
+    def _flow_of_conn(self, f: fx.FlowSpec) -> int | None:
+        """The flow id of ``f``'s key if the entry is ``f``'s connection's own (installed
+        before: the write modifies it), None if the key is free or another connection's."""
+        fid = self.flow_of.get(tuple(f.key))
+        return fid if fid is not None and self.flow_conn.get(fid) == f.conn_id else None
+
+    def _splice_update(self, f: fx.FlowSpec, fid: int, utype: int) -> p4r.Update:
+        return self.enc.insert(
+            f.key,
+            Splice(f.port, int.from_bytes(f.dmac, "big"), int.from_bytes(f.smac, "big"),
+                   f.sip, f.dip, f.sport, f.dport, f.seq_delta, f.ack_delta, fid),
+            f.idle_timeout_s, utype)
+
+    async def _write_flows(self, sw: Switch, updates: list, owners: list[int],
+                           fresh: set[int]) -> set[int]:
+        """Write the updates; the batch indexes of the connections whose updates failed. A new
+        incarnation's INSERT that meets the previous connection's entry still in place
+        (ALREADY_EXISTS) is retried once as a DELETE and an INSERT."""
+        if not updates:
+            return set()
+        try:
+            await sw.write(updates)
+            return set()
+        except P4ClientError as exc:
+            if not exc.details:
+                LOG.warning("flow install failed for %d connection(s): %s", len(set(owners)), exc)
+                return set(owners)
+            bad = dict(exc.details)
+        retry = [k for k, e in bad.items()
+                 if k in fresh and e.canonical_code == GRPCStatusCode.ALREADY_EXISTS]
+        if retry:
+            again = []
+            for k in retry:
+                entry = updates[k].entity.table_entry
+                again.append(p4r.Update(type=p4r.Update.DELETE, entity=p4r.Entity(
+                    table_entry=p4r.TableEntry(table_id=entry.table_id, match=entry.match))))
+                again.append(updates[k])
+            try:
+                await sw.write(again)
+                for k in retry:
+                    del bad[k]
+            except P4ClientError as exc2:
+                # a DELETE may meet nothing (the entry expired meanwhile): only the INSERTs count
+                still = ({retry[j // 2] for j in exc2.details if j % 2} if exc2.details
+                         else set(retry))
+                for k in set(retry) - still:
+                    del bad[k]
+        failed = {owners[k] for k in bad}
+        if failed:
+            kinds: dict[tuple[str, str], int] = {}
+            for e in bad.values():
+                kinds[(e.canonical_code.name, e.message)] = \
+                    kinds.get((e.canonical_code.name, e.message), 0) + 1
+            LOG.warning("flow install failed for %d connection(s): %d of %d updates (%s)",
+                        len(failed), len(bad), len(updates),
+                        "; ".join(f"{c} x{n}: {m}" for (c, m), n in sorted(kinds.items())))
+        return failed
 
     async def _flow_counters(self, sw: Switch, fids: list[int]) -> dict[int, tuple[int, int]]:
         """flow id -> (packets, bytes) of its counter cell."""

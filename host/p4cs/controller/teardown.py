@@ -59,7 +59,9 @@ class Teardown:
         self.app = app
         self.end_expiry = False         # set for each session (removes_ended_entries)
         self.ending: set[int] = set()   # flow ids of entries left to expire after a FIN/RST
-        self._removals: list = []
+        self._removals: list[tuple[tuple, int | None]] = []   # (key, flow id when asked)
+        self._then: list[tuple[int, bytes]] = []     # packets to send after the deletions
+        self._superseded: list[int] = []             # flow ids to harvest
         self._event = asyncio.Event()
         self._due: dict[float, list] = {}   # event-loop time (a multiple of BATCH_S) -> keys
 
@@ -74,10 +76,10 @@ class Teardown:
                 if fid is not None:
                     self.ending.add(fid)
             keys = [k for k in keys if tuple(k) not in ended]
-        if not keys:
+        if not keys and not e.then:
             return
         if e.after <= 0:
-            self.remove(keys)
+            self.remove(keys, e.then)
             return
         loop = asyncio.get_running_loop()
         at = math.ceil((loop.time() + e.after) / BATCH_S) * BATCH_S
@@ -85,14 +87,28 @@ class Teardown:
         if due is None:
             due = self._due[at] = []
             loop.call_at(at, self._flush, at)
-        due.extend(keys)
+        due.extend(self._owned(keys))
 
     def _flush(self, at: float) -> None:
-        self.remove(self._due.pop(at, []))
+        self._removals.extend(self._due.pop(at, []))
+        self._event.set()
 
-    def remove(self, keys: list) -> None:
-        """Delete the entries of these keys with the next batch."""
-        self._removals.extend(keys)
+    def _owned(self, keys: Iterable) -> list[tuple[tuple, int | None]]:
+        """(key, its flow id now): a removal deletes the entry it was meant for, never the
+        entry of a later connection on the same 4-tuple (its own flow id)."""
+        flow_of = self.app.flow_of
+        return [(tuple(k), flow_of.get(tuple(k))) for k in keys]
+
+    def remove(self, keys: list, then: Iterable[fx.PacketOut] = ()) -> None:
+        """Delete the entries of these keys with the next batch; send ``then`` after it."""
+        self._removals.extend(self._owned(keys))
+        self._then.extend((p.port, p.frame) for p in then)
+        self._event.set()
+
+    def superseded(self, fids: list[int]) -> None:
+        """These flow ids belonged to closed connections whose keys a new connection took:
+        harvest them (an expiry notification of their entries, if one comes, is stale)."""
+        self._superseded.extend(fids)
         self._event.set()
 
     # ------------------------------------------------------------------ deletions
@@ -103,13 +119,19 @@ class Teardown:
             await self._event.wait()
             self._event.clear()
             keys, self._removals = self._removals, []
+            then, self._then = self._then, []
+            gone, self._superseded = self._superseded, []
             updates, fids, held = [], [], []
-            for k in keys:
-                fid = app.flow_of.get(tuple(k))
+            for k, asked in keys:
+                fid = app.flow_of.get(k)
+                if fid != asked:
+                    continue        # another connection's entry now (or removed meanwhile)
                 if fid is not None:
                     fids.append(fid)
-                    held.append(tuple(k))
+                    held.append(k)
                 updates.append(app.enc.delete(fx.FlowKey(*k)))
+            if gone:
+                await self.harvest(sw, gone)
             if fids:
                 await self.harvest(sw, fids, held)
             if updates:
@@ -119,6 +141,8 @@ class Teardown:
                     app.counters["flows_removed"] += len(updates)
                 except P4ClientError as exc:
                     LOG.warning("flow removal failed: %s", exc)
+            if then:
+                await app._send_packets(sw, then)
 
     async def harvest(self, sw: Switch, fids: list[int], keys: list[tuple] | None = None) -> None:
         """Add what these flows carried in the fast path to the totals, zero their counters
@@ -178,6 +202,11 @@ class Teardown:
         for entry in entries:
             key = _key_of(entry)
             if key is None:
+                continue
+            nfid, cur = app.enc.flow_id(entry), app.flow_of.get(tuple(key))
+            if nfid is not None and cur is not None and nfid != cur:
+                # The entry of a closed connection whose key a new connection has taken
+                # (Teardown.superseded harvested its flow id): not the new one's expiry.
                 continue
             fid = app.flow_of.pop(tuple(key), None)
             if fid is None:

@@ -76,11 +76,15 @@ class RemoveFlows:
     ``ended``: those of the keys whose entry a FIN or RST hit in the data plane (the copy came
     with ``REASON_FLOW_END``); a data plane that moves such entries to a short expiry profile
     removes them by itself.
+    ``then``: packets to send once the deletion is done (with ``after`` 0): the SYN-ACK of a
+    new connection on the 4-tuple of a closed one must not let the client's next segment meet
+    the closed connection's entry.
     """
 
     keys: list[FlowKey]
     after: float = 0.0
     ended: tuple[FlowKey, ...] = ()
+    then: tuple[PacketOut, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

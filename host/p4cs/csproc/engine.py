@@ -118,7 +118,10 @@ class Config:
     relay_rto: float = 0.2          # retransmission of switch-owned request bytes
     relay_retries: int = 6
     time_wait: float = 2.0          # delay before removing the flows of a closed conn
-    tombstone_margin: float = 1.0   # extra life of the tombstone after that delay
+    # extra life of the tombstone after that delay: it outlives the entries a FIN or RST left
+    # to expire (3 s after their last packet on DPDK), so that a new SYN that still meets
+    # them finds it (_reincarnate)
+    tombstone_margin: float = 3.0
     close_timeout: float = 5.0      # max life of a connection the switch is closing
     reset_probes: int = 3           # probes to each leg of a RESETTING connection, one per
     reset_probe_interval: float = 0.6  # interval (Linux answers out-of-window segments at most
@@ -624,10 +627,8 @@ class Engine:
         if st == RECV or st == CONNECTING:
             return self._client_segment(c, seg, now)
         if st == SPLICED or st == RELAYING or st == TIME_WAIT:
-            if st == TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
-                # A new incarnation of the 4-tuple while the old flows still exist:
-                # drop; the client retries its SYN after the flows are gone.
-                return []
+            if st == TIME_WAIT and self._new_incarnation(c, seg, now):
+                return self._reincarnate(c, seg, port, now)
             return self._sw_splice(c, seg, frame, True, now)
         if st == CLOSING:
             return self._closing_segment(c, seg, now)
@@ -705,6 +706,34 @@ class Engine:
                                  self.cfg.max_header_bytes, self.cfg.max_body_bytes)
         self._arm(c, now + self.cfg.request_timeout)
         return out + self._client_segment(c, seg, now)
+
+    def _new_incarnation(self, c: Conn, seg: Segment, now: float) -> bool:
+        """Whether a client segment on the 4-tuple of ``c`` (closed, TIME_WAIT) opens a new
+        connection, as a host's TIME_WAIT lets a new SYN through (RFC 1122 4.2.2.13): a pure
+        SYN (its entry still in the flow table sent it here), or the ACK of a handshake the
+        data plane answered with a valid cookie once the entry was gone. A late segment of
+        the closed connection is neither."""
+        f = seg.flags
+        if f & SYN:
+            return not f & ACK
+        return bool(f & ACK) and not f & RST and self.cookies.check_opts(
+            seg.sip, seg.dip, seg.sport, seg.dport, (seg.seq - 1) & MOD32,
+            (seg.ack - 1) & MOD32, now) is not None
+
+    def _reincarnate(self, c: Conn, seg: Segment, port: int, now: float) -> list:
+        """End the tombstone ``c`` for a new connection on its 4-tuple. A SYN is answered
+        once the closed connection's entries are deleted (the client's ACK must not meet
+        them); the ACK of a cookie handshake starts the new connection at once (its entries
+        are gone: the ACK missed)."""
+        keys = self._installed(c)
+        svc = c.svc
+        self._free(c)
+        self.stats.reincarnations += 1
+        out = self._new_client_segment(svc, seg, port, now)
+        if seg.flags & SYN:
+            return [RemoveFlows(keys, 0.0, then=tuple(e for e in out if isinstance(e, PacketOut))),
+                    *(e for e in out if not isinstance(e, PacketOut))]
+        return out
 
     def _evict(self, c: Conn, now: float) -> list:
         """Make room for a client with fewer half-bound connections: reset ``c``, an idle

@@ -35,6 +35,7 @@ COUNTERS = (
     "client_early_close",   # FIN from the client before a complete request
     "sw_spliced",           # packets of spliced connections rewritten in software
     "teardowns",            # connections whose flows were scheduled for removal
+    "reincarnations",       # new connections on the 4-tuple of a closed one (TIME_WAIT)
     "flows_expired",        # idle expiry notifications
     "flows_lost",           # spliced connections whose entries vanished (switch restart): reset
     "install_failures",

@@ -187,3 +187,25 @@ class Flood(SynCookieBase):
             for sport, cisn in sent:
                 self.assertEqual(got.get((sport, cisn)), self.synack(sport, cisn, 1460, 7)[1])
         self.expect_no_packet_in(1.0)
+
+
+class SynOnFlowHitGoesToController(SynCookieBase):
+    """A SYN whose 5-tuple still has a flow entry (a client reusing the port of a closed
+    connection whose entries have not expired) is neither spliced nor answered with a cookie:
+    its completing ACK would meet the old entry. It reaches the controller untouched, which
+    removes the old entries and answers it. The same SYN on a free 5-tuple is answered."""
+
+    def runTest(self):
+        from lib.flows import flow_key, splice_params  # noqa: PLC0415
+        from lib.topo import SERVER_IP, SERVER_MAC, SERVER_PORT, SERVER_PORT_NO  # noqa: PLC0415
+        key = flow_key(CLIENT_IP, VIP, 43100, VIP_PORT)
+        self.insert("flow_table", key, "splice", splice_params(key, {
+            "port": SERVER_PORT, "dmac": SERVER_MAC, "smac": SW_MAC[2], "sip": CLIENT_IP, "dip": SERVER_IP,
+            "sport": 43100, "dport": SERVER_PORT_NO, "seq_delta": 0, "ack_delta": 7, "flow_id": 310}))
+        f = self.syn(43100, 5, mss(1460))
+        self.send(CLIENT_PORT, f)
+        self.assert_packet_in(self.expect_packet_in(), ingress_port=CLIENT_PORT, reason=REASON_VIP_MISS, payload=f)
+        self.expect_no_frames()
+        self.send(CLIENT_PORT, self.syn(43101, 5, mss(1460)))
+        self.expect_frame(CLIENT_PORT, self.synack(43101, 5, 1460, None)[1])
+        self.expect_no_packet_in()
