@@ -5,6 +5,8 @@ notifications carry the counts), batches of deletions on BMv2."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from e2e_util import run_client, wait_for
@@ -47,3 +49,26 @@ def test_closed_connections_leave_without_rpcs_per_connection(lab, target):
     # nothing installed any more: the fast-path totals are the finished flows' counts alone
     fp = lab.control({"op": "fastpath"})["fastpath"]
     assert (fp["packets"], fp["bytes"]) == (c1["fastpath_packets"], c1["fastpath_bytes"])
+
+
+def test_port_reused_right_after_the_server_closed(lab):
+    """With ``Connection: close`` the server closes first, so the client keeps no TIME_WAIT
+    and may reuse its port at once: the new connection is bound without waiting for the
+    closed one's entries to go (no SYN retransmission, which takes 1 s), both while they are
+    still in the data plane and once they have expired (the tombstone is still there then).
+    Every flow id and entry comes back afterwards."""
+    st0 = lab.status()
+    cs0 = st0["csproc"]
+    port = 47321
+    for pause in (0.0, 0.0, 4.5):
+        time.sleep(pause)
+        t0 = time.monotonic()
+        r = lab.curl("/", args=["--local-port", str(port), "-H", "Connection: close"])
+        dt = time.monotonic() - t0
+        assert r.returncode == 0 and r.stdout, r.stderr
+        assert dt < 0.9, f"{dt:.2f} s: the SYN on the reused port was not answered at once"
+    cs = lab.status()["csproc"]
+    assert cs["reincarnations"] - cs0["reincarnations"] >= 2, cs
+    assert cs["install_failures"] == cs0["install_failures"], cs
+    st = wait_for(lambda: (s := lab.status())["flows"] == st0["flows"] and s, timeout=30)
+    assert st, lab.status()
