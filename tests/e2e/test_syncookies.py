@@ -10,7 +10,9 @@ import pytest
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 
-#: 1000 SYNs to the VIP from random ports and ISNs, through a raw socket of the client
+#: 1000 SYNs to the VIP from random ports and ISNs, through a raw socket of the client; the
+#: ports stay below the ephemeral range of the tests' curl connections: a SYN on the 5-tuple
+#: of a connection whose entries are still there goes to the controller (csproc.md §9)
 FLOOD = r"""
 import random, socket, struct, sys
 vip, src = sys.argv[1], sys.argv[2]
@@ -22,7 +24,7 @@ def csum(b):
     return ~t & 0xFFFF
 rnd = random.Random(1)
 for _ in range(1000):
-    sport, isn = rnd.randrange(20000, 60000), rnd.randrange(1 << 32)
+    sport, isn = rnd.randrange(2000, 30000), rnd.randrange(1 << 32)  # below the ephemeral ports
     hdr = struct.pack("!HHIIBBHHH", sport, 80, isn, 0, 6 << 4, 0x02, 64240, 0, 0) + bytes((2, 4, 5, 180))
     ph = socket.inet_aton(src) + socket.inet_aton(vip) + struct.pack("!BBH", 0, 6, len(hdr))
     hdr = hdr[:16] + struct.pack("!H", csum(ph + hdr)) + hdr[18:]
