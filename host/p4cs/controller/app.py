@@ -49,7 +49,7 @@ from finsy.proto import p4r
 from p4cs.constants import REASON_ARP
 from p4cs.controller import neighbours, syncookies
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
-from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
+from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities, write_raw
 from p4cs.controller.operator import Operator, log_effect
 from p4cs.controller.packetchan import PacketIn, PacketPath
 from p4cs.controller.reconcile import BaseTables, FlowScan
@@ -446,7 +446,7 @@ class ControllerApp:
             await self._install_event.wait()
             self._install_event.clear()
             batch, self._installs = self._installs, []
-            updates, owners = [], []
+            updates, owners, ukeys = [], [], []
             failed: set[int] = set()
             fresh: set[int] = set()       # update indexes: the INSERTs of new incarnations of a key
             superseded: list[int] = []    # flow ids of the previous incarnations of those keys
@@ -474,10 +474,11 @@ class ControllerApp:
                         utype = p4r.Update.MODIFY
                     updates.append(self._splice_update(f, fid, utype))
                     owners.append(i)
+                    ukeys.append(f.key)
             if failed:
                 LOG.warning("flow ids exhausted: %d connection(s) refused", len(failed))
             written = set(owners)
-            failed |= await self._write_flows(sw, updates, owners, fresh)
+            failed |= await self._write_flows(sw, updates, owners, ukeys, fresh)
             if superseded:
                 # Their counts are final now (the entry is gone, or the write replaced it).
                 self.teardown.superseded(superseded)
@@ -509,22 +510,22 @@ class ControllerApp:
         fid = self.flow_of.get(tuple(f.key))
         return fid if fid is not None and self.flow_conn.get(fid) == f.conn_id else None
 
-    def _splice_update(self, f: fx.FlowSpec, fid: int, utype: int) -> p4r.Update:
-        return self.enc.insert(
+    def _splice_update(self, f: fx.FlowSpec, fid: int, utype: int) -> bytes:
+        return self.enc.insert_raw(
             f.key,
             Splice(f.port, int.from_bytes(f.dmac, "big"), int.from_bytes(f.smac, "big"),
                    f.sip, f.dip, f.sport, f.dport, f.seq_delta, f.ack_delta, fid),
             f.idle_timeout_s, utype)
 
-    async def _write_flows(self, sw: Switch, updates: list, owners: list[int],
-                           fresh: set[int]) -> set[int]:
+    async def _write_flows(self, sw: Switch, updates: list[bytes], owners: list[int],
+                           keys: list[fx.FlowKey], fresh: set[int]) -> set[int]:
         """Write the updates; the batch indexes of the connections whose updates failed. A new
         incarnation's INSERT that meets the previous connection's entry still in place
         (ALREADY_EXISTS) is retried once as a DELETE and an INSERT."""
         if not updates:
             return set()
         try:
-            await sw.write(updates)
+            await write_raw(sw, updates)
             return set()
         except P4ClientError as exc:
             if not exc.details:
@@ -536,12 +537,10 @@ class ControllerApp:
         if retry:
             again = []
             for k in retry:
-                entry = updates[k].entity.table_entry
-                again.append(p4r.Update(type=p4r.Update.DELETE, entity=p4r.Entity(
-                    table_entry=p4r.TableEntry(table_id=entry.table_id, match=entry.match))))
+                again.append(self.enc.delete_raw(keys[k]))
                 again.append(updates[k])
             try:
-                await sw.write(again)
+                await write_raw(sw, again)
                 for k in retry:
                     del bad[k]
             except P4ClientError as exc2:

@@ -91,11 +91,18 @@ class Lease:
         self.conn, self.cpu, self.copy, self.headers = conn, cpu, copy, headers
         self.ended = asyncio.Event()
         self.why = ""
+        self.waiter: asyncio.Future | None = None   # hold()'s wait for frames (or the end)
+
+    def wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def end(self, why: str) -> None:
         if not self.ended.is_set():
             self.why = why
             self.ended.set()
+            self.wake()
 
     def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -254,23 +261,20 @@ class PacketPath:
     async def hold(self, lease: Lease) -> None:
         """Packet I/O on the channel until the lease ends; then it is closed."""
         loop = asyncio.get_running_loop()
-        wake = asyncio.Event()
         loop.add_reader(lease.conn.fileno(), lease.end, "the switch closed it")
-        loop.add_reader(lease.cpu.fileno(), wake.set)
-        loop.add_reader(lease.copy.fileno(), wake.set)
+        loop.add_reader(lease.cpu.fileno(), lease.wake)
+        loop.add_reader(lease.copy.fileno(), lease.wake)
         self._lease = lease
-        ended = asyncio.ensure_future(lease.ended.wait())
         try:
             while not lease.ended.is_set():
-                woken = asyncio.ensure_future(wake.wait())
-                await asyncio.wait([woken, ended], return_when=asyncio.FIRST_COMPLETED)
-                woken.cancel()
-                wake.clear()
+                # one future per wake-up, resolved by the ports' readers or the lease's end
+                lease.waiter = loop.create_future()
+                await lease.waiter
                 pkts = self._read(lease)
                 if pkts:
                     await self._handle(pkts)
         finally:
-            ended.cancel()
+            lease.waiter = None
             self._lease = None
             lease.close()
 

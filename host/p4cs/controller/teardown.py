@@ -30,7 +30,7 @@ from finsy import P4CounterData, P4CounterEntry, Switch, SwitchOptions
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
-from p4cs.controller.p4rt import decode_match_key
+from p4cs.controller.p4rt import decode_match_key, write_raw
 from p4cs.csproc import effects as fx
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class Teardown:
                 if fid is not None:
                     fids.append(fid)
                     held.append(k)
-                updates.append(app.enc.delete(fx.FlowKey(*k)))
+                updates.append(app.enc.delete_raw(fx.FlowKey(*k)))
             if gone:
                 await self.harvest(sw, gone)
             if fids:
@@ -137,10 +137,12 @@ class Teardown:
             if updates:
                 app.counters["teardown_rpcs"] += 1
                 try:
-                    await sw.write(updates, strict=False)
-                    app.counters["flows_removed"] += len(updates)
+                    await write_raw(sw, updates)
                 except P4ClientError as exc:
-                    LOG.warning("flow removal failed: %s", exc)
+                    if not exc.is_not_found_only:   # NOT_FOUND: aged out meanwhile
+                        LOG.warning("flow removal failed: %s", exc)
+                        updates = []
+                app.counters["flows_removed"] += len(updates)
             if then:
                 await app._send_packets(sw, then)
 
