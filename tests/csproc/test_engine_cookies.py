@@ -13,7 +13,7 @@ from p4cs.csproc.httpcookie import ResponseWatch, request_cookie, server_id, ses
 from p4cs.csproc.packet import apply_splice
 from p4cs.csproc.policy import Persistence
 
-from cs_harness import S1, S2, Harness, of, payload, pkts, valid
+from cs_harness import S1, S2, Harness, RemoveFlows, of, payload, pkts, valid
 
 M = 2**32
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -291,3 +291,100 @@ def test_watch_reads_split_headers_and_ignores_out_of_order_bytes():
     for i in range(0, len(resp), 3):
         w.feed(i, resp[i:i + 3])
     assert w.settled and w.learned == b"q1" and w.point is None
+
+
+@settings(max_examples=20, deadline=None)
+@given(cisn=st.sampled_from([1000, M - 1, M - 30]), s_isn=st.sampled_from([5, M - 1, M - 70]))
+def test_insert_with_a_request_the_switch_owns_and_rewrites(cisn, s_isn):
+    """A service that may reject relays one request with Connection: close (the client's
+    space shifted by 19 bytes, §9), and inserts the cookie (the server's shifted by the
+    line): the flows carry both shifts, each in its own direction."""
+    from p4cs.csproc.framing import CLOSE, one_request
+    h = Harness(router=PrefixRouter([Route("deny", None, "/secret", action="reject"),
+                                     Route("all", "web", "/")]), cisn=cisn, persistence=INSERT)
+    c = Conn(h, s_isn=s_isn)
+    sent = b"".join(payload(p) for port, p in pkts(c.eff) if port == 2)
+    assert sent == one_request(GET) and not of(c.eff, InstallFlows)
+    # the server acknowledges the whole request with its response
+    end = (cisn + 1 + len(sent)) % M
+    eff = h.server(h.sframe(c.syn, "PA", (s_isn + 1) % M, end, HEAD + BODY))
+    c.record(eff)
+    want = with_line(HEAD, c.name) + BODY
+    assert c.stream() == want and not of(eff, InstallFlows)
+    (p,) = [p for port, p in pkts(eff) if port == 1]
+    assert p[TCP].ack == (cisn + 1 + len(GET)) % M      # the client's space
+    inst, = of(c.ack(len(want)), InstallFlows)
+    c2s, s2c = inst.flows
+    assert (c2s.seq_delta, s2c.ack_delta) == (len(CLOSE), (-len(CLOSE)) % M)
+    assert (s2c.seq_delta - (h.sisn - s_isn)) % M == len(line(c.name))
+    srv = h.sframe(c.syn, "PA", (s_isn + 1 + len(HEAD + BODY)) % M, (end + 4) % M, b"more")
+    to_client = valid(apply_splice(srv, s2c))
+    assert to_client[TCP].seq == (h.sisn + 1 + len(want)) % M
+    assert to_client[TCP].ack == (cisn + 1 + len(GET) + 4) % M
+    cli = h.cframe("PA", data=b"abcd", rel=len(GET), ack=(h.sisn + 1 + len(want) + 4) % M)
+    to_server = valid(apply_splice(cli, c2s))
+    assert to_server[TCP].seq == end
+    assert to_server[TCP].ack == (s_isn + 1 + len(HEAD + BODY) + 4) % M
+
+
+@pytest.mark.parametrize("who", ["client", "server"])
+def test_reset_while_the_line_is_unacknowledged_removes_nothing_installed(who):
+    h = Harness(persistence=INSERT)
+    c = Conn(h)
+    c.s(0, HEAD + BODY)
+    if who == "client":
+        eff = h.client(h.cframe("R", rel=len(GET)))
+    else:
+        eff = c.s(len(HEAD + BODY), flags="R")
+    (rm,) = of(eff, RemoveFlows)
+    assert rm.keys == [] and not of(eff, InstallFlows)
+    h.tick(5)
+    assert not h.eng.by_id and h.servers[0].active == h.servers[1].active == 0
+
+
+def test_fin_of_both_before_the_line_is_acknowledged_ends_after_the_install():
+    h = Harness(persistence=INSERT)
+    c = Conn(h)
+    c.s(0, HEAD + BODY, flags="FPA")
+    want = with_line(HEAD, c.name) + BODY
+    eff = h.client(h.cframe("FA", rel=len(GET), ack=(h.sisn + 1 + len(want) + 1) % M))
+    (inst,) = of(eff, InstallFlows)
+    (rm,) = of(eff, RemoveFlows)
+    assert rm.keys == [f.key for f in inst.flows]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_segmentation_and_retransmission_gives_the_client_one_exact_stream(data):
+    """Server segments cut anywhere, some sent twice, some out of order (dropped until the
+    point is known, then retransmitted): the client's stream is the response with the line,
+    every byte at one place, and the flows go in once it has acknowledged the line."""
+    head = HEAD[:-2] + data.draw(st.sampled_from([b"", b"X-A: 1\r\n", b"X-Long: " + b"z" * 2000
+                                                  + b"\r\n"])) + b"\r\n"
+    resp = head + BODY
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(resp) - 1), max_size=5))))
+    bounds = [0] + cuts + [len(resp)]
+    segs = list(zip(bounds, bounds[1:]))
+    h = Harness(persistence=INSERT)
+    c = Conn(h)
+    order = list(segs)
+    if len(order) > 1 and data.draw(st.booleans()):
+        i = data.draw(st.integers(0, len(order) - 2))
+        order[i], order[i + 1] = order[i + 1], order[i]      # one pair out of order
+    for a, b in order + segs:                                 # then all again, in order
+        c.s(a, resp[a:b])
+        if data.draw(st.booleans()):
+            c.s(a, resp[a:b])
+    want = with_line(head, c.name) + BODY
+    assert c.stream() == want
+    assert of(c.ack(len(want)), InstallFlows)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=300), cut=st.integers(0, 300))
+def test_watch_never_raises_on_random_bytes(raw, cut):
+    for line_ in (None, b"Set-Cookie: SRV=1\r\n"):
+        w = ResponseWatch(b"SRV", line_)
+        for off, part in ((0, raw[:cut]), (cut, raw[cut:]), (0, HEAD + raw)):
+            w.feed(off, part)
+        assert not w.settled or w.point is None or w.point <= len(HEAD + raw)
