@@ -37,8 +37,8 @@ def fetch(lab, path: str, port: int, cookie: str | None = None) -> tuple[dict, s
     assert r.returncode == 0, r.stderr
     text = hdrs.read_text()
     assert text.startswith("HTTP/1.1 200"), text
-    return {**headers_of(text), "set-cookie-lines": [
-        ln for ln in text.splitlines() if ln.lower().startswith("set-cookie:")]}, r.stdout.split()[0]
+    lines = [ln for ln in text.splitlines() if ln.lower().startswith("set-cookie:")]
+    return {**headers_of(text), "set-cookie-lines": lines}, r.stdout.split()[0]
 
 
 def test_insert_sets_the_server_id_and_the_cookie_sticks(lab):

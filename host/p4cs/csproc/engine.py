@@ -1043,14 +1043,13 @@ class Engine:
         self._drop_request(c)
         return [InstallFlows([c.c2s, c.s2c], then), log]
 
-    @staticmethod
-    def _response_watch(c: Conn, pers: Persistence) -> ResponseWatch | None:
+    def _response_watch(self, c: Conn, pers: Persistence) -> ResponseWatch | None:
         """The watch of the first response of a cookie service's connection: None when
         the request carries the cookie the switch would insert."""
         name = pers.name.encode()
         if pers.kind == "cookie-learn":
             return ResponseWatch(name, None)
-        sid = pers.server_id(c.choice.server).encode()
+        sid = self.policy.server_id(c.svc, c.choice.server).encode()
         if request_cookie(bytes(c.req.buf), name) == sid:
             return None
         return ResponseWatch(name, b"Set-Cookie: " + name + b"=" + sid + b"; Path=/\r\n")
@@ -1122,7 +1121,7 @@ class Engine:
                         # session or a response header to read keeps this direction
                         # here): pass its ACK on.
                         out.append(PacketOut(c.cl.sw_port, P.apply_splice(
-                            frame, self._s2c_spec(c, seg))))
+                            frame, self._s2c_spec(c, seq_rel(seg.seq, (c.sl.isn + 1) & MOD32)))))
                         self.stats.sw_spliced += 1
                     return out
                 out += self._hand_over(c, now)
@@ -1172,6 +1171,7 @@ class Engine:
         w, sl = c.watch, c.sl
         a = seq_rel(seg.seq, (sl.isn + 1) & MOD32)
         data = seg.payload
+        stop = a + len(data)            # the segment's end (offset)
         out: list = []
         if not w.settled:
             sent = w.safe
@@ -1192,19 +1192,18 @@ class Engine:
                 if not data:
                     return out
         self.stats.sw_spliced += 1
-        end = (seg.seq + len(data)) & MOD32
-        if len(data) == len(seg.payload):
-            end = (end + (1 if seg.flags & FIN else 0)) & MOD32
-            if seg.flags & FIN:
-                sl.fin = True
+        fin = a + len(data) == stop and seg.flags & FIN
+        end = (sl.isn + 1 + a + len(data) + (1 if fin else 0)) & MOD32
+        if fin:
+            sl.fin = True
         if P.seq_lt(sl.nxt, end):
             sl.nxt = end
         p = w.point
         if p is None or not a <= p < a + len(data):
             if data is seg.payload:
                 return out + [PacketOut(c.cl.sw_port, P.apply_splice(
-                    frame, self._s2c_spec(c, seg)))]
-            return out + self._s2c_data(c, seg, a, data, self._s2c_spec(c, seg).seq_delta)
+                    frame, self._s2c_spec(c, a)))]
+            return out + self._s2c_data(c, seg, a, data, self._s2c_spec(c, a).seq_delta)
         # The segment holds the insertion point: the line goes before the final CRLF.
         k = p - a
         base = (c.s2c.seq_delta - len(w.line)) & MOD32
@@ -1241,12 +1240,12 @@ class Engine:
             return self._learn_session(c, session_key(w.learned), "cookie", now)
         return []
 
-    def _s2c_spec(self, c: Conn, seg: Segment):
-        """The server -> client rewrite of ``seg``: its bytes before an inserted line keep
-        the sequence delta they had."""
+    @staticmethod
+    def _s2c_spec(c: Conn, off: int) -> FlowSpec:
+        """The server -> client rewrite of a segment at stream offset ``off``: bytes before
+        an inserted line keep the sequence delta they had."""
         w = c.watch
-        if w is None or w.point is None or \
-                seq_rel(seg.seq, (c.sl.isn + 1) & MOD32) >= w.point:
+        if w is None or w.point is None or off >= w.point:
             return c.s2c
         return dataclasses.replace(c.s2c, seq_delta=(c.s2c.seq_delta - len(w.line)) & MOD32)
 

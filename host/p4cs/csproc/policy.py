@@ -135,9 +135,11 @@ class Policy:
                 self.servers_by_name.setdefault(s.name, (s, g))
         persist = {s.name: s.persistence for s in services
                    if getattr(s, "persistence", None) is not None}
-        # cookie-insert: server id -> server, per service
+        # cookie-insert: server id -> server, and server name -> id, per service
         self._ids = {name: {p.server_id(s): s for s, _ in self.servers_by_name.values()}
                      for name, p in persist.items() if p.kind == "cookie-insert"}
+        self._id_of = {name: {s.name: i for i, s in ids.items()}
+                       for name, ids in self._ids.items()}
         for k in [k for k in self.templates if persist.get(k[0]) != self._persist.get(k[0])]:
             self._drop(k)
         self._persist = persist
@@ -212,6 +214,11 @@ class Policy:
         if server is None:
             ch.status, ch.why = 503, "no usable server"
         return ch, server
+
+    def server_id(self, svc, server: Server) -> str:
+        """The id cookie-insert sets for ``server`` in the responses of service ``svc``."""
+        sid = self._id_of[svc.name].get(server.name)
+        return svc.persistence.server_id(server) if sid is None else sid
 
     def _persistent(self, ch: Choice) -> Server | None:
         """The server of the choice's live template, if it can take the connection (a
