@@ -1031,7 +1031,7 @@ class Engine:
                 c.relay_tries = 0
                 self._arm(c, now + self.cfg.relay_rto)
             elif held:
-                self._arm(c, c.watch.deadline)
+                self._arm_watch(c, now)
             else:
                 self._disarm(c)
             if held:
@@ -1053,6 +1053,11 @@ class Engine:
         if request_cookie(bytes(c.req.buf), name) == sid:
             return None
         return ResponseWatch(name, b"Set-Cookie: " + name + b"=" + sid + b"; Path=/\r\n")
+
+    def _arm_watch(self, c: Conn, now: float) -> None:
+        """The timer of a connection that inserts a cookie: it checks the watch's deadline
+        every ``request_timeout`` (a timer entry, dead or alive, lives no longer)."""
+        self._arm(c, min(c.watch.deadline, now + self.cfg.request_timeout))
 
     @staticmethod
     def _held(c: Conn) -> bool:
@@ -1111,7 +1116,7 @@ class Engine:
                 c.owned_end = None          # the server has all the switch owned
                 self._disarm(c)
                 if self._held(c):
-                    self._arm(c, c.watch.deadline)
+                    self._arm_watch(c, now)
             if c.owned_end is None:
                 w = c.watch
                 if c.hello is not None or w is not None and not (
@@ -1576,6 +1581,9 @@ class Engine:
                 self.health.passive(server, now, "no answer to SYN")
         if st == RELAYING:
             if c.owned_end is None:     # only a cookie to insert has a timer then
+                if now < c.watch.deadline:
+                    self._arm_watch(c, now)
+                    return []
                 return self._abort(c, now, "no first response from the server in time",
                                    level="warning")
             if c.relay_tries >= cfg.relay_retries:
