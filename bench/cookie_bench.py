@@ -31,7 +31,8 @@ from p4cs.csproc import (Config, Engine, InstallFlows, PacketOut, PrefixRouter, 
 from p4cs.csproc import packet as P  # noqa: E402
 from p4cs.csproc.policy import Persistence  # noqa: E402
 
-from csproc_bench import CMAC, GET, SMAC, SW1, SW2, VIP  # noqa: E402  (the same peer request)
+from csproc_bench import (CMAC, GET, SMAC, SW1, SW2, VIP,  # noqa: E402  (the same peer request)
+                          open_connection)
 
 HEAD = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Sat, 05 Dec 2026 00:00:00 GMT\r\n"
         b"Content-Type: text/html\r\nContent-Length: 100000\r\nConnection: keep-alive\r\n")
@@ -72,26 +73,7 @@ def run(kind: str, n: int) -> dict:
     pc = time.thread_time
     for i in range(n):
         req = request(kind, i, eng)
-        cip = 0xC0A80000 + (i >> 14)
-        cport = 1024 + (i & 0x3FFF)
-        cisn = (i * 2654435761) & 0xFFFFFFFF
-        syn = P.build(CMAC, SW1, cip, VIP, cport, 80, cisn, 0, P.SYN, 64240, b"",
-                      P.mss_option(1460))
-        t0 = pc()
-        eff = eng.handle(syn, 1, 1, now)
-        t["syn"] += pc() - t0
-        sisn = int.from_bytes(eff[0].frame[38:42], "big")
-        ack = P.build(CMAC, SW1, cip, VIP, cport, 80, cisn + 1, sisn + 1,
-                      P.ACK | P.PSH, 64240, req)
-        t0 = pc()
-        eff = eng.handle(ack, 1, 1, now)
-        t["request"] += pc() - t0
-        s = P.parse(next(e for e in eff if isinstance(e, PacketOut)).frame)
-        synack = P.build(SMAC, SW2, s.dip, s.sip, s.dport, s.sport, 77777, s.seq + 1,
-                         P.SYN | P.ACK, 29200, b"", P.mss_option(1460))
-        t0 = pc()
-        eff = eng.handle(synack, 2, 2, now)
-        t["synack"] += pc() - t0
+        cip, cport, cisn, sisn, s, eff = open_connection(eng, i, 80, req, t, now)
         assert (kind == "insert") != isinstance(eff[0], InstallFlows), eff
         got = 0
         if kind in ("learn", "insert"):
