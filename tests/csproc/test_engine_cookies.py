@@ -388,3 +388,20 @@ def test_watch_never_raises_on_random_bytes(raw, cut):
         for off, part in ((0, raw[:cut]), (cut, raw[cut:]), (0, HEAD + raw)):
             w.feed(off, part)
         assert not w.settled or w.point is None or w.point <= len(HEAD + raw)
+
+
+def test_a_connection_keeps_its_service_s_cookie_across_a_live_edit():
+    """The service loses its persistence between the decision and the server's SYN-ACK:
+    the connection carries on as it was decided (its first response gets the line)."""
+    import dataclasses
+    h = Harness(persistence=INSERT)
+    h.handshake()
+    syn = h.to_server_syn(h.send(GET))
+    h.eng.reconfigure([dataclasses.replace(h.svc, persistence=None)],
+                      {g.name: g for g in h.groups}, h.cfg, h.now)
+    eff = h.server(h.sframe(syn, "SA", 7000, (h.cisn + 1) % M))
+    assert not of(eff, InstallFlows)
+    name = "s1" if syn[IP].dst == S1 else "s2"
+    eff = h.server(h.sframe(syn, "PA", 7001, (h.cisn + 1 + len(GET)) % M, HEAD + BODY))
+    got = b"".join(payload(p) for port, p in pkts(eff) if port == 1)
+    assert got == with_line(HEAD, name) + BODY

@@ -201,6 +201,7 @@ class Policy:
                     s = ids.get(sid)
                     if s is not None and s.up and s.weight > 0 and s in group.servers:
                         server = s
+                        break
             elif pers is not None:
                 for key in sessions:
                     ch.template = (svc.name, key)
@@ -217,7 +218,7 @@ class Policy:
 
     def server_id(self, svc, server: Server) -> str:
         """The id cookie-insert sets for ``server`` in the responses of service ``svc``."""
-        sid = self._id_of[svc.name].get(server.name)
+        sid = self._id_of.get(svc.name, {}).get(server.name)    # {}: a live edit since
         return svc.persistence.server_id(server) if sid is None else sid
 
     def _persistent(self, ch: Choice) -> Server | None:
