@@ -48,6 +48,36 @@ def make_engine(snat: bool) -> Engine:
                                                snat_ports=(1024, 65535)), os.urandom(32))
 
 
+def open_connection(eng: Engine, i: int, port: int, req: bytes, t: dict, now: float) -> tuple:
+    """Connection ``i`` to VIP:``port`` up to the server's SYN-ACK: the client's SYN, its
+    ACK with ``req`` and the server's SYN-ACK, each handled and its time inside
+    Engine.handle added to ``t["syn"]``, ``t["request"]``, ``t["synack"]``.  Returns the
+    client's address, port and ISN, the switch's ISN, the switch's SYN to the server
+    (parsed) and the effects of the SYN-ACK."""
+    pc = time.thread_time
+    cip = 0xC0A80000 + (i >> 14)
+    cport = 1024 + (i & 0x3FFF)
+    cisn = (i * 2654435761) & 0xFFFFFFFF
+    syn = P.build(CMAC, SW1, cip, VIP, cport, port, cisn, 0, P.SYN, 64240, b"",
+                  P.mss_option(1460))
+    t0 = pc()
+    eff = eng.handle(syn, 1, 1, now)
+    t["syn"] += pc() - t0
+    sisn = int.from_bytes(eff[0].frame[38:42], "big")
+    ack = P.build(CMAC, SW1, cip, VIP, cport, port, cisn + 1, sisn + 1, P.ACK | P.PSH, 64240,
+                  req)
+    t0 = pc()
+    eff = eng.handle(ack, 1, 1, now)
+    t["request"] += pc() - t0
+    s = P.parse(next(e for e in eff if isinstance(e, PacketOut)).frame)
+    synack = P.build(SMAC, SW2, s.dip, s.sip, s.dport, s.sport, 77777, s.seq + 1,
+                     P.SYN | P.ACK, 29200, b"", P.mss_option(1460))
+    t0 = pc()
+    eff = eng.handle(synack, 2, 2, now)
+    t["synack"] += pc() - t0
+    return cip, cport, cisn, sisn, s, eff
+
+
 def run(n: int, snat: bool) -> dict:
     eng = make_engine(snat)
     now = 1000.0

@@ -27,14 +27,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "host"))
 
-from p4cs.csproc import (Config, Engine, InstallFlows, PacketOut, RuleSetDecider,  # noqa: E402
+from p4cs.csproc import (Config, Engine, InstallFlows, RuleSetDecider,  # noqa: E402
                          Server, ServerGroup, StaticTopology, VirtualService)
 from p4cs.csproc import packet as P  # noqa: E402
 from p4cs.csproc.policy import Persistence  # noqa: E402
 from p4cs.rules import parse_rules  # noqa: E402
 from p4cs.rules.store import RuleStore  # noqa: E402
 
-from csproc_bench import CMAC, GET, SMAC, SW1, SW2, VIP  # noqa: E402  (the same peer request)
+from csproc_bench import (CMAC, GET, SMAC, SW1, SW2, VIP,  # noqa: E402  (the same peer request)
+                          open_connection)
 
 HTTP_RULES = """
 img: if (host == "img.example.com") { routeTo(img); }
@@ -98,26 +99,7 @@ def run(kind: str, n: int, hello: bytes, flight: bytes) -> dict:
     t = {"syn": 0.0, "request": 0.0, "synack": 0.0, "server hello": 0.0, "teardown": 0.0}
     pc = time.thread_time
     for i in range(n):
-        cip = 0xC0A80000 + (i >> 14)
-        cport = 1024 + (i & 0x3FFF)
-        cisn = (i * 2654435761) & 0xFFFFFFFF
-        syn = P.build(CMAC, SW1, cip, VIP, cport, 443, cisn, 0, P.SYN, 64240, b"",
-                      P.mss_option(1460))
-        t0 = pc()
-        eff = eng.handle(syn, 1, 1, now)
-        t["syn"] += pc() - t0
-        sisn = int.from_bytes(eff[0].frame[38:42], "big")
-        ack = P.build(CMAC, SW1, cip, VIP, cport, 443, cisn + 1, sisn + 1,
-                      P.ACK | P.PSH, 64240, req)
-        t0 = pc()
-        eff = eng.handle(ack, 1, 1, now)
-        t["request"] += pc() - t0
-        s = P.parse(next(e for e in eff if isinstance(e, PacketOut)).frame)
-        synack = P.build(SMAC, SW2, s.dip, s.sip, s.dport, s.sport, 77777, s.seq + 1,
-                         P.SYN | P.ACK, 29200, b"", P.mss_option(1460))
-        t0 = pc()
-        eff = eng.handle(synack, 2, 2, now)
-        t["synack"] += pc() - t0
+        cip, cport, cisn, sisn, s, eff = open_connection(eng, i, 443, req, t, now)
         assert isinstance(eff[0], InstallFlows), eff
         sent = 0
         if kind == "tls+session":

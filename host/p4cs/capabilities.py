@@ -60,9 +60,10 @@ PROTOCOL_FIELDS: dict[str, tuple[str, ...]] = {
     "imap": ("imap",),
 }
 
-#: Service persistence (ipvsadm -p): by client address (under a netmask), or, for a tls
-#: service, by the TLS session a ClientHello resumes.
-PERSISTENCE: tuple[str, ...] = ("client-ip", "tls-session")
+#: Service persistence (ipvsadm -p): by client address (under a netmask); for a tls
+#: service, by the TLS session a ClientHello resumes; for an http service, by a cookie the
+#: servers set (learned from their responses) or one the switch inserts (the server's id).
+PERSISTENCE: tuple[str, ...] = ("client-ip", "tls-session", "cookie-learn", "cookie-insert")
 
 #: Health checks of a server group.
 HEALTH_CHECKS: dict[str, str] = {

@@ -55,9 +55,10 @@ def test_tls_rules_on_an_http_service_name_the_rule_line(tmp_path):
     (tls_service(",\n     persistence: {kind: tls-session, netmask: 255.255.255.0}"), 12,
      "a netmask belongs to client-ip persistence"),
     (tls_service(",\n     persistence: {kind: cookie}"), 12,
-     "persistence kind must be one of client-ip, tls-session, got 'cookie'"),
+     "persistence kind must be one of client-ip, tls-session, cookie-learn, cookie-insert, "
+     "got 'cookie'"),
     (tls_service(",\n     persistence: {timeout_s: 9, max_sessions: 10}"), 12,
-     "max_sessions belongs to tls-session persistence"),
+     "max_sessions belongs to tls-session and cookie-learn persistence, not client-ip"),
     (tls_service(",\n     persistence: {kind: tls-session, max_sessions: 0}"), 12, "max_sessions"),
 ])
 def test_bad_tls_services(text, line, words):

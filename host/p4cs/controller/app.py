@@ -246,7 +246,9 @@ class ControllerApp:
                                    Persistence(svc.persistence.timeout_s,
                                                svc.persistence.netmask,
                                                svc.persistence.kind,
-                                               svc.persistence.max_sessions))
+                                               svc.persistence.max_sessions,
+                                               svc.persistence.name,
+                                               svc.persistence.key))
                     for svc in cfg.services]
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,

@@ -32,6 +32,8 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
         default_group: ace
         persistence: {timeout_s: 300, netmask: 255.255.255.255}   # client-IP persistence
         # tls service: persistence: {kind: tls-session, timeout_s: 300, max_sessions: 100000}
+        # http service: persistence: {kind: cookie-learn, name: SESSIONID, timeout_s: 3600}
+        #               or {kind: cookie-insert, name: SRV, key: "a secret"}
     limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
     control: {socket: /run/p4cs/controller.sock, metrics_port: 9100, access_log: /var/log/p4cs/access.log}
     dataplane: {flow_table_size: 1048576}    # overrides of p4cs.params (as compiled)
@@ -51,6 +53,7 @@ import yaml
 
 from p4cs import capabilities
 from p4cs import params as params_mod
+from p4cs.csproc.httpcookie import valid_name as valid_cookie_name
 from p4cs.errors import InputError, grpc_address
 
 
@@ -191,7 +194,18 @@ class PersistenceConf:
     timeout_s: float = 300.0
     netmask: str = "255.255.255.255"
     kind: str = "client-ip"                 # capabilities.PERSISTENCE
-    max_sessions: int = 100_000             # tls-session: templates per service
+    max_sessions: int = 100_000             # tls-session, cookie-learn: templates per service
+    name: str | None = None                 # cookie-learn, cookie-insert: the cookie
+    key: str | None = None                  # cookie-insert: the key of the server ids
+
+
+#: The keys of each persistence kind (``kind`` aside) in a configuration.
+PERSISTENCE_KEYS: dict[str, tuple[str, ...]] = {
+    "client-ip": ("timeout_s", "netmask"),
+    "tls-session": ("timeout_s", "max_sessions"),
+    "cookie-learn": ("name", "timeout_s", "max_sessions"),
+    "cookie-insert": ("name", "key"),
+}
 
 
 @dataclass(frozen=True)
@@ -537,24 +551,34 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         persistence = None
         if s.get("persistence") is not None:
             pm_ = v.map(s, "persistence")
-            v.known(pm_, {"kind", "timeout_s", "netmask", "max_sessions"}, "persistence")
+            v.known(pm_, {"kind", "timeout_s", "netmask", "max_sessions", "name", "key"}, "persistence")
             kind = v.str_(pm_, "kind", False, PersistenceConf.kind)
             if kind not in capabilities.PERSISTENCE:
                 raise v.err(f"persistence kind must be one of {', '.join(capabilities.PERSISTENCE)}, "
                             f"got {_show(kind)}", pm_, "kind")
             if kind == "tls-session" and proto != "tls":
                 raise v.err(f"tls-session persistence needs protocol tls, not {proto}", pm_, "kind")
-            if kind == "tls-session" and pm_.get("netmask") is not None:
-                raise v.err("a netmask belongs to client-ip persistence", pm_, "netmask")
-            if kind != "tls-session" and pm_.get("max_sessions") is not None:
-                raise v.err("max_sessions belongs to tls-session persistence", pm_, "max_sessions")
+            if kind.startswith("cookie-") and proto != "http":
+                raise v.err(f"{kind} persistence needs protocol http, not {proto}", pm_, "kind")
+            for key, what in (("netmask", "a netmask"), ("max_sessions", "max_sessions"),
+                              ("name", "a cookie name"), ("timeout_s", "timeout_s"),
+                              ("key", "a key")):
+                if pm_.get(key) is not None and key not in PERSISTENCE_KEYS[kind]:
+                    owners = [k for k, keys in PERSISTENCE_KEYS.items() if key in keys]
+                    raise v.err(f"{what} belongs to {' and '.join(owners)} persistence, not {kind}",
+                                pm_, key)
+            cookie = v.str_(pm_, "name", "name" in PERSISTENCE_KEYS[kind])
+            if cookie is not None and not valid_cookie_name(cookie):
+                raise v.err(f"cookie name {_show(cookie)} is not a token (RFC 6265: letters, "
+                            "digits and !#$%&'*+-.^_`|~)", pm_, "name")
             mask = v.ip(pm_, "netmask", required=False) or PersistenceConf.netmask
             bits = int(ipaddress.IPv4Address(mask))
             if bits and (-bits & 0xFFFFFFFF) & ((-bits & 0xFFFFFFFF) - 1):
                 raise v.err(f"persistence netmask {mask} is not a netmask", pm_, "netmask")
             persistence = PersistenceConf(v.num(pm_, "timeout_s", 1.0, 86400 * 7, PersistenceConf.timeout_s),
                                           mask, kind, v.int_(pm_, "max_sessions", 1, 100_000_000,
-                                                             PersistenceConf.max_sessions))
+                                                             PersistenceConf.max_sessions), cookie,
+                                          v.str_(pm_, "key", False))
         services.append(ServiceConf(v.str_(s, "name", False, f"{s.get('vip')}:{s.get('port')}"),
                                     v.ip(s, "vip"), v.int_(s, "port", 1, 65535), mode, snat,
                                     tuple(routes), rules, dg, proto, persistence))

@@ -37,14 +37,21 @@ def _service_cmd(op: str):
         protocol: Optional[str] = typer.Option(None, "--protocol", help="http, tls, smtp, pop3, imap"),
         rules: Optional[Path] = typer.Option(None, "--rules", help="rule file"),
         persistent: Optional[float] = typer.Option(None, "--persistent", "-p",
-                                                   help="persistence timeout (s): client-IP, or a tls-session service's own; 0: none"),
+                                                   help="persistence timeout (s): client-IP, or a tls-session or cookie-learn service's own; 0: none"),
         netmask: Optional[str] = typer.Option(None, "--netmask", "-M", help="persistence netmask"),
+        cookie_learn: Optional[str] = typer.Option(
+            None, "--cookie-learn", metavar="NAME",
+            help="http: a request with cookie NAME goes to the server that set its value (-p: timeout)"),
+        cookie_insert: Optional[str] = typer.Option(
+            None, "--cookie-insert", metavar="NAME",
+            help="http: the switch sets cookie NAME to the server's id; a request with it goes there"),
         sock: Optional[str] = _SOCKET,
     ) -> None:
         _send({"op": op, "address": address, "name": name, "scheduler": scheduler,
                "default_group": group, "mode": mode, "snat_address": snat_address,
                "protocol": protocol, "rules": str(rules.resolve()) if rules else None,
-               "persistence": persistent, "netmask": netmask}, sock)
+               "persistence": persistent, "netmask": netmask, "cookie_learn": cookie_learn,
+               "cookie_insert": cookie_insert}, sock)
     return cmd
 
 

@@ -34,7 +34,7 @@ import yaml
 from finsy.p4client import P4ClientError
 
 from p4cs import params as params_mod
-from p4cs.controller.config import Config, ConfigError, parse_config
+from p4cs.controller.config import PERSISTENCE_KEYS, Config, ConfigError, parse_config
 from p4cs.controller.reconcile import BaseTables
 from p4cs.csproc import effects as fx
 
@@ -127,10 +127,10 @@ def to_doc(cfg: Config) -> dict:
         if s.rules is not None:
             sd["rules"] = str(s.rules.resolve())
         if s.persistence is not None:
-            sd["persistence"] = dataclasses.asdict(s.persistence)
+            pd = dataclasses.asdict(s.persistence)
             # each kind's own keys only
-            del sd["persistence"]["netmask" if s.persistence.kind == "tls-session"
-                                  else "max_sessions"]
+            sd["persistence"] = _clean({k: pd[k] for k in ("kind",)
+                                        + PERSISTENCE_KEYS[s.persistence.kind]})
         doc["services"].append(_clean(sd))
     doc["limits"] = dataclasses.asdict(cfg.limits)
     doc["control"] = _clean(dataclasses.asdict(cfg.control))
@@ -184,10 +184,25 @@ def _service_fields(doc: dict, sd: dict, req: dict) -> None:
     for k in _SERVICE_KEYS:
         if req.get(k) is not None:
             sd[k] = req[k]
-    if req.get("persistence") is not None:      # seconds; 0 removes it
+    cookie = [k for k in ("cookie-learn", "cookie-insert") if req.get(k.replace("-", "_"))]
+    if len(cookie) > 1:
+        raise _err("a service learns its cookie or inserts it, not both")
+    if cookie:                                  # the cookie's name; -p: cookie-learn's timeout
+        old = sd.get("persistence") or {}
+        sd["persistence"] = _clean({"kind": cookie[0],
+                                    "name": req[cookie[0].replace("-", "_")],
+                                    "timeout_s": req.get("persistence") or None,
+                                    # a file's key of the server ids stays
+                                    "key": old.get("key") if old.get("kind") == cookie[0]
+                                    else None})
+    elif req.get("persistence") is not None:    # seconds; 0 removes it
+        kind = (sd.get("persistence") or {}).get("kind", "client-ip")
         if req["persistence"] == 0:
             sd.pop("persistence", None)
-        elif (sd.get("persistence") or {}).get("kind") == "tls-session" and not req.get("netmask"):
+        elif kind == "cookie-insert" and not req.get("netmask"):
+            raise _err("cookie-insert persistence has no timeout (-p 0 removes it, "
+                       "-p S -M MASK makes the persistence client-IP)")
+        elif kind != "client-ip" and not req.get("netmask"):
             sd["persistence"] = {**sd["persistence"], "timeout_s": req["persistence"]}
         else:
             sd["persistence"] = {"timeout_s": req["persistence"],

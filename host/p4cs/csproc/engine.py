@@ -20,11 +20,12 @@ from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketO
                       RemoveFlows)
 from .framing import RequestFramer, one_request
 from .health import HealthMonitor
+from .httpcookie import ResponseWatch, request_cookie, session_key
 from .dialogue import DIALOG, REPLAY, Dialogues
 from .mail import make_front
 from .packet import (ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str,
                      seq_rel)
-from .policy import Persistence, Policy
+from .policy import COOKIE_KINDS, Persistence, Policy
 from .reassembly import Reassembler, RequestBuffer
 from .rulehits import RuleHits
 from .schedulers import Server, ServerGroup
@@ -156,8 +157,8 @@ class VirtualService:
     ``snat_ip`` and a port from the pool).  ``protocol`` is ``http`` (the client speaks
     first), ``tls`` (decided on the ClientHello, TLS not terminated: docs/csproc.md
     section 14) or ``smtp``, ``pop3``, ``imap`` (the switch greets the client and talks to
-    it up to the command the rules decide on: section 13).  ``persistence``: client-IP or
-    TLS-session persistence (``policy.Persistence``), or None."""
+    it up to the command the rules decide on: section 13).  ``persistence``: client-IP,
+    TLS-session or (http) cookie persistence (``policy.Persistence``), or None."""
 
     name: str
     vip: str | int
@@ -179,6 +180,10 @@ class VirtualService:
         if self.persistence is not None and self.persistence.kind == "tls-session" \
                 and self.protocol != "tls":
             raise ValueError(f"service {self.name}: tls-session persistence needs protocol tls")
+        if self.persistence is not None and self.persistence.kind in COOKIE_KINDS \
+                and self.protocol != "http":
+            raise ValueError(f"service {self.name}: {self.persistence.kind} persistence needs "
+                             "protocol http")
         if self.mode == "snat":
             if self.snat_ip is None:
                 raise ValueError(f"service {self.name}: snat mode needs snat_ip")
@@ -230,7 +235,7 @@ class Conn:
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
         "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
-        "relay", "hello", "dp_end",
+        "relay", "hello", "watch", "dp_end",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -252,6 +257,9 @@ class Conn:
         # Not None: a tls.ServerHelloWatch; the server's first bytes come to the engine
         # until its ServerHello told which TLS session it holds (docs/csproc.md section 14).
         self.hello = None
+        # Not None: an httpcookie.ResponseWatch; the server's first response comes to the
+        # engine up to the end of its header block (cookie persistence, section 15).
+        self.watch = None
         self.dp_end = 0        # legs whose FIN or RST hit their flow entry (_CLIENT | _SERVER)
 
 
@@ -841,6 +849,11 @@ class Engine:
             offer = tls.Offer(c.framer.hello)
             c.hello = tls.ServerHelloWatch(offer)
             ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip, offer.keys)
+        elif pers is not None and pers.kind in COOKIE_KINDS:
+            v = request_cookie(bytes(c.req.buf), pers.name.encode())
+            keys = () if v is None else (session_key(v),) if pers.kind == "cookie-learn" \
+                else (v.decode("latin-1"),)
+            ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip, keys)
         else:
             ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip)
         if ch.status == 403:
@@ -1028,24 +1041,58 @@ class Engine:
         log = self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
                         bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3),
                         bind_ms=round((now - c.created) * 1e3, 3))
-        if req.acked > c.tail or c.hello is not None:
+        pers = c.svc.persistence
+        if pers is not None and pers.kind in COOKIE_KINDS:
+            c.watch = self._response_watch(c, pers)
+        if req.acked > c.tail or c.hello is not None or c.watch is not None:
             # The switch acknowledged part of the request itself: the client will never
             # resend it, so the switch must see the server acknowledge it before the
             # server->client flow goes in (until then those packets come to us).  A TLS
-            # session to learn keeps them coming until the server's ServerHello.
+            # session to learn keeps them coming until the server's ServerHello, a cookie
+            # to learn or insert until the first response's header block.
             c.state = RELAYING
             c.owned_end = None
+            held = self._held(c)
+            if held:
+                c.watch.deadline = now + self.cfg.flow_idle_timeout
             if req.acked > c.tail:
                 c.owned_end = (cl.isn + 1 + req.acked + grown) & MOD32
                 c.relay_tries = 0
                 self._arm(c, now + self.cfg.relay_rto)
+            elif held:
+                self._arm_watch(c, now)
             else:
                 self._disarm(c)
+            if held:
+                # Both directions come here until the client has the inserted line.
+                return then + [log]
             return [InstallFlows([c.c2s], then), log]
         c.state = SPLICED
         self._disarm(c)
         self._drop_request(c)
         return [InstallFlows([c.c2s, c.s2c], then), log]
+
+    def _response_watch(self, c: Conn, pers: Persistence) -> ResponseWatch | None:
+        """The watch of the first response of a cookie service's connection: None when
+        the request carries the cookie the switch would insert."""
+        name = pers.name.encode()
+        if pers.kind == "cookie-learn":
+            return ResponseWatch(name, None)
+        sid = self.policy.server_id(c.svc, c.choice.server).encode()
+        if request_cookie(bytes(c.req.buf), name) == sid:
+            return None
+        return ResponseWatch(name, b"Set-Cookie: " + name + b"=" + sid + b"; Path=/\r\n")
+
+    def _arm_watch(self, c: Conn, now: float) -> None:
+        """The timer of a connection that inserts a cookie: it checks the watch's deadline
+        every ``request_timeout`` (a timer entry, dead or alive, lives no longer)."""
+        self._arm(c, min(c.watch.deadline, now + self.cfg.request_timeout))
+
+    @staticmethod
+    def _held(c: Conn) -> bool:
+        """Whether both directions of the RELAYING connection ``c`` come to the engine
+        (a cookie to insert: no flow is installed until the client has it)."""
+        return c.watch is not None and c.watch.line is not None
 
     def _relay_segments(self, c: Conn, start: int) -> list:
         """Segments of the buffered request from offset ``start`` towards the server."""
@@ -1081,37 +1128,55 @@ class Engine:
             out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
             return out + self._teardown(c, now, "server reset")
         if seg.payload or f & FIN:
-            out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
-            self.stats.sw_spliced += 1
-            self._advance(c.sl, seg)
-            if f & FIN:
-                c.sl.fin = True
-            if c.hello is not None:
-                out += self._server_hello(c, seg, now)
+            if c.watch is not None:
+                out += self._watch_server(c, seg, frame, now)
+                if c.state != RELAYING:
+                    return out
+            else:
+                out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
+                self.stats.sw_spliced += 1
+                self._advance(c.sl, seg)
+                if f & FIN:
+                    c.sl.fin = True
+                if c.hello is not None:
+                    out += self._server_hello(c, seg, now)
         if f & ACK:
             if c.owned_end is not None and P.seq_le(c.owned_end, seg.ack):
                 c.owned_end = None          # the server has all the switch owned
                 self._disarm(c)
+                if self._held(c):
+                    self._arm_watch(c, now)
             if c.owned_end is None:
-                if c.hello is not None:
+                w = c.watch
+                if c.hello is not None or w is not None and not (
+                        w.settled and (w.point is None or w.acked)):
                     if not seg.payload and not f & FIN:
                         # The client's bytes are the server's to acknowledge (only a TLS
-                        # session to learn keeps this direction here): pass its ACK on.
-                        out.append(PacketOut(c.cl.sw_port, P.apply_splice(frame, c.s2c)))
+                        # session or a response header to read keeps this direction
+                        # here): pass its ACK on.
+                        out.append(PacketOut(c.cl.sw_port, P.apply_splice(
+                            frame, self._s2c_spec(c, seq_rel(seg.seq, (c.sl.isn + 1) & MOD32)))))
                         self.stats.sw_spliced += 1
                     return out
-                # Nothing left to wait for: hand over the return path.
-                c.state = SPLICED
-                self._disarm(c)
-                self._drop_request(c)
-                out.append(InstallFlows([c.s2c], []))
-                if c.cl.fin and c.sl.fin:
-                    out += self._teardown(c, now, "closed")
+                out += self._hand_over(c, now)
             elif not seg.payload and not f & FIN:
                 off = seq_rel(seg.ack, (c.cl.isn + 1) & MOD32)
                 # duplicate ACK: resend from the hole (offsets of what the server is sent)
                 if c.tail <= off < len(c.req.buf) + c.c2s.seq_delta:
                     out += self._relay_segments(c, off)[:1]
+        return out
+
+    def _hand_over(self, c: Conn, now: float) -> list:
+        """Nothing left to wait for in a RELAYING connection: the return flow goes in (both
+        flows when the engine inserted a cookie: their deltas now count its line)."""
+        flows = [c.c2s, c.s2c] if self._held(c) else [c.s2c]
+        c.state = SPLICED
+        c.watch = None
+        self._disarm(c)
+        self._drop_request(c)
+        out: list = [InstallFlows(flows, [])]
+        if c.cl.fin and c.sl.fin:
+            out += self._teardown(c, now, "closed")
         return out
 
     def _server_hello(self, c: Conn, seg: Segment, now: float) -> list:
@@ -1121,14 +1186,145 @@ class Engine:
         if not done and not seg.flags & FIN:
             return []
         c.hello = None
-        if key is None:
-            return []
+        return [] if key is None else self._learn_session(c, key, "TLS session", now)
+
+    def _learn_session(self, c: Conn, key: str, what: str, now: float) -> list:
+        """The connection's server holds session ``key``: its template points there."""
         if not self.policy.learn(c.svc, c.choice, key):
             self.stats.sessions_not_learned += 1
-            return self._rl_log("sessions", "warning", "TLS session not learned: "
+            return self._rl_log("sessions", "warning", what + " not learned: "
                                 "max_sessions templates in use", now, service=c.svc.name)
-        return [self._log(c, "debug", "TLS session learned", server=c.choice.server.name,
+        return [self._log(c, "debug", what + " learned", server=c.choice.server.name,
                           session=key)]
+
+    # ------------------------------------------------------------------ first response
+    def _watch_server(self, c: Conn, seg: Segment, frame: bytes, now: float) -> list:
+        """A server segment with data or FIN while the engine reads the first response's
+        header block (docs/csproc.md section 15): read it, and send the client what may go
+        already (rewritten once the insertion point is known)."""
+        w, sl = c.watch, c.sl
+        a = seq_rel(seg.seq, (sl.isn + 1) & MOD32)
+        data = seg.payload
+        stop = a + len(data)            # the segment's end (offset)
+        out: list = []
+        if not w.settled:
+            sent = w.safe
+            w.feed(a, data)
+            if seg.flags & FIN:
+                w.close()
+            if w.settled:
+                out = self._response_read(c, now)
+                if c.state != RELAYING:
+                    return out
+                if w.point is not None and sent < a <= len(w.buf):
+                    # the insertion point lies in bytes held back (a CR): send them now
+                    data = bytes(w.buf[sent:a]) + data
+                    a = sent
+                w.buf = bytearray()
+            elif w.line is not None:
+                data = data[:max(0, w.safe - a)]     # what lies before the insertion point
+                if not data:
+                    return out
+        self.stats.sw_spliced += 1
+        fin = a + len(data) == stop and seg.flags & FIN
+        end = (sl.isn + 1 + a + len(data) + (1 if fin else 0)) & MOD32
+        if fin:
+            sl.fin = True
+        if P.seq_lt(sl.nxt, end):
+            sl.nxt = end
+        p = w.point
+        if p is None or not a <= p < a + len(data):
+            if data is seg.payload:
+                return out + [PacketOut(c.cl.sw_port, P.apply_splice(
+                    frame, self._s2c_spec(c, a)))]
+            return out + self._s2c_data(c, seg, a, data, self._s2c_spec(c, a).seq_delta)
+        # The segment holds the insertion point: the line goes before the final CRLF.
+        k = p - a
+        base = (c.s2c.seq_delta - len(w.line)) & MOD32
+        data = data[:k] + w.line + data[k:]
+        mss = c.cl.mss
+        if len(data) <= mss or not k:
+            return out + self._s2c_data(c, seg, a, data, base)
+        # two pieces at least, split at the point: an ACK of the first never falls inside
+        # the line
+        return out + self._s2c_data(c, seg, a, data[:k], base, last=False) + \
+            self._s2c_data(c, seg, p, data[k:], base)
+
+    def _response_read(self, c: Conn, now: float) -> list:
+        """The watch of the first response just ended: learn its cookie, or move the
+        connection's sequence spaces past the line to insert."""
+        w = c.watch
+        st = self.stats
+        if w.bad is not None:
+            st.bad_responses += 1
+            if w.line is not None:
+                return self._abort(c, now, "not an HTTP response: " + w.bad, "warning")
+            return self._rl_log("bad_response", "info", "first response is not HTTP: "
+                                "no cookie learned", now, service=c.svc.name, why=w.bad)
+        if w.oversize:
+            st.limit_response_header += 1
+            return self._rl_log("response_header", "info", "first response header too long: "
+                                "passed unchanged", now, service=c.svc.name)
+        if w.point is not None:
+            n = len(w.line)
+            c.s2c = dataclasses.replace(c.s2c, seq_delta=(c.s2c.seq_delta + n) & MOD32)
+            c.c2s = dataclasses.replace(c.c2s, ack_delta=(c.c2s.ack_delta - n) & MOD32)
+            st.cookies_inserted += 1
+        if w.learned is not None:
+            return self._learn_session(c, session_key(w.learned), "cookie", now)
+        return []
+
+    @staticmethod
+    def _s2c_spec(c: Conn, off: int) -> FlowSpec:
+        """The server -> client rewrite of a segment at stream offset ``off``: bytes before
+        an inserted line keep the sequence delta they had."""
+        w = c.watch
+        if w is None or w.point is None or off >= w.point:
+            return c.s2c
+        return dataclasses.replace(c.s2c, seq_delta=(c.s2c.seq_delta - len(w.line)) & MOD32)
+
+    def _s2c_data(self, c: Conn, seg: Segment, a: int, data: bytes, delta: int,
+                  last: bool = True) -> list:
+        """Server bytes ``data`` at stream offset ``a`` to the client (sequence delta
+        ``delta``), in segments of at most the client's MSS; the last carries ``seg``'s
+        PSH and FIN when ``last``."""
+        cl = c.cl
+        seq = (c.sl.isn + 1 + a + delta) & MOD32
+        ack = (seg.ack + c.s2c.ack_delta) & MOD32
+        mss = cl.mss
+        out = []
+        for off in range(0, len(data), mss):
+            tail = last and off + mss >= len(data)
+            flags = ACK | (seg.flags & (PSH | FIN) if tail else 0)
+            out.append(PacketOut(cl.sw_port, P.build(
+                self._pm(cl.sw_port), cl.mac, cl.vip, cl.ip, cl.vport, cl.port, seq + off,
+                ack, flags, seg.window, data[off:off + mss], b"", self.cfg.ttl)))
+        return out
+
+    def _held_client(self, c: Conn, seg: Segment, frame: bytes, now: float) -> list:
+        """A client packet while the engine inserts a cookie: its ACK maps into the
+        server's space without the inserted line (an ACK inside the line stops at the
+        point); once the client has the whole line, the flows go in."""
+        w = c.watch
+        self.stats.sw_spliced += 1
+        spec = c.c2s
+        got = False
+        if w.point is not None and seg.flags & ACK:
+            n = len(w.line)
+            rel = seq_rel((seg.ack + spec.ack_delta + n) & MOD32, (c.sl.isn + 1) & MOD32)
+            k = min(n, max(0, rel - w.point))
+            got = k == n
+            if not got:
+                spec = dataclasses.replace(spec, ack_delta=(spec.ack_delta + n - k) & MOD32)
+        out = [PacketOut(c.sl.sw_port, P.apply_splice(frame, spec))]
+        self._advance(c.cl, seg)
+        if seg.flags & (FIN | RST):
+            out += self._close_seen(c, seg, True, now)
+        if got and c.state == RELAYING:
+            w.acked = True
+            if c.owned_end is None:
+                out += self._hand_over(c, now)
+        return out
 
     @staticmethod
     def _advance(leg: ClientLeg | ServerLeg, seg: Segment) -> None:
@@ -1142,6 +1338,8 @@ class Engine:
                    now: float) -> list:
         """A packet of a spliced connection that missed in the data plane (its flow is
         being installed, or being removed): rewrite it exactly as the data plane does."""
+        if from_client and c.state == RELAYING and self._held(c):
+            return self._held_client(c, seg, frame, now)
         self.stats.sw_spliced += 1
         if from_client:
             out = [PacketOut(c.sl.sw_port, P.apply_splice(frame, c.c2s))]
@@ -1201,6 +1399,7 @@ class Engine:
         st.spliced_active -= 1
         keys = self._installed(c)
         c.state = TIME_WAIT
+        c.watch = None
         self.policy.release(c.choice)
         self._drop_request(c)
         tw = self.cfg.time_wait
@@ -1214,7 +1413,7 @@ class Engine:
     def _installed(c: Conn) -> list:
         """Keys of the flow entries of a RELAYING or SPLICED connection."""
         if c.state == RELAYING:
-            return [c.c2s.key]
+            return [] if Engine._held(c) else [c.c2s.key]
         return [c.c2s.key, c.s2c.key]
 
     def _reset_spliced(self, c: Conn, now: float, why: str) -> list:
@@ -1410,6 +1609,12 @@ class Engine:
                 self._next_server(c, server, now, "server connect timeout") + \
                 self.health.passive(server, now, "no answer to SYN")
         if st == RELAYING:
+            if c.owned_end is None:     # only a cookie to insert has a timer then
+                if now < c.watch.deadline:
+                    self._arm_watch(c, now)
+                    return []
+                return self._abort(c, now, "no first response from the server in time",
+                                   level="warning")
             if c.relay_tries >= cfg.relay_retries:
                 self.stats.server_timeouts += 1
                 return self._abort(c, now, "server did not acknowledge the request",

@@ -1,8 +1,8 @@
 """Server choice: what a classified request gets (a server, or a local answer), which
-server replaces one that failed, the ``active`` count of bound connections, client-IP and
-TLS-session persistence (templates, as ipvsadm -p), and the source address and port a
-server sees (the client's, or one from the SNAT pool).  The engine calls it; it emits no effects.
-See docs/csproc.md section 8."""
+server replaces one that failed, the ``active`` count of bound connections, client-IP,
+TLS-session and cookie persistence (templates, as ipvsadm -p; the server ids of inserted
+cookies), and the source address and port a server sees (the client's, or one from the SNAT
+pool).  The engine calls it; it emits no effects.  See docs/csproc.md sections 8, 14, 15."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ from typing import Iterable
 
 from p4cs.capabilities import ALGORITHMS, PERSISTENCE
 
+from .httpcookie import server_id, valid_name
 from .packet import ip_int, ip_str
 from .schedulers import Server, ServerGroup
+
+#: Persistence kinds whose templates are keyed by a session (a str), learned from the
+#: servers' answers and bounded by ``max_sessions``.
+SESSION_KINDS = ("tls-session", "cookie-learn")
+#: Persistence kinds of http services that name a cookie.
+COOKIE_KINDS = ("cookie-learn", "cookie-insert")
 
 
 @dataclass(frozen=True)
@@ -22,14 +29,24 @@ class Persistence:
     ``netmask``): the clients of one network (address & ``netmask``) go to the server the
     first of them got. ``tls-session``: a ClientHello resuming a TLS session goes to the
     server that holds it (the template keys are ``tls.Offer.keys``; docs/csproc.md section
-    14), at most ``max_sessions`` of them per service. A template lives ``timeout`` seconds
-    after its last connection began, and as long as connections use it (then ``timeout``
-    after the last ended)."""
+    14), at most ``max_sessions`` of them per service. ``cookie-learn``: a request carrying
+    cookie ``name`` with a value a server set goes to that server (section 15), at most
+    ``max_sessions`` values per service. A template lives ``timeout`` seconds after its
+    last connection began, and as long as connections use it (then ``timeout`` after the
+    last ended). ``cookie-insert``: the switch sets cookie ``name`` to the server's id
+    (``httpcookie.server_id``, keyed with ``key``) in a connection's first response; no
+    templates."""
 
     timeout: float = 300.0
     netmask: str | int = "255.255.255.255"
     kind: str = "client-ip"
     max_sessions: int = 100_000
+    name: str | None = None         # the cookie of the cookie kinds
+    key: str | None = None          # cookie-insert: the key of the server ids
+
+    def server_id(self, server: Server) -> str:
+        """The value cookie-insert sets for ``server``."""
+        return server_id(server.name, self.key)
 
     def __post_init__(self):
         if self.timeout <= 0:
@@ -38,12 +55,18 @@ class Persistence:
             raise ValueError("persistence kind must be one of " + ", ".join(PERSISTENCE))
         if self.max_sessions < 1:
             raise ValueError("max_sessions must be positive")
+        if (self.kind in COOKIE_KINDS) != (self.name is not None):
+            raise ValueError("a cookie name belongs to the cookie kinds, which need one")
+        if self.key is not None and self.kind != "cookie-insert":
+            raise ValueError("a key belongs to cookie-insert persistence")
+        if self.name is not None and not valid_name(self.name):
+            raise ValueError(f"cookie name {self.name!r} is not a token")
         object.__setattr__(self, "netmask", ip_int(self.netmask))
 
 
 class Template:
-    """A persistence template: client network (an int) or TLS session (a str key) ->
-    server (``ipvsadm -L -c`` lists them)."""
+    """A persistence template: client network (an int) or session (a str key: TLS
+    session, cookie value) -> server (``ipvsadm -L -c`` lists them)."""
 
     __slots__ = ("service", "net", "server", "expires", "conns")
 
@@ -90,7 +113,7 @@ class Policy:
             self.groups = {g.name: g for g in groups}
         self._snat: dict[int, deque] = {}
         self.templates: dict[tuple[str, int | str], Template] = {}
-        self._sessions: dict[str, int] = {}     # TLS-session templates per service
+        self._sessions: dict[str, int] = {}     # session templates per service
         self._persist: dict[str, Persistence] = {}
         self.clock = 0.0        # the ``now`` of the engine's latest call
         self._prune_at = 0.0
@@ -112,6 +135,11 @@ class Policy:
                 self.servers_by_name.setdefault(s.name, (s, g))
         persist = {s.name: s.persistence for s in services
                    if getattr(s, "persistence", None) is not None}
+        # cookie-insert: server id -> server, and server name -> id, per service
+        self._ids = {name: {p.server_id(s): s for s, _ in self.servers_by_name.values()}
+                     for name, p in persist.items() if p.kind == "cookie-insert"}
+        self._id_of = {name: {s.name: i for i, s in ids.items()}
+                       for name, ids in self._ids.items()}
         for k in [k for k in self.templates if persist.get(k[0]) != self._persist.get(k[0])]:
             self._drop(k)
         self._persist = persist
@@ -129,7 +157,9 @@ class Policy:
         for client address ``src`` on virtual address ``dst``, and the server to connect
         to (None with a local answer); ``bind`` it once the connection to it is under
         way. ``sessions``: the template keys of the TLS sessions the client offers to
-        resume (``tls.Offer.keys``), for tls-session persistence."""
+        resume (``tls.Offer.keys``), for tls-session persistence; the key of the value of
+        the service's cookie (``httpcookie.session_key``) for cookie-learn; the value itself
+        (a server id) for cookie-insert."""
         action = getattr(d, "action", None)
         target = getattr(d, "target", None)
         if action == "reject":
@@ -165,6 +195,13 @@ class Policy:
             if pers is not None and pers.kind == "client-ip":
                 ch.template = (svc.name, src & pers.netmask)
                 server = self._persistent(ch)
+            elif pers is not None and pers.kind == "cookie-insert":
+                ids = self._ids[svc.name]
+                for sid in sessions:
+                    s = ids.get(sid)
+                    if s is not None and s.up and s.weight > 0 and s in group.servers:
+                        server = s
+                        break
             elif pers is not None:
                 for key in sessions:
                     ch.template = (svc.name, key)
@@ -172,12 +209,17 @@ class Policy:
                     if server is not None:
                         break
                 else:
-                    ch.template = None      # learned from the ServerHello, if at all
+                    ch.template = None      # learned from the server's answer, if at all
             if server is None:
                 server = group.pick(ch.scheduler, frozenset(), src, dst, self.clock)
         if server is None:
             ch.status, ch.why = 503, "no usable server"
         return ch, server
+
+    def server_id(self, svc, server: Server) -> str:
+        """The id cookie-insert sets for ``server`` in the responses of service ``svc``."""
+        sid = self._id_of.get(svc.name, {}).get(server.name)    # {}: a live edit since
+        return svc.persistence.server_id(server) if sid is None else sid
 
     def _persistent(self, ch: Choice) -> Server | None:
         """The server of the choice's live template, if it can take the connection (a
@@ -189,7 +231,8 @@ class Policy:
             self._drop(ch.template)
             return None
         s = t.server
-        if s.up and s not in ch.tried and s in ch.group.servers:
+        if s.up and s not in ch.tried and s in ch.group.servers and (
+                s.weight > 0 or self._persist[ch.template[0]].kind != "cookie-learn"):
             return s
         return None
 
@@ -232,7 +275,7 @@ class Policy:
             self._sessions[key[0]] -= 1
 
     def _room(self, service: str, most: int) -> bool:
-        """Room for another TLS-session template of ``service``: under ``most``, or after
+        """Room for another session template of ``service``: under ``most``, or after
         forgetting the oldest idle one among the first templates (creation order)."""
         if self._sessions.get(service, 0) < most:
             return True
@@ -245,12 +288,12 @@ class Policy:
         return False
 
     def learn(self, svc, ch: Choice, key: str) -> bool:
-        """The server of the bound connection ``ch`` of service ``svc`` holds TLS session
-        ``key`` (its ServerHello said so): the connection now counts in that session's
-        template (instead of the one it came by, if another). False: not learned, the
-        service has ``max_sessions`` templates in use."""
+        """The server of the bound connection ``ch`` of service ``svc`` holds session
+        ``key`` (its ServerHello, or the Set-Cookie of its response, said so): the
+        connection now counts in that session's template (instead of the one it came by,
+        if another). False: not learned, the service has ``max_sessions`` templates in use."""
         pers = self._persist.get(svc.name)
-        if not ch.counted or pers is None or pers.kind != "tls-session":
+        if not ch.counted or pers is None or pers.kind not in SESSION_KINDS:
             return False    # the service's persistence changed meanwhile (a live edit)
         full = (svc.name, key)
         if ch.template == full:
@@ -323,7 +366,7 @@ class Policy:
 
     def import_templates(self, rows, now: float) -> int:
         """Take over templates exported by :meth:`export_templates` (by a previous primary);
-        rows naming a service without persistence (or with the other kind) or an unknown
+        rows naming a service without persistence (or with another kind) or an unknown
         server are skipped, and a template this policy already has wins. Returns how many
         were taken."""
         n = 0
@@ -332,8 +375,10 @@ class Policy:
             key = (service, net)
             pers = self._persist.get(service)
             if pers is None or hit is None or key in self.templates \
-                    or isinstance(net, str) != (pers.kind == "tls-session") \
-                    or isinstance(net, str) and not self._room(service, pers.max_sessions):
+                    or isinstance(net, str) != (pers.kind in SESSION_KINDS) \
+                    or isinstance(net, str) and (
+                        net.startswith("cookie:") != (pers.kind == "cookie-learn")
+                        or not self._room(service, pers.max_sessions)):
                 continue
             self._put(key, hit[0], now + float(left))
             n += 1

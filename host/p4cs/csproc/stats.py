@@ -42,7 +42,10 @@ COUNTERS = (
     "duplicate_segments",
     "out_of_order",
     "wscale_mismatch",      # server SYN-ACK scale != the scale promised to the client
-    "sessions_not_learned",  # TLS sessions not learned: max_sessions templates in use
+    "sessions_not_learned",  # TLS sessions, cookies not learned: max_sessions templates in use
+    "cookies_inserted",     # cookie-insert: Set-Cookie lines inserted into first responses
+    "bad_responses",        # cookie services: a first response that is not HTTP (insert: RST)
+    "limit_response_header",  # cookie services: first response header over 16 KiB (unchanged)
 )
 
 GAUGES = ("half_bound", "spliced_active", "buffered_bytes")

@@ -5,7 +5,8 @@ same thing a user would run by hand:
 
 * ``p4cs.lab.netns.content_switch_topology``: client(s) and servers, each in its namespace,
   joined to the switch namespace by veths (offloads off);
-* in every server namespace nginx (static content, port 80) and the p4cs echo server
+* in every server namespace nginx (static content, port 80; ``/session/`` sets a new
+  ``SESSIONID`` cookie on every answer) and the p4cs echo server
   (``python -m p4cs.lab.server``, port 8080: POST bodies, keep-alive, chosen response sizes);
   with ``mail=True`` also the lab mail servers (``python -m p4cs.lab.mailserver``: SMTP 25,
   POP3 110, IMAP 143, mailboxes under ``mail_spool(name)``);
@@ -73,6 +74,12 @@ http {{
         root {dir}/www;
         add_header X-Server {name} always;
         location / {{ }}
+        location /session/ {{
+            # an application session: a new cookie value for every response
+            add_header X-Server {name} always;
+            add_header Set-Cookie "SESSIONID=$request_id; Path=/" always;
+            return 200 "{name}\n";
+        }}
     }}
 }}
 """
