@@ -9,6 +9,7 @@
 #include "flow_table.p4"
 #include "forwarding.p4"
 #include "syn_cookie.p4"
+#include "l4_service.p4"
 
 control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
     PacketOut() pkt_out;
@@ -16,6 +17,7 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
     FlowTable() flows;
     Forwarding() forwarding;
     SynCookie() syn_cookie;
+    L4Service() l4;
 
     apply {
         meta.drop = false;
@@ -41,6 +43,11 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
                 }
             }
             if (!meta.flow_hit && !meta.syn_answered) {
+                /* L4 virtual services translate the addresses; the forwarding stage then
+                 * routes the packet like any other. */
+                if (hdr.tcp.isValid() || hdr.udp.isValid()) {
+                    l4.apply(hdr, meta);
+                }
                 forwarding.apply(hdr, meta);
                 if (meta.punt_reason != 0) {
                     pkt_in.apply(hdr, meta);

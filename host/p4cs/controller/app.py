@@ -47,7 +47,7 @@ from finsy.switch import SwitchEvent
 from finsy.proto import p4r
 
 from p4cs.constants import REASON_ARP
-from p4cs.controller import neighbours, syncookies
+from p4cs.controller import l4, neighbours, syncookies
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities
 from p4cs.controller.operator import Operator, log_effect
@@ -246,7 +246,7 @@ class ControllerApp:
                                                svc.persistence.netmask,
                                                svc.persistence.kind,
                                                svc.persistence.max_sessions))
-                    for svc in cfg.services]
+                    for svc in cfg.services if not svc.l4]
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
                             request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
@@ -288,17 +288,22 @@ class ControllerApp:
             add(P4TableEntry("arp_table", match=P4TableMatch(target_addr=ip), action=P4TableAction("arp_reply", mac=mac)))
             add(P4TableEntry("local_table", match=P4TableMatch(addr=ip), action=P4TableAction("punt_local")))
         backends: set[tuple[str, int]] = set()
+        l4_groups = {svc.default_group for svc in cfg.services if svc.l4}
         for svc in cfg.services:
+            if svc.l4:
+                continue
             add(P4TableEntry("vip_table", match=P4TableMatch(vip_addr=svc.vip, protocol=TCP, vip_port=svc.port),
                              action=P4TableAction("punt_vip")))
             if svc.mode == "transparent":
                 for g in cfg.groups.values():
-                    for s in g.servers:
-                        backends.add((s.address, s.port))
+                    if g.name not in l4_groups:
+                        for s in g.servers:
+                            backends.add((s.address, s.port))
         for addr, port in sorted(backends):
             add(P4TableEntry("backend_table", match=P4TableMatch(server_addr=addr, protocol=TCP, server_port=port),
                              action=P4TableAction("punt_backend")))
         entries.extend(syncookies.service_entries(self.engine))
+        entries.extend(l4.entries(cfg, self.engine.groups))
         entries.extend(self.resolver.routes())
         return entries
 
