@@ -55,6 +55,7 @@ def test_l4_entries_encode_and_stay_out_of_the_cs_processor(schema):
     # only the content service is punted, answered with SYN cookies, and known to the engine
     assert tables["vip_table"] == 1 and tables["syn_table"] == 1
     assert [s.name for s in app.engine.services.values()] == ["www"]
+    assert set(app.engine.groups) == {"http"}
     backend = {(e.match["server_addr"], e.match["server_port"]) for e in entries
                if e.table_id == "backend_table"}
     assert backend == {("10.0.2.9", 80)}
@@ -70,9 +71,9 @@ def test_l4_entries_encode_and_stay_out_of_the_cs_processor(schema):
 
 def test_removing_a_server_rewrites_only_its_buckets(schema):
     app = _app()
-    before = [e.encode(schema).table_entry for e in l4.entries(app.cfg, app.engine.groups)]
+    before = [e.encode(schema).table_entry for e in l4.entries(app.cfg)]
     app = _app(CFG.replace(", {address: 10.0.2.3, port: 80}]", "]"))
-    after = [e.encode(schema).table_entry for e in l4.entries(app.cfg, app.engine.groups)]
+    after = [e.encode(schema).table_entry for e in l4.entries(app.cfg)]
     updates = diff_tables(after, before)
     size = app.cfg.dataplane.l4_maglev_size
     # the buckets of 10.0.2.3 (about a third) change owner, and its reverse entry goes
@@ -123,3 +124,25 @@ def test_l4_config_error_messages():
     many = CFG + "dataplane: {l4_services: 1}\n"
     with pytest.raises(ConfigError, match="2 L4 services"):
         parse_config(many, "l4.yaml")
+
+
+def test_removed_server_keeps_its_reverse_entry_for_the_idle_timeout():
+    old = parse_config(CFG, "l4.yaml")
+    new = parse_config(CFG.replace(", {address: 10.0.2.3, port: 80}]", "]"), "l4.yaml")
+    retired = l4.Retired()
+    retired.change(old, new, now=100.0)
+    [e] = retired.entries()
+    assert (e.match["server_addr"], e.match["server_port"]) == ("10.0.2.3", 80)
+    assert e.action.args == {"vip_addr": "10.0.0.100", "vip_port": 80}
+    assert not retired.expire(now=399.0) and retired.entries()
+    assert retired.expire(now=400.0) and not retired.entries()       # flow_idle_timeout_s: 300
+    # back in the service, or taken by a content service's group: not kept
+    retired.change(old, new, now=100.0)
+    retired.change(new, old, now=101.0)
+    assert not retired.entries()
+    retired.change(old, new, now=100.0)
+    taken = CFG.replace(", {address: 10.0.2.3, port: 80}]", "]").replace(
+        "http: {servers: [{address: 10.0.2.9, port: 80}]}",
+        "http: {servers: [{address: 10.0.2.9, port: 80}, {address: 10.0.2.3, port: 80}]}")
+    retired.change(new, parse_config(taken, "l4.yaml"), now=102.0)
+    assert not retired.entries()

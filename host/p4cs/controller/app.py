@@ -205,6 +205,8 @@ class ControllerApp:
         self.ready = asyncio.Event()
         self.operator = Operator(self)
         self.teardown = Teardown(self)
+        self.l4_retired = l4.Retired()
+        self._refresh: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -230,7 +232,10 @@ class ControllerApp:
         """The services, server groups and engine settings ``cfg`` asks for; the rule
         stores of its services go in ``stores``. ValueError: a rule file is bad."""
         groups = {}
+        l4_groups = cfg.l4_groups()
         for name, g in cfg.groups.items():
+            if name in l4_groups:
+                continue
             hc = g.health
             check = None if hc is None else HealthCheck(hc.type, hc.interval_s, hc.timeout_s,
                                                         hc.rise, hc.fall, hc.path, hc.expect)
@@ -288,7 +293,7 @@ class ControllerApp:
             add(P4TableEntry("arp_table", match=P4TableMatch(target_addr=ip), action=P4TableAction("arp_reply", mac=mac)))
             add(P4TableEntry("local_table", match=P4TableMatch(addr=ip), action=P4TableAction("punt_local")))
         backends: set[tuple[str, int]] = set()
-        l4_groups = {svc.default_group for svc in cfg.services if svc.l4}
+        l4_groups = cfg.l4_groups()
         for svc in cfg.services:
             if svc.l4:
                 continue
@@ -303,7 +308,8 @@ class ControllerApp:
             add(P4TableEntry("backend_table", match=P4TableMatch(server_addr=addr, protocol=TCP, server_port=port),
                              action=P4TableAction("punt_backend")))
         entries.extend(syncookies.service_entries(self.engine))
-        entries.extend(l4.entries(cfg, self.engine.groups))
+        entries.extend(l4.entries(cfg))
+        entries.extend(self.l4_retired.entries())
         entries.extend(self.resolver.routes())
         return entries
 
@@ -415,6 +421,8 @@ class ControllerApp:
             effects = self.engine.tick(now)
             if effects:
                 await self._execute(effects)
+            if self.l4_retired.expire(now) and (self._refresh is None or self._refresh.done()):
+                self._refresh = asyncio.ensure_future(self.operator.refresh_base())
             deadline = self.engine.next_deadline()
             wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
             self._tick_event.clear()
@@ -602,6 +610,8 @@ class ControllerApp:
 
     def _service_groups(self, svc: ServiceConf) -> list[str]:
         """The groups a service sends connections to (a rule file may name any)."""
+        if svc.l4:
+            return [svc.default_group]
         if svc.rules is not None:
             return sorted(self.engine.groups)
         names = [r.group for r in svc.routes if r.group] + \

@@ -277,6 +277,10 @@ class Config:
     ha: HaConf | None = None                    # None: no store, no election
     neighbours: NeighbourConf = NeighbourConf()
 
+    def l4_groups(self) -> set[str]:
+        """The groups of L4 services (theirs alone: the CS processor does not know them)."""
+        return {s.default_group for s in self.services if s.l4}
+
     def host_by_ip(self, ip: str) -> HostConf | None:
         for h in self.hosts:
             if h.ip == ip:
