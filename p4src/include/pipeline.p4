@@ -1,4 +1,5 @@
-/* p4cs — the target-independent pipeline: packet-out, flow table, forwarding, punting.
+/* p4cs — the target-independent pipeline: packet-out, flow table, SYN cookies, L4 services,
+ * forwarding, punting.
  * The main control (main.p4) applies it and turns meta.out_port / meta.drop / meta.flow_end
  * into the architecture's forwarding and mirroring calls. */
 #ifndef P4CS_PIPELINE_P4
