@@ -1,7 +1,6 @@
 """L4 virtual services (protocol tcp / udp): configuration and what the controller writes."""
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from finsy import P4Schema
