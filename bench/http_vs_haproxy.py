@@ -73,7 +73,7 @@ global
     nbthread 1
     maxconn 4000
 defaults
-    mode http
+    mode {mode}
     timeout connect 5s
     timeout client 60s
     timeout server 60s
@@ -182,8 +182,8 @@ DATAPLANE_COMM = {"dpdk": "p4cs-swxd", "bmv2": "simple_switch_g"}   # simple_swi
 
 class Bench:
     WHAT = "p4cs vs HAProxy 2.6 vs direct, same namespaces/veths/nginx, interleaved"
-    #: HAProxy's configuration ({vip}, {servers}: one ``server`` line per nginx)
-    HAPROXY_CFG = HAPROXY_CFG
+    #: HAProxy's proxy mode (http or tcp)
+    HAPROXY_MODE = "http"
 
     def lab_kwargs(self) -> dict[str, Any]:
         """What the Labs are made with beyond target, servers, packet I/O and port type."""
@@ -239,7 +239,7 @@ class Bench:
         servers = "\n".join(f"    server s{i + 1} {h.ip}:80 maxconn 4000"
                             for i, h in enumerate(lab.servers))
         cfg = Path(lab.workdir) / "haproxy.cfg"
-        cfg.write_text(self.HAPROXY_CFG.format(vip=lab.vip, servers=servers))
+        cfg.write_text(HAPROXY_CFG.format(mode=self.HAPROXY_MODE, vip=lab.vip, servers=servers))
         self.hap_log = open(Path(lab.workdir) / "haproxy.log", "w")
         self.haproxy = topo.popen(SWITCH, ["haproxy", "-db", "-f", str(cfg)],
                                   stdout=self.hap_log, stderr=subprocess.STDOUT)

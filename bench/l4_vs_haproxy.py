@@ -27,8 +27,6 @@ server's connections break, and about the share of the others' buckets Maglev mo
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,32 +35,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "host"))
 
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+
 import http_vs_haproxy as hx  # noqa: E402
-
-L4CLIENTS = REPO / "tests" / "e2e" / "l4clients.py"
-
-HAPROXY_TCP_CFG = """\
-global
-    nbthread 1
-    maxconn 4000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend fe
-    bind {vip}:80
-    maxconn 4000
-    default_backend be
-backend be
-    balance roundrobin
-{servers}
-"""
-
+import l4clients  # noqa: E402
 
 class L4Bench(hx.Bench):
     WHAT = "p4cs L4 service (data plane, Maglev) vs HAProxy 2.6 mode tcp vs direct, interleaved"
-    HAPROXY_CFG = HAPROXY_TCP_CFG
+    HAPROXY_MODE = "tcp"
 
     @classmethod
     def add_arguments(cls, ap) -> None:
@@ -84,31 +64,19 @@ class L4Bench(hx.Bench):
         return {"removal": {name: self.removal(lab) for name, lab in self.labs.items()}}
 
     def removal(self, lab) -> dict[str, Any]:
-        client = lab.topo.popen(lab.clients[0].name,
-                                [sys.executable, str(L4CLIENTS), "persist", "--vip", lab.vip,
-                                 "--port", "80", "--n", str(self.args.hold)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-        try:
-            before = json.loads(client.stdout.readline())["servers"]
+        def remove(before: list[str]) -> tuple[str, str, dict]:
             on = {name: before.count(name) for name in set(before)}
             gone = max(on, key=on.get)
-            names = [lab.server_name(i) for i in range(len(lab.servers))]
-            ip = lab.servers[names.index(gone)].ip
-            resp = lab.control({"op": "server.del", "group": "web4", "address": f"{ip}:80"})
-            out, _ = client.communicate("go\n", timeout=300)
-        finally:
-            if client.poll() is None:
-                client.kill()
-                client.wait()
-        after = json.loads(out.strip().splitlines()[-1])
+            ip = lab.servers[[lab.server_name(i) for i in range(len(lab.servers))].index(gone)].ip
+            return gone, ip, lab.control({"op": "server.del", "group": "web4", "address": f"{ip}:80"})
+
+        before, after, (gone, ip, edit) = l4clients.held_across(lab, self.args.hold, remove)
         lab.control({"op": "server.add", "group": "web4", "address": f"{ip}:80"})
         kept = [i for i, s in enumerate(before) if s != gone]
-        return {"connections": len(before), "on_removed_server": on[gone], "removed": f"{ip}:80",
-                "edit": resp, "broken": after["broken"],
+        return {"connections": len(before), "on_removed_server": before.count(gone),
+                "removed": f"{ip}:80", "edit": edit, "broken": after["broken"],
                 "broken_fraction": round(after["broken"] / len(before), 4),
                 "broken_of_other_servers": sum(after["servers"][i] != before[i] for i in kept)}
-
 
 def main(argv: list[str] | None = None) -> int:
     return hx.main(argv, bench_cls=L4Bench, doc=__doc__, default_tests=("newconn", "keepalive"))

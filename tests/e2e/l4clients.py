@@ -5,7 +5,8 @@
     python tests/e2e/l4clients.py udpserver --bind IP --port 5353 --name NAME   (a server's)
 
 The clients print JSON lines on stdout (the tests parse them) and exit 0 whenever they could
-report. Only the standard library, and the HTTP reader of netclients.py.
+report. Only the standard library, and the HTTP reader of netclients.py. ``held_across``
+runs ``persist`` from a test or a benchmark around a change of the switch.
 """
 
 from __future__ import annotations
@@ -50,6 +51,32 @@ def cmd_persist(a) -> None:
         s.close()
     broken = sum(x != y for x, y in zip(before, after))
     print(json.dumps({"servers": after, "broken": broken, "errors": errors[:5]}), flush=True)
+
+
+def held_across(lab, n: int, change) -> tuple[list[str], dict, object]:
+    """Run ``persist`` with ``n`` connections in ``lab``'s client namespace, call
+    ``change(servers)`` (the server of each connection) once they are all established, and
+    then let them make their second request: (servers before, the last report, what
+    ``change`` returned)."""
+    import subprocess
+
+    client = lab.topo.popen(lab.clients[0].name,
+                            [sys.executable, str(Path(__file__).resolve()), "persist", "--vip", lab.vip,
+                             "--port", "80", "--n", str(n)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = client.stdout.readline()
+        if not line:
+            raise RuntimeError(f"persist client failed: {client.stderr.read()[-2000:]}")
+        before = json.loads(line)["servers"]
+        what = change(before)
+        out, _ = client.communicate("go\n", timeout=300)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    return before, json.loads(out.strip().splitlines()[-1]), what
 
 
 def cmd_udp(a) -> None:

@@ -8,11 +8,12 @@ removed server and about the share of buckets Maglev moves."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from l4clients import held_across
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 
@@ -73,23 +74,16 @@ def test_udp_balanced_and_answered_from_the_vip(lab):
 
 def test_server_removed_under_established_connections(lab, target):
     seen = csproc_packets(lab)
-    client = lab.topo.popen(lab.clients[0].name,
-                            [sys.executable, str(L4CLIENTS), "persist", "--vip", lab.vip, "--port", "80",
-                             "--n", "45"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        before = json.loads(client.stdout.readline())["servers"]
-        assert len(before) == 45, client.stderr.read()
+
+    def remove(before: list[str]) -> str:
+        assert len(before) == 45
         on = {name: before.count(name) for name in set(before)}
         gone = max(on, key=on.get)
         ip = lab.ips[[lab.server_name(i) for i in range(len(lab.ips))].index(gone)]
         ok(lab, {"op": "server.del", "group": "web4", "address": f"{ip}:80"})
-        out, err = client.communicate("go\n", timeout=120)
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-    result = json.loads(out.strip().splitlines()[-1])
+        return gone
+
+    before, result, gone = held_across(lab, 45, remove)
     if target == "dpdk":
         assert result["broken"] == 0, result
     else:
