@@ -145,3 +145,13 @@ def test_removed_server_keeps_its_reverse_entry_for_the_idle_timeout():
         "http: {servers: [{address: 10.0.2.9, port: 80}, {address: 10.0.2.3, port: 80}]}")
     retired.change(new, parse_config(taken, "l4.yaml"), now=102.0)
     assert not retired.entries()
+
+
+def test_set_udp_changes_the_expiry_profile_of_new_udp_flows():
+    from p4cs.controller.operator import edit, to_doc, validate
+
+    app = _app()
+    cfg = validate(edit(to_doc(app.cfg), {"op": "set", "udp": 10}))
+    svc = {e.match["vip_port"]: e.action.args for e in l4.entries(cfg) if e.table_id == "l4_service"}
+    timeouts = cfg.dataplane.flow_timeouts_s
+    assert timeouts[svc[53]["timeout_profile"]] == 10 and timeouts[svc[80]["timeout_profile"]] == 300
