@@ -232,3 +232,29 @@ class L4ServerRemoved(L4Test):
         self.assertNotIn(SERVERS[2], fresh, "a new connection went to the removed server")
         self.expect_no_frames()
         self.expect_no_packet_in()
+
+
+class L4FinEndsTheConnection(L4Test):
+    """Where the data plane learns connections (`l4_learns`): a FIN or RST moves the learned
+    entry to the short expiry profile (3 s), so a few seconds later the 5-tuple takes the
+    Maglev pick again, while a connection without FIN keeps its server (its profile: 10 s).
+    Elsewhere every segment takes the Maglev pick at once."""
+
+    def runTest(self):
+        import time
+
+        self.service()
+        self.write_maglev([SERVERS[0]] * self.size)
+        flows = {48000: "FA", 48001: "RA", 48002: "A"}
+        for sport in flows:
+            self.assertEqual(self.server_of(sport, "S"), SERVERS[0])
+        self.change_maglev([SERVERS[0]] * self.size, [SERVERS[1]] * self.size)
+        learns = self.p["l4_learns"]
+        for sport, flags in flows.items():
+            self.assertEqual(self.server_of(sport, flags), SERVERS[0] if learns else SERVERS[1])
+        time.sleep(5)
+        for sport, flags in flows.items():
+            want = SERVERS[0] if learns and flags == "A" else SERVERS[1]
+            self.assertEqual(self.server_of(sport, "A"), want, f"port {sport} after {flags}")
+        self.expect_no_frames()
+        self.expect_no_packet_in()
