@@ -9,7 +9,7 @@ writes only the Maglev buckets that change owner):
 * ``l4_service``: (VIP, protocol, port) -> the service's id (its rank among the L4 services
   of the configuration, from 1) and the expiry profile of the connections the DPDK target
   learns: the learner timeout profile nearest to ``limits.flow_idle_timeout_s`` (TCP) or
-  ``limits.udp_idle_timeout_s`` (UDP; ``p4cs ipvsadm set --udp``);
+  ``limits.udp_idle_timeout_s`` (UDP; ``p4cs set --udp``);
 * ``l4_maglev``: (service id, bucket) -> the server's address and port, the Maglev lookup
   table (:func:`p4cs.csproc.schedulers.maglev.build_table`, ``dataplane.l4_maglev_size``
   buckets) of the group's servers with a weight above 0 (the group is the L4 service's
