@@ -155,3 +155,11 @@ def test_set_udp_changes_the_expiry_profile_of_new_udp_flows():
     svc = {e.match["vip_port"]: e.action.args for e in l4.entries(cfg) if e.table_id == "l4_service"}
     timeouts = cfg.dataplane.flow_timeouts_s
     assert timeouts[svc[53]["timeout_profile"]] == 10 and timeouts[svc[80]["timeout_profile"]] == 300
+
+
+def test_a_rule_naming_an_l4_group_is_refused(tmp_path):
+    rules = tmp_path / "r.rules"
+    rules.write_text('r1: if (match(url, "/x")) { routeTo(web); }\n')
+    text = CFG.replace("port: 80, default_group: http}", f"port: 80, default_group: http, rules: {rules}}}")
+    with pytest.raises(ValueError, match="unknown group 'web'"):
+        _app(text)

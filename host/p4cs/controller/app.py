@@ -243,7 +243,8 @@ class ControllerApp:
                 name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight,
                               upper=s.upper_threshold, lower=s.lower_threshold)
                        for s in g.servers], g.scheduler, g.slow_start_s, check)
-        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc, stores, cfg.groups),
+        content_groups = {n: g for n, g in cfg.groups.items() if n not in l4_groups}
+        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc, stores, content_groups),
                                    default_group=svc.default_group, mode=svc.mode,
                                    snat_ip=svc.snat_address, protocol=svc.protocol,
                                    persistence=None if svc.persistence is None else
