@@ -73,7 +73,7 @@ global
     nbthread 1
     maxconn 4000
 defaults
-    mode http
+    mode {mode}
     timeout connect 5s
     timeout client 60s
     timeout server 60s
@@ -181,6 +181,22 @@ DATAPLANE_COMM = {"dpdk": "p4cs-swxd", "bmv2": "simple_switch_g"}   # simple_swi
 
 
 class Bench:
+    WHAT = "p4cs vs HAProxy 2.6 vs direct, same namespaces/veths/nginx, interleaved"
+    #: HAProxy's proxy mode (http or tcp)
+    HAPROXY_MODE = "http"
+
+    def lab_kwargs(self) -> dict[str, Any]:
+        """What the Labs are made with beyond target, servers, packet I/O and port type."""
+        return {"big_files": {"1M": 1 << 20, "100M": 100 << 20}}
+
+    @classmethod
+    def add_arguments(cls, ap: argparse.ArgumentParser) -> None:
+        """Options of a variant."""
+
+    def extra_results(self) -> dict[str, Any]:
+        """Measurements of a variant after the rounds (the Labs still run)."""
+        return {}
+
     def __init__(self, args: argparse.Namespace):
         self.args = args
         #: one Lab per P4 target, named in the results ``p4cs`` (one target) or ``p4cs-<target>``
@@ -193,8 +209,7 @@ class Bench:
                 name = "-".join(["p4cs", *parts])
                 prefix = args.prefix + "".join(x[0] for x in parts)
                 self.labs[name] = Lab(prefix, target=t, n_servers=3, packet_io=io,
-                                      port_type=args.port_type,
-                                      big_files={"1M": 1 << 20, "100M": 100 << 20})
+                                      port_type=args.port_type, **self.lab_kwargs())
         #: the Lab of the kernel phases (HAProxy, direct): the first target's
         self.lab = next(iter(self.labs.values()))
         self.haproxy: subprocess.Popen | None = None
@@ -224,7 +239,7 @@ class Bench:
         servers = "\n".join(f"    server s{i + 1} {h.ip}:80 maxconn 4000"
                             for i, h in enumerate(lab.servers))
         cfg = Path(lab.workdir) / "haproxy.cfg"
-        cfg.write_text(HAPROXY_CFG.format(vip=lab.vip, servers=servers))
+        cfg.write_text(HAPROXY_CFG.format(mode=self.HAPROXY_MODE, vip=lab.vip, servers=servers))
         self.hap_log = open(Path(lab.workdir) / "haproxy.log", "w")
         self.haproxy = topo.popen(SWITCH, ["haproxy", "-db", "-f", str(cfg)],
                                   stdout=self.hap_log, stderr=subprocess.STDOUT)
@@ -363,12 +378,13 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
     return {"median": med, "ratio_to_haproxy": ratio}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __doc__,
+         default_tests: tuple[str, ...] = DEFAULT_TESTS) -> int:
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--prefix", default=f"hx{os.getpid() % 10000}")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
-    ap.add_argument("--tests", default=",".join(DEFAULT_TESTS),
+    ap.add_argument("--tests", default=",".join(default_tests),
                     help=f"comma-separated, of {', '.join(TESTS)}")
     ap.add_argument("--targets", default="p4cs,haproxy,direct")
     ap.add_argument("--target", default="dpdk",
@@ -381,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="how the DPDK switch attaches its veths (afxdp: the kernel phases, "
                          "HAProxy and direct, see no traffic)")
     ap.add_argument("--json")
+    bench_cls.add_arguments(ap)
     args = ap.parse_args(argv)
     tests = args.tests.split(",")
     args.target = args.target.split(",")
@@ -389,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         + [m for m in args.packet_io if m not in ("direct", "p4runtime")]
     if bad:
         ap.error(f"unknown test or target: {', '.join(bad)}")
-    b = Bench(args)
+    b = bench_cls(args)
     # "p4cs" in --targets stands for p4cs on every --target
     targets = [n for t in args.targets.split(",") for n in (b.labs if t == "p4cs" else [t])]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {t: {x: [] for x in tests} for t in targets}
@@ -419,11 +436,12 @@ def main(argv: list[str] | None = None) -> int:
                               f"err {r['non2xx'] + r['socket_errors']} "
                               f"load {r['load']}" + (f" ERROR {r['error']}" if 'error' in r else ""),
                               file=sys.stderr, flush=True)
+        extra = b.extra_results()
         status = {name: lab.status() for name, lab in b.labs.items()}
     finally:
         b.stop()
     loads.append(load())
-    out = {"what": "p4cs vs HAProxy 2.6 vs direct, same namespaces/veths/nginx, interleaved",
+    out = {"what": b.WHAT,
            "rounds": args.rounds, "duration_s": args.duration,
            "tests": {k: f"wrk {' '.join(v[0])} -d{args.duration}s --latency <url>{v[1]}"
                      for k, v in TESTS.items() if k in tests},
@@ -433,8 +451,9 @@ def main(argv: list[str] | None = None) -> int:
                             {name: st.get("csproc") for name, st in status.items()}),
            "packet_io_after": {name: st.get("packet_io") for name, st in status.items()},
            "controller_counters_after": {name: st.get("counters") for name, st in status.items()},
+           **extra,
            "runs": runs}
-    shown = ["median", "ratio_to_haproxy", "load_before_after"]
+    shown = ["median", "ratio_to_haproxy", "load_before_after", *extra]
     for a, b in (("p4cs-bmv2", "p4cs-dpdk"), ("p4cs-direct", "p4cs-p4runtime")):
         if {a, b} <= set(runs):
             med = out["median"]

@@ -60,6 +60,14 @@ PROTOCOL_FIELDS: dict[str, tuple[str, ...]] = {
     "imap": ("imap",),
 }
 
+#: Service protocols without content rules, balanced entirely in the data plane (L4
+#: virtual services: p4src/include/l4_service.p4): a Maglev table of the group's servers
+#: picks the server from the 5-tuple, transparent mode (destination translation) only.
+L4_PROTOCOLS: dict[str, str] = {
+    "tcp": "TCP connections, balanced in the data plane (no content rules)",
+    "udp": "UDP flows, balanced in the data plane, with their own idle timeout",
+}
+
 #: Service persistence (ipvsadm -p): by client address (under a netmask); for a tls
 #: service, by the TLS session a ClientHello resumes; for an http service, by a cookie the
 #: servers set (learned from their responses) or one the switch inserts (the server's id).

@@ -30,6 +30,13 @@ class DataplaneParams:
     arp_table_size: int = 1024
     vip_table_size: int = 4096
     route_table_size: int = 1024
+    #: L4 virtual services balanced in the data plane (protocol tcp / udp): how many, and the
+    #: size of each one's Maglev lookup table (a power of two: the bucket is the 5-tuple hash
+    #: masked; docs/architecture.md, L4 services).
+    l4_services: int = 64
+    l4_maglev_size: int = 1024
+    #: Connections of L4 services the DPDK target learns in the data plane (add-on-miss).
+    l4_flow_table_size: int = 1024 * 1024
     #: Mirror / clone session that carries FIN/RST copies to the controller.
     flow_end_session: int = 1
     #: Idle-timeout profiles of the flow table, seconds (DPDK learner timeout ids 0..n-1).
@@ -47,6 +54,10 @@ class DataplaneParams:
             f"#define P4CS_VIP_TABLE_SIZE {self.vip_table_size}",
             f"#define P4CS_ROUTE_TABLE_SIZE {self.route_table_size}",
             f"#define P4CS_FLOW_END_SESSION {self.flow_end_session}",
+            f"#define P4CS_L4_SERVICES {self.l4_services}",
+            f"#define P4CS_L4_MAGLEV_SIZE {self.l4_maglev_size}",
+            f"#define P4CS_L4_MAGLEV_ENTRIES {self.l4_services * self.l4_maglev_size}",
+            f"#define P4CS_L4_FLOW_TABLE_SIZE {self.l4_flow_table_size}",
             *constants.to_p4(),
             "#endif",
             "",
@@ -76,10 +87,15 @@ def with_overrides(base: DataplaneParams, overrides: dict[str, Any]) -> Dataplan
     if "flow_timeouts_s" in values:
         values["flow_timeouts_s"] = tuple(int(v) for v in values["flow_timeouts_s"])
     p = replace(base, **values)
-    for name in ("flow_table_size", "max_ports", "arp_table_size", "vip_table_size", "route_table_size"):
+    for name in ("flow_table_size", "max_ports", "arp_table_size", "vip_table_size", "route_table_size",
+                 "l4_services", "l4_maglev_size", "l4_flow_table_size"):
         v = getattr(p, name)
         if not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if p.l4_maglev_size & (p.l4_maglev_size - 1) or p.l4_maglev_size > 65536:
+        raise ValueError(f"l4_maglev_size must be a power of two up to 65536, got {p.l4_maglev_size}")
+    if p.l4_services >= 65536:
+        raise ValueError(f"l4_services must be below 65536, got {p.l4_services}")
     if not 0 <= p.cpu_port < 512:
         raise ValueError(f"cpu_port out of range: {p.cpu_port}")
     if p.target == "dpdk" and p.cpu_port >= p.max_ports:

@@ -32,6 +32,20 @@
  *                                     arrived with a bad checksum leaves with a bad checksum.
  *                                     A checksum whose value is zero is written 0xFFFF (the
  *                                     other ones'-complement zero, as SWX ckadd/cksub do).
+ *   P4CS_NAT_CSUM_DECL                in a control: the state of ...
+ *   P4CS_NAT_CSUM_OLD(csum, a, p)     ... an address translation's checksum updates (RFC
+ *   P4CS_NAT_CSUM_NEW(csum, a, p)     1624): OLD before the IPv4 address field a and the port
+ *                                     field p change, NEW after; csum is the TCP or UDP
+ *                                     checksum (the pseudo-header holds a; the caller leaves a
+ *                                     UDP checksum of 0, "none", alone)
+ *   P4CS_HASH_DECL(h), P4CS_HASH(h, dst, fields...)
+ *                                     a 16-bit hash of the fields (PNA: the target's
+ *                                     hash, jhash on SWX; v1model: CRC-32, low 16 bits)
+ *   P4CS_LEARNING_TABLE               table properties of a connection table the data plane
+ *   P4CS_LEARN(action, args, profile) fills itself: PNA add-on-miss (LEARN in the default
+ *                                     action adds the entry, with expiry profile `profile`);
+ *                                     on v1model a plain table that stays empty, LEARN does
+ *                                     nothing (BMv2 has no add-on-miss)
  *
  * This is the only file of the program with #ifdefs.
  */
@@ -102,6 +116,20 @@
     ck_tcp.add(hdr.tcp.seq_no); ck_tcp.add(hdr.tcp.ack_no); ck_tcp.add(tcp_d); \
     hdr.tcp.checksum = ck_tcp.get()
 
+#define P4CS_NAT_CSUM_DECL  InternetChecksum() nat_ip; InternetChecksum() nat_l4;
+#define P4CS_NAT_CSUM_OLD(csum, a, p) \
+    nat_ip.clear(); nat_ip.subtract(hdr.ipv4.hdr_checksum); nat_ip.subtract(a); \
+    nat_l4.clear(); nat_l4.subtract(csum); nat_l4.subtract(a); nat_l4.subtract(p)
+#define P4CS_NAT_CSUM_NEW(csum, a, p) \
+    nat_ip.add(a); hdr.ipv4.hdr_checksum = nat_ip.get(); \
+    nat_l4.add(a); nat_l4.add(p); csum = nat_l4.get()
+
+#define P4CS_HASH_DECL(h)               Hash<bit<16>>(PNA_HashAlgorithm_t.TARGET_DEFAULT) h;
+#define P4CS_HASH(h, dst, ...)          dst = h.get_hash({__VA_ARGS__})
+#define P4CS_LEARNING_TABLE             add_on_miss = true; idle_timeout_with_auto_delete = true;
+#define P4CS_LEARN(action, args, profile) \
+    add_entry(action, args, (ExpireTimeProfileId_t)(profile))
+
 #else  /* P4CS_TARGET_V1MODEL */
 
 #define P4CS_PARSER_STD      inout standard_metadata_t standard_metadata
@@ -144,6 +172,21 @@
              (bit<32>)(tcp_d) + 1; \
     P4CS_CSUM_FOLD(ck_tcp); \
     hdr.tcp.checksum = ~(ck_tcp[15:0] - 1)
+#define P4CS_NAT_CSUM_DECL  bit<32> nat_ip; bit<32> nat_l4;
+#define P4CS_NAT_CSUM_OLD(csum, a, p) \
+    nat_ip = (bit<32>)(~hdr.ipv4.hdr_checksum) + P4CS_CSUM_NHALVES(a); \
+    nat_l4 = (bit<32>)(~(csum)) + P4CS_CSUM_NHALVES(a) + (bit<32>)(~(p))
+#define P4CS_NAT_CSUM_NEW(csum, a, p) \
+    nat_ip = nat_ip + P4CS_CSUM_HALVES(a) + 1; P4CS_CSUM_FOLD(nat_ip); \
+    hdr.ipv4.hdr_checksum = ~(nat_ip[15:0] - 1); \
+    nat_l4 = nat_l4 + P4CS_CSUM_HALVES(a) + (bit<32>)(p) + 1; P4CS_CSUM_FOLD(nat_l4); \
+    csum = ~(nat_l4[15:0] - 1)
+
+#define P4CS_HASH_DECL(h)
+#define P4CS_HASH(h, dst, ...) \
+    hash(dst, HashAlgorithm.crc32, (bit<16>)0, {__VA_ARGS__}, (bit<32>)65536)
+#define P4CS_LEARNING_TABLE
+#define P4CS_LEARN(action, args, profile)
 
 #endif
 

@@ -73,9 +73,9 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
         P4CS_FLOW_EXPIRY
     }
 
-    /* Forward a flow unchanged but for the MACs: the action of L4 virtual services balanced in
-     * the data plane (one entry per client connection, no delayed binding). The controller
-     * does not install it yet. */
+    /* Forward a flow unchanged but for the MACs (direct-routing style: the server owns the
+     * VIP). The controller does not install it; L4 virtual services translate addresses in
+     * l4_service.p4. */
     @name(".flow_forward")
     action flow_forward(bit<32> port, mac_addr_t dmac, mac_addr_t smac, bit<32> flow_id) {
         meta.flow_hit = true;

@@ -177,6 +177,15 @@ struct local_metadata_t {
     bool    flow_end;       /* FIN or RST on a spliced flow: copy to the controller */
     bool    flow_syn;       /* a pure SYN whose 5-tuple has an entry: to the controller */
     bool    syn_answered;   /* a SYN the data plane answered with a SYN cookie */
+    /* L4 virtual services (l4_service.p4) */
+    bit<16> l4_sport;       /* the TCP or UDP ports */
+    bit<16> l4_dport;
+    bit<16> l4_service;     /* the service's id; 0: not an L4 service */
+    bit<16> l4_bucket;      /* its Maglev table slot: the 5-tuple hash, masked */
+    ipv4_addr_t l4_addr;    /* the address and port written into the packet */
+    bit<16> l4_port;
+    bit<8>  l4_profile;     /* expiry profile of the connections the data plane learns */
+    bool    l4_end;         /* a FIN or RST */
 }
 
 #endif

@@ -1,4 +1,5 @@
-/* p4cs — the target-independent pipeline: packet-out, flow table, forwarding, punting.
+/* p4cs — the target-independent pipeline: packet-out, flow table, SYN cookies, L4 services,
+ * forwarding, punting.
  * The main control (main.p4) applies it and turns meta.out_port / meta.drop / meta.flow_end
  * into the architecture's forwarding and mirroring calls. */
 #ifndef P4CS_PIPELINE_P4
@@ -9,6 +10,7 @@
 #include "flow_table.p4"
 #include "forwarding.p4"
 #include "syn_cookie.p4"
+#include "l4_service.p4"
 
 control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
     PacketOut() pkt_out;
@@ -16,6 +18,7 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
     FlowTable() flows;
     Forwarding() forwarding;
     SynCookie() syn_cookie;
+    L4Service() l4;
 
     apply {
         meta.drop = false;
@@ -42,6 +45,11 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
                 }
             }
             if (!meta.flow_hit && !meta.syn_answered) {
+                /* L4 virtual services translate the addresses; the forwarding stage then
+                 * routes the packet like any other. */
+                if (hdr.tcp.isValid() || hdr.udp.isValid()) {
+                    l4.apply(hdr, meta);
+                }
                 forwarding.apply(hdr, meta);
                 if (meta.punt_reason != 0) {
                     pkt_in.apply(hdr, meta);

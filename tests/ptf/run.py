@@ -297,6 +297,8 @@ def start_bmv2(ns: Netns, rundir: Path) -> TargetProc:
         "target": "bmv2",
         # PI answers only arbitration updates that change the election id (docs/targets.md)
         "rearbitration_answered": False,
+        # no add-on-miss tables: the connections of L4 services are not learned
+        "l4_learns": False,
         # the exact flow table refuses at its size, with PI's code for a target error
         "table_full_at": int(overrides["flow_table_size"]),
         "table_full_max": 2 * int(overrides["flow_table_size"]),

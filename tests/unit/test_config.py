@@ -55,7 +55,7 @@ def test_minimal_defaults():
     ("mac: \"02:00:00:00:01:01\"", "mac: \"02:00:00\"", 6, "not a MAC address"),
     ("switch: {address", "switchh: {address", 1, "unknown key 'switchh'"),
     ("port: 80, default_group", "port: 80, protocol: ftp, default_group", 11,
-     "protocol must be one of http, tls, smtp, pop3, imap, got 'ftp'"),
+     "protocol must be one of http, tls, smtp, pop3, imap, tcp, udp, got 'ftp'"),
     ("port: 80, default_group", "port: 25, protocol: smtp, routes: [{prefix: /, group: g}], default_group",
      11, "a smtp service decides with 'rules'"),
     # accepted before, but wrong

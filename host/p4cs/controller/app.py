@@ -47,7 +47,7 @@ from finsy.switch import SwitchEvent
 from finsy.proto import p4r
 
 from p4cs.constants import REASON_ARP
-from p4cs.controller import neighbours, syncookies
+from p4cs.controller import l4, neighbours, syncookies
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities, write_raw
 from p4cs.controller.operator import Operator, log_effect
@@ -206,6 +206,8 @@ class ControllerApp:
         self.ready = asyncio.Event()
         self.operator = Operator(self)
         self.teardown = Teardown(self)
+        self.l4_retired = l4.Retired()
+        self._refresh: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -231,7 +233,10 @@ class ControllerApp:
         """The services, server groups and engine settings ``cfg`` asks for; the rule
         stores of its services go in ``stores``. ValueError: a rule file is bad."""
         groups = {}
+        l4_groups = cfg.l4_groups()
         for name, g in cfg.groups.items():
+            if name in l4_groups:
+                continue
             hc = g.health
             check = None if hc is None else HealthCheck(hc.type, hc.interval_s, hc.timeout_s,
                                                         hc.rise, hc.fall, hc.path, hc.expect)
@@ -239,7 +244,8 @@ class ControllerApp:
                 name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight,
                               upper=s.upper_threshold, lower=s.lower_threshold)
                        for s in g.servers], g.scheduler, g.slow_start_s, check)
-        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc, stores, cfg.groups),
+        content_groups = {n: g for n, g in cfg.groups.items() if n not in l4_groups}
+        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc, stores, content_groups),
                                    default_group=svc.default_group, mode=svc.mode,
                                    snat_ip=svc.snat_address, protocol=svc.protocol,
                                    persistence=None if svc.persistence is None else
@@ -249,7 +255,7 @@ class ControllerApp:
                                                svc.persistence.max_sessions,
                                                svc.persistence.name,
                                                svc.persistence.key))
-                    for svc in cfg.services]
+                    for svc in cfg.services if not svc.l4]
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
                             request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
@@ -291,17 +297,23 @@ class ControllerApp:
             add(P4TableEntry("arp_table", match=P4TableMatch(target_addr=ip), action=P4TableAction("arp_reply", mac=mac)))
             add(P4TableEntry("local_table", match=P4TableMatch(addr=ip), action=P4TableAction("punt_local")))
         backends: set[tuple[str, int]] = set()
+        l4_groups = cfg.l4_groups()
         for svc in cfg.services:
+            if svc.l4:
+                continue
             add(P4TableEntry("vip_table", match=P4TableMatch(vip_addr=svc.vip, protocol=TCP, vip_port=svc.port),
                              action=P4TableAction("punt_vip")))
             if svc.mode == "transparent":
                 for g in cfg.groups.values():
-                    for s in g.servers:
-                        backends.add((s.address, s.port))
+                    if g.name not in l4_groups:
+                        for s in g.servers:
+                            backends.add((s.address, s.port))
         for addr, port in sorted(backends):
             add(P4TableEntry("backend_table", match=P4TableMatch(server_addr=addr, protocol=TCP, server_port=port),
                              action=P4TableAction("punt_backend")))
         entries.extend(syncookies.service_entries(self.engine))
+        entries.extend(l4.entries(cfg))
+        entries.extend(self.l4_retired.entries())
         entries.extend(self.resolver.routes())
         return entries
 
@@ -413,6 +425,8 @@ class ControllerApp:
             effects = self.engine.tick(now)
             if effects:
                 await self._execute(effects)
+            if self.l4_retired.expire(now) and (self._refresh is None or self._refresh.done()):
+                self._refresh = asyncio.ensure_future(self.operator.refresh_base())
             deadline = self.engine.next_deadline()
             wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
             self._tick_event.clear()
@@ -662,6 +676,8 @@ class ControllerApp:
 
     def _service_groups(self, svc: ServiceConf) -> list[str]:
         """The groups a service sends connections to (a rule file may name any)."""
+        if svc.l4:
+            return [svc.default_group]
         if svc.rules is not None:
             return sorted(self.engine.groups)
         names = [r.group for r in svc.routes if r.group] + \

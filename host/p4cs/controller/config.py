@@ -24,7 +24,9 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
         port: 80
         mode: transparent                    # or snat (then snat_address: …)
         protocol: http                       # or tls (routed on the ClientHello), or smtp,
-                                             # pop3, imap (the switch greets first)
+                                             # pop3, imap (the switch greets first); tcp or
+                                             # udp: an L4 service, balanced in the data
+                                             # plane (default_group only, a maglev group)
         routes:                              # URL-prefix / Host routing, first match wins
           - {prefix: "/~lcs1/", group: ace}
           - {host: "shop.example", group: ace}
@@ -110,7 +112,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 SCHEDULERS = tuple(capabilities.SCHEDULERS)
 MODES = ("transparent", "snat")
-PROTOCOLS = tuple(capabilities.PROTOCOL_FIELDS)
+PROTOCOLS = tuple(capabilities.PROTOCOL_FIELDS) + tuple(capabilities.L4_PROTOCOLS)
 
 
 def _show(v: Any) -> str:
@@ -228,6 +230,11 @@ class ServiceConf:
     protocol: str = "http"
     persistence: PersistenceConf | None = None
 
+    @property
+    def l4(self) -> bool:
+        """Balanced entirely in the data plane (capabilities.L4_PROTOCOLS)."""
+        return self.protocol in capabilities.L4_PROTOCOLS
+
 
 @dataclass(frozen=True)
 class SwitchConf:
@@ -283,6 +290,10 @@ class Config:
     dataplane: params_mod.DataplaneParams       # the data-plane parameters of switch.target
     ha: HaConf | None = None                    # None: no store, no election
     neighbours: NeighbourConf = NeighbourConf()
+
+    def l4_groups(self) -> set[str]:
+        """The groups of L4 services (theirs alone: the CS processor does not know them)."""
+        return {s.default_group for s in self.services if s.l4}
 
     def host_by_ip(self, ip: str) -> HostConf | None:
         for h in self.hosts:
@@ -548,6 +559,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
             if not rules.is_file():
                 raise v.err(f"rule file {rules} does not exist", s, "rules")
             _check_rule_file(v, rules, groups, s, proto)
+        if proto in capabilities.L4_PROTOCOLS:
+            _check_l4_service(v, s, proto, mode, dg, groups)
         persistence = None
         if s.get("persistence") is not None:
             pm_ = v.map(s, "persistence")
@@ -600,6 +613,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         if svc.vip in taken:
             raise v.err(f"the VIP {svc.vip} of service {svc.name} is {taken[svc.vip]}", sm, "vip")
 
+    _check_l4_groups(v, services, v.seq(doc, "services"), groups, gm)
+
     lm = v.map(doc, "limits")
     v.known(lm, set(Limits.__dataclass_fields__), "limits")
     d = Limits()
@@ -622,6 +637,10 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
                           v.int_(cm, "metrics_port", 0, 65535, 0),
                           v.str_(cm, "access_log", False))
     dataplane = _dataplane(v, v.map(doc, "dataplane"), target)
+    l4 = [(svc, sm) for svc, sm in zip(services, v.seq(doc, "services")) if svc.l4]
+    if len(l4) > dataplane.l4_services:
+        raise v.err(f"{len(l4)} L4 services (protocol tcp / udp), the data plane has room for "
+                    f"{dataplane.l4_services} (dataplane.l4_services)", l4[-1][1], "protocol")
     ha = _ha(v, doc, switch) if doc.get("ha") is not None else None
     nm = v.map(doc, "neighbours")
     v.known(nm, set(NeighbourConf.__dataclass_fields__), "neighbours")
@@ -668,6 +687,64 @@ def _health(v: _V, hm: Any, group: str) -> HealthConf:
     if h.timeout_s > h.interval_s:
         raise v.err("health check timeout_s must not exceed interval_s", hm, "timeout_s")
     return h
+
+
+def _check_l4_service(v: _V, s: _Map, proto: str, mode: str, group: str | None,
+                      groups: dict[str, GroupConf]) -> None:
+    """What an L4 service (balanced in the data plane) cannot have."""
+    if mode != "transparent":
+        raise v.err(f"a {proto} service is balanced in the data plane, in transparent mode only: "
+                    "SNAT needs a source port per connection and a reverse entry that the "
+                    "server's answers find, and the data plane can neither allocate ports nor "
+                    "learn an entry for the other direction", s, "mode")
+    for key in ("rules", "routes", "persistence"):
+        if s.get(key):
+            raise v.err(f"a {proto} service has no content to decide on: no {key} (its "
+                        "connections are balanced by Maglev hashing in the data plane)", s, key)
+    if group is None:
+        raise v.err(f"a {proto} service needs a default_group", s)
+    g = groups[group]
+    if g.scheduler != "maglev":
+        raise v.err(f"group {group} of {proto} service: the data plane balances with Maglev, "
+                    f"so its scheduler must be maglev, not {g.scheduler}", s, "default_group")
+    if g.health is not None:
+        raise v.err(f"group {group} of {proto} service: health checks are not applied to the "
+                    "data plane's Maglev table (remove the server or set its weight to 0)",
+                    s, "default_group")
+
+
+def _check_l4_groups(v: _V, services: list[ServiceConf], nodes: list,
+                     groups: dict[str, GroupConf], gm: _Map) -> None:
+    """The answers of an L4 service's servers are recognised by their (address, protocol,
+    port) alone: no other service may use those servers."""
+    owner: dict[tuple[str, int, str], str] = {}
+    for svc, sm in zip(services, nodes):
+        if not svc.l4:
+            continue
+        for srv in groups[svc.default_group].servers:
+            key = (srv.address, srv.port, svc.protocol)
+            if owner.setdefault(key, svc.name) != svc.name:
+                raise v.err(f"server {srv.address}:{srv.port}/{svc.protocol} of service {svc.name} "
+                            f"also serves L4 service {owner[key]}: the answers of a server "
+                            "must name one service", sm, "default_group")
+    l4_groups = {svc.default_group: svc.name for svc in services if svc.l4}
+    l4_servers = {(a, p) for a, p, _ in owner}
+    for svc, sm in zip(services, nodes):
+        if svc.l4:
+            continue
+        named = sorted(({svc.default_group, *(r.group for r in svc.routes)} - {None})
+                       & l4_groups.keys())
+        if named:
+            raise v.err(f"group {named[0]} belongs to L4 service {l4_groups[named[0]]}: service "
+                        f"{svc.name} cannot use it too", sm)
+    for g in groups.values():
+        if g.name in l4_groups:
+            continue
+        for srv in g.servers:
+            if (srv.address, srv.port) in l4_servers:
+                raise v.err(f"server {srv.address}:{srv.port} of group {g.name} is also a server "
+                            "of an L4 service: the answers of a server must name one service",
+                            gm.get(g.name), "servers")
 
 
 def _usable(v: _V, group: GroupConf, node: _Map, key: str) -> None:

@@ -349,6 +349,7 @@ class Operator:
         eng = app.engine
         servers = {s.name: s for g in eng.groups.values() for s in g.servers}
         eng.reconfigure(services, groups, ecfg, now)
+        app.l4_retired.change(app.cfg, cfg, now)
         app.cfg, app.rule_stores = cfg, stores
         app.resolver.want(cfg, now)
         effects = [e for name in reset if name in servers
@@ -368,3 +369,16 @@ class Operator:
         if effects:
             await app._execute(effects)
         return {"ok": True}
+
+    async def refresh_base(self) -> None:
+        """Write the base tables of the running configuration again (the reverse entries of
+        servers that left an L4 service have had their time)."""
+        async with self._lock:
+            sw = self.app.switch
+            if sw is None or not self.app.ready.is_set():
+                return
+            try:
+                await BaseTables(self.app.base_entries(), self.app.clone_session(),
+                                 "flow_table").reconcile(sw)
+            except P4ClientError as exc:
+                LOG.warning("base tables not refreshed: %s", exc)

@@ -11,7 +11,9 @@ only the difference from its intent:
 * the FIN/RST clone session: inserted, modified or left alone;
 * the flow table is never wiped (:class:`FlowScan`): entries of flows the controller knows
   continue, the others are left to expire by their idle timeout and their flow ids (counter
-  slots) stay reserved until then.
+  slots) stay reserved until then;
+* the connections of L4 services the data plane learned itself (``l4_flows``) are neither
+  read nor written.
 
 Every table of the P4 program but syn_cookie_params (whose default action
 :mod:`p4cs.controller.syncookies` writes) has a const default action, so no default entry
@@ -29,6 +31,7 @@ from finsy.grpcutil import GRPCStatusCode
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
+from p4cs.controller.l4 import LEARNED_TABLES
 from p4cs.controller.p4rt import read_entities
 
 LOG = logging.getLogger("p4cs.controller")
@@ -159,7 +162,8 @@ class BaseTables:
         """Read the base tables, write the difference; returns the writes (empty: in sync)."""
         schema = sw.p4info
         intent = [e.encode(schema).table_entry for e in self.entries]
-        tables = [t.id for t in schema.tables if t.alias != self.flow_table and not t.is_const]
+        tables = [t.id for t in schema.tables
+                  if t.alias != self.flow_table and t.alias not in LEARNED_TABLES and not t.is_const]
         current = [ent.table_entry async for ent in read_entities(
             sw, [p4r.Entity(table_entry=p4r.TableEntry(table_id=t)) for t in tables])]
         updates = diff_tables(intent, current)

@@ -24,6 +24,8 @@ name                      meaning                                               
                           (an exact table), None when it depends on the keys
 ``rearbitration_answered``  whether the target answers a MasterArbitrationUpdate that  True
                           does not change the client's election id (docs/targets.md)
+``l4_learns``             whether the target learns the connections of L4 services   True
+                          (add-on-miss: DPDK), so that a server-set change moves none
 ========================  =========================================================  ==============
 
 One P4Runtime client (primary) is shared by every test of a PTF run; each test removes what
@@ -64,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "table_full_code": "RESOURCE_EXHAUSTED",
     "table_full_at": None,
     "rearbitration_answered": True,
+    "l4_learns": True,
 }
 
 

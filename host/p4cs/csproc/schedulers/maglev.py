@@ -1,6 +1,7 @@
 """maglev: Maglev consistent hashing of the client address (Eisenbud et al., NSDI 2016;
-LVS ip_vs_mh).  Every server has a permutation of the ``M`` (prime) slots of a lookup
-table, from ``offset`` and ``skip`` hashes of its address; the servers take turns filling
+LVS ip_vs_mh).  Every server has a permutation of the ``M`` slots of a lookup table (M a
+prime here; the data plane's tables of L4 services have a power of two, and a skip is
+kept coprime with M), from ``offset`` and ``skip`` hashes of its address; the servers take turns filling
 their next preferred free slot, ``weight`` slots a turn.  When a server goes, only its
 slots change owner, plus a few others: about 1/N of the clients move (bench/maglev.py)."""
 
@@ -31,7 +32,10 @@ def build_table(servers: list[Server], m: int = M) -> list[Server | None]:
     perm = []
     for s in live:
         key = f"{s.ip}:{s.port}".encode()
-        perm.append((_h(key, b"offset") % m, _h(key, b"skip") % (m - 1) + 1))
+        skip = _h(key, b"skip") % (m - 1) + 1
+        while gcd(skip, m) != 1:       # never for a prime m
+            skip = skip % (m - 1) + 1
+        perm.append((_h(key, b"offset") % m, skip))
     nxt = [0] * len(live)
     filled = 0
     while True:
