@@ -63,13 +63,14 @@ def payload(p: Ether) -> bytes:
 class Harness:
     def __init__(self, mode="transparent", routes=None, router=None, config=None,
                  cport=CPORT, cisn=1000, groups=None, protocol="http", servers=None,
-                 persistence=None):
+                 persistence=None, server_pool=None):
         self.servers = servers or [Server("s1", S1, 8080), Server("s2", S2, 8080)]
         self.groups = groups or [ServerGroup("web", self.servers, "rr")]
         router = router or PrefixRouter(routes or [Route("all", "web", "/")])
         self.svc = VirtualService("www", VIP, 80, router, default_group="web", mode=mode,
                                   snat_ip=SNAT if mode == "snat" else None,
-                                  protocol=protocol, persistence=persistence)
+                                  protocol=protocol, persistence=persistence,
+                                  server_pool=server_pool)
         topo = StaticTopology({1: SW_C, 2: SW_S},
                               {S1: (2, S1_MAC), S2: (2, S2_MAC)},
                               port_ips={2: SW_IP})
@@ -106,6 +107,13 @@ class Harness:
         assert st.spliced_active == sum(c.state in ("spliced", "relaying") for c in conns)
         assert len(eng.conns_c) == len(conns)
         assert all(eng.conns_s[c.sl.key] is c for c in conns if c.sl.key is not None)
+        assert not eng.conns_s.keys() & eng.pools.by_key.keys()
+        for ip, free in eng.policy._snat.items():    # each SNAT port is in one place
+            lo, hi = self.cfg.snat_ports
+            held = [c.sl.src_port for c in conns if c.sl.src_port is not None] + \
+                [p.sport for p in eng.pools.by_key.values()]
+            assert len(set(held)) == len(held) and len(free) + len(held) == hi - lo + 1
+        assert st.pooled_idle == sum(p.state == "idle" for p in eng.pools.by_key.values())
         for s in self.servers:
             assert s.active == sum(c.choice is not None and c.choice.counted
                                    and c.choice.server is s for c in conns)

@@ -348,12 +348,12 @@ class Operator:
             return {"ok": False, "errors": [f"{CLI}: {exc}"]}
         eng = app.engine
         servers = {s.name: s for g in eng.groups.values() for s in g.servers}
-        eng.reconfigure(services, groups, ecfg, now)
+        effects = eng.reconfigure(services, groups, ecfg, now)
         app.l4_retired.change(app.cfg, cfg, now)
         app.cfg, app.rule_stores = cfg, stores
         app.resolver.want(cfg, now)
-        effects = [e for name in reset if name in servers
-                   for e in eng.reset_server(servers[name], now, "server deleted")]
+        effects += [e for name in reset if name in servers
+                    for e in eng.reset_server(servers[name], now, "server deleted")]
         LOG.info("configuration changed: %d service(s), %d group(s)%s", len(cfg.services),
                  len(cfg.groups), f", reset connections of {', '.join(reset)}" if reset else "")
         sw = app.switch

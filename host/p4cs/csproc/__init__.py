@@ -12,11 +12,12 @@ from .engine import (REASON_FLOW_END, REASON_LOCAL, REASON_BACKEND_MISS, REASON_
                      Config, Engine, StaticTopology, Topology, VirtualService)
 from .routing import Decision, PrefixRouter, Route, RuleSetDecider
 from .schedulers import Server, ServerGroup
+from .serverpool import ServerPool
 from .stats import Stats
 
 __all__ = [
     "Config", "Decision", "Engine", "FlowKey", "FlowSpec", "InstallFlows", "Log",
     "PacketOut", "PrefixRouter", "REASON_FLOW_END", "REASON_LOCAL", "REASON_BACKEND_MISS",
     "REASON_VIP_MISS", "RemoveFlows", "Route", "RuleSetDecider", "Server", "ServerGroup",
-    "StaticTopology", "Stats", "Topology", "VirtualService",
+    "ServerPool", "StaticTopology", "Stats", "Topology", "VirtualService",
 ]

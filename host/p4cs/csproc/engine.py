@@ -29,6 +29,7 @@ from .policy import COOKIE_KINDS, Persistence, Policy
 from .reassembly import Reassembler, RequestBuffer
 from .rulehits import RuleHits
 from .schedulers import Server, ServerGroup
+from .serverpool import Pools, ServerPool
 from .stats import Stats
 from . import tls
 from ..capabilities import PROTOCOL_FIELDS
@@ -158,7 +159,9 @@ class VirtualService:
     first), ``tls`` (decided on the ClientHello, TLS not terminated: docs/csproc.md
     section 14) or ``smtp``, ``pop3``, ``imap`` (the switch greets the client and talks to
     it up to the command the rules decide on: section 13).  ``persistence``: client-IP,
-    TLS-session or (http) cookie persistence (``policy.Persistence``), or None."""
+    TLS-session or (http) cookie persistence (``policy.Persistence``), or None.
+    ``server_pool``: idle connections to the servers kept open for new clients
+    (``serverpool.ServerPool``, section 16; http and snat only), or None."""
 
     name: str
     vip: str | int
@@ -169,6 +172,7 @@ class VirtualService:
     snat_ip: str | int | None = None
     protocol: str = "http"
     persistence: Persistence | None = None
+    server_pool: ServerPool | None = None
 
     def __post_init__(self):
         self.vip = ip_int(self.vip)
@@ -184,6 +188,12 @@ class VirtualService:
                 and self.protocol != "http":
             raise ValueError(f"service {self.name}: {self.persistence.kind} persistence needs "
                              "protocol http")
+        if self.server_pool is not None:
+            if self.protocol != "http":
+                raise ValueError(f"service {self.name}: a server pool needs protocol http")
+            if self.mode != "snat":
+                raise ValueError(f"service {self.name}: a server pool needs mode snat (a "
+                                 "pooled connection is opened before its client is known)")
         if self.mode == "snat":
             if self.snat_ip is None:
                 raise ValueError(f"service {self.name}: snat mode needs snat_ip")
@@ -235,7 +245,7 @@ class Conn:
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
         "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
-        "relay", "hello", "watch", "dp_end",
+        "relay", "hello", "watch", "dp_end", "shift",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -261,6 +271,10 @@ class Conn:
         # engine up to the end of its header block (cookie persistence, section 15).
         self.watch = None
         self.dp_end = 0        # legs whose FIN or RST hit their flow entry (_CLIENT | _SERVER)
+        # The server's sequence number of the client's byte at offset 0, minus the client's
+        # (mod 2**32): 0 on a connection the switch opened with the client's ISN, P - C on a
+        # pooled connection of ISN P (docs/csproc.md section 16).
+        self.shift = 0
 
 
 class Engine:
@@ -282,6 +296,8 @@ class Engine:
                                     self.cfg.window_scale == AUTO)
         self._svc_ws: dict[str, int | None] = {}   # service -> scale offered (auto)
         self._svc_ws_last: dict[str, int] = {}     # service -> last scale it offered
+        self.pools = Pools(self.cfg, topology, self.policy, self._pm, self.stats, secret,
+                           self._learn_scale)
         self.reasm = Reassembler(self.stats, self.cfg)
         self.admission = Admission(self.cfg.max_half_bound, self.cfg.max_half_bound_per_client,
                                    self.stats)
@@ -397,6 +413,11 @@ class Engine:
         except Exception as e:  # noqa: BLE001
             out += self._rl_log("internal", "error", "internal error in health checks", now,
                                 error=repr(e))
+        try:
+            out += self.pools.tick(now)
+        except Exception as e:  # noqa: BLE001
+            out += self._rl_log("internal", "error", "internal error in server pools", now,
+                                error=repr(e))
         h = self._timers
         while h and h[0][0] <= now:
             _, cid, gen = heapq.heappop(h)
@@ -417,9 +438,10 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         """Earliest pending timer (may be stale: calling tick() then is harmless)."""
-        t = self._timers[0][0] if self._timers else None
-        hd = self.health.next_deadline()
-        return t if hd is None else hd if t is None else min(t, hd)
+        due = [d for d in (self._timers[0][0] if self._timers else None,
+                           self.health.next_deadline(), self.pools.next_deadline())
+               if d is not None]
+        return min(due, default=None)
 
     def flow_expired(self, key: FlowKey, now: float) -> list[Effect]:
         """The data plane aged out ``key`` (idle timeout notification)."""
@@ -466,11 +488,12 @@ class Engine:
         g.set_weight(s, weight, now)
 
     def reconfigure(self, services: Iterable[VirtualService],
-                    groups: dict[str, ServerGroup], config: Config, now: float) -> None:
+                    groups: dict[str, ServerGroup], config: Config, now: float) -> list[Effect]:
         """Serve ``services`` with ``groups`` under ``config`` from now on (a live edit).
         Running connections keep their service and server; a group or server of the same
         name as a running one is updated in place (``ServerGroup.update``), so its
-        connections and counters carry on."""
+        connections and counters carry on.  Returns the resets of the pooled connections
+        the new configuration no longer has a use for."""
         merged = {}
         for name, g in groups.items():
             old = self.groups.get(name)
@@ -487,11 +510,13 @@ class Engine:
         self.health.replace(merged.values(), self.cfg.window_scale == AUTO)
         self.services = {(s.vip, s.port): s for s in services}
         self._svc_ws.clear()
+        return self.pools.replace(services, self._svc_servers)
 
     def reset_server(self, server: Server, now: float, why: str = "server down") -> list[Effect]:
         """End the connections bound to ``server`` (``why``): spliced ones are reset (both
-        sides) and their flows removed, connecting ones go to another server."""
-        out: list = []
+        sides) and their flows removed, connecting ones go to another server; its idle
+        pooled connections are reset."""
+        out: list = self.pools.drop_server(server)
         for c in list(self.by_id.values()):
             ch = c.choice
             if ch is None or ch.server is not server:
@@ -890,6 +915,12 @@ class Engine:
             return [self._log(c, "warning", "no route to server", server=server.name)] \
                 + self._next_server(c, server, now, "no route")
         cl, sl = c.cl, c.sl
+        out: list = []
+        if c.svc.server_pool is not None:
+            p = self.pools.take(c.svc, server, cl.mss, cl.ws)
+            out = self.pools.fill(c.svc, server, cl.mss, cl.ws, now)
+            if p is not None:
+                return out + self._splice_pooled(c, server, p, now)
         src = self.policy.source(c.svc, cl.ip, cl.port)
         if src is None:
             return self._refuse(c, 503, "SNAT port pool exhausted", now)
@@ -907,7 +938,21 @@ class Engine:
         c.state = CONNECTING
         sl.syn_tries = 0
         sl.syn_sent = now
-        return [self._send_syn(c, now)]
+        return [self._send_syn(c, now)] + out
+
+    def _splice_pooled(self, c: Conn, server: Server, p, now: float) -> list:
+        """Splice ``c`` onto the idle pooled connection ``p`` to ``server``: the server's
+        side of ``c`` is ``p``'s, ISNs included (docs/csproc.md section 16)."""
+        cl, sl = c.cl, c.sl
+        self.policy.bind(c.choice, server)
+        sl.ip, sl.port, sl.sw_port, sl.mac = server.ip, server.port, p.sw_port, p.mac
+        sl.src_ip, sl.src_port, sl.key = p.src, p.sport, p.key
+        self.conns_s[p.key] = c
+        sl.our_isn, sl.isn, sl.mss = p.isn, p.sisn, p.mss
+        sl.syn_tries, sl.syn_sent = 0, now
+        c.shift = (p.isn - cl.isn) & MOD32
+        out = [] if cl.ws is None else self._server_scale(c, p.sws, now)
+        return out + self._splice(c, now)
 
     def _send_syn(self, c: Conn, now: float) -> PacketOut:
         cl, sl = c.cl, c.sl
@@ -953,6 +998,9 @@ class Engine:
     def _from_server(self, seg: Segment, frame: bytes, port: int, now: float) -> list:
         c = self.conns_s.get((seg.sip, seg.sport, seg.dip, seg.dport))
         if c is None:
+            pooled = self.pools.segment(seg, now)
+            if pooled is not None:
+                return pooled
             probe = self.health.segment(seg, now)
             if probe is not None:
                 return probe
@@ -993,23 +1041,27 @@ class Engine:
                     seg.ack, 0, RST, 0))]
             sl.isn = seg.seq
             sl.mss = seg.mss or 536
-            out = []
-            if cl.ws is not None:
-                # Our SYN offered scaling: the answer tells the server's scale.
-                server = c.choice.server
-                out = self._learn_scale(server, seg.wscale, now)
-                if seg.wscale != cl.rws:
-                    # The client reads the server's (copied) windows with our scale.  Keep
-                    # going: see docs/csproc.md section 6 for why this is safe.
-                    self.stats.wscale_mismatch += 1
-                    out += self._rl_log("wscale", "warning",
-                                        "server window scale differs from the scale offered "
-                                        "to the client", now, server=server.name,
-                                        server_wscale=seg.wscale, window_scale=cl.rws)
+            # Our SYN offered scaling: the answer tells the server's scale.
+            out = [] if cl.ws is None else self._server_scale(c, seg.wscale, now)
             if c.front is not None:
                 return out + self.dlg.server_up(c, now)
             return out + self._splice(c, now)
         return []
+
+    def _server_scale(self, c: Conn, wscale: int | None, now: float) -> list:
+        """The server of ``c`` announced ``wscale`` in the SYN-ACK of a SYN that offered
+        the client's scale."""
+        server = c.choice.server
+        out = self._learn_scale(server, wscale, now)
+        if wscale != c.cl.rws:
+            # The client reads the server's (copied) windows with our scale.  Keep going:
+            # see docs/csproc.md section 6 for why this is safe.
+            self.stats.wscale_mismatch += 1
+            out += self._rl_log("wscale", "warning",
+                                "server window scale differs from the scale offered "
+                                "to the client", now, server=server.name,
+                                server_wscale=wscale, window_scale=c.cl.rws)
+        return out
 
     def _splice(self, c: Conn, now: float) -> list:
         st = self.stats
@@ -1024,10 +1076,10 @@ class Engine:
         idle = self.cfg.flow_idle_timeout
         c.c2s = FlowSpec(FlowKey(cl.ip, cl.vip, TCP, cl.port, cl.vport), sl.sw_port,
                          sl.mac, self._pm(sl.sw_port), sl.src_ip, sl.ip, sl.src_port,
-                         sl.port, grown, ack_delta, idle, c.id, "c2s")
+                         sl.port, (grown + c.shift) & MOD32, ack_delta, idle, c.id, "c2s")
         c.s2c = FlowSpec(FlowKey(sl.ip, sl.src_ip, TCP, sl.port, sl.src_port), cl.sw_port,
                          cl.mac, self._pm(cl.sw_port), cl.vip, cl.ip, cl.vport, cl.port,
-                         seq_delta, (-grown) & MOD32, idle, c.id, "s2c")
+                         seq_delta, (-grown - c.shift) & MOD32, idle, c.id, "s2c")
         # The buffered request, in server-sized segments; the first one completes the
         # server's handshake (ACK of its SYN) so no separate pure ACK is needed.
         then = self._relay_segments(c, c.tail)
@@ -1056,7 +1108,7 @@ class Engine:
             if held:
                 c.watch.deadline = now + self.cfg.flow_idle_timeout
             if req.acked > c.tail:
-                c.owned_end = (cl.isn + 1 + req.acked + grown) & MOD32
+                c.owned_end = (cl.isn + 1 + req.acked + grown + c.shift) & MOD32
                 c.relay_tries = 0
                 self._arm(c, now + self.cfg.relay_rto)
             elif held:
@@ -1103,7 +1155,7 @@ class Engine:
         fin = req.fin_rcvd
         n = len(buf)
         ack = (sl.isn + 1) & MOD32
-        base = c.cl.isn + 1
+        base = c.cl.isn + 1 + c.shift
         off = start
         while True:
             chunk = bytes(buf[off:off + size])
@@ -1160,9 +1212,9 @@ class Engine:
                     return out
                 out += self._hand_over(c, now)
             elif not seg.payload and not f & FIN:
-                off = seq_rel(seg.ack, (c.cl.isn + 1) & MOD32)
+                off = seq_rel(seg.ack, (c.cl.isn + 1 + c.shift) & MOD32)
                 # duplicate ACK: resend from the hole (offsets of what the server is sent)
-                if c.tail <= off < len(c.req.buf) + c.c2s.seq_delta:
+                if c.tail <= off < len(c.req.buf) + ((c.c2s.seq_delta - c.shift) & MOD32):
                     out += self._relay_segments(c, off)[:1]
         return out
 

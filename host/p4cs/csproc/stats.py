@@ -46,9 +46,12 @@ COUNTERS = (
     "cookies_inserted",     # cookie-insert: Set-Cookie lines inserted into first responses
     "bad_responses",        # cookie services: a first response that is not HTTP (insert: RST)
     "limit_response_header",  # cookie services: first response header over 16 KiB (unchanged)
+    "pooled_opened",        # server pools: connections opened (handshake done) in advance
+    "pooled_used",          # server pools: client connections spliced onto one of them
+    "pooled_closed",        # server pools: idle ones closed (max_age, server FIN/RST, down)
 )
 
-GAUGES = ("half_bound", "spliced_active", "buffered_bytes")
+GAUGES = ("half_bound", "spliced_active", "buffered_bytes", "pooled_idle")
 
 
 class Stats:
