@@ -63,6 +63,7 @@ from p4cs.csproc.packet import ip_int, ip_str
 from p4cs.csproc.policy import Persistence
 from p4cs.csproc.routing import PrefixRouter, Route, RuleSetDecider
 from p4cs.csproc.schedulers import Server, ServerGroup
+from p4cs.csproc.serverpool import ServerPool
 from p4cs.errors import InputError
 
 LOG = logging.getLogger("p4cs.controller")
@@ -254,7 +255,9 @@ class ControllerApp:
                                                svc.persistence.kind,
                                                svc.persistence.max_sessions,
                                                svc.persistence.name,
-                                               svc.persistence.key))
+                                               svc.persistence.key),
+                                   server_pool=None if svc.server_pool is None else
+                                   ServerPool(svc.server_pool.idle, svc.server_pool.max_age_s))
                     for svc in cfg.services if not svc.l4]
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
@@ -637,6 +640,7 @@ class ControllerApp:
         st = self.engine.stats
         stats = st.as_dict() if hasattr(st, "as_dict") else dict(vars(st))
         inactive = inactive_per_server(self.engine)
+        pooled = self.engine.pools.sizes()
         return {
             "switch": self.cfg.switch.address,
             "primary": self.state == "primary",
@@ -656,7 +660,8 @@ class ControllerApp:
                                "total": srv.total,
                                "up": srv.up, "weight": srv.weight, "overloaded": srv.overloaded,
                                "health": self.engine.health.state(srv),
-                               "wscale": srv.scale if srv.scale_known else "unknown"}
+                               "wscale": srv.scale if srv.scale_known else "unknown",
+                               "pooled": pooled.get(srv, {"idle": 0, "opening": 0})}
                               for srv in g.servers]
                        for name, g in self.engine.groups.items()},
             "flows": len(self.flow_of),

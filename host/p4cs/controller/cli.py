@@ -194,14 +194,15 @@ def status_cmd(
         for row in views.rule_rows(st):
             t.add_row(*row)
         console.print(t)
-    t = Table("group", "server", "weight", "active", "total", "up", "last check")
+    t = Table("group", "server", "weight", "active", "total", "pooled", "up", "last check")
     for g, servers in st["groups"].items():
         for s in servers:
             h = s.get("health") or {}
             last = "-" if "last_ok" not in h else \
                 ("ok" if h["last_ok"] else "failed") + f": {h['last_detail']}"
+            pool = s.get("pooled") or {}
             t.add_row(g, s["server"], str(s["weight"]), str(s["active"]), str(s["total"]),
-                      str(s["up"]) + (" (overloaded)" if s.get("overloaded") else ""), last)
+                      f"{pool.get('idle', 0)}+{pool.get('opening', 0)}", str(s["up"]) + (" (overloaded)" if s.get("overloaded") else ""), last)
     console.print(t)
     if st.get("neighbours"):
         t = Table("neighbour", "mac", "port", "state", "confirmed (s ago)")

@@ -36,6 +36,8 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
         # tls service: persistence: {kind: tls-session, timeout_s: 300, max_sessions: 100000}
         # http service: persistence: {kind: cookie-learn, name: SESSIONID, timeout_s: 3600}
         #               or {kind: cookie-insert, name: SRV, key: "a secret"}
+        server_pool: {idle: 4, max_age_s: 30}   # http + snat: idle server connections kept
+                                             # open per server, new clients spliced onto them
     limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
     control: {socket: /run/p4cs/controller.sock, metrics_port: 9100, access_log: /var/log/p4cs/access.log}
     dataplane: {flow_table_size: 1048576}    # overrides of p4cs.params (as compiled)
@@ -192,6 +194,12 @@ class GroupConf:
 
 
 @dataclass(frozen=True)
+class ServerPoolConf:
+    idle: int = 4                           # idle connections per server
+    max_age_s: float = 30.0                 # closed when unused this long after the handshake
+
+
+@dataclass(frozen=True)
 class PersistenceConf:
     timeout_s: float = 300.0
     netmask: str = "255.255.255.255"
@@ -229,6 +237,7 @@ class ServiceConf:
     default_group: str | None
     protocol: str = "http"
     persistence: PersistenceConf | None = None
+    server_pool: ServerPoolConf | None = None
 
     @property
     def l4(self) -> bool:
@@ -522,7 +531,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         if not isinstance(s, dict):
             raise v.err("each service must be a mapping", doc.get("services"))
         v.known(s, {"name", "vip", "port", "mode", "snat_address", "routes", "rules", "default_group",
-                    "protocol", "persistence"}, "a service")
+                    "protocol", "persistence", "server_pool"}, "a service")
         proto = v.str_(s, "protocol", False, "http")
         if proto not in PROTOCOLS:
             raise v.err(f"protocol must be one of {', '.join(PROTOCOLS)}, got {proto!r}", s, "protocol")
@@ -594,7 +603,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
                                           v.str_(pm_, "key", False))
         services.append(ServiceConf(v.str_(s, "name", False, f"{s.get('vip')}:{s.get('port')}"),
                                     v.ip(s, "vip"), v.int_(s, "port", 1, 65535), mode, snat,
-                                    tuple(routes), rules, dg, proto, persistence))
+                                    tuple(routes), rules, dg, proto, persistence,
+                                    _server_pool(v, s, proto, mode)))
     if not services:
         raise v.err("at least one service is needed", doc)
     seen = set()
@@ -667,6 +677,23 @@ def _ha(v: _V, doc: _Map, switch: SwitchConf) -> HaConf:
     if not prefix:
         raise v.err("ha.prefix must not be empty", hm, "prefix")
     return HaConf(store, prefix, v.int_(hm, "lease_ms", 100, 60000, HaConf.lease_ms))
+
+
+def _server_pool(v: _V, s: _Map, proto: str, mode: str) -> ServerPoolConf | None:
+    """A service's ``server_pool``: idle connections the switch opens to its servers
+    (docs/csproc.md section 16)."""
+    if s.get("server_pool") is None:
+        return None
+    pm = v.map(s, "server_pool")
+    v.known(pm, {"idle", "max_age_s"}, "server_pool")
+    if proto != "http":
+        raise v.err(f"a server pool needs protocol http, not {proto}", s, "server_pool")
+    if mode != "snat":
+        raise v.err("a server pool needs mode snat: the switch opens the pooled connections "
+                    "before it knows their client, so from its snat_address", s, "server_pool")
+    d = ServerPoolConf()
+    return ServerPoolConf(v.int_(pm, "idle", 0, 1024, d.idle),
+                          v.num(pm, "max_age_s", 0.1, 3600, d.max_age_s))
 
 
 def _health(v: _V, hm: Any, group: str) -> HealthConf:

@@ -131,6 +131,8 @@ def to_doc(cfg: Config) -> dict:
             # each kind's own keys only
             sd["persistence"] = _clean({k: pd[k] for k in ("kind",)
                                         + PERSISTENCE_KEYS[s.persistence.kind]})
+        if s.server_pool is not None:
+            sd["server_pool"] = dataclasses.asdict(s.server_pool)
         doc["services"].append(_clean(sd))
     doc["limits"] = dataclasses.asdict(cfg.limits)
     doc["control"] = _clean(dataclasses.asdict(cfg.control))
