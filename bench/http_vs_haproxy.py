@@ -86,6 +86,9 @@ backend be
 {servers}
 """
 
+#: HAProxy's address towards the servers of a SNAT-mode Lab (on-link in their subnet)
+KERNEL_SERVER_SIDE = "10.0.2.250"
+
 TESTS = {
     "newconn": (["-t2", "-c50", "-H", "Connection: close"], "/"),
     "keepalive": (["-t2", "-c50"], "/"),
@@ -282,9 +285,12 @@ class Bench:
             ifn = topo.switch_ifname(h.switch_port)
             if h.role == "client":
                 self._sw("addr", "add", f"{h.gateway}/24", "dev", ifn)
-            else:
-                self._sw("addr", "add", f"{h.gateway}/32", "dev", ifn)
-                self._sw("route", "add", f"{h.ip}/32", "dev", ifn, "src", h.gateway)
+            else:   # a server of a SNAT-mode Lab has no gateway: an address of its subnet
+                #       that is not the Lab's SNAT address (p4cs's SNAT ports would meet
+                #       HAProxy's connections in the servers' TIME_WAIT)
+                gw = h.gateway or KERNEL_SERVER_SIDE
+                self._sw("addr", "add", f"{gw}/32", "dev", ifn)
+                self._sw("route", "add", f"{h.ip}/32", "dev", ifn, "src", gw)
         self._sw("addr", "add", f"{self.lab.vip}/32", "dev", "lo")
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
                        check=True)
@@ -454,7 +460,8 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
            **extra,
            "runs": runs}
     shown = ["median", "ratio_to_haproxy", "load_before_after", *extra]
-    for a, b in (("p4cs-bmv2", "p4cs-dpdk"), ("p4cs-direct", "p4cs-p4runtime")):
+    for a, b in (("p4cs-bmv2", "p4cs-dpdk"), ("p4cs-direct", "p4cs-p4runtime"),
+                 ("p4cs-pool", "p4cs-nopool")):
         if {a, b} <= set(runs):
             med = out["median"]
             key_ = f"ratio_{a[5:]}_to_{b[5:]}"

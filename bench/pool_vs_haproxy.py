@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""New connections/s through p4cs with and without pooled server connections
+(``server_pool``, docs/csproc.md section 16) vs HAProxy 2.6, same run.
+
+Two Labs in SNAT mode (client c1, nginx on s1..s3, service ``web`` on 10.0.0.100:80 over
+the three servers, wrr): ``p4cs-pool`` with ``server_pool: {idle: N, max_age_s: 30}``,
+``p4cs-nopool`` without. HAProxy 2.6 (HTTP mode, ``nbthread 1``, its default
+``http-reuse safe``) runs in the first Lab's switch namespace while its data plane is
+stopped, as in ``bench/http_vs_haproxy.py``, whose machinery this reuses (medians over
+rounds, CPU time per connection of the switch side and of the nginx servers). Every
+connection carries one request (``wrk -H "Connection: close"``), so every client
+connection is a new server connection for p4cs without a pool; with one, the switch's
+handshake with the server is done before the client's request arrives.
+
+    sudo .venv/bin/python bench/pool_vs_haproxy.py [--rounds 3] [--duration 8] [--idle 8]
+                                                   [--tests newconn,newconn_c4]
+                                                   [--server-delay-ms 2] [--json FILE]
+
+``newconn_c4`` is ``wrk -t1 -c4 -H "Connection: close"``: with few connections at a time
+the rate is bound by each connection's latency, which the pool shortens by one server round
+trip; ``--server-delay-ms`` delays the servers' packets (netem on their interface) to give
+that round trip the length it has between real hosts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "host"))
+
+import http_vs_haproxy as hx  # noqa: E402
+
+
+class PoolBench(hx.Bench):
+    WHAT = ("p4cs SNAT mode with server_pool vs without vs HAProxy 2.6, same namespaces/veths/"
+            "nginx, interleaved")
+
+    @classmethod
+    def add_arguments(cls, ap) -> None:
+        ap.add_argument("--idle", type=int, default=8, help="server_pool idle per server")
+        ap.add_argument("--server-delay-ms", type=float, default=0.0,
+                        help="netem delay on the servers' egress (a server round trip)")
+
+    def start(self) -> None:
+        super().start()
+        d = self.args.server_delay_ms
+        if d:
+            for lab in self.labs.values():
+                for h in lab.servers:
+                    lab.topo.exec(h.name, ["tc", "qdisc", "add", "dev", "eth0", "root",
+                                           "netem", "delay", f"{d}ms", "limit", "100000"])
+
+    def lab_kwargs(self) -> dict[str, Any]:
+        return {"big_files": {"1M": 1 << 20}}
+
+    def __init__(self, args):
+        self.args = args
+        self.labs = {}
+        for name in ("p4cs-pool", "p4cs-nopool"):
+            svc: dict[str, Any] = {"name": "web", "port": 80, "default_group": "all"}
+            if name == "p4cs-pool":
+                svc["server_pool"] = {"idle": args.idle, "max_age_s": 30}
+            self.labs[name] = hx.Lab(args.prefix + name[5], target=args.target[0], n_servers=3,
+                                     mode="snat", packet_io=args.packet_io[0],
+                                     port_type=args.port_type, services=[svc],
+                                     **self.lab_kwargs())
+        self.lab = self.labs["p4cs-pool"]
+        self.haproxy = None
+        self.daemon_pid = 0
+        self.stopped = False
+
+
+#: few connections at a time: the rate is bound by each connection's latency
+hx.TESTS["newconn_c4"] = (["-t1", "-c4", "-H", "Connection: close"], "/")
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if not any(a.startswith("--targets") for a in argv):
+        argv += ["--targets", "p4cs,haproxy"]     # no direct path: SNAT-mode servers have no route
+    sys.exit(hx.main(argv, PoolBench, __doc__, ("newconn", "newconn_c4")))
