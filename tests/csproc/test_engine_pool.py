@@ -287,3 +287,12 @@ def test_live_edit_without_pool_resets_pooled_connections():
     rst, = [valid(e.frame) for e in out]
     assert rst[TCP].flags == "R" and rst[TCP].sport == pooled[TCP].sport
     assert not h.eng.pools.by_key
+
+
+def test_isn_follows_a_clock_per_four_tuple():
+    """A reused SNAT port gets an ISN beyond the previous connection's on the same
+    4-tuple (a server's TIME_WAIT accepts the SYN), RFC 6528."""
+    pools = pool_harness().eng.pools
+    key = (ip_int(S1), 8080, ip_int(SNAT), 20000)
+    assert (pools.isn(key, 1020.0) - pools.isn(key, 1000.0)) % M == 20 * 250_000
+    assert pools.isn(key, 1000.0) != pools.isn((ip_int(S1), 8080, ip_int(SNAT), 20001), 1000.0)

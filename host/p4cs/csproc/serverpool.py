@@ -87,9 +87,7 @@ class Pools:
             p.src, p.sport = src
             p.key = (server.ip, server.port, p.src, p.sport)
             p.sw_port, p.mac = route[0], P.mac_bytes(route[1])
-            p.isn = int.from_bytes(blake2b(struct.pack("!IHIHd", server.ip, server.port,
-                                                       p.src, p.sport, now), digest_size=4,
-                                           key=self._secret).digest(), "big")
+            p.isn = self.isn(p.key, now)
             p.sisn = p.sws = None
             p.mss, p.ws = mss, ws
             p.state = OPENING
@@ -99,6 +97,16 @@ class Pools:
             self._of.setdefault((svc.name, server), []).append(p)
             out.append(self._syn(p, now))
         return out
+
+    def isn(self, key: tuple, now: float) -> int:
+        """The ISN of a pooled connection with 4-tuple ``key`` opened at ``now``: RFC 6528,
+        a 4 µs clock plus a keyed hash of the 4-tuple.  SNAT ports come back while the
+        server may still hold the previous connection on the same 4-tuple in TIME_WAIT,
+        and a server accepts a SYN there only if its ISN lies beyond that connection's
+        last sequence number, which a clock-driven ISN does (the previous one carried a
+        request, far less than 4 bytes per µs since)."""
+        h = blake2b(struct.pack("!IHIH", *key), digest_size=4, key=self._secret).digest()
+        return (int.from_bytes(h, "big") + int(now * 250_000)) & MOD32
 
     # ------------------------------------------------------------------ servers
     def segment(self, seg: Segment, now: float) -> list | None:
