@@ -13,13 +13,12 @@ connection is a new server connection for p4cs without a pool; with one, the swi
 handshake with the server is done before the client's request arrives.
 
     sudo .venv/bin/python bench/pool_vs_haproxy.py [--rounds 3] [--duration 8] [--idle 8]
-                                                   [--tests newconn,newconn_c4]
-                                                   [--server-delay-ms 2] [--json FILE]
+                                                   [--tests newconn,newconn_c4] [--json FILE]
 
 ``newconn_c4`` is ``wrk -t1 -c4 -H "Connection: close"``: with few connections at a time
 the rate is bound by each connection's latency, which the pool shortens by one server round
-trip; ``--server-delay-ms`` delays the servers' packets (netem on their interface) to give
-that round trip the length it has between real hosts.
+trip (short on veths: the figures are a lower bound of what a real network's round trip
+gives).
 """
 
 from __future__ import annotations
@@ -42,17 +41,6 @@ class PoolBench(hx.Bench):
     @classmethod
     def add_arguments(cls, ap) -> None:
         ap.add_argument("--idle", type=int, default=8, help="server_pool idle per server")
-        ap.add_argument("--server-delay-ms", type=float, default=0.0,
-                        help="netem delay on the servers' egress (a server round trip)")
-
-    def start(self) -> None:
-        super().start()
-        d = self.args.server_delay_ms
-        if d:
-            for lab in self.labs.values():
-                for h in lab.servers:
-                    lab.topo.exec(h.name, ["tc", "qdisc", "add", "dev", "eth0", "root",
-                                           "netem", "delay", f"{d}ms", "limit", "100000"])
 
     def lab_kwargs(self) -> dict[str, Any]:
         return {"big_files": {"1M": 1 << 20}}
