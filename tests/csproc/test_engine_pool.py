@@ -296,3 +296,21 @@ def test_isn_follows_a_clock_per_four_tuple():
     key = (ip_int(S1), 8080, ip_int(SNAT), 20000)
     assert (pools.isn(key, 1020.0) - pools.isn(key, 1000.0)) % M == 20 * 250_000
     assert pools.isn(key, 1000.0) != pools.isn((ip_int(S1), 8080, ip_int(SNAT), 20001), 1000.0)
+
+
+def test_mss_compared_with_what_the_pooled_syn_announced():
+    """The server's own (smaller) MSS does not make a pooled connection fit a client with a
+    smaller MSS than the pooled SYN announced: the server sends up to the announced one."""
+    h = pool_harness()
+    new_client(h, 40000, 1000)
+    fresh, pooled = syns(h.send(GET))
+    h.server(answer(pooled, "SA", 77, mss=1000))
+    new_client(h, 40001, 2000, mss=1200)
+    fresh2, = syns(h.send(GET))
+    assert fresh2[TCP].seq == 2000 and h.eng.stats.pooled_used == 0
+    # a 1460 client takes it; the request goes in segments of the server's MSS (1000)
+    new_client(h, 40002, 3000)
+    big = b"GET /" + b"a" * 1500 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+    h.send(big[:1400])
+    inst, = of(h.send(big[1400:], rel=1400), InstallFlows)
+    assert [len(payload(valid(p.frame))) for p in inst.then] == [1000, len(big) - 1000]

@@ -948,7 +948,7 @@ class Engine:
         sl.ip, sl.port, sl.sw_port, sl.mac = server.ip, server.port, p.sw_port, p.mac
         sl.src_ip, sl.src_port, sl.key = p.src, p.sport, p.key
         self.conns_s[p.key] = c
-        sl.our_isn, sl.isn, sl.mss = p.isn, p.sisn, p.mss
+        sl.our_isn, sl.isn, sl.mss = p.isn, p.sisn, p.smss
         sl.syn_tries, sl.syn_sent = 0, now
         c.shift = (p.isn - cl.isn) & MOD32
         out = [] if cl.ws is None else self._server_scale(c, p.sws, now)

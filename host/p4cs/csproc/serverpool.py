@@ -42,7 +42,9 @@ class Pooled:
     """One pooled connection: ``key`` is its 4-tuple as the server's packets carry it."""
 
     __slots__ = ("svc", "server", "key", "src", "sport", "sw_port", "mac", "isn", "sisn",
-                 "mss", "ws", "sws", "state", "syn_tries", "syn_sent", "deadline")
+                 "mss", "ws", "smss", "sws", "state", "syn_tries", "syn_sent", "deadline")
+    # mss, ws: the options of its SYN (the server sends segments of at most mss); smss, sws:
+    # those of the server's SYN-ACK
 
 
 class Pools:
@@ -88,7 +90,7 @@ class Pools:
             p.key = (server.ip, server.port, p.src, p.sport)
             p.sw_port, p.mac = route[0], P.mac_bytes(route[1])
             p.isn = self.isn(p.key, now)
-            p.sisn = p.sws = None
+            p.sisn = p.sws = p.smss = None
             p.mss, p.ws = mss, ws
             p.state = OPENING
             p.syn_tries = 0
@@ -124,7 +126,7 @@ class Pools:
             if not f & SYN:
                 return []
             p.sisn, p.sws = seg.seq, seg.wscale
-            p.mss = min(p.mss, seg.mss or 536)
+            p.smss = seg.mss or 536
             p.state = IDLE
             p.deadline = now + p.svc.server_pool.max_age
             self.stats.pooled_opened += 1
