@@ -101,31 +101,32 @@ def test_client_spliced_onto_pooled_connection(cisn, s_isn, resp):
     assert to_server[TCP].ack == (s_isn + 1 + resp) % M
 
 
-def test_incompatible_clients_get_a_fresh_connection():
+def test_incompatible_clients_get_a_fresh_connection_and_the_pool_follows():
+    """A client whose options fit no pooled connection gets a new one, as without a pool;
+    the full pool gives up its oldest idle connection for one with that client's options."""
     h = pool_harness(idle=1)
-    open_pool(h)
-    # no window scaling: the pooled connection scales, so it does not fit
-    new_client(h, 40001, 7000, ws=False)
-    fresh, = syns(h.send(GET))          # the pool is full: nothing opened for this client
-    assert fresh[TCP].seq == 7000
+    old = open_pool(h)
     # a smaller MSS than the pooled connection announced
-    new_client(h, 40002, 8000, mss=536)
-    fresh, = syns(h.send(GET))
-    assert fresh[TCP].seq == 8000 and opts(fresh)["MSS"] == 536
-    assert h.eng.stats.pooled_used == 0 and h.eng.stats.pooled_idle == 1
-    # a compatible client takes it
-    new_client(h, 40003, 9000)
-    assert of(h.send(GET), InstallFlows) and h.eng.stats.pooled_used == 1
-
-
-def test_unscaled_pool_for_unscaled_clients():
-    h = pool_harness()
-    open_pool(h, ws=False)
-    new_client(h, 40001, 7000, ws=True)
-    assert not of(h.send(GET), InstallFlows)
-    new_client(h, 40002, 8000, ws=False)
+    new_client(h, 40001, 8000, mss=536)
+    eff = h.send(GET)
+    assert not of(eff, InstallFlows)
+    rst, = [p for _, p in pkts(eff) if p[TCP].flags == "R"]
+    assert rst[TCP].sport == old[TCP].sport and rst[TCP].seq == (old[TCP].seq + 1) % M
+    fresh, pooled = syns(eff)
+    assert fresh[TCP].seq == 8000 and opts(fresh)["MSS"] == 536 and opts(pooled)["MSS"] == 536
+    assert h.eng.stats.pooled_closed == 1 and h.eng.stats.pooled_idle == 0
+    h.server(answer(pooled, "SA", 3))
+    # no window scaling: the pooled connection scales, so it does not fit either
+    new_client(h, 40002, 9000, ws=False)
+    eff = h.send(GET)
+    fresh, unscaled = syns(eff)
+    assert fresh[TCP].seq == 9000 and "WScale" not in opts(unscaled)
+    h.server(answer(unscaled, "SA", 4, ws=None))
+    # a client like the last one takes the pooled connection
+    new_client(h, 40003, 10000, ws=False)
     inst, = of(h.send(GET), InstallFlows)
-    assert h.eng.stats.pooled_used == 1
+    assert valid(inst.then[0].frame)[TCP].sport == unscaled[TCP].sport
+    assert h.eng.stats.pooled_used == 1 and h.eng.stats.pooled_closed == 2
 
 
 def test_pool_fills_to_its_size_and_refills_on_use():
@@ -306,8 +307,10 @@ def test_mss_compared_with_what_the_pooled_syn_announced():
     fresh, pooled = syns(h.send(GET))
     h.server(answer(pooled, "SA", 77, mss=1000))
     new_client(h, 40001, 2000, mss=1200)
-    fresh2, = syns(h.send(GET))
+    fresh2, repl = syns(h.send(GET))      # and the pool follows: a 1200 one replaces it
     assert fresh2[TCP].seq == 2000 and h.eng.stats.pooled_used == 0
+    assert opts(repl)["MSS"] == 1200
+    h.server(answer(repl, "SA", 99, mss=1000))
     # a 1460 client takes it; the request goes in segments of the server's MSS (1000)
     new_client(h, 40002, 3000)
     big = b"GET /" + b"a" * 1500 + b" HTTP/1.1\r\nHost: a\r\n\r\n"

@@ -73,14 +73,21 @@ class Pools:
 
     def fill(self, svc, server, mss: int, ws: int | None, now: float) -> list:
         """Open connections of ``svc`` to ``server`` with these options up to its pool's
-        size (connections being opened count)."""
-        pool = svc.server_pool
-        have = len(self._of.get((svc.name, server), ()))
+        size (connections being opened count).  A full pool with no connection that fits
+        these options gives up its oldest idle one that does not: the pool follows its
+        clients' options (the learned window scale of the service changes them; clients
+        differ), one connection per such client."""
+        size = svc.server_pool.idle
         out: list = []
         route = self.topo.route(server.ip)
         if route is None:
             return out
-        for _ in range(pool.idle - have):
+        conns = self._of.get((svc.name, server), [])
+        if len(conns) >= size > 0 and not any(p.ws == ws and p.mss <= mss for p in conns):
+            old = next((p for p in conns if p.state == IDLE), None)
+            if old is not None:
+                out += self._close(old)
+        for _ in range(size - len(self._of.get((svc.name, server), ()))):
             src = self.policy.source(svc, 0, 0)
             if src is None:                      # the SNAT pool is exhausted
                 break
