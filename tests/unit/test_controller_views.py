@@ -115,7 +115,7 @@ def test_status_json_is_stable():
     for servers in st["groups"].values():
         for s in servers:
             assert set(s) >= {"server", "address", "scheduler", "weight", "active", "inactive",
-                              "total", "up"}
+                              "total", "up", "pooled"}
     views.ipvs_listing(st)
 
 
