@@ -104,7 +104,7 @@ class Pools:
             p.syn_sent = now
             self.by_key[p.key] = p
             self._of.setdefault((svc.name, server), []).append(p)
-            out.append(self._syn(p, now))
+            out.append(self._syn(p))
         return out
 
     def isn(self, key: tuple, now: float) -> int:
@@ -197,7 +197,7 @@ class Pools:
                 out += self._close(p)           # max_age: nobody took it
             elif p.syn_tries <= cfg.server_syn_retries \
                     and now < p.syn_sent + cfg.server_connect_timeout:
-                out.append(self._syn(p, now))
+                out.append(self._syn(p))
             else:                                # the server does not answer
                 self._forget(p)
         return out
@@ -211,7 +211,7 @@ class Pools:
         return out
 
     # ------------------------------------------------------------------ helpers
-    def _syn(self, p: Pooled, now: float) -> PacketOut:
+    def _syn(self, p: Pooled) -> PacketOut:
         p.syn_tries += 1
         opts = P.mss_option(p.mss)
         if p.ws is not None:
