@@ -1,6 +1,7 @@
-"""The libxml2-based XML extractor agrees with the expat reference (one Python callback per
-element): equal on well-formed documents; on damaged ones it never reports a value the
-reference does not (a value it reports is the reference's)."""
+"""The XML extractor agrees with the expat reference (one Python callback per element): equal
+on well-formed documents; on damaged ones it never reports a value the reference does not (a
+value it reports is the reference's). Each test runs with the C scanner in front of libxml2
+and with libxml2 alone (the `xml_impl` fixture); tests/rules/test_xmlscan.py compares the two."""
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,7 +48,7 @@ def document(draw):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(document(), st.lists(st.sampled_from(PATHS), min_size=1, max_size=4))
-def test_equal_to_expat_on_wellformed_documents(doc, paths):
+def test_equal_to_expat_on_wellformed_documents(xml_impl, doc, paths):
     assert extract_xml(doc, paths) == reference_extract_xml(doc, paths), doc
 
 
@@ -55,7 +56,7 @@ def test_equal_to_expat_on_wellformed_documents(doc, paths):
 @given(st.one_of(document(), mutated(XML_SEEDS)).flatmap(
            lambda d: st.tuples(st.just(d), mutated([d]))),
        st.lists(st.sampled_from(PATHS + ["purchase/totalAmount", "item:2/subTotal"]), min_size=1, max_size=4))
-def test_never_more_than_expat_on_damaged_documents(docs, paths):
+def test_never_more_than_expat_on_damaged_documents(xml_impl, docs, paths):
     _, doc = docs
     got = extract_xml(doc, paths)
     ref = reference_extract_xml(doc, paths)
@@ -63,7 +64,7 @@ def test_never_more_than_expat_on_damaged_documents(docs, paths):
         assert ref.get(k) == v, (doc, k, v, ref)
 
 
-def test_large_document_value_at_the_end():
+def test_large_document_value_at_the_end(xml_impl):
     items = "".join(f"<item><n>{i}</n></item>" for i in range(3000))
     doc = f"<purchase>{items}<total>7</total></purchase>".encode()
     assert extract_xml(doc, ["purchase/total", "item:2999/n", "purchase/item:3000/n"]) == {
