@@ -181,3 +181,15 @@ def test_huge_documents_are_left_to_libxml2():
     doc = b"<a>" + b" " * 10_000_000 + b"</a>"
     assert scan(doc, ["a"]) is None
     assert extract_xml(doc, ["a"]) == {"a": ""}
+
+
+def test_long_qualified_names_across_16_byte_blocks():
+    """Names are read 16 bytes at a time: colons and name ends in every position of a block."""
+    for plen in range(1, 36, 3):
+        for llen in range(1, 36, 2):
+            prefix, local = "p" * plen, "l" * llen
+            doc = f'<r xmlns:{prefix}="u"><{prefix}:{local} {prefix}:k="1">v</{prefix}:{local} ></r>'.encode()
+            assert scan(doc, [f"r/{local}"]) == extract_xml_libxml2(doc, [f"r/{local}"]) == {f"r/{local}": "v"}
+            two = f'<r xmlns:{prefix}="u"><{prefix}:{local}:x/></r>'.encode()
+            assert scan(two, ["r"]) is None
+            assert extract_xml(two, ["r"]) == extract_xml_libxml2(two, ["r"])

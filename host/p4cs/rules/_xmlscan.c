@@ -127,7 +127,7 @@ static inline int same(const void *a, const void *b, Py_ssize_t n)
 	return 1;
 }
 
-static Py_ssize_t name_index(Sequences *s, const char *n, Py_ssize_t len)
+static inline Py_ssize_t name_index(Sequences *s, const char *n, Py_ssize_t len)
 {
 	Py_ssize_t i;
 
@@ -759,7 +759,7 @@ static int ns_value_ok(const unsigned char *v, Py_ssize_t n, int prefixed)
 static int end_element(Scan *sc);
 
 /* Matching when an element named `local` starts at the new depth sc->depth. */
-static int match_start(Scan *sc, const unsigned char *local, Py_ssize_t len)
+static inline int match_start(Scan *sc, const unsigned char *local, Py_ssize_t len)
 {
 	Sequences *s = sc->seq;
 	Py_ssize_t r = name_index(s, (const char *)local, len);
@@ -807,6 +807,8 @@ static int start_tag(Scan *sc)
 	if (!n || (prefix == 5 && memcmp(name, "xmlns", 5) == 0))
 		return FALLBACK;
 	p += n;
+	if (p < end && *p == '>')
+		goto open;  /* no attributes */
 	for (;;) {
 		const unsigned char *q = skip_space(p, end), *an, *val;
 		Py_ssize_t ap, al;
@@ -865,6 +867,7 @@ static int start_tag(Scan *sc)
 				return FALLBACK;  /* possibly the same namespaced attribute twice */
 		}
 	}
+open:
 	if (prefix && !ns_declared(sc, name, prefix))
 		return FALLBACK;
 	if (sc->depth == MAX_DEPTH)
@@ -1107,11 +1110,14 @@ static PyObject *seq_scan(Sequences *s, PyObject *arg)
 			return PyDict_New();
 		Py_RETURN_NONE;
 	}
-	sc = PyMem_Calloc(1, sizeof(Scan));
+	sc = PyMem_Malloc(sizeof(Scan));  /* levels and declarations are written before read */
 	if (!sc) {
 		PyBuffer_Release(&view);
 		return PyErr_NoMemory();
 	}
+	sc->depth = sc->nns = sc->ncap = 0;
+	sc->buf = NULL;
+	sc->blen = sc->bcap = 0;
 	sc->seq = s;
 	sc->p = view.buf;
 	sc->end = sc->p + view.len;
