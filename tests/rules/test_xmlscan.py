@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz_targets import XML_SEEDS, XMLSCAN_SEEDS, guarded, mutated
+from test_xml_property import element
 from p4cs.rules import extract
 from p4cs.rules.extract import extract_xml, extract_xml_libxml2
 
@@ -30,20 +31,8 @@ ATTRS = st.sampled_from([
     ' xmlns=""', ' k="\u00e9\t"'])
 
 
-@st.composite
-def element(draw, depth=0):
-    name = draw(st.sampled_from(NAMES))
-    tag = name if draw(st.booleans()) else "n:" + name  # n declared at the root
-    attrs = draw(ATTRS) + (' xmlns:n="urn:x"' if depth == 0 else "")
-    if depth >= 4 or draw(st.integers(0, 3)) == 0:
-        if draw(st.integers(0, 4)) == 0:
-            return f"<{tag}{attrs}{draw(st.sampled_from(['', ' ', chr(10)]))}/>"
-        return f"<{tag}{attrs}>{draw(TEXT)}</{tag}{draw(st.sampled_from(['', ' ', chr(9)]))}>"
-    kids = draw(st.lists(element(depth + 1), max_size=4))
-    inner = draw(TEXT) + "".join(k + draw(TEXT) for k in kids)
-    if draw(st.integers(0, 5)) == 0:
-        inner = f'<m:c xmlns:m="urn:m2">{inner}</m:c>'
-    return f"<{tag}{attrs}>{inner}</{tag}>"
+RICH = {"names": st.sampled_from(NAMES), "text": TEXT, "attrs": ATTRS, "max_depth": 4,
+        "end_space": st.sampled_from(["", " ", "\n\t"]), "wrap": st.integers(0, 5).map(lambda i: i == 0)}
 
 
 PROLOG = st.sampled_from([
@@ -58,7 +47,7 @@ DOCTYPE = st.sampled_from(["", "<!DOCTYPE a>", '<!DOCTYPE purchase SYSTEM "p.dtd
 
 @st.composite
 def document(draw):
-    doc = draw(element())
+    doc = draw(element(kind=RICH))
     return (draw(PROLOG) + draw(MISC) + draw(DOCTYPE) + draw(MISC) + doc + draw(MISC)).encode("utf-8")
 
 

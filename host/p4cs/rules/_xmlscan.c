@@ -10,7 +10,7 @@
  * comments, CDATA sections, processing instructions, and a DOCTYPE without an internal subset.
  * Everything else -- any malformation, another encoding, a non-ASCII name, an internal subset or
  * an entity it does not know, an undeclared or dubious namespace prefix, a document that ends
- * before its root element does, nesting deeper than libxml2 allows -- makes scan() return None,
+ * before its root element does, more than 255 levels of nesting -- makes scan() return None,
  * and the caller extracts with libxml2 (the reference).  A value is returned only when every
  * byte up to the end of the element that gives it is well-formed, which is exactly when the
  * reference gives that value too.  The scan stops when every sequence is resolved or the root
