@@ -30,12 +30,12 @@ from p4cs.rules.extract import (
 )
 from p4cs.rules.model import parse_xml_path
 from p4cs.rules.parser import RuleError
+from p4cs.rules.synth import build_client_hello, build_smtp
 
 try:
     from p4cs.rules import _xmlscan
 except ImportError:  # not built: no xmlscan target
     _xmlscan = None
-from p4cs.rules.synth import build_client_hello, build_smtp
 
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "fuzz"

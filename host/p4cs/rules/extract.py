@@ -113,7 +113,7 @@ def extract_xml(doc: bytes | str, paths: Iterable[str]) -> dict[str, str]:
     sequence is resolved; it declines (returns None) whatever it cannot check exactly -- any
     malformation, other encodings, DTD internal subsets, other entities, non-ASCII names,
     dubious namespace declarations -- and then `extract_xml_libxml2`, the reference, extracts.
-    The results are the reference's in every case (tests/rules/test_xml_property.py).
+    The results are the reference's in every case (tests/rules/test_xmlscan.py).
     """
     specs, seqs = _compiled(tuple(paths))
     if not specs:
