@@ -10,6 +10,10 @@ on the *same* veths:
 * ``p4cs``: the content switch as the Lab runs it (client -> http://10.0.0.100/).
 * ``haproxy``: HAProxy 2.6 in the switch namespace (HTTP mode, ``nbthread 1``, ``balance
   roundrobin`` over the three nginx, ``maxconn 4000``), listening on the same VIP:80.
+* ``haproxy-splice`` (optional, add it to ``--targets``): the same HAProxy process through a
+  second frontend on VIP:81 whose frontend and backend set ``option splice-request`` and
+  ``option splice-response`` (payload moved by the kernel with splice(), not copied through
+  HAProxy's buffers).
 * ``direct``: the client talks to s1 (http://10.0.2.1/) through the switch namespace's
   kernel router (ip_forward).
 
@@ -100,7 +104,21 @@ frontend fe
 backend be
     balance roundrobin
 {servers}
+frontend fe_splice
+    bind {vip}:{splice_port}
+    maxconn 4000
+    option splice-request
+    option splice-response
+    default_backend be_splice
+backend be_splice
+    balance roundrobin
+    option splice-request
+    option splice-response
+{servers}
 """
+#: The VIP port of HAProxy's second frontend, which moves payload with the kernel's splice()
+#: (target ``haproxy-splice``).
+SPLICE_PORT = 81
 
 TESTS = {
     "newconn": (["-t2", "-c50", "-H", "Connection: close"], "/"),
@@ -262,7 +280,8 @@ class Bench:
         servers = "\n".join(f"    server s{i + 1} {h.ip}:80 maxconn 4000"
                             for i, h in enumerate(lab.servers))
         cfg = Path(lab.workdir) / "haproxy.cfg"
-        cfg.write_text(HAPROXY_CFG.format(mode=self.HAPROXY_MODE, vip=lab.vip, servers=servers))
+        cfg.write_text(HAPROXY_CFG.format(mode=self.HAPROXY_MODE, vip=lab.vip, servers=servers,
+                                          splice_port=SPLICE_PORT))
         self.hap_log = open(Path(lab.workdir) / "haproxy.log", "w")
         self.haproxy = topo.popen(SWITCH, ["haproxy", "-db", "-f", str(cfg)],
                                   stdout=self.hap_log, stderr=subprocess.STDOUT)
@@ -348,7 +367,7 @@ class Bench:
             out["switch_server"] = sum(sw.values()) - out["daemon"]
             out["controller"] = sum(cpu_s(p) for p in tree(procs["controller"].pid))
             out["switch_side"] = out["daemon"] + out["switch_server"] + out["controller"]
-        elif target == "haproxy":
+        elif target.startswith("haproxy"):
             out["switch_side"] = cpu_s(self.haproxy.pid)
         else:
             out["switch_side"] = 0.0
@@ -359,7 +378,8 @@ class Bench:
     def wrk(self, target: str, test: str) -> dict[str, Any]:
         opts, path = TESTS[test]
         lab = self.lab_of(target)
-        host = lab.vip if target != "direct" else lab.servers[0].ip
+        host = {"direct": lab.servers[0].ip,
+                "haproxy-splice": f"{lab.vip}:{SPLICE_PORT}"}.get(target, lab.vip)
         d = self.args.duration
         argv = ["wrk", *opts, "-d", f"{d}s", "--timeout", "30s", "--latency",
                 f"http://{host}{path}"]
@@ -422,9 +442,10 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
         return lambda t: [] if base(t) == peer else [peer + t[len(base(t)):]]
 
     out = {"median": med, "ratio_to_haproxy": ratios(same_settings("haproxy"))}
-    if any(base(t) == "haproxy" for t in med) and len([t for t in med if base(t) == "haproxy"]) > 1:
+    haproxies = [t for t in med if t.startswith("haproxy")]
+    if len(haproxies) > 1:
         out["ratio_to_best_haproxy"] = ratios(
-            lambda t: [] if base(t) == "haproxy" else [h for h in med if base(h) == "haproxy"])
+            lambda t: [] if t.startswith("haproxy") else haproxies)
     out["ratio_to_direct"] = ratios(same_settings("direct"))
     return out
 

@@ -7,26 +7,20 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
 
-from p4cs.lab.server import file_sha256
+from e2e_util import download_checked, fastpath
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 
 MTU = 9000
 BIG = 20 * 2**20
 
+
 @pytest.fixture(scope="module")
 def lab(make_lab):
     return make_lab("j", mtu=MTU, big_files={"20M": BIG})
-
-
-def fastpath(lab) -> dict:
-    resp = lab.control({"op": "fastpath"})
-    assert resp.get("ok"), resp
-    return resp["fastpath"]
 
 
 @pytest.mark.root
@@ -50,19 +44,13 @@ def test_switch_announces_the_port_mss(lab):
             cap.wait()
     assert re.search(rf"\bmss {MTU - 40}\b", out), out
 
+
 @pytest.mark.root
 def test_big_download_in_jumbo_segments(lab, record_property):
     """20 MB byte-exact through the switch; the spliced flow's frames average more than
     3000 bytes (jumbo data segments and their ACKs: at MTU 1500 the average stays near 1000)."""
     before = fastpath(lab)
-    t0 = time.monotonic()
-    r = lab.client_exec(["bash", "-c", "set -o pipefail; curl -sS --max-time 120 "
-                         f"-w '%{{stderr}}size=%{{size_download}}' http://{lab.vip}/big/20M | sha256sum"],
-                        timeout=150)
-    dt = time.monotonic() - t0
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.strip() == f"size={BIG}", r.stderr
-    assert r.stdout.split()[0] == file_sha256(BIG)
+    dt = download_checked(lab, "/big/20M", BIG)
     after = fastpath(lab)
     pkts = after["packets"] - before["packets"]
     nbytes = after["bytes"] - before["bytes"]
