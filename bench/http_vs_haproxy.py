@@ -419,6 +419,7 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
                 m["machine_idle_cores"] = round(statistics.median(r["machine_cores"]["idle"]
                                                                   for r in rs), 2)
             med[target][test] = m
+
     def ratios(peer_of: Callable[[str], list[str]]) -> dict[str, Any]:
         """Every target against the best of its peers ``peer_of(target)`` in this run."""
         out: dict[str, Any] = {}
