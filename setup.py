@@ -2,7 +2,8 @@
 ``p4cs/p4src/``) and, when ``make -C dataplane`` has built it, the data-plane daemon with the DPDK
 headers it compiles pipelines against (``p4cs/dataplane/``). A wheel with the daemon is
 machine-local: it is tagged for this platform and links against this machine's DPDK.
-It also builds the C part of the SYN cookies (``p4cs.csproc._hsiphash``, optional).
+It also builds the C part of the SYN cookies (``p4cs.csproc._hsiphash``) and the XML
+tag-sequence scanner of the rules (``p4cs.rules._xmlscan``), both optional.
 Everything else is configured in pyproject.toml."""
 
 from __future__ import annotations
@@ -47,5 +48,10 @@ class MaybeBinaryDistribution(Distribution):
 HSIPHASH = Extension("p4cs.csproc._hsiphash", ["host/p4cs/csproc/_hsiphash.c"],
                      extra_compile_args=["-O2"], optional=True)
 
+# The rules' XML tag-sequence scanner in C; optional: without it every document goes to the
+# libxml2 path it falls back to anyway (p4cs.rules.extract.extract_xml).
+XMLSCAN = Extension("p4cs.rules._xmlscan", ["host/p4cs/rules/_xmlscan.c"],
+                    extra_compile_args=["-O3"], optional=True)
+
 setup(cmdclass={"build_py": BuildPyWithData}, distclass=MaybeBinaryDistribution,
-      ext_modules=[HSIPHASH])
+      ext_modules=[HSIPHASH, XMLSCAN])

@@ -10,6 +10,10 @@ on the *same* veths:
 * ``p4cs``: the content switch as the Lab runs it (client -> http://10.0.0.100/).
 * ``haproxy``: HAProxy 2.6 in the switch namespace (HTTP mode, ``nbthread 1``, ``balance
   roundrobin`` over the three nginx, ``maxconn 4000``), listening on the same VIP:80.
+* ``haproxy-splice`` (optional, add it to ``--targets``): the same HAProxy process through a
+  second frontend on VIP:81 whose frontend and backend set ``option splice-request`` and
+  ``option splice-response`` (payload moved by the kernel with splice(), not copied through
+  HAProxy's buffers).
 * ``direct``: the client talks to s1 (http://10.0.2.1/) through the switch namespace's
   kernel router (ip_forward).
 
@@ -22,7 +26,19 @@ direct packet channel (``--packet-io direct``, the default) or the P4Runtime str
 ``p4cs-direct`` and ``p4cs-p4runtime``, prefixes ``<prefix>d`` / ``<prefix>p``).
 The DPDK switch attaches its veths with AF_PACKET (``--port-type``, default ``afpacket``): an
 AF_XDP port keeps redirecting the veth's frames to its socket while the daemon is stopped, so
-the kernel phases would see no traffic.
+the kernel phases would see no traffic; ``--port-type afpacket,afxdp`` adds a second Lab (prefix
+``<prefix>x``) whose switch uses AF_XDP, measured in the p4cs phase (``p4cs-afpacket``,
+``p4cs-afxdp``), while HAProxy and direct use the first Lab's namespaces.
+
+``--mtu N`` gives every veth that MTU (default 1500; the controller's ports and the MSS the
+switch announces follow it, so at 9000 every side uses jumbo frames; an AF_XDP port falls back
+to AF_PACKET above ~3.5 KB). The Labs create the veths with checksum/TSO/GSO/GRO offloads off;
+``--offloads on`` turns them on for every target (HAProxy's and direct's best setting: the
+kernel moves 64 KB super-frames; the p4cs ports complete checksums and cut super-frames into
+wire-sized segments), ``--offloads off,on`` measures every target in both settings in each round
+(those with offloads on named ``<target>+tso``). Ratios: ``ratio_to_haproxy`` and
+``ratio_to_direct`` against the peer with the same offloads, ``ratio_to_best_haproxy`` against
+the fastest HAProxy setting of the run.
 
 For the kernel phases (haproxy, direct) the p4cs data plane (``p4cs-swxd`` or
 ``simple_switch_grpc``) is stopped (SIGSTOP: its sockets would otherwise see and punt the same
@@ -37,14 +53,18 @@ Tests per target (wrk 4.1 in the client namespace unless noted):
   keepalive wrk -t2 -c50 GET /                                requests/s on keep-alive
   get1m     wrk -t1 -c4 GET /big/1M                           MB/s
   get100m   wrk -t1 -c1 GET /big/100M                         MB/s
+  get100m_c4 wrk -t1 -c4 GET /big/100M                       MB/s (optional)
 with p50 / p99 latency from wrk --latency, and the CPU seconds the switch side
 (p4cs: daemon + P4Runtime server + controller, each also on its own; haproxy: haproxy) and the
-nginx servers used, per second (``cpu_share``) and per request in milliseconds
-(``cpu_ms_per_request``: per connection in ``newconn``).
+nginx servers used, per second (``cpu_share``), per request in milliseconds
+(``cpu_ms_per_request``: per connection in ``newconn``) and, for the get tests, per MiB
+received (``cpu_ms_per_mb``).
 
     sudo .venv/bin/python bench/http_vs_haproxy.py [--rounds 3] [--duration 8] [--json FILE]
                                                    [--target dpdk|bmv2|dpdk,bmv2]
                                                    [--packet-io direct|p4runtime|direct,p4runtime]
+                                                   [--port-type afpacket|afxdp|afpacket,afxdp]
+                                                   [--mtu 1500] [--offloads off|on|off,on]
 """
 
 from __future__ import annotations
@@ -60,7 +80,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host"))
@@ -84,7 +104,21 @@ frontend fe
 backend be
     balance roundrobin
 {servers}
+frontend fe_splice
+    bind {vip}:{splice_port}
+    maxconn 4000
+    option splice-request
+    option splice-response
+    default_backend be_splice
+backend be_splice
+    balance roundrobin
+    option splice-request
+    option splice-response
+{servers}
 """
+#: The VIP port of HAProxy's second frontend, which moves payload with the kernel's splice()
+#: (target ``haproxy-splice``).
+SPLICE_PORT = 81
 
 #: HAProxy's address towards the servers of a SNAT-mode Lab (on-link in their subnet)
 KERNEL_SERVER_SIDE = "10.0.2.250"
@@ -170,14 +204,18 @@ def parse_wrk(text: str) -> dict[str, Any]:
     for pct in ("50", "99"):
         m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
         out[f"p{pct}_ms"] = round(_ms(m.group(1)), 3) if m else None
-    m = re.search(r"(\d+) requests in", text)
+    m = re.search(r"(\d+) requests in [^,]+, (\S+) read", text)
     out["requests"] = int(m.group(1)) if m else 0
+    out["mb_read"] = round(_size(m.group(2)) / (1 << 20), 1) if m else 0.0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     out["non2xx"] = int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     out["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
     return out
 
+
+#: Lab prefix letter of each port type (``--port-type afpacket,afxdp``).
+PREFIX_TAG = {"afpacket": "p", "afxdp": "x"}
 
 #: The data-plane process of each target (its /proc comm), stopped during the kernel phases.
 DATAPLANE_COMM = {"dpdk": "p4cs-swxd", "bmv2": "simple_switch_g"}   # simple_switch_grpc
@@ -200,24 +238,33 @@ class Bench:
         """Measurements of a variant after the rounds (the Labs still run)."""
         return {}
 
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        #: one Lab per P4 target, named in the results ``p4cs`` (one target) or ``p4cs-<target>``
-        #: (and packet I/O mode, ``p4cs-<mode>``, ``p4cs-<target>-<mode>`` with several)
-        self.labs: dict[str, Lab] = {}
+    def make_labs(self) -> dict[str, Lab]:
+        """One Lab per P4 target, named in the results ``p4cs`` (one target) or
+        ``p4cs-<target>`` (and packet I/O mode, ``p4cs-<mode>``, ``p4cs-<target>-<mode>``
+        with several)."""
+        args = self.args
+        labs: dict[str, Lab] = {}
         for t in args.target:
             for io in args.packet_io:
-                parts = ([t] if len(args.target) > 1 else []) + \
-                    ([io] if len(args.packet_io) > 1 else [])
-                name = "-".join(["p4cs", *parts])
-                prefix = args.prefix + "".join(x[0] for x in parts)
-                self.labs[name] = Lab(prefix, target=t, n_servers=3, packet_io=io,
-                                      port_type=args.port_type, **self.lab_kwargs())
+                for pt in args.port_type:
+                    parts = ([t] if len(args.target) > 1 else []) + \
+                        ([io] if len(args.packet_io) > 1 else []) + \
+                        ([pt] if len(args.port_type) > 1 else [])
+                    name = "-".join(["p4cs", *parts])
+                    prefix = args.prefix + "".join(PREFIX_TAG.get(x, x[0]) for x in parts)
+                    labs[name] = Lab(prefix, target=t, n_servers=3, packet_io=io,
+                                     port_type=pt, mtu=args.mtu, **self.lab_kwargs())
+        return labs
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.labs: dict[str, Lab] = self.make_labs()
         #: the Lab of the kernel phases (HAProxy, direct): the first target's
         self.lab = next(iter(self.labs.values()))
         self.haproxy: subprocess.Popen | None = None
         self.daemon_pid = 0
         self.stopped = False
+        self.in_kernel = False      # the kernel phase's addresses are set, the daemon stopped
 
     # ---------------------------------------------------------------- setup
     def start(self) -> None:
@@ -242,7 +289,8 @@ class Bench:
         servers = "\n".join(f"    server s{i + 1} {h.ip}:80 maxconn 4000"
                             for i, h in enumerate(lab.servers))
         cfg = Path(lab.workdir) / "haproxy.cfg"
-        cfg.write_text(HAPROXY_CFG.format(mode=self.HAPROXY_MODE, vip=lab.vip, servers=servers))
+        cfg.write_text(HAPROXY_CFG.format(mode=self.HAPROXY_MODE, vip=lab.vip, servers=servers,
+                                          splice_port=SPLICE_PORT))
         self.hap_log = open(Path(lab.workdir) / "haproxy.log", "w")
         self.haproxy = topo.popen(SWITCH, ["haproxy", "-db", "-f", str(cfg)],
                                   stdout=self.hap_log, stderr=subprocess.STDOUT)
@@ -276,8 +324,14 @@ class Bench:
         subprocess.run(["ip", "-n", self.lab.topo.switch_netns, *argv], check=check,
                        capture_output=True)
 
+    def set_offloads(self, on: bool) -> None:
+        """Offloads (checksum, TSO/GSO, GRO) on or off on every veth of every Lab."""
+        for lab in self.labs.values():
+            lab.topo.set_offloads(on)
+
     def kernel_phase(self) -> None:
         """Daemon stopped; the switch namespace routes and owns the gateways and the VIP."""
+        self.in_kernel = True
         topo = self.lab.topo
         os.kill(self.daemon_pid, signal.SIGSTOP)
         ns = topo.switch_netns
@@ -297,6 +351,7 @@ class Bench:
         time.sleep(0.5)
 
     def p4cs_phase(self) -> None:
+        self.in_kernel = False
         topo = self.lab.topo
         ns = topo.switch_netns
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0"],
@@ -324,7 +379,7 @@ class Bench:
             out["switch_server"] = sum(sw.values()) - out["daemon"]
             out["controller"] = sum(cpu_s(p) for p in tree(procs["controller"].pid))
             out["switch_side"] = out["daemon"] + out["switch_server"] + out["controller"]
-        elif target == "haproxy":
+        elif target.startswith("haproxy"):
             out["switch_side"] = cpu_s(self.haproxy.pid)
         else:
             out["switch_side"] = 0.0
@@ -335,7 +390,8 @@ class Bench:
     def wrk(self, target: str, test: str) -> dict[str, Any]:
         opts, path = TESTS[test]
         lab = self.lab_of(target)
-        host = lab.vip if target != "direct" else lab.servers[0].ip
+        host = {"direct": lab.servers[0].ip,
+                "haproxy-splice": f"{lab.vip}:{SPLICE_PORT}"}.get(target, lab.vip)
         d = self.args.duration
         argv = ["wrk", *opts, "-d", f"{d}s", "--timeout", "30s", "--latency",
                 f"http://{host}{path}"]
@@ -347,6 +403,9 @@ class Bench:
         res["cpu_share"] = {k: round((c1[k] - c0[k]) / wall, 3) for k in c0}
         res["cpu_ms_per_request"] = {k: round(1000 * (c1[k] - c0[k]) / max(res["requests"], 1), 4)
                                      for k in c0}
+        if test.startswith("get"):
+            res["cpu_ms_per_mb"] = {k: round(1000 * (c1[k] - c0[k]) / max(res["mb_read"], 1e-9), 3)
+                                    for k in c0}
         res["machine_cores"] = machine_split(m0, m1)   # everyone's, other suites included
         res["load"] = load()
         if r.returncode != 0 or not res["requests"]:
@@ -363,25 +422,45 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             for k in ("rps", "mb_per_s", "p50_ms", "p99_ms"):
                 vals = [r[k] for r in rs if r.get(k) is not None]
                 m[k] = round(statistics.median(vals), 3) if vals else None
-            for key, nd in (("cpu_share", 3), ("cpu_ms_per_request", 4)):
-                m[key] = {k: round(statistics.median(r[key][k] for r in rs), nd)
-                          for k in rs[0][key]}
+            for key, nd in (("cpu_share", 3), ("cpu_ms_per_request", 4), ("cpu_ms_per_mb", 3)):
+                if key in rs[0]:
+                    m[key] = {k: round(statistics.median(r[key][k] for r in rs), nd)
+                              for k in rs[0][key]}
             m["errors"] = sum(r["non2xx"] + r["socket_errors"] for r in rs)
             if "machine_cores" in rs[0]:
                 m["machine_idle_cores"] = round(statistics.median(r["machine_cores"]["idle"]
                                                                   for r in rs), 2)
             med[target][test] = m
-    ratio: dict[str, Any] = {}
-    for target in med:
-        if target == "haproxy" or "haproxy" not in med:
-            continue
-        ratio[target] = {}
-        for test in med[target]:
-            key = "mb_per_s" if test.startswith("get") else "rps"  # get1m, get100m, get100m_c4
-            h = med["haproxy"].get(test, {}).get(key)
-            if h:
-                ratio[target][test] = round(med[target][test][key] / h, 3)
-    return {"median": med, "ratio_to_haproxy": ratio}
+
+    def ratios(peer_of: Callable[[str], list[str]]) -> dict[str, Any]:
+        """Every target against the best of its peers ``peer_of(target)`` in this run."""
+        out: dict[str, Any] = {}
+        for target in med:
+            peers = [p for p in peer_of(target) if p in med and p != target]
+            if not peers:
+                continue
+            out[target] = {}
+            for test in med[target]:
+                key = "mb_per_s" if test.startswith("get") else "rps"  # get1m, get100m, ...
+                h = max((med[p].get(test, {}).get(key) or 0 for p in peers), default=0)
+                if h:
+                    out[target][test] = round(med[target][test][key] / h, 3)
+        return {t: r for t, r in out.items() if r}
+
+    def base(t: str) -> str:
+        return t.split("+")[0]
+
+    def same_settings(peer: str) -> Callable[[str], list[str]]:
+        # a peer measured with the same offloads (``+tso`` or not) as the target
+        return lambda t: [] if base(t) == peer else [peer + t[len(base(t)):]]
+
+    out = {"median": med, "ratio_to_haproxy": ratios(same_settings("haproxy"))}
+    haproxies = [t for t in med if t.startswith("haproxy")]
+    if len(haproxies) > 1:
+        out["ratio_to_best_haproxy"] = ratios(
+            lambda t: [] if t.startswith("haproxy") else haproxies)
+    out["ratio_to_direct"] = ratios(same_settings("direct"))
+    return out
 
 
 def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __doc__,
@@ -399,50 +478,74 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
     ap.add_argument("--packet-io", default="direct",
                     help="the controller's packet I/O: direct, p4runtime, or direct,p4runtime "
                          "(one Lab each, measured in turn in every round)")
-    ap.add_argument("--port-type", default="afpacket", choices=("afpacket", "afxdp"),
-                    help="how the DPDK switch attaches its veths (afxdp: the kernel phases, "
-                         "HAProxy and direct, see no traffic)")
+    ap.add_argument("--port-type", default="afpacket",
+                    help="how the DPDK switch attaches its veths: afpacket, afxdp, or "
+                         "afpacket,afxdp (one Lab each, results p4cs-afpacket and p4cs-afxdp; "
+                         "the kernel phases, HAProxy and direct, run on the first Lab's "
+                         "namespaces, which must not be afxdp: its sockets take the frames)")
+    ap.add_argument("--mtu", type=int, default=1500,
+                    help="MTU of every veth (the switch's ports and the controller's MSS follow)")
+    ap.add_argument("--offloads", default="off",
+                    help="checksum/TSO/GSO/GRO offloads of the veths: off (as the Labs make "
+                         "them), on, or off,on (every target measured in both settings, those "
+                         "with offloads on named <target>+tso)")
     ap.add_argument("--json")
     bench_cls.add_arguments(ap)
     args = ap.parse_args(argv)
     tests = args.tests.split(",")
     args.target = args.target.split(",")
     args.packet_io = args.packet_io.split(",")
+    args.port_type = args.port_type.split(",")
+    args.offloads = args.offloads.split(",")
     bad = [t for t in tests if t not in TESTS] + [t for t in args.target if t not in DATAPLANE_COMM] \
-        + [m for m in args.packet_io if m not in ("direct", "p4runtime")]
+        + [m for m in args.packet_io if m not in ("direct", "p4runtime")] \
+        + [p for p in args.port_type if p not in PREFIX_TAG] \
+        + [o for o in args.offloads if o not in ("off", "on")]
     if bad:
-        ap.error(f"unknown test or target: {', '.join(bad)}")
+        ap.error(f"unknown test, target, port type or offload setting: {', '.join(bad)}")
+    if not 576 <= args.mtu <= 65535:
+        ap.error(f"--mtu {args.mtu}: expected 576..65535")
+    if args.port_type[0] == "afxdp" and set(args.targets.split(",")) - {"p4cs"}:
+        ap.error("the kernel phases (haproxy, direct) need an afpacket Lab first in --port-type")
     b = bench_cls(args)
     # "p4cs" in --targets stands for p4cs on every --target
     targets = [n for t in args.targets.split(",") for n in (b.labs if t == "p4cs" else [t])]
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {t: {x: [] for x in tests} for t in targets}
+    suffix = {"off": "", "on": "+tso"}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        t + suffix[o]: {x: [] for x in tests} for o in args.offloads for t in targets}
     loads = [load()]
     try:
         b.start()
         for rnd in range(args.rounds):
-            for phase in ("p4cs", "kernel"):
-                if phase == "p4cs":
-                    here = [t for t in targets if t in b.labs]
-                    if not here:
-                        continue
-                    if rnd:
-                        b.p4cs_phase()
-                else:
-                    here = [t for t in targets if t not in b.labs]
-                    if not here:
-                        continue
-                    b.kernel_phase()
-                for test in tests:
-                    for target in here:
-                        r = b.wrk(target, test)
-                        runs[target][test].append(r)
-                        print(f"round {rnd} {target:9s} {test:9s} rps {r['rps']:>10.1f} "
-                              f"MB/s {r['mb_per_s']:>8.1f} p50 {r['p50_ms']} p99 {r['p99_ms']} "
-                              f"cpu {r['cpu_share']} machine {r['machine_cores']} "
-                              f"err {r['non2xx'] + r['socket_errors']} "
-                              f"load {r['load']}" + (f" ERROR {r['error']}" if 'error' in r else ""),
-                              file=sys.stderr, flush=True)
+            for offloads in args.offloads:
+                b.set_offloads(offloads == "on")
+                for phase in ("p4cs", "kernel"):
+                    if phase == "p4cs":
+                        here = [t for t in targets if t in b.labs]
+                        if not here:
+                            continue
+                        if b.in_kernel:
+                            b.p4cs_phase()
+                    else:
+                        here = [t for t in targets if t not in b.labs]
+                        if not here:
+                            continue
+                        if not b.in_kernel:
+                            b.kernel_phase()
+                    for test in tests:
+                        for target in here:
+                            r = b.wrk(target, test)
+                            name = target + suffix[offloads]
+                            runs[name][test].append(r)
+                            print(f"round {rnd} {name:9s} {test:9s} rps {r['rps']:>10.1f} "
+                                  f"MB/s {r['mb_per_s']:>8.1f} p50 {r['p50_ms']} p99 {r['p99_ms']} "
+                                  f"cpu {r['cpu_share']} machine {r['machine_cores']} "
+                                  f"err {r['non2xx'] + r['socket_errors']} "
+                                  f"load {r['load']}" + (f" ERROR {r['error']}" if 'error' in r else ""),
+                                  file=sys.stderr, flush=True)
         extra = b.extra_results()
+        if b.in_kernel:         # the controllers' status wants their switch running
+            b.p4cs_phase()
         status = {name: lab.status() for name, lab in b.labs.items()}
     finally:
         b.stop()
@@ -451,7 +554,8 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
            "rounds": args.rounds, "duration_s": args.duration,
            "tests": {k: f"wrk {' '.join(v[0])} -d{args.duration}s --latency <url>{v[1]}"
                      for k, v in TESTS.items() if k in tests},
-           "p4_targets": args.target, "packet_io": args.packet_io, "load_before_after": loads,
+           "p4_targets": args.target, "packet_io": args.packet_io, "port_type": args.port_type,
+           "mtu": args.mtu, "offloads": args.offloads, "load_before_after": loads,
            **summarize(runs),
            "csproc_after": (status["p4cs"].get("csproc") if "p4cs" in status else
                             {name: st.get("csproc") for name, st in status.items()}),
@@ -459,7 +563,7 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
            "controller_counters_after": {name: st.get("counters") for name, st in status.items()},
            **extra,
            "runs": runs}
-    shown = ["median", "ratio_to_haproxy", "load_before_after", *extra]
+    shown = ["median", *(k for k in out if k.startswith("ratio_to_")), "load_before_after", *extra]
     for a, b in (("p4cs-bmv2", "p4cs-dpdk"), ("p4cs-direct", "p4cs-p4runtime"),
                  ("p4cs-pool", "p4cs-nopool")):
         if {a, b} <= set(runs):

@@ -45,21 +45,20 @@ class PoolBench(hx.Bench):
     def lab_kwargs(self) -> dict[str, Any]:
         return {"big_files": {"1M": 1 << 20}}
 
-    def __init__(self, args):
-        self.args = args
-        self.labs = {}
+    def make_labs(self) -> dict[str, hx.Lab]:
+        """``p4cs-pool`` (the Lab of the kernel phases) and ``p4cs-nopool``, SNAT mode, on the
+        first --target, --packet-io and --port-type."""
+        args = self.args
+        labs = {}
         for name in ("p4cs-pool", "p4cs-nopool"):
             svc: dict[str, Any] = {"name": "web", "port": 80, "default_group": "all"}
             if name == "p4cs-pool":
                 svc["server_pool"] = {"idle": args.idle, "max_age_s": 30}
-            self.labs[name] = hx.Lab(args.prefix + name[5], target=args.target[0], n_servers=3,
-                                     mode="snat", packet_io=args.packet_io[0],
-                                     port_type=args.port_type, services=[svc],
-                                     **self.lab_kwargs())
-        self.lab = self.labs["p4cs-pool"]
-        self.haproxy = None
-        self.daemon_pid = 0
-        self.stopped = False
+            labs[name] = hx.Lab(args.prefix + name[5], target=args.target[0], n_servers=3,
+                                mode="snat", packet_io=args.packet_io[0],
+                                port_type=args.port_type[0], mtu=args.mtu, services=[svc],
+                                **self.lab_kwargs())
+        return labs
 
 
 #: few connections at a time: the rate is bound by each connection's latency

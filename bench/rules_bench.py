@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "host"))
 
 from p4cs.rules import RequestView, parse_rules  # noqa: E402
-from p4cs.rules.extract import extract_xml, parse_http  # noqa: E402
+from p4cs.rules import extract  # noqa: E402
+from p4cs.rules.extract import extract_xml, extract_xml_libxml2, parse_http  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -48,8 +49,8 @@ def docs() -> dict[str, bytes]:
     return out
 
 
-def timeit(fn, min_time=0.3, repeat=5) -> float:
-    """Median seconds per call."""
+def timed(fn, min_time=0.3, repeat=5) -> tuple[float, float]:
+    """Median seconds per call: wall clock and CPU time of this process."""
     fn()
     n = 1
     while True:
@@ -60,24 +61,35 @@ def timeit(fn, min_time=0.3, repeat=5) -> float:
         if dt > min_time / repeat:
             break
         n *= 2
-    runs = []
+    runs, cpu = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(n):
             fn()
         runs.append((time.perf_counter() - t) / n)
-    return statistics.median(runs)
+        cpu.append((time.process_time() - c) / n)
+    return statistics.median(runs), statistics.median(cpu)
+
+
+def timeit(fn, min_time=0.3, repeat=5) -> float:
+    """Median wall-clock seconds per call."""
+    return timed(fn, min_time, repeat)[0]
 
 
 def bench_xml(quick: bool) -> None:
-    print("## XML extraction (libxml2 via lxml; pull parser with early stop above 8 KB)")
-    print("| document | bytes | sequence | µs | source documents | speed-up |")
-    print("|---|---|---|---|---|---|")
-    ref = {"600": 14e-3, "7k": 21e-3, "67k": 53e-3}
+    print("## XML extraction (C scanner; peer: libxml2 via lxml, the path it falls back to)")
+    if extract._xmlscan is None:
+        print("p4cs.rules._xmlscan is not built: `python setup.py build_ext --inplace` first\n")
+        return
+    print("| document | bytes | sequence | µs | CPU µs | CPU ns per KB | libxml2 µs | libxml2 / scanner | aim µs |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    aim = {"600": 14, "7k": 21, "67k": 53}
     for name, doc in docs().items():
         for seq in ("purchase/totalAmount", "purchase:1/item:2/subTotal", "purchase/customerName"):
-            t = timeit(lambda: extract_xml(doc, [seq]), 0.1 if quick else 0.3)
-            print(f"| {name} | {len(doc)} | {seq} | {t * 1e6:.1f} | {ref[name] * 1e3:.0f} ms | {ref[name] / t:,.0f}x |")
+            t, cpu = timed(lambda: extract_xml(doc, [seq]), 0.1 if quick else 0.3)
+            t_lx = timeit(lambda: extract_xml_libxml2(doc, [seq]), 0.1 if quick else 0.3)
+            print(f"| {name} | {len(doc)} | {seq} | {t * 1e6:.1f} | {cpu * 1e6:.1f} | "
+                  f"{cpu * 1e9 / (len(doc) / 1024):,.0f} | {t_lx * 1e6:.1f} | {t_lx / t:.1f}x | {aim[name]} |")
     print()
 
 
@@ -143,8 +155,8 @@ def make_rules(n: int, seed: int = 1) -> str:
 def bench_match(quick: bool) -> None:
     print("## Match time per request (compiled matcher vs naive in-order interpreter)")
     print("Fields are pre-extracted (`RequestView.from_fields`) so the numbers are matching only.\n")
-    print("| rules | compile ms | compiled µs | naive µs | ratio |")
-    print("|---|---|---|---|---|")
+    print("| rules | compile ms | compiled µs | compiled CPU µs | naive µs | ratio |")
+    print("|---|---|---|---|---|---|")
     for n in (10, 1000, 10000):
         text = make_rules(n)
         t = time.perf_counter()
@@ -179,9 +191,10 @@ def bench_match(quick: bool) -> None:
             k[0] += 1
             rs.decide_naive(v)
 
-        tc = timeit(one_compiled, 0.2 if quick else 0.5)
+        tc, cc = timed(one_compiled, 0.2 if quick else 0.5)
         tn = timeit(one_naive, 0.2 if quick else 0.5, repeat=3)
-        print(f"| {n} | {compile_ms:.0f} | {tc * 1e6:.1f} | {tn * 1e6:.1f} | {tn / tc:.0f}x |")
+        print(f"| {n} | {compile_ms:.0f} | {tc * 1e6:.1f} | {cc * 1e6:.1f} | {tn * 1e6:.1f} "
+              f"| {tn / tc:.0f}x |")
     print()
     # end to end: raw request bytes -> decision
     rs = parse_rules(make_rules(1000))

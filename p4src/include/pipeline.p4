@@ -38,9 +38,15 @@ control P4csPipeline(inout headers_t hdr, inout local_metadata_t meta) {
                  * header implies no IP exception (the parser does not parse L4 then). */
                 if (hdr.tcp.isValid()) {
                     flows.apply(hdr, meta);
-                    if (!meta.flow_hit && !meta.flow_syn && (hdr.tcp.flags &
-                            (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN) {
-                        syn_cookie.apply(hdr, meta);
+                    /* nested, not &&: p4c-dpdk turns each operand of && into a boolean
+                     * temporary, which a spliced packet would pay for */
+                    if (!meta.flow_hit) {
+                        if (!meta.flow_syn) {
+                            if ((hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST |
+                                                  TCP_FLAG_FIN)) == TCP_FLAG_SYN) {
+                                syn_cookie.apply(hdr, meta);
+                            }
+                        }
                     }
                 }
             }

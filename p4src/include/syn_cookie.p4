@@ -222,11 +222,11 @@ control SynCookie(inout headers_t hdr, inout local_metadata_t meta) {
              * the client's MSS) and window scale (capped at 14; 15: no option). */
             SC_ST.mi = 0;
             if (SC_ST.has_mss == 1) {
-                if (SC_ST.client_mss >= 1460) { SC_ST.mi = 7; }
-                else if (SC_ST.client_mss >= 1452) { SC_ST.mi = 6; }
-                else if (SC_ST.client_mss >= 1440) { SC_ST.mi = 5; }
-                else if (SC_ST.client_mss >= 1400) { SC_ST.mi = 4; }
-                else if (SC_ST.client_mss >= 1360) { SC_ST.mi = 3; }
+                if (SC_ST.client_mss >= 8960) { SC_ST.mi = 7; }
+                else if (SC_ST.client_mss >= 1460) { SC_ST.mi = 6; }
+                else if (SC_ST.client_mss >= 1452) { SC_ST.mi = 5; }
+                else if (SC_ST.client_mss >= 1440) { SC_ST.mi = 4; }
+                else if (SC_ST.client_mss >= 1400) { SC_ST.mi = 3; }
                 else if (SC_ST.client_mss >= 1300) { SC_ST.mi = 2; }
                 else if (SC_ST.client_mss >= 1200) { SC_ST.mi = 1; }
             }

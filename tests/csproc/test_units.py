@@ -30,7 +30,8 @@ def test_cookie_roundtrip_and_forgery(cip, cport, cisn, mss, now, flip):
 
 
 def test_mss_index_rounds_down():
-    assert MSS_TABLE[mss_index(1460)] == 1460 and MSS_TABLE[mss_index(9000)] == 1460
+    assert MSS_TABLE[mss_index(1460)] == 1460 and MSS_TABLE[mss_index(8959)] == 1460
+    assert MSS_TABLE[mss_index(8960)] == 8960 and MSS_TABLE[mss_index(9000)] == 8960
     assert MSS_TABLE[mss_index(1459)] == 1452 and MSS_TABLE[mss_index(100)] == 536
     with pytest.raises(ValueError):
         SynCookies(b"short")

@@ -50,6 +50,28 @@ def start_download(lab, path: str, rate: str, max_time: float = 120.0,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def download_checked(lab, path: str, size: int, max_time: float = 120.0) -> float:
+    """``curl`` of ``path`` through the VIP, checked byte-exact against the lab's file of
+    ``size`` bytes (``p4cs.lab.server.file_chunks``); the seconds it took."""
+    from p4cs.lab.server import file_sha256
+    t0 = time.monotonic()
+    r = lab.client_exec(["bash", "-c", f"set -o pipefail; curl -sS --max-time {max_time} "
+                         f"-w '%{{stderr}}size=%{{size_download}}' http://{lab.vip}{path} | sha256sum"],
+                        timeout=max_time + 30)
+    dt = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == f"size={size}", r.stderr
+    assert r.stdout.split()[0] == file_sha256(size)
+    return dt
+
+
+def fastpath(lab) -> dict:
+    """The fast path's packet and byte totals (control request ``fastpath``)."""
+    resp = lab.control({"op": "fastpath"})
+    assert resp.get("ok"), resp
+    return resp["fastpath"]
+
+
 def proc(lab, name: str) -> subprocess.Popen:
     """The process the lab started last under ``name``."""
     return dict(lab._procs)[name]

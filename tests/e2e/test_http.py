@@ -3,12 +3,9 @@ keep-alive, through the content switch with nginx and the lab's echo server behi
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from e2e_util import headers_of, run_client, wait_for
-from p4cs.lab.server import file_sha256
+from e2e_util import download_checked, fastpath, headers_of, run_client, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 #: also run with the controller's packet I/O on the P4Runtime stream (conftest.py)
@@ -20,12 +17,6 @@ BIG = 50 * 2**20
 @pytest.fixture(scope="module")
 def lab(make_lab):
     return make_lab("h", big_files={"50M": BIG})
-
-
-def fastpath(lab) -> dict:
-    resp = lab.control({"op": "fastpath"})
-    assert resp.get("ok"), resp
-    return resp["fastpath"]
 
 
 def get(lab, path: str, port: int = 80) -> tuple[str, dict[str, str], str]:
@@ -74,14 +65,7 @@ def test_big_download_on_fast_path(lab, record_property):
     """50 MB byte-exact; the controller sees only the first packets of the connection (and
     the FIN copies at the end)."""
     before = fastpath(lab)
-    t0 = time.monotonic()
-    r = lab.client_exec(["bash", "-c", "set -o pipefail; curl -sS --max-time 120 "
-                         f"-w '%{{stderr}}size=%{{size_download}}' http://{lab.vip}/big/50M | sha256sum"],
-                        timeout=150)
-    dt = time.monotonic() - t0
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.strip() == f"size={BIG}", r.stderr
-    assert r.stdout.split()[0] == file_sha256(BIG)
+    dt = download_checked(lab, "/big/50M", BIG)
     after = fastpath(lab)
     pkt_in = after["controller_packet_in"] - before["controller_packet_in"]
     fast_pkts = after["packets"] - before["packets"]

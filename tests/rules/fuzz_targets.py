@@ -1,6 +1,7 @@
 """Fuzz targets for the parsers that read client bytes or operator files, with their input
 strategies (hypothesis). Used by tests/rules/test_fuzz.py (short budget) and bench/fuzz.py
-(fixed time budget per target).
+(fixed time budget per target). The `xmlscan` target (the C XML scanner on its own, each input
+right before an inaccessible page) exists when p4cs.rules._xmlscan is built.
 
 A target raises on a crash (any exception the code under test lets escape, or a broken
 invariant); `Hang` is raised by the per-input time bound. Inputs that ever failed are kept
@@ -9,6 +10,8 @@ in tests/rules/data/fuzz/<target>/ and replayed by the test suite.
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,12 +23,19 @@ from p4cs.rules import RequestView, parse_rules
 from p4cs.rules.extract import (
     extract_body_fields,
     extract_xml,
+    extract_xml_libxml2,
     parse_client_hello,
     parse_http,
     parse_smtp,
 )
+from p4cs.rules.model import parse_xml_path
 from p4cs.rules.parser import RuleError
 from p4cs.rules.synth import build_client_hello, build_smtp
+
+try:
+    from p4cs.rules import _xmlscan
+except ImportError:  # not built: no xmlscan target
+    _xmlscan = None
 
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "fuzz"
@@ -92,6 +102,14 @@ XML_SEEDS = [_seed("purchase.xml"),
              b"</purchase></s:Body></s:Envelope>",
              b"<a><b>1</b><b>2<c>x</c></b><![CDATA[t]]><!-- c --><?pi x?></a>",
              b'<?xml version="1.0" encoding="ISO-8859-1"?><a x="1">&amp;&#65;&lt;<b/></a>']
+#: documents in the part of XML the C scanner resolves itself (it declines the fourth seed above)
+XMLSCAN_SEEDS = [
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE purchase SYSTEM "p.dtd">\n<!-- c -->'
+    b'<purchase xmlns:n="urn:x" n:k="a&gt;b"><n:item k=\'1\'><subTotal>1&#65;</subTotal></n:item>'
+    b"<item><subTotal><![CDATA[<2>]]></subTotal></item><?pi x?>"
+    b"<totalAmount>\r\n 3 \xc3\xa9</totalAmount></purchase>\n",
+    b'<a xmlns="urn:d"><b k="1" j=\'&quot;\'>1</b><b>2<c>x</c>\xe2\x82\xac</b><c/><a><b>in</b></a></a>',
+]
 XML_PATHS = ["purchase/totalAmount", "purchase:1/item:2/subTotal", "a/b", "a:1/b:2/c", "b",
              "Body/purchase/totalAmount", "a", "item/productID"]
 
@@ -140,6 +158,30 @@ def t_xml(doc: bytes) -> None:
     got = extract_xml(doc, XML_PATHS)
     assert isinstance(got, dict) and all(isinstance(v, str) for v in got.values())
     assert set(got) <= set(XML_PATHS)
+
+
+_PAGE = mmap.PAGESIZE
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def guarded(data: bytes) -> memoryview:
+    """`data` placed right before an inaccessible page: a read past its end faults (SIGSEGV)
+    instead of going unnoticed."""
+    pages = len(data) // _PAGE + 1
+    m = mmap.mmap(-1, (pages + 1) * _PAGE)
+    if _libc.mprotect(ctypes.addressof(ctypes.c_char.from_buffer(m)) + pages * _PAGE, _PAGE, 0):
+        raise OSError(ctypes.get_errno(), "mprotect failed")
+    start = pages * _PAGE - len(data)
+    m[start:start + len(data)] = data
+    return memoryview(m)[start:pages * _PAGE]
+
+
+def t_xmlscan(doc: bytes) -> None:
+    """The C scanner reads nothing past the document's end, and a value it gives (when it does
+    not leave the document to libxml2) is libxml2's."""
+    got = XMLSCAN.scan(guarded(doc))
+    assert got is None or got == extract_xml_libxml2(doc, XML_PATHS), got
 
 
 def t_body(body: bytes) -> None:
@@ -212,6 +254,9 @@ TARGETS = {
     "smtp": (t_smtp, inputs(SMTP_SEEDS), bytes),
     "rules": (t_rules, rule_texts, str),
 }
+if _xmlscan is not None:
+    XMLSCAN = _xmlscan.Sequences([(p, parse_xml_path(p)) for p in XML_PATHS])
+    TARGETS["xmlscan"] = (t_xmlscan, inputs(XML_SEEDS + XMLSCAN_SEEDS), bytes)
 
 
 def save(name: str, data) -> Path:

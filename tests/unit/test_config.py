@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from p4cs import paths
+from p4cs.controller.app import ControllerApp
 from p4cs.controller.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +130,35 @@ def test_window_scale_out_of_range(bad):
     with pytest.raises(ConfigError) as ei:
         parse_config(BASE + f"limits: {{window_scale: {bad}}}\n", "cfg.yaml")
     assert "window_scale" in str(ei.value) and "[0, 14]" in str(ei.value)
+
+
+def _mtus(m1, m2):
+    return BASE.replace("10.0.1.254/24}", f"10.0.1.254/24, mtu: {m1}}}").replace(
+        "10.0.2.254/24}", f"10.0.2.254/24, mtu: {m2}}}")
+
+
+@pytest.mark.parametrize("text,want", [
+    (BASE, 1460),                                       # MTU 1500 on every port
+    (_mtus(9000, 9000), 8960),                          # jumbo frames on every port
+    (_mtus(9000, 1500), 1460),                          # the smallest port MTU
+    (_mtus(9000, 9000) + "limits: {mss: auto}\n", 8960),
+    (_mtus(9000, 9000) + "limits: {mss: 1400}\n", 1400),
+])
+def test_mss_follows_the_port_mtu(text, want):
+    cfg = parse_config(text, "x.yaml")
+    assert cfg.limits.mss == want
+    assert ControllerApp(cfg, paths.p4info("dpdk")).engine.cfg.mss == want
+
+
+@pytest.mark.parametrize("text,words", [
+    (BASE + "limits: {mss: 87}\n", "'mss' must be \"auto\" or an integer in [88, 65495]"),
+    (BASE + "limits: {mss: big}\n", "'mss' must be \"auto\" or an integer in [88, 65495]"),
+    (_mtus(100, 1500), "'mtu' must be an integer in [576, 65535]"),
+])
+def test_mss_and_mtu_errors(text, words):
+    with pytest.raises(ConfigError) as ei:
+        parse_config(text, "cfg.yaml")
+    assert words in str(ei.value) and "cfg.yaml:" in str(ei.value)
 
 
 @pytest.mark.parametrize("section,line,words", [

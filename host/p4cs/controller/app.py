@@ -264,7 +264,7 @@ class ControllerApp:
                             request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
                             max_half_bound_per_client=lim.max_pending_per_client,
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
-                            window_scale=lim.window_scale,
+                            window_scale=lim.window_scale, mss=lim.mss,
                             server_connect_timeout=lim.server_connect_timeout_s)
         return services, groups, ecfg
 

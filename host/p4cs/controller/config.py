@@ -5,8 +5,8 @@ sit behind them, the virtual services (VIP:port) and the server groups they bala
 Nothing is applied before the whole file validated: a bad file changes nothing.
 
     switch:   {address: 127.0.0.1:9559, device_id: 1, target: dpdk, packet_io: direct}
-    ports:                                   # switch ports: MAC and gateway address
-      1: {mac: "02:00:00:00:01:fe", gateway: 10.0.1.254/24}
+    ports:                                   # switch ports: MAC, gateway address (and MTU,
+      1: {mac: "02:00:00:00:01:fe", gateway: 10.0.1.254/24}   # default 1500: the interface's)
       2: {mac: "02:00:00:00:02:fe", gateway: 10.0.2.254/24}
     hosts:                                   # optional: static neighbours (win over ARP)
       - {name: client1, ip: 10.0.1.1, mac: "02:00:00:00:01:01", port: 1}
@@ -38,7 +38,8 @@ Nothing is applied before the whole file validated: a bad file changes nothing.
         #               or {kind: cookie-insert, name: SRV, key: "a secret"}
         server_pool: {idle: 4, max_age_s: 30}   # http + snat: idle server connections kept
                                              # open per server, new clients spliced onto them
-    limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10}
+    limits: {max_header_bytes: 16384, max_body_bytes: 1048576, request_timeout_s: 10,
+             mss: auto}                      # MSS announced to clients: auto = smallest port MTU - 40
     control: {socket: /run/p4cs/controller.sock, metrics_port: 9100, access_log: /var/log/p4cs/access.log}
     dataplane: {flow_table_size: 1048576}    # overrides of p4cs.params (as compiled)
     ha: {store: "redis://127.0.0.1:6379/0", prefix: p4cs:sw1, lease_ms: 1000}  # optional
@@ -140,6 +141,7 @@ class PortConf:
     number: int
     mac: str
     gateway: ipaddress.IPv4Interface
+    mtu: int = 1500         # the interface's MTU (the switch forwards frames up to it)
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,7 @@ class Limits:
     window_scale: int | str | None = "auto"   # offered to clients: "auto" (the servers'),
     #                                           0..14, or null (no window scaling)
     udp_idle_timeout_s: int = 300   # ipvsadm --set's UDP timeout, for UDP services
+    mss: int = 1460         # MSS announced to clients (``auto``: the smallest port MTU - 40)
 
 
 @dataclass(frozen=True)
@@ -418,6 +421,19 @@ def _window_scale(v: _V, lm: _Map, default: int | str | None) -> int | str | Non
                     f"got {_show(ws)}", lm, "window_scale")
     return ws
 
+
+def _mss(v: _V, lm: _Map, ports: dict[int, PortConf]) -> int:
+    """The MSS announced to clients: ``auto`` (default) is the smallest port MTU less 40
+    bytes of IPv4 and TCP headers, so that a client's segments reach every server whole."""
+    mss = lm.get("mss", "auto")
+    if mss == "auto":
+        return min((p.mtu for p in ports.values()), default=PortConf.mtu) - 40
+    if not isinstance(mss, int) or isinstance(mss, bool) or not 88 <= mss <= 65495:
+        raise v.err(f"'mss' must be \"auto\" or an integer in [88, 65495], got {_show(mss)}",
+                    lm, "mss")
+    return mss
+
+
 def parse_config(text: str, path: Path | str | None = None) -> Config:
     path = Path(path) if path is not None else None
     try:
@@ -470,7 +486,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
             raise v.err(f"port number must be an integer in [0, 511], got {_show(num)}", pm, num)
         if not isinstance(pc, dict):
             raise v.err(f"port {num} must be a mapping with mac and gateway", pm, num)
-        v.known(pc, {"mac", "gateway"}, f"port {num}")
+        v.known(pc, {"mac", "gateway", "mtu"}, f"port {num}")
         gw = v.str_(pc, "gateway")
         try:
             gwi = ipaddress.IPv4Interface(gw)
@@ -480,7 +496,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         if mac in port_of_mac:
             raise v.err(f"port {num} has the MAC address {mac} of port {port_of_mac[mac]}", pc, "mac")
         port_of_mac[mac] = num
-        ports[num] = PortConf(num, mac, gwi)
+        ports[num] = PortConf(num, mac, gwi, v.int_(pc, "mtu", 576, 65535, PortConf.mtu))
 
     hosts = []
     seen_ips: set[str] = set()
@@ -640,6 +656,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         flow_idle_timeout_s=v.int_(lm, "flow_idle_timeout_s", 1, 86400 * 7, d.flow_idle_timeout_s),
         window_scale=_window_scale(v, lm, d.window_scale),
         udp_idle_timeout_s=v.int_(lm, "udp_idle_timeout_s", 1, 86400 * 7, d.udp_idle_timeout_s),
+        mss=_mss(v, lm, ports),
     )
     cm = v.map(doc, "control")
     v.known(cm, {"socket", "metrics_port", "access_log"}, "control")

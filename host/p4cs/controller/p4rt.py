@@ -18,6 +18,7 @@ from finsy.proto import p4r
 
 from p4cs.csproc.effects import FlowKey  # the flow table's key, shared with the CS processor
 from p4cs.csproc.packet import splice_csum_deltas
+from p4cs.pbwire import ld, varint as _varint
 
 
 def enc(value: int, bitwidth: int) -> bytes:
@@ -25,18 +26,6 @@ def enc(value: int, bitwidth: int) -> bytes:
     if value < 0 or value >> bitwidth:
         raise ValueError(f"value {value} does not fit in {bitwidth} bits")
     return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
-
-
-def _varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer."""
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 async def write_raw(sw: Switch, updates: list[bytes]) -> None:
@@ -47,8 +36,7 @@ async def write_raw(sw: Switch, updates: list[bytes]) -> None:
     head = p4r.WriteRequest(device_id=sw.device_id)
     if client._complete_request:                         # noqa: SLF001 - role, election id
         client._complete_request(head)                   # noqa: SLF001
-    data = head.SerializeToString() + b"".join(
-        b"\x22" + _varint(len(u)) + u for u in updates)  # WriteRequest.updates = 4
+    data = head.SerializeToString() + b"".join(ld(0x22, u) for u in updates)  # updates = 4
     channel = client._channel                            # noqa: SLF001
     call = _RAW_WRITE.get(id(channel))
     if call is None or call[0] is not channel:
@@ -122,15 +110,14 @@ class FlowEncoder:
         out = []
         for (head, bw), v in zip(self._fm_heads, key):
             val = enc(v, bw)
-            ex = b"\x0a" + _varint(len(val)) + val                 # Exact.value = 1
-            fm = head + b"\x12" + _varint(len(ex)) + ex           # FieldMatch.exact = 2
-            out.append(b"\x12" + _varint(len(fm)) + fm)           # TableEntry.match = 2
+            fm = head + ld(0x12, ld(0x0A, val))    # FieldMatch.exact = 2 { Exact.value = 1 }
+            out.append(ld(0x12, fm))               # TableEntry.match = 2
         return b"".join(out)
 
     @staticmethod
     def _update(utype: int, te: bytes) -> bytes:
-        ent = b"\x12" + _varint(len(te)) + te                     # Entity.table_entry = 2
-        return b"\x08" + _varint(utype) + b"\x12" + _varint(len(ent)) + ent   # Update.type, entity
+        # Update.type = 1, entity = 2 { Entity.table_entry = 2 }
+        return b"\x08" + _varint(utype) + ld(0x12, ld(0x12, te))
 
     def insert_raw(self, key: FlowKey, s: Splice, idle_timeout_s: float = 0.0,
                    update_type: int = p4r.Update.INSERT) -> bytes:
@@ -141,11 +128,11 @@ class FlowEncoder:
         params = []
         for (head, bw), v in zip(self._param_heads, vals):
             val = enc(v, bw)
-            pm = head + _varint(len(val)) + val                    # Param.param_id = 2, value = 3
-            params.append(b"\x22" + _varint(len(pm)) + pm)        # Action.params = 4
+            # Action.params = 4 { Param.param_id = 2, value = 3 }
+            params.append(ld(0x22, head + _varint(len(val)) + val))
         act = self._action_head + b"".join(params)
-        ta = b"\x0a" + _varint(len(act)) + act                    # TableAction.action = 1
-        te = self._te_head + self._match_raw(key) + b"\x1a" + _varint(len(ta)) + ta
+        # TableEntry.action = 3 { TableAction.action = 1 }
+        te = self._te_head + self._match_raw(key) + ld(0x1A, ld(0x0A, act))
         ns = int(idle_timeout_s * 1e9)
         if ns:
             te += b"\x48" + _varint(ns)                            # TableEntry.idle_timeout_ns = 9

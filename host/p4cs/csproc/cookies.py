@@ -35,7 +35,9 @@ import struct
 
 from .hsiphash import halfsiphash
 
-MSS_TABLE = (536, 1200, 1300, 1360, 1400, 1440, 1452, 1460)
+#: The MSS values a cookie can carry: the common Internet ones, and 8960 for jumbo frames
+#: (MTU 9000), so that a client on a jumbo link keeps its segment size through the switch.
+MSS_TABLE = (536, 1200, 1300, 1400, 1440, 1452, 1460, 8960)
 SLOT_SHIFT = 6
 MAX_AGE_SLOTS = 2
 

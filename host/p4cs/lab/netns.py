@@ -409,7 +409,7 @@ class Topology:
               "address", self.switch_port_mac(h.switch_port)])
         for ns, ifname in ((hns, HOST_IFNAME), (sns, sw_if)):
             self._sysctl(ns, {f"net.ipv6.conf.{ifname}.disable_ipv6": "1"}, optional=True)
-            self._offloads_off(ns, ifname)
+            self._offloads(ns, ifname, False)
 
     def _configure_switch(self) -> None:
         ns = self.switch_netns
@@ -461,16 +461,24 @@ class Topology:
         if proc.returncode != 0 and not optional:
             raise TopologyError(f"sysctl in {ns} failed: {proc.stderr.strip()}")
 
+    def set_offloads(self, on: bool) -> None:
+        """Checksum, segmentation and receive-coalescing offloads on or off on both ends of
+        every veth (they are created off)."""
+        for h in self.hosts.values():
+            self._offloads(self.netns(h.name), HOST_IFNAME, on)
+            self._offloads(self.switch_netns, self.switch_ifname(h.switch_port), on)
+
     @staticmethod
-    def _offloads_off(ns: str, ifname: str) -> None:
-        """Checksum, segmentation and receive-coalescing offloads off (where the driver lets
-        us): a software data plane must see wire-format frames with complete checksums."""
+    def _offloads(ns: str, ifname: str, on: bool) -> None:
+        """Checksum, segmentation and receive-coalescing offloads on or off (where the driver
+        lets us). Off: a software data plane sees wire-format frames with complete checksums."""
         features = ["tx", "rx", "tso", "gso", "gro"]
+        state = "on" if on else "off"
         base = ["ip", "netns", "exec", ns, "ethtool", "-K", ifname]
-        if _run(base + [x for f in features for x in (f, "off")], check=False).returncode == 0:
+        if _run(base + [x for f in features for x in (f, state)], check=False).returncode == 0:
             return
         for f in features:  # some driver refuses one: apply the others one by one
-            _run(base + [f, "off"], check=False)
+            _run(base + [f, state], check=False)
 
 
 # ---- presets --------------------------------------------------------------------------------

@@ -103,7 +103,8 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
     left out of ``hosts:`` (the controller resolves them with ARP, timers ``neighbours``).
     ``packet_io``: the controller's packet I/O (``switch.packet_io``)."""
     mode = desc["mode"]
-    ports = {p["port"]: {"mac": p["mac"], "gateway": f"{p['gateway_ip'] or SNAT_IP}/24"}
+    mtu = {"mtu": desc["mtu"]} if desc.get("mtu", 1500) != 1500 else {}
+    ports = {p["port"]: {"mac": p["mac"], "gateway": f"{p['gateway_ip'] or SNAT_IP}/24", **mtu}
              for p in desc["switch"]["ports"]}
     hosts = [{"name": h["name"], "ip": h["ip"], "mac": h["mac"], "port": h["switch_port"]}
              for h in desc["hosts"] if static_server_macs or h["role"] != "server"]
@@ -194,6 +195,8 @@ class Lab:
     packet_io: str = "direct"
     #: DPDK target: how the switch attaches its interfaces (``p4cs switch --port-type``)
     port_type: str = "afxdp"
+    #: the MTU of every veth (the switch's ports, and the controller's ``ports:``, follow it)
+    mtu: int = 1500
     workdir: Path | None = None
     log_level: str = "info"
     keep_workdir: bool = False
@@ -202,7 +205,8 @@ class Lab:
         if self.target not in TARGETS:
             raise ValueError(f"unknown target {self.target!r}: expected one of {', '.join(TARGETS)}")
         self.topo: Topology = content_switch_topology(self.prefix, n_clients=self.n_clients,
-                                                      n_servers=self.n_servers, mode=self.mode)
+                                                      n_servers=self.n_servers, mode=self.mode,
+                                                      mtu=self.mtu)
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._own_workdir = self.workdir is None
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix=f"p4cs-{self.prefix}-"))

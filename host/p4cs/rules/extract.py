@@ -1,5 +1,6 @@
-"""L7 field extraction: HTTP (httptools), XML (libxml2 via lxml, early stop), urlencoded forms,
-JSON, TLS ClientHello, SMTP envelope, addresses and bit fields.
+"""L7 field extraction: HTTP (httptools), XML (a checking C scanner, libxml2 via lxml where it
+declines; early stop), urlencoded forms, JSON, TLS ClientHello, SMTP envelope, addresses and
+bit fields.
 
 Extraction is lazy: a `RequestView` parses a protocol layer only when a field of that layer is
 first asked for, and keeps only the fields the rule set references. Malformed or truncated
@@ -9,6 +10,7 @@ input makes the affected fields absent (`None`); no exception escapes.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import json
 import re
@@ -22,6 +24,11 @@ from lxml import etree
 from p4cs.csproc.tls import client_hello
 
 from .model import is_body_field, parse_bitmatch_name, parse_xml_path, xml_path_text
+
+try:
+    from . import _xmlscan
+except ImportError:  # the package was installed without its C part: libxml2 only
+    _xmlscan = None
 
 Value = "str | int | ipaddress.IPv4Address | ipaddress.IPv6Address | None"
 
@@ -87,6 +94,13 @@ def _whole_parser() -> "etree.XMLParser":
     return p
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(paths: tuple[str, ...]):
+    """The parsed sequences of a rule set's paths, and the C scanner's compiled form of them."""
+    specs = tuple((p, parse_xml_path(p)) for p in dict.fromkeys(paths))
+    return specs, (_xmlscan.Sequences(specs) if _xmlscan is not None and specs else None)
+
+
 def extract_xml(doc: bytes | str, paths: Iterable[str]) -> dict[str, str]:
     """Values of XML tag sequences (canonical `a:1/b/c` text, see model.parse_xml_path).
 
@@ -95,19 +109,45 @@ def extract_xml(doc: bytes | str, paths: Iterable[str]) -> dict[str, str]:
     name within its parent (1-based). The value is the text content of the first matching
     element in document order, whitespace-stripped. Namespaces are ignored (local names match).
 
-    libxml2 (lxml) scans the bytes; Python only looks at elements named like the last step of
-    a sequence. A small document is parsed in one call; a larger one is fed to the pull
+    The C scanner (`_xmlscan`) reads UTF-8 documents in one checked pass and stops when every
+    sequence is resolved; it declines (returns None) whatever it cannot check exactly -- any
+    malformation, other encodings, DTD internal subsets, other entities, non-ASCII names,
+    dubious namespace declarations -- and then `extract_xml_libxml2`, the reference, extracts.
+    The results are the reference's in every case (tests/rules/test_xmlscan.py).
+    """
+    specs, seqs = _compiled(tuple(paths))
+    if not specs:
+        return {}
+    if isinstance(doc, str):
+        doc = doc.encode("utf-8")
+    if seqs is not None:
+        got = seqs.scan(doc)
+        if got is not None:
+            return got
+    return _extract_libxml2(doc, specs)
+
+
+def extract_xml_libxml2(doc: bytes | str, paths: Iterable[str]) -> dict[str, str]:
+    """`extract_xml` with libxml2 (lxml) alone: the reference the C scanner is tested against
+    and the path for the documents it declines.
+
+    libxml2 scans the bytes; Python only looks at elements named like the last step of a
+    sequence. A small document is parsed in one call; a larger one is fed to the pull
     parser in growing pieces and parsing stops as soon as every sequence is resolved. Where
     the document stops being well-formed (namespace-well-formed: a prefix must be declared)
     extraction ends: values of elements that ended before that point stay, the rest are
     absent. Internal entities are expanded;
     external ones and DTDs are never loaded.
     """
-    specs = [(p, parse_xml_path(p)) for p in dict.fromkeys(paths)]
+    specs, _ = _compiled(tuple(paths))
     if not specs:
         return {}
     if isinstance(doc, str):
         doc = doc.encode("utf-8")
+    return _extract_libxml2(doc, specs)
+
+
+def _extract_libxml2(doc: bytes, specs) -> dict[str, str]:
     if not doc.startswith((b"\xff\xfe", b"\xfe\xff")):
         nul = doc.find(b"\x00")  # never in XML text; libxml2 would skip it
         if nul >= 0:
