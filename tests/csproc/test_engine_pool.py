@@ -191,6 +191,7 @@ def test_unanswered_pooled_syn_is_retried_then_dropped():
     assert [p for _, p in pkts(h.tick(2.0)) if p[TCP].sport == sport]
     h.tick(4.5)
     assert not h.eng.pools.by_key and h.eng.stats.pooled_opened == 0
+    assert h.eng.stats.pooled_failed == 1
     # a late SYN-ACK of it is answered with an RST, as for any abandoned SYN
     (_, rst), = pkts(h.server(answer(pooled, "SA", 9)))
     assert rst[TCP].flags == "R"
@@ -201,7 +202,7 @@ def test_server_refusing_pooled_syn():
     new_client(h, 40000, 1000)
     fresh, pooled = syns(h.send(GET))
     assert h.server(answer(pooled, "RA", 0)) == []
-    assert not h.eng.pools.by_key
+    assert not h.eng.pools.by_key and h.eng.stats.pooled_failed == 1
 
 
 def test_server_down_drops_its_pool():

@@ -128,6 +128,7 @@ class Pools:
             if seg.ack != (p.isn + 1) & MOD32 or not f & ACK:
                 return []
             if f & RST:
+                self.stats.pooled_failed += 1
                 self._forget(p)
                 return []
             if not f & SYN:
@@ -199,6 +200,7 @@ class Pools:
                     and now < p.syn_sent + cfg.server_connect_timeout:
                 out.append(self._syn(p))
             else:                                # the server does not answer
+                self.stats.pooled_failed += 1
                 self._forget(p)
         return out
 

@@ -49,6 +49,7 @@ COUNTERS = (
     "pooled_opened",        # server pools: connections opened (handshake done) in advance
     "pooled_used",          # server pools: client connections spliced onto one of them
     "pooled_closed",        # server pools: idle ones closed (max_age, server FIN/RST, down)
+    "pooled_failed",        # server pools: SYNs refused or unanswered (connection dropped)
 )
 
 GAUGES = ("half_bound", "spliced_active", "buffered_bytes", "pooled_idle")
