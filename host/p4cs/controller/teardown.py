@@ -59,7 +59,7 @@ class Teardown:
         self.app = app
         self.end_expiry = False         # set for each session (removes_ended_entries)
         self.ending: set[int] = set()   # flow ids of entries left to expire after a FIN/RST
-        self._removals: list[tuple[tuple, int | None]] = []   # (key, flow id when asked)
+        self._removals: list[tuple[tuple, tuple | None]] = []   # (key, its owner when asked)
         self._then: list[tuple[int, bytes]] = []     # packets to send after the deletions
         self._superseded: list[int] = []             # flow ids to harvest
         self._event = asyncio.Event()
@@ -93,11 +93,14 @@ class Teardown:
         self._removals.extend(self._due.pop(at, []))
         self._event.set()
 
-    def _owned(self, keys: Iterable) -> list[tuple[tuple, int | None]]:
-        """(key, its flow id now): a removal deletes the entry it was meant for, never the
-        entry of a later connection on the same 4-tuple (its own flow id)."""
-        flow_of = self.app.flow_of
-        return [(tuple(k), flow_of.get(tuple(k))) for k in keys]
+    def _owned(self, keys: Iterable) -> list[tuple[tuple, tuple | None]]:
+        """(key, its owner now: flow id and connection): a removal deletes the entry it was
+        meant for, never the entry of a later connection on the same 4-tuple."""
+        return [(tuple(k), self._owner(tuple(k))) for k in keys]
+
+    def _owner(self, key: tuple) -> tuple | None:
+        fid = self.app.flow_of.get(key)
+        return None if fid is None else (fid, self.app.flow_conn.get(fid))
 
     def remove(self, keys: list, then: Iterable[fx.PacketOut] = ()) -> None:
         """Delete the entries of these keys with the next batch; send ``then`` after it."""
@@ -123,9 +126,9 @@ class Teardown:
             gone, self._superseded = self._superseded, []
             updates, fids, held = [], [], []
             for k, asked in keys:
-                fid = app.flow_of.get(k)
-                if fid != asked:
+                if self._owner(k) != asked:
                     continue        # another connection's entry now (or removed meanwhile)
+                fid = app.flow_of.get(k)
                 if fid is not None:
                     fids.append(fid)
                     held.append(k)
