@@ -37,23 +37,24 @@ async def write_raw(sw: Switch, updates: list[bytes]) -> None:
     if client._complete_request:                         # noqa: SLF001 - role, election id
         client._complete_request(head)                   # noqa: SLF001
     data = head.SerializeToString() + b"".join(ld(0x22, u) for u in updates)  # updates = 4
-    channel = client._channel                            # noqa: SLF001
-    call = _RAW_WRITE.get(id(channel))
-    if call is None or call[0] is not channel:
-        call = (channel, channel.unary_unary("/p4.v1.P4Runtime/Write",
-                                             response_deserializer=p4r.WriteResponse.FromString))
-        _RAW_WRITE.clear()
-        _RAW_WRITE[id(channel)] = call
     try:
-        await call[1](data, timeout=WRITE_TIMEOUT_S)
+        await _raw_write_call(client._channel)(data, timeout=WRITE_TIMEOUT_S)  # noqa: SLF001
     except grpc.RpcError as exc:
         raise P4ClientError(exc, "WriteRequest") from None
 
 
 #: Deadline of a Write (finsy's own for its requests).
 WRITE_TIMEOUT_S = 10.0
-#: id(channel) -> (channel, its Write call taking serialized requests)
-_RAW_WRITE: dict[int, tuple] = {}
+#: (channel, its Write call taking serialized requests): the last channel written to
+_RAW_WRITE: tuple | None = None
+
+
+def _raw_write_call(channel):
+    global _RAW_WRITE
+    if _RAW_WRITE is None or _RAW_WRITE[0] is not channel:
+        _RAW_WRITE = (channel, channel.unary_unary(
+            "/p4.v1.P4Runtime/Write", response_deserializer=p4r.WriteResponse.FromString))
+    return _RAW_WRITE[1]
 
 
 @dataclass(frozen=True, slots=True)
