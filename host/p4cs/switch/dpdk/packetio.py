@@ -19,9 +19,10 @@ from typing import Callable
 
 from finsy.proto import p4r, rpc_code
 
-from .arbitration import Arbiter, StreamConn
 from p4cs.constants import REASON_FLOW_END
-from .encode import ld, varint
+from p4cs.pbwire import ld, varint
+
+from .arbitration import Arbiter, StreamConn
 from .errors import SC, P4RTError
 from .expiry import parse_expired
 from .pipeline import NO_PIPELINE, Pipeline, TargetConfig

@@ -13,7 +13,8 @@ from typing import AsyncIterator
 
 from finsy.proto import p4r
 
-from .encode import ld
+from p4cs.pbwire import ld
+
 from .errors import SC, P4RTError, daemon_error
 from .keys import entry_key
 from .pipeline import Pipeline

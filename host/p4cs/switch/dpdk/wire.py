@@ -15,7 +15,7 @@ stores and what Read returns.
 
 from __future__ import annotations
 
-from .encode import varint
+from p4cs.pbwire import varint
 
 __all__ = ["Slow", "update_slices", "decode_update", "FlowFastPath"]
 
