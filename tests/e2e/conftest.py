@@ -52,15 +52,18 @@ def _unavailable(target: str) -> str | None:
 def lab_prefix(letter: str, variant: str = "dpdk") -> str:
     """``e2e<pid % 1000><letter>``, ``b`` appended on BMv2, ``p`` with the packet I/O on the
     P4Runtime stream: at most 10 characters, unique to this run, module and variant."""
-    return f"e2e{os.getpid() % 1000}{letter}" + {"bmv2": "b", "dpdk-p4runtime": "p"}.get(variant, "")
+    return f"e2e{os.getpid() % 1000}{letter}" + {"bmv2": "b", "dpdk-p4runtime": "p",
+                                                 "bmv2-p4runtime": "q"}.get(variant, "")
 
 
 def pytest_generate_tests(metafunc):
-    """The variants of a module: ``dpdk``, ``dpdk-p4runtime`` (modules with
-    ``P4RUNTIME_PACKET_IO = True``) and ``bmv2``."""
+    """The variants of a module: ``dpdk`` and ``bmv2``, plus ``dpdk-p4runtime`` and
+    ``bmv2-p4runtime`` in modules with ``P4RUNTIME_PACKET_IO = True``."""
     if "variant" in metafunc.fixturenames:
-        extra = ["dpdk-p4runtime"] if getattr(metafunc.module, "P4RUNTIME_PACKET_IO", False) else []
-        metafunc.parametrize("variant", ["dpdk", *extra, pytest.param("bmv2", marks=pytest.mark.bmv2)],
+        stream = getattr(metafunc.module, "P4RUNTIME_PACKET_IO", False)
+        bmv2 = ["bmv2", "bmv2-p4runtime"] if stream else ["bmv2"]
+        metafunc.parametrize("variant", ["dpdk", *(["dpdk-p4runtime"] if stream else []),
+                                         *(pytest.param(v, marks=pytest.mark.bmv2) for v in bmv2)],
                              scope="module")
 
 
@@ -72,8 +75,8 @@ def target(variant) -> str:
 
 @pytest.fixture(scope="module")
 def packet_io(variant) -> str:
-    """The controller's packet I/O: ``direct`` (on BMv2, which offers no channel, that is the
-    P4Runtime stream) or ``p4runtime``."""
+    """The controller's packet I/O: ``direct`` (the DPDK daemon's channel; on BMv2 a packet
+    port cabled to the CPU port) or ``p4runtime``."""
     return "p4runtime" if variant.endswith("-p4runtime") else "direct"
 
 

@@ -29,14 +29,16 @@ def get(lab, path: str, port: int = 80) -> tuple[str, dict[str, str], str]:
 
 @pytest.mark.root
 def test_packet_io_as_configured(lab, variant):
-    """[dpdk]: the controller's packets go on the switch's direct packet channel;
-    [dpdk-p4runtime] and [bmv2] (whose switch offers no channel): on the P4Runtime stream."""
-    want = "direct" if variant == "dpdk" else "p4runtime"
+    """[dpdk]: the controller's packets go on the switch's direct packet channel; [bmv2]: on
+    the packet port cabled to BMv2's CPU port; [*-p4runtime]: on the P4Runtime stream."""
+    want = "p4runtime" if variant.endswith("-p4runtime") else "direct"
     assert wait_for(lambda: lab.status()["packet_io"] == want, 10), lab.status()["packet_io"]
     code, hdrs, _body = get(lab, "/~lcs1/")
     assert (code, hdrs.get("x-server")) == ("200", "ace")
     handed = "packet channel handed to the primary" in lab.log_of("switch")
-    assert handed == (want == "direct")
+    assert handed == (variant == "dpdk")
+    on_port = f"packet I/O on the packet port {lab.prefix}pk" in lab.log_of("controller")
+    assert on_port == (variant == "bmv2")
     assert lab.status()["counters"]["packet_in_malformed"] == 0
 
 

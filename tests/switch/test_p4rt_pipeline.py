@@ -48,6 +48,15 @@ def test_bmv2_command_line():
         "simple_switch_grpc", "--device-id", "1", "-i", "1@veth0", "-i", "2@veth2", "--no-p4",
         "--", "--grpc-server-addr", "127.0.0.1:9559", "--cpu-port", "255",
     ]
+    # a packet port: the CPU port is an interface, and BMv2 has no --cpu-port
+    argv = bmv2.simple_switch_argv({1: "veth0", 255: "cpu0s"}, device_id=1,
+                                   grpc_addr="127.0.0.1:9559", cpu_port=None)
+    assert argv[-3:] == ["--", "--grpc-server-addr", "127.0.0.1:9559"]
+    assert "255@cpu0s" in argv
+    assert bmv2.packet_veth_peer("cpu0") == "cpu0s"
+    for bad in ("", "a-name-far-too-long", "a b", "-x"):
+        with pytest.raises(ValueError):
+            bmv2.packet_veth_peer(bad)
     if shutil.which("simple_switch_grpc") is None:
         with pytest.raises(bmv2.Bmv2Error, match="simple_switch_grpc is not installed"):
             bmv2.start_simple_switch({1: "veth0"}, device_id=1, grpc_addr="127.0.0.1:1")

@@ -63,7 +63,9 @@ def test_usage_errors_are_one_line(capsys):
                  ["switch", "--grpc-addr", "banana"], ["switch", "--iface", "x"],
                  ["switch", "--cpu-port", "1", "--iface", "1=lo"], ["controller"],
                  ["rules", "load"], ["rules", "nope"], ["nope"], ["status", "--socket"],
-                 ["controller", "-c", "x.yaml", "--packet-io", "grpc"]):
+                 ["controller", "-c", "x.yaml", "--packet-io", "grpc"],
+                 ["switch", "--packet-veth", "cpu0"],
+                 ["switch", "--target", "bmv2", "--packet-veth", "a-name-far-too-long"]):
         code, _, err = run(capsys, argv)
         assert_one_line_error(code, err, argv)
     code, _, err = run(capsys, ["switch", "--learner-timeouts", "abc"])

@@ -46,6 +46,10 @@ def test_minimal_defaults():
     cfg = parse_config(BASE.replace("switch: {address: 127.0.0.1:9559}",
                                     "switch: {address: 127.0.0.1:9559, packet_io: p4runtime}"))
     assert cfg.switch.packet_io == "p4runtime"
+    assert cfg.switch.packet_port is None
+    cfg = parse_config(BASE.replace("switch: {address: 127.0.0.1:9559}",
+                                    "switch: {address: 127.0.0.1:9559, packet_port: p4cs-cpu0}"))
+    assert (cfg.switch.packet_io, cfg.switch.packet_port) == ("direct", "p4cs-cpu0")
 
 
 @pytest.mark.parametrize("old,new,line,words", [
@@ -66,6 +70,11 @@ def test_minimal_defaults():
     ("switch: {address: 127.0.0.1:9559}", "switch: {address: 127.0.0.1:9559, device_id: -3}", 1, "device_id"),
     ("switch: {address: 127.0.0.1:9559}", "switch: {address: 127.0.0.1:9559, packet_io: grpc}", 1,
      "switch.packet_io must be direct or p4runtime, got 'grpc'"),
+    ("switch: {address: 127.0.0.1:9559}",
+     "switch: {address: 127.0.0.1:9559, packet_io: p4runtime, packet_port: cpu0}", 1,
+     "switch.packet_port needs switch.packet_io: direct"),
+    ("switch: {address: 127.0.0.1:9559}", "switch: {address: 127.0.0.1:9559, packet_port: a b}", 1,
+     "'a b' is not an interface name"),
     ("2: {mac: \"02:00:00:00:02:fe\"", "2: {mac: \"02:00:00:00:01:FE\"", 4, "MAC address 02:00:00:00:01:fe of port 1"),
     ("{vip: 10.0.0.100,", "{vip: 10.0.2.254,", 11, "is the gateway address of port 2"),
     ("{vip: 10.0.0.100,", "{vip: 10.0.2.1,", 11, "is the address of a server of group g"),

@@ -202,7 +202,13 @@ class ControllerApp:
         self._tick_event = asyncio.Event()
         self._stop = asyncio.Event()
         self.failure: str | None = None
-        self.packets = PacketPath(packet_io or cfg.switch.packet_io, self._handle_packets)
+        mode = packet_io or cfg.switch.packet_io
+        port = cfg.switch.packet_port
+        if port is not None and mode != "direct":
+            LOG.warning("packet I/O over P4Runtime: switch.packet_port %s is not used (a switch "
+                        "that sends its packet-ins there sends none on the stream)", port)
+            port = None
+        self.packets = PacketPath(mode, self._handle_packets, port)
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
         self.operator = Operator(self)

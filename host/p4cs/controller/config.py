@@ -256,6 +256,9 @@ class SwitchConf:
     p4blob: Path | None = None
     #: direct: the switch's direct packet channel when it offers one; p4runtime: the stream
     packet_io: str = "direct"
+    #: with packet_io direct: the interface cabled to the switch's CPU port (BMv2
+    #: ``p4cs switch --packet-veth``), where packet-ins and packet-outs ride with their headers
+    packet_port: str | None = None
 
 
 @dataclass(frozen=True)
@@ -455,7 +458,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
                   "ha"}, "the top level")
 
     sw = v.map(doc, "switch")
-    v.known(sw, {"address", "device_id", "target", "p4info", "p4blob", "packet_io"}, "switch")
+    v.known(sw, {"address", "device_id", "target", "p4info", "p4blob", "packet_io", "packet_port"},
+            "switch")
     base = path.parent if path else Path.cwd()
     target = v.str_(sw, "target", False, "dpdk")
     if target not in ("dpdk", "bmv2"):
@@ -464,6 +468,15 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     if packet_io not in ("direct", "p4runtime"):
         raise v.err(f"switch.packet_io must be direct or p4runtime, got {packet_io!r}", sw,
                     "packet_io")
+    packet_port = v.str_(sw, "packet_port", False, None)
+    if packet_port is not None:
+        if packet_io != "direct":
+            raise v.err("switch.packet_port needs switch.packet_io: direct (the switch sends "
+                        "its packet-ins on that port, not on the P4Runtime stream)", sw,
+                        "packet_port")
+        if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}", packet_port):
+            raise v.err(f"switch.packet_port: {packet_port!r} is not an interface name", sw,
+                        "packet_port")
     address = v.str_(sw, "address", False, "127.0.0.1:9559")
     try:
         grpc_address(address)
@@ -476,6 +489,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         p4info=v.file_(sw, "p4info", base),
         p4blob=v.file_(sw, "p4blob", base),
         packet_io=packet_io,
+        packet_port=packet_port,
     )
 
     ports: dict[int, PortConf] = {}

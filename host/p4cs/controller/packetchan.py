@@ -12,6 +12,14 @@ wake-up in one batch; their packet_in header is decoded with the P4Info's
 become packet-ins of reason ``REASON_FLOW_END``. A switch without a channel (BMv2, a remote
 switch, ``--packet-socket none``) gets one log line and the P4Runtime stream.
 
+``switch.packet_port: IFACE`` (with ``packet_io: direct``): the CS processor is attached to a
+data-plane port of the switch, the way the source documents hang it off a switch port. BMv2
+run with ``p4cs switch --packet-veth IFACE`` has its CPU port on the peer of IFACE and no
+``--cpu-port``: its packet-ins leave on that port with their packet_in header, and frames
+arriving there are parsed as packet-outs. The controller reads and writes IFACE with a packet
+socket (:func:`open_port`), frames of the same layout as the DPDK daemon's CPU port; FIN/RST
+copies come with them (a packet_in of reason ``REASON_FLOW_END``, BMv2's clone session).
+
 The stream keeps being read in both modes: while the channel is held the switch sends no
 PacketIn on it, and when the channel ends (the switch closes it: pipeline change, another
 primary) the packets are back on the stream at once; the channel is asked for again a moment
@@ -84,10 +92,11 @@ class Headers:
 
 class Lease:
     """The channel while this controller holds it: the connection (its end is the lease's
-    end), the two ports' sockets and the headers of their frames."""
+    end), the two ports' sockets and the headers of their frames. A packet port
+    (:func:`open_port`) has neither connection nor copy port."""
 
-    def __init__(self, conn: socket.socket, cpu: socket.socket, copy: socket.socket,
-                 headers: Headers):
+    def __init__(self, conn: socket.socket | None, cpu: socket.socket,
+                 copy: socket.socket | None, headers: Headers):
         self.conn, self.cpu, self.copy, self.headers = conn, cpu, copy, headers
         self.ended = asyncio.Event()
         self.why = ""
@@ -107,7 +116,7 @@ class Lease:
     def close(self) -> None:
         loop = asyncio.get_running_loop()
         for s in (self.conn, self.cpu, self.copy):
-            if s.fileno() >= 0:
+            if s is not None and s.fileno() >= 0:
                 loop.remove_reader(s.fileno())
                 s.close()
 
@@ -176,14 +185,45 @@ async def ask(path: str, headers: Headers, device_id: int, election_id: int,
     return Lease(conn, socks[0], socks[1], headers)
 
 
+#: Linux (<linux/if_packet.h>): SOL_PACKET, and the packet-socket option that keeps a socket's
+#: own sends (and the kernel's) out of its receive queue; neither is in Python 3.11's socket.
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23
+ETH_P_ALL = 0x0003
+SO_RCVBUFFORCE = 33     # SO_RCVBUF above net.core.rmem_max (CAP_NET_ADMIN)
+#: Receive buffer of a packet port's socket: bursts of punted SYNs and FIN copies.
+PORT_RCVBUF = 8 << 20
+
+
+def open_port(iface: str, headers: Headers) -> Lease:
+    """The packet port ``iface`` as a lease: a packet socket bound to it that receives only
+    what arrives from the switch. OSError (no such interface, no privileges)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)   # nothing queued before bind
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, PORT_RCVBUF)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PORT_RCVBUF)
+        sock.bind((iface, ETH_P_ALL))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return Lease(None, sock, None, headers)
+
+
+
 class PacketPath:
     """Packet-ins to ``handle`` and packet-outs to the switch, in the configured mode, for
     the primary terms of one controller."""
 
-    def __init__(self, mode: str, handle: Callable[[list[PacketIn]], Awaitable[None]]):
+    def __init__(self, mode: str, handle: Callable[[list[PacketIn]], Awaitable[None]],
+                 port: str | None = None):
         if mode not in MODES:
             raise ValueError(f"packet I/O must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode = mode
+        self.port = port
         self._handle = handle
         self._lease: Lease | None = None
         # grpc.aio allows one write in flight per stream (a second one fails with
@@ -216,6 +256,9 @@ class PacketPath:
 
     async def _direct(self, sw: Switch) -> None:
         """Hold the channel whenever the switch gives it; return if it offers none."""
+        if self.port is not None:
+            await self._on_port(Headers(sw.p4info), self.port)
+            return
         try:
             headers = Headers(sw.p4info)
             path = await advertised_channel(sw)
@@ -258,12 +301,35 @@ class PacketPath:
                      lease.why)
             await asyncio.sleep(RETRY_S)
 
+    async def _on_port(self, headers: Headers, iface: str) -> None:
+        """Packet I/O on the packet port ``iface`` for the whole term (it is opened again a
+        moment after it fails: the switch makes it when it starts)."""
+        failed = ""
+        while True:
+            try:
+                lease = open_port(iface, headers)
+            except OSError as exc:
+                if str(exc) != failed:
+                    LOG.warning("packet port %s: %s (packet-ins wait for it)", iface,
+                                exc.strerror or exc)
+                    failed = str(exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            failed = ""
+            self.counters["channel_grants"] += 1
+            LOG.info("packet I/O on the packet port %s", iface)
+            await self.hold(lease)
+            LOG.warning("packet port %s ended (%s)", iface, lease.why)
+            await asyncio.sleep(RETRY_S)
+
     async def hold(self, lease: Lease) -> None:
         """Packet I/O on the channel until the lease ends; then it is closed."""
         loop = asyncio.get_running_loop()
-        loop.add_reader(lease.conn.fileno(), lease.end, "the switch closed it")
+        if lease.conn is not None:
+            loop.add_reader(lease.conn.fileno(), lease.end, "the switch closed it")
         loop.add_reader(lease.cpu.fileno(), lease.wake)
-        loop.add_reader(lease.copy.fileno(), lease.wake)
+        if lease.copy is not None:
+            loop.add_reader(lease.copy.fileno(), lease.wake)
         self._lease = lease
         try:
             while not lease.ended.is_set():
@@ -283,7 +349,7 @@ class PacketPath:
         notification (on the P4Runtime stream) must not overtake the copies the data plane
         sent before it (controller.teardown)."""
         lease = self._lease
-        if lease is not None:
+        if lease is not None and lease.copy is not None:
             pkts = self._read(lease, copies_only=True)
             if pkts:
                 await self._handle(pkts)
@@ -295,6 +361,8 @@ class PacketPath:
         hdr = lease.headers
         ports = ((lease.copy, True),) if copies_only else ((lease.cpu, False), (lease.copy, True))
         for sock, copy in ports:
+            if sock is None:
+                continue
             for _ in (itertools.count() if copies_only else range(BATCH)):
                 try:
                     frame = sock.recv(65536)

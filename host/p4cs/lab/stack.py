@@ -94,14 +94,15 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
                       groups: dict[str, Any] | None = None,
                       limits: dict[str, Any] | None = None, static_server_macs: bool = True,
                       neighbours: dict[str, Any] | None = None,
-                      packet_io: str = "direct") -> dict:
+                      packet_io: str = "direct", packet_port: str | None = None) -> dict:
     """The controller configuration of a content-switch topology described by ``desc``
     (``Topology.describe()`` or the Mininet topology's ``describe()``): its ports, hosts, one
     group per server (named by ``names(i)``) plus ``all`` (port 80) and ``echo`` (8080), and,
     unless ``services`` are given, the web service routing ``/~lcs1/`` and ``/~lcs2/`` to the
     first two servers and the echo service. Without ``static_server_macs`` the servers are
     left out of ``hosts:`` (the controller resolves them with ARP, timers ``neighbours``).
-    ``packet_io``: the controller's packet I/O (``switch.packet_io``)."""
+    ``packet_io``: the controller's packet I/O (``switch.packet_io``); ``packet_port``: the
+    interface cabled to the switch's CPU port (``switch.packet_port``)."""
     mode = desc["mode"]
     mtu = {"mtu": desc["mtu"]} if desc.get("mtu", 1500) != 1500 else {}
     ports = {p["port"]: {"mac": p["mac"], "gateway": f"{p['gateway_ip'] or SNAT_IP}/24", **mtu}
@@ -133,7 +134,8 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
             s.setdefault("snat_address", SNAT_IP)
         svcs.append(s)
     return {
-        "switch": {"address": grpc_addr, "device_id": 1, "target": target, "packet_io": packet_io},
+        "switch": {"address": grpc_addr, "device_id": 1, "target": target, "packet_io": packet_io,
+                   **({"packet_port": packet_port} if packet_port else {})},
         "ports": ports,
         "hosts": hosts,
         "groups": groups,
@@ -191,7 +193,8 @@ class Lab:
     #: False: the servers are left out of the controller's ``hosts:`` (resolved with ARP)
     static_server_macs: bool = True
     neighbours: dict[str, Any] | None = None    # the controller's ARP timers
-    #: the controller's packet I/O: ``direct`` (the DPDK target's channel) or ``p4runtime``
+    #: the controller's packet I/O: ``direct`` (the DPDK target's channel; on BMv2 a packet
+    #: port, ``p4cs switch --packet-veth``) or ``p4runtime``
     packet_io: str = "direct"
     #: DPDK target: how the switch attaches its interfaces (``p4cs switch --port-type``)
     port_type: str = "afxdp"
@@ -216,6 +219,12 @@ class Lab:
         self.config_path = self.workdir / "controller.yaml"
 
     # ------------------------------------------------------------------ names
+    @property
+    def packet_port(self) -> str | None:
+        """BMv2 with direct packet I/O: the controller's end of the switch's packet port (in
+        the caller's namespace; it goes with the switch's namespace)."""
+        return f"{self.prefix}pk" if self.target == "bmv2" and self.packet_io == "direct" else None
+
     @property
     def vip(self) -> str:
         return self.topo.vip
@@ -338,6 +347,8 @@ class Lab:
             argv += ["--workdir", str(self.workdir / "swxd"), "--port-type", self.port_type]
         else:
             argv += ["--target", self.target, "--workdir", str(self.workdir / self.target)]
+            if self.packet_port:
+                argv += ["--packet-veth", self.packet_port]
         for port, ifname in sorted(self.topo.switch_ifaces.items()):
             argv += ["--iface", f"{port}={ifname}"]
         self._spawn("switch", argv)
@@ -357,7 +368,8 @@ class Lab:
                                  control_socket=self.control_socket, names=self.server_name,
                                  services=self.services, groups=self.groups, limits=self.limits,
                                  static_server_macs=self.static_server_macs,
-                                 neighbours=self.neighbours, packet_io=self.packet_io)
+                                 neighbours=self.neighbours, packet_io=self.packet_io,
+                                 packet_port=self.packet_port)
 
     def _write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))

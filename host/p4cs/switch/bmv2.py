@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +32,9 @@ from p4cs.p4gen import P4C_FLAGS
 LOG = logging.getLogger("p4cs.switch.bmv2")
 
 BMV2_CPU_PORT = 255
+#: MTU of a packet port's veth pair: the largest data-plane frame (jumbo) plus its
+#: packet_in / packet_out header.
+PACKET_PORT_MTU = 9500
 
 
 class Bmv2Error(Exception):
@@ -82,7 +86,7 @@ def simple_switch_argv(
     *,
     device_id: int,
     grpc_addr: str,
-    cpu_port: int = BMV2_CPU_PORT,
+    cpu_port: int | None = BMV2_CPU_PORT,
     json: Path | None = None,
     binary: str = "simple_switch_grpc",
     log_console: bool = False,
@@ -93,8 +97,21 @@ def simple_switch_argv(
     if log_console:
         argv.append("--log-console")
     argv.append(str(json) if json else "--no-p4")
-    argv += ["--", "--grpc-server-addr", grpc_addr, "--cpu-port", str(cpu_port)]
+    argv += ["--", "--grpc-server-addr", grpc_addr]
+    if cpu_port is not None:
+        argv += ["--cpu-port", str(cpu_port)]
     return argv
+
+
+def simple_switch_binary() -> str:
+    """The path of simple_switch_grpc; Bmv2Error when it is not installed."""
+    binary = shutil.which("simple_switch_grpc")
+    if binary is None:
+        raise Bmv2Error(
+            "simple_switch_grpc is not installed (BMv2 is not packaged for Debian 12: build it "
+            "from source, or use --target dpdk)"
+        )
+    return binary
 
 
 def start_simple_switch(
@@ -102,23 +119,75 @@ def start_simple_switch(
     *,
     device_id: int,
     grpc_addr: str,
-    cpu_port: int = BMV2_CPU_PORT,
+    cpu_port: int | None = BMV2_CPU_PORT,
     netns: str | None = None,
     json: Path | None = None,
 ) -> subprocess.Popen:
-    binary = shutil.which("simple_switch_grpc")
-    if binary is None:
-        raise Bmv2Error(
-            "simple_switch_grpc is not installed (BMv2 is not packaged for Debian 12: build it "
-            "from source, or use --target dpdk)"
-        )
     argv = simple_switch_argv(
-        ifaces, device_id=device_id, grpc_addr=grpc_addr, cpu_port=cpu_port, json=json, binary=binary
+        ifaces, device_id=device_id, grpc_addr=grpc_addr, cpu_port=cpu_port, json=json,
+        binary=simple_switch_binary()
     )
     if netns:
         argv = ["ip", "netns", "exec", netns] + argv
     LOG.info("starting: %s", " ".join(argv))
     return subprocess.Popen(argv, preexec_fn=_die_with_parent)
+
+
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,13}$")
+
+
+def packet_veth_peer(name: str) -> str:
+    """The switch's end of the packet port ``name``: ``<name>s``. ValueError for a name that
+    cannot be an interface's with room for that suffix."""
+    if not _IFNAME_RE.match(name):
+        raise ValueError(f"{name!r} is not an interface name of at most 14 characters "
+                         "(letters, digits, '_', '.', '-')")
+    return name + "s"
+
+
+def _ip(argv: list[str], netns: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *(["-n", netns] if netns else []), *argv],
+                          capture_output=True, text=True)
+
+
+def _no_ipv6(ifname: str, netns: str | None) -> None:
+    """No IPv6 on a packet port: the kernel's own frames (router solicitations, MLD) would
+    reach the switch as packet-outs."""
+    argv = ["sysctl", "-q", "-w", f"net.ipv6.conf.{ifname}.disable_ipv6=1"]
+    subprocess.run((["ip", "netns", "exec", netns] if netns else []) + argv,
+                   capture_output=True)
+
+
+def create_packet_veth(name: str, netns: str | None = None, mtu: int = PACKET_PORT_MTU) -> str:
+    """The veth pair of a packet port: ``name`` in the caller's namespace, for the CS
+    processor (the controller's ``switch.packet_port``), and its peer ``<name>s`` (in
+    ``netns`` when given), which becomes the switch's CPU port. Both ends are up, without
+    IPv6 or addresses. A veth ``name`` that exists already is the leftover of a killed switch
+    (the caller holds the interface's lock) and is replaced. Returns the peer's name;
+    Bmv2Error if it cannot be made (the name is another kind of interface, no privileges)."""
+    peer = packet_veth_peer(name)
+    if "veth" in _ip(["-d", "-o", "link", "show", name]).stdout.split():
+        delete_packet_veth(name)
+    argv = ["link", "add", name, "mtu", str(mtu), "type", "veth", "peer", "name", peer,
+            "mtu", str(mtu)]
+    if netns:
+        argv += ["netns", netns]
+    res = _ip(argv)
+    if res.returncode != 0:
+        raise Bmv2Error(f"cannot create the packet port {name}: "
+                        f"{(res.stderr or res.stdout).strip()}")
+    for ifname, ns in ((name, None), (peer, netns)):
+        _no_ipv6(ifname, ns)
+        res = _ip(["link", "set", ifname, "up"], ns)
+        if res.returncode != 0:
+            delete_packet_veth(name)
+            raise Bmv2Error(f"cannot bring {ifname} up: {(res.stderr or res.stdout).strip()}")
+    return peer
+
+
+def delete_packet_veth(name: str) -> None:
+    """Remove the packet port ``name`` (its peer goes with it); nothing if it is gone."""
+    _ip(["link", "del", name])
 
 
 def _die_with_parent() -> None:
@@ -180,10 +249,17 @@ async def serve(
     cpu_port: int = BMV2_CPU_PORT,
     netns: str | None = None,
     workdir: str | None = None,
+    packet_veth: str | None = None,
     start_timeout: float = 60.0,
 ) -> int:
     """Run simple_switch_grpc until SIGINT/SIGTERM (it is then stopped) or until it exits;
-    its exit status. Raises Bmv2Error when it is not installed."""
+    its exit status. Raises Bmv2Error when it is not installed.
+
+    ``packet_veth``: the CS processor attaches to a data-plane port instead of the P4Runtime
+    stream. A veth pair is made (:func:`create_packet_veth`), its peer is the CPU port, and
+    BMv2 runs without ``--cpu-port``: packet_in / packet_out headers ride on that port's
+    frames, as they would on a switch port cabled to a CS processor. The pair is removed at
+    the end."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -198,8 +274,18 @@ async def serve(
         if os.path.exists(sock):
             os.unlink(sock)
         listen = f"unix:{sock}"
-    proc = start_simple_switch(ifaces, device_id=device_id, grpc_addr=listen, cpu_port=cpu_port,
-                               netns=netns)
+    simple_switch_binary()      # before anything is made for it
+    sw_cpu_port: int | None = cpu_port
+    if packet_veth:
+        ifaces = {**ifaces, cpu_port: create_packet_veth(packet_veth, netns)}
+        sw_cpu_port = None
+    try:
+        proc = start_simple_switch(ifaces, device_id=device_id, grpc_addr=listen,
+                                   cpu_port=sw_cpu_port, netns=netns)
+    except BaseException:
+        if packet_veth:
+            delete_packet_veth(packet_veth)
+        raise
     server = None
     try:
         if netns:
@@ -217,8 +303,9 @@ async def serve(
             except (OSError, ValueError) as exc:
                 LOG.error("cannot listen on %s: %s", grpc_addr, exc)
                 return 1
+        where = f" on the packet port {packet_veth}" if packet_veth else ""
         print(f"p4cs switch: BMv2 (pid {proc.pid}), P4Runtime on {grpc_addr}, device id "
-              f"{device_id}, CPU port {cpu_port}", flush=True)
+              f"{device_id}, CPU port {cpu_port}{where}", flush=True)
         exited = asyncio.ensure_future(loop.run_in_executor(None, proc.wait))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -232,5 +319,7 @@ async def serve(
             server.close()
         rc = await loop.run_in_executor(None, _stop, proc)
         LOG.info("simple_switch_grpc stopped (%d)", rc)
+        if packet_veth:
+            delete_packet_veth(packet_veth)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -237,6 +237,12 @@ def switch_cmd(
         "primary controller (default: <run dir>/p4rt-<host>-<port>.packets, the run dir being "
         "$P4CS_LOCK_DIR or /run/p4cs); none: packet I/O over P4Runtime only",
     ),
+    packet_veth: Optional[str] = typer.Option(
+        None, "--packet-veth", metavar="NAME",
+        help="bmv2: attach the CS processor to a data-plane port instead of the P4Runtime "
+        "stream: a veth pair NAME / NAMEs is made, NAMEs (in --netns) is the CPU port, and the "
+        "controller's switch.packet_port names NAME",
+    ),
     no_pipeline: bool = typer.Option(
         False, "--no-pipeline", help="start without a pipeline (wait for the controller's)"
     ),
@@ -256,12 +262,23 @@ def switch_cmd(
         raise typer.BadParameter(str(e), param_hint="--grpc-addr") from None
     if port_type not in ("afxdp", "afpacket"):
         raise typer.BadParameter("--port-type must be afxdp or afpacket")
+    if packet_veth is not None:
+        if target != "bmv2":
+            raise typer.BadParameter("only with --target bmv2 (the DPDK target hands its CPU "
+                                     "port over --packet-socket)", param_hint="--packet-veth")
+        from .bmv2 import packet_veth_peer
+        try:
+            packet_veth_peer(packet_veth)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--packet-veth") from None
     ports = parse_ifaces(iface, dpdk=target == "dpdk", port_type=port_type)
     lt = parse_learner_timeouts(learner_timeouts) if learner_timeouts else None
     try:
         check_grpc_addr(grpc_addr)
         lock_ifaces(ports if target == "dpdk" else {p: f"afpacket:{n}" for p, n in ports.items()},
                     netns)
+        if packet_veth is not None:     # a stale one of a killed switch is then replaced
+            lock_ifaces({0: f"afpacket:{packet_veth}"}, None)
     except Refused as exc:
         typer.echo(f"p4cs switch: error: {exc}", err=True)
         raise typer.Exit(2)
@@ -277,6 +294,7 @@ def switch_cmd(
                     cpu_port=cpu_port if cpu_port is not None else bmv2.BMV2_CPU_PORT,
                     netns=netns,
                     workdir=workdir,
+                    packet_veth=packet_veth,
                 )
             )
         except bmv2.Bmv2Error as e:
