@@ -25,6 +25,12 @@ from .httpcookie import MAX_RESPONSE_HEADER
 from .packet import ACK, FIN, MOD32, PSH, RST, apply_splice, seq_le, seq_lt, seq_rel
 from .reassembly import RequestBuffer
 
+#: A body whose rest (after the segments read with its head) is longer rides the server ->
+#: client entry; a shorter one is spliced in software by the engine.  The entry's install
+#: costs more than a few segments through the engine, and it must be in place before the
+#: client can have the whole body and send the next request, which removes it.
+FAST_BODY = 65536
+
 
 def request_end(buf: bytes | bytearray, framer: RequestFramer) -> int | None:
     """Where the request at the start of ``buf`` (whose header block ``framer`` read)
@@ -429,8 +435,8 @@ class KeepAlive:
             return out + self.to_sticky(c, r.sticky)
         if r is not None and r.end is not None and ka.rend is None:
             ka.rend = (sl.isn + 1 + r.end + c.s2c.seq_delta) & MOD32
-            if seq_lt(sl.nxt, (sl.isn + 1 + r.end) & MOD32) and not f & FIN:
-                # the body goes on beyond what came here: it rides the entry
+            if seq_rel((sl.isn + 1 + r.end) & MOD32, sl.nxt) > FAST_BODY and not f & FIN:
+                # a long body goes on beyond what came here: it rides the entry
                 ka.s2c_in = True
                 out.append(InstallFlows([c.s2c], []))
         if f & FIN:
