@@ -366,10 +366,10 @@ class KeepAlive:
         response) and remove its entry; ``c`` becomes half-bound."""
         from .engine import RECV
         eng = self.eng
-        ka, sl = c.ka, c.sl
-        out = []
-        if not sl.fin:
-            out.append(eng._to_server(c, (c.cl.isn + 1 + c.c2s.seq_delta) & MOD32, 0, RST))
+        ka = c.ka
+        # (a server that closed first waits in FIN_WAIT_2 for the switch's FIN: the RST ends
+        # that too)
+        out = [eng._to_server(c, (c.cl.isn + 1 + c.c2s.seq_delta) & MOD32, 0, RST)]
         if ka.s2c_in:
             out.append(RemoveFlows([c.s2c.key], 0.0))
             ka.s2c_in = False
