@@ -445,3 +445,31 @@ def test_short_body_is_spliced_in_software():
         assert not of(lab.s(S1, r[off:off + 1400]), InstallFlows)
     lab.ack()
     assert lab.stream(lab.client_got) == r and not lab.flows
+
+
+def test_request_body_after_the_head_is_forwarded_and_the_next_request_follows_it():
+    lab = Lab()
+    head = b"POST /a/1 HTTP/1.1\r\nHost: www\r\nContent-Length: 10\r\n\r\n"
+    lab.send(head)
+    lab.synack(S1)
+    lab.send(b"01234")
+    lab.send(b"56789")
+    assert lab.stream(lab.server_got[lab.leg(S1)]) == head + b"0123456789"
+    r1 = resp(b"stored")
+    lab.s(S1, r1)
+    lab.ack()
+    lab.send(req("/b/2"))
+    lab.synack(S2)
+    assert lab.stream(lab.server_got[lab.leg(S2)]) == req("/b/2")
+    assert lab.legs[lab.leg(S2)][0][TCP].seq == (1000 + len(head) + 10) % M
+
+
+def test_request_with_a_chunked_body_makes_the_connection_sticky():
+    lab = Lab()
+    one_exchange(lab, "/a/1", S1, b"one")
+    body = b"POST /a/2 HTTP/1.1\r\nHost: www\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    eff = lab.h.client(lab.h.cframe("PA", data=body, rel=lab.cnt,
+                                    ack=(lab.h.sisn + 1 + lab.cack) % M))
+    inst, = of(eff, InstallFlows)
+    assert sorted(f.direction for f in inst.flows) == ["c2s", "s2c"]
+    assert lab.h.eng.stats.nonsticky_sticky == 1 and lab.h.eng.by_id[1].ka is None

@@ -870,8 +870,8 @@ class Engine:
         if server is None:
             return out + self._answer(c, ch, now)
         if not ch.sticky:
-            if c.svc.protocol == "http" and c.watch is None and not (
-                    c.svc.persistence is not None and c.svc.persistence.kind in COOKIE_KINDS):
+            pers = c.svc.persistence
+            if c.svc.protocol == "http" and not (pers is not None and pers.kind in COOKIE_KINDS):
                 # every later request is classified on its own (section 17)
                 c.ka = Ka(cl.snd_nxt, now)
                 return out + self._connect(c, server, now)
@@ -889,7 +889,7 @@ class Engine:
             out.append(self._to_client(c, cl.snd_nxt, self._rcv_nxt(c), ACK))
         return out + self._connect(c, server, now)
 
-    def _choose(self, c: Conn, now: float) -> tuple[list, object, Server | None]:
+    def _choose(self, c: Conn, now: float) -> tuple[list, Choice, Server | None]:
         """Classify the buffered request of ``c``: (effects, the policy's Choice, the server
         to connect to or None)."""
         st = self.stats
@@ -923,7 +923,7 @@ class Engine:
                                  rule=c.rule, group=ch.unknown_group))
         return out, ch, server
 
-    def _answer(self, c: Conn, ch, now: float) -> list:
+    def _answer(self, c: Conn, ch: Choice, now: float) -> list:
         """The switch answers the request of ``c`` itself: the choice's 403 or 302, or
         503 (no server)."""
         if ch.status == 403:

@@ -181,10 +181,11 @@ class Ka:
     none expected); ``rend``: the client's sequence number at the end of that response,
     once known; ``cack``: the client's highest ACK; ``fack``, ``fwin``: the ACK and window
     last passed on to the server; ``s2c_in``: the server -> client entry is installed;
-    ``req_end``: the offset (from the client's ``isn`` + 1) where the request waiting to
-    be forwarded ends (None: its head is not complete); ``pinned``: a STICKY decision
-    bound the connection to its server while the rules may still reject a later request;
-    ``last``: time of the last packet (the idle timeout, no entry counting it)."""
+    ``pinned``: a STICKY decision bound the connection to its server while the rules may
+    still reject a later request; ``last``: time of the last packet (the idle timeout, no
+    entry counting it); ``requests``: requests forwarded.  The request waiting to be
+    forwarded is the connection's ``req`` and ``framer``, its offsets counted from the
+    client's ``isn`` + 1, which moves to the start of each request."""
 
     __slots__ = ("reader", "rend", "cack", "fack", "fwin", "s2c_in", "pinned", "last",
                  "requests")
@@ -277,6 +278,8 @@ class KeepAlive:
         end = (cl.isn + 1 + off + len(data) + (1 if fin else 0)) & MOD32
         if seq_lt(cl.nxt, end):
             cl.nxt = end
+        if fin:
+            cl.fin = True
         ka.fack, ka.fwin = ka.cack, cl.win
         return out
 
@@ -304,8 +307,9 @@ class KeepAlive:
             if k == len(data) and not f & FIN:
                 eng._advance(cl, seg)
                 ka.fack, ka.fwin = seg.ack, seg.window
-                return self._splice(c, frame, True)
-            out += self._relay(c, data[:k], rel)
+                out = self._splice(c, frame, True)
+            else:
+                out += self._relay(c, data[:k], rel)
             data, rel = data[k:], 0
         req = c.req
         fin = bool(f & FIN)
