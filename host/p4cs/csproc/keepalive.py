@@ -20,7 +20,7 @@ from __future__ import annotations
 import httptools
 
 from .effects import TCP, FlowKey, InstallFlows, PacketOut, RemoveFlows
-from .framing import RequestFramer
+from .framing import RequestFramer, length_of
 from .httpcookie import MAX_RESPONSE_HEADER
 from .packet import ACK, FIN, MOD32, PSH, RST, apply_splice, seq_le, seq_lt, seq_rel
 from .reassembly import RequestBuffer
@@ -83,10 +83,7 @@ class ResponseReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         n = name.lower()
         if n == b"content-length":
-            try:
-                self._length = int(value)
-            except ValueError:
-                pass                # llhttp refuses it itself
+            self._length = length_of(value)
         elif n == b"transfer-encoding":
             self._chunked = value.strip().lower().endswith(b"chunked")
 
