@@ -473,3 +473,16 @@ def test_request_with_a_chunked_body_makes_the_connection_sticky():
     inst, = of(eff, InstallFlows)
     assert sorted(f.direction for f in inst.flows) == ["c2s", "s2c"]
     assert lab.h.eng.stats.nonsticky_sticky == 1 and lab.h.eng.by_id[1].ka is None
+
+
+def test_server_closing_its_idle_connection_then_a_request_resets():
+    """nginx closes an idle keep-alive connection: its FIN reaches the client; a request
+    that comes anyway cannot be answered on it (nothing follows a FIN): RST, and the
+    client retries on a new connection."""
+    lab = Lab()
+    r1 = one_exchange(lab, "/a/1", S1, b"one")
+    (port, fin), = pkts(lab.s(S1, b"", flags="FA"))
+    assert port == 1 and "F" in fin[TCP].flags
+    eff = lab.send(req("/a/2"), ack=len(r1) + 1)
+    assert sorted(port for port, p in pkts(eff) if "R" in p[TCP].flags) == [1, 2]
+    assert not any(p[TCP].flags == "S" for _, p in pkts(eff)) and not lab.h.eng.by_id

@@ -343,11 +343,17 @@ class KeepAlive:
         it and forward it to its server."""
         eng = self.eng
         ka = c.ka
+        if c.sl.fin:
+            # The server closed the connection and the client has its FIN: nothing may
+            # follow it.  The client retries on a new connection.
+            return eng._abort(c, now, "request after the server closed the connection")
         eng.stats.nonsticky_requests += 1
         out, ch, server = eng._choose(c, now)
         if ch.status is not None or server is None:
             return out + self._local_answer(c, ch, now)
-        same = ka.pinned or server is c.choice.server and not c.sl.fin
+        if ka.pinned:
+            server = c.choice.server
+        same = server is c.choice.server
         ka.pinned = ka.pinned or ch.sticky
         if not same:
             return out + self._rebind(c, ch, server, now)
@@ -368,8 +374,6 @@ class KeepAlive:
         from .engine import RECV
         eng = self.eng
         ka = c.ka
-        # (a server that closed first waits in FIN_WAIT_2 for the switch's FIN: the RST ends
-        # that too)
         out = [eng._to_server(c, (c.cl.isn + 1 + c.c2s.seq_delta) & MOD32, 0, RST)]
         if ka.s2c_in:
             out.append(RemoveFlows([c.s2c.key], 0.0))
