@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
            "runs": runs}
     shown = ["median", *(k for k in out if k.startswith("ratio_to_")), "load_before_after", *extra]
     for a, b in (("p4cs-bmv2", "p4cs-dpdk"), ("p4cs-direct", "p4cs-p4runtime"),
-                 ("p4cs-pool", "p4cs-nopool")):
+                 ("p4cs-pool", "p4cs-nopool"), ("p4cs-nonsticky", "p4cs-sticky")):
         if {a, b} <= set(runs):
             med = out["median"]
             key_ = f"ratio_{a[5:]}_to_{b[5:]}"

@@ -43,8 +43,9 @@ UNSUPPORTED_ALGORITHMS: dict[str, str] = {
 #: Actions of the rule language.
 ACTIONS: tuple[str, ...] = ("routeTo", "forward", "loadBalance", "reject", "redirect", "log")
 
-#: Stickiness words of ``routeTo`` / ``forward`` -> sticky.  A connection always stays on
-#: the server it was spliced to; NONSTICKY is accepted and logged as such.
+#: Stickiness words of ``routeTo`` / ``forward`` -> sticky.  STICKY binds the connection to
+#: its server; NONSTICKY for one request: every later request of the keep-alive connection is
+#: classified on its own (docs/csproc.md section 17).
 STICKINESS: dict[str, bool] = {"STICKY": True, "NONSTICKY": False, "NOSTICKY": False,
                                "NON_STICKY": False, "NON-STICKY": False}
 

@@ -16,10 +16,12 @@ SW_S = "02:00:00:00:00:02"     # switch MAC on the server port (2)
 CLI_MAC = "aa:00:00:00:00:01"
 S1_MAC = "bb:00:00:00:00:01"
 S2_MAC = "bb:00:00:00:00:02"
+S3_MAC = "bb:00:00:00:00:03"
 CLIENT = "192.168.1.10"
 VIP = "10.0.0.100"
 S1 = "10.0.1.1"
 S2 = "10.0.1.2"
+S3 = "10.0.1.3"
 SNAT = "10.0.1.254"
 SW_IP = "10.0.1.253"            # the switch's address on the server port (health probes)
 CPORT = 40000
@@ -72,7 +74,7 @@ class Harness:
                                   protocol=protocol, persistence=persistence,
                                   server_pool=server_pool)
         topo = StaticTopology({1: SW_C, 2: SW_S},
-                              {S1: (2, S1_MAC), S2: (2, S2_MAC)},
+                              {S1: (2, S1_MAC), S2: (2, S2_MAC), S3: (2, S3_MAC)},
                               port_ips={2: SW_IP})
         # A fixed scale by default: with "auto" (Config's default) the first tick also sends
         # window-scale probes to the servers (test_engine_wscale.py tests them).
@@ -145,7 +147,7 @@ class Harness:
         ip, tcp = syn_pkt[IP], syn_pkt[TCP]
         t = TCP(sport=tcp.dport, dport=tcp.sport, seq=seq, ack=ack, flags=flags,
                 window=29200, options=[("MSS", mss)] if "S" in flags else [])
-        mac = S1_MAC if ip.dst == S1 else S2_MAC
+        mac = {S1: S1_MAC, S2: S2_MAC, S3: S3_MAC}[ip.dst]
         p = Ether(src=mac, dst=SW_S) / IP(src=src or ip.dst, dst=ip.src) / t
         if data:
             p = p / Raw(data)

@@ -281,7 +281,7 @@ def test_decider_error_answers_503_and_logs():
     assert [e for e in eff if isinstance(e, Log) and e.level == "error"]
 
 
-def test_rule_logs_and_nonsticky_warning():
+def test_rule_logs_and_nonsticky_decision():
     class R:
         needs_body = False
 
@@ -293,8 +293,10 @@ def test_rule_logs_and_nonsticky_warning():
     h.handshake()
     eff = h.send(b"GET / HTTP/1.1\r\n\r\n")
     msgs = [e.msg for e in eff if isinstance(e, Log)]
-    assert "big purchase" in msgs and any("NONSTICKY" in m for m in msgs)
+    assert "big purchase" in msgs and not any("NONSTICKY" in m for m in msgs)
     assert h.to_server_syn(eff)
+    # every later request is classified on its own (test_engine_nonsticky.py)
+    assert h.eng.by_id[1].ka is not None
 
 
 def test_global_buffer_budget_applies_backpressure():

@@ -21,11 +21,12 @@ from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketO
 from .framing import RequestFramer, one_request
 from .health import HealthMonitor
 from .httpcookie import ResponseWatch, request_cookie, session_key
+from .keepalive import Ka, KeepAlive
 from .dialogue import DIALOG, REPLAY, Dialogues
 from .mail import make_front
 from .packet import (ACK, FIN, MOD32, PSH, RST, SYN, BadFrame, Segment, ip_int, ip_str,
                      seq_rel)
-from .policy import COOKIE_KINDS, Persistence, Policy
+from .policy import COOKIE_KINDS, Choice, Persistence, Policy
 from .reassembly import Reassembler, RequestBuffer
 from .rulehits import RuleHits
 from .schedulers import Server, ServerGroup
@@ -245,7 +246,7 @@ class Conn:
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
         "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
-        "relay", "hello", "watch", "dp_end", "shift",
+        "relay", "hello", "watch", "dp_end", "shift", "ka",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -275,6 +276,9 @@ class Conn:
         # (mod 2**32): 0 on a connection the switch opened with the client's ISN, P - C on a
         # pooled connection of ISN P (docs/csproc.md section 16).
         self.shift = 0
+        # Not None: a keepalive.Ka; every request of the connection is classified on its
+        # own (a NONSTICKY decision, docs/csproc.md section 17).
+        self.ka = None
 
 
 class Engine:
@@ -302,6 +306,7 @@ class Engine:
         self.admission = Admission(self.cfg.max_half_bound, self.cfg.max_half_bound_per_client,
                                    self.stats)
         self.dlg = Dialogues(self)
+        self.ka = KeepAlive(self)
         self.conns_c: dict[tuple, Conn] = {}
         self.conns_s: dict[tuple, Conn] = {}
         self.by_id: dict[int, Conn] = {}
@@ -659,6 +664,8 @@ class Engine:
         st = c.state
         if st == RECV or st == CONNECTING:
             return self._client_segment(c, seg, now)
+        if st == SPLICED and c.ka is not None:
+            return self.ka.client(c, seg, frame, now)
         if st == SPLICED or st == RELAYING or st == TIME_WAIT:
             if st == TIME_WAIT and self._new_incarnation(c, seg, now):
                 return self._reincarnate(c, seg, port, now)
@@ -854,16 +861,46 @@ class Engine:
         return cfg.max_header_bytes
 
     def _decide(self, c: Conn, now: float) -> list:
+        cl = c.cl
+        self.admission.busy(c)
+        out, ch, server = self._choose(c, now)
+        if ch.status is not None and ch.status != 503:
+            return out + self._answer(c, ch, now)
+        c.choice = ch
+        if server is None:
+            return out + self._answer(c, ch, now)
+        if not ch.sticky:
+            pers = c.svc.persistence
+            if c.svc.protocol == "http" and not (pers is not None and pers.kind in COOKIE_KINDS):
+                # every later request is classified on its own (section 17)
+                c.ka = Ka(cl.snd_nxt, now)
+                return out + self._connect(c, server, now)
+            out += self._rl_log("nonsticky", "warning",
+                                "NONSTICKY on a service with cookie persistence or not HTTP: "
+                                "connection stays on its first server", now, rule=c.rule)
+        if c.front is None and getattr(c.svc.decider, "rejects", False) \
+                and c.svc.protocol == "http":
+            # A later request on this connection would ride the fast path unclassified:
+            # the server is asked to close after this one (docs/csproc.md section 9).  The
+            # switch owns the request (acknowledges it) because it relays it rewritten.
+            req = c.req
+            c.relay = b""
+            req.acked = len(req.buf) + (1 if req.fin_rcvd else 0)
+            out.append(self._to_client(c, cl.snd_nxt, self._rcv_nxt(c), ACK))
+        return out + self._connect(c, server, now)
+
+    def _choose(self, c: Conn, now: float) -> tuple[list, Choice, Server | None]:
+        """Classify the buffered request of ``c``: (effects, the policy's Choice, the server
+        to connect to or None)."""
         st = self.stats
         cl = c.cl
         out: list = []
-        self.admission.busy(c)
         raw = bytes(c.req.buf) if c.front is None else c.front.decider_input(c.req.buf)
         try:
             d = c.svc.decider.decide(raw, (ip_str(cl.ip), cl.port), (ip_str(cl.vip), cl.vport))
         except Exception as e:  # noqa: BLE001 - a rules bug answers 503, not a crash
             out.append(self._log(c, "error", "decider raised", error=repr(e)))
-            return out + self._refuse(c, 503, "decider error", now)
+            return out, Choice(503, "decider error"), None
         st.decided += 1
         c.rule = getattr(d, "rule", None)
         self.rule_hits.hit(c.svc.name, c.rule, now)
@@ -881,32 +918,21 @@ class Engine:
             ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip, keys)
         else:
             ch, server = self.policy.choose(c.svc, d, cl.ip, cl.vip)
-        if ch.status == 403:
-            st.rejected += 1
-            return out + self._close_with(c, 403, now, ch.why)
-        if ch.status == 302:
-            st.redirected += 1
-            return out + self._close_with(c, 302, now, ch.why, location=ch.location)
         if ch.unknown_group is not None:
             out.append(self._log(c, "warning", "rule names an unknown group",
                                  rule=c.rule, group=ch.unknown_group))
-        if not ch.sticky:
-            out += self._rl_log("nonsticky", "warning",
-                                "NONSTICKY not supported yet: connection stays on its "
-                                "first server", now, rule=c.rule)
-        c.choice = ch
-        if server is None:
-            return out + self._refuse(c, 503, ch.why, now)
-        if c.front is None and getattr(c.svc.decider, "rejects", False) \
-                and c.svc.protocol == "http":
-            # A later request on this connection would ride the fast path unclassified:
-            # the server is asked to close after this one (docs/csproc.md section 9).  The
-            # switch owns the request (acknowledges it) because it relays it rewritten.
-            req = c.req
-            c.relay = b""
-            req.acked = len(req.buf) + (1 if req.fin_rcvd else 0)
-            out.append(self._to_client(c, cl.snd_nxt, self._rcv_nxt(c), ACK))
-        return out + self._connect(c, server, now)
+        return out, ch, server
+
+    def _answer(self, c: Conn, ch: Choice, now: float) -> list:
+        """The switch answers the request of ``c`` itself: the choice's 403 or 302, or
+        503 (no server)."""
+        if ch.status == 403:
+            self.stats.rejected += 1
+            return self._close_with(c, 403, now, ch.why)
+        if ch.status == 302:
+            self.stats.redirected += 1
+            return self._close_with(c, 302, now, ch.why, location=ch.location)
+        return self._refuse(c, 503, ch.why, now)
 
     def _connect(self, c: Conn, server: Server, now: float) -> list:
         ch = c.choice
@@ -1014,6 +1040,8 @@ class Engine:
         if c.state == RELAYING:
             return self._relaying_segment(c, seg, frame, now)
         if c.state == SPLICED or c.state == TIME_WAIT:
+            if c.ka is not None and c.state == SPLICED:
+                return self.ka.server(c, seg, frame, now)
             return self._sw_splice(c, seg, frame, False, now)
         if c.state == REPLAY:
             return self.dlg.server_segment(c, seg, now)
@@ -1080,6 +1108,18 @@ class Engine:
         c.s2c = FlowSpec(FlowKey(sl.ip, sl.src_ip, TCP, sl.port, sl.src_port), cl.sw_port,
                          cl.mac, self._pm(cl.sw_port), cl.vip, cl.ip, cl.vport, cl.port,
                          seq_delta, (-grown - c.shift) & MOD32, idle, c.id, "s2c")
+        if c.ka is not None:
+            # NONSTICKY: no entry yet; the request goes to the server from here (section 17)
+            self.reasm.drop_ooo(req)
+            st.spliced += 1
+            self.admission.closed(c)
+            st.spliced_active += 1
+            c.state = SPLICED
+            self._disarm(c)
+            return [self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
+                              bytes=len(req.buf), nonsticky=c.ka.requests + 1,
+                              rtt_ms=round((now - sl.syn_sent) * 1e3, 3))] + \
+                self.ka.spliced(c, now)
         # The buffered request, in server-sized segments; the first one completes the
         # server's handshake (ACK of its SYN) so no separate pure ACK is needed.
         then = self._relay_segments(c, c.tail)
@@ -1466,6 +1506,8 @@ class Engine:
         """Keys of the flow entries of a RELAYING or SPLICED connection."""
         if c.state == RELAYING:
             return [] if Engine._held(c) else [c.c2s.key]
+        if c.ka is not None:
+            return [c.s2c.key] if c.ka.s2c_in else []
         return [c.c2s.key, c.s2c.key]
 
     def _reset_spliced(self, c: Conn, now: float, why: str) -> list:
@@ -1529,6 +1571,8 @@ class Engine:
         out: list = []
         if c.state in (RELAYING, SPLICED, TIME_WAIT):
             rst_seq = (c.sl.nxt + c.s2c.seq_delta) & MOD32
+            if c.ka is not None and P.seq_lt(rst_seq, c.ka.cack):
+                rst_seq = c.ka.cack     # the body rode the entry: the client has more
             out.append(self._to_client(c, rst_seq, 0, RST, window=0))
             out.append(self._to_server(c, (c.cl.nxt + c.c2s.seq_delta) & MOD32, 0, RST))
             out.append(RemoveFlows([c.c2s.key, c.s2c.key], 0.0))
@@ -1594,6 +1638,7 @@ class Engine:
         c.resp_seq = (cl.snd_nxt - len(pending)) & MOD32
         cl.snd_nxt = (cl.snd_nxt + len(resp) + 1) & MOD32
         c.state = CLOSING
+        c.ka = None
         self.reasm.drop_ooo(c.req)
         c.framer = None
         c.close_hard = now + self.cfg.close_timeout
@@ -1691,6 +1736,8 @@ class Engine:
             return self.dlg.replay_timeout(c, now)
         if st == RESETTING:
             return self._reset_probes(c, now)
+        if st == SPLICED and c.ka is not None:
+            return self.ka.timeout(c, now)
         if st == TIME_WAIT:
             self._free(c)
         return []

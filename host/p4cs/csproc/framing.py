@@ -15,6 +15,15 @@ import httptools
 CLOSE = b"Connection: close\r\n"
 
 
+def length_of(value: bytes) -> int | None:
+    """A Content-Length value as a number; None when it is not one (llhttp refuses such a
+    message itself)."""
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
 class _FirstMessageDone(Exception):
     """Raised from the parser's callback to stop it after the first request."""
 
@@ -53,10 +62,7 @@ class RequestFramer:
     def on_header(self, name: bytes, value: bytes) -> None:
         n = name.lower()
         if n == b"content-length":
-            try:
-                self.content_length = int(value)
-            except ValueError:
-                pass  # llhttp rejects it itself
+            self.content_length = length_of(value)
         elif n == b"transfer-encoding":
             self.chunked = b"chunked" in value.lower()
         elif n == b"expect":

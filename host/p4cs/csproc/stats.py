@@ -44,12 +44,15 @@ COUNTERS = (
     "wscale_mismatch",      # server SYN-ACK scale != the scale promised to the client
     "sessions_not_learned",  # TLS sessions, cookies not learned: max_sessions templates in use
     "cookies_inserted",     # cookie-insert: Set-Cookie lines inserted into first responses
-    "bad_responses",        # cookie services: a first response that is not HTTP (insert: RST)
+    "bad_responses",        # cookie-insert, NONSTICKY: a response that is not HTTP (RST)
     "limit_response_header",  # cookie services: first response header over 16 KiB (unchanged)
     "pooled_opened",        # server pools: connections opened (handshake done) in advance
     "pooled_used",          # server pools: client connections spliced onto one of them
     "pooled_closed",        # server pools: idle ones closed (max_age, server FIN/RST, down)
     "pooled_failed",        # server pools: SYNs refused or unanswered (connection dropped)
+    "nonsticky_requests",   # NONSTICKY connections: later requests classified on their own
+    "rebinds",              # NONSTICKY connections: requests moved to another server
+    "nonsticky_sticky",     # NONSTICKY connections that went on STICKY (upgrade, until close)
 )
 
 GAUGES = ("half_bound", "spliced_active", "buffered_bytes", "pooled_idle")
