@@ -132,3 +132,48 @@ def test_raw_flow_updates_serialize_the_protobuf(schema):
         ref = _reference_update(fe, key, s, idle, utype)
         assert raw == ref.SerializeToString(), i
         assert fe.delete_raw(key) == _reference_update(fe, key, s, 0, p4r.Update.DELETE).SerializeToString()
+
+
+def test_a_removal_waits_for_the_install_of_its_key(schema, monkeypatch):
+    """A RemoveFlows for a key whose install is queued or in flight (a NONSTICKY connection
+    that removes its server->client entry right after asking for it) is carried out once the
+    install's Write is over, and then deletes the entry that install made: it neither
+    overtakes the Write nor finds no owner and leaves the entry behind."""
+    import asyncio
+
+    from p4cs.controller import app as app_mod
+    from p4cs.controller.config import parse_config
+    from p4cs.csproc import effects as fx
+
+    app = ControllerApp(parse_config((REPO / "examples" / "lcs.yaml").read_text(), "x.yaml"),
+                        P4INFO)
+    app.enc = FlowEncoder(schema)
+    key = fx.FlowKey(0x0A000201, 0x0A000101, 6, 80, 40000)
+    flow = fx.FlowSpec(key, 1, b"\x02" * 6, b"\x04" * 6, 0x0A000064, 0x0A000101, 80, 40000,
+                       5, 7, 300, conn_id=9, direction="s2c")
+    writes: list[str] = []
+    release = asyncio.Event()
+
+    async def held_write(sw, updates):
+        writes.append("install")
+        await release.wait()
+
+    monkeypatch.setattr(app_mod, "write_raw", held_write)
+
+    async def run():
+        loop = asyncio.create_task(app._install_loop(None))
+        await app._execute([fx.InstallFlows([flow])])
+        await app._execute([fx.RemoveFlows([key], 0)])    # while the install is queued
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert writes == ["install"] and app.teardown._removals == []
+        release.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        loop.cancel()
+        return app.teardown._removals
+
+    removals = asyncio.run(run())
+    fid = app.flow_of[tuple(key)]
+    assert removals == [(tuple(key), (fid, 9))]     # the entry the install made
+    assert not app._installing and not app._after_install

@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -198,6 +199,9 @@ class ControllerApp:
         self.election_id: int | None = None     # None: finsy's default (no store)
         self._socket_inode = 0
         self._installs: list[fx.InstallFlows] = []
+        # keys with an install queued or in flight, and the removals that wait for them
+        self._installing: collections.Counter = collections.Counter()
+        self._after_install: list[fx.RemoveFlows] = []
         self._install_event = asyncio.Event()
         self._tick_event = asyncio.Event()
         self._stop = asyncio.Event()
@@ -452,9 +456,15 @@ class ControllerApp:
                 out.append((e.port, e.frame))
             elif isinstance(e, fx.InstallFlows):
                 self._installs.append(e)
+                self._installing.update(tuple(f.key) for f in e.flows)
                 self._install_event.set()
             elif isinstance(e, fx.RemoveFlows):
-                self.teardown.flows_ended(e)
+                if any(tuple(k) in self._installing for k in e.keys):
+                    # Its connection's install of one of these keys is not written yet: the
+                    # removal follows it (it would find no owner, or overtake the Write).
+                    self._after_install.append(e)
+                else:
+                    self.teardown.flows_ended(e)
             elif isinstance(e, fx.Log):
                 log_effect(e)
         if out:
@@ -503,7 +513,10 @@ class ControllerApp:
             if failed:
                 LOG.warning("flow ids exhausted: %d connection(s) refused", len(failed))
             written = set(owners)
-            failed |= await self._write_flows(sw, updates, owners, ukeys, fresh)
+            try:
+                failed |= await self._write_flows(sw, updates, owners, ukeys, fresh)
+            finally:    # written, failed, or the session ended: removals may follow now
+                self._installed(batch)
             if superseded:
                 # Their counts are final now (the entry is gone, or the write replaced it).
                 self.teardown.superseded(superseded)
@@ -528,6 +541,17 @@ class ControllerApp:
                     out.extend((p.port, p.frame) for p in inst.then)
             if out:
                 await self._send_packets(sw, out)
+
+    def _installed(self, batch: list[fx.InstallFlows]) -> None:
+        """The Write of ``batch`` is over: the removals that waited for its keys go on."""
+        self._installing.subtract(tuple(f.key) for inst in batch for f in inst.flows)
+        self._installing = +self._installing      # keys at zero leave
+        waiting, self._after_install = self._after_install, []
+        for e in waiting:
+            if any(tuple(k) in self._installing for k in e.keys):
+                self._after_install.append(e)
+            else:
+                self.teardown.flows_ended(e)
 
     def _flow_of_conn(self, f: fx.FlowSpec) -> int | None:
         """The flow id of ``f``'s key if the entry is ``f``'s connection's own (installed
