@@ -204,6 +204,7 @@ def status_cmd(
             t.add_row(g, s["server"], str(s["weight"]), str(s["active"]), str(s["total"]),
                       f"{pool.get('idle', 0)}+{pool.get('opening', 0)}", str(s["up"]) + (" (overloaded)" if s.get("overloaded") else ""), last)
     console.print(t)
+    console.print(views.ports_listing(st), highlight=False, markup=False, soft_wrap=True)
     if st.get("neighbours"):
         t = Table("neighbour", "mac", "port", "state", "confirmed (s ago)")
         for n in st["neighbours"]:

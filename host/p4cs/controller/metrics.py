@@ -59,6 +59,31 @@ def _traffic(st: dict):
             yield c
 
 
+#: Per-port counters of the switch: status key -> (metric suffix, help).
+PORT_COUNTERS = {
+    "rx_pkts": ("rx_packets", "packets received on a switch port"),
+    "rx_bytes": ("rx_bytes", "bytes received on a switch port"),
+    "tx_pkts": ("tx_packets", "packets sent on a switch port"),
+    "tx_bytes": ("tx_bytes", "bytes sent on a switch port"),
+    "rx_drops": ("rx_drops", "packets dropped on a switch port's receive side (ring full, "
+                             "kernel drops)"),
+    "rx_errors": ("rx_errors", "receive errors of a switch port"),
+    "tx_drops": ("tx_drops", "packets a switch port could not send"),
+}
+
+
+def _ports(st: dict):
+    """The switch's per-port counters (none when the target has none: BMv2)."""
+    dp = st.get("dataplane") or {}
+    if not dp.get("available"):
+        return
+    for key, (suffix, text) in PORT_COUNTERS.items():
+        c = CounterMetricFamily(f"p4cs_port_{suffix}", text, labels=["port", "type", "name"])
+        for p in dp["ports"]:
+            c.add_metric([str(p["port"]), str(p["type"]), str(p["name"])], p.get(key) or 0)
+        yield c
+
+
 def _rules(st: dict):
     hits = CounterMetricFamily("p4cs_rule_hits", "requests a rule decided (rule=\"\": no rule "
                                "matched)", labels=["service", "rule"])
@@ -131,6 +156,7 @@ class _Collector:
         yield weight
         yield from _traffic(st)
         yield from _rules(st)
+        yield from _ports(st)
 
 
 def start_metrics(app: Any, port: int, addr: str = "127.0.0.1",

@@ -32,7 +32,12 @@ def render(st: dict):
     paths = Table("packets", "count", title="fast path / slow path", title_justify="left")
     for row in views.path_rows(st):
         paths.add_row(*row)
-    return Group(head, services, servers, rules, paths)
+    why = views.dataplane_unavailable(st)
+    ports = Table(*views.PORT_COLS, title="ports" if why is None else f"ports: {why}",
+                  title_justify="left")
+    for row in views.port_rows(st):
+        ports.add_row(*row)
+    return Group(head, services, servers, rules, paths, ports)
 
 
 def top_cmd(

@@ -125,3 +125,36 @@ def flow_rows(flows: list[dict]) -> list[tuple[str, ...]]:
     return [(str(f["flow_id"]), "in" if f["direction"] == "c2s" else "out", f["client"],
              f["service"], f["server"], "-" if f["packets"] is None else str(f["packets"]),
              "-" if f["bytes"] is None else str(f["bytes"])) for f in flows]
+
+
+#: Columns of the ports listing and the status keys (the switch's own names) they show.
+PORT_COLS = ("Port", "Type", "Name", "RxPkts", "RxBytes", "TxPkts", "TxBytes", "RxDrop",
+             "RxErr", "TxDrop")
+PORT_KEYS = ("rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "rx_drops", "rx_errors", "tx_drops")
+
+
+def dataplane_unavailable(st: dict) -> str | None:
+    """Why the switch's own counters are not in the status (None: they are)."""
+    dp = st.get("dataplane") or {"available": False, "reason": "not reported by this controller"}
+    return None if dp.get("available") else str(dp.get("reason"))
+
+
+def port_rows(st: dict) -> list[tuple[str, ...]]:
+    """One row per port of the switch: its counters (none when they are not available)."""
+    if dataplane_unavailable(st) is not None:
+        return []
+    return [(str(p["port"]), str(p["type"]), str(p["name"]),
+             *(_num(p.get(k) or 0) for k in PORT_KEYS)) for p in st["dataplane"]["ports"]]
+
+
+def ports_listing(st: dict) -> str:
+    """The ports and their counters as text (columns as wide as their values), or one line
+    saying why there are none."""
+    why = dataplane_unavailable(st)
+    if why is not None:
+        return f"Ports: {why}"
+    rows = [PORT_COLS, *port_rows(st)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(PORT_COLS))]
+    return "\n".join(" ".join(f"{v:<{w}}" if i < 3 else f"{v:>{w}}"
+                               for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+                      for r in rows)
