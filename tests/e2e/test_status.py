@@ -1,34 +1,23 @@
 """The operator views against a running lab: `p4cs status --json` (listing, rule hits,
-traffic per server), `--stats`, and `--flow CLIENT_IP:PORT` reading one connection's flow
-counters from the switch."""
+traffic per server), `--stats`, `--flow CLIENT_IP:PORT` reading one connection's flow
+counters from the switch, and the switch's per-port counters (none on BMv2)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from e2e_util import start_download, wait_for
+from e2e_util import p4cs, start_download, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 
 SIZE = 2 * 2**20
-HOST = Path(__file__).resolve().parents[2] / "host"
 
 
 @pytest.fixture(scope="module")
 def lab(make_lab):
     return make_lab("v", big_files={"2M": SIZE})
-
-
-def p4cs(lab, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{HOST}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "p4cs.cli", *args, "--socket", lab.control_socket],
-                          capture_output=True, text=True, timeout=60, env=env)
 
 
 def spliced_client(lab) -> str | None:

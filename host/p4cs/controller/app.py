@@ -676,6 +676,7 @@ class ControllerApp:
             "rules": self.engine.rule_hits.listing(time.monotonic()),
             "traffic": self.traffic,
             "dataplane": self.switch_stats.latest,
+            "l4": l4.status(self.cfg, self.l4_retired, time.monotonic()),
         }
 
     def _offered_scale(self, svc: ServiceConf) -> int | None:
