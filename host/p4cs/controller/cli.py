@@ -211,10 +211,10 @@ def status_cmd(
             t.add_row(*row)
         console.print(t)
         why = views.dataplane_unavailable(st)
-        t = Table("L4 data plane (all L4 services)", "count")
-        for row in views.l4_counter_rows(st):
-            t.add_row(*row)
         if why is None:
+            t = Table("L4 data plane (all L4 services)", "count")
+            for row in views.l4_counter_rows(st):
+                t.add_row(*row)
             console.print(t)
         else:
             console.print(f"L4 data plane counts: {why}", highlight=False, markup=False)
