@@ -30,6 +30,18 @@ the kernel phases would see no traffic; ``--port-type afpacket,afxdp`` adds a se
 ``<prefix>x``) whose switch uses AF_XDP, measured in the p4cs phase (``p4cs-afpacket``,
 ``p4cs-afxdp``), while HAProxy and direct use the first Lab's namespaces.
 
+``--daemon-sched 0,all,all/100`` measures the DPDK daemon's data-plane thread with each
+scheduling setting in turn, in every round, on the same Lab (results ``p4cs@0``, ``p4cs@all``,
+``p4cs@all/100``): ``CPUS[/SLICE]``, the CPU affinity (``N``, ``N-M`` or ``all``) and the
+scheduler's slice in microseconds (``sched_setattr``'s ``sched_runtime`` of a SCHED_OTHER
+thread, EEVDF, Linux 6.12+; none: the kernel's default slice), set on every thread of the
+daemon before each of its wrk runs.
+
+``--sched`` records the scheduler's events (``perf sched record``) during every run but the
+first and last second, and reports how long the switch side's thread (the daemon's, or
+HAProxy's) waited, runnable, for a CPU at each wake-up (``switch_sched_delay_ms``: p50, p99,
+p99.9, max; ``perf sched timehist``'s ``sch delay``).
+
 ``--mtu N`` gives every veth that MTU (default 1500; the controller's ports and the MSS the
 switch announces follow it, so at 9000 every side uses jumbo frames; an AF_XDP port falls back
 to AF_PACKET above ~3.5 KB). The Labs create the veths with checksum/TSO/GSO/GRO offloads off;
@@ -54,7 +66,8 @@ Tests per target (wrk 4.1 in the client namespace unless noted):
   get1m     wrk -t1 -c4 GET /big/1M                           MB/s
   get100m   wrk -t1 -c1 GET /big/100M                         MB/s
   get100m_c4 wrk -t1 -c4 GET /big/100M                       MB/s (optional)
-with p50 / p99 latency from wrk --latency, and the CPU seconds the switch side
+with p50 / p99 latency from wrk --latency (and p99.9 from wrk's histogram, ``p999_ms``), and
+the CPU seconds the switch side
 (p4cs: daemon + P4Runtime server + controller, each also on its own; haproxy: haproxy) and the
 nginx servers used, per second (``cpu_share``), per request in milliseconds
 (``cpu_ms_per_request``: per connection in ``newconn``) and, for the get tests, per MiB
@@ -65,6 +78,7 @@ received (``cpu_ms_per_mb``).
                                                    [--packet-io direct|p4runtime|direct,p4runtime]
                                                    [--port-type afpacket|afxdp|afpacket,afxdp]
                                                    [--mtu 1500] [--offloads off|on|off,on]
+                                                   [--daemon-sched 0,all] [--sched]
 """
 
 from __future__ import annotations
@@ -75,6 +89,7 @@ import os
 import re
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -148,6 +163,89 @@ def cpu_s(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sched_wait(pid: int) -> tuple[int, int]:
+    """Nanoseconds the thread ``pid`` spent runnable, waiting for a CPU, and its number of
+    times on a CPU (/proc/PID/schedstat); zeros for 0."""
+    if not pid:
+        return 0, 0
+    with open(f"/proc/{pid}/schedstat") as f:
+        _run, wait, slices = (int(x) for x in f.read().split())
+    return wait, slices
+
+
+#: TCP counters of the client's namespace (/proc/net/snmp, /proc/net/netstat) kept per run.
+TCP_COUNTERS = ("RetransSegs", "TCPTimeouts", "TCPLossProbes", "DelayedACKs")
+
+
+def tcp_counters(lab: Lab) -> dict[str, int]:
+    """The client namespace's TCP counters (TCP_COUNTERS) so far."""
+    text = subprocess.run(["ip", "netns", "exec", lab.topo.netns(lab.clients[0].name), "cat",
+                           "/proc/net/snmp", "/proc/net/netstat"],
+                          capture_output=True, text=True).stdout.splitlines()
+    out: dict[str, int] = {}
+    for names, values in zip(text[::2], text[1::2]):
+        if names.startswith(("Tcp:", "TcpExt:")):
+            out.update((k, int(v)) for k, v in zip(names.split()[1:], values.split()[1:])
+                       if k in TCP_COUNTERS)
+    return out
+
+
+def port_drops(lab: Lab) -> dict[str, int]:
+    """The switch's drop counters so far (its controller's status: per-port counters of the
+    DPDK target), summed over its data ports: ``rx_drops`` (receive ring full), ``tx_drops``,
+    and ``cpu_tx_drops`` (packets to the controller); empty when not available."""
+    dp = lab.status().get("dataplane") or {}
+    data = [p for p in dp.get("ports") or () if p["type"] not in ("cpu", "copy")]
+    if not dp.get("available"):
+        return {}
+    return {"rx_drops": sum(p["rx_drops"] for p in data),
+            "tx_drops": sum(p["tx_drops"] for p in data),
+            "cpu_tx_drops": sum(p["tx_drops"] for p in dp["ports"] if p["type"] == "cpu")}
+
+
+def sched_delays(data: Path, tid: int) -> dict[str, float]:
+    """p50 / p99 / p99.9 / max of the scheduling delays (ms) of thread ``tid`` in a ``perf
+    sched record`` file, and how many wake-ups."""
+    out = subprocess.run(["perf", "sched", "timehist", "-i", str(data), "-t", str(tid)],
+                         capture_output=True, text=True).stdout
+    delays = sorted(float(m.group(1)) for m in
+                    re.finditer(rf"\[{tid}(?:/\d+)?\]\s+[\d.]+\s+([\d.]+)\s+[\d.]+\s*$", out, re.M))
+    if not delays:
+        return {"n": 0}
+    def pct(q: float) -> float:
+        return round(delays[min(len(delays) - 1, int(q * len(delays)))], 3)
+    return {"n": len(delays), "p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999),
+            "max": round(delays[-1], 3)}
+
+
+def daemon_sched(spec: str) -> tuple[set[int], int]:
+    """``CPUS[/SLICE]``: the CPUs (``N``, ``N-M`` or ``all``) and the slice (µs; 0: the
+    kernel's default) of a daemon setting; ValueError."""
+    cpus_spec, _, slice_spec = spec.partition("/")
+    if cpus_spec == "all":
+        cpus = set(range(os.cpu_count() or 1))
+    else:
+        lo, _, hi = cpus_spec.partition("-")
+        cpus = set(range(int(lo), int(hi or lo) + 1))
+    if not cpus or max(cpus) >= (os.cpu_count() or 1):
+        raise ValueError(spec)
+    slice_us = int(slice_spec) if slice_spec else 0
+    if slice_spec and not 100 <= slice_us <= 100_000:
+        raise ValueError(spec)
+    return cpus, slice_us
+
+
+def set_slice(tid: int, slice_us: int) -> None:
+    """The EEVDF slice of a SCHED_OTHER thread (nice 0), as ``sched_setattr`` sets it (0:
+    the kernel's default)."""
+    import ctypes
+    attr = struct.pack("IIQiIQQQII", 56, 0, 0, 0, 0, slice_us * 1000, 0, 0, 0, 0)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(314, tid, buf, 0) != 0:     # x86-64 sched_setattr
+        raise OSError(ctypes.get_errno(), f"sched_setattr of thread {tid}")
+
+
 def comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -195,6 +293,13 @@ def _ms(s: str) -> float:
     return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
 
 
+#: wrk script printing the 99.9th percentile of its latency histogram (microseconds).
+P999_LUA = """done = function(summary, latency, requests)
+  io.write(string.format("p99.9 %d\\n", latency:percentile(99.9)))
+end
+"""
+
+
 def parse_wrk(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
@@ -204,6 +309,8 @@ def parse_wrk(text: str) -> dict[str, Any]:
     for pct in ("50", "99"):
         m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
         out[f"p{pct}_ms"] = round(_ms(m.group(1)), 3) if m else None
+    m = re.search(r"^p99\.9 (\d+)$", text, re.M)
+    out["p999_ms"] = round(int(m.group(1)) / 1000, 3) if m else None
     m = re.search(r"(\d+) requests in [^,]+, (\S+) read", text)
     out["requests"] = int(m.group(1)) if m else 0
     out["mb_read"] = round(_size(m.group(2)) / (1 << 20), 1) if m else 0.0
@@ -259,6 +366,11 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.labs: dict[str, Lab] = self.make_labs()
+        #: the p4cs results: name -> (its Lab, the scheduling setting of its daemon: CPUs and
+        #: slice; None: as the daemon sets it)
+        self.variants: dict[str, tuple[str, tuple[set[int], int] | None]] = {
+            (f"{name}@{spec}" if spec else name): (name, daemon_sched(spec) if spec else None)
+            for name in self.labs for spec in (args.daemon_sched or [""])}
         #: the Lab of the kernel phases (HAProxy, direct): the first target's
         self.lab = next(iter(self.labs.values()))
         self.haproxy: subprocess.Popen | None = None
@@ -361,11 +473,47 @@ class Bench:
         self._sw("addr", "del", f"{self.lab.vip}/32", "dev", "lo", check=False)
         self._sw("neigh", "flush", "all", check=False)
         os.kill(self.daemon_pid, signal.SIGCONT)
-        time.sleep(2.0)   # stale frames of the kernel phase drain through the switch
+        self.settle()
+
+    def settle(self, quiet_s: float = 1.0, timeout_s: float = 30.0) -> None:
+        """Wait until the stale frames of the kernel phase have drained through the switch:
+        the stopped daemon's rings kept copies of HAProxy's and direct's frames (thousands per
+        port), which it punts to the controller when it continues (``not_for_us``,
+        ``syncookies_invalid``). Done when the controller's packet-ins stay still for
+        ``quiet_s`` (at least 2 s after the daemon continued); a p4cs run measured meanwhile
+        would share the CPUs with that work."""
+        time.sleep(2.0)
+        deadline = time.monotonic() + timeout_s
+        seen = -1
+        while time.monotonic() < deadline:
+            n = self.lab.status()["counters"]["packet_in"]
+            if n == seen:
+                return
+            seen = n
+            time.sleep(quiet_s)
 
     # ---------------------------------------------------------------- measuring
     def lab_of(self, target: str) -> Lab:
-        return self.labs.get(target, self.lab)
+        return self.labs.get(self.variants.get(target, (target, None))[0], self.lab)
+
+    def dataplane_pid(self, target: str) -> int:
+        """The data-plane process of a p4cs result (its main thread runs the pipeline); 0:
+        none."""
+        lab = self.lab_of(target)
+        sw = dict(lab._procs)["switch"]  # noqa: SLF001
+        return next((p for p in tree(sw.pid) if comm(p) == DATAPLANE_COMM[lab.target]), 0)
+
+    def pin(self, target: str) -> None:
+        """The scheduling setting of the variant ``target`` on every thread of its Lab's
+        daemon."""
+        setting = self.variants.get(target, (target, None))[1]
+        pid = self.dataplane_pid(target)
+        if setting is None or not pid:
+            return
+        cpus, slice_us = setting
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(tid), cpus)
+            set_slice(int(tid), slice_us)
 
     def cpu_groups(self, target: str) -> dict[str, float]:
         """CPU seconds so far: the switch side (and, for p4cs, its data-plane daemon, its
@@ -373,7 +521,7 @@ class Bench:
         lab = self.lab_of(target)
         procs = dict(lab._procs)  # noqa: SLF001
         out: dict[str, float] = {}
-        if target in self.labs:
+        if target in self.variants:
             sw = {p: cpu_s(p) for p in tree(procs["switch"].pid)}
             out["daemon"] = sum(v for p, v in sw.items() if comm(p) == DATAPLANE_COMM[lab.target])
             out["switch_server"] = sum(sw.values()) - out["daemon"]
@@ -387,19 +535,54 @@ class Bench:
                              for p in tree(pr.pid))
         return out
 
+    def switch_tid(self, target: str) -> int:
+        """The thread that forwards the packets of ``target`` (0: the kernel's, direct)."""
+        if target in self.variants:
+            return self.dataplane_pid(target)
+        if target.startswith("haproxy") and self.haproxy:
+            return next((p for p in tree(self.haproxy.pid) if comm(p) == "haproxy"), 0)
+        return 0
+
     def wrk(self, target: str, test: str) -> dict[str, Any]:
         opts, path = TESTS[test]
         lab = self.lab_of(target)
         host = {"direct": lab.servers[0].ip,
                 "haproxy-splice": f"{lab.vip}:{SPLICE_PORT}"}.get(target, lab.vip)
         d = self.args.duration
-        argv = ["wrk", *opts, "-d", f"{d}s", "--timeout", "30s", "--latency",
+        script = Path(lab.workdir) / "p999.lua"
+        script.write_text(P999_LUA)
+        argv = ["wrk", *opts, "-d", f"{d}s", "--timeout", "30s", "--latency", "-s", str(script),
                 f"http://{host}{path}"]
+        self.pin(target)
+        pid = self.dataplane_pid(target) if target in self.variants else 0
+        d0 = port_drops(lab) if pid else {}
+        tcp0 = tcp_counters(lab)
         c0, t0, m0 = self.cpu_groups(target), time.monotonic(), proc_stat()
+        w0 = sched_wait(pid)
+        tid = self.switch_tid(target) if self.args.sched and d > 2 else 0
+        rec = Path(lab.workdir) / "sched.data"
+        perf = subprocess.Popen(["perf", "sched", "record", "-a", "-q", "-o", str(rec), "--",
+                                 "sh", "-c", f"sleep 1; exec sleep {d - 2}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
+            if tid else None
         r = lab.client_exec(argv, timeout=d + 120, capture_output=True, text=True)
         wall = time.monotonic() - t0
         c1, m1 = self.cpu_groups(target), proc_stat()
+        w1 = sched_wait(pid)
         res = parse_wrk(r.stdout)
+        tcp1 = tcp_counters(lab)
+        res["client_tcp"] = {k: tcp1.get(k, 0) - v for k, v in tcp0.items()}
+        if perf is not None:
+            perf.wait(60)
+            res["switch_sched_delay_ms"] = sched_delays(rec, tid)
+            rec.unlink(missing_ok=True)
+        if pid:
+            d1 = port_drops(lab)
+            res["port_drops"] = {k: d1.get(k, 0) - v for k, v in d0.items()}
+            # runnable but waiting for a CPU: ms per second of the run, and per wake-up
+            res["daemon_runq_wait_ms_per_s"] = round((w1[0] - w0[0]) / 1e6 / wall, 2)
+            res["daemon_runq_wait_us_per_run"] = round((w1[0] - w0[0]) / 1e3
+                                                       / max(w1[1] - w0[1], 1), 2)
         res["cpu_share"] = {k: round((c1[k] - c0[k]) / wall, 3) for k in c0}
         res["cpu_ms_per_request"] = {k: round(1000 * (c1[k] - c0[k]) / max(res["requests"], 1), 4)
                                      for k in c0}
@@ -419,13 +602,19 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
         med[target] = {}
         for test, rs in tests.items():
             m: dict[str, Any] = {}
-            for k in ("rps", "mb_per_s", "p50_ms", "p99_ms"):
+            for k in ("rps", "mb_per_s", "p50_ms", "p99_ms", "p999_ms",
+                      "daemon_runq_wait_ms_per_s", "daemon_runq_wait_us_per_run"):
                 vals = [r[k] for r in rs if r.get(k) is not None]
                 m[k] = round(statistics.median(vals), 3) if vals else None
             for key, nd in (("cpu_share", 3), ("cpu_ms_per_request", 4), ("cpu_ms_per_mb", 3)):
                 if key in rs[0]:
                     m[key] = {k: round(statistics.median(r[key][k] for r in rs), nd)
                               for k in rs[0][key]}
+            delays = [r["switch_sched_delay_ms"] for r in rs
+                      if r.get("switch_sched_delay_ms", {}).get("n")]
+            if delays:
+                m["switch_sched_delay_ms"] = {k: round(statistics.median(x[k] for x in delays), 3)
+                                              for k in delays[0]}
             m["errors"] = sum(r["non2xx"] + r["socket_errors"] for r in rs)
             if "machine_cores" in rs[0]:
                 m["machine_idle_cores"] = round(statistics.median(r["machine_cores"]["idle"]
@@ -489,6 +678,14 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
                     help="checksum/TSO/GSO/GRO offloads of the veths: off (as the Labs make "
                          "them), on, or off,on (every target measured in both settings, those "
                          "with offloads on named <target>+tso)")
+    ap.add_argument("--daemon-sched", default="",
+                    help="scheduling settings of the DPDK daemon's thread, each measured in "
+                         "turn on the same Lab: comma-separated CPUS[/SLICE] (CPUS: N, N-M or "
+                         "all; SLICE: µs), e.g. 0,all,all/100 (results p4cs@0, p4cs@all, "
+                         "p4cs@all/100); default: as the daemon sets it")
+    ap.add_argument("--sched", action="store_true",
+                    help="perf sched record during each run: the scheduling delays of the "
+                         "switch side's thread (needs perf)")
     ap.add_argument("--json")
     bench_cls.add_arguments(ap)
     args = ap.parse_args(argv)
@@ -497,19 +694,26 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
     args.packet_io = args.packet_io.split(",")
     args.port_type = args.port_type.split(",")
     args.offloads = args.offloads.split(",")
+    args.daemon_sched = [c for c in args.daemon_sched.split(",") if c]
     bad = [t for t in tests if t not in TESTS] + [t for t in args.target if t not in DATAPLANE_COMM] \
         + [m for m in args.packet_io if m not in ("direct", "p4runtime")] \
         + [p for p in args.port_type if p not in PREFIX_TAG] \
         + [o for o in args.offloads if o not in ("off", "on")]
     if bad:
         ap.error(f"unknown test, target, port type or offload setting: {', '.join(bad)}")
+    try:
+        for spec in args.daemon_sched:
+            daemon_sched(spec)
+    except ValueError:
+        ap.error(f"--daemon-sched {','.join(args.daemon_sched)}: expected CPUS[/SLICE] such as "
+                 "0, 0-1, all or all/100 (slice 100..100000 µs)")
     if not 576 <= args.mtu <= 65535:
         ap.error(f"--mtu {args.mtu}: expected 576..65535")
     if args.port_type[0] == "afxdp" and set(args.targets.split(",")) - {"p4cs"}:
         ap.error("the kernel phases (haproxy, direct) need an afpacket Lab first in --port-type")
     b = bench_cls(args)
     # "p4cs" in --targets stands for p4cs on every --target
-    targets = [n for t in args.targets.split(",") for n in (b.labs if t == "p4cs" else [t])]
+    targets = [n for t in args.targets.split(",") for n in (b.variants if t == "p4cs" else [t])]
     suffix = {"off": "", "on": "+tso"}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         t + suffix[o]: {x: [] for x in tests} for o in args.offloads for t in targets}
@@ -521,13 +725,13 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
                 b.set_offloads(offloads == "on")
                 for phase in ("p4cs", "kernel"):
                     if phase == "p4cs":
-                        here = [t for t in targets if t in b.labs]
+                        here = [t for t in targets if t in b.variants]
                         if not here:
                             continue
                         if b.in_kernel:
                             b.p4cs_phase()
                     else:
-                        here = [t for t in targets if t not in b.labs]
+                        here = [t for t in targets if t not in b.variants]
                         if not here:
                             continue
                         if not b.in_kernel:
@@ -539,6 +743,14 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
                             runs[name][test].append(r)
                             print(f"round {rnd} {name:9s} {test:9s} rps {r['rps']:>10.1f} "
                                   f"MB/s {r['mb_per_s']:>8.1f} p50 {r['p50_ms']} p99 {r['p99_ms']} "
+                                  f"p99.9 {r['p999_ms']} "
+                                  + (f"runq {r['daemon_runq_wait_ms_per_s']} ms/s "
+                                     f"{r['daemon_runq_wait_us_per_run']} us/run "
+                                     if "daemon_runq_wait_ms_per_s" in r else "")
+                                  + (f"sched delay {r['switch_sched_delay_ms']} "
+                                     if "switch_sched_delay_ms" in r else "")
+                                  + (f"drops {r['port_drops']} " if "port_drops" in r else "")
+                                  + f"client tcp {r['client_tcp']} " +
                                   f"cpu {r['cpu_share']} machine {r['machine_cores']} "
                                   f"err {r['non2xx'] + r['socket_errors']} "
                                   f"load {r['load']}" + (f" ERROR {r['error']}" if 'error' in r else ""),

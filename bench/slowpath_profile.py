@@ -76,7 +76,7 @@ def main() -> int:
     spy = str(beside) if beside.exists() else shutil.which("py-spy")
     b = hx.Bench(argparse.Namespace(prefix=args.prefix, duration=args.duration, rounds=1,
                                     target=["dpdk"], packet_io=[args.packet_io],
-                                    port_type="afxdp"))
+                                    port_type="afxdp", daemon_sched=[]))
     try:
         b.lab.start()
         procs = dict(b.lab._procs)  # noqa: SLF001

@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,11 +203,22 @@ bad:
 	return -1;
 }
 
+/*
+ * EAL pins the main lcore's thread to its CPU (`-l 0`: CPU 0). The daemon's one thread then
+ * waits for that CPU whenever anything else runs there (the endpoints, every other daemon of
+ * the host), even with other CPUs idle (docs/benchmarks.md, "Keep-alive latency tail"). With
+ * the default EAL arguments the thread gets back the affinity it was started with (a `taskset`
+ * of the caller still applies); EAL arguments of the caller (--eal) keep EAL's placement.
+ */
 static int eal_init(void)
 {
 	char *s = strdup(g.eal_args), *save = NULL, *t;
 	char *argv[64];
-	int argc = 0;
+	int argc = 0, keep = !strcmp(g.eal_args, DEFAULT_EAL);
+	cpu_set_t started;
+
+	if (keep && sched_getaffinity(0, sizeof(started), &started) < 0)
+		keep = 0;
 
 	argv[argc++] = "p4cs-swxd";
 	for (t = strtok_r(s, " \t", &save); t && argc < 63; t = strtok_r(NULL, " \t", &save))
@@ -218,6 +230,8 @@ static int eal_init(void)
 			rte_strerror(rte_errno));
 		return -1;
 	}
+	if (keep && sched_setaffinity(0, sizeof(started), &started) < 0)
+		LOG_ERR("cannot restore the CPU affinity after EAL init: %s", strerror(errno));
 	return 0;
 }
 

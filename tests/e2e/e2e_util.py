@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 CLIENTS = Path(__file__).resolve().parent / "netclients.py"
+HOST = Path(__file__).resolve().parents[2] / "host"
+
+
+def p4cs(lab, *args: str) -> subprocess.CompletedProcess:
+    """`p4cs ARGS --socket` of the lab's controller, this tree's package first."""
+    env = {**os.environ, "PYTHONPATH": f"{HOST}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "p4cs.cli", *args, "--socket", lab.control_socket],
+                          capture_output=True, text=True, timeout=60, env=env)
 
 
 def run_client(lab, cmd: str, *args: str, timeout: float = 120.0, client: int = 0) -> dict:

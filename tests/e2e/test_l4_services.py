@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from e2e_util import p4cs, wait_for
 from l4clients import held_across
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
@@ -70,6 +71,35 @@ def test_udp_balanced_and_answered_from_the_vip(lab):
     assert out["answered"] == 60 and not out["foreign"] and out["same"], out
     assert len(out["servers"]) >= 2, out
     assert csproc_packets(lab) == seen
+
+
+def test_status_shows_the_l4_services_and_the_data_plane_counts(lab, target):
+    """After the connections above: each L4 service with its Maglev table's servers, and on
+    DPDK what the data plane counted (learned connections, packets both ways)."""
+    st = lab.status()
+    assert [s["name"] for s in st["l4"]] == ["web4", "dns4"]
+    for svc in st["l4"]:
+        assert sorted(s["server"].split(":")[0] for s in svc["servers"]) == sorted(lab.ips)
+        assert all(s["state"] == "active" and s["buckets"] > 0 for s in svc["servers"]), svc
+        assert sum(s["buckets"] for s in svc["servers"]) == svc["maglev_size"]
+    r = p4cs(lab, "status")
+    assert r.returncode == 0 and "L4 services" in r.stdout, r.stdout + r.stderr
+    assert f"UDP  {lab.vip}:{UDP_PORT} maglev udp" in r.stdout, r.stdout
+    from p4cs.controller import views
+    if target == "bmv2":
+        assert views.l4_counter_rows(st) == [] and \
+            views.dataplane_unavailable(st) == "not available on this target"
+        return
+
+    def counted():      # a sample taken after the traffic of the tests above
+        counts = dict(views.l4_counter_rows(lab.status()))
+        return counts if int(counts.get("connections learned", 0)) >= 24 else None
+    counts = wait_for(counted, timeout=15, interval=0.5)
+    assert counts, dict(views.l4_counter_rows(lab.status()))
+    for label in ("packets to L4 services", "packets of known connections",
+                  "packets from servers (answers)"):
+        assert int(counts[label]) > 0, counts
+    assert counts["connections not learned (table full)"] == "0", counts
 
 
 def test_server_removed_under_established_connections(lab, target):

@@ -1,34 +1,23 @@
 """The operator views against a running lab: `p4cs status --json` (listing, rule hits,
-traffic per server), `--stats`, and `--flow CLIENT_IP:PORT` reading one connection's flow
-counters from the switch."""
+traffic per server), `--stats`, `--flow CLIENT_IP:PORT` reading one connection's flow
+counters from the switch, and the switch's per-port counters (none on BMv2)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from e2e_util import start_download, wait_for
+from e2e_util import p4cs, start_download, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 
 SIZE = 2 * 2**20
-HOST = Path(__file__).resolve().parents[2] / "host"
 
 
 @pytest.fixture(scope="module")
 def lab(make_lab):
     return make_lab("v", big_files={"2M": SIZE})
-
-
-def p4cs(lab, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{HOST}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "p4cs.cli", *args, "--socket", lab.control_socket],
-                          capture_output=True, text=True, timeout=60, env=env)
 
 
 def spliced_client(lab) -> str | None:
@@ -76,3 +65,35 @@ def test_status_json_and_flow_counters(lab):
         dl.wait(timeout=90)
     r = p4cs(lab, "status", "--flow", "192.0.2.1:1")
     assert r.returncode == 1 and r.stderr.startswith("p4cs status: error: no flow"), r.stderr
+
+
+def test_port_counters_after_a_fetch(lab, target):
+    r = lab.curl("/", args=["-D", "-", "-o", "/dev/null"])
+    assert r.returncode == 0, r.stderr
+    served = next(line.split(":", 1)[1].strip() for line in r.stdout.splitlines()
+                  if line.lower().startswith("x-server:"))
+    client_port = lab.clients[0].switch_port
+    server_port = next(h.switch_port for i, h in enumerate(lab.servers)
+                       if lab.server_name(i) == served)
+    if target == "bmv2":        # simple_switch has no port counters over P4Runtime
+        st = json.loads(p4cs(lab, "status", "--json").stdout)["status"]
+        assert st["dataplane"] == {"available": False, "reason": "not available on this target"}
+        r = p4cs(lab, "status")
+        assert r.returncode == 0 and "Ports: not available on this target" in r.stdout, r.stdout
+        return
+
+    def counted():      # a status sampled after the fetch: rx and tx on both ports
+        st = json.loads(p4cs(lab, "status", "--json").stdout)["status"]
+        ports = {p["port"]: p for p in (st["dataplane"].get("ports") or [])}
+        ok = all(ports.get(n, {}).get(k) for n in (client_port, server_port)
+                 for k in ("rx_pkts", "tx_pkts", "rx_bytes", "tx_bytes"))
+        return st if ok else None
+    st = wait_for(counted, timeout=15, interval=0.5)
+    assert st, json.loads(p4cs(lab, "status", "--json").stdout)["status"]["dataplane"]
+    ports = {p["port"]: p for p in st["dataplane"]["ports"]}
+    assert ports[client_port]["name"].endswith(lab.topo.switch_ifname(client_port))
+    r = p4cs(lab, "status")
+    assert r.returncode == 0, r.stderr
+    row = next(line.split() for line in r.stdout.splitlines()
+               if line.split()[:1] == [str(client_port)] and "RxPkts" not in line)
+    assert row[2] == ports[client_port]["name"] and int(row[3]) > 0, r.stdout

@@ -1,6 +1,7 @@
 """Operator views of a controller: ipvsadm-style listings from a status dict, traffic totals
 and rates from flow counters, and the types of the metrics that export them."""
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from p4cs.controller import views
 from p4cs.controller.app import ControllerApp
 from p4cs.controller.config import load_config
+from p4cs.controller.switchstats import SwitchStats
 from p4cs.controller.traffic import RATES, TOTALS, FlowBook, FlowMeta, Rates
 
 from metrics_util import scrape
@@ -108,7 +110,7 @@ def test_status_json_is_stable():
     app = ControllerApp(load_config(EXAMPLE), P4INFO)
     st = json.loads(json.dumps(app.status()))
     for key in ("switch", "state", "services", "groups", "flows", "counters", "csproc", "rules",
-                "traffic"):
+                "traffic", "dataplane"):
         assert key in st, key
     for s in st["services"]:
         assert set(s) >= {"name", "vip", "port", "mode", "groups"}
@@ -127,6 +129,7 @@ def test_new_metrics_types():
     app.book.add(1, FlowMeta("web", server.name, "c2s", "1.1.1.1:5", 1))
     app.traffic = app.rates.update(app.book.totals({1: (3, 300)}), 1.0)
     app.traffic["fastpath"] = {"packets": 3, "bytes": 300}
+    app.switch_stats.latest = with_ports({})["dataplane"]
     text = scrape(app)
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     types = {n: f.type for n, f in fams.items()}
@@ -178,3 +181,60 @@ def test_sample_age():
     assert r.age(5.0) == float("inf")
     r.update({"servers": {}}, 5.0)
     assert r.age(6.5) == 1.5
+
+
+PORTS = [{"port": 1, "type": "afpacket", "name": "sw-c1", "rx_pkts": 120, "rx_bytes": 9_000,
+          "tx_pkts": 340, "tx_bytes": 250_000_000, "rx_drops": 0, "rx_errors": 0,
+          "tx_drops": 2},
+         {"port": 3, "type": "cpu", "name": "cpu", "rx_pkts": 5, "rx_bytes": 300, "tx_pkts": 7,
+          "tx_bytes": 700, "rx_drops": 0, "rx_errors": 0, "tx_drops": 0}]
+
+
+def with_ports(st: dict) -> dict:
+    return {**st, "dataplane": {"available": True, "reason": None, "ports": PORTS,
+                                "drop_pkts": 3, "learners": [], "tables": []}}
+
+
+def test_port_rows_or_why_there_are_none():
+    st = with_ports(status())
+    assert views.dataplane_unavailable(st) is None
+    assert views.port_rows(st) == [
+        ("1", "afpacket", "sw-c1", "120", "9000", "340", "250M", "0", "0", "2"),
+        ("3", "cpu", "cpu", "5", "300", "7", "700", "0", "0", "0")]
+    lines = views.ports_listing(st).splitlines()
+    assert lines[0].split() == ["Port", "Type", "Name", "RxPkts", "RxBytes", "TxPkts", "TxBytes",
+                                "RxDrop", "RxErr", "TxDrop"]
+    assert lines[1].split() == ["1", "afpacket", "sw-c1", "120", "9000", "340", "250M", "0",
+                                "0", "2"]
+    bmv2 = ControllerApp(load_config(EXAMPLE), P4INFO)
+    bmv2.switch_stats = SwitchStats("bmv2")
+    asyncio.run(bmv2.switch_stats.sample(None))
+    st = bmv2.status()
+    assert views.dataplane_unavailable(st) == "not available on this target"
+    assert views.port_rows(st) == []
+    assert views.ports_listing(st) == "Ports: not available on this target"
+    assert views.dataplane_unavailable(status()) == "not reported by this controller"
+    dpdk = SwitchStats("dpdk")
+    assert asyncio.run(dpdk.sample(None)) == {"available": False,
+                                              "reason": "no session with the switch"}
+    from rich.console import Console
+
+    from p4cs.controller.top import render
+    console = Console(record=True, width=200)
+    console.print(render(st))
+    assert "ports: not available on this target" in console.export_text()
+
+
+def test_port_metrics():
+    app = ControllerApp(load_config(EXAMPLE), P4INFO)
+    fams = {f.name: f for f in text_string_to_metric_families(scrape(app))}
+    assert not any(n.startswith("p4cs_port_") for n in fams)     # none read: none exported
+    app.switch_stats.latest = with_ports({})["dataplane"]
+    fams = {f.name: f for f in text_string_to_metric_families(scrape(app))}
+    for name in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_drops", "rx_errors",
+                 "tx_drops"):
+        assert fams[f"p4cs_port_{name}"].type == "counter", name
+    tx = {s.labels["port"]: (s.labels, s.value) for s in fams["p4cs_port_tx_bytes"].samples
+          if s.name.endswith("_total")}
+    assert tx["1"] == ({"port": "1", "type": "afpacket", "name": "sw-c1"}, 250_000_000)
+    assert tx["3"][1] == 700

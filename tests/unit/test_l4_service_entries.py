@@ -163,3 +163,86 @@ def test_a_rule_naming_an_l4_group_is_refused(tmp_path):
     text = CFG.replace("port: 80, default_group: http}", f"port: 80, default_group: http, rules: {rules}}}")
     with pytest.raises(ValueError, match="unknown group 'web'"):
         _app(text)
+
+
+def test_status_of_the_l4_services_views_and_metrics():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from metrics_util import scrape
+    from p4cs.controller import views
+
+    old = parse_config(CFG, "l4.yaml")
+    new = parse_config(CFG.replace("{address: 10.0.2.2, port: 80}",
+                                   "{address: 10.0.2.2, port: 80, weight: 0}")
+                       .replace(", {address: 10.0.2.3, port: 80}]", "]")
+                       .replace("10.0.2.1, port: 53}", "10.0.2.4, port: 53}"),
+                       "l4.yaml")
+    retired = l4.Retired()
+    retired.change(old, new, now=100.0)
+    web, dns = l4.status(new, retired, now=160.0)
+    assert (web["name"], web["service_id"], web["group"], web["protocol"]) == \
+        ("web", 1, "web", "tcp")
+    assert web["maglev_size"] == 1024 and web["idle_timeout_s"] == 300
+    assert web["servers"] == [
+        {"server": "10.0.2.1:80", "weight": 1, "buckets": 1024, "state": "active"},
+        {"server": "10.0.2.2:80", "weight": 0, "buckets": 0, "state": "drained"}]
+    assert web["retired"] == [{"server": "10.0.2.3:80", "left_s": 240.0}]
+    assert (dns["servers"], dns["retired"], dns["idle_timeout_s"]) == \
+        ([{"server": "10.0.2.4:53", "weight": 1, "buckets": 1024, "state": "active"}],
+         [], 30)        # 10.0.2.1:53 left at 100 s: its 30 s (udp_idle_timeout_s) are over
+    app = _app()
+    st = app.status()
+    assert [s["name"] for s in st["l4"]] == ["web", "dns"]
+    shares = {s["server"]: s["buckets"] for s in st["l4"][0]["servers"]}
+    assert sum(shares.values()) == 1024 and all(300 < n < 380 for n in shares.values()), shares
+
+    listing = views.ipvs_listing(st).splitlines()
+    i = listing.index(next(line for line in listing if line.startswith("UDP")))
+    assert listing[i].split() == ["UDP", "10.0.0.100:53", "maglev", "udp"]
+    assert listing[i + 1].split() == ["->", "10.0.2.1:53", "Trans", "1", "-", "-", "active"]
+    assert listing[1 + listing.index("TCP  10.0.0.100:80 maglev tcp")].split() == \
+        ["->", "10.0.2.1:80", "Trans", "1", "-", "-", "active"]
+    stats = views.ipvs_listing(st, "stats").splitlines()
+    assert next(line for line in stats if line.startswith("UDP")).split() == \
+        ["UDP", "10.0.0.100:53", "-", "-", "-", "-", "-"]
+    rows = views.l4_rows({"l4": [web, dns]})
+    assert rows[:3] == [
+        ("web", "10.0.0.100:80/tcp", "web", "10.0.2.1:80", "1", "1024/1024", "active"),
+        ("web", "10.0.0.100:80/tcp", "web", "10.0.2.2:80", "0", "0/1024", "drained"),
+        ("web", "10.0.0.100:80/tcp", "web", "10.0.2.3:80", "-", "0/1024",
+         "retired (240 s left)")]
+    assert rows[3:] == [
+        ("dns", "10.0.0.100:53/udp", "dns", "10.0.2.4:53", "1", "1024/1024", "active")]
+
+    assert views.l4_counter_rows(st) == []          # no switch: its counters are not read
+    st["dataplane"] = {"available": True, "reason": None, "ports": [], "drop_pkts": 4,
+                       "learners": [{"name": "l4_flows", "hit": 90, "miss": 12, "learn": 10,
+                                     "learn_err": 2}],
+                       "tables": [{"name": "l4_service", "hit": 102, "miss": 7},
+                                  {"name": "l4_maglev", "hit": 100, "miss": 2},
+                                  {"name": "l4_reverse", "hit": 95, "miss": 109}]}
+    assert views.l4_counter_rows(st) == [
+        ("packets to L4 services", "102"), ("packets of known connections", "90"),
+        ("connections learned", "10"), ("connections not learned (table full)", "2"),
+        ("packets whose bucket has no server", "2"), ("packets from servers (answers)", "95")]
+
+    app.switch_stats.latest = st["dataplane"]
+    fams = {f.name: f for f in text_string_to_metric_families(scrape(app))}
+    samples = {(s.name, tuple(sorted(s.labels.values()))): s.value
+               for f in fams.values() for s in f.samples}
+    assert samples[("p4cs_l4_server_buckets", ("10.0.2.1:80", "web"))] == shares["10.0.2.1:80"]
+    assert samples[("p4cs_l4_server_weight", ("10.0.2.1:53", "dns"))] == 1
+    assert samples[("p4cs_learner_learned_total", ("l4_flows",))] == 10
+    assert samples[("p4cs_learner_learn_errors_total", ("l4_flows",))] == 2
+    assert samples[("p4cs_table_misses_total", ("l4_maglev",))] == 2
+    assert samples[("p4cs_dataplane_dropped_packets_total", ())] == 4
+    for name in ("p4cs_table_hits", "p4cs_learner_hits", "p4cs_learner_misses"):
+        assert fams[name].type == "counter"
+    assert fams["p4cs_l4_server_buckets"].type == "gauge"
+    from rich.console import Console
+
+    from p4cs.controller.top import render
+    console = Console(record=True, width=200)
+    console.print(render(st))
+    text = console.export_text()
+    assert "L4 services" in text and "connections learned" in text and "1024/1024" in text

@@ -55,6 +55,7 @@ from p4cs.controller.operator import Operator, log_effect
 from p4cs.controller.packetchan import PacketIn, PacketPath
 from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, removes_ended_entries
+from p4cs.controller.switchstats import SwitchStats
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
@@ -188,6 +189,7 @@ class ControllerApp:
         self.book = FlowBook()                      # flow id -> what it carries, totals
         self.rates = Rates()
         self.traffic: dict = {}                     # the latest sample (sample_traffic)
+        self.switch_stats = SwitchStats(cfg.switch.target)  # the switch's own, sampled with it
         self.enc: FlowEncoder | None = None
         self.switch: Switch | None = None
         self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0,
@@ -648,6 +650,7 @@ class ControllerApp:
             "packets": self.counters["fastpath_packets"] + sum(p for p, _ in live.values()),
             "bytes": self.counters["fastpath_bytes"] + sum(b for _, b in live.values())}
         self.traffic = sample
+        await self.switch_stats.sample(self.switch)
         return sample
 
     async def flow_status(self, client: str) -> list[dict]:
@@ -702,6 +705,8 @@ class ControllerApp:
             "csproc": stats,
             "rules": self.engine.rule_hits.listing(time.monotonic()),
             "traffic": self.traffic,
+            "dataplane": self.switch_stats.latest,
+            "l4": l4.status(self.cfg, self.l4_retired, time.monotonic()),
         }
 
     def _offered_scale(self, svc: ServiceConf) -> int | None:

@@ -204,6 +204,21 @@ def status_cmd(
             t.add_row(g, s["server"], str(s["weight"]), str(s["active"]), str(s["total"]),
                       f"{pool.get('idle', 0)}+{pool.get('opening', 0)}", str(s["up"]) + (" (overloaded)" if s.get("overloaded") else ""), last)
     console.print(t)
+    if st.get("l4"):
+        t = Table(*views.L4_COLS, title="L4 services (balanced in the data plane)",
+                  title_justify="left")
+        for row in views.l4_rows(st):
+            t.add_row(*row)
+        console.print(t)
+        why = views.dataplane_unavailable(st)
+        if why is None:
+            t = Table("L4 data plane (all L4 services)", "count")
+            for row in views.l4_counter_rows(st):
+                t.add_row(*row)
+            console.print(t)
+        else:
+            console.print(f"L4 data plane counts: {why}", highlight=False, markup=False)
+    console.print(views.ports_listing(st), highlight=False, markup=False, soft_wrap=True)
     if st.get("neighbours"):
         t = Table("neighbour", "mac", "port", "state", "confirmed (s ago)")
         for n in st["neighbours"]:

@@ -101,24 +101,57 @@ class Retired:
                 for (addr, proto, port), a in self.kept.items()]
 
 
+def _services(cfg: Config):
+    """(service id, service, its group's servers, the Maglev table) of each L4 service."""
+    size = cfg.dataplane.l4_maglev_size
+    for sid, svc in enumerate((s for s in cfg.services if s.l4), start=1):
+        servers = [Server(f"{s.address}:{s.port}", s.address, s.port, s.weight)
+                   for s in cfg.groups[svc.default_group].servers]
+        yield sid, svc, servers, build_table(servers, size)
+
+
 def entries(cfg: Config) -> list[P4TableEntry]:
     """The l4_service, l4_maglev and l4_reverse entries of ``cfg``'s L4 services."""
     out: list[P4TableEntry] = []
     add = out.append
-    size, timeouts = cfg.dataplane.l4_maglev_size, cfg.dataplane.flow_timeouts_s
-    for sid, svc in enumerate((s for s in cfg.services if s.l4), start=1):
+    timeouts = cfg.dataplane.flow_timeouts_s
+    for sid, svc, servers, table in _services(cfg):
         proto = PROTOCOL[svc.protocol]
         idle = idle_timeout(cfg, svc.protocol)
         add(P4TableEntry("l4_service", match=P4TableMatch(vip_addr=svc.vip, protocol=proto, vip_port=svc.port),
                          action=P4TableAction("l4_select", service_id=sid,
                                               timeout_profile=timeout_profile(timeouts, idle))))
-        servers = [Server(f"{s.address}:{s.port}", s.address, s.port, s.weight)
-                   for s in cfg.groups[svc.default_group].servers]
-        for bucket, s in enumerate(build_table(servers, size)):
+        for bucket, s in enumerate(table):
             if s is not None:
                 add(P4TableEntry("l4_maglev", match=P4TableMatch(service_id=sid, bucket=bucket),
                                  action=P4TableAction("l4_pick", server_addr=ip_str(s.ip),
                                                       server_port=s.port)))
         for s in servers:
             add(_reverse_entry(ip_str(s.ip), proto, s.port, svc.vip, svc.port))
+    return out
+
+
+def status(cfg: Config, retired: Retired, now: float) -> list[dict]:
+    """What the switch runs for each L4 service: its id, group, Maglev table (size, buckets
+    per server), servers (weight, state: ``active``, or ``drained`` at weight 0: no new
+    connection, its learned ones go on), idle timeout, and the servers that left it whose
+    return path is kept (``retired``, seconds left)."""
+    out = []
+    for sid, svc, servers, table in _services(cfg):
+        buckets: dict[str, int] = {}
+        for s in table:
+            if s is not None:
+                buckets[s.name] = buckets.get(s.name, 0) + 1
+        proto = PROTOCOL[svc.protocol]
+        out.append({
+            "name": svc.name, "vip": svc.vip, "port": svc.port, "protocol": svc.protocol,
+            "service_id": sid, "group": svc.default_group, "maglev_size": len(table),
+            "idle_timeout_s": idle_timeout(cfg, svc.protocol),
+            "servers": [{"server": s.name, "weight": s.weight, "buckets": buckets.get(s.name, 0),
+                         "state": "active" if s.weight > 0 else "drained"} for s in servers],
+            "retired": [{"server": f"{addr}:{port}", "left_s": round(a.until - now, 1)}
+                        for (addr, p, port), a in sorted(retired.kept.items())
+                        if p == proto and (a.vip, a.vport) == (svc.vip, svc.port)
+                        and a.until > now],
+        })
     return out

@@ -59,6 +59,75 @@ def _traffic(st: dict):
             yield c
 
 
+#: Per-port counters of the switch: status key -> (metric suffix, help).
+PORT_COUNTERS = {
+    "rx_pkts": ("rx_packets", "packets received on a switch port"),
+    "rx_bytes": ("rx_bytes", "bytes received on a switch port"),
+    "tx_pkts": ("tx_packets", "packets sent on a switch port"),
+    "tx_bytes": ("tx_bytes", "bytes sent on a switch port"),
+    "rx_drops": ("rx_drops", "packets dropped on a switch port's receive side (ring full, "
+                             "kernel drops)"),
+    "rx_errors": ("rx_errors", "receive errors of a switch port"),
+    "tx_drops": ("tx_drops", "packets a switch port could not send"),
+}
+
+
+def _ports(st: dict):
+    """The switch's per-port counters (none when the target has none: BMv2)."""
+    dp = st.get("dataplane") or {}
+    if not dp.get("available"):
+        return
+    for key, (suffix, text) in PORT_COUNTERS.items():
+        c = CounterMetricFamily(f"p4cs_port_{suffix}", text, labels=["port", "type", "name"])
+        for p in dp["ports"]:
+            c.add_metric([str(p["port"]), str(p["type"]), str(p["name"])], p.get(key) or 0)
+        yield c
+
+
+#: Per table and per learner (add-on-miss table) of the switch's pipeline: status key ->
+#: (metric, help).
+TABLE_COUNTERS = {
+    "tables": {"hit": ("p4cs_table_hits", "packets that hit an entry of a table"),
+               "miss": ("p4cs_table_misses", "packets that missed every entry of a table")},
+    "learners": {"hit": ("p4cs_learner_hits", "packets that hit an entry of an add-on-miss "
+                                              "table"),
+                 "miss": ("p4cs_learner_misses", "packets that missed an add-on-miss table"),
+                 "learn": ("p4cs_learner_learned", "entries an add-on-miss table learned"),
+                 "learn_err": ("p4cs_learner_learn_errors", "entries an add-on-miss table "
+                                                            "could not learn (full)")},
+}
+
+
+def _tables(st: dict):
+    """The switch's per-table counters (none when the target has none: BMv2)."""
+    dp = st.get("dataplane") or {}
+    if not dp.get("available"):
+        return
+    for kind, keys in TABLE_COUNTERS.items():
+        for key, (name, text) in keys.items():
+            c = CounterMetricFamily(name, text, labels=["table"])
+            for t in dp.get(kind) or ():
+                c.add_metric([t["name"]], t.get(key) or 0)
+            yield c
+    c = CounterMetricFamily("p4cs_dataplane_dropped_packets", "packets the pipeline dropped")
+    c.add_metric([], dp.get("drop_pkts") or 0)
+    yield c
+
+
+def _l4(st: dict):
+    """The L4 services as the switch runs them: Maglev buckets and weight per server."""
+    buckets = GaugeMetricFamily("p4cs_l4_server_buckets", "Maglev buckets of a server of an "
+                                "L4 service", labels=["service", "server"])
+    weight = GaugeMetricFamily("p4cs_l4_server_weight", "weight of a server of an L4 service",
+                               labels=["service", "server"])
+    for svc in st.get("l4") or ():
+        for s in svc["servers"]:
+            buckets.add_metric([svc["name"], s["server"]], s["buckets"])
+            weight.add_metric([svc["name"], s["server"]], s["weight"])
+    yield buckets
+    yield weight
+
+
 def _rules(st: dict):
     hits = CounterMetricFamily("p4cs_rule_hits", "requests a rule decided (rule=\"\": no rule "
                                "matched)", labels=["service", "rule"])
@@ -131,6 +200,9 @@ class _Collector:
         yield weight
         yield from _traffic(st)
         yield from _rules(st)
+        yield from _ports(st)
+        yield from _tables(st)
+        yield from _l4(st)
 
 
 def start_metrics(app: Any, port: int, addr: str = "127.0.0.1",

@@ -32,7 +32,21 @@ def render(st: dict):
     paths = Table("packets", "count", title="fast path / slow path", title_justify="left")
     for row in views.path_rows(st):
         paths.add_row(*row)
-    return Group(head, services, servers, rules, paths)
+    why = views.dataplane_unavailable(st)
+    ports = Table(*views.PORT_COLS, title="ports" if why is None else f"ports: {why}",
+                  title_justify="left")
+    for row in views.port_rows(st):
+        ports.add_row(*row)
+    tables = [head, services, servers, rules, paths, ports]
+    if st.get("l4"):
+        l4 = Table(*views.L4_COLS, title="L4 services", title_justify="left")
+        for row in views.l4_rows(st):
+            l4.add_row(*row, style=None if row[-1] == "active" else "yellow")
+        counts = Table("L4 data plane", "count", title_justify="left")
+        for row in views.l4_counter_rows(st):
+            counts.add_row(*row)
+        tables[3:3] = [l4, counts]
+    return Group(*tables)
 
 
 def top_cmd(

@@ -380,16 +380,28 @@ class SwxDaemon:
             if not fut.done():
                 fut.set_result(lines)
 
-    async def port_stats(self) -> dict[int, dict]:
-        """Per-port counters from the daemon's `stats` (docs/interfaces.md §1), by port number:
-        type, name, rx/tx packets and bytes, rx_drops, rx_errors, tx_drops, csum_completed,
-        gso_frames, gso_segments."""
+    async def stats(self) -> dict:
+        """The daemon's `stats` (docs/interfaces.md §1): ``ports`` (per port: port, type, name,
+        rx/tx packets and bytes, rx_drops, rx_errors, tx_drops, csum_completed, gso_frames,
+        gso_segments), ``drop_pkts``, ``learners`` (hit, miss, learn, entries, ...) and
+        ``tables`` (hit, miss)."""
         reply = (await self.request(["stats"]))[0]
         if not reply.startswith("ok "):
             raise DaemonError(f"daemon `stats` failed: {reply}")
         try:
-            return {p["port"]: p for p in json.loads(reply[3:])["ports"]}
-        except (ValueError, KeyError, TypeError) as e:
+            st = json.loads(reply[3:])
+        except ValueError as e:
+            raise DaemonError(f"daemon `stats` is not the expected JSON: {e}") from e
+        if not isinstance(st, dict):
+            raise DaemonError("daemon `stats` is not the expected JSON: not an object")
+        return st
+
+    async def port_stats(self) -> dict[int, dict]:
+        """The per-port counters of :meth:`stats`, by port number."""
+        st = await self.stats()
+        try:
+            return {p["port"]: p for p in st["ports"]}
+        except (KeyError, TypeError) as e:
             raise DaemonError(f"daemon `stats` is not the expected JSON: {e}") from e
 
     # -- CPU port -------------------------------------------------------------------------

@@ -22,6 +22,9 @@ primary or disconnects, when another role gets a primary, when another request o
 replaces it, and when the daemon stops (pipeline change, death). The server then closes the
 connection (the controller must drop its copies of the sockets when it reads the end) and
 reads the ports again: PacketIns flow over the StreamChannel until a primary asks again.
+
+The socket answers one other request, ``{"op": "stats"}``: the data plane's counters
+(:mod:`.statsreq`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Callable
 
 from finsy.proto import p4r
 
+from . import statsreq
 from .arbitration import Arbiter, StreamConn
 from .errors import P4RTError
 from .pipeline import Pipeline
@@ -154,6 +158,9 @@ class PacketChannel:
             data = b""
         if not data:        # closed without asking (e.g. a switch checking the path is free)
             conn.close()
+            return
+        if statsreq.is_request(data):
+            statsreq.answer(conn, self._running())
             return
         try:
             stream, pipe = self._check(data)
