@@ -286,21 +286,36 @@ static int gso_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	return 1;
 }
 
-/* The full copy of a super-frame the ring holds truncated (TP_STATUS_COPY). */
-static int copy_recv(struct rx_shim *s, struct virtio_net_hdr *vh, uint32_t *len)
+/* The full copy of a super-frame the ring holds truncated (TP_STATUS_COPY): read straight into
+ * an mbuf of the super-frame pool (gso pass) when it fits one, else into the bounce buffer.
+ * *big is that mbuf, or NULL with the frame in s->bounce. */
+static int copy_recv(struct rx_shim *s, struct virtio_net_hdr *vh, uint32_t *len,
+		     struct rte_mbuf **big)
 {
-	struct iovec iov[2] = {
+	struct rte_mbuf *m = g.super_pool ? rte_pktmbuf_alloc(g.super_pool) : NULL;
+	uint32_t room = m ? rte_pktmbuf_tailroom(m) : 0;
+	struct iovec iov[3] = {
 		{ .iov_base = vh, .iov_len = VNET_LEN },
-		{ .iov_base = s->bounce, .iov_len = SUPER_FRAME_MAX },
+		{ .iov_base = m ? rte_pktmbuf_mtod(m, void *) : NULL, .iov_len = room },
+		{ .iov_base = s->bounce + room, .iov_len = SUPER_FRAME_MAX - room },
 	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 3 };
 	ssize_t n;
 
 	n = recvmsg(s->fd, &mh, MSG_DONTWAIT);
 	n_rx_syscalls++;
-	if (n < (ssize_t)VNET_LEN || (mh.msg_flags & MSG_TRUNC))
+	if (n < (ssize_t)VNET_LEN || (mh.msg_flags & MSG_TRUNC)) {
+		rte_pktmbuf_free(m);
 		return -1;
+	}
 	*len = (uint32_t)n - (uint32_t)VNET_LEN;
+	if (m && *len > room) {
+		/* larger than an mbuf: the whole frame into the bounce buffer */
+		memcpy(s->bounce, rte_pktmbuf_mtod(m, void *), room);
+		rte_pktmbuf_free(m);
+		m = NULL;
+	}
+	*big = m;
 	return 0;
 }
 
@@ -319,7 +334,7 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	struct tpacket2_hdr *h;
 	struct virtio_net_hdr vcopy;
 	const struct virtio_net_hdr *vh;
-	struct rte_mbuf *m;
+	struct rte_mbuf *m, *big = NULL;
 	uint8_t *f;
 	uint32_t len, status;
 
@@ -336,11 +351,11 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	len = h->tp_snaplen;
 	if (status & TP_STATUS_COPY) {
 		ring_release(s, h);
-		if (copy_recv(s, &vcopy, &len)) {
+		if (copy_recv(s, &vcopy, &len, &big)) {
 			rx_discard(s, D_GSO_COPY);
 			return 0;
 		}
-		f = s->bounce;
+		f = big ? rte_pktmbuf_mtod(big, uint8_t *) : s->bounce;
 		vh = &vcopy;
 		h = NULL;
 	} else if (h->tp_len > len) {
@@ -352,13 +367,15 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 		if (gso_start(&s->gso, f, len, vh, g.frame_max)) {
 			if (h)
 				ring_release(s, h);
+			rte_pktmbuf_free(big);
 			rx_discard(s, D_GSO_KIND);
 			return 0;
 		}
 		s->pc->cnt.gso_frames++;
-		m = g.super_pool ? super_mbuf(len) : NULL;
+		m = big ? big : g.super_pool ? super_mbuf(len) : NULL;
 		if (m) {
-			memcpy(rte_pktmbuf_mtod(m, void *), f, len);
+			if (m != big)
+				memcpy(rte_pktmbuf_mtod(m, void *), f, len);
 			if (h)
 				ring_release(s, h);
 			m->tso_segsz = vh->gso_size;
@@ -373,6 +390,7 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	if (len > s->mtu) {
 		if (h)
 			ring_release(s, h);
+		rte_pktmbuf_free(big);
 		rx_discard(s, D_TRUNCATED);
 		return 0;
 	}
@@ -381,9 +399,11 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 		/* A frame read off the socket queue cannot wait in the ring: lost, counted. */
 		if (!h)
 			s->pc->cnt.rx_drops++;
+		rte_pktmbuf_free(big);
 		return 0;
 	}
 	memcpy(rte_pktmbuf_mtod(m, void *), f, len);
+	rte_pktmbuf_free(big);
 	if (h)
 		ring_release(s, h);
 	if (rx_offload(s, rte_pktmbuf_mtod(m, uint8_t *), len, vh, 0)) {
