@@ -557,7 +557,7 @@ static void sock_flush(struct fd_writer *w)
 		iov[k][1].iov_len = rte_pktmbuf_data_len(m);
 		if (vnet) {
 			/* ordinary frames: a zero header; a super-frame whose IP length is not the
-			 * frame's (truncated mirror copy) cannot be described: dropped */
+			 * frame's any more cannot be described: dropped */
 			memset(&vh[k], 0, sizeof(vh[k]));
 			if (is_super(m) &&
 			    offload_gso_hdr(f, rte_pktmbuf_data_len(m), m->tso_segsz, &vh[k])) {
@@ -639,6 +639,11 @@ static void sock_writer_clone_tx(void *obj, struct rte_swx_pkt *pkt, uint32_t tr
 		w->stats.n_pkts_clone_err++;
 		return;
 	}
+	if (c->pkt_len < m->pkt_len) {
+		/* a truncated copy of a super-frame leaves as an ordinary (truncated) frame */
+		c->tso_segsz = 0;
+		c->ol_flags &= ~(RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_UDP_SEG);
+	}
 	w->stats.n_pkts++;
 	w->stats.n_bytes += c->pkt_len;
 	w->stats.n_pkts_clone++;
@@ -653,6 +658,7 @@ static void sock_writer_clone_tx(void *obj, struct rte_swx_pkt *pkt, uint32_t tr
 struct tx_cut {
 	void *obj;                                   /* the port's own object and functions */
 	rte_swx_port_out_pkt_tx_t pkt_tx;
+	rte_swx_port_out_pkt_fast_clone_tx_t fast_clone_tx;
 	rte_swx_port_out_pkt_clone_tx_t clone_tx;
 	rte_swx_port_out_flush_t flush;
 };
@@ -660,9 +666,10 @@ struct tx_cut {
 static struct tx_cut cuts[SWXD_MAX_PORTS];
 
 /* The super-frame in pkt, cut into wire-sized segments with full checksums, each handed to the
- * port's pkt_tx (trunc < 0) or to its clone_tx. Bytes the pipeline put in front of the frame
- * (a packet_in header) go in front of every segment. */
-static void cut_tx(struct tx_cut *c, struct rte_swx_pkt *pkt, int64_t trunc)
+ * port's pkt_tx (trunc 0: whole) or to its clone_tx (truncated copies). Bytes the pipeline put
+ * in front of the frame (a packet_in header) go in front of every segment. The super-frame
+ * itself stays the caller's. */
+static void cut_tx(struct tx_cut *c, struct rte_swx_pkt *pkt, uint32_t trunc)
 {
 	struct rte_mbuf *m = pkt->handle;
 	uint8_t *p = &pkt->pkt[pkt->offset];
@@ -694,10 +701,10 @@ static void cut_tx(struct tx_cut *c, struct rte_swx_pkt *pkt, int64_t trunc)
 		sp.offset = sg->data_off;
 		sp.length = n;
 		g.ports[m->port].cnt.gso_segments++;
-		if (trunc < 0) {
+		if (!trunc) {
 			c->pkt_tx(c->obj, &sp);
 		} else {
-			c->clone_tx(c->obj, &sp, (uint32_t)trunc);
+			c->clone_tx(c->obj, &sp, trunc);
 			rte_pktmbuf_free(sg);
 		}
 	}
@@ -711,7 +718,7 @@ static void cut_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
 		c->pkt_tx(c->obj, pkt);
 		return;
 	}
-	cut_tx(c, pkt, -1);
+	cut_tx(c, pkt, 0);
 	rte_pktmbuf_free(pkt->handle);
 }
 
@@ -727,7 +734,12 @@ static void cut_clone_tx(void *obj, struct rte_swx_pkt *pkt, uint32_t truncation
 
 static void cut_fast_clone_tx(void *obj, struct rte_swx_pkt *pkt)
 {
-	cut_clone_tx(obj, pkt, 0);
+	struct tx_cut *c = obj;
+
+	if (!is_super(pkt->handle))
+		c->fast_clone_tx(c->obj, pkt);
+	else
+		cut_tx(c, pkt, 0);
 }
 
 static void cut_flush(void *obj)
@@ -893,6 +905,7 @@ int pipeline_install_rx_shims(void)
 		if (pc->kind == PORT_UNSET || pc->kind == PORT_AFPACKET)
 			continue;
 		cuts[i] = (struct tx_cut){ .obj = p->out[i].obj, .pkt_tx = p->out[i].pkt_tx,
+					   .fast_clone_tx = p->out[i].pkt_fast_clone_tx,
 					   .clone_tx = p->out[i].pkt_clone_tx,
 					   .flush = p->out[i].flush };
 		p->out[i].obj = &cuts[i];

@@ -700,8 +700,14 @@ def test_super_frame_through_splice(swxd_binary, workdir, topo_offloads, gso):
             assert Ether(copies[0][1])[TCP].seq == 6000
         else:
             assert [(port, len(c)) for port, c in copies] == [(0, 854)]
+        # truncated copies: of each segment that carries the FIN / is copied
+        assert d.ctl.one(f"mirror 1 {copy_port} truncate 54") == "ok"
+        s0.send(VNET.pack(NEEDS_CSUM, GSO_TCPV4, 54, 1400, 34, 16) + bytes(frame))
+        assert recv_vnet(s1, 3.0, 1 if gso == "pass" else 4, is_ip)
+        copies = _copies(d, 1.0, want=4 if gso == "pass" else 1) + _copies(d, 0.2)
+        assert [(port, len(c)) for port, c in copies] == [(0, 54)] * (4 if gso == "pass" else 1)
         stats = {p["port"]: p for p in json.loads(d.ctl.one("stats")[3:])["ports"]}
-        assert stats[0]["gso_frames"] == 1 and stats[0]["gso_segments"] == 4
+        assert stats[0]["gso_frames"] == 2 and stats[0]["gso_segments"] == 8
         assert stats[0]["rx_errors"] == 0 and stats[1]["tx_drops"] == 0
     finally:
         s0.close()
