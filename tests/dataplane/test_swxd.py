@@ -715,6 +715,35 @@ def test_super_frame_through_splice(swxd_binary, workdir, topo_offloads, gso):
         d.stop()
 
 
+def test_super_frame_punted_in_segments(swxd_binary, workdir, topo_offloads):
+    """A super-frame the pipeline sends to the CPU port (flow-table miss, VIP hit) reaches the
+    controller as wire-sized segments with full checksums, each behind its own packet_in
+    header; the pipeline saw it once."""
+    t = topo_offloads
+    d = start_daemon(swxd_binary, workdir, ["0=afpacket:s0", "1=afpacket:s1"], netns=t.sw)
+    s0 = vnet_packet_socket(t.h0, "h0")
+    try:
+        assert d.ctl.one("table add vip_table match 0x0a000064 80 action send_to_cpu") == "ok"
+        payload = bytes(range(256)) * 12   # 3072 bytes: 1400 + 1400 + 272
+        frame = bytearray(tcp_frame(sport=41000, payload=payload))
+        frame[50:52] = struct.pack("!H", pseudo_sum(bytes(frame)))
+        s0.send(VNET.pack(NEEDS_CSUM, GSO_TCPV4, 54, 1400, 34, 16) + bytes(frame))
+        d.cpu.settimeout(3.0)
+        msgs = [d.cpu.recv(65536) for _ in range(3)]
+        assert [struct.unpack("!HH", m[:4]) for m in msgs] == [(0, 1)] * 3
+        segs = [m[4:] for m in msgs]
+        assert [len(f) for f in segs] == [1454, 1454, 326]
+        assert all(checksums_ok(f) for f in segs)
+        assert [Ether(f)[TCP].seq for f in segs] == [5000, 6400, 7800]
+        assert b"".join(f[54:] for f in segs) == payload
+        stats = json.loads(d.ctl.one("stats")[3:])
+        ports = {p["port"]: p for p in stats["ports"]}
+        assert ports[0]["rx_pkts"] == 1 and ports[0]["gso_segments"] == 3
+    finally:
+        s0.close()
+        d.stop()
+
+
 @pytest.mark.parametrize("kind", ["afpacket", "afxdp"])
 def test_jumbo_mtu(swxd_binary, workdir, topo, kind):
     """A 9000-byte MTU passes end to end; AF_XDP, which takes one page per frame, falls back to
