@@ -46,8 +46,9 @@ p99.9, max; ``perf sched timehist``'s ``sch delay``).
 switch announces follow it, so at 9000 every side uses jumbo frames; an AF_XDP port falls back
 to AF_PACKET above ~3.5 KB). The Labs create the veths with checksum/TSO/GSO/GRO offloads off;
 ``--offloads on`` turns them on for every target (HAProxy's and direct's best setting: the
-kernel moves 64 KB super-frames; the p4cs ports complete checksums and cut super-frames into
-wire-sized segments), ``--offloads off,on`` measures every target in both settings in each round
+kernel moves 64 KB super-frames; the p4cs AF_PACKET ports complete partial checksums and pass
+super-frames whole through the pipeline, or cut them into wire-sized segments with
+``P4CS_SWXD_GSO=cut`` in the environment, docs/targets.md), ``--offloads off,on`` measures every target in both settings in each round
 (those with offloads on named ``<target>+tso``). Ratios: ``ratio_to_haproxy`` and
 ``ratio_to_direct`` against the peer with the same offloads, ``ratio_to_best_haproxy`` against
 the fastest HAProxy setting of the run.

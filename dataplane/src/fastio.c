@@ -22,7 +22,14 @@
  * 5. AF_XDP ports (afxdp.c): frames are copied from the socket's receive ring into mbufs, and
  *    the output port's functions are replaced by ones that copy into its transmit ring.
  * 6. AF_PACKET frames carry a virtio-net header (PACKET_VNET_HDR): partial checksums are
- *    completed and super-frames cut into segments before the pipeline sees them (offload.c).
+ *    completed before the pipeline sees them (offload.c). Super-frames (GSO) either cross the
+ *    pipeline whole (gso_pass: one pass per super-frame, in an mbuf of the super-frame pool
+ *    when the default one is too small; its gso_size in tso_segsz with RTE_MBUF_F_TX_TCP_SEG
+ *    or _UDP_SEG, its checksum left partial) and leave an AF_PACKET port with a virtio-net
+ *    header for the kernel to cut, or are cut into segments in the receiving port (gso cut,
+ *    and whenever a super-frame does not fit an mbuf or the super-frame pool is empty).
+ *    Outputs that cannot take the header (AF_XDP, TAP, CPU, copy, pcap sink) get a
+ *    super-frame cut into wire-sized segments after the pipeline (tx_cut).
  *    A super-frame larger than a ring frame reaches the ring truncated, marked TP_STATUS_COPY,
  *    with its full copy on the socket's queue (PACKET_COPY_THRESH), read from there.
  *
@@ -279,22 +286,47 @@ static int gso_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	return 1;
 }
 
-/* The full copy of a super-frame the ring holds truncated (TP_STATUS_COPY). */
-static int copy_recv(struct rx_shim *s, struct virtio_net_hdr *vh, uint32_t *len)
+/* The full copy of a super-frame the ring holds truncated (TP_STATUS_COPY): read straight into
+ * an mbuf of the super-frame pool (gso pass) when it fits one, else into the bounce buffer.
+ * *big is that mbuf, or NULL with the frame in s->bounce. */
+static int copy_recv(struct rx_shim *s, struct virtio_net_hdr *vh, uint32_t *len,
+		     struct rte_mbuf **big)
 {
-	struct iovec iov[2] = {
+	struct rte_mbuf *m = g.super_pool ? rte_pktmbuf_alloc(g.super_pool) : NULL;
+	uint32_t room = m ? rte_pktmbuf_tailroom(m) : 0;
+	struct iovec iov[3] = {
 		{ .iov_base = vh, .iov_len = VNET_LEN },
-		{ .iov_base = s->bounce, .iov_len = SUPER_FRAME_MAX },
+		{ .iov_base = m ? rte_pktmbuf_mtod(m, void *) : NULL, .iov_len = room },
+		{ .iov_base = s->bounce + room, .iov_len = SUPER_FRAME_MAX - room },
 	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 3 };
 	ssize_t n;
 
 	n = recvmsg(s->fd, &mh, MSG_DONTWAIT);
 	n_rx_syscalls++;
-	if (n < (ssize_t)VNET_LEN || (mh.msg_flags & MSG_TRUNC))
+	if (n < (ssize_t)VNET_LEN || (mh.msg_flags & MSG_TRUNC)) {
+		rte_pktmbuf_free(m);
 		return -1;
+	}
 	*len = (uint32_t)n - (uint32_t)VNET_LEN;
+	if (m && *len > room) {
+		/* larger than an mbuf: the whole frame into the bounce buffer */
+		memcpy(s->bounce, rte_pktmbuf_mtod(m, void *), room);
+		rte_pktmbuf_free(m);
+		m = NULL;
+	}
+	*big = m;
 	return 0;
+}
+
+/* An mbuf for a super-frame of len bytes (gso_pass): the default pool's if it fits. */
+static struct rte_mbuf *super_mbuf(uint32_t len)
+{
+	if (len <= g.frame_max)
+		return rte_pktmbuf_alloc(g.pool);
+	if (RTE_PKTMBUF_HEADROOM + len > rte_pktmbuf_data_room_size(g.super_pool))
+		return NULL;
+	return rte_pktmbuf_alloc(g.super_pool);
 }
 
 static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
@@ -302,7 +334,7 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	struct tpacket2_hdr *h;
 	struct virtio_net_hdr vcopy;
 	const struct virtio_net_hdr *vh;
-	struct rte_mbuf *m;
+	struct rte_mbuf *m, *big = NULL;
 	uint8_t *f;
 	uint32_t len, status;
 
@@ -319,11 +351,11 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	len = h->tp_snaplen;
 	if (status & TP_STATUS_COPY) {
 		ring_release(s, h);
-		if (copy_recv(s, &vcopy, &len)) {
+		if (copy_recv(s, &vcopy, &len, &big)) {
 			rx_discard(s, D_GSO_COPY);
 			return 0;
 		}
-		f = s->bounce;
+		f = big ? rte_pktmbuf_mtod(big, uint8_t *) : s->bounce;
 		vh = &vcopy;
 		h = NULL;
 	} else if (h->tp_len > len) {
@@ -335,10 +367,22 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 		if (gso_start(&s->gso, f, len, vh, g.frame_max)) {
 			if (h)
 				ring_release(s, h);
+			rte_pktmbuf_free(big);
 			rx_discard(s, D_GSO_KIND);
 			return 0;
 		}
 		s->pc->cnt.gso_frames++;
+		m = big ? big : g.super_pool ? super_mbuf(len) : NULL;
+		if (m) {
+			if (m != big)
+				memcpy(rte_pktmbuf_mtod(m, void *), f, len);
+			if (h)
+				ring_release(s, h);
+			m->tso_segsz = vh->gso_size;
+			m->ol_flags |= s->gso.udp ? RTE_MBUF_F_TX_UDP_SEG : RTE_MBUF_F_TX_TCP_SEG;
+			rx_deliver(s, m, len, pkt);
+			return 1;
+		}
 		s->in_gso = 1;
 		s->gso_holds_slot = h != NULL;
 		return gso_rx(s, pkt);
@@ -346,6 +390,7 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 	if (len > s->mtu) {
 		if (h)
 			ring_release(s, h);
+		rte_pktmbuf_free(big);
 		rx_discard(s, D_TRUNCATED);
 		return 0;
 	}
@@ -354,9 +399,11 @@ static int ring_rx(struct rx_shim *s, struct rte_swx_pkt *pkt)
 		/* A frame read off the socket queue cannot wait in the ring: lost, counted. */
 		if (!h)
 			s->pc->cnt.rx_drops++;
+		rte_pktmbuf_free(big);
 		return 0;
 	}
 	memcpy(rte_pktmbuf_mtod(m, void *), f, len);
+	rte_pktmbuf_free(big);
 	if (h)
 		ring_release(s, h);
 	if (rx_offload(s, rte_pktmbuf_mtod(m, uint8_t *), len, vh, 0)) {
@@ -467,34 +514,66 @@ static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
 /* ---------------------------------------------------------------------------------------- */
 /* Socket output: sendmmsg per burst                                                        */
 
-static void tx_dropped(struct fd_writer *w, uint32_t n)
+static uint32_t writer_port(const struct fd_writer *w)
 {
 	uint32_t i;
 
-	for (i = 0; i < g.n_ports; i++)
-		if (writers[i] == w) {
-			g.ports[i].cnt.tx_drops += n;
-			return;
-		}
+	for (i = 0; i < g.n_ports && writers[i] != w; i++)
+		;
+	return i;
+}
+
+static void tx_dropped(struct fd_writer *w, uint32_t n)
+{
+	uint32_t i = writer_port(w);
+
+	if (i < g.n_ports)
+		g.ports[i].cnt.tx_drops += n;
+}
+
+/* A super-frame (tso_segsz set: gso_pass) as the pipeline left it. */
+static inline int is_super(const struct rte_mbuf *m)
+{
+	return m->tso_segsz != 0;
 }
 
 static void sock_flush(struct fd_writer *w)
 {
 	struct mmsghdr msgs[BURST];
-	struct iovec iov[BURST];
-	uint32_t n = w->n_pkts, i, sent = 0;
+	struct iovec iov[BURST][2];
+	struct virtio_net_hdr vh[BURST];
+	uint32_t n = w->n_pkts, i, k = 0, sent = 0, bad = 0;
+	int vnet;
 
 	if (!n)
 		return;
+	vnet = g.gso_pass && g.ports[writer_port(w)].kind == PORT_AFPACKET;
 	for (i = 0; i < n; i++) {
 		struct rte_mbuf *m = w->pkts[i];
+		uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
 
-		iov[i].iov_base = rte_pktmbuf_mtod(m, void *);
-		iov[i].iov_len = rte_pktmbuf_data_len(m);
-		memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
-		msgs[i].msg_hdr.msg_iov = &iov[i];
-		msgs[i].msg_hdr.msg_iovlen = 1;
+		memset(&msgs[k].msg_hdr, 0, sizeof(msgs[k].msg_hdr));
+		iov[k][1].iov_base = f;
+		iov[k][1].iov_len = rte_pktmbuf_data_len(m);
+		if (vnet) {
+			/* ordinary frames: a zero header; a super-frame whose IP length is not the
+			 * frame's any more cannot be described: dropped */
+			memset(&vh[k], 0, sizeof(vh[k]));
+			if (is_super(m) &&
+			    offload_gso_hdr(f, rte_pktmbuf_data_len(m), m->tso_segsz, &vh[k])) {
+				bad++;
+				continue;
+			}
+			iov[k][0].iov_base = &vh[k];
+			iov[k][0].iov_len = VNET_LEN;
+		}
+		msgs[k].msg_hdr.msg_iov = &iov[k][vnet ? 0 : 1];
+		msgs[k].msg_hdr.msg_iovlen = vnet ? 2 : 1;
+		k++;
 	}
+	if (bad)
+		tx_dropped(w, bad);
+	n = k;
 	while (sent < n) {
 		int r = sendmmsg(w->params.fd, &msgs[sent], n - sent, MSG_DONTWAIT);
 
@@ -512,7 +591,7 @@ static void sock_flush(struct fd_writer *w)
 	}
 	if (sent < n)
 		tx_dropped(w, n - sent);
-	rte_pktmbuf_free_bulk(w->pkts, n);
+	rte_pktmbuf_free_bulk(w->pkts, w->n_pkts);
 	w->n_pkts = 0;
 }
 
@@ -535,6 +614,139 @@ static void sock_writer_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
 	w->pkts[w->n_pkts++] = m;
 	if (w->n_pkts == w->params.burst_size)
 		sock_flush(w);
+}
+
+/* writer_pkt_fast_clone_tx() of rte_swx_port_fd.c with sock_flush() (DPDK's flushes with
+ * write(), which a socket with PACKET_VNET_HDR would take for a header) */
+static void sock_writer_fast_clone_tx(void *obj, struct rte_swx_pkt *pkt)
+{
+	rte_pktmbuf_refcnt_update(pkt->handle, 1);
+	sock_writer_pkt_tx(obj, pkt);
+	((struct fd_writer *)obj)->stats.n_pkts_clone++;
+}
+
+/* writer_pkt_clone_tx() of rte_swx_port_fd.c with sock_flush() */
+static void sock_writer_clone_tx(void *obj, struct rte_swx_pkt *pkt, uint32_t truncation_length)
+{
+	struct fd_writer *w = obj;
+	struct rte_mbuf *m = pkt->handle, *c;
+
+	m->data_len = (uint16_t)(pkt->length + m->data_len - m->pkt_len);
+	m->pkt_len = pkt->length;
+	m->data_off = (uint16_t)pkt->offset;
+	c = rte_pktmbuf_copy(m, m->pool, 0, truncation_length ? truncation_length : UINT32_MAX);
+	if (!c) {
+		w->stats.n_pkts_clone_err++;
+		return;
+	}
+	if (c->pkt_len < m->pkt_len) {
+		/* a truncated copy of a super-frame leaves as an ordinary (truncated) frame */
+		c->tso_segsz = 0;
+		c->ol_flags &= ~(RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_UDP_SEG);
+	}
+	w->stats.n_pkts++;
+	w->stats.n_bytes += c->pkt_len;
+	w->stats.n_pkts_clone++;
+	w->pkts[w->n_pkts++] = c;
+	if (w->n_pkts == w->params.burst_size)
+		sock_flush(w);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Outputs that cannot take a super-frame (gso_pass): cut into segments after the pipeline  */
+
+struct tx_cut {
+	void *obj;                                   /* the port's own object and functions */
+	rte_swx_port_out_pkt_tx_t pkt_tx;
+	rte_swx_port_out_pkt_fast_clone_tx_t fast_clone_tx;
+	rte_swx_port_out_pkt_clone_tx_t clone_tx;
+	rte_swx_port_out_flush_t flush;
+};
+
+static struct tx_cut cuts[SWXD_MAX_PORTS];
+
+/* The super-frame in pkt, cut into wire-sized segments with full checksums, each handed to the
+ * port's pkt_tx (trunc 0: whole) or to its clone_tx (truncated copies). Bytes the pipeline put
+ * in front of the frame (a packet_in header) go in front of every segment. The super-frame
+ * itself stays the caller's. */
+static void cut_tx(struct tx_cut *c, struct rte_swx_pkt *pkt, uint32_t trunc)
+{
+	struct rte_mbuf *m = pkt->handle;
+	uint8_t *p = &pkt->pkt[pkt->offset];
+	uint32_t pre = pkt->length - m->pkt_len, n;
+	struct virtio_net_hdr vh;
+	struct gso_state st;
+
+	if (pkt->length < m->pkt_len ||
+	    offload_gso_hdr(p + pre, m->pkt_len, m->tso_segsz, &vh) ||
+	    gso_start(&st, p + pre, m->pkt_len, &vh, g.frame_max - pre)) {
+		g.ports[m->port].cnt.rx_errors++;   /* checked on receive: cannot happen */
+		return;
+	}
+	while (!gso_done(&st)) {
+		struct rte_mbuf *sg = rte_pktmbuf_alloc(g.pool);
+		struct rte_swx_pkt sp;
+		uint8_t *d;
+
+		if (!sg)
+			return;
+		d = rte_pktmbuf_mtod(sg, uint8_t *);
+		memcpy(d, p, pre);
+		n = pre + gso_next(&st, d + pre);
+		sg->data_len = (uint16_t)n;
+		sg->pkt_len = n;
+		sg->port = m->port;
+		sp.handle = sg;
+		sp.pkt = sg->buf_addr;
+		sp.offset = sg->data_off;
+		sp.length = n;
+		g.ports[m->port].cnt.gso_segments++;
+		if (!trunc) {
+			c->pkt_tx(c->obj, &sp);
+		} else {
+			c->clone_tx(c->obj, &sp, trunc);
+			rte_pktmbuf_free(sg);
+		}
+	}
+}
+
+static void cut_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
+{
+	struct tx_cut *c = obj;
+
+	if (!is_super(pkt->handle)) {
+		c->pkt_tx(c->obj, pkt);
+		return;
+	}
+	cut_tx(c, pkt, 0);
+	rte_pktmbuf_free(pkt->handle);
+}
+
+static void cut_clone_tx(void *obj, struct rte_swx_pkt *pkt, uint32_t truncation_length)
+{
+	struct tx_cut *c = obj;
+
+	if (!is_super(pkt->handle))
+		c->clone_tx(c->obj, pkt, truncation_length);
+	else
+		cut_tx(c, pkt, truncation_length);
+}
+
+static void cut_fast_clone_tx(void *obj, struct rte_swx_pkt *pkt)
+{
+	struct tx_cut *c = obj;
+
+	if (!is_super(pkt->handle))
+		c->fast_clone_tx(c->obj, pkt);
+	else
+		cut_tx(c, pkt, 0);
+}
+
+static void cut_flush(void *obj)
+{
+	struct tx_cut *c = obj;
+
+	c->flush(c->obj);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -627,9 +839,10 @@ int pipeline_install_rx_shims(void)
 				LOG_ERR("port %u: no AF_PACKET receive ring (%s), using recvmmsg", i,
 					strerror(-rc));
 			LOG_NOTE("port %u = afpacket:%s, mtu %u: partial checksums completed %s", i, pc->arg,
-				 pc->mtu, s->kind == SHIM_RING ?
-				 "and TSO/GSO super-frames segmented in the port" :
-				 "in the port, super-frames discarded (no receive ring)");
+				 pc->mtu, s->kind != SHIM_RING ?
+				 "in the port, super-frames discarded (no receive ring)" : g.super_pool ?
+				 "in the port, TSO/GSO super-frames forwarded whole (gso pass)" :
+				 "and TSO/GSO super-frames segmented in the port (gso cut)");
 		}
 		if (s->kind == SHIM_SOCK) {
 			s->fd = pc->fd;
@@ -682,7 +895,24 @@ int pipeline_install_rx_shims(void)
 			p->out[i].pkt_clone_tx = copy_writer_clone_tx;
 		} else {
 			p->out[i].pkt_tx = sock_writer_pkt_tx;
+			p->out[i].pkt_fast_clone_tx = sock_writer_fast_clone_tx;
+			p->out[i].pkt_clone_tx = sock_writer_clone_tx;
 		}
+	}
+	for (i = 0; g.super_pool && i < g.n_ports && i < p->n_ports_out; i++) {
+		const struct port_cfg *pc = &g.ports[i];
+
+		if (pc->kind == PORT_UNSET || pc->kind == PORT_AFPACKET)
+			continue;
+		cuts[i] = (struct tx_cut){ .obj = p->out[i].obj, .pkt_tx = p->out[i].pkt_tx,
+					   .fast_clone_tx = p->out[i].pkt_fast_clone_tx,
+					   .clone_tx = p->out[i].pkt_clone_tx,
+					   .flush = p->out[i].flush };
+		p->out[i].obj = &cuts[i];
+		p->out[i].pkt_tx = cut_pkt_tx;
+		p->out[i].pkt_fast_clone_tx = cut_fast_clone_tx;
+		p->out[i].pkt_clone_tx = cut_clone_tx;
+		p->out[i].flush = cut_flush;
 	}
 	return 0;
 }

@@ -11,6 +11,10 @@
  *     with a copy of the headers, its own IPv4 length / id / header checksum (IPv6 payload
  *     length), TCP sequence number and flags (FIN / PSH on the last segment only, CWR on the
  *     first) or UDP length, and a full L4 checksum.
+ * With --gso pass (P4CS_SWXD_GSO=pass, the default) a super-frame crosses the pipeline whole
+ * instead and leaves with a virtio-net header again (offload_gso_hdr()): the kernel, or the
+ * peer's stack on a veth, cuts it; only outputs that cannot take the header (AF_XDP, TAP, the
+ * CPU and copy ports, pcap sinks) get it cut here, after the pipeline (fastio.c).
  * AF_XDP ports get no such header: offload_csum_partial() recognises a partial checksum by its
  * value (the folded pseudo-header sum, which is what the kernel leaves in the field) and
  * completes it. A complete checksum that happens to have that value is recomputed to itself.
@@ -226,4 +230,63 @@ int offload_csum_partial(uint8_t *f, uint32_t len)
 	vh.csum_start = (uint16_t)l4;
 	vh.csum_offset = (uint16_t)field;
 	return offload_csum_complete(f, l4 + l4len, &vh) == 0;
+}
+
+/* The virtio-net header that hands a super-frame (the Ethernet frame f, len bytes, gso_size
+ * payload bytes per segment) to the kernel: NEEDS_CSUM from the L4 header on, the GSO kind of
+ * the frame (TCPv4, TCPv6 with ECN when CWR is set, UDP_L4) and its header length. The L4
+ * checksum field gets the pseudo-header sum of the addresses and L4 length the frame carries
+ * now, as a CHECKSUM_PARTIAL frame of the kernel has it: the pipeline's incremental updates
+ * (addresses, ports, sequence numbers) are right for a complete checksum, not for that sum.
+ * Returns -1 if the frame is not a TCP / UDP super-frame whose IP length is the frame's. */
+int offload_gso_hdr(uint8_t *f, uint32_t len, uint16_t gso_size, struct virtio_net_hdr *vh)
+{
+	uint32_t l4, l4len, sum, field, hdr;
+	uint8_t proto, type;
+	int l3, ver;
+
+	l3 = l3_offset(f, len, &ver);
+	if (l3 < 0 || !gso_size)
+		return -1;
+	if (ver == 4) {
+		uint32_t ihl = (uint32_t)(f[l3] & 0xf) * 4;
+
+		if ((uint32_t)l3 + 20 > len || ihl < 20 || (get16(f + l3 + 6) & 0x3fff) ||
+		    (uint32_t)l3 + get16(f + l3 + 2) != len || get16(f + l3 + 2) < ihl)
+			return -1;
+		proto = f[l3 + 9];
+		l4 = (uint32_t)l3 + ihl;
+		sum = sum16(0, f + l3 + 12, 8);
+	} else {
+		if ((uint32_t)l3 + 40 > len || (uint32_t)l3 + 40 + get16(f + l3 + 4) != len)
+			return -1;
+		proto = f[l3 + 6];   /* no extension headers */
+		l4 = (uint32_t)l3 + 40;
+		sum = sum16(0, f + l3 + 8, 32);
+	}
+	l4len = len - l4;
+	if (proto == 6 && l4len >= 20) {
+		field = 16;
+		hdr = l4 + (uint32_t)(f[l4 + 12] >> 4) * 4;
+		type = ver == 4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
+		if (f[l4 + 13] & 0x80)
+			type |= VIRTIO_NET_HDR_GSO_ECN;   /* CWR: SKB_GSO_TCP_ECN */
+	} else if (proto == 17 && l4len >= 8) {
+		field = 6;
+		hdr = l4 + 8;
+		type = VIRTIO_NET_HDR_GSO_UDP_L4;
+	} else {
+		return -1;
+	}
+	if (hdr < l4 + (proto == 6 ? 20 : 8) || hdr >= len)
+		return -1;
+	put16(f + l4 + field, fold(sum + proto + l4len));
+	memset(vh, 0, sizeof(*vh));
+	vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	vh->gso_type = type;
+	vh->hdr_len = (uint16_t)hdr;
+	vh->gso_size = gso_size;
+	vh->csum_start = (uint16_t)l4;
+	vh->csum_offset = (uint16_t)field;
+	return 0;
 }

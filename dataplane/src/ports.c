@@ -28,6 +28,8 @@
 #include "swxd.h"
 
 #define MEMPOOL_NAME "MEMPOOL0"
+#define SUPER_POOL_NAME "MEMPOOL_GSO"
+#define SUPER_POOL_SIZE 511   /* mbufs of 64 KiB: 32 MiB */
 #define IDLE_RING_NAME "SWXD_IDLE"
 #define FD_MTU 2000   /* smallest frame size the ports read (fits the default mbuf) */
 #define BURST 32
@@ -107,8 +109,9 @@ static int if_mtu(const char *ifname, uint32_t *mtu)
 	return rc;
 }
 
-/* An AF_PACKET socket bound to ifindex: protocol ETH_P_ALL receives, 0 only transmits. */
-static int packet_socket(const char *ifname, unsigned int ifindex, uint16_t proto)
+/* An AF_PACKET socket bound to ifindex: protocol ETH_P_ALL receives, 0 only transmits (with
+ * a virtio-net header in front of every frame if vnet). */
+static int packet_socket(const char *ifname, unsigned int ifindex, uint16_t proto, int vnet)
 {
 	struct sockaddr_ll sll;
 	int fd, one = 1, bufsz = 4 << 20;
@@ -143,6 +146,12 @@ static int packet_socket(const char *ifname, unsigned int ifindex, uint16_t prot
 		}
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz, sizeof(bufsz));
 	} else {
+		/* Super-frames leave whole, their GSO and checksum state in the header. */
+		if (vnet && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0) {
+			LOG_ERR("PACKET_VNET_HDR on %s: %s", ifname, strerror(errno));
+			close(fd);
+			return -1;
+		}
 		/* Transmit straight to the driver (veths have no queue to bypass anyway). */
 		setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof(bufsz));
@@ -150,8 +159,8 @@ static int packet_socket(const char *ifname, unsigned int ifindex, uint16_t prot
 	return fd;
 }
 
-/* Two sockets: the receive side carries virtio-net headers, the transmit side does not (a
- * socket with PACKET_VNET_HDR would want one in front of every frame it sends). */
+/* Two sockets: the receive side carries virtio-net headers; the transmit side does too with
+ * gso_pass (a zero header for an ordinary frame), else not. */
 static int open_afpacket(struct port_cfg *pc)
 {
 	unsigned int ifindex = if_nametoindex(pc->arg);
@@ -164,10 +173,10 @@ static int open_afpacket(struct port_cfg *pc)
 		LOG_ERR("interface %s: MTU: %s", pc->arg, strerror(errno));
 		return -1;
 	}
-	pc->fd = packet_socket(pc->arg, ifindex, ETH_P_ALL);
+	pc->fd = packet_socket(pc->arg, ifindex, ETH_P_ALL, 1);
 	if (pc->fd < 0)
 		return -1;
-	pc->tx_fd = packet_socket(pc->arg, ifindex, 0);
+	pc->tx_fd = packet_socket(pc->arg, ifindex, 0, g.gso_pass);
 	if (pc->tx_fd < 0) {
 		close(pc->fd);
 		pc->fd = -1;
@@ -206,9 +215,28 @@ static int open_tap(const char *name)
 	return fd;
 }
 
+/* P4CS_SWXD_GSO: "pass" (default) or "cut", see offload.c. */
+static int gso_mode(void)
+{
+	const char *v = getenv("P4CS_SWXD_GSO");
+
+	if (!v || !strcmp(v, "pass"))
+		g.gso_pass = 1;
+	else if (!strcmp(v, "cut"))
+		g.gso_pass = 0;
+	else {
+		LOG_ERR("P4CS_SWXD_GSO=%s: want pass or cut", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int ports_open(void)
 {
-	uint32_t i, max_mtu = 0, data_room;
+	uint32_t i, max_mtu = 0, data_room, n_afpacket = 0;
+
+	if (gso_mode())
+		return -EINVAL;
 
 	if (g.cpu_port >= 0) {
 		struct port_cfg *pc;
@@ -297,6 +325,7 @@ int ports_open(void)
 			pc->tx_fd = pc->fd;
 		if (pc->mtu > max_mtu)
 			max_mtu = pc->mtu;
+		n_afpacket += pc->kind == PORT_AFPACKET;
 	}
 
 	g.n_ports_in = 1;
@@ -315,10 +344,21 @@ int ports_open(void)
 	}
 	if (data_room < RTE_MBUF_DEFAULT_BUF_SIZE)
 		data_room = RTE_MBUF_DEFAULT_BUF_SIZE;
-	if (!rte_pktmbuf_pool_create(MEMPOOL_NAME, 16383, 256, 0, (uint16_t)data_room,
-				     SOCKET_ID_ANY)) {
+	g.pool = rte_pktmbuf_pool_create(MEMPOOL_NAME, 16383, 256, 0, (uint16_t)data_room,
+					 SOCKET_ID_ANY);
+	if (!g.pool) {
 		LOG_ERR("mempool: %s", rte_strerror(rte_errno));
 		return -ENOMEM;
+	}
+	/* Super-frames (up to 64 KiB) crossing the pipeline whole: a pool of their own. A
+	 * super-frame that finds it empty, or does not fit, is cut in the port instead. */
+	if (g.gso_pass && n_afpacket) {
+		g.super_pool = rte_pktmbuf_pool_create(SUPER_POOL_NAME, SUPER_POOL_SIZE, 32, 0,
+						       UINT16_MAX, SOCKET_ID_ANY);
+		if (!g.super_pool) {
+			LOG_ERR("mempool for super-frames: %s", rte_strerror(rte_errno));
+			return -ENOMEM;
+		}
 	}
 	return 0;
 }

@@ -43,8 +43,9 @@ struct port_counters {
 	uint64_t rx_errors;       /* frames the port discarded: truncated, malformed offload */
 	uint64_t tx_drops;        /* frames the port could not transmit (buffer full, error) */
 	uint64_t csum_completed;  /* partial L4 checksums completed in the port */
-	uint64_t gso_frames;      /* super-frames cut into segments */
-	uint64_t gso_segments;    /* ... the segments they gave */
+	uint64_t gso_frames;      /* super-frames received */
+	uint64_t gso_segments;    /* segments cut out of them: in the port, or (gso_pass) for an
+	                           * output that cannot take a super-frame */
 };
 
 struct port_cfg {
@@ -52,7 +53,8 @@ struct port_cfg {
 	char arg[256];    /* interface name or pcap file ("" = none) */
 	int loop;         /* source: replay the file forever */
 	int fd;           /* fd-backed ports: the input side (and output, but for AF_PACKET), else -1 */
-	int tx_fd;        /* the output side (AF_PACKET: a socket of its own, without vnet header) */
+	int tx_fd;        /* the output side (AF_PACKET: a socket of its own, with a virtio-net
+	                   * header in front of every frame when gso_pass, else without) */
 	uint32_t mtu;     /* interface MTU (AF_PACKET, AF_XDP, TAP), else 0 */
 	struct xsk_port *xsk;   /* AF_XDP */
 	struct port_counters cnt;
@@ -153,6 +155,9 @@ struct swxd {
 	uint32_t drop_port;       /* = n_ports: the sink the SWX `drop` instruction sends to */
 	uint32_t n_ports_in;      /* after padding to a power of two */
 	uint32_t frame_max;       /* largest frame a port reads (largest MTU + L2 headers) */
+	int gso_pass;             /* AF_PACKET super-frames cross the pipeline whole (offload.c) */
+	struct rte_mempool *pool;       /* mbufs of frame_max bytes */
+	struct rte_mempool *super_pool; /* large mbufs for super-frames (gso_pass), else NULL */
 
 	/* Pipeline. */
 	struct rte_swx_pipeline *p;
@@ -242,6 +247,7 @@ int gso_start(struct gso_state *st, const uint8_t *data, uint32_t len,
 	      const struct virtio_net_hdr *vh, uint32_t room);
 uint32_t gso_next(struct gso_state *st, uint8_t *out);
 int gso_done(const struct gso_state *st);
+int offload_gso_hdr(uint8_t *f, uint32_t len, uint16_t gso_size, struct virtio_net_hdr *vh);
 
 /* learner.c */
 int learner_setup(struct learner_rt *l);

@@ -106,7 +106,7 @@ class Daemon:
 
 def start_daemon(binary: Path, workdir: Path, ports: list[str], netns: str | None = None,
                  spec: Path = FLOW_SPEC, extra: list[str] | None = None,
-                 copy: bool = False) -> Daemon:
+                 copy: bool = False, env: dict[str, str] | None = None) -> Daemon:
     ctl_a, ctl_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     cpu_a, cpu_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     cmd = [str(binary), "--spec", str(spec), "--workdir", str(workdir),
@@ -125,7 +125,8 @@ def start_daemon(binary: Path, workdir: Path, ports: list[str], netns: str | Non
         cmd = ["ip", "netns", "exec", netns] + cmd
     log = workdir / f"swxd-{uuid.uuid4().hex[:8]}.log"
     with open(log, "w") as lf:
-        proc = subprocess.Popen(cmd, pass_fds=fds, stdout=lf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, pass_fds=fds, stdout=lf, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
     ctl_b.close()
     cpu_b.close()
     if copy_b is not None:

@@ -547,10 +547,47 @@ def _ethtool_on(ns: str, ifname: str, feature: str) -> bool:
     return f"{feature}: on" in out
 
 
-@pytest.mark.parametrize("kind", ["afpacket", "afxdp"])
-def test_offloads_on_tcp_through_pipeline(swxd_binary, workdir, topo_offloads, kind):
+SOL_PACKET, PACKET_VNET_HDR = 263, 15
+VNET = struct.Struct("<BBHHHH")   # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+NEEDS_CSUM, GSO_TCPV4 = 1, 1
+
+
+def vnet_packet_socket(ns: str, ifname: str) -> socket.socket:
+    """A packet socket whose frames come and go behind a virtio-net header."""
+    s = netns_packet_socket(ns, ifname)
+    s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+    return s
+
+
+def _fold(x: int) -> int:
+    while x >> 16:
+        x = (x & 0xFFFF) + (x >> 16)
+    return x
+
+
+def pseudo_sum(frame: bytes) -> int:
+    """The folded TCP/IPv4 pseudo-header sum of frame: what a partial checksum field holds."""
+    ihl = (frame[14] & 0xF) * 4
+    l4len = struct.unpack("!H", frame[16:18])[0] - ihl
+    return _fold(sum(struct.unpack("!4H", frame[26:34])) + 6 + l4len)
+
+
+def tcp_csum_field(frame: bytes) -> int:
+    return struct.unpack("!H", frame[14 + (frame[14] & 0xF) * 4 + 16:][:2])[0]
+
+
+def recv_vnet(s: socket.socket, timeout: float, want: int, match) -> list[tuple[tuple, bytes]]:
+    """(virtio-net header fields, frame) of the frames that match, until want or timeout."""
+    got = recv_frames(s, timeout, want=want, match=lambda m: match(m[VNET.size:]))
+    return [(VNET.unpack(m[:VNET.size]), m[VNET.size:]) for m in got]
+
+
+@pytest.mark.parametrize("kind,gso", [("afpacket", "pass"), ("afpacket", "cut"), ("afxdp", "pass")])
+def test_offloads_on_tcp_through_pipeline(swxd_binary, workdir, topo_offloads, kind, gso):
     """A fresh veth pair (offloads on, as they come): a real TCP connection's segments,
-    partial checksums and TSO super-frames included, cross the pipeline intact."""
+    partial checksums and TSO super-frames included, cross the pipeline intact: cut into
+    wire-sized segments in the port (gso cut), or whole (gso pass) with the partial checksum
+    of the emitted headers and the GSO info in the virtio-net header."""
     import hashlib
     import sys
     t = topo_offloads
@@ -559,8 +596,9 @@ def test_offloads_on_tcp_through_pipeline(swxd_binary, workdir, topo_offloads, k
     for ns, ifn, addr, mac in ((t.h0, "h0", "10.0.0.1/24", MAC_H0), (t.h1, "h1", "10.0.0.2/24", MAC_H1)):
         subprocess.run(["ip", "-n", ns, "link", "set", ifn, "address", mac], check=True)
         subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", ifn], check=True)
-    d = start_daemon(swxd_binary, workdir, [f"0={kind}:s0", f"1={kind}:s1"], netns=t.sw)
-    cap = netns_packet_socket(t.h1, "h1")
+    d = start_daemon(swxd_binary, workdir, [f"0={kind}:s0", f"1={kind}:s1"], netns=t.sw,
+                     env={"P4CS_SWXD_GSO": gso})
+    cap = vnet_packet_socket(t.h1, "h1")
     if kind == "afxdp":
         need_xdp(d)
     server = None
@@ -581,18 +619,28 @@ def test_offloads_on_tcp_through_pipeline(swxd_binary, workdir, topo_offloads, k
         assert client.returncode == 0, client.stderr
         want = hashlib.sha256(bytes(range(256)) * (size // 256)).hexdigest()
         assert client.stdout.split() == [str(size), want]
-        # what the pipeline sent to h1: wire-sized frames with valid checksums
+        # what the pipeline sent to h1: wire-sized frames with valid checksums, and (gso pass
+        # on AF_PACKET) super-frames with the pseudo-header sum of their emitted headers
         to_h1 = bytes.fromhex(MAC_H1.replace(":", ""))
-        frames = recv_frames(cap, 1.0, want=200,
-                             match=lambda f: f[:6] == to_h1 and f[12:14] == b"\x08\x00" and f[23] == 6)
+        frames = recv_vnet(cap, 1.0, 200,
+                           lambda f: f[:6] == to_h1 and f[12:14] == b"\x08\x00" and f[23] == 6)
         assert frames
-        assert all(len(f) <= 1514 and checksums_ok(f) for f in frames)
+        supers = [(vh, f) for vh, f in frames if vh[1]]
+        # a partial checksum only on super-frames: every other frame complete and wire-sized
+        assert all(bool(vh[0] & NEEDS_CSUM) == bool(vh[1]) for vh, f in frames)
+        assert all(len(f) <= 1514 and checksums_ok(f) for vh, f in frames if not vh[1])
+        assert all(vh[1] == GSO_TCPV4 and 0 < vh[3] <= 1448 and (vh[4], vh[5]) == (34, 16) and
+                   tcp_csum_field(f) == pseudo_sum(f) for vh, f in supers)
         stats = {p["port"]: p for p in json.loads(d.ctl.one("stats")[3:])["ports"]}
         print("port 0:", stats[0])
         assert stats[0]["csum_completed"] > 0
         if kind == "afpacket":
+            assert stats[0]["gso_frames"] > 0
+        if kind == "afpacket" and gso == "cut":
+            assert not supers and stats[0]["gso_segments"] > stats[0]["gso_frames"]
+        else:
             # with XDP on s0 the kernel turns GSO off on its peer: no super-frames for AF_XDP
-            assert stats[0]["gso_frames"] > 0 and stats[0]["gso_segments"] > stats[0]["gso_frames"]
+            assert stats[0]["gso_segments"] == 0 and bool(supers) == (kind == "afpacket")
         assert stats[0]["rx_errors"] == 0 and stats[1]["rx_errors"] == 0
         assert stats[0]["type"] == kind and stats[0]["name"] == "s0"
         assert "partial checksums" in d.log.read_text()
@@ -601,6 +649,100 @@ def test_offloads_on_tcp_through_pipeline(swxd_binary, workdir, topo_offloads, k
             server.kill()
             server.wait()
         cap.close()
+        d.stop()
+
+
+@pytest.mark.parametrize("gso", ["pass", "cut"])
+def test_super_frame_through_splice(swxd_binary, workdir, topo_offloads, gso):
+    """A TSO super-frame with FIN (virtio-net header: TCPv4, gso_size 1400, partial checksum)
+    through the splice: gso pass sends it on whole, once through the pipeline (the flow counter
+    counts 1), its addresses / ports / sequence number rewritten, the pseudo-header sum of the
+    new headers in its checksum field and the GSO info in the header; its mirror copies on the
+    copy port are wire-sized segments with full checksums, FIN on the last only. gso cut: four
+    segments through the pipeline, as on a wire."""
+    t = topo_offloads
+    d = start_daemon(swxd_binary, workdir, ["0=afpacket:s0", "1=afpacket:s1"], netns=t.sw,
+                     copy=True, env={"P4CS_SWXD_GSO": gso})
+    s0 = vnet_packet_socket(t.h0, "h0")
+    s1 = vnet_packet_socket(t.h1, "h1")
+    try:
+        copy_port = json.loads(d.ctl.one("info")[3:])["copy_port"]
+        assert d.ctl.req(f"learner add flow_table {key()} {splice()} timeout 2",
+                         f"mirror 1 {copy_port}") == ["ok", "ok"]
+        payload = bytes(range(256)) * 19 + bytes(136)   # 5000 bytes: 3 x 1400 + 800
+        frame = bytearray(tcp_frame(payload=payload, flags="FPA"))
+        ck = 14 + 20 + 16
+        frame[ck:ck + 2] = struct.pack("!H", pseudo_sum(bytes(frame)))
+        s0.send(VNET.pack(NEEDS_CSUM, GSO_TCPV4, 54, 1400, 34, 16) + bytes(frame))
+        is_ip = lambda f: f[12:14] == b"\x08\x00"  # noqa: E731
+        got = recv_vnet(s1, 3.0, 1 if gso == "pass" else 4, is_ip)
+        if gso == "pass":
+            assert len(got) == 1
+            vh, f = got[0]
+            assert vh[0] & NEEDS_CSUM and vh[1:2] == (GSO_TCPV4,) and vh[3:] == (1400, 34, 16)
+            assert len(f) == len(frame)
+            assert tcp_csum_field(f) == pseudo_sum(f)
+            segs = [f]
+        else:
+            assert [len(f) for vh, f in got] == [54 + 1400] * 3 + [54 + 800]
+            assert all(checksums_ok(f) and not vh[1] for vh, f in got)
+            segs = [f for vh, f in got]
+        p = Ether(segs[0])
+        assert p.dst == MAC_H1 and p.src == MAC_SW
+        assert (p[IP].src, p[IP].dst) == ("10.0.1.100", "10.0.1.2")
+        assert (p[TCP].sport, p[TCP].dport, p[TCP].seq) == (50000, 8080, 6000)
+        assert b"".join(f[54:] for f in segs) == payload
+        assert d.ctl.one("reg read flow_pkts 7") == ("ok 1" if gso == "pass" else "ok 4")
+        copies = _copies(d, 1.0, want=4 if gso == "pass" else 1) + _copies(d, 0.2)
+        if gso == "pass":
+            assert [(port, len(c)) for port, c in copies] == [(0, 1454)] * 3 + [(0, 854)]
+            assert all(checksums_ok(c) for port, c in copies)
+            assert [Ether(c)[TCP].flags & 0x01 for port, c in copies] == [0, 0, 0, 1]
+            assert b"".join(c[54:] for port, c in copies) == payload
+            assert Ether(copies[0][1])[TCP].seq == 6000
+        else:
+            assert [(port, len(c)) for port, c in copies] == [(0, 854)]
+        # truncated copies: of each segment that carries the FIN / is copied
+        assert d.ctl.one(f"mirror 1 {copy_port} truncate 54") == "ok"
+        s0.send(VNET.pack(NEEDS_CSUM, GSO_TCPV4, 54, 1400, 34, 16) + bytes(frame))
+        assert recv_vnet(s1, 3.0, 1 if gso == "pass" else 4, is_ip)
+        copies = _copies(d, 1.0, want=4 if gso == "pass" else 1) + _copies(d, 0.2)
+        assert [(port, len(c)) for port, c in copies] == [(0, 54)] * (4 if gso == "pass" else 1)
+        stats = {p["port"]: p for p in json.loads(d.ctl.one("stats")[3:])["ports"]}
+        assert stats[0]["gso_frames"] == 2 and stats[0]["gso_segments"] == 8
+        assert stats[0]["rx_errors"] == 0 and stats[1]["tx_drops"] == 0
+    finally:
+        s0.close()
+        s1.close()
+        d.stop()
+
+
+def test_super_frame_punted_in_segments(swxd_binary, workdir, topo_offloads):
+    """A super-frame the pipeline sends to the CPU port (flow-table miss, VIP hit) reaches the
+    controller as wire-sized segments with full checksums, each behind its own packet_in
+    header; the pipeline saw it once."""
+    t = topo_offloads
+    d = start_daemon(swxd_binary, workdir, ["0=afpacket:s0", "1=afpacket:s1"], netns=t.sw)
+    s0 = vnet_packet_socket(t.h0, "h0")
+    try:
+        assert d.ctl.one("table add vip_table match 0x0a000064 80 action send_to_cpu") == "ok"
+        payload = bytes(range(256)) * 12   # 3072 bytes: 1400 + 1400 + 272
+        frame = bytearray(tcp_frame(sport=41000, payload=payload))
+        frame[50:52] = struct.pack("!H", pseudo_sum(bytes(frame)))
+        s0.send(VNET.pack(NEEDS_CSUM, GSO_TCPV4, 54, 1400, 34, 16) + bytes(frame))
+        d.cpu.settimeout(3.0)
+        msgs = [d.cpu.recv(65536) for _ in range(3)]
+        assert [struct.unpack("!HH", m[:4]) for m in msgs] == [(0, 1)] * 3
+        segs = [m[4:] for m in msgs]
+        assert [len(f) for f in segs] == [1454, 1454, 326]
+        assert all(checksums_ok(f) for f in segs)
+        assert [Ether(f)[TCP].seq for f in segs] == [5000, 6400, 7800]
+        assert b"".join(f[54:] for f in segs) == payload
+        stats = json.loads(d.ctl.one("stats")[3:])
+        ports = {p["port"]: p for p in stats["ports"]}
+        assert ports[0]["rx_pkts"] == 1 and ports[0]["gso_segments"] == 3
+    finally:
+        s0.close()
         d.stop()
 
 

@@ -74,6 +74,31 @@ def download_checked(lab, path: str, size: int, max_time: float = 120.0) -> floa
     return dt
 
 
+def download_on_fastpath(lab, path: str, size: int) -> tuple[float, int, int]:
+    """:func:`download_checked` of ``path``; its seconds, and the packets and bytes the fast
+    path counted meanwhile."""
+    before = fastpath(lab)
+    dt = download_checked(lab, path, size)
+    after = fastpath(lab)
+    return dt, after["packets"] - before["packets"], after["bytes"] - before["bytes"]
+
+
+def post_checked(lab, body: bytes, tmp_path: Path, timeout: float = 60.0) -> str:
+    """``curl --data-binary`` of ``body`` to the echo service (port 8080); checks the length
+    and sha256 the server reports and returns the server's name."""
+    import hashlib
+    f = tmp_path / "body.bin"
+    f.write_bytes(body)
+    f.chmod(0o644)
+    r = lab.curl("/upload", port=8080, args=["--data-binary", f"@{f}", "-H",
+                                             "Content-Type: application/octet-stream"],
+                 timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    name, _, rest = r.stdout.strip().partition(": ")
+    assert rest == f"{len(body)} {hashlib.sha256(body).hexdigest()}", r.stdout
+    return name
+
+
 def fastpath(lab) -> dict:
     """The fast path's packet and byte totals (control request ``fastpath``)."""
     resp = lab.control({"op": "fastpath"})

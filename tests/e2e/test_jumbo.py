@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from e2e_util import download_checked, fastpath
+from e2e_util import download_on_fastpath
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 
@@ -49,11 +49,7 @@ def test_switch_announces_the_port_mss(lab):
 def test_big_download_in_jumbo_segments(lab, record_property):
     """20 MB byte-exact through the switch; the spliced flow's frames average more than
     3000 bytes (jumbo data segments and their ACKs: at MTU 1500 the average stays near 1000)."""
-    before = fastpath(lab)
-    dt = download_checked(lab, "/big/20M", BIG)
-    after = fastpath(lab)
-    pkts = after["packets"] - before["packets"]
-    nbytes = after["bytes"] - before["bytes"]
+    dt, pkts, nbytes = download_on_fastpath(lab, "/big/20M", BIG)
     print(f"\n[e2e] 20 MB download at MTU {MTU}: {dt:.2f} s, {BIG * 8 / dt / 1e6:.0f} Mbit/s; "
           f"fast path {pkts} packets / {nbytes} bytes ({nbytes / max(pkts, 1):.0f} per packet)")
     record_property("download_mbit_s", round(BIG * 8 / dt / 1e6, 1))
