@@ -353,6 +353,8 @@ class Operator:
         effects = eng.reconfigure(services, groups, ecfg, now)
         app.l4_retired.change(app.cfg, cfg, now)
         app.cfg, app.rule_stores = cfg, stores
+        if app.workers is not None:
+            app.workers.reconfigure(cfg, reset)
         app.resolver.want(cfg, now)
         effects += [e for name in reset if name in servers
                     for e in eng.reset_server(servers[name], now, "server deleted")]

@@ -193,6 +193,8 @@ class Lab:
     neighbours: dict[str, Any] | None = None    # the controller's ARP timers
     #: the controller's packet I/O: ``direct`` (the DPDK target's channel) or ``p4runtime``
     packet_io: str = "direct"
+    #: CS-processor workers of the controller (``p4cs controller --workers``)
+    workers: int = 1
     #: DPDK target: how the switch attaches its interfaces (``p4cs switch --port-type``)
     port_type: str = "afxdp"
     #: the MTU of every veth (the switch's ports, and the controller's ``ports:``, follow it)
@@ -364,7 +366,8 @@ class Lab:
 
     def _start_controller(self) -> None:
         self._spawn("controller", [*P4CS, "controller", "--config", str(self.config_path),
-                                   "--log-level", self.log_level])
+                                   "--log-level", self.log_level,
+                                   "--workers", str(self.workers)])
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         wait_controller_ready(dict(self._procs)["controller"], lambda: self.log_of("controller"),
