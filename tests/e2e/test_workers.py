@@ -20,7 +20,6 @@ pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.slow]
 P4RUNTIME_PACKET_IO = True
 
 N = 300
-WORKERS = 1
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,7 @@ def lab(make_lab):
         {"name": "echo", "port": 8080, "default_group": "echo"},
         {"name": "echo-snat", "port": 8081, "default_group": "echo", "mode": "snat"},
     ]
-    return make_lab("w", workers=WORKERS, services=services)
+    return make_lab("w", workers=2, services=services)
 
 
 def workers(lab) -> list[dict]:

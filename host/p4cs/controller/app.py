@@ -211,6 +211,9 @@ class ControllerApp:
         self.push = push_pipeline
         self.params = cfg.dataplane
         self.rule_stores: dict[str, Any] = {}
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
+        self.n_workers = workers
         self.engine = self._make_engine()
         self.flow_ids = FlowIds(self.params.flow_table_size)
         self.flow_of: dict[tuple, int] = {}       # flow key -> flow id
@@ -241,8 +244,6 @@ class ControllerApp:
         self.teardown = Teardown(self)
         self.l4_retired = l4.Retired()
         self._refresh: asyncio.Task | None = None
-        if workers < 1:
-            raise ValueError(f"--workers must be at least 1, got {workers}")
         self.workers = Workers(self, workers) if workers > 1 else None
         self._worker_status: dict[int, dict] = {}     # the latest answers of the workers
 
@@ -266,11 +267,13 @@ class ControllerApp:
         return PrefixRouter(routes)
 
     @classmethod
-    def engine_parts(cls, cfg: Config, stores: dict[str, Any], health: bool = True) -> tuple[
+    def engine_parts(cls, cfg: Config, stores: dict[str, Any], health: bool = True,
+                     share: tuple[int, int] = (0, 1)) -> tuple[
             list[VirtualService], dict[str, ServerGroup], EngineConfig]:
         """The services, server groups and engine settings ``cfg`` asks for; the rule
         stores of its services go in ``stores``; ``health``: with the groups' health checks
-        (a worker's engine follows the controller's). ValueError: a rule file is bad."""
+        (a worker's engine follows the controller's); ``share``: (worker, workers), the
+        worker's part of the SNAT ports. ValueError: a rule file is bad."""
         groups = {}
         l4_groups = cfg.l4_groups()
         for name, g in cfg.groups.items():
@@ -303,12 +306,14 @@ class ControllerApp:
                             max_half_bound_per_client=lim.max_pending_per_client,
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
                             window_scale=lim.window_scale, mss=lim.mss,
-                            server_connect_timeout=lim.server_connect_timeout_s)
+                            server_connect_timeout=lim.server_connect_timeout_s,
+                            snat_share=share)
         return services, groups, ecfg
 
     def _make_engine(self) -> Engine:
         cfg = self.cfg
-        services, groups, ecfg = self.engine_parts(cfg, self.rule_stores)
+        services, groups, ecfg = self.engine_parts(cfg, self.rule_stores,
+                                                   share=(0, self.n_workers))
         topo = neighbours.from_config(cfg, time.monotonic())
         self.resolver = neighbours.Resolver(topo, self._send_packets)
         return Engine(services, groups, topo, ecfg)

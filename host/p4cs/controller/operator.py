@@ -345,7 +345,7 @@ class Operator:
         app, now = self.app, time.monotonic()
         stores: dict[str, Any] = {}
         try:
-            services, groups, ecfg = app.engine_parts(cfg, stores)
+            services, groups, ecfg = app.engine_parts(cfg, stores, share=(0, app.n_workers))
         except ValueError as exc:
             return {"ok": False, "errors": [f"{CLI}: {exc}"]}
         eng = app.engine

@@ -49,11 +49,6 @@ def client_hash(ip: int, port: int) -> int:
     return (h ^ (h >> 15)) & 0xFFFFFFFF
 
 
-def snat_share(lo: int, hi: int, worker: int, n: int) -> range:
-    """The ports of the SNAT pool ``lo..hi`` that worker ``worker`` of ``n`` allocates."""
-    return range(lo + (worker - lo) % n, hi + 1, n)
-
-
 class Spreader:
     """The worker of each frame, for ``n`` workers, the content services' ``vips``
     ((address, port) pairs, host-order addresses), their SNAT ``snat_addresses``, the SNAT

@@ -296,8 +296,8 @@ class _Child:
         self.cfg, self.index, self.n = cfg, init["index"], init["n"]
         self.access_log = init["access_log"]
         self.stores: dict[str, Any] = {}
-        services, groups, ecfg = ControllerApp.engine_parts(cfg, self.stores, health=False)
-        ecfg.snat_share = (self.index, self.n)
+        services, groups, ecfg = ControllerApp.engine_parts(cfg, self.stores, health=False,
+                                                            share=(self.index, self.n))
         self.topo = from_config(cfg, time.monotonic())
         self.topo.entries = init["neighbours"]
         self.engine = Engine(services, groups, self.topo, ecfg)
@@ -378,8 +378,8 @@ class _Child:
     def _reconfigure(self, cfg, reset: tuple, now: float) -> list:
         from p4cs.controller.app import ControllerApp
         stores: dict[str, Any] = {}
-        services, groups, ecfg = ControllerApp.engine_parts(cfg, stores, health=False)
-        ecfg.snat_share = (self.index, self.n)
+        services, groups, ecfg = ControllerApp.engine_parts(cfg, stores, health=False,
+                                                            share=(self.index, self.n))
         eng = self.engine
         servers = {s.name: s for g in eng.groups.values() for s in g.servers}
         out = eng.reconfigure(services, groups, ecfg, now)
