@@ -201,6 +201,9 @@ def _weight(w: Any) -> int:
 
 
 class ControllerApp:
+    #: CS-processor engines (``--workers``): this one and n_workers - 1 worker processes
+    n_workers = 1
+
     def __init__(self, cfg: Config, p4info: Path, p4blob: Path | None = None,
                  push_pipeline: bool = False, packet_io: str | None = None,
                  workers: int = 1, access_log: str | None = None):

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from p4cs.constants import REASON_FLOW_END, REASON_IP_EXCEPTION, REASON_VIP_MISS
 from p4cs.csproc import effects as fx
 from p4cs.csproc import packet as P
-from p4cs.csproc.packet import ACK, RST, SYN, BadFrame
+from p4cs.csproc.packet import ACK, RST, SYN
 from p4cs.controller.spread import Spreader
 
 if TYPE_CHECKING:
@@ -338,8 +338,8 @@ class _Child:
             out: list = []
             for payload, port, reason in msg[1]:
                 got = eng.handle(payload, port, reason, now)
-                if not got and now < self.reset_until:
-                    got = self._orphan(payload, port, reason)
+                if now < self.reset_until and not any(isinstance(e, fx.PacketOut) for e in got):
+                    got += self._orphan(payload, port, reason)
                 out += got
             return out, None
         if kind in ("flow_expired", "flow_lost", "install_failed"):
@@ -368,7 +368,7 @@ class _Child:
             return []
         try:
             seg = P.parse(payload)
-        except BadFrame:
+        except Exception:  # noqa: BLE001 - as in Engine.handle: a bad frame never kills a worker
             return []
         if seg.flags & (SYN | RST) or not seg.flags & ACK or \
                 (seg.sip, seg.sport, seg.dip, seg.dport) in self.engine.conns_c:
