@@ -76,3 +76,32 @@ def test_controller_own_frames_go_to_worker_0():
 def test_one_worker():
     sp = spreader(1)
     assert sp.worker(frame(ip_int("10.0.1.1"), VIP, 40000, 80), REASON_VIP_MISS) == 0
+
+
+def test_persistence_spreads_by_client_network():
+    """With templates (client-ip persistence, netmask /24) every connection of a client
+    network reaches one worker, on both legs."""
+    sp = Spreader(4, {(VIP, 80)}, {SNAT}, SNAT_PORTS, {GW, VIP}, client_mask=0xFFFFFF00)
+    rng = random.Random(2)
+    seen = set()
+    for net in range(64):
+        base = ip_int("10.1.0.0") + (net << 8)
+        ws = set()
+        for _ in range(20):
+            cip, cport = base + rng.randrange(1, 255), rng.randrange(1024, 65536)
+            ws.add(sp.worker(frame(cip, VIP, cport, 80), REASON_VIP_MISS))
+            ws.add(sp.worker(frame(SERVER, cip, 80, cport), REASON_BACKEND_MISS))
+        assert len(ws) == 1
+        seen |= ws
+    assert seen == set(range(4))
+
+
+def test_spreader_of_a_configuration():
+    from pathlib import Path
+
+    from p4cs.controller.config import load_config
+    from p4cs.controller.workers import spreader_for
+    cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "lcs.yaml")
+    sp = spreader_for(cfg, 2)
+    assert sp.vips == {(VIP, 80)} and sp.mask is None
+    assert GW in sp.local

@@ -10,6 +10,11 @@ addressed to a virtual service (VIP:port), the server leg comes back
   worker ``w`` takes the ports ``p`` with ``p % N == w`` (``snat_share`` of the engine's
   configuration), so the destination port names the worker.
 
+With a service whose persistence keeps templates (client-ip, tls-session, cookie-learn), the
+hash takes the client's address alone, under the broadest netmask of the client-ip services:
+every connection a template may apply to reaches the worker that holds it (templates are per
+worker). The spread is coarser then (one client address, one worker).
+
 Everything else goes to worker 0, the controller's own engine: ARP replies (neighbour
 resolution), the replies to health probes (they are addressed to a switch address and a port
 above the SNAT pool), and frames too short or not TCP over IPv4 (the engine counts them as
@@ -52,10 +57,12 @@ def client_hash(ip: int, port: int) -> int:
 class Spreader:
     """The worker of each frame, for ``n`` workers, the content services' ``vips``
     ((address, port) pairs, host-order addresses), their SNAT ``snat_addresses``, the SNAT
-    pool ``snat_ports`` (lo, hi) and the switch's other addresses ``local`` (health probes)."""
+    pool ``snat_ports`` (lo, hi) and the switch's other addresses ``local`` (health probes).
+    ``client_mask``: None to spread by the client's address and port, else by its address
+    under this mask."""
 
     def __init__(self, n: int, vips, snat_addresses, snat_ports: tuple[int, int],
-                 local=()):
+                 local=(), client_mask: int | None = None):
         if n < 1:
             raise ValueError("at least one worker")
         self.n = n
@@ -63,6 +70,7 @@ class Spreader:
         self.snat = frozenset(snat_addresses)
         self.local = frozenset(local) - self.snat
         self.lo, self.hi = snat_ports
+        self.mask = client_mask
 
     def worker(self, frame: bytes, reason: int) -> int:
         """The worker of a punted Ethernet frame (payload of a packet-in of ``reason``)."""
@@ -76,9 +84,12 @@ class Spreader:
         with that key: a flow key is the 5-tuple as the segment arrives)."""
         n = self.n
         if (dip, dport) in self.vips:
-            return client_hash(sip, sport) % n          # client leg
+            return self._client(sip, sport) % n         # client leg
         if dip in self.snat:
             return dport % n if self.lo <= dport <= self.hi else 0
         if dip in self.local:
             return 0
-        return client_hash(dip, dport) % n              # transparent server leg
+        return self._client(dip, dport) % n             # transparent server leg
+
+    def _client(self, ip: int, port: int) -> int:
+        return client_hash(ip, port) if self.mask is None else client_hash(ip & self.mask, 0)

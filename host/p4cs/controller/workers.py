@@ -53,8 +53,10 @@ _LEN = struct.Struct("!I")
 SYNC_S = 0.1
 #: Seconds a status request waits for the workers' answers.
 ASK_TIMEOUT_S = 2.0
-#: Seconds before a dead worker is started again.
-RESTART_S = 0.2
+#: Seconds before a dead worker is started again: doubled, up to the last, while it keeps
+#: dying within STABLE_S of its start.
+RESTART_S = (0.2, 5.0)
+STABLE_S = 10.0
 
 
 def pack(msg: Any) -> bytes:
@@ -86,9 +88,15 @@ def spreader_for(cfg, n: int) -> Spreader:
     content = [s for s in cfg.services if not s.l4]
     local = {ip_int(str(p.gateway.ip)) for p in cfg.ports.values()}
     local |= {ip_int(s.vip) for s in content}
+    mask = None
+    for s in content:
+        p = s.persistence
+        if p is not None and p.kind != "cookie-insert":     # cookie-insert keeps no templates
+            m = ip_int(p.netmask) if p.kind == "client-ip" else 0xFFFFFFFF
+            mask = m if mask is None else mask & m
     return Spreader(n, {(ip_int(s.vip), s.port) for s in content},
                     {ip_int(s.snat_address) for s in content if s.snat_address},
-                    _snat_ports(), local)
+                    _snat_ports(), local, mask)
 
 
 def _snat_ports() -> tuple[int, int]:
@@ -107,6 +115,7 @@ class Worker:
         self.writer: asyncio.StreamWriter | None = None
         self.started = 0.0
         self.restarts = 0
+        self.delay = RESTART_S[0]
 
 
 class Workers:
@@ -192,7 +201,10 @@ class Workers:
         w.restarts += 1
         LOG.warning("CS-processor worker %d (pid %d) ended (status %s): starting it again",
                     w.index, proc.pid, rc)
-        await asyncio.sleep(RESTART_S)
+        if time.monotonic() - w.started >= STABLE_S:
+            w.delay = RESTART_S[0]
+        await asyncio.sleep(w.delay)
+        w.delay = min(2 * w.delay, RESTART_S[1])
         if not self._stopping:
             await self._spawn(w, restarted=True)
 
