@@ -88,15 +88,23 @@ def spreader_for(cfg, n: int) -> Spreader:
     content = [s for s in cfg.services if not s.l4]
     local = {ip_int(str(p.gateway.ip)) for p in cfg.ports.values()}
     local |= {ip_int(s.vip) for s in content}
-    mask = None
-    for s in content:
-        p = s.persistence
-        if p is not None and p.kind != "cookie-insert":     # cookie-insert keeps no templates
-            m = ip_int(p.netmask) if p.kind == "client-ip" else 0xFFFFFFFF
-            mask = m if mask is None else mask & m
     return Spreader(n, {(ip_int(s.vip), s.port) for s in content},
                     {ip_int(s.snat_address) for s in content if s.snat_address},
-                    _snat_ports(), local, mask)
+                    _snat_ports(), local, client_mask(cfg))
+
+
+def client_mask(cfg) -> int | None:
+    """How the clients of ``cfg`` are spread (``Spreader``'s ``client_mask``): by address
+    and port (None), or by address under the broadest netmask of the services whose
+    persistence keeps templates."""
+    from p4cs.csproc.packet import ip_int
+    mask = None
+    for s in cfg.services:
+        p = s.persistence
+        if not s.l4 and p is not None and p.kind != "cookie-insert":    # that one keeps none
+            m = ip_int(p.netmask) if p.kind == "client-ip" else 0xFFFFFFFF
+            mask = m if mask is None else mask & m
+    return mask
 
 
 def _snat_ports() -> tuple[int, int]:
