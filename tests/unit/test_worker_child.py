@@ -83,3 +83,19 @@ def test_cookies_and_servers_follow_the_controller():
     assert not srv.up and srv.scale_known and srv.scale == 7 and srv.weight == 3
     answer = c.handle(("ask", 1, "status"), time.monotonic())[1]
     assert answer[0] == "answer" and answer[1] == 1 and "csproc" in answer[2]
+
+
+def test_effects_travel_as_tuples():
+    from p4cs.controller.workers import decode, encode
+    key = fx.FlowKey(CLIENT, VIP, 6, 40001, 80)
+    spec = fx.FlowSpec(key, 2, b"\x01" * 6, b"\x02" * 6, 5, 6, 7, 8, 9, 10, 300.0, 4, "c2s")
+    effects = [fx.PacketOut(1, b"abc"),
+               fx.InstallFlows([spec], [fx.PacketOut(2, b"req")]),
+               fx.RemoveFlows([key], 2.0, (key,), (fx.PacketOut(1, b"syn-ack"),)),
+               fx.Log("info", "not sent", {})]
+
+    class Engine:       # meta_of reads the connection by id: none here
+        by_id: dict = {}
+
+    got, metas = decode(encode(effects, Engine()))
+    assert got == effects[:3] and metas == [[None]]

@@ -189,6 +189,10 @@ def status_cmd(
     console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
                   f"primary={st['primary']}  packets={st.get('packet_io', '-')}  "
                   f"flows={st['flows']}  adopted={st['adopted_flows']}")
+    if len(st.get("workers", ())) > 1:
+        console.print("workers " + "  ".join(
+            f"{w['worker']}: pid {w['pid']} accepted {w['accepted']} restarts {w['restarts']}"
+            for w in st["workers"]), highlight=False, markup=False)
     console.print(views.ipvs_listing(st), highlight=False, markup=False)
     t = Table("service", "vip:port", "mode", "rules")
     for s in st["services"]:
