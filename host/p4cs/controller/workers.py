@@ -40,10 +40,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from p4cs.constants import REASON_FLOW_END, REASON_IP_EXCEPTION, REASON_VIP_MISS
+from p4cs.controller.neighbours import from_config
+from p4cs.controller.operator import log_effect, setup_logging
+from p4cs.controller.spread import Spreader
+from p4cs.controller.traffic import FlowMeta, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
 from p4cs.csproc import packet as P
-from p4cs.csproc.packet import ACK, RST, SYN
-from p4cs.controller.spread import Spreader
+from p4cs.csproc.engine import Config as EngineConfig
+from p4cs.csproc.engine import Engine
+from p4cs.csproc.packet import ACK, RST, SYN, ip_int
 
 if TYPE_CHECKING:
     from p4cs.controller.app import ControllerApp
@@ -85,7 +90,6 @@ _SPEC_FIELDS = fx.FlowSpec.__slots__
 def encode(effects: list, engine) -> list[tuple]:
     """A worker's effects (Log effects excluded) as tuples; an install carries what its flows
     carry (traffic.FlowMeta, for the controller's traffic book)."""
-    from p4cs.controller.traffic import meta_of
     out: list[tuple] = []
     for e in effects:
         if isinstance(e, fx.PacketOut):
@@ -104,7 +108,6 @@ def encode(effects: list, engine) -> list[tuple]:
 
 def decode(items: list[tuple]) -> tuple[list, list]:
     """The effects of ``encode``'s tuples, and the FlowMeta lists of their installs."""
-    from p4cs.controller.traffic import FlowMeta
     effects: list = []
     metas: list = []
     for it in items:
@@ -131,20 +134,18 @@ def server_states(engine) -> list[tuple]:
 
 
 def spreader_for(cfg, n: int) -> Spreader:
-    from p4cs.csproc.packet import ip_int
     content = [s for s in cfg.services if not s.l4]
     local = {ip_int(str(p.gateway.ip)) for p in cfg.ports.values()}
     local |= {ip_int(s.vip) for s in content}
     return Spreader(n, {(ip_int(s.vip), s.port) for s in content},
                     {ip_int(s.snat_address) for s in content if s.snat_address},
-                    _snat_ports(), local, client_mask(cfg))
+                    EngineConfig.snat_ports, local, client_mask(cfg))
 
 
 def client_mask(cfg) -> int | None:
     """How the clients of ``cfg`` are spread (``Spreader``'s ``client_mask``): by address
     and port (None), or by address under the broadest netmask of the services whose
     persistence keeps templates."""
-    from p4cs.csproc.packet import ip_int
     mask = None
     for s in cfg.services:
         p = s.persistence
@@ -152,11 +153,6 @@ def client_mask(cfg) -> int | None:
             m = ip_int(p.netmask) if p.kind == "client-ip" else 0xFFFFFFFF
             mask = m if mask is None else mask & m
     return mask
-
-
-def _snat_ports() -> tuple[int, int]:
-    from p4cs.csproc.engine import Config as EngineConfig
-    return EngineConfig.snat_ports
 
 
 # ---------------------------------------------------------------------------- controller side
@@ -340,11 +336,11 @@ class Workers:
 
     async def _sync_loop(self) -> None:
         """Servers (health, learned window scales, weights) and neighbours, when they change."""
-        from p4cs.controller.neighbours import _route
         while True:
             app = self.app
             servers = server_states(app.engine)
-            routes = {ip: _route(n) for ip, n in app.resolver.table.entries.items()}
+            table = app.resolver.table
+            routes = {ip: table.route(ip) for ip in table.entries}
             if (servers, routes) != self._synced:
                 self._synced = (servers, routes)
                 self.broadcast(("sync", servers, app.resolver.table.entries))
@@ -362,8 +358,6 @@ class _Child:
 
     def __init__(self, init: dict):
         from p4cs.controller.app import ControllerApp
-        from p4cs.controller.neighbours import from_config
-        from p4cs.csproc.engine import Engine
         cfg = init["cfg"]
         self.cfg, self.index, self.n = cfg, init["index"], init["n"]
         self.access_log = init["access_log"]
@@ -462,7 +456,6 @@ class _Child:
         return out
 
     def _answer(self, what: str, now: float) -> Any:
-        from p4cs.controller.traffic import inactive_per_server
         eng = self.engine
         if what == "connections":
             return [{**c, "worker": self.index} for c in eng.connections()]
@@ -500,7 +493,6 @@ def child_main(fd: int) -> None:
                                     format=f"%(asctime)s %(name)s[w{msg[1]['index']}] "
                                            "%(levelname)s %(message)s")
                 child = _Child(msg[1])
-    from p4cs.controller.operator import log_effect, setup_logging
     setup_logging(child.access_log)
     sock.setblocking(False)
     eng = child.engine
