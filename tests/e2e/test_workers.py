@@ -42,8 +42,10 @@ def lab(make_lab, tmp_path_factory):
     services = [
         {"name": "echo", "port": 8080, "default_group": "echo"},
         {"name": "echo-snat", "port": 8081, "default_group": "echo", "mode": "snat"},
+        # SNAT: all of a batch's connections to one server, from ports the client used a
+        # moment before (in transparent mode the server may still hold them in TIME_WAIT)
         {"name": "echo-rules", "port": 8082, "rules": str(d / "all.rules"),
-         "default_group": "echo"},
+         "default_group": "echo", "mode": "snat"},
     ]
     lab = make_lab("w", workers=2, groups=groups, services=services)
     lab.rules_dir = d
