@@ -100,8 +100,8 @@ def test_spreader_of_a_configuration():
     from pathlib import Path
 
     from p4cs.controller.config import load_config
-    from p4cs.controller.workers import spreader_for
+    from p4cs.controller.workers import client_mask, spreader_for
     cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "lcs.yaml")
-    sp = spreader_for(cfg, 2)
+    sp = spreader_for(cfg, 2, client_mask(cfg))
     assert sp.vips == {(VIP, 80)} and sp.mask is None
     assert GW in sp.local

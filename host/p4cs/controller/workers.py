@@ -133,13 +133,15 @@ def server_states(engine) -> list[tuple]:
             for g in engine.groups.values() for s in g.servers]
 
 
-def spreader_for(cfg, n: int) -> Spreader:
+def spreader_for(cfg, n: int, mask: int | None) -> Spreader:
+    """The spread of ``cfg``'s frames over ``n`` workers, clients by ``mask``
+    (``client_mask``)."""
     content = [s for s in cfg.services if not s.l4]
     local = {ip_int(str(p.gateway.ip)) for p in cfg.ports.values()}
     local |= {ip_int(s.vip) for s in content}
     return Spreader(n, {(ip_int(s.vip), s.port) for s in content},
                     {ip_int(s.snat_address) for s in content if s.snat_address},
-                    EngineConfig.snat_ports, local, client_mask(cfg))
+                    EngineConfig.snat_ports, local, mask)
 
 
 def client_mask(cfg) -> int | None:
@@ -175,7 +177,7 @@ class Workers:
     def __init__(self, app: "ControllerApp", n: int):
         self.app = app
         self.n = n
-        self.spread = spreader_for(app.cfg, n)
+        self.spread = spreader_for(app.cfg, n, client_mask(app.cfg))
         self.pool = [Worker(i) for i in range(1, n)]
         self.counters = {"worker_restarts": 0, "worker_messages_bad": 0}
         self._asks: dict[int, tuple[asyncio.Future, dict]] = {}
@@ -310,8 +312,10 @@ class Workers:
 
     def reconfigure(self, cfg, reset: tuple[str, ...]) -> None:
         """A live edit: the workers run ``cfg`` too (``reset``: servers whose connections
-        are reset), frames are spread by its services."""
-        self.spread = spreader_for(cfg, self.n)
+        are reset), frames are spread by its services. The clients stay spread as they were
+        (by address and port, or by network): a running connection's frames and flows keep
+        their worker; a persistence edit changes that at the next start."""
+        self.spread = spreader_for(cfg, self.n, self.spread.mask)
         self.broadcast(("config", cfg, reset))
 
     def owner(self, key: fx.FlowKey) -> int:
