@@ -20,9 +20,12 @@ VIP = ip_int("10.0.0.100")
 CLIENT = ip_int("10.0.1.1")
 
 
-def child(restarted: bool = False, cookies: SynCookies | None = None) -> _Child:
+def child(restarted: bool = False, cookies: SynCookies | None = None, snat: dict | None = None,
+          held: list | None = None) -> _Child:
+    snat, held = snat or {}, held or []
     cfg = load_config(CONFIG)
-    return _Child({"cfg": cfg, "index": 1, "n": 2, "restarted": restarted,
+    return _Child({"cfg": cfg, "index": 1, "n": 2, "restarted": restarted, "snat": snat,
+                   "held": held,
                    "cookies": cookies or SynCookies(b"k" * 32), "servers": [],
                    "neighbours": from_config(cfg, time.monotonic()).entries, "rules": {},
                    "access_log": None})
@@ -99,3 +102,34 @@ def test_effects_travel_as_tuples():
 
     got, metas = decode(encode(effects, Engine()))
     assert got == effects[:3] and metas == [[None]]
+    # with a worker's base: its connection ids, unique among workers and restarts
+    got, _ = decode(encode(effects, Engine()), 3 << 32)
+    assert got[1].flows[0].conn_id == 3 << 32 | 4 and got[1].flows[0].key == key
+
+
+def test_restarted_worker_snat_ports():
+    """A restarted worker hands out first the SNAT ports its predecessor did not use, the
+    ones it used last at the very end, and none of a flow still installed until it ends."""
+    from types import SimpleNamespace
+
+    from p4cs.controller.spread import Spreader
+    from p4cs.controller.workers import Workers
+    snat, server = ip_int("10.0.2.253"), ip_int("10.0.2.1")
+    app = SimpleNamespace(cfg=load_config(CONFIG),
+                          flow_of={(server, snat, 6, 80, 20005): 7, (CLIENT, VIP, 6, 4000, 80): 8})
+    pool = Workers(app, 2)
+    pool.spread = Spreader(2, {(VIP, 80)}, {snat}, (20000, 59999))
+    w = pool.pool[0]
+    pool._note_snat(w, [fx.PacketOut(2, P.build(b"\x02" * 6, b"\x04" * 6, snat, server, p, 80,
+                                                1, 0, P.SYN, 1000)) for p in (20003, 20001, 20003)])
+    assert list(w.snat_used) == [(snat, 20001), (snat, 20003)]
+    order, held = pool._snat_order(w)
+    assert held == [(snat, 20005)]
+    assert order[snat][:3] == [20007, 20009, 20011] and order[snat][-2:] == [20001, 20003]
+    assert 20005 not in order[snat] and all(p % 2 == 1 for p in order[snat])
+    assert len(order[snat]) == 20000 - 1
+    # the worker takes its predecessor's held port back when that flow ends
+    c = child(restarted=True, snat={}, held=held)
+    c.held.add((snat, 20005))
+    c.handle(("flow_expired", fx.FlowKey(server, snat, 6, 80, 20005)), time.monotonic())
+    assert not c.held

@@ -487,7 +487,7 @@ class ControllerApp:
         ``key`` (a worker's, with ``--workers``), its effects executed."""
         w = 0 if self.workers is None else self.workers.owner(key)
         if w:
-            self.workers.send(w, (call, arg))
+            self.workers.call(w, call, arg)
         else:
             await self._execute(getattr(self.engine, call)(arg, now))
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from p4cs.constants import REASON_FLOW_END, REASON_IP_EXCEPTION, REASON_VIP_MISS
 from p4cs.controller.neighbours import from_config
 from p4cs.controller.operator import log_effect, setup_logging
-from p4cs.controller.spread import Spreader
+from p4cs.controller.spread import Spreader, segment_tuple
 from p4cs.controller.traffic import FlowMeta, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
 from p4cs.csproc import packet as P
@@ -106,8 +106,14 @@ def encode(effects: list, engine) -> list[tuple]:
     return out
 
 
-def decode(items: list[tuple]) -> tuple[list, list]:
-    """The effects of ``encode``'s tuples, and the FlowMeta lists of their installs."""
+#: A worker's connection ids as the controller keeps them: ``base | id`` (``Worker.base``:
+#: the worker and its incarnation), unique among all engines and restarts.
+CONN_ID_BITS = 32
+
+
+def decode(items: list[tuple], base: int = 0) -> tuple[list, list]:
+    """The effects of ``encode``'s tuples, and the FlowMeta lists of their installs; the
+    connection ids of the flows get ``base``."""
     effects: list = []
     metas: list = []
     for it in items:
@@ -115,9 +121,10 @@ def decode(items: list[tuple]) -> tuple[list, list]:
         if kind == 0:
             effects.append(fx.PacketOut(it[1], it[2]))
         elif kind == 1:
-            flows = [fx.FlowSpec(fx.FlowKey(*t[0]), *t[1:]) for t in it[1]]
+            flows = [fx.FlowSpec(fx.FlowKey(*t[0]), *t[1:11], base | t[11], t[12])
+                     for t in it[1]]
             effects.append(fx.InstallFlows(flows, [fx.PacketOut(p, f) for p, f in it[2]]))
-            metas.append([None if m is None else FlowMeta(*m) for m in it[3]])
+            metas.append([None if m is None else FlowMeta(*m[:4], base | m[4]) for m in it[3]])
         elif kind == 2:
             effects.append(fx.RemoveFlows([fx.FlowKey(*k) for k in it[1]], it[2],
                                           tuple(fx.FlowKey(*k) for k in it[3]),
@@ -169,6 +176,14 @@ class Worker:
         self.started = 0.0
         self.restarts = 0
         self.delay = RESTART_S[0]
+        #: SNAT (address, port) its SYNs to servers came from, the latest last
+        self.snat_used: dict[tuple[int, int], None] = {}
+
+    @property
+    def base(self) -> int:
+        """What the controller adds to this incarnation's connection ids (``decode``): an
+        install of a restarted worker never takes an entry of its predecessor's for its own."""
+        return (self.index << 16 | self.restarts) << CONN_ID_BITS
 
 
 class Workers:
@@ -221,7 +236,9 @@ class Workers:
         w.started = time.monotonic()
         reader, w.writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 24)
         eng = app.engine
+        snat, held = self._snat_order(w) if restarted else ({}, [])
         w.writer.write(pack(("init", {
+            "snat": snat, "held": held,
             "cfg": app.cfg, "index": w.index, "n": self.n, "restarted": restarted,
             "cookies": eng.cookies, "servers": server_states(eng),
             "neighbours": app.resolver.table.entries,
@@ -230,6 +247,32 @@ class Workers:
         LOG.info("CS-processor worker %d started (pid %d)%s", w.index, w.proc.pid,
                  " again" if restarted else "")
         self._tasks.append(asyncio.ensure_future(self._read(w, reader)))
+
+    def _snat_order(self, w: Worker) -> tuple[dict[int, list[int]], list[tuple[int, int]]]:
+        """The order in which a restarted worker hands out its SNAT ports: first those its
+        predecessor did not use, then those it did, the ones used last last (a server may
+        hold them in TIME_WAIT); without those of its flows still installed (spliced
+        connections run on in the data plane), which it gets back when they expire."""
+        sp = self.spread
+        held = [(k[1], k[4]) for k in self.app.flow_of
+                if k[1] in sp.snat and sp.lo <= k[4] <= sp.hi and k[4] % self.n == w.index]
+        taken = set(held) | set(w.snat_used)
+        order = {}
+        for ip in sp.snat:
+            order[ip] = [p for p in range(sp.lo + (w.index - sp.lo) % self.n, sp.hi + 1, self.n)
+                         if (ip, p) not in taken] + \
+                [p for i, p in w.snat_used if i == ip and (i, p) not in held]
+        return order, held
+
+    def _note_snat(self, w: Worker, effects: list) -> None:
+        """Remember the SNAT ports of the worker's SYNs to servers, in order."""
+        sp, used = self.spread, w.snat_used
+        for e in effects:
+            if isinstance(e, fx.PacketOut):
+                t = segment_tuple(e.frame)
+                if t is not None and t[0] in sp.snat and sp.lo <= t[2] <= sp.hi:
+                    used.pop((t[0], t[2]), None)
+                    used[(t[0], t[2])] = None
 
     async def _read(self, w: Worker, reader: asyncio.StreamReader) -> None:
         proc = w.proc
@@ -265,10 +308,12 @@ class Workers:
         kind = msg[0]
         if kind == "fx":
             try:
-                effects, metas = decode(msg[1])
+                effects, metas = decode(msg[1], w.base)
             except (ValueError, TypeError, IndexError):
                 self.counters["worker_messages_bad"] += 1
                 return
+            if self.spread.snat:
+                self._note_snat(w, effects)
             await self.app.execute_worker(w.index, effects, metas)
         elif kind == "answer":
             fut, got = self._asks.get(msg[1], (None, None))
@@ -285,6 +330,13 @@ class Workers:
         w = self.pool[index - 1]
         if w.writer is not None and not w.writer.is_closing():
             w.writer.write(pack(msg))
+
+    def call(self, index: int, call: str, arg: Any) -> None:
+        """``Engine.<call>(arg, now)`` in worker ``index`` (an install_failed's connection id
+        as the worker knows it)."""
+        if call == "install_failed":
+            arg &= (1 << CONN_ID_BITS) - 1
+        self.send(index, (call, arg))
 
     def broadcast(self, msg: tuple) -> None:
         data = pack(msg)
@@ -376,6 +428,9 @@ class _Child:
             store = self.stores.get(name)
             if store is not None and path and path != store.path:
                 store.reload(path)
+        for ip, order in init["snat"].items():
+            self.engine.policy.order_sources(ip, order)
+        self.held = set(init["held"])       # SNAT ports of the predecessor's running flows
         self._sync(init["servers"], time.monotonic())
         now = time.monotonic()
         # connections that may have been half-bound in the previous worker
@@ -412,8 +467,14 @@ class _Child:
                     got += self._orphan(payload, port, reason)
                 out += got
             return out, None
-        if kind in ("flow_expired", "flow_lost", "install_failed"):
-            return getattr(eng, kind)(msg[1], now), None
+        if kind in ("flow_expired", "flow_lost"):
+            key = msg[1]
+            if (key.dst_ip, key.dport) in self.held:        # the predecessor's connection
+                self.held.discard((key.dst_ip, key.dport))
+                eng.policy.release_port(key.dst_ip, key.dport)
+            return getattr(eng, kind)(key, now), None
+        if kind == "install_failed":
+            return eng.install_failed(msg[1], now), None
         if kind == "sync":
             self.topo.entries = msg[2]
             return self._sync(msg[1], now), None

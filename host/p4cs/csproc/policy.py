@@ -396,6 +396,19 @@ class Policy:
             return None
         return svc.snat_ip, pool.popleft()
 
+    def order_sources(self, ip: int, ports: list[int]) -> None:
+        """Hand out the SNAT ports of ``ip`` in the order of ``ports`` (those it leaves out
+        are taken until ``release_port``): a restarted worker takes last the ports its
+        predecessor used last, and none that a running connection holds."""
+        if ip in self._snat:
+            self._snat[ip] = deque(ports)
+
+    def release_port(self, ip: int, port: int) -> None:
+        """Return SNAT port ``port`` of ``ip`` to its pool."""
+        pool = self._snat.get(ip)
+        if pool is not None:
+            pool.append(port)
+
     def release_source(self, svc, port: int) -> None:
         """Return a port obtained from ``source`` to its pool."""
         pool = self._snat.get(svc.snat_ip) if svc.mode == "snat" else None
