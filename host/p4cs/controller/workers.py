@@ -18,7 +18,8 @@ a connection could still be half-bound (the request and server-connect timeouts)
 worker answers a client segment of a connection it does not know with a RST, and a server's
 SYN-ACK for one is reset by the engine as always. Spliced connections run on in the data
 plane; their expiries reach the new worker, which knows nothing of them (the controller frees
-their flow ids).
+their flow ids) but takes back their SNAT ports, which it did not hand out meanwhile; it hands
+out the ports its predecessor used last at the very end.
 
 Messages are pickled tuples with a 4-byte length; both ends are this module. Effects travel
 as plain tuples (``encode`` / ``decode``): pickling the effect dataclasses costs about ten
