@@ -177,7 +177,7 @@ class Worker:
         self.started = 0.0
         self.restarts = 0
         self.delay = RESTART_S[0]
-        #: SNAT (address, port) its SYNs to servers came from, the latest last
+        #: SNAT (address, port) its segments to servers came from, the latest used last
         self.snat_used: dict[tuple[int, int], None] = {}
 
     @property
@@ -266,7 +266,7 @@ class Workers:
         return order, held
 
     def _note_snat(self, w: Worker, effects: list) -> None:
-        """Remember the SNAT ports of the worker's SYNs to servers, in order."""
+        """Remember the SNAT ports of the worker's segments to servers, in order of use."""
         sp, used = self.spread, w.snat_used
         for e in effects:
             if isinstance(e, fx.PacketOut):
