@@ -56,7 +56,7 @@ from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, removes_ended_entries
 from p4cs.controller.spread import segment_tuple
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
-from p4cs.controller.workers import Workers, client_mask
+from p4cs.controller.workers import Workers
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, VirtualService
@@ -276,9 +276,9 @@ class ControllerApp:
         """The services, server groups and engine settings ``cfg`` asks for; the rule
         stores of its services go in ``stores``; ``health``: with the groups' health checks
         (a worker's engine follows the controller's); ``share``: (worker, workers), the
-        worker's part of the SNAT ports and of the half-bound limits (the per-client one
-        only where a client's connections are spread over the workers). ValueError: a rule
-        file is bad."""
+        worker's part of the SNAT ports and of the global half-bound limit (the per-client
+        one holds in each worker: no client takes more than that of any worker's share).
+        ValueError: a rule file is bad."""
         groups = {}
         l4_groups = cfg.l4_groups()
         for name, g in cfg.groups.items():
@@ -306,14 +306,10 @@ class ControllerApp:
                                    ServerPool(svc.server_pool.idle, svc.server_pool.max_age_s))
                     for svc in cfg.services if not svc.l4]
         lim = cfg.limits
-        n = share[1]
-        per_client = lim.max_pending_per_client
-        if n > 1 and client_mask(cfg) is None:
-            per_client = -(-per_client // n)
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
                             request_timeout=lim.request_timeout_s,
-                            max_half_bound=-(-lim.max_pending // n),
-                            max_half_bound_per_client=per_client,
+                            max_half_bound=-(-lim.max_pending // share[1]),
+                            max_half_bound_per_client=lim.max_pending_per_client,
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
                             window_scale=lim.window_scale, mss=lim.mss,
                             server_connect_timeout=lim.server_connect_timeout_s,
