@@ -86,6 +86,7 @@ def test_cookies_and_servers_follow_the_controller():
     assert not srv.up and srv.scale_known and srv.scale == 7 and srv.weight == 3
     answer = c.handle(("ask", 1, "status"), time.monotonic())[1]
     assert answer[0] == "answer" and answer[1] == 1 and "csproc" in answer[2]
+    assert c.handle(("ask", 2, "templates"), time.monotonic())[1] == ("answer", 2, [])
 
 
 def test_effects_travel_as_tuples():

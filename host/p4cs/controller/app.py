@@ -816,7 +816,11 @@ class ControllerApp:
                     conns += part
             return {"ok": True, "connections": conns}
         if op == "templates":
-            return {"ok": True, "templates": self.engine.templates(time.monotonic())}
+            templates = self.engine.templates(time.monotonic())
+            if self.workers is not None:
+                for part in (await self.workers.ask("templates")).values():
+                    templates += part
+            return {"ok": True, "templates": templates}
         if op == "server.weight":
             try:
                 self.engine.set_weight(str(req.get("group")), str(req.get("server")),

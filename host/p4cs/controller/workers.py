@@ -376,7 +376,8 @@ class Workers:
         return self.spread.key_worker(key.src_ip, key.dst_ip, key.sport, key.dport)
 
     async def ask(self, what: str) -> dict[int, Any]:
-        """Every live worker's answer to ``what`` (``status`` or ``connections``)."""
+        """Every live worker's answer to ``what`` (``status``, ``connections`` or
+        ``templates``)."""
         self._ask_id += 1
         ask_id = self._ask_id
         fut = asyncio.get_running_loop().create_future()
@@ -525,6 +526,8 @@ class _Child:
         eng = self.engine
         if what == "connections":
             return [{**c, "worker": self.index} for c in eng.connections()]
+        if what == "templates":
+            return eng.templates(now)
         inactive = inactive_per_server(eng)
         pooled = eng.pools.sizes()
         return {"csproc": eng.stats.as_dict(), "rules": eng.rule_hits.listing(now),
