@@ -355,13 +355,17 @@ class Bench:
         for t in args.target:
             for io in args.packet_io:
                 for pt in args.port_type:
-                    parts = ([t] if len(args.target) > 1 else []) + \
-                        ([io] if len(args.packet_io) > 1 else []) + \
-                        ([pt] if len(args.port_type) > 1 else [])
-                    name = "-".join(["p4cs", *parts])
-                    prefix = args.prefix + "".join(PREFIX_TAG.get(x, x[0]) for x in parts)
-                    labs[name] = Lab(prefix, target=t, n_servers=3, packet_io=io,
-                                     port_type=pt, mtu=args.mtu, **self.lab_kwargs())
+                    for nw in args.workers:
+                        parts = ([t] if len(args.target) > 1 else []) + \
+                            ([io] if len(args.packet_io) > 1 else []) + \
+                            ([pt] if len(args.port_type) > 1 else []) + \
+                            ([f"w{nw}"] if len(args.workers) > 1 else [])
+                        name = "-".join(["p4cs", *parts])
+                        prefix = args.prefix + "".join(
+                            PREFIX_TAG.get(x, x if x.startswith("w") else x[0]) for x in parts)
+                        labs[name] = Lab(prefix, target=t, n_servers=3, packet_io=io,
+                                         port_type=pt, mtu=args.mtu, workers=nw,
+                                         **self.lab_kwargs())
         return labs
 
     def __init__(self, args: argparse.Namespace):
@@ -526,8 +530,12 @@ class Bench:
             sw = {p: cpu_s(p) for p in tree(procs["switch"].pid)}
             out["daemon"] = sum(v for p, v in sw.items() if comm(p) == DATAPLANE_COMM[lab.target])
             out["switch_server"] = sum(sw.values()) - out["daemon"]
-            out["controller"] = sum(cpu_s(p) for p in tree(procs["controller"].pid))
-            out["switch_side"] = out["daemon"] + out["switch_server"] + out["controller"]
+            ctl = procs["controller"].pid
+            out["controller"] = cpu_s(ctl)
+            # CS-processor worker processes (``--workers``): the controller's children
+            out["workers"] = sum(cpu_s(p) for p in tree(ctl) if p != ctl)
+            out["switch_side"] = out["daemon"] + out["switch_server"] + out["controller"] + \
+                out["workers"]
         elif target.startswith("haproxy"):
             out["switch_side"] = cpu_s(self.haproxy.pid)
         else:
@@ -687,6 +695,9 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
     ap.add_argument("--sched", action="store_true",
                     help="perf sched record during each run: the scheduling delays of the "
                          "switch side's thread (needs perf)")
+    ap.add_argument("--workers", default="1",
+                    help="CS-processor workers of the controller, comma-separated: one p4cs "
+                         "lab per count (p4cs controller --workers)")
     ap.add_argument("--json")
     bench_cls.add_arguments(ap)
     args = ap.parse_args(argv)
@@ -696,6 +707,10 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
     args.port_type = args.port_type.split(",")
     args.offloads = args.offloads.split(",")
     args.daemon_sched = [c for c in args.daemon_sched.split(",") if c]
+    try:
+        args.workers = [int(w) for w in args.workers.split(",")]
+    except ValueError:
+        ap.error(f"--workers: comma-separated integers expected, got {args.workers!r}")
     bad = [t for t in tests if t not in TESTS] + [t for t in args.target if t not in DATAPLANE_COMM] \
         + [m for m in args.packet_io if m not in ("direct", "p4runtime")] \
         + [p for p in args.port_type if p not in PREFIX_TAG] \

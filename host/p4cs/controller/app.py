@@ -55,8 +55,10 @@ from p4cs.controller.operator import Operator, log_effect
 from p4cs.controller.packetchan import PacketIn, PacketPath
 from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, removes_ended_entries
+from p4cs.controller.spread import segment_tuple
 from p4cs.controller.switchstats import SwitchStats
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
+from p4cs.controller.workers import Workers
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, VirtualService
@@ -152,6 +154,33 @@ class FlowIds:
         return self.size - 1 - self._used
 
 
+def _add_worker_status(part: dict, stats: dict, counts: dict, inactive: dict,
+                       pooled: dict) -> None:
+    """Add a worker's answer (``workers.py``) to the controller's own figures."""
+    for k, v in part["csproc"].items():
+        stats[k] = stats.get(k, 0) + v
+    for name, (active, inact, total, pool) in part["servers"].items():
+        if name in counts:
+            a, t = counts[name]
+            counts[name] = (a + active, t + total)
+        inactive[name] = inactive.get(name, 0) + inact
+        mine = pooled.setdefault(name, {"idle": 0, "opening": 0})
+        pooled[name] = {k: mine.get(k, 0) + pool.get(k, 0) for k in mine.keys() | pool.keys()}
+
+
+def _merge_rules(ours: list[dict], theirs: list[dict]) -> list[dict]:
+    """Rule hits of two engines: hits added, the latest hit's age."""
+    merged = {(r["service"], r["rule"]): dict(r) for r in ours}
+    for r in theirs:
+        m = merged.get((r["service"], r["rule"]))
+        if m is None:
+            merged[(r["service"], r["rule"])] = dict(r)
+        else:
+            m["hits"] += r["hits"]
+            m["last_hit_ago_s"] = min(m["last_hit_ago_s"], r["last_hit_ago_s"])
+    return [merged[k] for k in sorted(merged, key=lambda k: (k[0], k[1] or ""))]
+
+
 class AlreadyRunning(Exception):
     """The control socket belongs to a live controller."""
 
@@ -174,14 +203,22 @@ def _weight(w: Any) -> int:
 
 
 class ControllerApp:
+    #: CS-processor engines (``--workers``): this one and n_workers - 1 worker processes
+    n_workers = 1
+
     def __init__(self, cfg: Config, p4info: Path, p4blob: Path | None = None,
-                 push_pipeline: bool = False, packet_io: str | None = None):
+                 push_pipeline: bool = False, packet_io: str | None = None,
+                 workers: int = 1, access_log: str | None = None):
         self.cfg = cfg
+        self.access_log = access_log
         self.p4info = p4info
         self.p4blob = p4blob
         self.push = push_pipeline
         self.params = cfg.dataplane
         self.rule_stores: dict[str, Any] = {}
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
+        self.n_workers = workers
         self.engine = self._make_engine()
         self.flow_ids = FlowIds(self.params.flow_table_size)
         self.flow_of: dict[tuple, int] = {}       # flow key -> flow id
@@ -200,7 +237,8 @@ class ControllerApp:
         self._state_since = time.monotonic()
         self.election_id: int | None = None     # None: finsy's default (no store)
         self._socket_inode = 0
-        self._installs: list[fx.InstallFlows] = []
+        # flow installs to batch: (effect, what its flows carry: None for worker 0's engine)
+        self._installs: list[tuple[fx.InstallFlows, list | None]] = []
         # keys with an install queued or in flight, and the removals that wait for them
         self._installing: collections.Counter = collections.Counter()
         self._after_install: list[fx.RemoveFlows] = []
@@ -221,6 +259,8 @@ class ControllerApp:
         self.teardown = Teardown(self)
         self.l4_retired = l4.Retired()
         self._refresh: asyncio.Task | None = None
+        self.workers = Workers(self, workers) if workers > 1 else None
+        self._worker_status: dict[int, dict] = {}     # the latest answers of the workers
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -241,24 +281,30 @@ class ControllerApp:
                         host=r.host) for i, r in enumerate(svc.routes)]
         return PrefixRouter(routes)
 
-    def engine_parts(self, cfg: Config, stores: dict[str, Any]) -> tuple[
+    @classmethod
+    def engine_parts(cls, cfg: Config, stores: dict[str, Any], health: bool = True,
+                     share: tuple[int, int] = (0, 1)) -> tuple[
             list[VirtualService], dict[str, ServerGroup], EngineConfig]:
         """The services, server groups and engine settings ``cfg`` asks for; the rule
-        stores of its services go in ``stores``. ValueError: a rule file is bad."""
+        stores of its services go in ``stores``; ``health``: with the groups' health checks
+        (a worker's engine follows the controller's); ``share``: (worker, workers), the
+        worker's part of the SNAT ports and of the global half-bound limit (the per-client
+        one holds in each worker: no client takes more than that of any worker's share).
+        ValueError: a rule file is bad."""
         groups = {}
         l4_groups = cfg.l4_groups()
         for name, g in cfg.groups.items():
             if name in l4_groups:
                 continue
             hc = g.health
-            check = None if hc is None else HealthCheck(hc.type, hc.interval_s, hc.timeout_s,
+            check = None if hc is None or not health else HealthCheck(hc.type, hc.interval_s, hc.timeout_s,
                                                         hc.rise, hc.fall, hc.path, hc.expect)
             groups[name] = ServerGroup(
                 name, [Server(f"{name}/{s.address}:{s.port}", s.address, s.port, s.weight,
                               upper=s.upper_threshold, lower=s.lower_threshold)
                        for s in g.servers], g.scheduler, g.slow_start_s, check)
         content_groups = {n: g for n, g in cfg.groups.items() if n not in l4_groups}
-        services = [VirtualService(svc.name, svc.vip, svc.port, self._decider(svc, stores, content_groups),
+        services = [VirtualService(svc.name, svc.vip, svc.port, cls._decider(svc, stores, content_groups),
                                    default_group=svc.default_group, mode=svc.mode,
                                    snat_ip=svc.snat_address, protocol=svc.protocol,
                                    persistence=None if svc.persistence is None else
@@ -273,16 +319,19 @@ class ControllerApp:
                     for svc in cfg.services if not svc.l4]
         lim = cfg.limits
         ecfg = EngineConfig(max_header_bytes=lim.max_header_bytes, max_body_bytes=lim.max_body_bytes,
-                            request_timeout=lim.request_timeout_s, max_half_bound=lim.max_pending,
+                            request_timeout=lim.request_timeout_s,
+                            max_half_bound=-(-lim.max_pending // share[1]),
                             max_half_bound_per_client=lim.max_pending_per_client,
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
                             window_scale=lim.window_scale, mss=lim.mss,
-                            server_connect_timeout=lim.server_connect_timeout_s)
+                            server_connect_timeout=lim.server_connect_timeout_s,
+                            snat_share=share)
         return services, groups, ecfg
 
     def _make_engine(self) -> Engine:
         cfg = self.cfg
-        services, groups, ecfg = self.engine_parts(cfg, self.rule_stores)
+        services, groups, ecfg = self.engine_parts(cfg, self.rule_stores,
+                                                   share=(0, self.n_workers))
         topo = neighbours.from_config(cfg, time.monotonic())
         self.resolver = neighbours.Resolver(topo, self._send_packets)
         return Engine(services, groups, topo, ecfg)
@@ -372,12 +421,16 @@ class ControllerApp:
         scanned.set()
         for coro in (self.packets.run(sw), self._timer_loop(), self._install_loop(sw),
                      self.teardown.run(sw), self.resolver.run(sw, self.enc),
-                     syncookies.run(sw, self.engine),
+                     syncookies.run(sw, self.engine, keys_changed=self._keys_changed),
                      syncookies.follow_scales(sw, self.engine, scales)):
             sw.create_task(coro)
         self.ready.set()
         self._set_state("primary", f"election id {sw.election_id}")
         LOG.info("controller ready: %d service(s)", len(self.cfg.services))
+
+    def _keys_changed(self) -> None:
+        if self.workers is not None:
+            self.workers.broadcast(("cookies", self.engine.cookies))
 
     async def _adopt_flows(self, sw: Switch) -> None:
         """Keep the flow table as it is. Flows this controller knows continue; entries it does
@@ -409,7 +462,7 @@ class ControllerApp:
                 await self.teardown.harvest(sw, stale)
             now = time.monotonic()
             for key in gone:
-                await self._execute(self.engine.flow_lost(fx.FlowKey(*key), now))
+                await self.to_engine(fx.FlowKey(*key), "flow_lost", fx.FlowKey(*key), now)
         LOG.info("flow table: %d flow(s) continue, %d entr(ies) of another controller left to "
                  "expire, %d flow(s) gone", len(scan.kept), self.flow_ids.adopted, len(gone))
 
@@ -419,6 +472,8 @@ class ControllerApp:
         engine = self.engine
         now = time.monotonic()
         self.counters["packet_in"] += len(pkts)
+        if self.workers is not None:
+            pkts = self.workers.dispatch(pkts, self._flow_frame)
         effects: list = []
         for payload, port, reason in pkts:
             if reason == REASON_ARP:
@@ -428,6 +483,36 @@ class ControllerApp:
         if effects:
             await self._execute(effects)
         self._tick_event.set()
+
+    def _flow_frame(self, frame: bytes) -> bool:
+        """Whether ``frame`` (a FIN/RST copy) carries the key of an installed flow: it was
+        copied as it arrived, not as the splice rewrote it."""
+        t = segment_tuple(frame)
+        return t is not None and (t[0], t[1], TCP, t[2], t[3]) in self.flow_of
+
+    async def to_engine(self, key: fx.FlowKey, call: str, arg: Any, now: float) -> None:
+        """``Engine.<call>(arg, now)`` in the engine that holds the connection of the flow
+        ``key`` (a worker's, with ``--workers``), its effects executed."""
+        w = 0 if self.workers is None else self.workers.owner(key)
+        if w:
+            self.workers.call(w, call, arg)
+        else:
+            await self._execute(getattr(self.engine, call)(arg, now))
+
+    async def execute_worker(self, index: int, effects: list, metas: list) -> None:
+        """Effects of worker ``index``'s engine; ``metas``: what the flows of its installs
+        carry (traffic.FlowMeta, one list per InstallFlows)."""
+        out: list = []
+        it = iter(metas)
+        for e in effects:
+            if isinstance(e, fx.PacketOut):
+                out.append((e.port, e.frame))
+            elif isinstance(e, fx.InstallFlows):
+                self._queue_install(e, next(it))
+            elif isinstance(e, fx.RemoveFlows):
+                self._flows_ended(e)
+        if out and self.ready.is_set():     # not primary: the retransmissions try again
+            await self._send_packets(self.switch, out)
 
     async def _idle_loop(self, sw: Switch, scanned: asyncio.Event) -> None:
         async for mark, note in sw.read_idle_timeouts(queue_size=IDLE_QUEUE):
@@ -457,16 +542,9 @@ class ControllerApp:
             if isinstance(e, fx.PacketOut):
                 out.append((e.port, e.frame))
             elif isinstance(e, fx.InstallFlows):
-                self._installs.append(e)
-                self._installing.update(tuple(f.key) for f in e.flows)
-                self._install_event.set()
+                self._queue_install(e, None)
             elif isinstance(e, fx.RemoveFlows):
-                if any(tuple(k) in self._installing for k in e.keys):
-                    # Its connection's install of one of these keys is not written yet: the
-                    # removal follows it (it would find no owner, or overtake the Write).
-                    self._after_install.append(e)
-                else:
-                    self.teardown.flows_ended(e)
+                self._flows_ended(e)
             elif isinstance(e, fx.Log):
                 log_effect(e)
         if out:
@@ -487,12 +565,12 @@ class ControllerApp:
             failed: set[int] = set()
             fresh: set[int] = set()       # update indexes: the INSERTs of new incarnations of a key
             superseded: list[int] = []    # flow ids of the previous incarnations of those keys
-            for i, inst in enumerate(batch):
+            for i, (inst, metas) in enumerate(batch):
                 need = sum(1 for f in inst.flows if self._flow_of_conn(f) is None)
                 if need > self.flow_ids.available():
                     failed.add(i)        # no flow id (counter slot) left: refuse the connection
                     continue
-                for f in inst.flows:
+                for j, f in enumerate(inst.flows):
                     key = tuple(f.key)
                     fid = self._flow_of_conn(f)
                     if fid is None:
@@ -505,7 +583,8 @@ class ControllerApp:
                         fid = self.flow_ids.get()
                         self.flow_of[key] = fid
                         self.flow_conn[fid] = f.conn_id
-                        self.book.add(fid, meta_of(self.engine, f))
+                        self.book.add(fid, meta_of(self.engine, f) if metas is None
+                                      else metas[j])
                         utype = p4r.Update.INSERT
                     else:
                         utype = p4r.Update.MODIFY
@@ -523,10 +602,11 @@ class ControllerApp:
                 # Their counts are final now (the entry is gone, or the write replaced it).
                 self.teardown.superseded(superseded)
             self.counters["install_errors"] += len(failed)
-            self.counters["flows_installed"] += sum(len(batch[i].flows) for i in written - failed)
+            self.counters["flows_installed"] += sum(len(batch[i][0].flows)
+                                                    for i in written - failed)
             now = time.monotonic()
             out: list = []
-            for i, inst in enumerate(batch):
+            for i, (inst, _metas) in enumerate(batch):
                 if i in failed:
                     for f in inst.flows:
                         fid = self._flow_of_conn(f)
@@ -536,7 +616,7 @@ class ControllerApp:
                             self.book.drop(fid)
                     conn_ids = {f.conn_id for f in inst.flows}
                     for cid in conn_ids:
-                        await self._execute(self.engine.install_failed(cid, now))
+                        await self.to_engine(inst.flows[0].key, "install_failed", cid, now)
                     # One direction may have gone in: remove whatever is there.
                     self.teardown.remove([f.key for f in inst.flows])
                 else:
@@ -544,9 +624,24 @@ class ControllerApp:
             if out:
                 await self._send_packets(sw, out)
 
-    def _installed(self, batch: list[fx.InstallFlows]) -> None:
+    def _queue_install(self, e: fx.InstallFlows, metas: list | None) -> None:
+        """``e`` goes into the next coalesced Write; ``metas``: what its flows carry (None:
+        worker 0's engine knows)."""
+        self._installs.append((e, metas))
+        self._installing.update(tuple(f.key) for f in e.flows)
+        self._install_event.set()
+
+    def _flows_ended(self, e: fx.RemoveFlows) -> None:
+        if any(tuple(k) in self._installing for k in e.keys):
+            # Its connection's install of one of these keys is not written yet: the
+            # removal follows it (it would find no owner, or overtake the Write).
+            self._after_install.append(e)
+        else:
+            self.teardown.flows_ended(e)
+
+    def _installed(self, batch: list[tuple[fx.InstallFlows, list | None]]) -> None:
         """The Write of ``batch`` is over: the removals that waited for its keys go on."""
-        self._installing.subtract(tuple(f.key) for inst in batch for f in inst.flows)
+        self._installing.subtract(tuple(f.key) for inst, _m in batch for f in inst.flows)
         self._installing = +self._installing      # keys at zero leave
         waiting, self._after_install = self._after_install, []
         for e in waiting:
@@ -666,6 +761,7 @@ class ControllerApp:
     async def _sample_loop(self) -> None:
         while True:
             await self.sample_traffic()
+            await self._ask_workers()
             await asyncio.sleep(SAMPLE_S)
 
     # ------------------------------------------------------------------ operator surface
@@ -673,7 +769,13 @@ class ControllerApp:
         st = self.engine.stats
         stats = st.as_dict() if hasattr(st, "as_dict") else dict(vars(st))
         inactive = inactive_per_server(self.engine)
-        pooled = self.engine.pools.sizes()
+        pooled = {srv.name: p for srv, p in self.engine.pools.sizes().items()}
+        counts = {srv.name: (srv.active, srv.total) for g in self.engine.groups.values()
+                  for srv in g.servers}
+        rules = self.engine.rule_hits.listing(time.monotonic())
+        for part in self._worker_status.values():
+            _add_worker_status(part, stats, counts, inactive, pooled)
+            rules = _merge_rules(rules, part["rules"])
         return {
             "switch": self.cfg.switch.address,
             "primary": self.state == "primary",
@@ -689,21 +791,28 @@ class ControllerApp:
                          for s in self.cfg.services],
             "groups": {name: [{"server": srv.name, "address": f"{ip_str(srv.ip)}:{srv.port}",
                                "scheduler": g.algorithm,
-                               "active": srv.active, "inactive": inactive.get(srv.name, 0),
-                               "total": srv.total,
+                               "active": counts[srv.name][0],
+                               "inactive": inactive.get(srv.name, 0),
+                               "total": counts[srv.name][1],
                                "up": srv.up, "weight": srv.weight, "overloaded": srv.overloaded,
                                "health": self.engine.health.state(srv),
                                "wscale": srv.scale if srv.scale_known else "unknown",
-                               "pooled": pooled.get(srv, {"idle": 0, "opening": 0})}
+                               "pooled": pooled.get(srv.name, {"idle": 0, "opening": 0})}
                               for srv in g.servers]
                        for name, g in self.engine.groups.items()},
             "flows": len(self.flow_of),
             "adopted_flows": self.flow_ids.adopted,
             "packet_io": self.packets.active,
-            "counters": {**self.counters, **self.resolver.counters, **self.packets.counters},
+            "workers": [{"worker": 0, "pid": os.getpid(), "restarts": 0,
+                         "accepted": self.engine.stats.accepted}] + (
+                [] if self.workers is None else [
+                    {**w, "accepted": self._worker_status.get(w["worker"], {})
+                     .get("csproc", {}).get("accepted", 0)} for w in self.workers.listing()]),
+            "counters": {**self.counters, **self.resolver.counters, **self.packets.counters,
+                         **({} if self.workers is None else self.workers.counters)},
             "neighbours": self.resolver.table.as_list(time.monotonic()),
             "csproc": stats,
-            "rules": self.engine.rule_hits.listing(time.monotonic()),
+            "rules": rules,
             "traffic": self.traffic,
             "dataplane": self.switch_stats.latest,
             "l4": l4.status(self.cfg, self.l4_retired, time.monotonic()),
@@ -732,6 +841,7 @@ class ControllerApp:
         if op == "status":
             if self.rates.age(time.monotonic()) >= FRESH_S:
                 await self.sample_traffic()
+            await self._ask_workers()
             return {"ok": True, "status": self.status()}
         if op == "flow":
             client = req.get("client")
@@ -741,9 +851,18 @@ class ControllerApp:
         if op == "fastpath":
             return {"ok": True, "fastpath": await self.fastpath_totals()}
         if op == "connections":
-            return {"ok": True, "connections": self.engine.connections()}
+            conns = self.engine.connections()
+            if self.workers is not None:
+                conns = [{**c, "worker": 0} for c in conns]
+                for part in (await self.workers.ask("connections")).values():
+                    conns += part
+            return {"ok": True, "connections": conns}
         if op == "templates":
-            return {"ok": True, "templates": self.engine.templates(time.monotonic())}
+            templates = self.engine.templates(time.monotonic())
+            if self.workers is not None:
+                for part in (await self.workers.ask("templates")).values():
+                    templates += part
+            return {"ok": True, "templates": templates}
         if op == "server.weight":
             try:
                 self.engine.set_weight(str(req.get("group")), str(req.get("server")),
@@ -764,6 +883,7 @@ class ControllerApp:
             for name, store in stores.items():
                 errs = store.reload(Path(path))
                 errors.extend(f"{name}: {e}" for e in errs)
+            self._rules_to_workers(stores)
             return {"ok": not errors, "errors": errors} if errors else {"ok": True}
         return {"ok": False, "errors": [f"unknown op {op!r}"]}
 
@@ -830,6 +950,17 @@ class ControllerApp:
                 LOG.error("SIGHUP: rules of %s not reloaded: %s", name, "; ".join(map(str, errs)))
             else:
                 LOG.info("SIGHUP: rules of %s reloaded from %s", name, svc.rules)
+        self._rules_to_workers(self.rule_stores)
+
+    def _rules_to_workers(self, stores: dict[str, Any]) -> None:
+        """The workers load the rule files the stores hold now (those that loaded)."""
+        if self.workers is not None:
+            self.workers.broadcast(("rules", {name: st.path for name, st in stores.items()}))
+
+    async def _ask_workers(self) -> None:
+        """The workers' counters, connections per server and rule hits, for the status."""
+        if self.workers is not None:
+            self._worker_status = await self.workers.ask("status")
 
     def _set_state(self, state: str, detail: str = "") -> None:
         if state != self.state:
@@ -951,12 +1082,16 @@ class ControllerApp:
             loop.add_signal_handler(sig, self._request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload_all_rules)
         server = await self._serve_control()
+        if self.workers is not None:
+            await self.workers.start()
         sampler = asyncio.ensure_future(self._sample_loop())
         try:
             self._start_metrics()
             await (self._elected() if self.cfg.ha is not None else self._sessions())
         finally:
             sampler.cancel()
+            if self.workers is not None:
+                await self.workers.stop()
             if server is not None:
                 self._close_control(server)
         if self.failure:

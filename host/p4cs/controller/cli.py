@@ -32,6 +32,10 @@ def controller_cmd(
         help="packet-ins and packet-outs on the switch's direct packet channel when it offers "
              "one, else on the P4Runtime stream (direct), or on the stream always (p4runtime); "
              "default: switch.packet_io, else direct"),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64,
+        help="CS-processor workers: the controller's engine and N-1 worker processes, each "
+             "with its share of the connections (docs/architecture.md, the packet path)"),
     access_log: Optional[str] = typer.Option(
         None, "--access-log", help="one line per spliced connection: FILE, syslog or - "
                                    "(default: control.access_log, else none)"),
@@ -44,8 +48,9 @@ def controller_cmd(
     logging.getLogger("finsy").setLevel(logging.WARNING)
     cfg = load_config(config)
     from p4cs.controller.operator import setup_logging
+    access_log = access_log or cfg.control.access_log
     try:
-        setup_logging(access_log or cfg.control.access_log)
+        setup_logging(access_log)
     except OSError as exc:
         raise InputError(f"access log: {exc}") from None
     d_info, d_blob = default_artifacts(cfg.switch.target)
@@ -57,7 +62,7 @@ def controller_cmd(
     check_p4info(p4info)
     from p4cs.controller.app import AlreadyRunning, ControllerApp
     try:
-        app = ControllerApp(cfg, p4info, p4blob, push, packet_io)
+        app = ControllerApp(cfg, p4info, p4blob, push, packet_io, workers, access_log)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
@@ -184,6 +189,10 @@ def status_cmd(
     console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
                   f"primary={st['primary']}  packets={st.get('packet_io', '-')}  "
                   f"flows={st['flows']}  adopted={st['adopted_flows']}")
+    if len(st.get("workers", ())) > 1:
+        console.print("workers " + "  ".join(
+            f"{w['worker']}: pid {w['pid']} accepted {w['accepted']} restarts {w['restarts']}"
+            for w in st["workers"]), highlight=False, markup=False)
     console.print(views.ipvs_listing(st), highlight=False, markup=False)
     t = Table("service", "vip:port", "mode", "rules")
     for s in st["services"]:

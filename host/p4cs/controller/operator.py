@@ -345,7 +345,7 @@ class Operator:
         app, now = self.app, time.monotonic()
         stores: dict[str, Any] = {}
         try:
-            services, groups, ecfg = app.engine_parts(cfg, stores)
+            services, groups, ecfg = app.engine_parts(cfg, stores, share=(0, app.n_workers))
         except ValueError as exc:
             return {"ok": False, "errors": [f"{CLI}: {exc}"]}
         eng = app.engine
@@ -353,6 +353,8 @@ class Operator:
         effects = eng.reconfigure(services, groups, ecfg, now)
         app.l4_retired.change(app.cfg, cfg, now)
         app.cfg, app.rule_stores = cfg, stores
+        if app.workers is not None:
+            app.workers.reconfigure(cfg, reset)
         app.resolver.want(cfg, now)
         effects += [e for name in reset if name in servers
                     for e in eng.reset_server(servers[name], now, "server deleted")]

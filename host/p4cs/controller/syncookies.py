@@ -121,12 +121,14 @@ def next_change(now: float) -> float:
     return float(((int(now) >> SLOT_SHIFT) + 1) << SLOT_SHIFT)
 
 
-async def run(sw: Switch, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
+async def run(sw: Switch, engine: Engine, clock: Callable[[], float] = time.monotonic,
+              keys_changed: Callable[[], None] = lambda: None) -> None:
     """Write the keys and the time slot now and at every slot change, with new keys every
     ROTATE_SLOTS changes (a primary's loop). A write the switch refuses is logged and retried
     a second later: until it succeeds, the data plane keeps the previous slot and keys (their
     cookies stay valid for MAX_AGE_SLOTS) or, before the first one, sends SYNs to the
-    controller."""
+    controller. ``keys_changed`` is called when the engine's keys change, before the data
+    plane has them (the workers of the controller take them then)."""
     try:
         held = await switch_keys(sw)
     except P4ClientError as exc:
@@ -134,11 +136,13 @@ async def run(sw: Switch, engine: Engine, clock: Callable[[], float] = time.mono
         held = None
     if held is not None and held != engine.cookies.key_words():
         engine.cookies.keep_previous(held, clock())
+        keys_changed()
     changes = 0
     while True:
         now = clock()
         if changes == ROTATE_SLOTS:
             engine.cookies.rotate(os.urandom(32), now)
+            keys_changed()
             changes = 0
         try:
             await sw.write([~params_entry(engine, now)])

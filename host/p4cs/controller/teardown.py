@@ -236,7 +236,7 @@ class Teardown:
             await self.harvest(sw, unread)
         now = time.monotonic()
         for key in done:
-            await app._execute(app.engine.flow_expired(key, now))
+            await app.to_engine(key, "flow_expired", key, now)
 
 
 def _key_of(entry: p4r.TableEntry) -> fx.FlowKey | None:

@@ -131,6 +131,7 @@ class Config:
     #                                    every 0.5 s); then the connection is forgotten
     flow_idle_timeout: float = 300.0
     snat_ports: tuple[int, int] = (20000, 59999)
+    snat_share: tuple[int, int] = (0, 1)  # (worker, workers): the ports p % workers == worker
     log_interval: float = 1.0       # rate limit of repetitive debug/warning logs
     ttl: int = 64
     # Window scale offered to clients that offer one (RFC 7323).  The data plane copies

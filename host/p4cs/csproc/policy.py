@@ -106,7 +106,7 @@ class Choice:
 class Policy:
     def __init__(self, services: Iterable, groups: dict[str, ServerGroup] |
                  Iterable[ServerGroup], cfg):
-        self.cfg = cfg          # redispatch, snat_ports
+        self.cfg = cfg          # redispatch, snat_ports, snat_share
         if isinstance(groups, dict):
             self.groups = dict(groups)
         else:
@@ -144,11 +144,12 @@ class Policy:
             self._drop(k)
         self._persist = persist
         lo, hi = self.cfg.snat_ports
+        worker, workers = self.cfg.snat_share
         old, self._snat = self._snat, {}
         for s in services:
             if s.mode == "snat" and s.snat_ip not in self._snat:
-                self._snat[s.snat_ip] = (old[s.snat_ip] if s.snat_ip in old
-                                         else deque(range(lo, hi + 1)))
+                self._snat[s.snat_ip] = (old[s.snat_ip] if s.snat_ip in old else deque(
+                    range(lo + (worker - lo) % workers, hi + 1, workers)))
 
     # ------------------------------------------------------------------ choice
     def choose(self, svc, d, src: int = 0, dst: int = 0,
@@ -394,6 +395,19 @@ class Policy:
         if not pool:
             return None
         return svc.snat_ip, pool.popleft()
+
+    def order_sources(self, ip: int, ports: list[int]) -> None:
+        """Hand out the SNAT ports of ``ip`` in the order of ``ports`` (those it leaves out
+        are taken until ``release_port``): a restarted worker takes last the ports its
+        predecessor used last, and none that a running connection holds."""
+        if ip in self._snat:
+            self._snat[ip] = deque(ports)
+
+    def release_port(self, ip: int, port: int) -> None:
+        """Return SNAT port ``port`` of ``ip`` to its pool."""
+        pool = self._snat.get(ip)
+        if pool is not None:
+            pool.append(port)
 
     def release_source(self, svc, port: int) -> None:
         """Return a port obtained from ``source`` to its pool."""

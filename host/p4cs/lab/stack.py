@@ -196,6 +196,8 @@ class Lab:
     #: the controller's packet I/O: ``direct`` (the DPDK target's channel; on BMv2 a packet
     #: port, ``p4cs switch --packet-veth``) or ``p4runtime``
     packet_io: str = "direct"
+    #: CS-processor workers of the controller (``p4cs controller --workers``)
+    workers: int = 1
     #: DPDK target: how the switch attaches its interfaces (``p4cs switch --port-type``)
     port_type: str = "afxdp"
     #: the MTU of every veth (the switch's ports, and the controller's ``ports:``, follow it)
@@ -376,7 +378,8 @@ class Lab:
 
     def _start_controller(self) -> None:
         self._spawn("controller", [*P4CS, "controller", "--config", str(self.config_path),
-                                   "--log-level", self.log_level])
+                                   "--log-level", self.log_level,
+                                   "--workers", str(self.workers)])
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         wait_controller_ready(dict(self._procs)["controller"], lambda: self.log_of("controller"),

@@ -1,0 +1,95 @@
+"""Which CS-processor worker a punted frame belongs to (``p4cs controller --workers N``).
+
+Both legs of a connection must reach the worker whose engine holds it. The client leg is
+addressed to a virtual service (VIP:port), the server leg comes back
+
+* in transparent mode to the client's own address and port (the switch connects to the
+  server with the client's source address): both legs are spread by a hash of the client's
+  address and port — the source of the client leg, the destination of the server leg;
+* in SNAT mode to a switch address and a port of the SNAT pool: the pool is partitioned,
+  worker ``w`` takes the ports ``p`` with ``p % N == w`` (``snat_share`` of the engine's
+  configuration), so the destination port names the worker.
+
+With a service whose persistence keeps templates (client-ip, tls-session, cookie-learn), the
+hash takes the client's address alone, under the broadest netmask of the client-ip services:
+every connection a template may apply to reaches the worker that holds it (templates are per
+worker). The spread is coarser then (one client address, one worker).
+
+Everything else goes to worker 0, the controller's own engine: ARP replies (neighbour
+resolution), the replies to health probes (they are addressed to a switch address and a port
+above the SNAT pool), and frames too short or not TCP over IPv4 (the engine counts them as
+malformed). A FIN/RST copy of a spliced flow may come rewritten (client → server after the
+splice): the controller finds its owner by the flow's key first (``ControllerApp``), and only
+falls back on this function.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from p4cs.constants import REASON_ARP
+
+_ETH_IPV4 = 0x0800
+_TCP = 6
+_IP = struct.Struct("!9xB2xII")      # protocol, source, destination (IPv4 header)
+_PORTS = struct.Struct("!HH")
+
+
+def segment_tuple(frame: bytes) -> tuple[int, int, int, int] | None:
+    """(source, destination, source port, destination port) of a TCP over IPv4 Ethernet frame;
+    None for any other frame or one too short to tell."""
+    if len(frame) < 38 or frame[12] << 8 | frame[13] != _ETH_IPV4:
+        return None
+    proto, sip, dip = _IP.unpack_from(frame, 14)
+    ihl = (frame[14] & 0x0F) * 4
+    if proto != _TCP or ihl < 20 or len(frame) < 14 + ihl + 4:
+        return None
+    sport, dport = _PORTS.unpack_from(frame, 14 + ihl)
+    return sip, dip, sport, dport
+
+
+def client_hash(ip: int, port: int) -> int:
+    """A 32-bit mix of a client's address and port (Knuth's multiplicative hash of both)."""
+    h = ((ip * 0x9E3779B1) ^ (port * 0x85EBCA6B)) & 0xFFFFFFFF
+    return (h ^ (h >> 15)) & 0xFFFFFFFF
+
+
+class Spreader:
+    """The worker of each frame, for ``n`` workers, the content services' ``vips``
+    ((address, port) pairs, host-order addresses), their SNAT ``snat_addresses``, the SNAT
+    pool ``snat_ports`` (lo, hi) and the switch's other addresses ``local`` (health probes).
+    ``client_mask``: None to spread by the client's address and port, else by its address
+    under this mask."""
+
+    def __init__(self, n: int, vips, snat_addresses, snat_ports: tuple[int, int],
+                 local=(), client_mask: int | None = None):
+        if n < 1:
+            raise ValueError("at least one worker")
+        self.n = n
+        self.vips = frozenset(vips)
+        self.snat = frozenset(snat_addresses)
+        self.local = frozenset(local) - self.snat
+        self.lo, self.hi = snat_ports
+        self.mask = client_mask
+
+    def worker(self, frame: bytes, reason: int) -> int:
+        """The worker of a punted Ethernet frame (payload of a packet-in of ``reason``)."""
+        if self.n == 1 or reason == REASON_ARP:
+            return 0
+        t = segment_tuple(frame)
+        return 0 if t is None else self.key_worker(*t)
+
+    def key_worker(self, sip: int, dip: int, sport: int, dport: int) -> int:
+        """The worker of a TCP segment ``sip:sport -> dip:dport`` (also of the flow entry
+        with that key: a flow key is the 5-tuple as the segment arrives)."""
+        n = self.n
+        if (dip, dport) in self.vips:
+            return self._client(sip, sport) % n         # client leg
+        if dip in self.snat:
+            return dport % n if self.lo <= dport <= self.hi else 0
+        if dip in self.local:
+            return 0
+        return self._client(dip, dport) % n             # transparent server leg
+
+    def _client(self, ip: int, port: int) -> int:
+        return client_hash(ip, port) if self.mask is None else client_hash(ip & self.mask, 0)
