@@ -2,7 +2,8 @@
 """Where the time goes per new connection in p4cs (slow path).
 
 Starts a ``p4cs.lab.stack.Lab`` (3 nginx servers), runs ``wrk -t2 -c50 -H "Connection: close"`` on
-the VIP for --duration seconds and meanwhile
+the VIP for --duration seconds (the Lab of ``http_vs_haproxy.py`` with its defaults: veths at MTU
+1500, offloads off, AF_PACKET ports) and meanwhile
 
 * ``py-spy record`` (raw collapsed stacks, 200 Hz) on the controller and on the P4Runtime
   server (``p4cs switch``),
@@ -17,6 +18,7 @@ on PATH; without it only the CPU times and the daemon's profile are taken.
     sudo .venv/bin/pip install py-spy        # once
     sudo .venv/bin/python bench/slowpath_profile.py [--duration 15] [--outdir /tmp/p4cs-prof]
                                                     [--packet-io direct|p4runtime]
+                                                    [--port-type afpacket|afxdp] [--workers N]
     perf report -i /tmp/p4cs-prof/daemon.perf --children --sort sym --stdio | head -60
 """
 
@@ -69,14 +71,19 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--outdir", default="/tmp/p4cs-prof")
     ap.add_argument("--packet-io", default="direct", choices=("direct", "p4runtime"))
+    ap.add_argument("--port-type", default="afpacket", choices=("afpacket", "afxdp"))
+    ap.add_argument("--workers", type=int, default=1,
+                    help="CS-processor workers of the controller (p4cs controller --workers)")
     args = ap.parse_args()
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     beside = Path(sys.executable).parent / "py-spy"
     spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    # The Lab http_vs_haproxy.py measures with its defaults (veths at MTU 1500, offloads off).
     b = hx.Bench(argparse.Namespace(prefix=args.prefix, duration=args.duration, rounds=1,
                                     target=["dpdk"], packet_io=[args.packet_io],
-                                    port_type="afxdp", daemon_sched=[]))
+                                    port_type=[args.port_type], workers=[args.workers],
+                                    mtu=1500, offloads=["off"], daemon_sched=[], sched=False))
     try:
         b.lab.start()
         procs = dict(b.lab._procs)  # noqa: SLF001

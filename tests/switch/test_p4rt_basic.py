@@ -266,6 +266,47 @@ def test_counters_and_registers(switch, client_factory):
     assert r.register_entry.data.bitstring == be(0xBEEF)
 
 
+def test_many_single_counter_cells_in_one_read(switch, client_factory):
+    """A controller reading its live flows' counters: single cells, unsorted, repeated, near
+    and far apart, mixed with other entities; each answered in the order asked, with the
+    value of its own cell (they are fetched in a few daemon lines)."""
+    c = client_factory(switch.addr)
+    c.arbitrate(1)
+    d = switch.server.pipe.daemon
+    cells = [0, 1, 2, 40, 41, 100, 1023, 500, 3, 999, 3, 64, 31]
+    lines = []
+    for i in sorted(set(cells)):
+        lines += [f"reg write flow_pkts_0_packets {i} {i + 1}",
+                  f"reg write flow_pkts_0_bytes {i} {1000 + i}"]
+    switch.call(d.request(lines))
+    ents = []
+    for i in cells:
+        ce = p4r.CounterEntry(counter_id=C_FLOW)
+        ce.index.index = i
+        ents.append(p4r.Entity(counter_entry=ce))
+    re_ = p4r.RegisterEntry(register_id=R_SCRATCH)
+    re_.index.index = 0
+    mixed = ents[:5] + [p4r.Entity(register_entry=re_)] + ents[5:]
+    got = c.read(mixed)
+    assert len(got) == len(mixed)
+    assert got[5].WhichOneof("entity") == "register_entry"
+    got = got[:5] + got[6:]
+    assert [e.counter_entry.index.index for e in got] == cells
+    assert [(e.counter_entry.data.packet_count, e.counter_entry.data.byte_count)
+            for e in got] == [(i + 1, 1000 + i) for i in cells]
+    # the untouched cells between them read as zero, one by one as in a batch
+    ce = p4r.CounterEntry(counter_id=C_FLOW)
+    ce.index.index = 20
+    (r,) = c.read([p4r.Entity(counter_entry=ce)])
+    assert r.counter_entry.data.packet_count == 0
+    # one bad index in a batch: the whole Read fails, as for a single entity
+    bad = p4r.CounterEntry(counter_id=C_FLOW)
+    bad.index.index = 1024
+    with pytest.raises(grpc.RpcError) as ei:
+        c.read(ents + [p4r.Entity(counter_entry=bad)])
+    assert ei.value.code() == grpc.StatusCode.OUT_OF_RANGE
+
+
 def test_pipeline_get_set_roundtrip(switch, client_factory):
     c = client_factory(switch.addr)
     c.arbitrate(1)

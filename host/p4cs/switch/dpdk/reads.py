@@ -24,6 +24,9 @@ from .schema import CounterInfo, RegisterInfo, TableInfo, canonical_bytes
 READ_CHUNK_BYTES = 512 * 1024
 # Register/counter cells fetched per daemon `reg read` line.
 REG_CHUNK = 1024
+# Single cells of a ReadRequest closer than this are fetched as one range (a line costs more
+# than the cells between them).
+CELL_GAP = 32
 
 # ReadResponse.entities = 1 (tag 0x0a); Entity.table_entry = 2 (0x12), counter_entry = 7
 # (0x3a), register_entry = 11 (0x5a), packet_replication_engine_entry = 9 (0x4a).
@@ -47,6 +50,34 @@ def _indexed(objs: dict, obj_id: int, entry, what: str) -> tuple[list, int | Non
     if index is not None and (index < 0 or (chosen and index >= chosen[0].size)):
         raise P4RTError(SC.OUT_OF_RANGE, f"{what} index {index} out of range")
     return chosen, index
+
+
+def plan_reads(pipe: Pipeline, entities) -> list[EntityPlan]:
+    """The plans answering a ReadRequest's entities, in their order; raises P4RTError for a
+    bad one. A run of counter entries that each name one cell of the same counter (a
+    controller reading its live flows' counters) is one plan: their cells come in a few
+    daemon lines, not two round trips per entity."""
+    plans: list[EntityPlan] = []
+    run: list[int] = []
+    run_counter: CounterInfo | None = None
+    for ent in entities:
+        if ent.WhichOneof("entity") == "counter_entry" and ent.counter_entry.counter_id \
+                and ent.counter_entry.HasField("index"):
+            cs, index = _indexed(pipe.schema.counters, ent.counter_entry.counter_id,
+                                 ent.counter_entry, "counter")
+            if run and cs[0] is not run_counter:
+                plans.append(_read_counter_cells(pipe, run_counter, run))
+                run = []
+            run_counter = cs[0]
+            run.append(index)
+            continue
+        if run:
+            plans.append(_read_counter_cells(pipe, run_counter, run))
+            run = []
+        plans.append(plan_read(pipe, ent))
+    if run:
+        plans.append(_read_counter_cells(pipe, run_counter, run))
+    return plans
 
 
 def plan_read(pipe: Pipeline, ent: p4r.Entity) -> EntityPlan:
@@ -181,6 +212,51 @@ async def _read_counters(pipe: Pipeline, counters: list[CounterInfo], index: int
                 out.append(ld(_T_COUNTER, ce.SerializeToString()))
             yield out
             pos += n
+
+
+async def _read_counter_cells(pipe: Pipeline, c: CounterInfo, indexes: list[int]) -> EntityPlan:
+    """Counter ``c``'s cells at ``indexes`` (each valid), one entity each in that order."""
+    pk = await _reg_cells(pipe, c.packets_reg, indexes) if c.packets_reg else None
+    by = await _reg_cells(pipe, c.bytes_reg, indexes) if c.bytes_reg else None
+    out = []
+    for i in indexes:
+        ce = p4r.CounterEntry(counter_id=c.id)
+        ce.index.index = i
+        if pk is not None:
+            ce.data.packet_count = pk[i]
+        if by is not None:
+            ce.data.byte_count = by[i]
+        out.append(ld(_T_COUNTER, ce.SerializeToString()))
+        if len(out) >= REG_CHUNK * 8:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
+async def _reg_cells(pipe: Pipeline, reg: str, indexes: list[int]) -> dict[int, int]:
+    """index -> value of the cells of register array ``reg`` at ``indexes``, in one daemon
+    request: sorted, cells closer than CELL_GAP read as one range of at most REG_CHUNK."""
+    ranges: list[list[int]] = []        # [start, end) each
+    for i in sorted(set(indexes)):
+        if ranges and i - ranges[-1][1] < CELL_GAP and i + 1 - ranges[-1][0] <= REG_CHUNK:
+            ranges[-1][1] = i + 1
+        else:
+            ranges.append([i, i + 1])
+    replies = await pipe.daemon.request([f"reg read {reg} {a} {b - a}" for a, b in ranges])
+    want = set(indexes)
+    out: dict[int, int] = {}
+    for (a, b), r in zip(ranges, replies):
+        if r[:2] != "ok":
+            code, msg = daemon_error(r)
+            raise P4RTError(code, f"reading {reg}: {msg}")
+        vals = r[3:].split()
+        if len(vals) != b - a:
+            raise P4RTError(SC.INTERNAL, f"reading {reg}: expected {b - a} values, got {len(vals)}")
+        for j, v in enumerate(vals):
+            if a + j in want:
+                out[a + j] = int(v, 0)
+    return out
 
 
 async def _read_registers(pipe: Pipeline, regs: list[RegisterInfo], index: int | None) -> EntityPlan:

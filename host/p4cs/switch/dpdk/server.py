@@ -46,7 +46,7 @@ from .packetio import PacketIO
 from .pipeline import Pipeline, PipelineHost, TargetConfig
 from .pktchan import METADATA_KEY, PacketChannel
 from .planner import Writer, WriteResults
-from .reads import plan_read, read_responses
+from .reads import plan_reads, read_responses
 
 LOG = logging.getLogger("p4cs.switch.dpdk.p4rt")
 
@@ -243,7 +243,7 @@ class P4RuntimeServer:
         try:
             self._check_device(request.device_id)
             pipe = self.pipelines.current()
-            plans = [plan_read(pipe, ent) for ent in request.entities]
+            plans = plan_reads(pipe, request.entities)
         except Exception as e:  # noqa: BLE001
             await self._abort(context, e)
             return
