@@ -2,8 +2,9 @@
 ``p4cs/p4src/``) and, when ``make -C dataplane`` has built it, the data-plane daemon with the DPDK
 headers it compiles pipelines against (``p4cs/dataplane/``). A wheel with the daemon is
 machine-local: it is tagged for this platform and links against this machine's DPDK.
-It also builds the C part of the SYN cookies (``p4cs.csproc._hsiphash``) and the XML
-tag-sequence scanner of the rules (``p4cs.rules._xmlscan``), both optional.
+It also builds the C part of the SYN cookies (``p4cs.csproc._hsiphash``), the XML
+tag-sequence scanner of the rules (``p4cs.rules._xmlscan``) and the controller's flow-update
+encoder (``p4cs.controller._p4wire``), all optional.
 Everything else is configured in pyproject.toml."""
 
 from __future__ import annotations
@@ -53,5 +54,10 @@ HSIPHASH = Extension("p4cs.csproc._hsiphash", ["host/p4cs/csproc/_hsiphash.c"],
 XMLSCAN = Extension("p4cs.rules._xmlscan", ["host/p4cs/rules/_xmlscan.c"],
                     extra_compile_args=["-O3"], optional=True)
 
+# The controller's flow-table updates in protobuf wire format, in C; optional: without it
+# p4cs.controller.p4rt.FlowEncoder builds the same bytes in Python.
+P4WIRE = Extension("p4cs.controller._p4wire", ["host/p4cs/controller/_p4wire.c"],
+                   extra_compile_args=["-O2"], optional=True)
+
 setup(cmdclass={"build_py": BuildPyWithData}, distclass=MaybeBinaryDistribution,
-      ext_modules=[HSIPHASH, XMLSCAN])
+      ext_modules=[HSIPHASH, XMLSCAN, P4WIRE])

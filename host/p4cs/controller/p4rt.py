@@ -20,6 +20,11 @@ from p4cs.csproc.effects import FlowKey  # the flow table's key, shared with the
 from p4cs.csproc.packet import splice_csum_deltas
 from p4cs.pbwire import ld, varint as _varint
 
+try:        # the flow updates' encoder in C (setup.py builds it; optional)
+    from p4cs.controller import _p4wire
+except ImportError:     # pragma: no cover - the package built without a compiler
+    _p4wire = None
+
 
 def enc(value: int, bitwidth: int) -> bytes:
     """P4Runtime canonical bytestring: big-endian, shortest form (at least one byte)."""
@@ -101,6 +106,11 @@ class FlowEncoder:
         self._fm_heads = [(b"\x08" + _varint(fid), bw) for fid, bw in sp.fields]
         self._action_head = b"\x08" + _varint(sp.action_id)            # Action.action_id = 1
         self._param_heads = [(b"\x10" + _varint(pid) + b"\x1a", bw) for pid, bw in sp.params]
+        # the same, as the C encoder (_p4wire) takes them (values of at most 64 bits)
+        self._c_args = None if _p4wire is None or max(
+            bw for _, bw in self._fm_heads + self._param_heads) > 64 else (tuple(h for h, _ in self._fm_heads), tuple(bw for _, bw in self._fm_heads),
+                        tuple(h for h, _ in self._param_heads),
+                        tuple(bw for _, bw in self._param_heads))
         cpm = schema.controller_packet_metadata["packet_out"]
         self._po_meta = [(m.id, m.bitwidth, m.name) for m in cpm.metadata]
 
@@ -122,7 +132,21 @@ class FlowEncoder:
 
     def insert_raw(self, key: FlowKey, s: Splice, idle_timeout_s: float = 0.0,
                    update_type: int = p4r.Update.INSERT) -> bytes:
-        """A `splice` entry's p4.v1.Update, serialized."""
+        """A `splice` entry's p4.v1.Update, serialized (in C where ``_p4wire`` is built,
+        the same bytes as ``insert_raw_py``)."""
+        if self._c_args is None:
+            return self.insert_raw_py(key, s, idle_timeout_s, update_type)
+        fm_heads, key_bws, p_heads, p_bws = self._c_args
+        vals = (s.port, s.dmac, s.smac, s.sip, s.dip, s.sport, s.dport,
+                s.seq_delta & 0xFFFFFFFF, s.ack_delta & 0xFFFFFFFF,
+                *splice_csum_deltas(key, s.sip, s.dip, s.sport, s.dport), s.flow_id)
+        return _p4wire.update(update_type, self._te_head, fm_heads, key_bws, tuple(key),
+                              self._action_head, p_heads, p_bws, vals,
+                              int(idle_timeout_s * 1e9))
+
+    def insert_raw_py(self, key: FlowKey, s: Splice, idle_timeout_s: float = 0.0,
+                      update_type: int = p4r.Update.INSERT) -> bytes:
+        """``insert_raw`` in Python."""
         vals = (s.port, s.dmac, s.smac, s.sip, s.dip, s.sport, s.dport,
                 s.seq_delta & 0xFFFFFFFF, s.ack_delta & 0xFFFFFFFF,
                 *splice_csum_deltas(key, s.sip, s.dip, s.sport, s.dport), s.flow_id)

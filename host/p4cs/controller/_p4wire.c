@@ -1,0 +1,191 @@
+/* A p4.v1.Update of an exact-match table entry with an action, in protobuf wire format.
+ *
+ * The controller writes two such updates per new connection (the two directions of a
+ * spliced flow); p4rt.FlowEncoder.insert_raw builds them in Python, this builds the same
+ * bytes in C (tests/unit/test_controller_entries.py checks both against the protobuf
+ * objects). Every value is P4Runtime's canonical bytestring: big-endian, shortest form, at
+ * least one byte; a value that does not fit its bitwidth raises ValueError.
+ *
+ * update(utype, te_head, fm_heads, key_bws, key, action_head, p_heads, p_bws, vals, idle_ns)
+ *   te_head      TableEntry.table_id, encoded (b"\x08" varint(table id))
+ *   fm_heads     per key field: FieldMatch.field_id, encoded (b"\x08" varint(field id))
+ *   key          per key field: the value (int)
+ *   action_head  Action.action_id, encoded
+ *   p_heads      per parameter: Param.param_id and the tag of Param.value, encoded
+ *                (b"\x10" varint(param id) b"\x1a")
+ *   vals         per parameter: the value (int)
+ *   idle_ns      TableEntry.idle_timeout_ns (0: not set)
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAXBUF 4096
+
+typedef struct {
+	uint8_t b[MAXBUF];
+	size_t n;
+} buf_t;
+
+static int put(buf_t *o, const void *p, size_t n)
+{
+	if (o->n + n > MAXBUF) {
+		PyErr_SetString(PyExc_ValueError, "table entry too large");
+		return -1;
+	}
+	memcpy(o->b + o->n, p, n);
+	o->n += n;
+	return 0;
+}
+
+static int varint(buf_t *o, uint64_t v)
+{
+	uint8_t t[10];
+	size_t k = 0;
+	while (v >= 0x80) {
+		t[k++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	t[k++] = (uint8_t)v;
+	return put(o, t, k);
+}
+
+/* tag, length, bytes */
+static int ld(buf_t *o, uint8_t tag, const uint8_t *p, size_t n)
+{
+	if (put(o, &tag, 1) || varint(o, n))
+		return -1;
+	return put(o, p, n);
+}
+
+/* The canonical bytestring of `obj` (an int of at most `bw` bits, bw <= 64) into t. */
+static int canon(PyObject *obj, long bw, uint8_t t[8], size_t *n)
+{
+	if (bw < 1 || bw > 64) {
+		PyErr_Format(PyExc_ValueError, "bitwidth %ld not supported", bw);
+		return -1;
+	}
+	if (!PyLong_Check(obj)) {
+		PyErr_SetString(PyExc_TypeError, "an int expected");
+		return -1;
+	}
+	if (_PyLong_Sign(obj) < 0 || _PyLong_NumBits(obj) > (size_t)bw) {
+		if (!PyErr_Occurred())
+			PyErr_Format(PyExc_ValueError, "value %S does not fit in %ld bits", obj, bw);
+		return -1;
+	}
+	uint64_t v = PyLong_AsUnsignedLongLong(obj);
+	if (v == (uint64_t)-1 && PyErr_Occurred())
+		return -1;
+	size_t k = 1;
+	while (k < 8 && (v >> (8 * k)))
+		k++;
+	for (size_t i = 0; i < k; i++)
+		t[i] = (uint8_t)(v >> (8 * (k - 1 - i)));
+	*n = k;
+	return 0;
+}
+
+static int bytes_of(PyObject *o, const uint8_t **p, Py_ssize_t *n)
+{
+	if (!PyBytes_Check(o)) {
+		PyErr_SetString(PyExc_TypeError, "bytes expected");
+		return -1;
+	}
+	*p = (const uint8_t *)PyBytes_AS_STRING(o);
+	*n = PyBytes_GET_SIZE(o);
+	return 0;
+}
+
+static PyObject *update(PyObject *self, PyObject *args)
+{
+	unsigned long utype;
+	unsigned long long idle_ns;
+	PyObject *te_head, *fm_heads, *key_bws, *key, *action_head, *p_heads, *p_bws, *vals;
+	if (!PyArg_ParseTuple(args, "kSO!O!O!SO!O!O!K", &utype, &te_head, &PyTuple_Type, &fm_heads,
+			      &PyTuple_Type, &key_bws, &PyTuple_Type, &key, &action_head,
+			      &PyTuple_Type, &p_heads, &PyTuple_Type, &p_bws, &PyTuple_Type, &vals,
+			      &idle_ns))
+		return NULL;
+	Py_ssize_t nk = PyTuple_GET_SIZE(fm_heads), np = PyTuple_GET_SIZE(p_heads);
+	if (PyTuple_GET_SIZE(key_bws) != nk || PyTuple_GET_SIZE(key) != nk ||
+	    PyTuple_GET_SIZE(p_bws) != np || PyTuple_GET_SIZE(vals) != np) {
+		PyErr_SetString(PyExc_ValueError, "heads, bitwidths and values differ in number");
+		return NULL;
+	}
+	static buf_t te, act, tmp, out;
+	const uint8_t *hp;
+	Py_ssize_t hn;
+	uint8_t v[8], fmx[12];
+	size_t vn;
+
+	te.n = act.n = out.n = 0;
+	if (bytes_of(te_head, &hp, &hn) || put(&te, hp, hn))
+		return NULL;
+	for (Py_ssize_t i = 0; i < nk; i++) {
+		long bw = PyLong_AsLong(PyTuple_GET_ITEM(key_bws, i));
+		if (bw == -1 && PyErr_Occurred())
+			return NULL;
+		if (canon(PyTuple_GET_ITEM(key, i), bw, v, &vn) ||
+		    bytes_of(PyTuple_GET_ITEM(fm_heads, i), &hp, &hn))
+			return NULL;
+		/* FieldMatch { field_id; exact = 2 { value = 1 } } */
+		tmp.n = 0;
+		fmx[0] = 0x0A;
+		fmx[1] = (uint8_t)vn;
+		memcpy(fmx + 2, v, vn);
+		if (put(&tmp, hp, hn) || ld(&tmp, 0x12, fmx, vn + 2) ||
+		    ld(&te, 0x12, tmp.b, tmp.n))                  /* TableEntry.match = 2 */
+			return NULL;
+	}
+	if (bytes_of(action_head, &hp, &hn) || put(&act, hp, hn))
+		return NULL;
+	for (Py_ssize_t i = 0; i < np; i++) {
+		long bw = PyLong_AsLong(PyTuple_GET_ITEM(p_bws, i));
+		if (bw == -1 && PyErr_Occurred())
+			return NULL;
+		if (canon(PyTuple_GET_ITEM(vals, i), bw, v, &vn) ||
+		    bytes_of(PyTuple_GET_ITEM(p_heads, i), &hp, &hn))
+			return NULL;
+		/* Action.params = 4 { param_id = 2, value = 3 } (the head ends with value's tag) */
+		tmp.n = 0;
+		if (put(&tmp, hp, hn) || varint(&tmp, vn) || put(&tmp, v, vn) ||
+		    ld(&act, 0x22, tmp.b, tmp.n))
+			return NULL;
+	}
+	/* TableEntry.action = 3 { TableAction.action = 1 } */
+	tmp.n = 0;
+	if (ld(&tmp, 0x0A, act.b, act.n) || ld(&te, 0x1A, tmp.b, tmp.n))
+		return NULL;
+	if (idle_ns) {
+		uint8_t tag = 0x48;                               /* TableEntry.idle_timeout_ns = 9 */
+		if (put(&te, &tag, 1) || varint(&te, idle_ns))
+			return NULL;
+	}
+	/* Update { type = 1; entity = 2 { Entity.table_entry = 2 } } */
+	uint8_t tag = 0x08;
+	tmp.n = 0;
+	if (put(&out, &tag, 1) || varint(&out, utype) || ld(&tmp, 0x12, te.b, te.n) ||
+	    ld(&out, 0x12, tmp.b, tmp.n))
+		return NULL;
+	return PyBytes_FromStringAndSize((const char *)out.b, (Py_ssize_t)out.n);
+}
+
+static PyMethodDef methods[] = {
+	{"update", update, METH_VARARGS,
+	 "update(utype, te_head, fm_heads, key_bws, key, action_head, p_heads, p_bws, vals, "
+	 "idle_ns) -> bytes: a serialized p4.v1.Update of an exact-match table entry"},
+	{NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+	PyModuleDef_HEAD_INIT, "_p4wire",
+	"Flow-table updates in protobuf wire format (the C twin of p4rt.FlowEncoder.insert_raw).",
+	-1, methods,
+};
+
+PyMODINIT_FUNC PyInit__p4wire(void)
+{
+	return PyModule_Create(&module);
+}
