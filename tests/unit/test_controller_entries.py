@@ -184,6 +184,7 @@ def test_a_removal_waits_for_the_install_of_its_key(schema, monkeypatch):
     fid = app.flow_of[tuple(key)]
     assert removals == [(tuple(key), (fid, 9))]     # the entry the install made
     assert not app._installing and not app._after_install
+    assert app.counters["install_writes"] == 1 and app.counters["flows_installed"] == 1
 
 
 def test_c_flow_encoder_refuses_what_does_not_fit(schema):

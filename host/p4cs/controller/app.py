@@ -229,7 +229,7 @@ class ControllerApp:
         self.switch_stats = SwitchStats(cfg.switch.target)  # the switch's own, sampled with it
         self.enc: FlowEncoder | None = None
         self.switch: Switch | None = None
-        self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0,
+        self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0, "install_writes": 0,
                          "flows_removed": 0, "install_errors": 0, "idle_timeouts": 0,
                          "fastpath_packets": 0, "fastpath_bytes": 0, "reconnects": 0,
                          "takeovers": 0, "teardown_rpcs": 0}
@@ -670,6 +670,7 @@ class ControllerApp:
         (ALREADY_EXISTS) is retried once as a DELETE and an INSERT."""
         if not updates:
             return set()
+        self.counters["install_writes"] += 1
         try:
             await write_raw(sw, updates)
             return set()
