@@ -76,3 +76,33 @@ def test_finsy_controller_connects_without_push(switch):
     assert asyncio.run(run()) == []
     assert switch.daemon_pid == pid_before  # the pipeline was not re-pushed
     assert switch.server.pipe.shadow[T_FLOW] == {}
+
+
+def test_controller_counter_cells_read_as_finsy_reads_them(switch):
+    """The controller's raw read of single counter cells (p4rt.read_counter_cells, chunked)
+    gives what finsy's own Read of the same cells gives."""
+    from finsy import P4CounterEntry
+
+    from p4cs.controller.p4rt import read_counter_cells
+
+    from .conftest import C_FLOW
+
+    cells = [7, 0, 1023, 3, 500, 501, 64, 9]
+    lines = []
+    for i in cells:
+        lines += [f"reg write flow_pkts_0_packets {i} {i * 3 + 1}",
+                  f"reg write flow_pkts_0_bytes {i} {i * 100 + 60}"]
+    switch.call(switch.server.pipe.daemon.request(lines))
+
+    async def run():
+        opts = SwitchOptions(p4info=MINI_P4INFO, p4blob=MINI_SPEC, device_id=1)
+        async with Switch("sw", switch.addr, opts) as sw:
+            mine = await read_counter_cells(sw, C_FLOW, cells + [20], chunk=3)
+            theirs = {c.index: (c.data.packet_count, c.data.byte_count)
+                      async for c in sw.read([P4CounterEntry("flow_pkts", index=i)
+                                              for i in cells + [20]])}
+            return mine, theirs
+
+    mine, theirs = asyncio.run(run())
+    assert mine == theirs
+    assert mine[1023] == (1023 * 3 + 1, 102360) and mine[20] == (0, 0) and len(mine) == 9

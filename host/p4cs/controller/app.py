@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from finsy import (P4CloneSessionEntry, P4CounterEntry, P4TableAction, P4TableEntry, P4TableMatch,
+from finsy import (P4CloneSessionEntry, P4TableAction, P4TableEntry, P4TableMatch,
                    Switch, SwitchOptions)
 from finsy.grpcutil import GRPCStatusCode
 from finsy.p4client import P4ClientError
@@ -50,7 +50,8 @@ from finsy.proto import p4r
 from p4cs.constants import REASON_ARP
 from p4cs.controller import l4, neighbours, syncookies
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
-from p4cs.controller.p4rt import FlowEncoder, Splice, decode_match_key, read_entities, write_raw
+from p4cs.controller.p4rt import (FlowEncoder, Splice, decode_match_key, read_counter_cells,
+                                  read_entities, write_raw)
 from p4cs.controller.operator import Operator, log_effect
 from p4cs.controller.packetchan import PacketIn, PacketPath
 from p4cs.controller.reconcile import BaseTables, FlowScan
@@ -709,14 +710,11 @@ class ControllerApp:
 
     async def _flow_counters(self, sw: Switch, fids: list[int]) -> dict[int, tuple[int, int]]:
         """flow id -> (packets, bytes) of its counter cell."""
-        out: dict[int, tuple[int, int]] = {}
         try:
-            async for c in sw.read([P4CounterEntry("flow_counter", index=f) for f in fids]):
-                if c.data is not None:
-                    out[c.index] = (c.data.packet_count, c.data.byte_count)
+            return await read_counter_cells(sw, self.enc.flow_counter_id, fids)
         except P4ClientError as exc:
             LOG.warning("cannot read flow counters: %s", exc)
-        return out
+            return {}
 
     async def _live_counters(self, fids: list[int]) -> dict[int, tuple[int, int]]:
         """Counters of installed flows (none unless connected as primary)."""
