@@ -203,3 +203,16 @@ def test_c_flow_encoder_refuses_what_does_not_fit(schema):
             fe.insert_raw(bad_key, bad, 0, p4r.Update.INSERT)
     assert fe.insert_raw(key, good, 3, p4r.Update.INSERT) == \
         fe.insert_raw_py(key, good, 3, p4r.Update.INSERT)
+
+
+def test_engine_processes_collect_young_objects_less_often():
+    import gc
+
+    from p4cs.controller.workers import GC_GEN0_THRESHOLD, tune_gc
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, before[1], before[2])
+        assert GC_GEN0_THRESHOLD > before[0]
+    finally:
+        gc.set_threshold(*before)

@@ -59,7 +59,7 @@ from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, removes_ended_e
 from p4cs.controller.spread import segment_tuple
 from p4cs.controller.switchstats import SwitchStats
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
-from p4cs.controller.workers import Workers
+from p4cs.controller.workers import Workers, tune_gc
 from p4cs.csproc import effects as fx
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine, VirtualService
@@ -1076,6 +1076,7 @@ class ControllerApp:
         os._exit(1)
 
     async def run(self) -> None:
+        tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._request_stop)
