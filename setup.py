@@ -3,8 +3,9 @@
 headers it compiles pipelines against (``p4cs/dataplane/``). A wheel with the daemon is
 machine-local: it is tagged for this platform and links against this machine's DPDK.
 It also builds the C part of the SYN cookies (``p4cs.csproc._hsiphash``), the XML
-tag-sequence scanner of the rules (``p4cs.rules._xmlscan``) and the controller's flow-update
-encoder (``p4cs.controller._p4wire``), all optional.
+tag-sequence scanner of the rules (``p4cs.rules._xmlscan``), the controller's flow-update
+encoder (``p4cs.controller._p4wire``) and its batched packet-channel I/O
+(``p4cs.controller._mmsg``), all optional.
 Everything else is configured in pyproject.toml."""
 
 from __future__ import annotations
@@ -59,5 +60,10 @@ XMLSCAN = Extension("p4cs.rules._xmlscan", ["host/p4cs/rules/_xmlscan.c"],
 P4WIRE = Extension("p4cs.controller._p4wire", ["host/p4cs/controller/_p4wire.c"],
                    extra_compile_args=["-O2"], optional=True)
 
+# recvmmsg / sendmmsg for the controller's packet channel; optional: without it
+# p4cs.controller.packetchan reads and writes one frame per system call.
+MMSG = Extension("p4cs.controller._mmsg", ["host/p4cs/controller/_mmsg.c"],
+                 extra_compile_args=["-O2"], optional=True)
+
 setup(cmdclass={"build_py": BuildPyWithData}, distclass=MaybeBinaryDistribution,
-      ext_modules=[HSIPHASH, XMLSCAN, P4WIRE])
+      ext_modules=[HSIPHASH, XMLSCAN, P4WIRE, MMSG])

@@ -206,3 +206,87 @@ def test_channel_socket_of_a_live_switch_is_refused_a_stale_one_replaced(tmp_pat
 
     asyncio.run(run())
     assert not path.exists()
+
+
+@pytest.mark.parametrize("io", ["mmsg", "one-per-call"])
+def test_many_frames_each_way_in_batches(io, monkeypatch):
+    """The channel's reader and writer with recvmmsg / sendmmsg (``_mmsg``) and with one
+    system call per frame: 1,000 packet-ins arrive in order in batches of at most BATCH, the
+    copy port is read to the end, packet-outs beyond a full socket wait for room and all
+    arrive in order, the switch closing its CPU port ends the lease."""
+    from p4cs.controller import packetchan
+
+    if io == "mmsg":
+        if packetchan._mmsg is None:
+            pytest.skip("p4cs.controller._mmsg is not built (no C compiler at install)")
+    else:
+        monkeypatch.setattr(packetchan, "_mmsg", None)
+
+    async def run():
+        batches: list[int] = []
+        got: list = []
+
+        async def handle(pkts):
+            batches.append(len(pkts))
+            got.extend(pkts)
+
+        path = PacketPath("direct", handle)
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(3)]
+        (conn, conn_peer), (cpu, cpu_peer), (copy, copy_peer) = pairs
+        for s in (conn, cpu, copy, cpu_peer, copy_peer):
+            s.setblocking(False)
+        cpu_peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 21)  # > BATCH frames in
+        cpu.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)       # packet-outs fill it
+        lease = Lease(conn, cpu, copy, HEADERS)
+        # frames queued before the lease is held: read at the first wake-up, in batches
+        sent_in = 0
+        for i in range(1000):
+            try:
+                cpu_peer.send((i % 7).to_bytes(4, "big") + b"\x01" + i.to_bytes(4, "big"))
+                sent_in += 1
+            except BlockingIOError:
+                break
+        copies_in = 0
+        for i in range(300):
+            try:
+                copy_peer.send((5).to_bytes(4, "big") + b"c" + i.to_bytes(4, "big"))
+                copies_in += 1
+            except BlockingIOError:
+                break
+        held = asyncio.ensure_future(path.hold(lease))
+        for _ in range(300):
+            if len(got) == sent_in + copies_in:
+                break
+            await asyncio.sleep(0.01)
+        # packet-outs: more than the socket holds; the peer drains it meanwhile
+        outs = [(i % 4, b"o" * 600 + i.to_bytes(4, "big")) for i in range(400)]
+        received: list[bytes] = []
+
+        async def drain():
+            while len(received) < len(outs):
+                try:
+                    received.append(cpu_peer.recv(65536))
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+
+        drainer = asyncio.ensure_future(drain())
+        left = await path._send_direct(lease, outs)
+        await asyncio.wait_for(drainer, 10)
+        cpu_peer.close()                                 # the switch's end of the CPU port
+        await asyncio.wait_for(held, 5)
+        for s in (conn_peer, copy_peer):
+            s.close()
+        return sent_in, copies_in, batches, got, left, received, outs, lease.why, path.counters
+
+    sent_in, copies_in, batches, got, left, received, outs, why, counters = asyncio.run(run())
+    assert sent_in > 300 and copies_in > 50
+    cpu_in = [p for p in got if p[2] == 1]
+    copies = [p for p in got if p[2] != 1]
+    assert [int.from_bytes(p[0], "big") for p in cpu_in] == list(range(sent_in))
+    assert [p[1] for p in cpu_in] == [i % 7 for i in range(sent_in)]
+    assert [int.from_bytes(p[0][1:], "big") for p in copies] == list(range(copies_in))
+    assert max(batches) <= packetchan.BATCH + copies_in and len(batches) >= 2
+    assert left == [] and counters["packet_out_dropped"] == 0
+    assert [r[-604:] for r in received] == [f for _, f in outs]             # all, in order
+    assert [r[:-604] for r in received] == [HEADERS.encode(p, b"") for p, _ in outs]
+    assert why == "the data-plane daemon closed its ports"

@@ -7,7 +7,8 @@ or the direct packet channel of the DPDK target.
 copy ports, presenting its election id, and from then on reads the punted frames and writes
 its packet-outs there itself: no protobuf, no gRPC message, no switch-server work per packet.
 The frames are read from the asyncio loop (``add_reader``), every frame available at a
-wake-up in one batch; their packet_in header is decoded with the P4Info's
+wake-up in one batch (``recvmmsg``, and packet-outs written with ``sendmmsg``, where the
+``_mmsg`` extension is built); their packet_in header is decoded with the P4Info's
 ``controller_packet_metadata``, copy-port messages (4-byte input port, then a FIN/RST copy)
 become packet-ins of reason ``REASON_FLOW_END``. A switch without a channel (BMv2, a remote
 switch, ``--packet-socket none``) gets one log line and the P4Runtime stream.
@@ -54,6 +55,41 @@ ASK_TIMEOUT_S = 5.0
 RETRY_S = 1.0
 #: Seconds a packet-out may wait for room in the CPU port before it is dropped.
 SEND_TIMEOUT_S = 1.0
+
+#: Bytes read per frame: a frame, its packet_in header and a copy port's prefix fit.
+RECV_BYTES = 65536
+
+try:        # recvmmsg / sendmmsg (setup.py builds it; optional)
+    from p4cs.controller import _mmsg
+except ImportError:     # pragma: no cover - the package built without a compiler
+    _mmsg = None
+
+
+def _receive(sock: socket.socket, limit: int | None) -> list[bytes]:
+    """The frames waiting on the non-blocking ``sock``, at most ``limit`` (None: all); a b""
+    last means the peer closed. recvmmsg batches of up to BATCH where ``_mmsg`` is built,
+    one recv each otherwise. Errors other than "nothing waiting" raise OSError."""
+    if _mmsg is not None:
+        fd = sock.fileno()
+        out: list[bytes] = []
+        while limit is None or len(out) < limit:
+            n = BATCH if limit is None else min(BATCH, limit - len(out))
+            got = _mmsg.recv_many(fd, n, RECV_BYTES)
+            out += got
+            if len(got) < n or (got and not got[-1]):
+                break
+        return out
+    out = []
+    for _ in (itertools.count() if limit is None else range(limit)):
+        try:
+            frame = sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            break
+        out.append(frame)
+        if not frame:
+            break
+    return out
+
 
 #: (payload, ingress port, reason) of one punted packet.
 PacketIn = tuple[bytes, int, int]
@@ -363,14 +399,12 @@ class PacketPath:
         for sock, copy in ports:
             if sock is None:
                 continue
-            for _ in (itertools.count() if copies_only else range(BATCH)):
-                try:
-                    frame = sock.recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as exc:
-                    lease.end(f"receive failed: {exc.strerror or exc}")
-                    return out
+            try:
+                frames = _receive(sock, None if copies_only else BATCH)
+            except OSError as exc:
+                lease.end(f"receive failed: {exc.strerror or exc}")
+                return out
+            for frame in frames:
                 if not frame:
                     lease.end("the data-plane daemon closed its ports")
                     return out
@@ -404,8 +438,16 @@ class PacketPath:
         """Write the frames to the CPU port; those left when the channel fails."""
         loop = asyncio.get_running_loop()
         hdr = lease.headers
-        for i, (port, frame) in enumerate(frames):
-            data = hdr.encode(port, frame)
+        datas = [hdr.encode(port, frame) for port, frame in frames]
+        first = 0
+        if _mmsg is not None:
+            try:
+                first = _mmsg.send_many(lease.cpu.fileno(), datas)   # all, or until full
+            except OSError as exc:
+                lease.end(f"send failed: {exc.strerror or exc}")
+                return frames
+        for i in range(first, len(frames)):
+            data = datas[i]
             try:
                 try:
                     lease.cpu.send(data)
