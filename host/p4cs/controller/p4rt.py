@@ -107,10 +107,12 @@ class FlowEncoder:
         self._action_head = b"\x08" + _varint(sp.action_id)            # Action.action_id = 1
         self._param_heads = [(b"\x10" + _varint(pid) + b"\x1a", bw) for pid, bw in sp.params]
         # the same, as the C encoder (_p4wire) takes them (values of at most 64 bits)
-        self._c_args = None if _p4wire is None or max(
-            bw for _, bw in self._fm_heads + self._param_heads) > 64 else (tuple(h for h, _ in self._fm_heads), tuple(bw for _, bw in self._fm_heads),
-                        tuple(h for h, _ in self._param_heads),
-                        tuple(bw for _, bw in self._param_heads))
+        self._c_args: tuple | None = None
+        if _p4wire is not None and max(bw for _, bw in self._fm_heads + self._param_heads) <= 64:
+            self._c_args = (tuple(h for h, _ in self._fm_heads),
+                            tuple(bw for _, bw in self._fm_heads),
+                            tuple(h for h, _ in self._param_heads),
+                            tuple(bw for _, bw in self._param_heads))
         self.flow_counter_id = schema.counters["flow_counter"].id
         cpm = schema.controller_packet_metadata["packet_out"]
         self._po_meta = [(m.id, m.bitwidth, m.name) for m in cpm.metadata]
