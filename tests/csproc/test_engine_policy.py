@@ -120,11 +120,13 @@ def test_tcp_check_takes_a_silent_server_down_and_resets_its_flows():
     down = [e for e in eff if isinstance(e, Log) and e.msg == "server down"]
     assert down and down[0].fields["server"] == "s1"
     assert not h.servers[0].up and h.eng.health.state(h.servers[0])["state"] == "down"
-    # its spliced connection: flows removed at once, then the client is asked where its
-    # stream is (an ACK with an old sequence number) and reset exactly there, the server too
-    assert any(r.after == 0.0 and len(r.keys) == 2 for r in of(eff, RemoveFlows))
+    # its spliced connection: flows removed at once, then (once the removal is written) the
+    # client is asked where its stream is (an ACK with an old sequence number) and reset
+    # exactly there, the server too
+    rm, = [r for r in of(eff, RemoveFlows) if r.after == 0.0 and len(r.keys) == 2]
     assert h.servers[0].active == 0
-    ask, = [p for port, p in pkts(h.tick(0.1)) if port == 1]
+    assert not [p for port, p in pkts(eff) if port == 1]     # not before the removal
+    ask, = [p for port, p in pkts(list(rm.then)) if port == 1]
     assert ask[TCP].flags == "A" and ask[IP].dst == CLIENT
     rcv_nxt, snd_nxt = (ask[TCP].seq + 12345) % M, (h.cisn + 1 + len(GET) + 99) % M
     eff = h.client(h.cframe("A", seq=snd_nxt, ack=rcv_nxt), reason=1)
@@ -138,9 +140,10 @@ def test_tcp_check_takes_a_silent_server_down_and_resets_its_flows():
 def test_a_silent_client_is_forgotten_after_three_asks():
     h = health_harness("tcp", fall=1)
     splice(h, 44100)
-    assert of(h.eng.health.passive(h.servers[0], h.now, "test"), RemoveFlows)
-    asks = [len([p for port, p in pkts(h.tick(t)) if port == 1]) for t in (0.1, 0.6, 0.6, 0.6)]
-    assert asks == [1, 1, 1, 0] and not h.eng.by_id
+    rm, = of(h.eng.health.passive(h.servers[0], h.now, "test"), RemoveFlows)
+    first = [p for port, p in pkts(list(rm.then)) if port == 1]      # after the removal
+    asks = [len([p for port, p in pkts(h.tick(t)) if port == 1]) for t in (0.6, 0.6, 0.6)]
+    assert len(first) == 1 and asks == [1, 1, 0] and not h.eng.by_id
 
 
 def test_http_check_wants_the_expected_status_and_rise_brings_back():

@@ -1517,9 +1517,13 @@ class Engine:
         client's."""
         keys = self._installed(c)
         self.policy.release(c.choice)
-        # the first probe after the removal (the client's answer must not meet the old flow)
-        return [RemoveFlows(keys, 0.0)] + self._start_reset(
-            c, now, _CLIENT, 0.1, why, server=c.choice.server.name)
+        out = self._start_reset(c, now, _CLIENT, 0.0, why, server=c.choice.server.name)
+        # The first probe goes out once the removal is written: the client's answer must not
+        # meet the old flow (it would go to the server and be lost, and Linux answers the next
+        # probe only ~0.5 s later).
+        probes = tuple(e for e in out if isinstance(e, PacketOut))
+        return [RemoveFlows(keys, 0.0, then=probes)] + \
+            [e for e in out if not isinstance(e, PacketOut)]
 
     def _start_reset(self, c: Conn, now: float, legs: int, first: float, why: str,
                      **fields) -> list:
