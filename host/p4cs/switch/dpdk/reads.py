@@ -201,17 +201,20 @@ async def _read_counters(pipe: Pipeline, counters: list[CounterInfo], index: int
             n = min(REG_CHUNK * 8, end - pos)
             pk = await _reg_read(pipe, c.packets_reg, pos, n) if c.packets_reg else None
             by = await _reg_read(pipe, c.bytes_reg, pos, n) if c.bytes_reg else None
-            out = []
-            for j in range(n):
-                ce = p4r.CounterEntry(counter_id=c.id)
-                ce.index.index = pos + j
-                if pk is not None:
-                    ce.data.packet_count = pk[j]
-                if by is not None:
-                    ce.data.byte_count = by[j]
-                out.append(ld(_T_COUNTER, ce.SerializeToString()))
-            yield out
+            yield [_counter_entity(c, pos + j, None if pk is None else pk[j],
+                                   None if by is None else by[j]) for j in range(n)]
             pos += n
+
+
+def _counter_entity(c: CounterInfo, index: int, packets: int | None, nbytes: int | None) -> bytes:
+    """The serialized Entity of counter ``c``'s cell ``index`` (None: a count it keeps not)."""
+    ce = p4r.CounterEntry(counter_id=c.id)
+    ce.index.index = index
+    if packets is not None:
+        ce.data.packet_count = packets
+    if nbytes is not None:
+        ce.data.byte_count = nbytes
+    return ld(_T_COUNTER, ce.SerializeToString())
 
 
 async def _read_counter_cells(pipe: Pipeline, c: CounterInfo, indexes: list[int]) -> EntityPlan:
@@ -220,13 +223,8 @@ async def _read_counter_cells(pipe: Pipeline, c: CounterInfo, indexes: list[int]
     by = await _reg_cells(pipe, c.bytes_reg, indexes) if c.bytes_reg else None
     out = []
     for i in indexes:
-        ce = p4r.CounterEntry(counter_id=c.id)
-        ce.index.index = i
-        if pk is not None:
-            ce.data.packet_count = pk[i]
-        if by is not None:
-            ce.data.byte_count = by[i]
-        out.append(ld(_T_COUNTER, ce.SerializeToString()))
+        out.append(_counter_entity(c, i, None if pk is None else pk[i],
+                                   None if by is None else by[i]))
         if len(out) >= REG_CHUNK * 8:
             yield out
             out = []
@@ -243,20 +241,9 @@ async def _reg_cells(pipe: Pipeline, reg: str, indexes: list[int]) -> dict[int, 
             ranges[-1][1] = i + 1
         else:
             ranges.append([i, i + 1])
-    replies = await pipe.daemon.request([f"reg read {reg} {a} {b - a}" for a, b in ranges])
     want = set(indexes)
-    out: dict[int, int] = {}
-    for (a, b), r in zip(ranges, replies):
-        if r[:2] != "ok":
-            code, msg = daemon_error(r)
-            raise P4RTError(code, f"reading {reg}: {msg}")
-        vals = r[3:].split()
-        if len(vals) != b - a:
-            raise P4RTError(SC.INTERNAL, f"reading {reg}: expected {b - a} values, got {len(vals)}")
-        for j, v in enumerate(vals):
-            if a + j in want:
-                out[a + j] = int(v, 0)
-    return out
+    return {a + j: v for (a, _b), vals in zip(ranges, await _reg_ranges(pipe, reg, ranges))
+            for j, v in enumerate(vals) if a + j in want}
 
 
 async def _read_registers(pipe: Pipeline, regs: list[RegisterInfo], index: int | None) -> EntityPlan:
@@ -278,19 +265,24 @@ async def _read_registers(pipe: Pipeline, regs: list[RegisterInfo], index: int |
 
 async def _reg_read(pipe: Pipeline, reg: str, start: int, count: int) -> list[int]:
     """`count` cells of register array `reg` from `start`, REG_CHUNK per daemon line."""
-    out: list[int] = []
-    lines = []
-    i = start
     end = start + count
-    while i < end:
-        n = min(REG_CHUNK, end - i)
-        lines.append(f"reg read {reg} {i} {n}")
-        i += n
-    for r in await pipe.daemon.request(lines):
+    ranges = [(i, min(i + REG_CHUNK, end)) for i in range(start, end, REG_CHUNK)]
+    return [v for vals in await _reg_ranges(pipe, reg, ranges) for v in vals]
+
+
+async def _reg_ranges(pipe: Pipeline, reg: str, ranges) -> list[list[int]]:
+    """The cells of register array ``reg`` in each [start, end) of ``ranges``: one daemon
+    line per range, all in one request."""
+    replies = await pipe.daemon.request([f"reg read {reg} {a} {b - a}" for a, b in ranges])
+    if len(replies) != len(ranges):
+        raise P4RTError(SC.INTERNAL, f"reading {reg}: {len(ranges)} lines, {len(replies)} replies")
+    out: list[list[int]] = []
+    for (a, b), r in zip(ranges, replies):
         if r[:2] != "ok":
             code, msg = daemon_error(r)
             raise P4RTError(code, f"reading {reg}: {msg}")
-        out.extend(int(x, 0) for x in r[3:].split())
-    if len(out) != count:
-        raise P4RTError(SC.INTERNAL, f"reading {reg}: expected {count} values, got {len(out)}")
+        vals = [int(x, 0) for x in r[3:].split()]
+        if len(vals) != b - a:
+            raise P4RTError(SC.INTERNAL, f"reading {reg}: expected {b - a} values, got {len(vals)}")
+        out.append(vals)
     return out
