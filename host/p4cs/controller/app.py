@@ -646,10 +646,7 @@ class ControllerApp:
         self._installing = +self._installing      # keys at zero leave
         waiting, self._after_install = self._after_install, []
         for e in waiting:
-            if any(tuple(k) in self._installing for k in e.keys):
-                self._after_install.append(e)
-            else:
-                self.teardown.flows_ended(e)
+            self._flows_ended(e)
 
     def _flow_of_conn(self, f: fx.FlowSpec) -> int | None:
         """The flow id of ``f``'s key if the entry is ``f``'s connection's own (installed

@@ -76,6 +76,13 @@ class Splice:
     flow_id: int
 
 
+def _splice_values(key: FlowKey, s: Splice) -> tuple[int, ...]:
+    """The `splice` action's parameters of the entry of ``key``, in P4Info order."""
+    return (s.port, s.dmac, s.smac, s.sip, s.dip, s.sport, s.dport,
+            s.seq_delta & 0xFFFFFFFF, s.ack_delta & 0xFFFFFFFF,
+            *splice_csum_deltas(key, s.sip, s.dip, s.sport, s.dport), s.flow_id)
+
+
 class TableIds:
     """Ids and widths of one table's key fields and one action's parameters."""
 
@@ -140,19 +147,14 @@ class FlowEncoder:
         if self._c_args is None:
             return self.insert_raw_py(key, s, idle_timeout_s, update_type)
         fm_heads, key_bws, p_heads, p_bws = self._c_args
-        vals = (s.port, s.dmac, s.smac, s.sip, s.dip, s.sport, s.dport,
-                s.seq_delta & 0xFFFFFFFF, s.ack_delta & 0xFFFFFFFF,
-                *splice_csum_deltas(key, s.sip, s.dip, s.sport, s.dport), s.flow_id)
         return _p4wire.update(update_type, self._te_head, fm_heads, key_bws, tuple(key),
-                              self._action_head, p_heads, p_bws, vals,
+                              self._action_head, p_heads, p_bws, _splice_values(key, s),
                               int(idle_timeout_s * 1e9))
 
     def insert_raw_py(self, key: FlowKey, s: Splice, idle_timeout_s: float = 0.0,
                       update_type: int = p4r.Update.INSERT) -> bytes:
         """``insert_raw`` in Python."""
-        vals = (s.port, s.dmac, s.smac, s.sip, s.dip, s.sport, s.dport,
-                s.seq_delta & 0xFFFFFFFF, s.ack_delta & 0xFFFFFFFF,
-                *splice_csum_deltas(key, s.sip, s.dip, s.sport, s.dport), s.flow_id)
+        vals = _splice_values(key, s)
         params = []
         for (head, bw), v in zip(self._param_heads, vals):
             val = enc(v, bw)
