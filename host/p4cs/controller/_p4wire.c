@@ -98,6 +98,19 @@ static int bytes_of(PyObject *o, const uint8_t **p, Py_ssize_t *n)
 	return 0;
 }
 
+/* Item i of a key field or action parameter list: its encoded head (into hp, hn) and the
+ * canonical bytes of its value at its bitwidth (into v, vn). */
+static int field(PyObject *heads, PyObject *bws, PyObject *values, Py_ssize_t i,
+		 const uint8_t **hp, Py_ssize_t *hn, uint8_t v[8], size_t *vn)
+{
+	long bw = PyLong_AsLong(PyTuple_GET_ITEM(bws, i));
+	if (bw == -1 && PyErr_Occurred())
+		return -1;
+	if (canon(PyTuple_GET_ITEM(values, i), bw, v, vn))
+		return -1;
+	return bytes_of(PyTuple_GET_ITEM(heads, i), hp, hn);
+}
+
 static PyObject *update(PyObject *self, PyObject *args)
 {
 	unsigned long utype;
@@ -124,11 +137,7 @@ static PyObject *update(PyObject *self, PyObject *args)
 	if (bytes_of(te_head, &hp, &hn) || put(&te, hp, hn))
 		return NULL;
 	for (Py_ssize_t i = 0; i < nk; i++) {
-		long bw = PyLong_AsLong(PyTuple_GET_ITEM(key_bws, i));
-		if (bw == -1 && PyErr_Occurred())
-			return NULL;
-		if (canon(PyTuple_GET_ITEM(key, i), bw, v, &vn) ||
-		    bytes_of(PyTuple_GET_ITEM(fm_heads, i), &hp, &hn))
+		if (field(fm_heads, key_bws, key, i, &hp, &hn, v, &vn))
 			return NULL;
 		/* FieldMatch { field_id; exact = 2 { value = 1 } } */
 		tmp.n = 0;
@@ -142,11 +151,7 @@ static PyObject *update(PyObject *self, PyObject *args)
 	if (bytes_of(action_head, &hp, &hn) || put(&act, hp, hn))
 		return NULL;
 	for (Py_ssize_t i = 0; i < np; i++) {
-		long bw = PyLong_AsLong(PyTuple_GET_ITEM(p_bws, i));
-		if (bw == -1 && PyErr_Occurred())
-			return NULL;
-		if (canon(PyTuple_GET_ITEM(vals, i), bw, v, &vn) ||
-		    bytes_of(PyTuple_GET_ITEM(p_heads, i), &hp, &hn))
+		if (field(p_heads, p_bws, vals, i, &hp, &hn, v, &vn))
 			return NULL;
 		/* Action.params = 4 { param_id = 2, value = 3 } (the head ends with value's tag) */
 		tmp.n = 0;

@@ -249,7 +249,6 @@ def open_port(iface: str, headers: Headers) -> Lease:
     return Lease(None, sock, None, headers)
 
 
-
 class PacketPath:
     """Packet-ins to ``handle`` and packet-outs to the switch, in the configured mode, for
     the primary terms of one controller."""
