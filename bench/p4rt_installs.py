@@ -124,6 +124,29 @@ class Flows:
         return out
 
 
+class SpliceFlows(Flows):
+    """The real pipeline's flow table: the `splice` updates the controller writes, built by its
+    own encoder (``p4cs.controller.p4rt.FlowEncoder``, ~190 bytes each)."""
+
+    def __init__(self, schema, idle_timeout_ns: int = 0):
+        from p4cs.controller.p4rt import FlowEncoder
+
+        self.idle_timeout_ns = idle_timeout_ns
+        self.enc = FlowEncoder(schema)
+        self.table_id = self.enc.splice.table_id
+
+    def update(self, i: int, kind=p4r.Update.INSERT) -> p4r.Update:
+        from p4cs.controller.p4rt import Splice
+        from p4cs.csproc.effects import FlowKey
+
+        key = FlowKey(0x0A000000 | (i >> 16), 0x0B000000, 6, i & 0xFFFF, 80)
+        if kind == p4r.Update.DELETE:
+            return p4r.Update.FromString(self.enc.delete_raw(key))
+        s = Splice(1, 0x020000000001, 0x020000000002, 0x0C000001, 0x0B000000, 40000 + (i & 0x3FFF),
+                   80, i * 7919 & 0xFFFFFFFF, i * 104729 & 0xFFFFFFFF, i & 0xFFFF)
+        return p4r.Update.FromString(self.enc.insert_raw(key, s, self.idle_timeout_ns / 1e9, kind))
+
+
 async def write_all(sw: Switch, batches, inflight: int) -> None:
     if inflight <= 1:
         for b in batches:
@@ -161,7 +184,9 @@ async def run(args) -> dict:
             raise SystemExit(f"switch did not start: {line!r}")
         opts = SwitchOptions(p4info=p4info, p4blob=spec, device_id=1)
         async with Switch("sw", addr, opts) as sw:
-            flows = Flows(sw.p4info, 0 if args.permanent else 3600 * 10**9)
+            idle = 0 if args.permanent else 3600 * 10**9
+            flows = (SpliceFlows(sw.p4info, idle) if "splice" in {a.name for a in sw.p4info.actions}
+                     else Flows(sw.p4info, idle))
             if args.warmup:
                 # warm up both processes (first-touch of the learner buckets, dict growth,
                 # gRPC), then remove the warm-up flows again: occupancy is back to 0
@@ -229,7 +254,9 @@ def main() -> None:
                     help="install and delete this many flows before measuring")
     ap.add_argument("--permanent", action="store_true",
                     help="install without idle timeout (each install is then add + keep)")
-    ap.add_argument("--spec", help="SWX spec (default: the test pipeline, resized)")
+    ap.add_argument("--spec", help="SWX spec (default: the test pipeline, resized; with the "
+                    "real one, p4src/build/dpdk/p4cs.spec, the updates are the controller's "
+                    "`splice` installs)")
     ap.add_argument("--p4info", help="P4Info of --spec")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()

@@ -101,6 +101,41 @@ def test_p4cs_pipeline_maps_and_installs_flows(make_switch, client_factory):
     assert c.read([p4r.Entity(table_entry=p4r.TableEntry(table_id=flow.id))]) == []
 
 
+@pytest.mark.dpdk
+def test_controller_flow_installs_take_the_fast_path(make_switch):
+    """The controller's `splice` updates (~190 bytes: two-byte lengths) are planned by the
+    server's FlowFastPath, which agrees with the generic decoder."""
+    if not (SPEC.exists() and P4INFO.exists()):
+        pytest.skip("p4src/build/dpdk/p4cs.spec / p4cs.p4info.txtpb not generated")
+    from finsy import P4Schema
+
+    from p4cs.controller.p4rt import FlowEncoder, Splice
+    from p4cs.csproc.effects import FlowKey
+    from p4cs.switch.dpdk.keys import action_text, key_exact
+    from p4cs.switch.dpdk.wire import decode_update, update_slices
+
+    sw = make_switch(load=False)
+    sw.load(SPEC, P4INFO)
+    pipe = sw.server.pipe
+    enc = FlowEncoder(P4Schema(P4INFO))
+    key = FlowKey(0x0A000001, 0x0A000064, 6, 40000, 80)
+    for utype in (p4r.Update.INSERT, p4r.Update.MODIFY):
+        for idle in (0.0, 3.0, 3600.0):
+            raw = enc.insert_raw(key, Splice(2, 0x020000000001, 0x020000000002, 0x0A000101,
+                                             0x0A000002, 33000, 8080, 0x12345678, 0xFFFFFFF0,
+                                             70000), idle, utype)
+            assert len(raw) > 0x80
+            req = p4r.WriteRequest(updates=[p4r.Update.FromString(raw)]).SerializeToString()
+            (s, e), = update_slices(req)
+            ut, t, k, ktext, atext, ns, ts, te_end = pipe.fast.plan(req, s, e)
+            g = decode_update(req, s, e)
+            gkey, gtext = key_exact(t, g[2])
+            assert (ut, t.id, k, ktext, ns) == (g[0], g[1], gkey, gtext, g[6]) == \
+                (utype, enc.splice.table_id, gkey, gtext, int(idle * 1e9))
+            assert atext == action_text(t, g[3], g[4])
+            assert (ts, te_end) == (g[8], g[9])
+
+
 def _cpu(pid: int) -> float:
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")

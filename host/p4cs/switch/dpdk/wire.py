@@ -361,18 +361,36 @@ class FlowFastPath:
         self._idle: dict[bytes, int] = {}
 
     def plan(self, buf: bytes, s: int, e: int):
-        # Update{08 type 12 L1 {12 L2 TableEntry}} with one-byte lengths
-        if not (
-            e - s >= 6
-            and buf[s] == 0x08
-            and buf[s + 2] == 0x12
-            and buf[s + 4] == 0x12
-            and buf[s + 3] == e - s - 4
-            and buf[s + 5] == e - s - 6
-        ):
+        # Update{08 type 12 L1 {12 L2 TableEntry}}, L1 and L2 of one or two bytes (a splice
+        # entry of the flow table is ~185 bytes: two)
+        if e - s < 6 or buf[s] != 0x08 or buf[s + 2] != 0x12:
             raise Slow
         utype = buf[s + 1]
-        i = te_s = s + 6
+        b = buf[s + 3]
+        if b < 0x80:
+            i = s + 4
+            l1 = b
+        else:
+            b2 = buf[s + 4]
+            if b2 >= 0x80:
+                raise Slow
+            i = s + 5
+            l1 = (b & 0x7F) | (b2 << 7)
+        if l1 != e - i or buf[i] != 0x12:
+            raise Slow
+        b = buf[i + 1]
+        if b < 0x80:
+            i += 2
+            l2 = b
+        else:
+            b2 = buf[i + 2]
+            if b2 >= 0x80:
+                raise Slow
+            i += 3
+            l2 = (b & 0x7F) | (b2 << 7)
+        if l2 != e - i:
+            raise Slow
+        te_s = i
         # table id: 08 + 4-byte varint (P4Info ids)
         ent = self.tables_by_hdr.get(buf[i : i + 5])
         if ent is None:
