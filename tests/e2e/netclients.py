@@ -259,6 +259,50 @@ def cmd_hold(a) -> dict:
     return {"opened": opened, "lost": lost, "connect_failed": failed}
 
 
+def cmd_reuse(a) -> dict:
+    """One keep-alive connection from each local port of ``--ports`` (a GET answered on each),
+    held until the file ``--go`` exists; then each is reset (SO_LINGER 0: no TIME_WAIT here)
+    and a new connection opened at once from the same port, with one GET: how many answered."""
+    import struct
+
+    def conn(lport: int) -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(a.timeout)
+        s.bind(("", lport))
+        s.connect((a.vip, a.port))
+        return s
+
+    def get(s: socket.socket) -> bool:
+        s.sendall(f"GET / HTTP/1.1\r\nHost: {a.vip}\r\n\r\n".encode())
+        return read_response(s, bytearray()).status == 200
+
+    ports = [int(x) for x in a.ports.split(",")]
+    held = []
+    for lport in ports:
+        s = conn(lport)
+        if get(s):
+            held.append((lport, s))
+    print(json.dumps({"open": len(held)}), flush=True)
+    deadline = time.monotonic() + a.timeout
+    while not Path(a.go).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ok, bad = 0, []
+    for lport, s in held:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        try:
+            s2 = conn(lport)
+            if get(s2):
+                ok += 1
+            else:
+                bad.append((lport, "status"))
+            s2.close()
+        except (OSError, ConnectionError) as exc:
+            bad.append((lport, repr(exc)))
+    return {"ok": ok, "bad": bad}
+
+
 def cmd_fetch(a) -> dict:
     """``--n`` GETs of ``--path``, one new connection each: how many were answered 200."""
     ok, errors = 0, []
@@ -370,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("hold", parents=[common])
     p.add_argument("--n", type=int, default=300)
     p.add_argument("--seconds", type=float, default=30.0)
+    p = sub.add_parser("reuse", parents=[common])
+    p.add_argument("--ports", required=True)
+    p.add_argument("--go", required=True)
     p = sub.add_parser("fetch", parents=[common])
     p.add_argument("--n", type=int, default=80)
     p.add_argument("--path", default="/")
@@ -379,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = {"post": cmd_post, "keepalive": cmd_keepalive, "reset": cmd_reset,
            "concurrent": cmd_concurrent, "hold": cmd_hold, "fetch": cmd_fetch,
-           "twice": cmd_twice}[a.cmd](a)
+           "twice": cmd_twice, "reuse": cmd_reuse}[a.cmd](a)
     print(json.dumps(out))
     return 0
 

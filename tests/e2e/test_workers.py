@@ -137,3 +137,39 @@ def test_killed_worker_restarts(lab):
     st = wait_for(lambda: (s := lab.status())["csproc"]["half_bound"] == 0 and s, 60) \
         or lab.status()
     assert st["csproc"]["half_bound"] == 0, st["csproc"]
+
+
+def test_port_reused_after_worker_death(lab, tmp_path):
+    """Keep-alive connections of worker 1 held open while it is killed; once it is back,
+    each client resets its connection and opens a new one on the same 4-tuple at once,
+    while the old entries still live (a few seconds after the RST): the data plane punts
+    the SYN, the controller deletes the dead worker's entries before the new worker takes
+    it, and every new connection is answered (none meets the old entries)."""
+    from p4cs.controller.config import load_config
+    from p4cs.controller.workers import client_mask, spreader_for
+    from p4cs.csproc.packet import ip_int
+
+    cfg = load_config(lab.config_path)
+    sp = spreader_for(cfg, 2, client_mask(cfg))
+    cip, vip = ip_int(lab.clients[0].ip), ip_int(lab.vip)
+    ports = [p for p in range(21000, 22000) if sp.key_worker(cip, vip, p, 8080) == 1][:8]
+    go = tmp_path / "go"
+    proc = lab.topo.popen(
+        lab.clients[0].name, [sys.executable, str(CLIENTS), "reuse", "--vip", lab.vip,
+                              "--port", "8080", "--ports", ",".join(map(str, ports)),
+                              "--go", str(go), "--timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(proc.stdout.readline())["open"] == len(ports)
+        before = lab.status()["counters"]["worker_orphan_flows_removed"]
+        pid = workers(lab)[1]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: workers(lab)[1]["pid"] not in (None, pid), 15)
+        go.touch()
+        out = report(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out["ok"] == len(ports), out["bad"]
+    removed = lab.status()["counters"]["worker_orphan_flows_removed"] - before
+    assert removed == 2 * len(ports), removed     # both entries of each old connection

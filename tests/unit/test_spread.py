@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from p4cs.constants import REASON_ARP, REASON_BACKEND_MISS, REASON_FLOW_END, REASON_LOCAL, REASON_VIP_MISS
-from p4cs.controller.spread import Spreader, segment_tuple
+from p4cs.controller.spread import Spreader, pure_syn_tuple, segment_tuple
 from p4cs.csproc import packet as P
 from p4cs.csproc.engine import Config, Engine, VirtualService
 from p4cs.csproc.packet import ip_int
@@ -105,3 +105,18 @@ def test_spreader_of_a_configuration():
     sp = spreader_for(cfg, 2, client_mask(cfg))
     assert sp.vips == {(VIP, 80)} and sp.mask is None
     assert GW in sp.local
+
+
+def test_pure_syn_tuple():
+    """The 4-tuple of a SYN alone (the frames the controller checks for a dead worker's
+    entries); None for a SYN-ACK, a SYN with FIN or RST, any other segment or frame."""
+    c, v = ip_int("10.0.1.1"), ip_int("10.0.0.100")
+
+    def seg(flags: int) -> bytes:
+        return P.build(b"\x02" * 6, b"\x04" * 6, c, v, 40000, 80, 1, 0, flags, 1000)
+
+    assert pure_syn_tuple(seg(P.SYN)) == (c, v, 40000, 80)
+    for flags in (P.SYN | P.ACK, P.SYN | P.RST, P.SYN | P.FIN, P.ACK, P.FIN | P.ACK, P.RST):
+        assert pure_syn_tuple(seg(flags)) is None, flags
+    assert pure_syn_tuple(seg(P.SYN)[:47]) is None      # cut before the flags
+    assert pure_syn_tuple(b"\x00" * 60) is None

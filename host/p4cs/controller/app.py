@@ -47,7 +47,7 @@ from finsy.p4client import P4ClientError
 from finsy.switch import SwitchEvent
 from finsy.proto import p4r
 
-from p4cs.constants import REASON_ARP
+from p4cs.constants import REASON_ARP, REASON_VIP_MISS
 from p4cs.controller import l4, neighbours, syncookies
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import (FlowEncoder, Splice, decode_match_key, read_counter_cells,
@@ -56,7 +56,7 @@ from p4cs.controller.operator import Operator, log_effect
 from p4cs.controller.packetchan import PacketIn, PacketPath
 from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, removes_ended_entries
-from p4cs.controller.spread import segment_tuple
+from p4cs.controller.spread import pure_syn_tuple, segment_tuple
 from p4cs.controller.switchstats import SwitchStats
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
 from p4cs.controller.workers import Workers, tune_gc
@@ -467,13 +467,16 @@ class ControllerApp:
         LOG.info("flow table: %d flow(s) continue, %d entr(ies) of another controller left to "
                  "expire, %d flow(s) gone", len(scan.kept), self.flow_ids.adopted, len(gone))
 
-    async def _handle_packets(self, pkts: list[PacketIn]) -> None:
+    async def _handle_packets(self, pkts: list[PacketIn], retaken: bool = False) -> None:
         """Packet-ins (every one read at a wake-up): to the CS processor, their effects
-        executed together."""
+        executed together. ``retaken``: packet-ins held back before (counted then)."""
         engine = self.engine
         now = time.monotonic()
-        self.counters["packet_in"] += len(pkts)
+        if not retaken:
+            self.counters["packet_in"] += len(pkts)
         if self.workers is not None:
+            if self.workers.orphan_of:
+                pkts = self._hold_orphan_syns(pkts)
             pkts = self.workers.dispatch(pkts, self._flow_frame)
         effects: list = []
         for payload, port, reason in pkts:
@@ -484,6 +487,23 @@ class ControllerApp:
         if effects:
             await self._execute(effects)
         self._tick_event.set()
+
+    def _hold_orphan_syns(self, pkts: list[PacketIn]) -> list[PacketIn]:
+        """``pkts`` but the pure SYNs the data plane punted because an entry of a dead worker's
+        connection has their 5-tuple (``Workers.orphan_keys``): that connection's entries are
+        deleted first and the SYN is taken after, as an engine does for a closed connection it
+        knows (``Engine._reincarnate``), or the client's ACK would meet the old entries."""
+        out = []
+        for pkt in pkts:
+            if pkt[2] == REASON_VIP_MISS:
+                t = pure_syn_tuple(pkt[0])
+                if t is not None:
+                    keys = self.workers.orphan_keys((t[0], t[1], TCP, t[2], t[3]))
+                    if keys is not None:
+                        self.teardown.remove(keys, again=[pkt])
+                        continue
+            out.append(pkt)
+        return out
 
     def _flow_frame(self, frame: bytes) -> bool:
         """Whether ``frame`` (a FIN/RST copy) carries the key of an installed flow: it was

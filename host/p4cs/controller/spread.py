@@ -48,6 +48,17 @@ def segment_tuple(frame: bytes) -> tuple[int, int, int, int] | None:
     return sip, dip, sport, dport
 
 
+def pure_syn_tuple(frame: bytes) -> tuple[int, int, int, int] | None:
+    """``segment_tuple`` of a TCP SYN without ACK, RST or FIN; None for any other frame."""
+    t = segment_tuple(frame)
+    if t is None:
+        return None
+    off = 14 + (frame[14] & 0x0F) * 4 + 13
+    if len(frame) <= off or frame[off] & 0x17 != 0x02:
+        return None
+    return t
+
+
 def client_hash(ip: int, port: int) -> int:
     """A 32-bit mix of a client's address and port (Knuth's multiplicative hash of both)."""
     h = ((ip * 0x9E3779B1) ^ (port * 0x85EBCA6B)) & 0xFFFFFFFF

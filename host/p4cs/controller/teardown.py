@@ -61,6 +61,7 @@ class Teardown:
         self.ending: set[int] = set()   # flow ids of entries left to expire after a FIN/RST
         self._removals: list[tuple[tuple, tuple | None]] = []   # (key, its owner when asked)
         self._then: list[tuple[int, bytes]] = []     # packets to send after the deletions
+        self._again: list = []                       # packet-ins to take after the deletions
         self._superseded: list[int] = []             # flow ids to harvest
         self._event = asyncio.Event()
         self._due: dict[float, list] = {}   # event-loop time (a multiple of BATCH_S) -> keys
@@ -102,10 +103,12 @@ class Teardown:
         fid = self.app.flow_of.get(key)
         return None if fid is None else (fid, self.app.flow_conn.get(fid))
 
-    def remove(self, keys: list, then: Iterable[fx.PacketOut] = ()) -> None:
-        """Delete the entries of these keys with the next batch; send ``then`` after it."""
+    def remove(self, keys: list, then: Iterable[fx.PacketOut] = (), again: Iterable = ()) -> None:
+        """Delete the entries of these keys with the next batch; send ``then`` after it, and
+        hand the packet-ins ``again`` to the CS processor."""
         self._removals.extend(self._owned(keys))
         self._then.extend((p.port, p.frame) for p in then)
+        self._again.extend(again)
         self._event.set()
 
     def superseded(self, fids: list[int]) -> None:
@@ -123,6 +126,7 @@ class Teardown:
             self._event.clear()
             keys, self._removals = self._removals, []
             then, self._then = self._then, []
+            again, self._again = self._again, []
             gone, self._superseded = self._superseded, []
             updates, fids, held = [], [], []
             for k, asked in keys:
@@ -148,6 +152,8 @@ class Teardown:
                 app.counters["flows_removed"] += len(updates)
             if then:
                 await app._send_packets(sw, then)
+            if again:
+                await app._handle_packets(again, retaken=True)
 
     async def harvest(self, sw: Switch, fids: list[int], keys: list[tuple] | None = None) -> None:
         """Add what these flows carried in the fast path to the totals, zero their counters

@@ -19,7 +19,8 @@ worker answers a client segment of a connection it does not know with a RST, and
 SYN-ACK for one is reset by the engine as always. Spliced connections run on in the data
 plane; their expiries reach the new worker, which knows nothing of them (the controller frees
 their flow ids) but takes back their SNAT ports, which it did not hand out meanwhile; it hands
-out the ports its predecessor used last at the very end.
+out the ports its predecessor used last at the very end. A SYN on the 4-tuple of one of those
+connections while its entries live waits for their deletion (``Workers.orphan_keys``).
 
 Messages are pickled tuples with a 4-byte length; both ends are this module. Effects travel
 as plain tuples (``encode`` / ``decode``): pickling the effect dataclasses costs about ten
@@ -196,7 +197,12 @@ class Workers:
         self.n = n
         self.spread = spreader_for(app.cfg, n, client_mask(app.cfg))
         self.pool = [Worker(i) for i in range(1, n)]
-        self.counters = {"worker_restarts": 0, "worker_messages_bad": 0}
+        self.counters = {"worker_restarts": 0, "worker_messages_bad": 0,
+                         "worker_orphan_flows_removed": 0}
+        #: flow key -> connection id, and connection id -> flow keys, of the connections of
+        #: dead workers whose entries were in the flow table when the worker died
+        self.orphan_of: dict[tuple, int] = {}
+        self._orphans: dict[int, list[tuple]] = {}
         self._asks: dict[int, tuple[asyncio.Future, dict]] = {}
         self._ask_id = 0
         self._tasks: list[asyncio.Task] = []
@@ -295,6 +301,7 @@ class Workers:
         if proc.poll() is None:
             proc.kill()
         rc = await asyncio.to_thread(proc.wait)
+        self._orphan(w)
         self.counters["worker_restarts"] += 1
         w.restarts += 1
         LOG.warning("CS-processor worker %d (pid %d) ended (status %s): starting it again",
@@ -305,6 +312,43 @@ class Workers:
         w.delay = min(2 * w.delay, RESTART_S[1])
         if not self._stopping:
             await self._spawn(w, restarted=True)
+
+    # -- what a dead worker leaves in the flow table ----------------------------------------
+
+    def _orphan(self, w: Worker) -> None:
+        """Index the flows of ``w``'s connections (this incarnation's) by connection id: its
+        spliced connections run on in the data plane, but its successor knows nothing of them.
+        A client that closes one and opens a new connection on the same 4-tuple while the
+        entries still live (a few seconds after the FIN) sends a SYN the data plane punts; the
+        successor would answer it at once and the client's ACK would meet the old entries.
+        ``orphan_keys`` gives the controller the entries to delete first."""
+        app = self.app
+        for k, cid in list(self.orphan_of.items()):      # what left the table meanwhile
+            fid = app.flow_of.get(k)
+            if fid is None or app.flow_conn.get(fid) != cid:
+                del self.orphan_of[k]
+                self._orphans.pop(cid, None)
+        mine = w.base >> CONN_ID_BITS
+        for k, fid in app.flow_of.items():
+            cid = app.flow_conn.get(fid)
+            if cid is not None and cid >> CONN_ID_BITS == mine:
+                self.orphan_of[k] = cid
+                self._orphans.setdefault(cid, []).append(k)
+
+    def orphan_keys(self, key: tuple) -> list[tuple] | None:
+        """The flow keys of the dead worker's connection whose entry ``key`` is (both
+        directions), taken out of the index; None if ``key`` is no such entry."""
+        cid = self.orphan_of.pop(key, None)
+        if cid is None:
+            return None
+        keys = self._orphans.pop(cid, [key])
+        for k in keys:
+            self.orphan_of.pop(k, None)
+        fid = self.app.flow_of.get(key)
+        if fid is None or self.app.flow_conn.get(fid) != cid:
+            return None                 # expired or replaced meanwhile
+        self.counters["worker_orphan_flows_removed"] += len(keys)
+        return keys
 
     async def _message(self, w: Worker, msg: tuple) -> None:
         kind = msg[0]
