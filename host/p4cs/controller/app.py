@@ -233,7 +233,7 @@ class ControllerApp:
         self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0, "install_writes": 0,
                          "flows_removed": 0, "install_errors": 0, "idle_timeouts": 0,
                          "fastpath_packets": 0, "fastpath_bytes": 0, "reconnects": 0,
-                         "takeovers": 0, "teardown_rpcs": 0}
+                         "takeovers": 0, "teardown_rpcs": 0, "adopted_flows_removed": 0}
         self.state = "connecting"
         self._state_since = time.monotonic()
         self.election_id: int | None = None     # None: finsy's default (no store)
@@ -474,9 +474,9 @@ class ControllerApp:
         now = time.monotonic()
         if not retaken:
             self.counters["packet_in"] += len(pkts)
+        if self.flow_ids.adopted or (self.workers is not None and self.workers.orphan_of):
+            pkts = self._hold_syns(pkts)
         if self.workers is not None:
-            if self.workers.orphan_of:
-                pkts = self._hold_orphan_syns(pkts)
             pkts = self.workers.dispatch(pkts, self._flow_frame)
         effects: list = []
         for payload, port, reason in pkts:
@@ -488,21 +488,74 @@ class ControllerApp:
             await self._execute(effects)
         self._tick_event.set()
 
-    def _hold_orphan_syns(self, pkts: list[PacketIn]) -> list[PacketIn]:
-        """``pkts`` but the pure SYNs the data plane punted because an entry of a dead worker's
-        connection has their 5-tuple (``Workers.orphan_keys``): that connection's entries are
-        deleted first and the SYN is taken after, as an engine does for a closed connection it
-        knows (``Engine._reincarnate``), or the client's ACK would meet the old entries."""
+    def _hold_syns(self, pkts: list[PacketIn]) -> list[PacketIn]:
+        """``pkts`` but the pure SYNs to hold back. The data plane punts a SYN when an entry
+        has its 5-tuple; the CS processor answers it, and the client's ACK would meet that
+        entry. An engine deletes the entries of a closed connection it knows before it answers
+        (``Engine._reincarnate``); for the entries no engine knows, the controller does:
+
+        * a dead worker's connection (``Workers.orphan_keys``): both its entries are deleted
+          with the next removal batch, the SYN taken after it;
+        * an entry this controller did not install (adopted after a restart or a takeover):
+          ``_syn_on_adopted``."""
         out = []
+        orphans = self.workers is not None and self.workers.orphan_of
         for pkt in pkts:
             if pkt[2] == REASON_VIP_MISS:
                 t = pure_syn_tuple(pkt[0])
                 if t is not None:
-                    keys = self.workers.orphan_keys((t[0], t[1], TCP, t[2], t[3]))
+                    key = (t[0], t[1], TCP, t[2], t[3])
+                    keys = self.workers.orphan_keys(key) if orphans else None
                     if keys is not None:
                         self.teardown.remove(keys, again=[pkt])
                         continue
+                    if self.flow_ids.adopted and key not in self.flow_of and self.ready.is_set():
+                        self.switch.create_task(self._syn_on_adopted(self.switch, pkt, key))
+                        continue
             out.append(pkt)
+        return out
+
+    async def _syn_on_adopted(self, sw: Switch, pkt: PacketIn, key: tuple) -> None:
+        """A pure SYN on a 5-tuple that is no flow of this controller's while it holds entries
+        of another's: if the flow table has an entry with that key, it and the entry of the
+        reverse direction (the key the splice's rewrite leads to) are deleted and their counts
+        harvested before the SYN goes to the CS processor."""
+        enc = self.enc
+        try:
+            found = await self._read_flows(sw, [key])
+            if found:
+                a = {p.param_id: int.from_bytes(p.value, "big")
+                     for p in found[0].action.action.params}
+                rev = enc.reverse_key(a)
+                if rev is not None and rev not in self.flow_of:
+                    found += await self._read_flows(sw, [rev])
+                fids = [f for e in found if (f := enc.flow_id(e)) is not None
+                        and self.flow_ids.is_adopted(f)]
+                try:
+                    await write_raw(sw, [enc.delete_raw(fx.FlowKey(*decode_match_key(e)))
+                                         for e in found])
+                except P4ClientError as exc:
+                    if not exc.is_not_found_only:       # NOT_FOUND: expired meanwhile
+                        raise
+                self.counters["adopted_flows_removed"] += len(found)
+                if fids:
+                    await self.teardown.harvest(sw, fids)
+        except P4ClientError as exc:
+            LOG.warning("cannot remove an adopted flow entry before a new connection on its "
+                        "4-tuple: %s", exc)
+        await self._handle_packets([pkt], retaken=True)
+
+    async def _read_flows(self, sw: Switch, keys: list[tuple]) -> list[p4r.TableEntry]:
+        """The flow-table entries of ``keys`` that exist."""
+        out = []
+        for key in keys:
+            probe = p4r.Entity(table_entry=p4r.TableEntry.FromString(
+                self.enc.match_entry_raw(fx.FlowKey(*key))))
+            try:
+                out += [e.table_entry async for e in read_entities(sw, [probe])]
+            except P4ClientError as exc:
+                if exc.code != GRPCStatusCode.NOT_FOUND:
+                    raise
         return out
 
     def _flow_frame(self, frame: bytes) -> bool:

@@ -109,6 +109,7 @@ class FlowEncoder:
         self._flow_id_param = {a.id: p.id for a in schema.tables["flow_table"].actions
                                for p in a.params if p.name == "flow_id"}
         sp = self.splice
+        self._splice_pid = dict(zip(sp.param_names, (pid for pid, _ in sp.params)))
         self._te_head = b"\x08" + _varint(sp.table_id)                 # TableEntry.table_id = 1
         self._fm_heads = [(b"\x08" + _varint(fid), bw) for fid, bw in sp.fields]
         self._action_head = b"\x08" + _varint(sp.action_id)            # Action.action_id = 1
@@ -167,6 +168,21 @@ class FlowEncoder:
         if ns:
             te += b"\x48" + _varint(ns)                            # TableEntry.idle_timeout_ns = 9
         return self._update(update_type, te)
+
+    def match_entry_raw(self, key: FlowKey) -> bytes:
+        """A flow-table TableEntry with the match of ``key`` alone (a Read of that entry),
+        serialized."""
+        return self._te_head + self._match_raw(key)
+
+    def reverse_key(self, params: dict[int, int]) -> FlowKey | None:
+        """The key of the reverse direction of a ``splice`` entry with these action parameters
+        (param id -> value): the 5-tuple of an answer to the segment as rewritten."""
+        try:
+            sip, dip, sport, dport = (params[self._splice_pid[n]]
+                                      for n in ("sip", "dip", "sport", "dport"))
+        except KeyError:
+            return None
+        return FlowKey(dip, sip, 6, dport, sport)
 
     def delete_raw(self, key: FlowKey) -> bytes:
         """The DELETE of the flow entry of `key`, serialized."""
