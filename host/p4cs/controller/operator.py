@@ -90,8 +90,15 @@ def log_effect(e: fx.Log) -> None:
         if ACCESS.handlers:
             ACCESS.info(access_line(e.fields))
         return
-    LOG.log(logging.getLevelName(e.level.upper()), "%s %s", e.msg,
-            " ".join(f"{k}={v}" for k, v in e.fields.items()))
+    level = _LEVELS.get(e.level)
+    if level is None:
+        level = _LEVELS[e.level] = logging.getLevelName(e.level.upper())
+    if LOG.isEnabledFor(level):     # two effects per connection: most are debug
+        LOG.log(level, "%s %s", e.msg, " ".join(f"{k}={v}" for k, v in e.fields.items()))
+
+
+#: log level name of an effect -> logging level
+_LEVELS: dict[str, int] = {}
 
 
 # ---------------------------------------------------------------------- config <-> document
