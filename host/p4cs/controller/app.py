@@ -224,6 +224,7 @@ class ControllerApp:
         self.flow_ids = FlowIds(self.params.flow_table_size)
         self.flow_of: dict[tuple, int] = {}       # flow key -> flow id
         self.flow_conn: dict[int, int] = {}       # flow id -> the CS processor's connection id
+        self._adopted_syns: dict[tuple, list] = {}  # key -> SYNs held (_syn_on_adopted)
         self.book = FlowBook()                      # flow id -> what it carries, totals
         self.rates = Rates()
         self.traffic: dict = {}                     # the latest sample (sample_traffic)
@@ -510,16 +511,22 @@ class ControllerApp:
                         self.teardown.remove(keys, again=[pkt])
                         continue
                     if self.flow_ids.adopted and key not in self.flow_of and self.ready.is_set():
-                        self.switch.create_task(self._syn_on_adopted(self.switch, pkt, key))
+                        held = self._adopted_syns.get(key)
+                        if held is not None:            # a retransmission meanwhile
+                            held.append(pkt)
+                        else:
+                            self._adopted_syns[key] = [pkt]
+                            self.switch.create_task(self._syn_on_adopted(self.switch, key))
                         continue
             out.append(pkt)
         return out
 
-    async def _syn_on_adopted(self, sw: Switch, pkt: PacketIn, key: tuple) -> None:
+    async def _syn_on_adopted(self, sw: Switch, key: tuple) -> None:
         """A pure SYN on a 5-tuple that is no flow of this controller's while it holds entries
         of another's: if the flow table has an entry with that key, it and the entry of the
         reverse direction (the key the splice's rewrite leads to) are deleted and their counts
-        harvested before the SYN goes to the CS processor."""
+        harvested before the SYN (and any retransmission of it meanwhile) goes to the CS
+        processor."""
         enc = self.enc
         try:
             found = await self._read_flows(sw, [key])
@@ -543,7 +550,9 @@ class ControllerApp:
         except P4ClientError as exc:
             LOG.warning("cannot remove an adopted flow entry before a new connection on its "
                         "4-tuple: %s", exc)
-        await self._handle_packets([pkt], retaken=True)
+        finally:
+            pkts = self._adopted_syns.pop(key, [])
+        await self._handle_packets(pkts, retaken=True)
 
     async def _read_flows(self, sw: Switch, keys: list[tuple]) -> list[p4r.TableEntry]:
         """The flow-table entries of ``keys`` that exist."""
