@@ -287,20 +287,23 @@ def cmd_reuse(a) -> dict:
     deadline = time.monotonic() + a.timeout
     while not Path(a.go).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    ok, bad = 0, []
+    ok, bad, times = 0, [], []
     for lport, s in held:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
+        t0 = time.monotonic()
         try:
             s2 = conn(lport)
+            t1 = time.monotonic()
             if get(s2):
                 ok += 1
             else:
                 bad.append((lport, "status"))
             s2.close()
+            times.append((round(t1 - t0, 3), round(time.monotonic() - t1, 3)))
         except (OSError, ConnectionError) as exc:
             bad.append((lport, repr(exc)))
-    return {"ok": ok, "bad": bad}
+    return {"ok": ok, "bad": bad, "connect_get_s": times}
 
 
 def cmd_fetch(a) -> dict:

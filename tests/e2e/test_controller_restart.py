@@ -137,3 +137,5 @@ def test_port_reused_after_restart(lab, tmp_path):
     out = json.loads(out.strip().splitlines()[-1])
     assert out["ok"] == len(ports), out["bad"]
     assert lab.status()["counters"]["adopted_flows_removed"] == 2 * len(ports)
+    # answered at the first SYN: no retransmission (1 s)
+    assert max(c for c, _g in out["connect_get_s"]) < 0.5, out

@@ -171,5 +171,7 @@ def test_port_reused_after_worker_death(lab, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert out["ok"] == len(ports), out["bad"]
+    # answered at the first SYN: no retransmission (1 s)
+    assert max(c for c, _g in out["connect_get_s"]) < 0.5, out
     removed = lab.status()["counters"]["worker_orphan_flows_removed"] - before
     assert removed == 2 * len(ports), removed     # both entries of each old connection

@@ -168,7 +168,7 @@ def test_a_removal_waits_for_the_install_of_its_key(schema, monkeypatch):
     monkeypatch.setattr(app_mod, "write_raw", held_write)
 
     async def run():
-        loop = asyncio.create_task(app._install_loop(None))
+        loop = asyncio.create_task(app._install_loop(_TaskSwitch()))
         await app._execute([fx.InstallFlows([flow])])
         await app._execute([fx.RemoveFlows([key], 0)])    # while the install is queued
         for _ in range(10):
@@ -185,6 +185,86 @@ def test_a_removal_waits_for_the_install_of_its_key(schema, monkeypatch):
     assert removals == [(tuple(key), (fid, 9))]     # the entry the install made
     assert not app._installing and not app._after_install
     assert app.counters["install_writes"] == 1 and app.counters["flows_installed"] == 1
+
+
+class _TaskSwitch:
+    """What the install loop needs of a finsy Switch: tasks tied to it."""
+
+    @staticmethod
+    def create_task(coro):
+        import asyncio
+        return asyncio.create_task(coro)
+
+
+def test_install_writes_in_flight(schema, monkeypatch):
+    """Flow installs ready while a Write is in flight go out at once in a second Write (up to
+    INSTALL_WRITES_IN_FLIGHT); a batch with a key of a Write in flight (the later MODIFY of an
+    entry being inserted) waits until that Write is over, and is then planned as a MODIFY;
+    every connection's packets go out once its own Write is over."""
+    import asyncio
+
+    from p4cs.controller import app as app_mod
+    from p4cs.controller.config import parse_config
+    from p4cs.csproc import effects as fx
+
+    app = ControllerApp(parse_config((REPO / "examples" / "lcs.yaml").read_text(), "x.yaml"),
+                        P4INFO)
+    app.enc = FlowEncoder(schema)
+    assert app_mod.INSTALL_WRITES_IN_FLIGHT == 2
+
+    def flow(sport: int, conn: int) -> fx.FlowSpec:
+        key = fx.FlowKey(0x0A000201, 0x0A000101, 6, 80, sport)
+        return fx.FlowSpec(key, 1, b"\x02" * 6, b"\x04" * 6, 0x0A000064, 0x0A000101, 80,
+                           sport, 5, 7, 300, conn_id=conn, direction="s2c")
+
+    writes: list[tuple[int, list[int]]] = []        # (write number, update types)
+    gates: list[asyncio.Event] = []
+    sent: list[bytes] = []
+
+    async def held_write(sw, updates):
+        gate = asyncio.Event()
+        gates.append(gate)
+        writes.append((len(writes), [p4r.Update.FromString(u).type for u in updates]))
+        await gate.wait()
+
+    async def send(sw, out):
+        sent.extend(frame for _port, frame in out)
+
+    monkeypatch.setattr(app_mod, "write_raw", held_write)
+    monkeypatch.setattr(app, "_send_packets", send)
+
+    async def settle():
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    async def run():
+        loop = asyncio.create_task(app._install_loop(_TaskSwitch()))
+        a, b = flow(40000, 1), flow(40001, 2)
+        await app._execute([fx.InstallFlows([a], [fx.PacketOut(1, b"a")])])
+        await settle()
+        await app._execute([fx.InstallFlows([b], [fx.PacketOut(1, b"b")])])
+        await settle()
+        assert [w for w, _ in writes] == [0, 1]      # b's Write went while a's is in flight
+        await app._execute([fx.InstallFlows([a], [fx.PacketOut(1, b"a2")])])  # a again
+        await settle()
+        assert len(writes) == 2 and sent == []       # waits for a's Write
+        gates[1].set()
+        await settle()
+        assert sent == [b"b"] and len(writes) == 2   # b done; a2 still waits for a
+        gates[0].set()
+        await settle()
+        assert sent == [b"b", b"a"] and len(writes) == 3
+        assert writes[2][1] == [p4r.Update.MODIFY]   # planned after a's INSERT was written
+        gates[2].set()
+        await settle()
+        loop.cancel()
+
+    asyncio.run(run())
+    assert sent == [b"b", b"a", b"a2"]
+    assert [t for _, t in writes] == [[p4r.Update.INSERT], [p4r.Update.INSERT],
+                                      [p4r.Update.MODIFY]]
+    assert app.counters["install_writes"] == 3 and app.counters["flows_installed"] == 3
+    assert not app._installing
 
 
 def test_c_flow_encoder_refuses_what_does_not_fit(schema):

@@ -74,6 +74,8 @@ from p4cs.errors import InputError
 LOG = logging.getLogger("p4cs.controller")
 
 TCP = 6
+#: Flow-install WriteRequests in flight at once (_install_loop).
+INSTALL_WRITES_IN_FLIGHT = 2
 #: Idle-timeout notifications queued (each carries up to 1000 entries on the DPDK target).
 IDLE_QUEUE = 4096
 #: Delays between attempts to reach a lost switch: doubled from the first up to the last.
@@ -153,6 +155,11 @@ class FlowIds:
 
     def available(self) -> int:
         return self.size - 1 - self._used
+
+
+def _key_str(key: tuple) -> str:
+    """A flow key (source, destination, protocol, source port, destination port) as text."""
+    return f"{ip_str(key[0])}:{key[3]}->{ip_str(key[1])}:{key[4]}"
 
 
 def _add_worker_status(part: dict, stats: dict, counts: dict, inactive: dict,
@@ -470,12 +477,14 @@ class ControllerApp:
 
     async def _handle_packets(self, pkts: list[PacketIn], retaken: bool = False) -> None:
         """Packet-ins (every one read at a wake-up): to the CS processor, their effects
-        executed together. ``retaken``: packet-ins held back before (counted then)."""
+        executed together. ``retaken``: packet-ins held back before (``_hold_syns``: counted
+        and checked then)."""
         engine = self.engine
         now = time.monotonic()
         if not retaken:
             self.counters["packet_in"] += len(pkts)
-        if self.flow_ids.adopted or (self.workers is not None and self.workers.orphan_of):
+        if not retaken and (self.flow_ids.adopted or
+                            (self.workers is not None and self.workers.orphan_of)):
             pkts = self._hold_syns(pkts)
         if self.workers is not None:
             pkts = self.workers.dispatch(pkts, self._flow_frame)
@@ -545,6 +554,9 @@ class ControllerApp:
                     if not exc.is_not_found_only:       # NOT_FOUND: expired meanwhile
                         raise
                 self.counters["adopted_flows_removed"] += len(found)
+                LOG.info("a new connection on the 4-tuple of %d adopted flow entr(ies): removed "
+                         "first (%s)", len(found), ", ".join(
+                             _key_str(decode_match_key(e)) for e in found))
                 if fids:
                     await self.teardown.harvest(sw, fids)
         except P4ClientError as exc:
@@ -639,73 +651,86 @@ class ControllerApp:
         await self.packets.send(sw, self.enc, out)
 
     async def _install_loop(self, sw: Switch) -> None:
-        """Batch the flow installs of all connections that are ready: one WriteRequest."""
+        """Batch the flow installs of all connections that are ready: one WriteRequest. Up to
+        ``INSTALL_WRITES_IN_FLIGHT`` Writes are in flight (a connection ready while one is
+        written goes out at once, not after it); a batch with a key of one in flight waits
+        for it first (its INSERT and the later MODIFY must not pass each other)."""
+        inflight: collections.deque = collections.deque()   # (task, keys)
         while True:
             await self._install_event.wait()
             self._install_event.clear()
             batch, self._installs = self._installs, []
-            updates, owners, ukeys = [], [], []
-            failed: set[int] = set()
-            fresh: set[int] = set()       # update indexes: the INSERTs of new incarnations of a key
-            superseded: list[int] = []    # flow ids of the previous incarnations of those keys
-            for i, (inst, metas) in enumerate(batch):
-                need = sum(1 for f in inst.flows if self._flow_of_conn(f) is None)
-                if need > self.flow_ids.available():
-                    failed.add(i)        # no flow id (counter slot) left: refuse the connection
-                    continue
-                for j, f in enumerate(inst.flows):
-                    key = tuple(f.key)
-                    fid = self._flow_of_conn(f)
-                    if fid is None:
-                        old = self.flow_of.get(key)
-                        if old is not None:
-                            # The 4-tuple's previous connection (closed) still holds the key:
-                            # its entry is expiring or gone. The new one gets its own flow id.
-                            superseded.append(old)
-                            fresh.add(len(updates))
-                        fid = self.flow_ids.get()
-                        self.flow_of[key] = fid
-                        self.flow_conn[fid] = f.conn_id
-                        self.book.add(fid, meta_of(self.engine, f) if metas is None
-                                      else metas[j])
-                        utype = p4r.Update.INSERT
-                    else:
-                        utype = p4r.Update.MODIFY
-                    updates.append(self._splice_update(f, fid, utype))
-                    owners.append(i)
-                    ukeys.append(f.key)
-            if failed:
-                LOG.warning("flow ids exhausted: %d connection(s) refused", len(failed))
-            written = set(owners)
-            try:
-                failed |= await self._write_flows(sw, updates, owners, ukeys, fresh)
-            finally:    # written, failed, or the session ended: removals may follow now
-                self._installed(batch)
-            if superseded:
-                # Their counts are final now (the entry is gone, or the write replaced it).
-                self.teardown.superseded(superseded)
-            self.counters["install_errors"] += len(failed)
-            self.counters["flows_installed"] += sum(len(batch[i][0].flows)
-                                                    for i in written - failed)
-            now = time.monotonic()
-            out: list = []
-            for i, (inst, _metas) in enumerate(batch):
-                if i in failed:
-                    for f in inst.flows:
-                        fid = self._flow_of_conn(f)
-                        if fid is not None:
-                            del self.flow_of[tuple(f.key)]
-                            self.flow_ids.put(fid)
-                            self.book.drop(fid)
-                    conn_ids = {f.conn_id for f in inst.flows}
-                    for cid in conn_ids:
-                        await self.to_engine(inst.flows[0].key, "install_failed", cid, now)
-                    # One direction may have gone in: remove whatever is there.
-                    self.teardown.remove([f.key for f in inst.flows])
+            keys = {tuple(f.key) for inst, _m in batch for f in inst.flows}
+            while inflight and (inflight[0][0].done() or len(inflight) >= INSTALL_WRITES_IN_FLIGHT
+                                or any(keys & k for _t, k in inflight)):
+                await inflight.popleft()[0]
+            inflight.append((sw.create_task(self._install(sw, batch)), keys))
+
+    async def _install(self, sw: Switch, batch: list[tuple[fx.InstallFlows, list | None]]) -> None:
+        """One Write of ``batch`` (_install_loop): the flow ids and entries planned at once,
+        the connections' packets sent once it is written."""
+        updates, owners, ukeys = [], [], []
+        failed: set[int] = set()
+        fresh: set[int] = set()       # update indexes: the INSERTs of new incarnations of a key
+        superseded: list[int] = []    # flow ids of the previous incarnations of those keys
+        for i, (inst, metas) in enumerate(batch):
+            need = sum(1 for f in inst.flows if self._flow_of_conn(f) is None)
+            if need > self.flow_ids.available():
+                failed.add(i)        # no flow id (counter slot) left: refuse the connection
+                continue
+            for j, f in enumerate(inst.flows):
+                key = tuple(f.key)
+                fid = self._flow_of_conn(f)
+                if fid is None:
+                    old = self.flow_of.get(key)
+                    if old is not None:
+                        # The 4-tuple's previous connection (closed) still holds the key:
+                        # its entry is expiring or gone. The new one gets its own flow id.
+                        superseded.append(old)
+                        fresh.add(len(updates))
+                    fid = self.flow_ids.get()
+                    self.flow_of[key] = fid
+                    self.flow_conn[fid] = f.conn_id
+                    self.book.add(fid, meta_of(self.engine, f) if metas is None
+                                  else metas[j])
+                    utype = p4r.Update.INSERT
                 else:
-                    out.extend((p.port, p.frame) for p in inst.then)
-            if out:
-                await self._send_packets(sw, out)
+                    utype = p4r.Update.MODIFY
+                updates.append(self._splice_update(f, fid, utype))
+                owners.append(i)
+                ukeys.append(f.key)
+        if failed:
+            LOG.warning("flow ids exhausted: %d connection(s) refused", len(failed))
+        written = set(owners)
+        try:
+            failed |= await self._write_flows(sw, updates, owners, ukeys, fresh)
+        finally:    # written, failed, or the session ended: removals may follow now
+            self._installed(batch)
+        if superseded:
+            # Their counts are final now (the entry is gone, or the write replaced it).
+            self.teardown.superseded(superseded)
+        self.counters["install_errors"] += len(failed)
+        self.counters["flows_installed"] += sum(len(batch[i][0].flows)
+                                                for i in written - failed)
+        now = time.monotonic()
+        out: list = []
+        for i, (inst, _metas) in enumerate(batch):
+            if i in failed:
+                for f in inst.flows:
+                    fid = self._flow_of_conn(f)
+                    if fid is not None:
+                        del self.flow_of[tuple(f.key)]
+                        self.flow_ids.put(fid)
+                        self.book.drop(fid)
+                conn_ids = {f.conn_id for f in inst.flows}
+                for cid in conn_ids:
+                    await self.to_engine(inst.flows[0].key, "install_failed", cid, now)
+                # One direction may have gone in: remove whatever is there.
+                self.teardown.remove([f.key for f in inst.flows])
+            else:
+                out.extend((p.port, p.frame) for p in inst.then)
+        if out:
+            await self._send_packets(sw, out)
 
     def _queue_install(self, e: fx.InstallFlows, metas: list | None) -> None:
         """``e`` goes into the next coalesced Write; ``metas``: what its flows carry (None:
