@@ -134,3 +134,40 @@ def test_restarted_worker_snat_ports():
     c.held.add((snat, 20005))
     c.handle(("flow_expired", fx.FlowKey(server, snat, 6, 80, 20005)), time.monotonic())
     assert not c.held
+
+
+def test_dead_workers_entries_index():
+    """The controller's index of a dead worker's flow entries: both keys of a connection of
+    that incarnation (not another worker's, not the next incarnation's), taken once; entries
+    that left the table meanwhile are forgotten."""
+    from types import SimpleNamespace
+
+    from p4cs.controller.workers import CONN_ID_BITS, Worker, Workers
+
+    w = Worker(1)
+    old = w.base
+    app = SimpleNamespace(flow_of={}, flow_conn={})
+    ws = Workers.__new__(Workers)
+    ws.app, ws.orphan_of, ws._orphans = app, {}, {}
+    ws.counters = {"worker_orphan_flows_removed": 0}
+
+    def flow(fid: int, key: tuple, cid: int) -> None:
+        app.flow_of[key] = fid
+        app.flow_conn[fid] = cid
+
+    a1, a2 = (1, 100, 6, 5000, 80), (10, 1, 6, 80, 5000)     # connection 7 of worker 1
+    b1 = (1, 100, 6, 5001, 80)                               # connection 8: expires first
+    flow(1, a1, old | 7)
+    flow(2, a2, old | 7)
+    flow(3, b1, old | 8)
+    flow(4, (2, 100, 6, 5000, 80), (2 << 16) << CONN_ID_BITS | 7)    # worker 2's
+    ws._orphan(w)
+    w.restarts += 1
+    flow(5, (1, 100, 6, 5002, 80), w.base | 1)               # the new incarnation's
+    assert set(ws.orphan_of) == {a1, a2, b1}
+    del app.flow_of[b1]                                      # expired
+    ws._prune_orphans()
+    assert set(ws.orphan_of) == {a1, a2} and ws.orphan_keys(b1) is None
+    assert sorted(ws.orphan_keys(a1)) == sorted([a1, a2])
+    assert ws.orphan_keys(a2) is None and not ws.orphan_of and not ws._orphans
+    assert ws.counters["worker_orphan_flows_removed"] == 2

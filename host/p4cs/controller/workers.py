@@ -67,6 +67,8 @@ ASK_TIMEOUT_S = 2.0
 #: dying within STABLE_S of its start.
 RESTART_S = (0.2, 5.0)
 STABLE_S = 10.0
+#: How often the index of the dead workers' entries forgets those that left the table.
+PRUNE_S = 5.0
 
 
 def pack(msg: Any) -> bytes:
@@ -203,6 +205,7 @@ class Workers:
         #: dead workers whose entries were in the flow table when the worker died
         self.orphan_of: dict[tuple, int] = {}
         self._orphans: dict[int, list[tuple]] = {}
+        self._prune_at = 0.0
         self._asks: dict[int, tuple[asyncio.Future, dict]] = {}
         self._ask_id = 0
         self._tasks: list[asyncio.Task] = []
@@ -323,17 +326,27 @@ class Workers:
         successor would answer it at once and the client's ACK would meet the old entries.
         ``orphan_keys`` gives the controller the entries to delete first."""
         app = self.app
-        for k, cid in list(self.orphan_of.items()):      # what left the table meanwhile
-            fid = app.flow_of.get(k)
-            if fid is None or app.flow_conn.get(fid) != cid:
-                del self.orphan_of[k]
-                self._orphans.pop(cid, None)
+        self._prune_orphans()
         mine = w.base >> CONN_ID_BITS
         for k, fid in app.flow_of.items():
             cid = app.flow_conn.get(fid)
             if cid is not None and cid >> CONN_ID_BITS == mine:
                 self.orphan_of[k] = cid
                 self._orphans.setdefault(cid, []).append(k)
+
+    def _prune_orphans(self) -> None:
+        """Forget the orphan entries that left the flow table (expired, or taken by a new
+        connection on their key)."""
+        app = self.app
+        for k, cid in list(self.orphan_of.items()):
+            fid = app.flow_of.get(k)
+            if fid is None or app.flow_conn.get(fid) != cid:
+                del self.orphan_of[k]
+                keys = self._orphans.get(cid)
+                if keys is not None:
+                    keys.remove(k)
+                    if not keys:
+                        del self._orphans[cid]
 
     def orphan_keys(self, key: tuple) -> list[tuple] | None:
         """The flow keys of the dead worker's connection whose entry ``key`` is (both
@@ -447,6 +460,9 @@ class Workers:
             if (servers, routes) != self._synced:
                 self._synced = (servers, routes)
                 self.broadcast(("sync", servers, app.resolver.table.entries))
+            if self.orphan_of and time.monotonic() >= self._prune_at:
+                self._prune_orphans()       # the controller checks SYNs while any is left
+                self._prune_at = time.monotonic() + PRUNE_S
             await asyncio.sleep(SYNC_S)
 
     def listing(self) -> list[dict]:
