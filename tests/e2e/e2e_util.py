@@ -122,3 +122,34 @@ def status_at(lab, sock: str) -> dict:
     resp = control_request({"op": "status"}, sock)
     assert resp.get("ok"), resp
     return resp["status"]
+
+
+def hold_for_reuse(lab, port: int, ports: list[int], go: Path) -> subprocess.Popen:
+    """``netclients.py reuse`` in the client namespace: one answered keep-alive connection to
+    VIP:``port`` from each local port of ``ports``, held until the file ``go`` exists (then
+    each is reset and opened again at once from the same port). Returns once all are open."""
+    p = lab.topo.popen(
+        lab.clients[0].name, [sys.executable, str(CLIENTS), "reuse", "--vip", lab.vip,
+                              "--port", str(port), "--ports", ",".join(map(str, ports)),
+                              "--go", str(go), "--timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if not line or json.loads(line)["open"] != len(ports):
+        p.kill()
+        raise AssertionError(f"connections not held: {line!r} {p.stderr.read()[-2000:]}")
+    return p
+
+
+def reuse_report(p: subprocess.Popen, n: int) -> dict:
+    """What ``hold_for_reuse``'s client says once ``go`` is there: each of the ``n`` new
+    connections answered, at its first SYN (no retransmission: 1 s)."""
+    try:
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err[-2000:]
+    rep = json.loads(out.strip().splitlines()[-1])
+    assert rep["ok"] == n, rep["bad"]
+    assert max(c for c, _g in rep["connect_get_s"]) < 0.5, rep
+    return rep

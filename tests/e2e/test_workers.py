@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_util import CLIENTS, run_client, wait_for
+from e2e_util import CLIENTS, hold_for_reuse, reuse_report, run_client, wait_for
 
 HOST = Path(__file__).resolve().parents[2] / "host"
 
@@ -154,24 +154,16 @@ def test_port_reused_after_worker_death(lab, tmp_path):
     cip, vip = ip_int(lab.clients[0].ip), ip_int(lab.vip)
     ports = [p for p in range(21000, 22000) if sp.key_worker(cip, vip, p, 8080) == 1][:8]
     go = tmp_path / "go"
-    proc = lab.topo.popen(
-        lab.clients[0].name, [sys.executable, str(CLIENTS), "reuse", "--vip", lab.vip,
-                              "--port", "8080", "--ports", ",".join(map(str, ports)),
-                              "--go", str(go), "--timeout", "30"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = hold_for_reuse(lab, 8080, ports, go)
     try:
-        assert json.loads(proc.stdout.readline())["open"] == len(ports)
         before = lab.status()["counters"]["worker_orphan_flows_removed"]
         pid = workers(lab)[1]["pid"]
         os.kill(pid, signal.SIGKILL)
         assert wait_for(lambda: workers(lab)[1]["pid"] not in (None, pid), 15)
-        go.touch()
-        out = report(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert out["ok"] == len(ports), out["bad"]
-    # answered at the first SYN: no retransmission (1 s)
-    assert max(c for c, _g in out["connect_get_s"]) < 0.5, out
+    except BaseException:
+        proc.kill()
+        raise
+    go.touch()
+    reuse_report(proc, len(ports))
     removed = lab.status()["counters"]["worker_orphan_flows_removed"] - before
     assert removed == 2 * len(ports), removed     # both entries of each old connection
