@@ -267,6 +267,21 @@ def test_install_writes_in_flight(schema, monkeypatch):
     assert not app._installing
 
 
+def test_reverse_key_of_a_splice_entry(schema):
+    """The key of the other direction of a splice entry (what an answer to the rewritten
+    segment carries), from the entry as the switch returns it; None for another action."""
+    fe = FlowEncoder(schema)
+    key = FlowKey(0x0A000101, 0x0A000064, 6, 40000, 80)        # client -> VIP
+    s = Splice(2, 0x020000000001, 0x020000000002, 0x0A000101, 0x0A000202, 40000, 8080,
+               5, 7, 33)                                       # -> server 10.0.2.2:8080
+    te = p4r.Update.FromString(fe.insert_raw(key, s, 300)).entity.table_entry
+    assert fe.reverse_key(te) == FlowKey(0x0A000202, 0x0A000101, 6, 8080, 40000)
+    te.action.action.action_id += 1
+    assert fe.reverse_key(te) is None
+    te = p4r.TableEntry.FromString(fe.match_entry_raw(key))     # a Read's probe: no action
+    assert fe.reverse_key(te) is None
+
+
 def test_c_flow_encoder_refuses_what_does_not_fit(schema):
     """The C encoder raises ValueError as the Python one does for a value wider than its
     field, a negative one, or a non-int; the encoder stays usable."""

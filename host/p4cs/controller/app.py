@@ -55,7 +55,7 @@ from p4cs.controller.p4rt import (FlowEncoder, Splice, decode_match_key, read_co
 from p4cs.controller.operator import Operator, log_effect
 from p4cs.controller.packetchan import PacketIn, PacketPath
 from p4cs.controller.reconcile import BaseTables, FlowScan
-from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, removes_ended_entries
+from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, key_of, removes_ended_entries
 from p4cs.controller.spread import pure_syn_tuple, segment_tuple
 from p4cs.controller.switchstats import SwitchStats
 from p4cs.controller.traffic import FlowBook, Rates, inactive_per_server, meta_of
@@ -157,9 +157,9 @@ class FlowIds:
         return self.size - 1 - self._used
 
 
-def _key_str(key: tuple) -> str:
-    """A flow key (source, destination, protocol, source port, destination port) as text."""
-    return f"{ip_str(key[0])}:{key[3]}->{ip_str(key[1])}:{key[4]}"
+def _key_str(key: fx.FlowKey) -> str:
+    """A flow key as text: source:port->destination:port."""
+    return f"{ip_str(key.src_ip)}:{key.sport}->{ip_str(key.dst_ip)}:{key.dport}"
 
 
 def _add_worker_status(part: dict, stats: dict, counts: dict, inactive: dict,
@@ -538,25 +538,22 @@ class ControllerApp:
         processor."""
         enc = self.enc
         try:
-            found = await self._read_flows(sw, [key])
+            found = await self._read_flow(sw, key)
             if found:
-                a = {p.param_id: int.from_bytes(p.value, "big")
-                     for p in found[0].action.action.params}
-                rev = enc.reverse_key(a)
+                rev = enc.reverse_key(found[0])
                 if rev is not None and rev not in self.flow_of:
-                    found += await self._read_flows(sw, [rev])
+                    found += await self._read_flow(sw, rev)
+                keys = [k for k in map(key_of, found) if k is not None]
                 fids = [f for e in found if (f := enc.flow_id(e)) is not None
                         and self.flow_ids.is_adopted(f)]
                 try:
-                    await write_raw(sw, [enc.delete_raw(fx.FlowKey(*decode_match_key(e)))
-                                         for e in found])
+                    await write_raw(sw, [enc.delete_raw(k) for k in keys])
                 except P4ClientError as exc:
                     if not exc.is_not_found_only:       # NOT_FOUND: expired meanwhile
                         raise
-                self.counters["adopted_flows_removed"] += len(found)
+                self.counters["adopted_flows_removed"] += len(keys)
                 LOG.info("a new connection on the 4-tuple of %d adopted flow entr(ies): removed "
-                         "first (%s)", len(found), ", ".join(
-                             _key_str(decode_match_key(e)) for e in found))
+                         "first (%s)", len(keys), ", ".join(map(_key_str, keys)))
                 if fids:
                     await self.teardown.harvest(sw, fids)
         except P4ClientError as exc:
@@ -566,18 +563,16 @@ class ControllerApp:
             pkts = self._adopted_syns.pop(key, [])
         await self._handle_packets(pkts, retaken=True)
 
-    async def _read_flows(self, sw: Switch, keys: list[tuple]) -> list[p4r.TableEntry]:
-        """The flow-table entries of ``keys`` that exist."""
-        out = []
-        for key in keys:
-            probe = p4r.Entity(table_entry=p4r.TableEntry.FromString(
-                self.enc.match_entry_raw(fx.FlowKey(*key))))
-            try:
-                out += [e.table_entry async for e in read_entities(sw, [probe])]
-            except P4ClientError as exc:
-                if exc.code != GRPCStatusCode.NOT_FOUND:
-                    raise
-        return out
+    async def _read_flow(self, sw: Switch, key: tuple) -> list[p4r.TableEntry]:
+        """The flow-table entry of ``key``, if there is one."""
+        probe = p4r.Entity(table_entry=p4r.TableEntry.FromString(
+            self.enc.match_entry_raw(fx.FlowKey(*key))))
+        try:
+            return [e.table_entry async for e in read_entities(sw, [probe])]
+        except P4ClientError as exc:
+            if exc.code != GRPCStatusCode.NOT_FOUND:
+                raise
+            return []
 
     def _flow_frame(self, frame: bytes) -> bool:
         """Whether ``frame`` (a FIN/RST copy) carries the key of an installed flow: it was

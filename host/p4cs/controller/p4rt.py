@@ -174,9 +174,13 @@ class FlowEncoder:
         serialized."""
         return self._te_head + self._match_raw(key)
 
-    def reverse_key(self, params: dict[int, int]) -> FlowKey | None:
-        """The key of the reverse direction of a ``splice`` entry with these action parameters
-        (param id -> value): the 5-tuple of an answer to the segment as rewritten."""
+    def reverse_key(self, entry: p4r.TableEntry) -> FlowKey | None:
+        """The key of the reverse direction of a ``splice`` entry: the 5-tuple of an answer to
+        the segment as rewritten (None: another action, or a parameter missing)."""
+        a = entry.action.action
+        if a.action_id != self.splice.action_id:
+            return None
+        params = {p.param_id: int.from_bytes(p.value, "big") for p in a.params}
         try:
             sip, dip, sport, dport = (params[self._splice_pid[n]]
                                       for n in ("sip", "dip", "sport", "dport"))

@@ -211,7 +211,7 @@ class Teardown:
         await app.packets.flush_copies()    # the same for copies on the direct channel
         done, unread, adopted = [], [], []
         for entry in entries:
-            key = _key_of(entry)
+            key = key_of(entry)
             if key is None:
                 continue
             nfid, cur = app.enc.flow_id(entry), app.flow_of.get(tuple(key))
@@ -245,7 +245,7 @@ class Teardown:
             await app.to_engine(key, "flow_expired", key, now)
 
 
-def _key_of(entry: p4r.TableEntry) -> fx.FlowKey | None:
+def key_of(entry: p4r.TableEntry) -> fx.FlowKey | None:
     try:
         return fx.FlowKey(*decode_match_key(entry))
     except (TypeError, ValueError):

@@ -337,10 +337,8 @@ class Workers:
     def _prune_orphans(self) -> None:
         """Forget the orphan entries that left the flow table (expired, or taken by a new
         connection on their key)."""
-        app = self.app
         for k, cid in list(self.orphan_of.items()):
-            fid = app.flow_of.get(k)
-            if fid is None or app.flow_conn.get(fid) != cid:
+            if not self._holds(cid, k):
                 del self.orphan_of[k]
                 keys = self._orphans.get(cid)
                 if keys is not None:
@@ -357,11 +355,15 @@ class Workers:
         keys = self._orphans.pop(cid, [key])
         for k in keys:
             self.orphan_of.pop(k, None)
-        fid = self.app.flow_of.get(key)
-        if fid is None or self.app.flow_conn.get(fid) != cid:
+        if not self._holds(cid, key):
             return None                 # expired or replaced meanwhile
         self.counters["worker_orphan_flows_removed"] += len(keys)
         return keys
+
+    def _holds(self, cid: int, key: tuple) -> bool:
+        """Whether the entry of ``key`` is still connection ``cid``'s."""
+        fid = self.app.flow_of.get(key)
+        return fid is not None and self.app.flow_conn.get(fid) == cid
 
     async def _message(self, w: Worker, msg: tuple) -> None:
         kind = msg[0]
