@@ -174,13 +174,29 @@ def test_passive_check_counts_refused_connects():
 
 
 def test_server_connect_timeout_is_honoured():
-    h = Harness(config=Config(server_connect_timeout=2.5, window_scale=7))
+    h = Harness(config=Config(server_connect_timeout=2.5, window_scale=7, server_syn_jitter=0))
     syn = connect(h, 46000)
     assert syn[IP].dst == S1
     assert [p[IP].dst for _, p in pkts(h.tick(1.0))] == [S1]       # SYN retransmitted
     assert pkts(h.tick(1.0)) == []                                 # (next one at 3 s)
     eff = h.tick(0.5)                                              # 2.5 s: give up
     assert [p[IP].dst for _, p in pkts(eff) if p[TCP].flags == "S"] == [S2]
+
+
+def test_a_burst_of_server_syns_is_not_retransmitted_in_a_burst():
+    """200 connections send their server SYN at the same instant; none is answered. Each
+    retransmission interval is stretched by a fixed share of up to server_syn_jitter per
+    connection, so the retransmissions spread over [1, 1.5) s instead of leaving together
+    (into the same full queue of a slow switch, as on BMv2 under a burst)."""
+    h = Harness(config=Config(window_scale=7, redispatch=0, max_half_bound_per_client=10000))
+    for i in range(200):
+        connect(h, 20000 + i)
+    assert h.tick(0.999) == []
+    per_slot = []
+    for _ in range(5):                      # 1.0 .. 1.5 s in 0.1 s steps
+        per_slot.append(len([p for _, p in pkts(h.tick(0.1)) if p[TCP].flags == "S"]))
+    assert sum(per_slot) == 200, per_slot
+    assert max(per_slot) <= 60, per_slot     # about 40 each; all 200 at once without it
 
 
 def test_weight_zero_drains_through_the_engine():

@@ -245,7 +245,7 @@ def test_server_refuses(redispatch):
 
 def test_server_silent_syn_retries_then_503():
     h = Harness(config=Config(redispatch=0, server_syn_rto=1.0, server_syn_retries=2,
-                                window_scale=7))
+                                window_scale=7, server_syn_jitter=0))
     h.handshake()
     syn = h.to_server_syn(h.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
     assert h.to_server_syn(h.tick(1.0))[TCP].seq == syn[TCP].seq

@@ -96,13 +96,14 @@ def test_effects_travel_as_tuples():
     effects = [fx.PacketOut(1, b"abc"),
                fx.InstallFlows([spec], [fx.PacketOut(2, b"req")]),
                fx.RemoveFlows([key], 2.0, (key,), (fx.PacketOut(1, b"syn-ack"),)),
+               fx.CountFlows((key, fx.FlowKey(VIP, CLIENT, 6, 80, 40001))),
                fx.Log("info", "not sent", {})]
 
     class Engine:       # meta_of reads the connection by id: none here
         by_id: dict = {}
 
     got, metas = decode(encode(effects, Engine()))
-    assert got == effects[:3] and metas == [[None]]
+    assert got == effects[:4] and metas == [[None]]
     # with a worker's base: its connection ids, unique among workers and restarts
     got, _ = decode(encode(effects, Engine()), 3 << 32)
     assert got[1].flows[0].conn_id == 3 << 32 | 4 and got[1].flows[0].key == key

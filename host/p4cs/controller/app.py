@@ -332,6 +332,7 @@ class ControllerApp:
                             max_half_bound=-(-lim.max_pending // share[1]),
                             max_half_bound_per_client=lim.max_pending_per_client,
                             time_wait=lim.teardown_delay_s, flow_idle_timeout=lim.flow_idle_timeout_s,
+                            half_closed_idle=lim.half_closed_idle_s,
                             window_scale=lim.window_scale, mss=lim.mss,
                             server_connect_timeout=lim.server_connect_timeout_s,
                             snat_share=share)
@@ -601,6 +602,8 @@ class ControllerApp:
                 self._queue_install(e, next(it))
             elif isinstance(e, fx.RemoveFlows):
                 self._flows_ended(e)
+            elif isinstance(e, fx.CountFlows):
+                self._count_flows(e)
         if out and self.ready.is_set():     # not primary: the retransmissions try again
             await self._send_packets(self.switch, out)
 
@@ -635,6 +638,8 @@ class ControllerApp:
                 self._queue_install(e, None)
             elif isinstance(e, fx.RemoveFlows):
                 self._flows_ended(e)
+            elif isinstance(e, fx.CountFlows):
+                self._count_flows(e)
             elif isinstance(e, fx.Log):
                 log_effect(e)
         if out:
@@ -806,6 +811,21 @@ class ControllerApp:
                         len(failed), len(bad), len(updates),
                         "; ".join(f"{c} x{n}: {m}" for (c, m), n in sorted(kinds.items())))
         return failed
+
+    def _count_flows(self, e: fx.CountFlows) -> None:
+        """The packets of a half-closed connection's entries, read and handed to its engine
+        (``Engine.flows_counted``). Rare (a connection half-closed for a while): one Read each."""
+        fids = [self.flow_of.get(tuple(k)) for k in e.keys]
+        if None in fids or self.state != "primary" or self.switch is None:
+            return      # entries being removed or expiring, or not primary: asked again later
+        self.switch.create_task(self._count_flows_read(self.switch, e.keys, fids))
+
+    async def _count_flows_read(self, sw: Switch, keys: tuple, fids: list[int]) -> None:
+        counts = await self._flow_counters(sw, fids)
+        if any(self.flow_of.get(tuple(k)) != f for k, f in zip(keys, fids)):
+            return      # removed or taken by a new connection meanwhile
+        packets = sum(counts[f][0] for f in fids) if all(f in counts for f in fids) else None
+        await self.to_engine(keys[0], "flows_counted", (keys[0], packets), time.monotonic())
 
     async def _flow_counters(self, sw: Switch, fids: list[int]) -> dict[int, tuple[int, int]]:
         """flow id -> (packets, bytes) of its counter cell."""

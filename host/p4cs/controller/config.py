@@ -270,6 +270,7 @@ class Limits:
     max_pending_per_client: int = 1000
     server_connect_timeout_s: float = 3.0
     teardown_delay_s: float = 2.0
+    half_closed_idle_s: float = 10.0   # one side's FIN seen, no packet either way that long
     flow_idle_timeout_s: int = 300
     window_scale: int | str | None = "auto"   # offered to clients: "auto" (the servers'),
     #                                           0..14, or null (no window scaling)
@@ -667,6 +668,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
                                       d.max_pending_per_client),
         server_connect_timeout_s=v.num(lm, "server_connect_timeout_s", 0.1, 600, d.server_connect_timeout_s),
         teardown_delay_s=v.num(lm, "teardown_delay_s", 0.0, 600, d.teardown_delay_s),
+        half_closed_idle_s=v.num(lm, "half_closed_idle_s", 0.0, 86400, d.half_closed_idle_s),
         flow_idle_timeout_s=v.int_(lm, "flow_idle_timeout_s", 1, 86400 * 7, d.flow_idle_timeout_s),
         window_scale=_window_scale(v, lm, d.window_scale),
         udp_idle_timeout_s=v.int_(lm, "udp_idle_timeout_s", 1, 86400 * 7, d.udp_idle_timeout_s),

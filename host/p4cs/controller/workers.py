@@ -108,6 +108,8 @@ def encode(effects: list, engine) -> list[tuple]:
         elif isinstance(e, fx.RemoveFlows):
             out.append((2, [tuple(k) for k in e.keys], e.after, [tuple(k) for k in e.ended],
                         [(p.port, p.frame) for p in e.then]))
+        elif isinstance(e, fx.CountFlows):
+            out.append((3, [tuple(k) for k in e.keys]))
     return out
 
 
@@ -134,6 +136,8 @@ def decode(items: list[tuple], base: int = 0) -> tuple[list, list]:
             effects.append(fx.RemoveFlows([fx.FlowKey(*k) for k in it[1]], it[2],
                                           tuple(fx.FlowKey(*k) for k in it[3]),
                                           tuple(fx.PacketOut(p, f) for p, f in it[4])))
+        elif kind == 3:
+            effects.append(fx.CountFlows(tuple(fx.FlowKey(*k) for k in it[1])))
         else:
             raise ValueError(f"unknown effect kind {kind!r}")
     return effects, metas
@@ -540,6 +544,8 @@ class _Child:
             return getattr(eng, kind)(key, now), None
         if kind == "install_failed":
             return eng.install_failed(msg[1], now), None
+        if kind == "flows_counted":
+            return eng.flows_counted(msg[1], now), None
         if kind == "sync":
             self.topo.entries = msg[2]
             return self._sync(msg[1], now), None

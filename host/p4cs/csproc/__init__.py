@@ -7,7 +7,7 @@ flow installation, teardown) as a pure state machine over Ethernet frames.
 See docs/csproc.md.
 """
 
-from .effects import FlowKey, FlowSpec, InstallFlows, Log, PacketOut, RemoveFlows
+from .effects import CountFlows, FlowKey, FlowSpec, InstallFlows, Log, PacketOut, RemoveFlows
 from .engine import (REASON_FLOW_END, REASON_LOCAL, REASON_BACKEND_MISS, REASON_VIP_MISS,
                      Config, Engine, StaticTopology, Topology, VirtualService)
 from .routing import Decision, PrefixRouter, Route, RuleSetDecider
@@ -16,7 +16,7 @@ from .serverpool import ServerPool
 from .stats import Stats
 
 __all__ = [
-    "Config", "Decision", "Engine", "FlowKey", "FlowSpec", "InstallFlows", "Log",
+    "Config", "CountFlows", "Decision", "Engine", "FlowKey", "FlowSpec", "InstallFlows", "Log",
     "PacketOut", "PrefixRouter", "REASON_FLOW_END", "REASON_LOCAL", "REASON_BACKEND_MISS",
     "REASON_VIP_MISS", "RemoveFlows", "Route", "RuleSetDecider", "Server", "ServerGroup",
     "ServerPool", "StaticTopology", "Stats", "Topology", "VirtualService",

@@ -88,6 +88,15 @@ class RemoveFlows:
 
 
 @dataclass(frozen=True, slots=True)
+class CountFlows:
+    """Read the packet counts of the entries ``keys`` (one connection's) and call
+    ``Engine.flows_counted((keys[0], packets), now)`` with their sum, or with None when they
+    cannot be read. The engine asks this of a half-closed connection now and then."""
+
+    keys: tuple[FlowKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """A structured log record (``level`` is a ``logging`` level name, lower case)."""
 
@@ -100,4 +109,4 @@ class Log:
         return Log(level, msg, fields)
 
 
-Effect = PacketOut | InstallFlows | RemoveFlows | Log
+Effect = PacketOut | InstallFlows | RemoveFlows | CountFlows | Log

@@ -16,8 +16,8 @@ from typing import Iterable, Protocol
 from . import packet as P
 from .admission import Admission
 from .cookies import SynCookies
-from .effects import (TCP, Effect, FlowKey, FlowSpec, InstallFlows, Log, PacketOut,
-                      RemoveFlows)
+from .effects import (TCP, CountFlows, Effect, FlowKey, FlowSpec, InstallFlows, Log,
+                      PacketOut, RemoveFlows)
 from .framing import RequestFramer, one_request
 from .health import HealthMonitor
 from .httpcookie import ResponseWatch, request_cookie, session_key
@@ -104,6 +104,12 @@ class StaticTopology:
         return self._pip.get(port)
 
 
+def scatter(n: int) -> float:
+    """A fixed share in [0, 1) for the integer ``n``, scattered (Fibonacci hashing): what
+    ``n`` and ``n + 1`` get are far apart."""
+    return ((n * 0x9E3779B1) & 0xFFFFFFFF) / 4294967296.0
+
+
 @dataclass
 class Config:
     mss: int = 1460                 # MSS advertised to clients; <= every server's MSS
@@ -116,6 +122,10 @@ class Config:
     max_buffered_bytes: int = 64 << 20  # all connections together (backpressure above)
     server_syn_rto: float = 1.0     # first SYN retransmission towards a server
     server_syn_retries: int = 2     # then give up on that server (1+2+4 = 7 s worst)
+    # each retransmission interval is stretched by up to this fraction, a fixed share per
+    # connection: SYNs sent in one burst (many clients at once) are not retransmitted in one
+    # burst again, into the same full queue of a slow switch
+    server_syn_jitter: float = 0.5
     server_connect_timeout: float = 7.0   # give up on a server's SYN after this anyway
     redispatch: int = 1             # other servers of the group tried after a failure
     relay_rto: float = 0.2          # retransmission of switch-owned request bytes
@@ -125,6 +135,11 @@ class Config:
     # to expire (3 s after their last packet on DPDK), so that a new SYN that still meets
     # them finds it (_reincarnate)
     tombstone_margin: float = 3.0
+    # a spliced connection of which one side's FIN was seen and the other's not (the other
+    # side is still sending, or its FIN copy was lost on the way to the CPU): its entries'
+    # packet counts are read this often (CountFlows), and when no packet went either way
+    # in between the connection is taken as closed (0: never, the idle timeout ends it)
+    half_closed_idle: float = 10.0
     close_timeout: float = 5.0      # max life of a connection the switch is closing
     reset_probes: int = 3           # probes to each leg of a RESETTING connection, one per
     reset_probe_interval: float = 0.6  # interval (Linux answers out-of-window segments at most
@@ -247,7 +262,7 @@ class Conn:
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
         "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
-        "relay", "hello", "watch", "dp_end", "shift", "ka",
+        "relay", "hello", "watch", "dp_end", "shift", "ka", "half_count",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -280,6 +295,7 @@ class Conn:
         # Not None: a keepalive.Ka; every request of the connection is classified on its
         # own (a NONSTICKY decision, docs/csproc.md section 17).
         self.ka = None
+        self.half_count = None  # packets of its entries at the last CountFlows (half-closed)
 
 
 class Engine:
@@ -460,6 +476,22 @@ class Engine:
         self._free(c)
         return [RemoveFlows(keys, 0.0),
                 Log("debug", "flows idle-expired", {"conn": c.id, "key": tuple(key)})]
+
+    def flows_counted(self, arg: tuple[FlowKey, int | None], now: float) -> list[Effect]:
+        """``(key, packets)``: the packets the entries of a ``CountFlows`` effect carried (their
+        sum; None: not read). A half-closed connection whose entries carried none since the
+        previous count is closed (its other FIN went unseen)."""
+        key, packets = arg
+        k = (key.src_ip, key.sport, key.dst_ip, key.dport)
+        c = self.conns_c.get(k) or self.conns_s.get(k)
+        if c is None or c.state != SPLICED or c.ka is not None or not (c.cl.fin or c.sl.fin):
+            return []
+        if packets is not None and packets == c.half_count:
+            self.stats.half_closed_idle += 1
+            return self._teardown(c, now, "half-closed and idle")
+        c.half_count = packets
+        self._arm(c, now + self.cfg.half_closed_idle)
+        return []
 
     def flow_lost(self, key: FlowKey, now: float) -> list[Effect]:
         """The entries of ``key`` are gone without an idle timeout (the switch restarted):
@@ -983,8 +1015,10 @@ class Engine:
 
     def _send_syn(self, c: Conn, now: float) -> PacketOut:
         cl, sl = c.cl, c.sl
-        self._arm(c, min(now + self.cfg.server_syn_rto * (1 << sl.syn_tries),
-                         sl.syn_sent + self.cfg.server_connect_timeout))
+        cfg = self.cfg
+        rto = cfg.server_syn_rto * (1 << sl.syn_tries)
+        rto *= 1.0 + cfg.server_syn_jitter * scatter(c.id)
+        self._arm(c, min(now + rto, sl.syn_sent + cfg.server_connect_timeout))
         sl.syn_tries += 1
         opts = P.mss_option(cl.mss)
         if cl.ws is not None:
@@ -1482,6 +1516,8 @@ class Engine:
             c.sl.fin = True
         if c.cl.fin and c.sl.fin and c.state == SPLICED:
             return self._teardown(c, now, "closed")
+        if c.state == SPLICED and c.ka is None and self.cfg.half_closed_idle > 0:
+            self._arm(c, now + self.cfg.half_closed_idle)
         return []
 
     def _teardown(self, c: Conn, now: float, why: str) -> list:
@@ -1743,6 +1779,12 @@ class Engine:
             return self._reset_probes(c, now)
         if st == SPLICED and c.ka is not None:
             return self.ka.timeout(c, now)
+        if st == SPLICED and (c.cl.fin or c.sl.fin):
+            # half-closed: count its entries' packets (flows_counted answers); once more later
+            # should the answer not come
+            self._arm(c, now + cfg.half_closed_idle)
+            keys = self._installed(c)
+            return [CountFlows(tuple(keys))] if keys else []
         if st == TIME_WAIT:
             self._free(c)
         return []

@@ -38,6 +38,7 @@ COUNTERS = (
     "reincarnations",       # new connections on the 4-tuple of a closed one (TIME_WAIT)
     "flows_expired",        # idle expiry notifications
     "flows_lost",           # spliced connections whose entries vanished (switch restart): reset
+    "half_closed_idle",     # spliced connections ended idle after one side's FIN (the other's unseen)
     "install_failures",
     "duplicate_segments",
     "out_of_order",
