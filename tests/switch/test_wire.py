@@ -172,3 +172,43 @@ def test_fast_path_rejects_what_the_generic_path_rejects():
             raise AssertionError("generic path accepted a bad value")
         except P4RTError:
             pass
+
+
+# ---------------------------------------------------------------------------------------------
+# idle-timeout notifications built in wire format parse as the protobuf objects did
+
+
+def test_idle_notification_wire_format_equals_the_protobuf_objects():
+    import random
+    import time
+
+    from p4cs.pbwire import varint
+    from p4cs.switch.dpdk.packetio import idle_notification
+
+    rnd = random.Random(7)
+    for n in (1, 2, 17, 300):
+        entries = []
+        for _ in range(n):
+            te = p4r.TableEntry(table_id=rnd.randrange(1, 1 << 32), idle_timeout_ns=3_000_000_000)
+            for fid in range(1, rnd.randrange(2, 6)):
+                te.match.add(field_id=fid).exact.value = rnd.randbytes(rnd.randrange(1, 5))
+            te.action.action.action_id = rnd.randrange(1, 1 << 32)
+            for pid in range(1, rnd.randrange(1, 13)):
+                te.action.action.params.add(param_id=pid, value=rnd.randbytes(rnd.randrange(1, 7)))
+            if rnd.random() < 0.1:      # an entry written with counter data: the counts win
+                te.counter_data.packet_count = 5
+            counts = rnd.choice([None, (0, 0), (rnd.randrange(1 << 40), rnd.randrange(1 << 50))])
+            entries.append((te.SerializeToString(), counts))
+        now = time.time_ns()
+        want = p4r.IdleTimeoutNotification(timestamp=now)
+        for b, counts in entries:
+            t = want.table_entry.add()
+            t.MergeFromString(b)
+            if counts is not None:
+                t.counter_data.packet_count, t.counter_data.byte_count = counts
+        got = p4r.StreamMessageResponse.FromString(
+            idle_notification(entries, b"\x10" + varint(now)))
+        assert got == p4r.StreamMessageResponse(idle_timeout_notification=want)
+        assert [t.HasField("counter_data") for t in got.idle_timeout_notification.table_entry] \
+            == [c is not None or t.HasField("counter_data")
+                for (b, c), t in zip(entries, want.table_entry)]

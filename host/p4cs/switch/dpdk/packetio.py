@@ -179,18 +179,28 @@ class PacketIO:
         prims = list(self.arbiter.primaries())
         if not prims:
             return
-        now = time.time_ns()
+        stamp = b"\x10" + varint(time.time_ns())
         for entries in by_table.values():
             for i in range(0, len(entries), 1000):
-                n = p4r.IdleTimeoutNotification(timestamp=now)
-                for b, counts in entries[i : i + 1000]:
-                    te = n.table_entry.add()
-                    te.MergeFromString(b)
-                    if counts is not None:
-                        te.counter_data.packet_count, te.counter_data.byte_count = counts
-                data = p4r.StreamMessageResponse(idle_timeout_notification=n).SerializeToString()
+                data = idle_notification(entries[i : i + 1000], stamp)
                 for c in prims:
                     c.put(data)
+
+
+def idle_notification(entries: list[tuple[bytes, tuple[int, int] | None]], stamp: bytes) -> bytes:
+    """StreamMessageResponse{idle_timeout_notification: {table_entry: [...], timestamp}} in
+    wire format: each entry's TableEntry bytes as written, with the counts as its counter_data
+    (field 7) behind them (a parser merges it into one already there, as MergeFrom does).
+    ``stamp``: the encoded timestamp field. Built per expired flow: no protobuf objects."""
+    parts = []
+    for b, counts in entries:
+        if counts is not None:
+            packets, nbytes = counts
+            cd = b"\x08" + varint(nbytes) + b"\x10" + varint(packets)
+            b = b + b"\x3a" + varint(len(cd)) + cd
+        parts.append(b"\x0a" + varint(len(b)) + b)
+    parts.append(stamp)
+    return ld(0x22, b"".join(parts))
 
 
 def mirror_line(pipe: Pipeline, target: TargetConfig, cs: p4r.CloneSessionEntry) -> str:
