@@ -6,6 +6,7 @@ notifications carry the counts), batches of deletions on BMv2."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 import pytest
@@ -92,3 +93,42 @@ def test_port_reused_right_after_the_server_closed(lab):
     assert cs["install_failures"] == cs0["install_failures"], cs
     st = wait_for(lambda: (s := lab.status())["flows"] == st0["flows"] and s, timeout=30)
     assert st, lab.status()
+
+
+#: One GET read to the server's FIN; the client's own FIN leaves only when the script ends.
+HALF_CLOSED_GET = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 80), timeout=20)
+s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+assert data.startswith(b"HTTP/1.1 200"), data[:100]
+time.sleep(float(sys.argv[2]))
+s.close()
+"""
+
+
+def test_half_closed_idle_connection_ends_without_its_other_fin(make_lab):
+    """The server closes, the client keeps its side open and sends nothing: as if the
+    client's FIN copy had been lost. With ``limits.half_closed_idle_s`` 0.5 the controller
+    reads the entries' counters twice, finds nothing moved and ends the connection (before
+    the 3 s expiry of the entry the server's FIN hit on DPDK), its entries removed."""
+    lab = make_lab("h", limits={"half_closed_idle_s": 0.5})
+    st0 = lab.status()
+    done: dict = {}
+    t = threading.Thread(target=lambda: done.update(r=lab.client_exec(
+        [sys.executable, "-c", HALF_CLOSED_GET, lab.vip, "8"], timeout=30)))
+    t.start()
+    try:
+        st = wait_for(lambda: (s := lab.status())["csproc"]["half_closed_idle"]
+                      > st0["csproc"]["half_closed_idle"] and s, timeout=6)
+        assert st, lab.status()["csproc"]
+        assert st["csproc"]["teardowns"] - st0["csproc"]["teardowns"] == 1
+        assert st["csproc"]["flows_expired"] == st0["csproc"]["flows_expired"]
+        st = wait_for(lambda: (s := lab.status())["flows"] == st0["flows"] and s, timeout=10)
+        assert st, lab.status()
+        assert not done, "the client closed first"
+    finally:
+        t.join()
+    assert done["r"].returncode == 0, done["r"].stderr
