@@ -157,7 +157,9 @@ class Teardown:
 
     async def harvest(self, sw: Switch, fids: list[int], keys: list[tuple] | None = None) -> None:
         """Add what these flows carried in the fast path to the totals, zero their counters
-        (one Read and one Write for all of them) and free their ids. With ``keys`` (theirs, in
+        (one Read and one Write for all of them; no Write where the data plane ends entries
+        itself, ``end_expiry``: there an INSERT with a flow id zeroes its cell) and free
+        their ids. With ``keys`` (theirs, in
         the same order) the flows stay in ``flow_of`` while their counters are read, so that
         the live totals count them until their counts are in the totals; one that another path
         took meanwhile (an expiry) is left to it."""
@@ -176,12 +178,13 @@ class Teardown:
                 self._account(fid, *counts[fid])
         if not fids:
             return
-        app.counters["teardown_rpcs"] += 1
-        try:
-            await sw.modify([P4CounterEntry("flow_counter", index=f, data=P4CounterData())
-                             for f in fids])
-        except P4ClientError as exc:
-            LOG.warning("cannot reset flow counters: %s", exc)
+        if not self.end_expiry:
+            app.counters["teardown_rpcs"] += 1
+            try:
+                await sw.modify([P4CounterEntry("flow_counter", index=f, data=P4CounterData())
+                                 for f in fids])
+            except P4ClientError as exc:
+                LOG.warning("cannot reset flow counters: %s", exc)
         for fid in fids:
             self._release(fid)
 
