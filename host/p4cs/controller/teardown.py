@@ -223,13 +223,18 @@ class Teardown:
                 # (Teardown.superseded harvested its flow id): not the new one's expiry.
                 continue
             fid = app.flow_of.pop(tuple(key), None)
-            if fid is None:
+            if fid is not None:
+                done.append(key)    # the entry of the key's connection: the engine ends it
+            else:
+                # No connection of this controller holds the key now (a previous controller's
+                # entry, or one whose removal or takeover came first): the engine must not
+                # hear of it, or it would end a new connection on the same 4-tuple that has
+                # not installed its flows yet.
                 fid = app.enc.flow_id(entry)
                 if fid is not None and app.flow_ids.is_adopted(fid):
                     adopted.append(key)
                 else:
                     fid = None
-            done.append(key)
             if fid is None:
                 app.counters["idle_timeouts"] += 1
                 continue

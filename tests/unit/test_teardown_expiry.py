@@ -1,0 +1,105 @@
+"""Teardown.expired: which expired entries reach the CS processor. An entry that no
+connection of this controller holds any more (its removal came first, or it is a previous
+controller's) must not end a new connection that took its 4-tuple and has not installed its
+own flows yet (the engine matches expiries by 4-tuple)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from pathlib import Path
+
+from finsy import P4Schema
+from finsy.proto import p4r
+
+from p4cs.controller.p4rt import FlowEncoder, Splice
+from p4cs.controller.teardown import Teardown
+from p4cs.csproc.effects import FlowKey
+
+P4INFO = Path(__file__).resolve().parents[2] / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
+KEY = FlowKey(0x0A000101, 0x0A000064, 6, 40001, 80)
+
+
+class _Ids:
+    def __init__(self, adopted=()):
+        self.adopted, self.freed = set(adopted), []
+
+    def is_adopted(self, fid: int) -> bool:
+        return fid in self.adopted
+
+    def put(self, fid: int) -> None:
+        self.freed.append(fid)
+
+
+class _Book:
+    def __init__(self):
+        self.done_ = []
+
+    def done(self, fid, packets, nbytes):
+        self.done_.append((fid, packets, nbytes))
+
+
+class _Packets:
+    async def flush_copies(self) -> None:
+        return None
+
+
+class _App:
+    def __init__(self, adopted=()):
+        self.enc = FlowEncoder(P4Schema(P4INFO))
+        self.flow_of: dict = {}
+        self.counters = collections.Counter()
+        self.flow_ids = _Ids(adopted)
+        self.book = _Book()
+        self.packets = _Packets()
+        self.told: list = []
+
+    async def to_engine(self, key, call, arg, now) -> None:
+        self.told.append((call, tuple(key)))
+
+
+def entry(app: _App, fid: int, packets: int = 5) -> p4r.TableEntry:
+    upd = p4r.Update.FromString(app.enc.insert_raw(
+        KEY, Splice(2, 0x020000000001, 0x020000000002, 0x0A000101, 0x0A000002, 40001, 8080,
+                    1, 2, fid), 3.0))
+    te = upd.entity.table_entry
+    te.counter_data.packet_count, te.counter_data.byte_count = packets, packets * 100
+    return te
+
+
+def expire(app: _App, entries) -> Teardown:
+    t = Teardown(app)
+    t.remove = lambda keys, *a, **k: app.told.append(("remove", [tuple(x) for x in keys]))
+    asyncio.run(t.expired(None, 0, entries))
+    return t
+
+
+def test_the_key_connections_own_entry_ends_it():
+    app = _App()
+    app.flow_of[tuple(KEY)] = 7
+    expire(app, [entry(app, 7)])
+    assert app.told == [("flow_expired", tuple(KEY))]
+    assert app.book.done_ == [(7, 5, 500)] and app.flow_ids.freed == [7]
+    assert tuple(KEY) not in app.flow_of
+
+
+def test_an_entry_no_connection_holds_is_not_told_to_the_engine():
+    """Its removal (or a takeover of the key) came first: flow_of has no entry for the key,
+    and a new connection on the 4-tuple may be about to install its own."""
+    app = _App()
+    expire(app, [entry(app, 7)])
+    assert app.told == [] and app.counters["idle_timeouts"] == 1
+
+
+def test_a_stale_entry_of_a_key_a_new_connection_holds_is_skipped():
+    app = _App()
+    app.flow_of[tuple(KEY)] = 9            # the new connection's entry
+    expire(app, [entry(app, 7)])
+    assert app.told == [] and app.flow_of[tuple(KEY)] == 9
+
+
+def test_a_previous_controllers_entry_is_harvested_and_removed_not_told():
+    app = _App(adopted={7})
+    expire(app, [entry(app, 7)])
+    assert app.told == [("remove", [tuple(KEY)])]
+    assert app.book.done_ == [(7, 5, 500)] and app.flow_ids.freed == [7]
