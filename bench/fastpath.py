@@ -150,11 +150,13 @@ def _proc_cpu(pid: int) -> float:
 
 def run_bench(spec: Path, workdir: Path, pcap: Path, packets: int, setup: list[str],
               mem_mb: int = 2048, timeout: float = 300.0,
-              daemon: Path = DAEMON) -> dict[str, Any]:
+              daemon: Path = DAEMON, huge_dir: str | None = None) -> dict[str, Any]:
     """Starts the daemon in bench mode (ports: 0 sink, 1 pcap source, 2 sink), sends ``setup``
     control lines in one message, and returns its JSON result. The daemon reports the CPU time
     of its data-plane thread over the window (``cpu_seconds``); for daemons that do not, the
-    process CPU time from the setup reply to exit (rusage) is used."""
+    process CPU time from the setup reply to exit (rusage) is used. ``huge_dir``: a mounted
+    hugetlbfs to take the memory from (the learner's bucket array then on 2 MiB pages);
+    default: no hugepages (4 KiB pages, a TLB miss per learner lookup)."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     for s in (a, b):
         s.setsockopt(socket.SOL_SOCKET, 32, 8 << 20)  # SO_SNDBUFFORCE
@@ -162,7 +164,8 @@ def run_bench(spec: Path, workdir: Path, pcap: Path, packets: int, setup: list[s
            str(b.fileno()), "--port", f"{CPU}=sink", "--port", f"{SRC}=source:{pcap}:loop",
            "--port", f"{DST}=sink", "--bench-packets", str(packets),
            "--learner-timeouts", "3600",
-           "--eal", f"-l 0 --no-huge --no-pci --no-shconf -m {mem_mb} --log-level=*:warning"]
+           "--eal", f"-l 0 {f'--huge-dir {huge_dir}' if huge_dir else '--no-huge'} --no-pci "
+                     f"--no-shconf -m {mem_mb} --log-level=*:warning"]
     proc = subprocess.Popen(cmd, pass_fds=[b.fileno()], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     b.close()
@@ -272,7 +275,8 @@ def cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             spec = l2 if c == "l2fwd" else LEAN_SPEC if c == "splice_lean" else real
             setup = [] if c == "l2fwd" else case_setup(c, args.flows, real)
             frames = syn_pcap if c.startswith("syn_") else pcap
-            r = run_bench(spec, tmp / f"w-{vname}", frames, args.packets, setup, daemon=dpath)
+            r = run_bench(spec, tmp / f"w-{vname}", frames, args.packets, setup, daemon=dpath,
+                          huge_dir=args.huge_dir)
             r["load"] = load()
             runs[k].append(r)
             print(f"round {rnd} {k}: {r['pps'] / 1e6:.2f} Mpps wall, "
@@ -285,7 +289,7 @@ def cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "what": "p4cs-swxd pipeline alone, pcap source -> sink, 1 data-plane core; "
                 "Mpps per CPU-second of the data-plane thread (= Mpps per core)",
         "spec": str(args.spec), "flows": args.flows, "frame_len": 60, "syn_frame_len": 62,
-        "packets_per_run": args.packets, "repeat": args.repeat,
+        "packets_per_run": args.packets, "repeat": args.repeat, "huge_dir": args.huge_dir,
         "load_before_after": loads,
         "mpps_per_core_median": {k: round(med[k] / 1e6, 3) for k in keys},
         "mpps_wall_median": {k: round(wall[k] / 1e6, 3) for k in keys},
@@ -505,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec-before", help="another build of the real program (its p4cs.spec), "
                                          "measured interleaved on the p4cs cases")
     p.add_argument("--json", help="also write the result here")
+    p.add_argument("--huge-dir", help="a mounted hugetlbfs with free 2 MiB pages for the "
+                   "daemon's memory (default: none, --no-huge)")
     v = sub.add_parser("veth", help="through veths: p4cs switch vs Linux bridge")
     v.add_argument("--prefix", default=f"fp{os.getpid() % 10000}")
     v.add_argument("--duration", type=float, default=4.0)
