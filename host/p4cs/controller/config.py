@@ -270,7 +270,7 @@ class Limits:
     max_pending_per_client: int = 1000
     server_connect_timeout_s: float = 3.0
     teardown_delay_s: float = 2.0
-    half_closed_idle_s: float = 10.0   # one side's FIN seen, no packet either way that long
+    half_closed_idle_s: float = 30.0   # one side's FIN seen, no packet either way that long
     flow_idle_timeout_s: int = 300
     window_scale: int | str | None = "auto"   # offered to clients: "auto" (the servers'),
     #                                           0..14, or null (no window scaling)

@@ -138,8 +138,9 @@ class Config:
     # a spliced connection of which one side's FIN was seen and the other's not (the other
     # side is still sending, or its FIN copy was lost on the way to the CPU): its entries'
     # packet counts are read this often (CountFlows), and when no packet went either way
-    # in between the connection is taken as closed (0: never, the idle timeout ends it)
-    half_closed_idle: float = 10.0
+    # in between the connection is taken as closed (0: never, the idle timeout ends it);
+    # 30 s as HAProxy's `timeout client-fin` example (IPVS's tcpfin: 120 s)
+    half_closed_idle: float = 30.0
     close_timeout: float = 5.0      # max life of a connection the switch is closing
     reset_probes: int = 3           # probes to each leg of a RESETTING connection, one per
     reset_probe_interval: float = 0.6  # interval (Linux answers out-of-window segments at most
