@@ -466,10 +466,14 @@ class Engine:
                if d is not None]
         return min(due, default=None)
 
+    def _conn_of_flow(self, key: FlowKey) -> Conn | None:
+        """The connection whose client or server leg the flow ``key`` carries."""
+        k = (key.src_ip, key.sport, key.dst_ip, key.dport)
+        return self.conns_c.get(k) or self.conns_s.get(k)
+
     def flow_expired(self, key: FlowKey, now: float) -> list[Effect]:
         """The data plane aged out ``key`` (idle timeout notification)."""
-        k = (key.src_ip, key.sport, key.dst_ip, key.dport)
-        c = self.conns_c.get(k) or self.conns_s.get(k)
+        c = self._conn_of_flow(key)
         if c is None or c.state not in (SPLICED, RELAYING):
             return []
         self.stats.flows_expired += 1
@@ -483,8 +487,7 @@ class Engine:
         sum; None: not read). A half-closed connection whose entries carried none since the
         previous count is closed (its other FIN went unseen)."""
         key, packets = arg
-        k = (key.src_ip, key.sport, key.dst_ip, key.dport)
-        c = self.conns_c.get(k) or self.conns_s.get(k)
+        c = self._conn_of_flow(key)
         if c is None or c.state != SPLICED or c.ka is not None or not (c.cl.fin or c.sl.fin):
             return []
         if packets is not None and packets == c.half_count:
@@ -497,8 +500,7 @@ class Engine:
     def flow_lost(self, key: FlowKey, now: float) -> list[Effect]:
         """The entries of ``key`` are gone without an idle timeout (the switch restarted):
         the connection cannot go on, and both its ends must be reset (:meth:`_start_reset`)."""
-        k = (key.src_ip, key.sport, key.dst_ip, key.dport)
-        c = self.conns_c.get(k) or self.conns_s.get(k)
+        c = self._conn_of_flow(key)
         if c is None or c.state not in (SPLICED, RELAYING):
             return []
         self.stats.flows_lost += 1
