@@ -355,3 +355,17 @@ def test_half_closed_idle_zero_leaves_it_to_the_idle_timeout():
     h.server(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), reason=4)
     assert h.tick(100.0) == []
     assert h.servers[0].active == 1
+
+
+def test_half_closed_counting_stops_when_turned_off_live():
+    """A live edit sets half_closed_idle to 0 while a connection waits for its count: the
+    timer ends there (no count every tick); the idle timeout is left to end it."""
+    h, syn, inst = spliced(config=Config(half_closed_idle=10.0, window_scale=7))
+    keys = tuple(f.key for f in inst.flows)
+    h.server(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), reason=4)
+    cnt, = h.tick(10.0)
+    h.eng.cfg.half_closed_idle = 0
+    assert h.eng.flows_counted((keys[0], 7), h.now) == []
+    assert h.eng.next_deadline() is None or h.eng.next_deadline() > h.now
+    assert h.tick(0.0) == [] and h.tick(100.0) == []
+    assert h.servers[0].active == 1

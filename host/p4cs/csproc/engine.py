@@ -494,7 +494,8 @@ class Engine:
             self.stats.half_closed_idle += 1
             return self._teardown(c, now, "half-closed and idle")
         c.half_count = packets
-        self._arm(c, now + self.cfg.half_closed_idle)
+        if self.cfg.half_closed_idle > 0:
+            self._arm(c, now + self.cfg.half_closed_idle)
         return []
 
     def flow_lost(self, key: FlowKey, now: float) -> list[Effect]:
@@ -1783,6 +1784,8 @@ class Engine:
         if st == SPLICED and c.ka is not None:
             return self.ka.timeout(c, now)
         if st == SPLICED and (c.cl.fin or c.sl.fin):
+            if cfg.half_closed_idle <= 0:
+                return []       # turned off by a live edit since: the idle timeout ends it
             # half-closed: count its entries' packets (flows_counted answers); once more later
             # should the answer not come
             self._arm(c, now + cfg.half_closed_idle)
