@@ -65,5 +65,10 @@ P4WIRE = Extension("p4cs.controller._p4wire", ["host/p4cs/controller/_p4wire.c"]
 MMSG = Extension("p4cs.controller._mmsg", ["host/p4cs/controller/_mmsg.c"],
                  extra_compile_args=["-O2"], optional=True)
 
+# The P4Runtime server's flow-install fast path (wire.FlowFastPath.plan) in C; optional:
+# without it the server decodes the same updates in Python.
+WIREFAST = Extension("p4cs.switch.dpdk._wirefast", ["host/p4cs/switch/dpdk/_wirefast.c"],
+                     extra_compile_args=["-O2"], optional=True)
+
 setup(cmdclass={"build_py": BuildPyWithData}, distclass=MaybeBinaryDistribution,
-      ext_modules=[HSIPHASH, XMLSCAN, P4WIRE, MMSG])
+      ext_modules=[HSIPHASH, XMLSCAN, P4WIRE, MMSG, WIREFAST])

@@ -52,6 +52,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e ".[test]"
   touch "$stamp"
+elif [ setup.py -nt "$stamp" ] || [ -n "$(find host -name '*.c' -newer "$stamp" -print -quit)" ]; then
+  # the package's optional C extensions changed since the editable install built them
+  log "building the package's C extensions"
+  .venv/bin/python setup.py -q build_ext --inplace
+  touch "$stamp"
 fi
 
 # --- the embedded DPDK target's daemon -----------------------------------------------------

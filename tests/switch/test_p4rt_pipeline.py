@@ -134,6 +134,8 @@ def test_controller_flow_installs_take_the_fast_path(make_switch):
                 (utype, enc.splice.table_id, gkey, gtext, int(idle * 1e9))
             assert atext == action_text(t, g[3], g[4])
             assert (ts, te_end) == (g[8], g[9])
+            # the C plan (where built) and the Python one give the same
+            assert pipe.fast.plan_py(req, s, e) == (ut, t, k, ktext, atext, ns, ts, te_end)
 
 
 def _cpu(pid: int) -> float:

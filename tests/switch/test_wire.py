@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from finsy.proto import p4r
@@ -91,7 +92,7 @@ from p4cs.switch.dpdk.errors import P4RTError  # noqa: E402
 from p4cs.switch.dpdk.keys import action_text, entry_action, entry_key  # noqa: E402
 from p4cs.switch.dpdk.pipeline import load_p4info  # noqa: E402
 from p4cs.switch.dpdk.schema import Schema  # noqa: E402
-from p4cs.switch.dpdk.wire import FlowFastPath  # noqa: E402
+from p4cs.switch.dpdk.wire import FlowFastPath, _wirefast  # noqa: E402
 
 from .conftest import MINI_DAEMON_INFO, MINI_P4INFO  # noqa: E402
 
@@ -150,6 +151,63 @@ def _check_fast_path(u):
         assert acttext == action_text(t, aid, params)
     else:
         assert acttext is None
+
+
+def _plan(f, raw, s, e):
+    try:
+        return f(raw, s, e)
+    except (Slow, IndexError):
+        return None
+
+
+@settings(max_examples=800, deadline=None, derandomize=True)
+@given(flow_updates(), st.data())
+def test_c_plan_is_the_python_plan(u, data):
+    """FlowFastPath.plan_c (_wirefast.c) returns what plan_py returns on the same update, and
+    on a mutated one never accepts what plan_py rejects or reads differently."""
+    if _wirefast is None:
+        pytest.skip("the _wirefast extension is not built (setup.py build_ext)")
+    raw = p4r.WriteRequest(updates=[u]).SerializeToString()
+    (s, e), = update_slices(raw)
+    py = _plan(_FAST.plan_py, raw, s, e)
+    c = _plan(_FAST.plan_c, raw, s, e)
+    assert c == py
+    if e > s and data.draw(st.booleans()):
+        b = bytearray(raw)
+        k = data.draw(st.integers(s, e - 1))
+        b[k] = data.draw(st.integers(0, 255))
+        raw = bytes(b)
+        c = _plan(_FAST.plan_c, raw, s, e)
+        if c is not None:
+            assert c == _plan(_FAST.plan_py, raw, s, e)
+
+
+def _sample(v1: int, v2: int, idle: int) -> p4r.Update:
+    u = p4r.Update(type=1)
+    te = u.entity.table_entry
+    te.table_id = 33554434
+    te.match.add(field_id=1).exact.value = bytes([v1])
+    te.match.add(field_id=2).exact.value = bytes([v2])
+    a = te.action.action
+    a.action_id = 16777219
+    a.params.add(param_id=1, value=bytes([v2]))
+    a.params.add(param_id=2, value=bytes([v1]))
+    te.idle_timeout_ns = idle
+    return u
+
+
+_SAMPLES = [_sample(v1, v2, idle) for v1, v2 in ((1, 2), (7, 9), (200, 3)) for idle in (0, 10**9)]
+
+
+def test_c_plan_is_exercised():
+    if _wirefast is None:
+        pytest.skip("the _wirefast extension is not built (setup.py build_ext)")
+    n = 0
+    for u in _SAMPLES:
+        raw = p4r.WriteRequest(updates=[u]).SerializeToString()
+        (s, e), = update_slices(raw)
+        n += _plan(_FAST.plan_c, raw, s, e) is not None
+    assert n >= 3
 
 
 def test_fast_path_rejects_what_the_generic_path_rejects():

@@ -17,6 +17,11 @@ from __future__ import annotations
 
 from p4cs.pbwire import varint
 
+try:        # FlowFastPath.plan in C (setup.py builds it; optional)
+    from p4cs.switch.dpdk import _wirefast
+except ImportError:     # pragma: no cover - the package built without a compiler
+    _wirefast = None
+
 __all__ = ["Slow", "update_slices", "decode_update", "FlowFastPath"]
 
 
@@ -324,7 +329,8 @@ class FlowFastPath:
     path reports it). Anything not recognised raises `Slow`.
 
     `plan()` returns (update type, TableInfo, key tuple, key text, action text or None,
-    idle_timeout_ns, TableEntry start, TableEntry end).
+    idle_timeout_ns, TableEntry start, TableEntry end). It is `plan_c` (the same in C,
+    `_wirefast.c`, ~1 µs instead of ~12) where the extension is built, `plan_py` otherwise.
     """
 
     def __init__(self, tables: dict) -> None:
@@ -359,8 +365,15 @@ class FlowFastPath:
                 actions[b"\x08" + varint(ai.id)] = (ai, ph, len(ai.params))
             self.tables_by_hdr[b"\x08" + varint(t.id)] = (t, mf, len(t.fields), actions)
         self._idle: dict[bytes, int] = {}
+        self.plan = self.plan_py if _wirefast is None else self.plan_c
 
-    def plan(self, buf: bytes, s: int, e: int):
+    def plan_c(self, buf: bytes, s: int, e: int):
+        r = _wirefast.plan(self.tables_by_hdr, self._idle, buf, s, e)
+        if r is None:
+            raise Slow
+        return r
+
+    def plan_py(self, buf: bytes, s: int, e: int):
         # Update{08 type 12 L1 {12 L2 TableEntry}}, L1 and L2 of one or two bytes (a splice
         # entry of the flow table is ~185 bytes: two)
         if e - s < 6 or buf[s] != 0x08 or buf[s + 2] != 0x12:
