@@ -369,3 +369,26 @@ def test_half_closed_counting_stops_when_turned_off_live():
     assert h.eng.next_deadline() is None or h.eng.next_deadline() > h.now
     assert h.tick(0.0) == [] and h.tick(100.0) == []
     assert h.servers[0].active == 1
+
+
+def _logs(effects):
+    return [e.msg for e in effects if isinstance(e, Log)]
+
+
+def test_spliced_and_teardown_logs_only_when_wanted():
+    """The access log's "spliced" line and the debug "teardown" line are effects by default;
+    an engine told nobody writes them (the controller without an access log, below debug
+    level) builds neither, and does the same otherwise."""
+    for on in (True, False):
+        h = Harness(config=Config(time_wait=2.0))
+        h.eng.log_spliced = h.eng.log_debug = on
+        h.handshake()
+        syn = h.to_server_syn(h.send(GET))
+        eff = h.server(h.sframe(syn, "SA", 500, h.cisn + 1))
+        assert len(of(eff, InstallFlows)) == 1
+        assert _logs(eff) == (["spliced"] if on else [])
+        assert h.server(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), reason=4) == []
+        eff = h.client(h.cframe("FA", rel=len(GET), ack=h.sisn + 2), reason=4)
+        assert len(of(eff, RemoveFlows)) == 1
+        assert _logs(eff) == (["teardown"] if on else [])
+        assert h.eng.stats.spliced == 1 and h.eng.stats.teardowns == 1

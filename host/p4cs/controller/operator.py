@@ -57,6 +57,13 @@ class _NoGnmi(logging.Filter):
 _NO_GNMI = _NoGnmi()
 
 
+def quiet_engine(engine) -> None:
+    """Turn off the engine's log effects that ``log_effect`` would drop: "spliced" without an
+    access log, debug ones below debug level (after ``setup_logging``)."""
+    engine.log_spliced = bool(ACCESS.handlers)
+    engine.log_debug = LOG.isEnabledFor(logging.DEBUG)
+
+
 def setup_logging(access_log: str | None) -> None:
     """The access log's destination (None: off) and the finsy filter."""
     logging.getLogger("finsy").addFilter(_NO_GNMI)     # once, however often this runs

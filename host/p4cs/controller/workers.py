@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from p4cs.constants import REASON_FLOW_END, REASON_IP_EXCEPTION, REASON_VIP_MISS
 from p4cs.controller.neighbours import from_config
-from p4cs.controller.operator import log_effect, setup_logging
+from p4cs.controller.operator import log_effect, quiet_engine, setup_logging
 from p4cs.controller.spread import Spreader, segment_tuple
 from p4cs.controller.traffic import FlowMeta, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
@@ -646,6 +646,7 @@ def child_main(fd: int) -> None:
                                            "%(levelname)s %(message)s")
                 child = _Child(msg[1])
     setup_logging(child.access_log)
+    quiet_engine(child.engine)
     sock.setblocking(False)
     eng = child.engine
     while True:

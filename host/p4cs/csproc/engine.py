@@ -308,6 +308,11 @@ class Engine:
         self.topo = topology
         self.stats = stats or Stats()
         self.rule_hits = RuleHits()
+        # Log effects nobody would write: "spliced" (the access log's lines) and debug ones
+        # on the per-connection path are not built when these are off (the controller turns
+        # them off without an access log or below debug level): two per connection otherwise.
+        self.log_spliced = True
+        self.log_debug = True
         secret = secret if secret is not None else os.urandom(32)
         self.cookies = SynCookies(secret)
         self.services = {(s.vip, s.port): s for s in services}
@@ -1155,10 +1160,11 @@ class Engine:
             st.spliced_active += 1
             c.state = SPLICED
             self._disarm(c)
-            return [self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
+            logs = [self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
                               bytes=len(req.buf), nonsticky=c.ka.requests + 1,
-                              rtt_ms=round((now - sl.syn_sent) * 1e3, 3))] + \
-                self.ka.spliced(c, now)
+                              rtt_ms=round((now - sl.syn_sent) * 1e3, 3))] \
+                if self.log_spliced else []
+            return logs + self.ka.spliced(c, now)
         # The buffered request, in server-sized segments; the first one completes the
         # server's handshake (ACK of its SYN) so no separate pure ACK is needed.
         then = self._relay_segments(c, c.tail)
@@ -1169,9 +1175,9 @@ class Engine:
         st.spliced += 1
         self.admission.closed(c)
         st.spliced_active += 1
-        log = self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
-                        bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3),
-                        bind_ms=round((now - c.created) * 1e3, 3))
+        logs = [self._log(c, "info", "spliced", server=c.choice.server.name, rule=c.rule,
+                          bytes=len(req.buf), rtt_ms=round((now - sl.syn_sent) * 1e3, 3),
+                          bind_ms=round((now - c.created) * 1e3, 3))] if self.log_spliced else []
         pers = c.svc.persistence
         if pers is not None and pers.kind in COOKIE_KINDS:
             c.watch = self._response_watch(c, pers)
@@ -1196,12 +1202,12 @@ class Engine:
                 self._disarm(c)
             if held:
                 # Both directions come here until the client has the inserted line.
-                return then + [log]
-            return [InstallFlows([c.c2s], then), log]
+                return then + logs
+            return [InstallFlows([c.c2s], then)] + logs
         c.state = SPLICED
         self._disarm(c)
         self._drop_request(c)
-        return [InstallFlows([c.c2s, c.s2c], then), log]
+        return [InstallFlows([c.c2s, c.s2c], then)] + logs
 
     def _response_watch(self, c: Conn, pers: Persistence) -> ResponseWatch | None:
         """The watch of the first response of a cookie service's connection: None when
@@ -1539,8 +1545,10 @@ class Engine:
         self._arm(c, now + tw + self.cfg.tombstone_margin)
         ended = tuple(k for k, leg in ((c.c2s.key, _CLIENT), (c.s2c.key, _SERVER))
                       if k in keys and c.dp_end & leg)
-        return [RemoveFlows(keys, tw, ended),
-                self._log(c, "debug", "teardown", why=why, server=c.choice.server.name)]
+        out: list = [RemoveFlows(keys, tw, ended)]
+        if self.log_debug:
+            out.append(self._log(c, "debug", "teardown", why=why, server=c.choice.server.name))
+        return out
 
     @staticmethod
     def _installed(c: Conn) -> list:
