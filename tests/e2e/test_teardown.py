@@ -30,23 +30,25 @@ def test_closed_connections_leave_without_rpcs_per_connection(lab, target):
     out = run_client(lab, "concurrent", "--n", str(N), "--hold", timeout=120)
     assert out["ok"] == N, out["bad"]
 
-    # ("flows" drops when a removal batch has the counts, flows_removed when its delete is done)
+    # ("flows" drops when a removal is asked, flows_removed when its Delete is done; the
+    # counts reach the totals with the harvest that follows within half a second)
     def gone():
         st = lab.status()
+        c = st["counters"]
         return st["flows"] == st0["flows"] and st["csproc"]["teardowns"] - cs0["teardowns"] >= N \
-            and st["counters"]["flows_removed"] - c0["flows_removed"] >= 2 * N and st
+            and c["flows_removed"] - c0["flows_removed"] >= 2 * N \
+            and c["fastpath_packets"] - c0["fastpath_packets"] >= 3 * N and st
+    # (the response and the client's ACKs and FIN crossed the fast path: >= 3 packets each)
     st = wait_for(gone, timeout=30)
     assert st, lab.status()
     c1 = st["counters"]
     assert c1["flows_removed"] - c0["flows_removed"] == 2 * N
     assert c1["idle_timeouts"] == c0["idle_timeouts"]
-    # the response and the client's ACKs and FIN crossed the fast path, counted once
-    assert c1["fastpath_packets"] - c0["fastpath_packets"] >= 3 * N, (c0, c1)
     rpcs = c1["teardown_rpcs"] - c0["teardown_rpcs"]
     if target == "dpdk":
         assert rpcs == 0, c1
     else:
-        # one batch (counter Read, counter reset, Delete) per 50 ms of closes, not per connection
+        # one Delete per 50 ms of closes, one counter Read and reset per 0.5 s: not per connection
         assert 0 < rpcs < N, c1
     # nothing installed any more: the fast-path totals are the finished flows' counts alone
     fp = lab.control({"op": "fastpath"})["fastpath"]
@@ -97,11 +99,12 @@ def test_port_reused_right_after_the_server_closed(lab, target):
     print(f"[e2e] teardown RPCs for {cs['reincarnations'] - cs0['reincarnations']} "
           f"reincarnation(s): {rpcs}")
     if target == "dpdk":
-        # The second GET met the first one's entries: their counter Read and their Delete, no
+        # The second GET met the first one's entries: their Delete (an RPC of its own unless
+        # a flow install was due: then it goes in that Write), then their counter Read, no
         # counter reset (an INSERT with the flow id zeroes its cell on this target; it was 3
         # RPCs). The third met the tombstone alone, unless the second one's entries outlived
         # the 4.5 s pause on a slow machine (a second removal).
-        assert rpcs in (2, 4), st["counters"]
+        assert 1 <= rpcs <= 4, st["counters"]
 
 
 #: One GET read to the server's FIN; the client's own FIN leaves only when the script ends.

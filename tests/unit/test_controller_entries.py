@@ -311,3 +311,75 @@ def test_engine_processes_collect_young_objects_less_often():
         assert GC_GEN0_THRESHOLD > before[0]
     finally:
         gc.set_threshold(*before)
+
+
+def test_removal_deletes_ride_on_the_next_install_write(schema, monkeypatch):
+    """A removal's Deletes (Teardown.run -> write_deletes) go first in the next flow-install
+    WriteRequest when installs are due (no RPC of their own: teardown_rpcs does not move),
+    alone otherwise; the removal's packets go out once that Write is over."""
+    import asyncio
+
+    from p4cs.controller import app as app_mod
+    from p4cs.controller.config import parse_config
+    from p4cs.csproc import effects as fx
+
+    app = ControllerApp(parse_config((REPO / "examples" / "lcs.yaml").read_text(), "x.yaml"),
+                        P4INFO)
+    app.enc = FlowEncoder(schema)
+
+    def flow(sport: int, conn: int) -> fx.FlowSpec:
+        key = fx.FlowKey(0x0A000201, 0x0A000101, 6, 80, sport)
+        return fx.FlowSpec(key, 1, b"\x02" * 6, b"\x04" * 6, 0x0A000064, 0x0A000101, 80,
+                           sport, 5, 7, 300, conn_id=conn, direction="s2c")
+
+    writes: list[list[int]] = []
+    gate = asyncio.Event()
+    sent: list[bytes] = []
+
+    async def held_write(sw, updates):
+        writes.append([p4r.Update.FromString(u).type for u in updates])
+        await gate.wait()
+
+    async def send(sw, out):
+        sent.extend(frame for _port, frame in out)
+
+    monkeypatch.setattr(app_mod, "write_raw", held_write)
+    monkeypatch.setattr(app, "_send_packets", send)
+
+    async def settle():
+        for _ in range(30):
+            await asyncio.sleep(0)
+
+    async def run():
+        sw = _TaskSwitch()
+        loop = asyncio.create_task(app._install_loop(sw))
+        td = asyncio.create_task(app.teardown.run(sw))
+        a, b, old = flow(40000, 1), flow(40001, 2), flow(40002, 3)
+        await app._execute([fx.InstallFlows([a], [fx.PacketOut(1, b"a")])])
+        await app._execute([fx.InstallFlows([old])])
+        await settle()
+        gate.set()                       # a's and old's installs: one Write
+        await settle()
+        gate.clear()
+        assert writes == [[p4r.Update.INSERT, p4r.Update.INSERT]] and sent == [b"a"]
+        # a removal (then a SYN-ACK) and an install ready in the same turn: one Write
+        app.teardown.remove([old.key], then=[fx.PacketOut(1, b"synack")])
+        await app._execute([fx.InstallFlows([b], [fx.PacketOut(1, b"b")])])
+        await settle()
+        assert writes[1:] == [[p4r.Update.DELETE, p4r.Update.INSERT]]
+        assert sent == [b"a"]            # both wait for that Write
+        gate.set()
+        await settle()
+        assert sorted(sent) == [b"a", b"b", b"synack"]
+        assert app.counters["teardown_rpcs"] == 0 and app.counters["flows_removed"] == 1
+        # a removal with no install due: alone, one teardown RPC
+        app.teardown.remove([a.key])
+        await settle()
+        assert writes[2:] == [[p4r.Update.DELETE]]
+        assert app.counters["teardown_rpcs"] == 1 and app.counters["flows_removed"] == 2
+        loop.cancel()
+        td.cancel()
+        await settle()
+
+    asyncio.run(run())
+    assert app.counters["install_writes"] == 2

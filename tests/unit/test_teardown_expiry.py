@@ -103,3 +103,41 @@ def test_a_previous_controllers_entry_is_harvested_and_removed_not_told():
     expire(app, [entry(app, 7)])
     assert app.told == [("remove", [tuple(KEY)])]
     assert app.book.done_ == [(7, 5, 500)] and app.flow_ids.freed == [7]
+
+
+def test_superseded_flow_ids_are_harvested_together(monkeypatch):
+    """Flow ids of closed connections whose keys new connections took, handed over by
+    successive install Writes, are read in one Read SUPERSEDED_S after the first, then freed."""
+    import p4cs.controller.teardown as td
+
+    monkeypatch.setattr(td, "SUPERSEDED_S", 0.05)
+    app = _App()
+    reads: list[list[int]] = []
+
+    async def counters(sw, fids):
+        reads.append(list(fids))
+        return {f: (f, 100 * f) for f in fids}
+
+    app._flow_counters = counters
+
+    async def main():
+        t = Teardown(app)
+        t.end_expiry = True
+        runner = asyncio.ensure_future(t.run(None))
+        for fids in ([3], [4, 5], [6]):
+            t.superseded(fids)
+            await asyncio.sleep(0.01)
+        assert reads == [] and app.flow_ids.freed == []     # not before SUPERSEDED_S
+        await asyncio.sleep(0.08)
+        t.superseded([9])                                    # a later one: the next batch
+        await asyncio.sleep(0.02)
+        assert reads == [[3, 4, 5, 6]]
+        await asyncio.sleep(0.06)
+        runner.cancel()
+        return t
+
+    asyncio.run(main())
+    assert reads == [[3, 4, 5, 6], [9]]
+    assert app.flow_ids.freed == [3, 4, 5, 6, 9]
+    assert app.book.done_ == [(f, f, 100 * f) for f in (3, 4, 5, 6, 9)]
+    assert app.counters["teardown_rpcs"] == 2
