@@ -50,8 +50,8 @@ BATCH_S = 0.05
 #: connection took) are harvested together, this long after the first of them: one counter
 #: Read (and, where the target does not zero a cell at INSERT, one counter reset) for all,
 #: after their Deletes; there was one Read per removal batch and per flow-install Write, at
-#: up to hundreds a second when clients reuse ports, each a gRPC call of ~0.3 ms of the
-#: controller's CPU and ~0.45 ms of the P4Runtime server's. Meanwhile the traffic samples
+#: up to hundreds a second when clients reuse ports, each a gRPC call of 0.2–0.3 ms of the
+#: controller's CPU and 0.3–0.47 ms of the P4Runtime server's (bench/grpc_call.py). Meanwhile the traffic samples
 #: read their cells with the live flows'.
 SUPERSEDED_S = 0.5
 #: Longest wait of an expiry for the packet-ins that came before it (some may have been
