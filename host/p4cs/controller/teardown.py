@@ -51,8 +51,8 @@ BATCH_S = 0.05
 #: Read (and, where the target does not zero a cell at INSERT, one counter reset) for all,
 #: after their Deletes; there was one Read per removal batch and per flow-install Write, at
 #: up to hundreds a second when clients reuse ports, each a gRPC call of 0.2–0.3 ms of the
-#: controller's CPU and 0.3–0.47 ms of the P4Runtime server's (bench/grpc_call.py). Meanwhile the traffic samples
-#: read their cells with the live flows'.
+#: controller's CPU and 0.3–0.47 ms of the P4Runtime server's (bench/grpc_call.py).
+#: Meanwhile the traffic samples read their cells with the live flows'.
 SUPERSEDED_S = 0.5
 #: Longest wait of an expiry for the packet-ins that came before it (some may have been
 #: dropped by a full queue).
@@ -196,24 +196,15 @@ class Teardown:
             if again:
                 await app._handle_packets(again, retaken=True)
 
-    async def harvest(self, sw: Switch, fids: list[int], keys: list[tuple] | None = None) -> None:
-        """Add what these flows carried in the fast path to the totals, zero their counters
-        (one Read and one Write for all of them; no Write where the data plane ends entries
-        itself, ``end_expiry``: there an INSERT with a flow id zeroes its cell) and free
-        their ids. With ``keys`` (theirs, in
-        the same order) the flows stay in ``flow_of`` while their counters are read, so that
-        the live totals count them until their counts are in the totals; one that another path
-        took meanwhile (an expiry) is left to it."""
+    async def harvest(self, sw: Switch, fids: list[int]) -> None:
+        """Add what these flows (no longer in ``flow_of``; the traffic samples read them as
+        long as they are in ``book``) carried in the fast path to the totals, zero their
+        counters (one Read and one Write for all of them; no Write where the data plane ends
+        entries itself, ``end_expiry``: there an INSERT with a flow id zeroes its cell) and
+        free their ids."""
         app = self.app
         app.counters["teardown_rpcs"] += 1
         counts = await app._flow_counters(sw, fids)
-        if keys is not None:
-            mine = []
-            for k, fid in zip(keys, fids):
-                if app.flow_of.get(k) == fid:
-                    del app.flow_of[k]
-                    mine.append(fid)
-            fids = mine
         for fid in fids:
             if fid in counts:
                 self._account(fid, *counts[fid])
