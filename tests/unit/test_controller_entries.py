@@ -196,6 +196,33 @@ class _TaskSwitch:
         return asyncio.create_task(coro)
 
 
+def _splice_flow(sport: int, conn: int):
+    """The server->client flow of connection ``conn`` from client port ``sport``."""
+    from p4cs.csproc import effects as fx
+
+    key = fx.FlowKey(0x0A000201, 0x0A000101, 6, 80, sport)
+    return fx.FlowSpec(key, 1, b"\x02" * 6, b"\x04" * 6, 0x0A000064, 0x0A000101, 80,
+                       sport, 5, 7, 300, conn_id=conn, direction="s2c")
+
+
+def _capture_sends(app, monkeypatch) -> list[bytes]:
+    """The frames the app sends as packet-outs, in order."""
+    sent: list[bytes] = []
+
+    async def send(sw, out):
+        sent.extend(frame for _port, frame in out)
+
+    monkeypatch.setattr(app, "_send_packets", send)
+    return sent
+
+
+async def _settle(turns: int = 30) -> None:
+    import asyncio
+
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
 def test_install_writes_in_flight(schema, monkeypatch):
     """Flow installs ready while a Write is in flight go out at once in a second Write (up to
     INSTALL_WRITES_IN_FLIGHT); a batch with a key of a Write in flight (the later MODIFY of an
@@ -212,14 +239,9 @@ def test_install_writes_in_flight(schema, monkeypatch):
     app.enc = FlowEncoder(schema)
     assert app_mod.INSTALL_WRITES_IN_FLIGHT == 2
 
-    def flow(sport: int, conn: int) -> fx.FlowSpec:
-        key = fx.FlowKey(0x0A000201, 0x0A000101, 6, 80, sport)
-        return fx.FlowSpec(key, 1, b"\x02" * 6, b"\x04" * 6, 0x0A000064, 0x0A000101, 80,
-                           sport, 5, 7, 300, conn_id=conn, direction="s2c")
-
+    flow, settle = _splice_flow, _settle
     writes: list[tuple[int, list[int]]] = []        # (write number, update types)
     gates: list[asyncio.Event] = []
-    sent: list[bytes] = []
 
     async def held_write(sw, updates):
         gate = asyncio.Event()
@@ -227,15 +249,8 @@ def test_install_writes_in_flight(schema, monkeypatch):
         writes.append((len(writes), [p4r.Update.FromString(u).type for u in updates]))
         await gate.wait()
 
-    async def send(sw, out):
-        sent.extend(frame for _port, frame in out)
-
     monkeypatch.setattr(app_mod, "write_raw", held_write)
-    monkeypatch.setattr(app, "_send_packets", send)
-
-    async def settle():
-        for _ in range(20):
-            await asyncio.sleep(0)
+    sent = _capture_sends(app, monkeypatch)
 
     async def run():
         loop = asyncio.create_task(app._install_loop(_TaskSwitch()))
@@ -327,28 +342,16 @@ def test_removal_deletes_ride_on_the_next_install_write(schema, monkeypatch):
                         P4INFO)
     app.enc = FlowEncoder(schema)
 
-    def flow(sport: int, conn: int) -> fx.FlowSpec:
-        key = fx.FlowKey(0x0A000201, 0x0A000101, 6, 80, sport)
-        return fx.FlowSpec(key, 1, b"\x02" * 6, b"\x04" * 6, 0x0A000064, 0x0A000101, 80,
-                           sport, 5, 7, 300, conn_id=conn, direction="s2c")
-
+    flow, settle = _splice_flow, _settle
     writes: list[list[int]] = []
     gate = asyncio.Event()
-    sent: list[bytes] = []
 
     async def held_write(sw, updates):
         writes.append([p4r.Update.FromString(u).type for u in updates])
         await gate.wait()
 
-    async def send(sw, out):
-        sent.extend(frame for _port, frame in out)
-
     monkeypatch.setattr(app_mod, "write_raw", held_write)
-    monkeypatch.setattr(app, "_send_packets", send)
-
-    async def settle():
-        for _ in range(30):
-            await asyncio.sleep(0)
+    sent = _capture_sends(app, monkeypatch)
 
     async def run():
         sw = _TaskSwitch()

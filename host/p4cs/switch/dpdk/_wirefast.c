@@ -62,17 +62,43 @@ static PyObject *lookup(PyObject *d, const uint8_t *p, Py_ssize_t n)
 	return v;
 }
 
-static int triple(PyObject *t, Py_ssize_t *idx, Py_ssize_t *vlen, long *top)
+/* The tuple of `size` items in dict d under the n bytes at p: 1 (in *out, borrowed), 0 not
+ * there (or not such a tuple), -1 error. */
+static int entry(PyObject *d, const uint8_t *p, Py_ssize_t n, Py_ssize_t size, PyObject **out)
 {
-	if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3)
-		return -1;
+	PyObject *v = lookup(d, p, n);
+	if (!v)
+		return PyErr_Occurred() ? -1 : 0;
+	if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) != size)
+		return 0;
+	*out = v;
+	return 1;
+}
+
+/* A field's or a parameter's (index, value length, top) under the n bytes at p: 1, 0, -1 as
+ * entry(). */
+static int field(PyObject *d, const uint8_t *p, Py_ssize_t n, Py_ssize_t *idx, Py_ssize_t *vlen,
+		 long *top)
+{
+	PyObject *t;
+	int r = entry(d, p, n, 3, &t);
+	if (r <= 0)
+		return r;
 	*idx = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
 	*vlen = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
 	*top = PyLong_AsLong(PyTuple_GET_ITEM(t, 2));
-	if (PyErr_Occurred())
-		return -1;
-	return 0;
+	return PyErr_Occurred() ? -1 : 1;
 }
+
+/* 1: ok, 0: slow, -1: error -> goto */
+#define CHECK(r)                   \
+	do {                       \
+		int r_ = (r);      \
+		if (r_ < 0)        \
+			goto error; \
+		if (r_ == 0)       \
+			goto slow; \
+	} while (0)
 
 #define SLOW()            \
 	do {              \
@@ -89,6 +115,7 @@ static PyObject *plan(PyObject *self, PyObject *args)
 		return NULL;
 	const uint8_t *buf = view.buf;
 	PyObject *vals = NULL, *pvals = NULL, *key = NULL, *keytext = NULL, *acttext = NULL;
+	PyObject *fmt = NULL, *ent, *act;
 	PyObject *result = NULL;
 	if (s < 0 || e > view.len || e - s < 6)
 		SLOW();
@@ -125,14 +152,7 @@ static PyObject *plan(PyObject *self, PyObject *args)
 	Py_ssize_t te_s = i;
 	if (i + 5 > e)
 		SLOW();
-	PyObject *ent = lookup(tables, buf + i, 5);
-	if (!ent) {
-		if (PyErr_Occurred())
-			goto error;
-		SLOW();
-	}
-	if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 4)
-		SLOW();
+	CHECK(entry(tables, buf + i, 5, 4, &ent));
 	PyObject *t = PyTuple_GET_ITEM(ent, 0);
 	PyObject *mf = PyTuple_GET_ITEM(ent, 1);
 	Py_ssize_t nf = PyLong_AsSsize_t(PyTuple_GET_ITEM(ent, 2));
@@ -149,16 +169,9 @@ static PyObject *plan(PyObject *self, PyObject *args)
 	for (Py_ssize_t n = 0; n < nf; n++) {
 		if (i + 8 > e)
 			SLOW();
-		PyObject *m = lookup(mf, buf + i, 8);
-		if (!m) {
-			if (PyErr_Occurred())
-				goto error;
-			SLOW();
-		}
 		Py_ssize_t idx, vlen;
 		long top;
-		if (triple(m, &idx, &vlen, &top))
-			goto error;
+		CHECK(field(mf, buf + i, 8, &idx, &vlen, &top));
 		i += 8;
 		if (idx < 0 || idx >= nf || vlen < 0 || i + vlen > e)
 			SLOW();
@@ -187,14 +200,7 @@ static PyObject *plan(PyObject *self, PyObject *args)
 		Py_ssize_t a_end = i + 2 + la;
 		if (a_end > e)
 			SLOW();
-		PyObject *act = lookup(actions, buf + i + 4, 5);
-		if (!act) {
-			if (PyErr_Occurred())
-				goto error;
-			SLOW();
-		}
-		if (!PyTuple_Check(act) || PyTuple_GET_SIZE(act) != 3)
-			SLOW();
+		CHECK(entry(actions, buf + i + 4, 5, 3, &act));
 		PyObject *ai = PyTuple_GET_ITEM(act, 0);
 		PyObject *ph = PyTuple_GET_ITEM(act, 1);
 		Py_ssize_t np_ = PyLong_AsSsize_t(PyTuple_GET_ITEM(act, 2));
@@ -204,69 +210,46 @@ static PyObject *plan(PyObject *self, PyObject *args)
 			SLOW();
 		}
 		i += 9;
-		PyObject *fmt = PyObject_GetAttr(ai, s_line_fmt);
+		fmt = PyObject_GetAttr(ai, s_line_fmt);
 		if (!fmt)
 			goto error;
 		if (np_) {
 			pvals = PyTuple_New(np_);
-			if (!pvals) {
-				Py_DECREF(fmt);
+			if (!pvals)
 				goto error;
-			}
 			while (i < a_end) {
-				if (i + 6 > a_end) {
-					Py_DECREF(fmt);
+				if (i + 6 > a_end)
 					SLOW();
-				}
-				PyObject *p = lookup(ph, buf + i, 6);
-				if (!p) {
-					Py_DECREF(fmt);
-					if (PyErr_Occurred())
-						goto error;
-					SLOW();
-				}
 				Py_ssize_t pidx, vlen;
 				long top;
-				if (triple(p, &pidx, &vlen, &top)) {
-					Py_DECREF(fmt);
-					goto error;
-				}
+				CHECK(field(ph, buf + i, 6, &pidx, &vlen, &top));
 				i += 6;
 				if (pidx < 0 || pidx >= np_ || vlen < 0 || i + vlen > a_end ||
-				    PyTuple_GET_ITEM(pvals, pidx) != NULL) {
-					Py_DECREF(fmt);
+				    PyTuple_GET_ITEM(pvals, pidx) != NULL)
 					SLOW();
-				}
 				PyObject *x = from_be(buf + i, vlen);
-				if (!x) {
-					Py_DECREF(fmt);
+				if (!x)
 					goto error;
-				}
 				if (too_wide(x, top)) {
 					Py_DECREF(x);
-					Py_DECREF(fmt);
 					SLOW();
 				}
 				PyObject *h = PyNumber_ToBase(x, 16);
 				Py_DECREF(x);
-				if (!h) {
-					Py_DECREF(fmt);
+				if (!h)
 					goto error;
-				}
 				PyTuple_SET_ITEM(pvals, pidx, h);
 				i += vlen;
 			}
 			for (Py_ssize_t n = 0; n < np_; n++)
-				if (PyTuple_GET_ITEM(pvals, n) == NULL) {
-					Py_DECREF(fmt);
+				if (PyTuple_GET_ITEM(pvals, n) == NULL)
 					SLOW();
-				}
 			acttext = PyUnicode_Format(fmt, pvals);
-			Py_DECREF(fmt);
 			if (!acttext)
 				goto error;
 		} else {
 			acttext = fmt;
+			Py_INCREF(acttext);
 		}
 		if (i != a_end)
 			SLOW();
@@ -356,6 +339,7 @@ out:
 	Py_XDECREF(key);
 	Py_XDECREF(keytext);
 	Py_XDECREF(acttext);
+	Py_XDECREF(fmt);
 	PyBuffer_Release(&view);
 	return result;
 }
