@@ -90,6 +90,34 @@ static int field(PyObject *d, const uint8_t *p, Py_ssize_t n, Py_ssize_t *idx, P
 	return PyErr_Occurred() ? -1 : 1;
 }
 
+/* The value whose header is the n bytes at buf + *i (its (index, length, top) in dict d), as
+ * an int in *x (new reference) and its index in *idx, below count; *i moves past it. It must
+ * end by limit. 1, 0, -1 as entry(). */
+static int value_at(PyObject *d, const uint8_t *buf, Py_ssize_t *i, Py_ssize_t n, Py_ssize_t limit,
+		    Py_ssize_t count, Py_ssize_t *idx, PyObject **x)
+{
+	Py_ssize_t vlen;
+	long top;
+	if (*i + n > limit)
+		return 0;
+	int r = field(d, buf + *i, n, idx, &vlen, &top);
+	if (r <= 0)
+		return r;
+	*i += n;
+	if (*idx < 0 || *idx >= count || vlen < 0 || *i + vlen > limit)
+		return 0;
+	PyObject *v = from_be(buf + *i, vlen);
+	if (!v)
+		return -1;
+	if (too_wide(v, top)) {
+		Py_DECREF(v);
+		return 0;
+	}
+	*i += vlen;
+	*x = v;
+	return 1;
+}
+
 /* 1: ok, 0: slow, -1: error -> goto */
 #define CHECK(r)                   \
 	do {                       \
@@ -167,25 +195,12 @@ static PyObject *plan(PyObject *self, PyObject *args)
 	if (!vals)
 		goto error;
 	for (Py_ssize_t n = 0; n < nf; n++) {
-		if (i + 8 > e)
-			SLOW();
-		Py_ssize_t idx, vlen;
-		long top;
-		CHECK(field(mf, buf + i, 8, &idx, &vlen, &top));
-		i += 8;
-		if (idx < 0 || idx >= nf || vlen < 0 || i + vlen > e)
-			SLOW();
-		PyObject *x = from_be(buf + i, vlen);
-		if (!x)
-			goto error;
-		if (too_wide(x, top)) {
-			Py_DECREF(x);
-			SLOW();
-		}
+		Py_ssize_t idx;
+		PyObject *x;
+		CHECK(value_at(mf, buf, &i, 8, e, nf, &idx, &x));
 		PyObject *old = PyList_GET_ITEM(vals, idx);
 		PyList_SET_ITEM(vals, idx, x);
 		Py_XDECREF(old);
-		i += vlen;
 	}
 	for (Py_ssize_t n = 0; n < nf; n++)
 		if (PyList_GET_ITEM(vals, n) == NULL)
@@ -218,19 +233,10 @@ static PyObject *plan(PyObject *self, PyObject *args)
 			if (!pvals)
 				goto error;
 			while (i < a_end) {
-				if (i + 6 > a_end)
-					SLOW();
-				Py_ssize_t pidx, vlen;
-				long top;
-				CHECK(field(ph, buf + i, 6, &pidx, &vlen, &top));
-				i += 6;
-				if (pidx < 0 || pidx >= np_ || vlen < 0 || i + vlen > a_end ||
-				    PyTuple_GET_ITEM(pvals, pidx) != NULL)
-					SLOW();
-				PyObject *x = from_be(buf + i, vlen);
-				if (!x)
-					goto error;
-				if (too_wide(x, top)) {
+				Py_ssize_t pidx;
+				PyObject *x;
+				CHECK(value_at(ph, buf, &i, 6, a_end, np_, &pidx, &x));
+				if (PyTuple_GET_ITEM(pvals, pidx) != NULL) {
 					Py_DECREF(x);
 					SLOW();
 				}
@@ -239,7 +245,6 @@ static PyObject *plan(PyObject *self, PyObject *args)
 				if (!h)
 					goto error;
 				PyTuple_SET_ITEM(pvals, pidx, h);
-				i += vlen;
 			}
 			for (Py_ssize_t n = 0; n < np_; n++)
 				if (PyTuple_GET_ITEM(pvals, n) == NULL)
