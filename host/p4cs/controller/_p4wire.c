@@ -177,7 +177,271 @@ static PyObject *update(PyObject *self, PyObject *args)
 	return PyBytes_FromStringAndSize((const char *)out.b, (Py_ssize_t)out.n);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * key_flow_id(entry, fid_params): the key and the flow id of a serialized p4.v1.TableEntry
+ * (an expired flow entry of an idle-timeout notification), as decode_match_key and
+ * FlowEncoder.flow_id read them from the protobuf object:
+ *   (key values in field-id order, flow id or None)   or None where the entry is not the
+ *   simple shape (a match that is not exact, a repeated field id, a value over 8 bytes,
+ *   an unknown field inside a match or the action): the caller reads the object then.
+ * fid_params: {action id: the param id of its flow id}.
+ */
+#define MAXFIELDS 16
+
+/* varint at *p (< end): 0 ok, -1 malformed */
+static int rd_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		r |= (uint64_t)(b & 0x7F) << shift;
+		if (b < 0x80) {
+			*v = r;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* skip a field of wire type wt: 0 ok, -1 malformed or a group */
+static int skip(const uint8_t **p, const uint8_t *end, unsigned wt)
+{
+	uint64_t v;
+	switch (wt) {
+	case 0:
+		return rd_varint(p, end, &v);
+	case 1:
+		if (end - *p < 8)
+			return -1;
+		*p += 8;
+		return 0;
+	case 2:
+		if (rd_varint(p, end, &v) || v > (uint64_t)(end - *p))
+			return -1;
+		*p += v;
+		return 0;
+	case 5:
+		if (end - *p < 4)
+			return -1;
+		*p += 4;
+		return 0;
+	}
+	return -1;
+}
+
+/* length-delimited field at *p: its bounds in [*s, *e) */
+static int rd_ld(const uint8_t **p, const uint8_t *end, const uint8_t **s, const uint8_t **e)
+{
+	uint64_t n;
+	if (rd_varint(p, end, &n) || n > (uint64_t)(end - *p))
+		return -1;
+	*s = *p;
+	*e = *p + n;
+	*p += n;
+	return 0;
+}
+
+static int be64(const uint8_t *s, const uint8_t *e, uint64_t *v)
+{
+	if (e - s > 8)
+		return -1;
+	uint64_t r = 0;
+	for (; s < e; s++)
+		r = (r << 8) | *s;
+	*v = r;
+	return 0;
+}
+
+/* FieldMatch{1: field_id, 2: Exact{1: value}}: 1 ok, 0 not simple */
+static int field_match(const uint8_t *p, const uint8_t *end, uint64_t *fid, uint64_t *val)
+{
+	int have_id = 0, have_val = 0;
+	*val = 0;
+	while (p < end) {
+		uint64_t tag;
+		if (rd_varint(&p, end, &tag))
+			return 0;
+		if (tag == 0x08) {
+			if (rd_varint(&p, end, fid))
+				return 0;
+			have_id = 1;
+		} else if (tag == 0x12) {
+			const uint8_t *s, *e;
+			if (rd_ld(&p, end, &s, &e))
+				return 0;
+			while (s < e) { /* Exact */
+				uint64_t t2;
+				if (rd_varint(&s, e, &t2))
+					return 0;
+				if (t2 == 0x0A) {
+					const uint8_t *vs, *ve;
+					if (rd_ld(&s, e, &vs, &ve) || be64(vs, ve, val))
+						return 0;
+					have_val = 1;
+				} else if (skip(&s, e, t2 & 7)) {
+					return 0;
+				}
+			}
+		} else {
+			return 0; /* ternary, lpm, range, optional, other: not the simple shape */
+		}
+	}
+	(void)have_val; /* an empty exact value is 0, as the object reads it */
+	return have_id;
+}
+
+static PyObject *key_flow_id(PyObject *self, PyObject *args)
+{
+	Py_buffer view;
+	PyObject *fid_params;
+	if (!PyArg_ParseTuple(args, "y*O!", &view, &PyDict_Type, &fid_params))
+		return NULL;
+	const uint8_t *p = view.buf, *end = p + view.len;
+	uint64_t fids[MAXFIELDS], vals[MAXFIELDS];
+	int nf = 0;
+	uint64_t action_id = 0;
+	const uint8_t *params[64][2];
+	int np = 0, have_action = 0;
+	PyObject *result = NULL;
+	while (p < end) {
+		uint64_t tag;
+		if (rd_varint(&p, end, &tag))
+			goto slow;
+		if (tag == 0x12) { /* match */
+			const uint8_t *s, *e;
+			if (rd_ld(&p, end, &s, &e) || nf == MAXFIELDS)
+				goto slow;
+			if (!field_match(s, e, &fids[nf], &vals[nf]))
+				goto slow;
+			for (int k = 0; k < nf; k++)
+				if (fids[k] == fids[nf])
+					goto slow;
+			nf++;
+		} else if (tag == 0x1A) { /* action: TableAction{1: Action{1: id, 4: params}} */
+			const uint8_t *s, *e;
+			if (rd_ld(&p, end, &s, &e))
+				goto slow;
+			while (s < e) {
+				uint64_t t2;
+				if (rd_varint(&s, e, &t2))
+					goto slow;
+				if (t2 != 0x0A)
+					goto slow; /* action profile member / group / set */
+				const uint8_t *as, *ae;
+				if (rd_ld(&s, e, &as, &ae))
+					goto slow;
+				have_action = 1;
+				while (as < ae) {
+					uint64_t t3;
+					if (rd_varint(&as, ae, &t3))
+						goto slow;
+					if (t3 == 0x08) {
+						if (rd_varint(&as, ae, &action_id))
+							goto slow;
+					} else if (t3 == 0x22) {
+						if (np == 64 || rd_ld(&as, ae, &params[np][0], &params[np][1]))
+							goto slow;
+						np++;
+					} else {
+						goto slow;
+					}
+				}
+			}
+		} else if (skip(&p, end, tag & 7)) {
+			goto slow;
+		}
+	}
+	/* the key in field-id order (insertion sort: a handful of fields) */
+	for (int a = 1; a < nf; a++)
+		for (int b = a; b > 0 && fids[b - 1] > fids[b]; b--) {
+			uint64_t t = fids[b];
+			fids[b] = fids[b - 1];
+			fids[b - 1] = t;
+			t = vals[b];
+			vals[b] = vals[b - 1];
+			vals[b - 1] = t;
+		}
+	PyObject *flow_id = Py_None;
+	Py_INCREF(flow_id);
+	if (have_action) {
+		PyObject *aid = PyLong_FromUnsignedLongLong(action_id);
+		if (!aid)
+			goto error_fid;
+		PyObject *want = PyDict_GetItemWithError(fid_params, aid); /* borrowed */
+		Py_DECREF(aid);
+		if (!want && PyErr_Occurred())
+			goto error_fid;
+		if (want) {
+			uint64_t pid_want = PyLong_AsUnsignedLongLong(want);
+			if (PyErr_Occurred())
+				goto error_fid;
+			for (int k = 0; k < np; k++) { /* the first param with that id, as flow_id */
+				const uint8_t *s = params[k][0], *e = params[k][1];
+				uint64_t pid = 0, v = 0;
+				const uint8_t *vs = NULL, *ve = NULL;
+				while (s < e) {
+					uint64_t t;
+					if (rd_varint(&s, e, &t))
+						goto slow_fid;
+					if (t == 0x10) {
+						if (rd_varint(&s, e, &pid))
+							goto slow_fid;
+					} else if (t == 0x1A) {
+						if (rd_ld(&s, e, &vs, &ve))
+							goto slow_fid;
+					} else if (skip(&s, e, t & 7)) {
+						goto slow_fid;
+					}
+				}
+				if (pid == pid_want) {
+					if (vs && be64(vs, ve, &v))
+						goto slow_fid;
+					Py_DECREF(flow_id);
+					flow_id = PyLong_FromUnsignedLongLong(vs ? v : 0);
+					if (!flow_id)
+						goto error;
+					break;
+				}
+			}
+		}
+	}
+	PyObject *key = PyTuple_New(nf);
+	if (!key) {
+		Py_DECREF(flow_id);
+		goto error;
+	}
+	for (int k = 0; k < nf; k++) {
+		PyObject *v = PyLong_FromUnsignedLongLong(vals[k]);
+		if (!v) {
+			Py_DECREF(key);
+			Py_DECREF(flow_id);
+			goto error;
+		}
+		PyTuple_SET_ITEM(key, k, v);
+	}
+	result = PyTuple_Pack(2, key, flow_id);
+	Py_DECREF(key);
+	Py_DECREF(flow_id);
+	goto out;
+slow_fid:
+	Py_DECREF(flow_id);
+slow:
+	result = Py_None;
+	Py_INCREF(result);
+	goto out;
+error_fid:
+	Py_DECREF(flow_id);
+error:
+	result = NULL;
+out:
+	PyBuffer_Release(&view);
+	return result;
+}
+
 static PyMethodDef methods[] = {
+	{"key_flow_id", key_flow_id, METH_VARARGS,
+	 "key_flow_id(table_entry_bytes, fid_params) -> (key, flow id or None) or None: the "
+	 "exact key and the flow id of a serialized p4.v1.TableEntry"},
 	{"update", update, METH_VARARGS,
 	 "update(utype, te_head, fm_heads, key_bws, key, action_head, p_heads, p_bws, vals, "
 	 "idle_ns) -> bytes: a serialized p4.v1.Update of an exact-match table entry"},

@@ -208,6 +208,16 @@ class FlowEncoder:
                 return int.from_bytes(p.value, "big")
         return None
 
+    def key_flow_id(self, entry: p4r.TableEntry) -> tuple[tuple[int, ...], int | None]:
+        """``decode_match_key(entry)`` and ``flow_id(entry)`` at once: in C from the entry's
+        bytes where the package's extension is built (~1 µs instead of ~12 per expired
+        entry), from the object otherwise or where the entry is not the simple shape."""
+        if _p4wire is not None:
+            r = _p4wire.key_flow_id(entry.SerializeToString(), self._flow_id_param)
+            if r is not None:
+                return r
+        return decode_match_key(entry), self.flow_id(entry)
+
     def packet_out(self, frame: bytes, port: int) -> p4r.StreamMessageRequest:
         meta = []
         for mid, bw, name in self._po_meta:

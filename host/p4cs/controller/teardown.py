@@ -246,10 +246,12 @@ class Teardown:
         await app.packets.flush_copies()    # the same for copies on the direct channel
         done, unread, adopted = [], [], []
         for entry in entries:
-            key = key_of(entry)
-            if key is None:
+            vals, nfid = app.enc.key_flow_id(entry)
+            try:
+                key = fx.FlowKey(*vals)
+            except (TypeError, ValueError):
                 continue
-            nfid, cur = app.enc.flow_id(entry), app.flow_of.get(tuple(key))
+            cur = app.flow_of.get(tuple(key))
             if nfid is not None and cur is not None and nfid != cur:
                 # The entry of a closed connection whose key a new connection has taken
                 # (Teardown.superseded harvested its flow id): not the new one's expiry.
@@ -262,7 +264,7 @@ class Teardown:
                 # entry, or one whose removal or takeover came first): the engine must not
                 # hear of it, or it would end a new connection on the same 4-tuple that has
                 # not installed its flows yet.
-                fid = app.enc.flow_id(entry)
+                fid = nfid
                 if fid is not None and app.flow_ids.is_adopted(fid):
                     adopted.append(key)
                 else:
