@@ -392,3 +392,22 @@ def test_spliced_and_teardown_logs_only_when_wanted():
         assert len(of(eff, RemoveFlows)) == 1
         assert _logs(eff) == (["teardown"] if on else [])
         assert h.eng.stats.spliced == 1 and h.eng.stats.teardowns == 1
+
+
+def test_expiry_of_a_half_closed_connection_leaves_a_tombstone():
+    """The server's FIN moved its entry to the short expiry profile; under loss its last
+    segments may come back after the entry expired: the connection is closed as after both
+    FINs (the client's entry removed after TIME_WAIT), and a late server segment is still
+    spliced in software to the client."""
+    h, syn, inst = spliced(config=Config(time_wait=2.0))
+    c2s, s2c = inst.flows
+    fin_s = h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET))
+    assert h.server(fin_s, reason=4) == []              # the FIN copy: half-closed
+    eff = h.eng.flow_expired(s2c.key, h.now)
+    rm, = of(eff, RemoveFlows)
+    assert set(rm.keys) == {c2s.key, s2c.key} and rm.after == 2.0
+    assert h.eng.stats.teardowns == 1 and h.eng.stats.flows_expired == 1
+    assert h.servers[0].active == 0 and h.eng.stats.spliced_active == 0
+    (port, p), = pkts(h.server(fin_s, reason=2))        # retransmitted, missed: to the client
+    assert port == 1 and p[TCP].flags == "FA" and p[TCP].seq == h.sisn + 1
+    assert h.eng.flow_expired(c2s.key, h.now) == []

@@ -482,6 +482,12 @@ class Engine:
         if c is None or c.state not in (SPLICED, RELAYING):
             return []
         self.stats.flows_expired += 1
+        if c.state == SPLICED and c.ka is None and (c.cl.fin or c.sl.fin):
+            # Half-closed: a FIN's hit moved that entry to the short expiry profile, and the
+            # side still closing may be retransmitting with backoff under loss (no SACK: its
+            # gaps grow past those seconds). Closed as after both FINs, the tombstone carries
+            # its late segments in software for time_wait + tombstone_margin.
+            return self._teardown(c, now, "half-closed, flow entry expired")
         keys = self._installed(c)
         self._free(c)
         return [RemoveFlows(keys, 0.0),
