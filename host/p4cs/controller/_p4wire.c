@@ -255,7 +255,7 @@ static int be64(const uint8_t *s, const uint8_t *e, uint64_t *v)
 /* FieldMatch{1: field_id, 2: Exact{1: value}}: 1 ok, 0 not simple */
 static int field_match(const uint8_t *p, const uint8_t *end, uint64_t *fid, uint64_t *val)
 {
-	int have_id = 0, have_val = 0;
+	int have_id = 0;
 	*val = 0;
 	while (p < end) {
 		uint64_t tag;
@@ -277,7 +277,6 @@ static int field_match(const uint8_t *p, const uint8_t *end, uint64_t *fid, uint
 					const uint8_t *vs, *ve;
 					if (rd_ld(&s, e, &vs, &ve) || be64(vs, ve, val))
 						return 0;
-					have_val = 1;
 				} else if (skip(&s, e, t2 & 7)) {
 					return 0;
 				}
@@ -286,8 +285,7 @@ static int field_match(const uint8_t *p, const uint8_t *end, uint64_t *fid, uint
 			return 0; /* ternary, lpm, range, optional, other: not the simple shape */
 		}
 	}
-	(void)have_val; /* an empty exact value is 0, as the object reads it */
-	return have_id;
+	return have_id; /* no exact value: 0, as the object reads it */
 }
 
 static PyObject *key_flow_id(PyObject *self, PyObject *args)

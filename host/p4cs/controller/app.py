@@ -854,7 +854,6 @@ class ControllerApp:
                     for _k, _u, fut in dels:
                         if not fut.done():
                             fut.set_exception(exc)
-                    dels = []
                     if updates:
                         LOG.warning("flow install failed for %d connection(s): %s",
                                     len(set(owners)), exc)

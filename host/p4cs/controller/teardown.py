@@ -128,8 +128,9 @@ class Teardown:
         self._event.set()
 
     def superseded(self, fids: list[int]) -> None:
-        """These flow ids belonged to closed connections whose keys a new connection took:
-        harvest them (an expiry notification of their entries, if one comes, is stale)."""
+        """These flow ids belonged to closed connections whose keys a new connection took, or
+        to entries just deleted: harvest them with the others due within ``SUPERSEDED_S`` (an
+        expiry notification of their entries, if one comes, is stale)."""
         self._superseded.extend(fids)
         if self._superseded_due is None and not self._superseded_ready:
             self._superseded_due = asyncio.get_running_loop().call_later(
@@ -247,9 +248,8 @@ class Teardown:
         done, unread, adopted = [], [], []
         for entry in entries:
             vals, nfid = app.enc.key_flow_id(entry)
-            try:
-                key = fx.FlowKey(*vals)
-            except (TypeError, ValueError):
+            key = flow_key(vals)
+            if key is None:
                 continue
             cur = app.flow_of.get(tuple(key))
             if nfid is not None and cur is not None and nfid != cur:
@@ -288,8 +288,13 @@ class Teardown:
 
 
 def key_of(entry: p4r.TableEntry) -> fx.FlowKey | None:
+    return flow_key(decode_match_key(entry))
+
+
+def flow_key(vals: tuple[int, ...]) -> fx.FlowKey | None:
+    """The flow key of an entry's key values (None: not the flow table's shape)."""
     try:
-        return fx.FlowKey(*decode_match_key(entry))
+        return fx.FlowKey(*vals)
     except (TypeError, ValueError):
         return None
 

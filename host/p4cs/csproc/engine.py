@@ -482,7 +482,7 @@ class Engine:
         if c is None or c.state not in (SPLICED, RELAYING):
             return []
         self.stats.flows_expired += 1
-        if c.state == SPLICED and c.ka is None and (c.cl.fin or c.sl.fin):
+        if self._half_closed(c):
             # Half-closed: a FIN's hit moved that entry to the short expiry profile, and the
             # side still closing may be retransmitting with backoff under loss (no SACK: its
             # gaps grow past those seconds). Closed as after both FINs, the tombstone carries
@@ -499,7 +499,7 @@ class Engine:
         previous count is closed (its other FIN went unseen)."""
         key, packets = arg
         c = self._conn_of_flow(key)
-        if c is None or c.state != SPLICED or c.ka is not None or not (c.cl.fin or c.sl.fin):
+        if c is None or not self._half_closed(c):
             return []
         if packets is not None and packets == c.half_count:
             self.stats.half_closed_idle += 1
@@ -1232,6 +1232,11 @@ class Engine:
         self._arm(c, min(c.watch.deadline, now + self.cfg.request_timeout))
 
     @staticmethod
+    def _half_closed(c: Conn) -> bool:
+        """A spliced connection (not NONSTICKY) of which one side's FIN was seen."""
+        return c.state == SPLICED and c.ka is None and (c.cl.fin or c.sl.fin)
+
+    @staticmethod
     def _held(c: Conn) -> bool:
         """Whether both directions of the RELAYING connection ``c`` come to the engine
         (a cookie to insert: no flow is installed until the client has it)."""
@@ -1797,7 +1802,7 @@ class Engine:
             return self._reset_probes(c, now)
         if st == SPLICED and c.ka is not None:
             return self.ka.timeout(c, now)
-        if st == SPLICED and (c.cl.fin or c.sl.fin):
+        if self._half_closed(c):
             if cfg.half_closed_idle <= 0:
                 return []       # turned off by a live edit since: the idle timeout ends it
             # half-closed: count its entries' packets (flows_counted answers); once more later
