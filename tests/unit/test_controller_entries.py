@@ -465,3 +465,54 @@ def test_key_and_flow_id_of_real_entries_in_c(schema):
         te.counter_data.packet_count = 5
         assert p4rt._p4wire.key_flow_id(te.SerializeToString(), fe._flow_id_param) == \
             (tuple(key), fid)
+
+
+def test_traffic_sample_reads_no_ending_entry_and_never_goes_back(monkeypatch):
+    """The 5-second traffic sample reads the counters of the flows that are not left to
+    expire after a FIN/RST (their final counts come with the expiry): such a flow counts with
+    what an earlier sample read of it, a flow id reused by a new flow does not inherit that,
+    and no total goes back."""
+    import asyncio
+
+    from p4cs.controller.config import parse_config
+    from p4cs.controller.traffic import FlowMeta
+
+    app = ControllerApp(parse_config((REPO / "examples" / "lcs.yaml").read_text(), "x.yaml"),
+                        P4INFO)
+    counts = {1: (10, 1000), 2: (20, 2000)}
+    asked: list[list[int]] = []
+
+    async def live(fids):
+        asked.append(list(fids))
+        return {f: counts[f] for f in fids if f in counts}
+
+    async def no_stats(sw):
+        return None
+
+    monkeypatch.setattr(app, "_live_counters", live)
+    monkeypatch.setattr(app.switch_stats, "sample", no_stats)
+
+    def add(fid, key):
+        app.flow_of[key] = fid
+        app.book.add(fid, FlowMeta("www", "s1", "s2c", "10.0.0.1:4000", fid))
+
+    def out_bytes(sample):
+        return sample["servers"]["s1"]["out_bytes"]
+
+    add(1, ("k1",))
+    add(2, ("k2",))
+    first = asyncio.run(app.sample_traffic())
+    assert asked[-1] == [1, 2] and out_bytes(first) == 3000
+    app.teardown.ending.update({1, 3})          # 1 was read before; 3 never was
+    counts[1] = (11, 1100)
+    add(3, ("k3",))
+    second = asyncio.run(app.sample_traffic())
+    assert asked[-1] == [2]
+    assert out_bytes(second) == 3000            # 1 with the counts read before, 3 not yet
+    # flow 1 ends (its expiry carried the final counts) and id 1 goes to a new flow that is
+    # also ending before any sample read it: it does not inherit the old flow's counts
+    app.book.done(1, 11, 1100)
+    del app.flow_of[("k1",)]
+    add(1, ("k4",))
+    third = asyncio.run(app.sample_traffic())
+    assert asked[-1] == [2] and out_bytes(third) == 1100 + 2000

@@ -14,6 +14,7 @@ from finsy.proto import p4r
 
 from p4cs.controller.p4rt import FlowEncoder, Splice
 from p4cs.controller.teardown import Teardown
+from p4cs.csproc import effects as fx
 from p4cs.csproc.effects import FlowKey
 
 P4INFO = Path(__file__).resolve().parents[2] / "p4src" / "build" / "dpdk" / "p4cs.p4info.txtpb"
@@ -81,6 +82,26 @@ def test_the_key_connections_own_entry_ends_it():
     assert app.told == [("flow_expired", tuple(KEY))]
     assert app.book.done_ == [(7, 5, 500)] and app.flow_ids.freed == [7]
     assert tuple(KEY) not in app.flow_of
+
+
+def test_an_entry_left_to_expire_after_a_fin_is_counted_not_told():
+    """The engine closed its connection already (both FINs: RemoveFlows with ``ended``), its
+    tombstone on a timer of its own: the expiry counts the flow as removed, and the engine
+    hears nothing."""
+    app = _App()
+    app.flow_of[tuple(KEY)] = 7
+
+    async def run():
+        t = Teardown(app)
+        t.end_expiry = True
+        t.flows_ended(fx.RemoveFlows([KEY], 3.0, (KEY,)))
+        await t.expired(None, 0, [entry(app, 7)])
+        return t
+
+    t = asyncio.run(run())
+    assert app.told == [] and app.counters["flows_removed"] == 1
+    assert app.counters["idle_timeouts"] == 0 and 7 not in t.ending
+    assert app.book.done_ == [(7, 5, 500)] and app.flow_ids.freed == [7]
 
 
 def test_an_entry_no_connection_holds_is_not_told_to_the_engine():

@@ -243,6 +243,8 @@ class ControllerApp:
         self.book = FlowBook()                      # flow id -> what it carries, totals
         self.rates = Rates()
         self.traffic: dict = {}                     # the latest sample (sample_traffic)
+        # flow id -> (its FlowMeta, the counts the latest traffic sample used)
+        self._sampled: dict[int, tuple[Any, tuple[int, int]]] = {}
         self.switch_stats = SwitchStats(cfg.switch.target)  # the switch's own, sampled with it
         self.enc: FlowEncoder | None = None
         self.switch: Switch | None = None
@@ -948,10 +950,24 @@ class ControllerApp:
     async def sample_traffic(self) -> dict:
         """Totals and rates per server and per service, now (kept for the metrics)."""
         # Flows being removed are out of flow_of but not yet added to the totals: read them too.
-        live = await self._live_counters(sorted(set(self.flow_of.values()) | set(self.book.meta)))
+        # Not read: the entries left to expire after a FIN/RST (Teardown.ending; at thousands
+        # of connections per second nearly all the entries), whose final counts come with their
+        # expiry notification a few seconds later; meanwhile each counts with what an earlier
+        # sample read of it, if one did, so that no total goes back.
+        ending = self.teardown.ending
+        fids = set(self.flow_of.values()) | set(self.book.meta)
+        live = await self._live_counters(sorted(f for f in fids if f not in ending))
         # Those harvested meanwhile are in the totals now: count them once.
         counted = set(self.flow_of.values()) | set(self.book.meta)
         live = {fid: v for fid, v in live.items() if fid in counted}
+        prev, meta = self._sampled, self.book.meta
+        for fid in ending:
+            was = prev.get(fid)
+            # the same flow (a flow id is reused once its flow is over)
+            if was is not None and was[0] is meta.get(fid) and fid not in live:
+                live[fid] = was[1]
+        self._sampled = {fid: (m, v) for fid, v in live.items()
+                         if (m := meta.get(fid)) is not None}
         now = time.monotonic()
         sample = self.rates.update(self.book.totals(live), now)
         sample["fastpath"] = {

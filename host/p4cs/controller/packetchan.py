@@ -137,11 +137,22 @@ class Lease:
         self.ended = asyncio.Event()
         self.why = ""
         self.waiter: asyncio.Future | None = None   # hold()'s wait for frames (or the end)
+        # the ports whose reader fired since they were last read (one receive call each then,
+        # not one on each port at every wake-up)
+        self.cpu_ready = self.copy_ready = False
 
     def wake(self) -> None:
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
+
+    def cpu_readable(self) -> None:
+        self.cpu_ready = True
+        self.wake()
+
+    def copy_readable(self) -> None:
+        self.copy_ready = True
+        self.wake()
 
     def end(self, why: str) -> None:
         if not self.ended.is_set():
@@ -362,9 +373,9 @@ class PacketPath:
         loop = asyncio.get_running_loop()
         if lease.conn is not None:
             loop.add_reader(lease.conn.fileno(), lease.end, "the switch closed it")
-        loop.add_reader(lease.cpu.fileno(), lease.wake)
+        loop.add_reader(lease.cpu.fileno(), lease.cpu_readable)
         if lease.copy is not None:
-            loop.add_reader(lease.copy.fileno(), lease.wake)
+            loop.add_reader(lease.copy.fileno(), lease.copy_readable)
         self._lease = lease
         try:
             while not lease.ended.is_set():
@@ -390,11 +401,18 @@ class PacketPath:
                 await self._handle(pkts)
 
     def _read(self, lease: Lease, copies_only: bool = False) -> list[PacketIn]:
-        """Every frame waiting on the two ports (up to ``BATCH`` each; with ``copies_only``,
-        every one waiting on the copy port)."""
+        """Every frame waiting on the ports whose reader fired (up to ``BATCH`` each; with
+        ``copies_only``, every one waiting on the copy port). A port with frames left after
+        ``BATCH`` fires again (level-triggered)."""
         out: list[PacketIn] = []
         hdr = lease.headers
-        ports = ((lease.copy, True),) if copies_only else ((lease.cpu, False), (lease.copy, True))
+        if copies_only:
+            ports = ((lease.copy, True),)
+        else:
+            ports = ((lease.cpu, False),) if lease.cpu_ready else ()
+            if lease.copy_ready:
+                ports += ((lease.copy, True),)
+            lease.cpu_ready = lease.copy_ready = False
         for sock, copy in ports:
             if sock is None:
                 continue

@@ -258,7 +258,11 @@ class Teardown:
                 continue
             fid = app.flow_of.pop(tuple(key), None)
             if fid is not None:
-                done.append(key)    # the entry of the key's connection: the engine ends it
+                if fid not in self.ending:
+                    # the entry of the key's connection: the engine ends it (an entry left to
+                    # expire after a FIN/RST belongs to a connection the engine closed already,
+                    # its tombstone on a timer of its own: Engine.flow_expired would do nothing)
+                    done.append(key)
             else:
                 # No connection of this controller holds the key now (a previous controller's
                 # entry, or one whose removal or takeover came first): the engine must not
