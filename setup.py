@@ -4,8 +4,9 @@ headers it compiles pipelines against (``p4cs/dataplane/``). A wheel with the da
 machine-local: it is tagged for this platform and links against this machine's DPDK.
 It also builds the C part of the SYN cookies (``p4cs.csproc._hsiphash``), the XML
 tag-sequence scanner of the rules (``p4cs.rules._xmlscan``), the controller's flow-update
-encoder (``p4cs.controller._p4wire``) and its batched packet-channel I/O
-(``p4cs.controller._mmsg``), all optional.
+encoder (``p4cs.controller._p4wire``), its batched packet-channel I/O
+(``p4cs.controller._mmsg``) and the CS processor's frame parse and build
+(``p4cs.csproc._packet``), all optional.
 Everything else is configured in pyproject.toml."""
 
 from __future__ import annotations
@@ -70,5 +71,10 @@ MMSG = Extension("p4cs.controller._mmsg", ["host/p4cs/controller/_mmsg.c"],
 WIREFAST = Extension("p4cs.switch.dpdk._wirefast", ["host/p4cs/switch/dpdk/_wirefast.c"],
                      extra_compile_args=["-O2"], optional=True)
 
+# The CS processor's frame parse and build in C; optional: without it p4cs.csproc.packet
+# parses and builds every frame in Python (parse_py / build_py, the reference).
+PACKET = Extension("p4cs.csproc._packet", ["host/p4cs/csproc/_packet.c"],
+                   extra_compile_args=["-O2"], optional=True)
+
 setup(cmdclass={"build_py": BuildPyWithData}, distclass=MaybeBinaryDistribution,
-      ext_modules=[HSIPHASH, XMLSCAN, P4WIRE, MMSG, WIREFAST])
+      ext_modules=[HSIPHASH, XMLSCAN, P4WIRE, MMSG, WIREFAST, PACKET])

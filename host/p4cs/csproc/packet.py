@@ -238,6 +238,18 @@ def apply_splice(frame: bytes, spec: FlowSpec) -> bytes:
     return b"".join((spec.dmac, spec.smac, frame[12:14], ip, tcp))
 
 
+#: The Python versions: the reference, and what runs where ``_packet`` is not built.
+parse_py, build_py = parse, build
+
+try:        # the same two in C (setup.py builds it; optional)
+    from . import _packet
+except ImportError:     # pragma: no cover - the package built without a compiler
+    _packet = None
+else:
+    _packet.setup(Segment, BadFrame, parse_py, build_py)
+    parse, build = _packet.parse, _packet.build      # noqa: F811
+
+
 def seq_rel(seq: int, base: int) -> int:
     """Signed offset of ``seq`` from ``base`` in 32-bit sequence space."""
     d = (seq - base) & MOD32
