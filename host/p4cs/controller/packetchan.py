@@ -113,17 +113,31 @@ class Headers:
         if None in (self.reason_id, self.port_id, self.egress_id):
             raise ValueError("the P4Info's packet_in needs reason and ingress_port fields, its "
                              "packet_out an egress_port field")
+        # the two fields a packet-in needs and the one a packet-out sets, as shifts and masks
+        # of the header read as one integer (ControllerHeader.decode / encode, unrolled)
+        self._n_in = self.pin.nbytes
+        self._port = self._shift_mask(self.pin, self.port_id)
+        self._reason = self._shift_mask(self.pin, self.reason_id)
+        self._n_out = self.pout.nbytes
+        self._egress_shift = self.pout.by_id[self.egress_id][0]
+
+    @staticmethod
+    def _shift_mask(hdr, mid: int) -> tuple[int, int]:
+        sh, bw = hdr.by_id[mid]
+        return sh, (1 << bw) - 1
 
     def decode(self, frame: bytes) -> PacketIn | None:
         """A CPU-port frame as (payload, port, reason); None when it is shorter than the header."""
-        n = self.pin.nbytes
+        n = self._n_in
         if len(frame) < n:
             return None
-        vals = dict(self.pin.decode(frame))
-        return frame[n:], vals[self.port_id], vals[self.reason_id]
+        x = int.from_bytes(frame[:n], "big")
+        (psh, pmask), (rsh, rmask) = self._port, self._reason
+        return frame[n:], (x >> psh) & pmask, (x >> rsh) & rmask
 
     def encode(self, port: int, frame: bytes) -> bytes:
-        return self.pout.encode({self.egress_id: port}) + frame
+        """The packet-out header (egress_port set, every other field 0) and the frame."""
+        return (port << self._egress_shift).to_bytes(self._n_out, "big") + frame
 
 
 class Lease:
