@@ -282,6 +282,53 @@ def test_install_writes_in_flight(schema, monkeypatch):
     assert not app._installing
 
 
+def test_connections_ready_while_writes_are_full_go_in_one_write(schema, monkeypatch):
+    """With INSTALL_WRITES_IN_FLIGHT Writes in flight, every connection that becomes ready
+    until one is over goes in the next Write together (not one Write per wake-up)."""
+    import asyncio
+
+    from p4cs.controller import app as app_mod
+    from p4cs.controller.config import parse_config
+    from p4cs.csproc import effects as fx
+
+    app = ControllerApp(parse_config((REPO / "examples" / "lcs.yaml").read_text(), "x.yaml"),
+                        P4INFO)
+    app.enc = FlowEncoder(schema)
+    writes: list[int] = []          # updates per Write
+    gates: list[asyncio.Event] = []
+
+    async def held_write(sw, updates):
+        gate = asyncio.Event()
+        gates.append(gate)
+        writes.append(len(updates))
+        await gate.wait()
+
+    monkeypatch.setattr(app_mod, "write_raw", held_write)
+    sent = _capture_sends(app, monkeypatch)
+
+    async def run():
+        loop = asyncio.create_task(app._install_loop(_TaskSwitch()))
+        for port in (40000, 40001):             # two Writes in flight
+            await app._execute([fx.InstallFlows([_splice_flow(port, port)],
+                                                [fx.PacketOut(1, b"%d" % port)])])
+            await _settle()
+        for port in (40002, 40003, 40004):      # ready one by one while both are in flight
+            await app._execute([fx.InstallFlows([_splice_flow(port, port)],
+                                                [fx.PacketOut(1, b"%d" % port)])])
+            await _settle()
+        assert writes == [1, 1]
+        gates[0].set()
+        await _settle()
+        assert writes == [1, 1, 3]
+        for g in gates[1:]:
+            g.set()
+        await _settle()
+        assert sorted(sent) == [b"40000", b"40001", b"40002", b"40003", b"40004"]
+        loop.cancel()
+
+    asyncio.run(run())
+
+
 def test_reverse_key_of_a_splice_entry(schema):
     """The key of the other direction of a splice entry (what an answer to the rewritten
     segment carries), from the entry as the switch returns it; None for another action."""

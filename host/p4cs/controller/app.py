@@ -259,7 +259,7 @@ class ControllerApp:
         # flow installs to batch: (effect, what its flows carry: None for worker 0's engine)
         self._installs: list[tuple[fx.InstallFlows, list | None]] = []
         # keys with an install queued or in flight, and the removals that wait for them
-        self._installing: collections.Counter = collections.Counter()
+        self._installing: dict[tuple, int] = {}     # key -> installs of it not written yet
         self._after_install: list[fx.RemoveFlows] = []
         self._install_event = asyncio.Event()
         # removals' Deletes that go out with the next install Write (write_deletes): (keys,
@@ -695,6 +695,14 @@ class ControllerApp:
         try:
             while True:
                 await self._install_event.wait()
+                # A free place first, then the batch: what becomes ready while a Write is
+                # awaited goes in the same one (before, the batch was taken first and the
+                # connections ready meanwhile made a Write of their own after it).
+                for item in [x for x in inflight if x[0].done()]:
+                    inflight.remove(item)
+                    await item[0]
+                while len(inflight) >= INSTALL_WRITES_IN_FLIGHT:
+                    await inflight.popleft()[0]
                 self._install_event.clear()
                 batch, self._installs = self._installs, []
                 dels, self._deletes = self._deletes, []
@@ -702,7 +710,6 @@ class ControllerApp:
                 for dkeys, _u, _f in dels:
                     keys |= dkeys
                 while inflight and (inflight[0][0].done()
-                                    or len(inflight) >= INSTALL_WRITES_IN_FLIGHT
                                     or any(keys & k for _t, k in inflight)):
                     await inflight.popleft()[0]
                 inflight.append((sw.create_task(self._install(sw, batch, dels)), keys))
@@ -740,13 +747,13 @@ class ControllerApp:
         fresh: set[int] = set()       # update indexes: the INSERTs of new incarnations of a key
         superseded: list[int] = []    # flow ids of the previous incarnations of those keys
         for i, (inst, metas) in enumerate(batch):
-            need = sum(1 for f in inst.flows if self._flow_of_conn(f) is None)
-            if need > self.flow_ids.available():
+            owned = [self._flow_of_conn(f) for f in inst.flows]
+            if owned.count(None) > self.flow_ids.available():
                 failed.add(i)        # no flow id (counter slot) left: refuse the connection
                 continue
             for j, f in enumerate(inst.flows):
                 key = tuple(f.key)
-                fid = self._flow_of_conn(f)
+                fid = owned[j]
                 if fid is None:
                     old = self.flow_of.get(key)
                     if old is not None:
@@ -802,11 +809,14 @@ class ControllerApp:
         """``e`` goes into the next coalesced Write; ``metas``: what its flows carry (None:
         worker 0's engine knows)."""
         self._installs.append((e, metas))
-        self._installing.update(tuple(f.key) for f in e.flows)
+        installing = self._installing
+        for f in e.flows:
+            k = tuple(f.key)
+            installing[k] = installing.get(k, 0) + 1
         self._install_event.set()
 
     def _flows_ended(self, e: fx.RemoveFlows) -> None:
-        if any(tuple(k) in self._installing for k in e.keys):
+        if self._installing and any(tuple(k) in self._installing for k in e.keys):
             # Its connection's install of one of these keys is not written yet: the
             # removal follows it (it would find no owner, or overtake the Write).
             self._after_install.append(e)
@@ -815,8 +825,15 @@ class ControllerApp:
 
     def _installed(self, batch: list[tuple[fx.InstallFlows, list | None]]) -> None:
         """The Write of ``batch`` is over: the removals that waited for its keys go on."""
-        self._installing.subtract(tuple(f.key) for inst, _m in batch for f in inst.flows)
-        self._installing = +self._installing      # keys at zero leave
+        installing = self._installing
+        for inst, _m in batch:
+            for f in inst.flows:
+                k = tuple(f.key)
+                n = installing.get(k, 0) - 1
+                if n > 0:
+                    installing[k] = n
+                else:
+                    installing.pop(k, None)     # keys at zero leave
         waiting, self._after_install = self._after_install, []
         for e in waiting:
             self._flows_ended(e)
