@@ -237,7 +237,7 @@ def test_install_writes_in_flight(schema, monkeypatch):
     app = ControllerApp(parse_config((REPO / "examples" / "lcs.yaml").read_text(), "x.yaml"),
                         P4INFO)
     app.enc = FlowEncoder(schema)
-    assert app_mod.INSTALL_WRITES_IN_FLIGHT == 2
+    monkeypatch.setattr(app_mod, "INSTALL_WRITES_IN_FLIGHT", 2)
 
     flow, settle = _splice_flow, _settle
     writes: list[tuple[int, list[int]]] = []        # (write number, update types)
@@ -282,15 +282,20 @@ def test_install_writes_in_flight(schema, monkeypatch):
     assert not app._installing
 
 
-def test_connections_ready_while_writes_are_full_go_in_one_write(schema, monkeypatch):
-    """With INSTALL_WRITES_IN_FLIGHT Writes in flight, every connection that becomes ready
-    until one is over goes in the next Write together (not one Write per wake-up)."""
+@pytest.mark.parametrize("inflight", [None, 2])
+def test_connections_ready_while_writes_are_full_go_in_one_write(schema, monkeypatch, inflight):
+    """With INSTALL_WRITES_IN_FLIGHT Writes in flight (the default, one, and two), every
+    connection that becomes ready until one is over goes in the next Write together (not one
+    Write per wake-up)."""
     import asyncio
 
     from p4cs.controller import app as app_mod
     from p4cs.controller.config import parse_config
     from p4cs.csproc import effects as fx
 
+    if inflight is not None:
+        monkeypatch.setattr(app_mod, "INSTALL_WRITES_IN_FLIGHT", inflight)
+    n = app_mod.INSTALL_WRITES_IN_FLIGHT
     app = ControllerApp(parse_config((REPO / "examples" / "lcs.yaml").read_text(), "x.yaml"),
                         P4INFO)
     app.enc = FlowEncoder(schema)
@@ -306,24 +311,27 @@ def test_connections_ready_while_writes_are_full_go_in_one_write(schema, monkeyp
     monkeypatch.setattr(app_mod, "write_raw", held_write)
     sent = _capture_sends(app, monkeypatch)
 
+    def install(port):
+        return app._execute([fx.InstallFlows([_splice_flow(port, port)],
+                                             [fx.PacketOut(1, b"%d" % port)])])
+
     async def run():
         loop = asyncio.create_task(app._install_loop(_TaskSwitch()))
-        for port in (40000, 40001):             # two Writes in flight
-            await app._execute([fx.InstallFlows([_splice_flow(port, port)],
-                                                [fx.PacketOut(1, b"%d" % port)])])
+        for port in range(40000, 40000 + n):        # every place taken
+            await install(port)
             await _settle()
-        for port in (40002, 40003, 40004):      # ready one by one while both are in flight
-            await app._execute([fx.InstallFlows([_splice_flow(port, port)],
-                                                [fx.PacketOut(1, b"%d" % port)])])
+        for port in range(40100, 40103):            # ready one by one meanwhile
+            await install(port)
             await _settle()
-        assert writes == [1, 1]
+        assert writes == [1] * n
         gates[0].set()
         await _settle()
-        assert writes == [1, 1, 3]
+        assert writes == [1] * n + [3]
         for g in gates[1:]:
             g.set()
         await _settle()
-        assert sorted(sent) == [b"40000", b"40001", b"40002", b"40003", b"40004"]
+        assert sorted(sent) == sorted(b"%d" % p for p in [*range(40000, 40000 + n),
+                                                          *range(40100, 40103)])
         loop.cancel()
 
     asyncio.run(run())

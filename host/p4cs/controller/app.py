@@ -74,8 +74,12 @@ from p4cs.errors import InputError
 LOG = logging.getLogger("p4cs.controller")
 
 TCP = 6
-#: Flow-install WriteRequests in flight at once (_install_loop).
-INSTALL_WRITES_IN_FLIGHT = 2
+#: Flow-install WriteRequests in flight at once (_install_loop). One: every connection that
+#: becomes ready while a Write is in flight goes in the next one. Two (a second Write at once)
+#: gave ~4 % fewer connections per second for ~10 % more switch-side CPU and 1.4x the Writes
+#: in interleaved runs (docs/benchmarks.md, new connections runs 19-20): a Write costs the
+#: P4Runtime server and the controller ~0.5 ms of CPU whatever it carries.
+INSTALL_WRITES_IN_FLIGHT = 1
 #: Longest sleep of the timer loop: a timer armed by what does not wake it (a live edit, a
 #: health change) runs at most this late.
 TIMER_IDLE_S = 0.5
