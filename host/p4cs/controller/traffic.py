@@ -39,6 +39,10 @@ def meta_of(engine: Any, flow: Any) -> FlowMeta | None:
                     f"{ip_str(c.cl.ip)}:{c.cl.port}", flow.conn_id)
 
 
+#: The packets and bytes totals of each side.
+_FIELDS = {side: (f"{side}_packets", f"{side}_bytes") for side in ("in", "out")}
+
+
 def _zero() -> dict[str, int]:
     return dict.fromkeys(TOTALS, 0)
 
@@ -54,8 +58,12 @@ class FlowBook:
             return
         self.meta[fid] = meta
         if meta.direction == "c2s":
+            done = self._done
             for key in (("server", meta.server), ("service", meta.service)):
-                self._done.setdefault(key, _zero())["conns"] += 1
+                t = done.get(key)
+                if t is None:
+                    t = done[key] = _zero()
+                t["conns"] += 1
 
     def drop(self, fid: int) -> None:
         self.meta.pop(fid, None)
@@ -68,11 +76,13 @@ class FlowBook:
 
     @staticmethod
     def _account(into: dict, meta: FlowMeta, packets: int, nbytes: int) -> None:
-        side = "in" if meta.direction == "c2s" else "out"
+        pk, by = _FIELDS["in" if meta.direction == "c2s" else "out"]
         for key in (("server", meta.server), ("service", meta.service)):
-            t = into.setdefault(key, _zero())
-            t[f"{side}_packets"] += packets
-            t[f"{side}_bytes"] += nbytes
+            t = into.get(key)
+            if t is None:
+                t = into[key] = _zero()
+            t[pk] += packets
+            t[by] += nbytes
 
     def totals(self, live: dict[int, tuple[int, int]]) -> dict[str, dict[str, dict[str, int]]]:
         """Totals per server and per service: ended flows plus ``live`` (flow id ->

@@ -466,10 +466,11 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         """Earliest pending timer (may be stale: calling tick() then is harmless)."""
-        due = [d for d in (self._timers[0][0] if self._timers else None,
-                           self.health.next_deadline(), self.pools.next_deadline())
-               if d is not None]
-        return min(due, default=None)
+        t = self._timers[0][0] if self._timers else None
+        for d in (self.health.next_deadline(), self.pools.next_deadline()):
+            if d is not None and (t is None or d < t):
+                t = d
+        return t
 
     def _conn_of_flow(self, key: FlowKey) -> Conn | None:
         """The connection whose client or server leg the flow ``key`` carries."""
@@ -1554,8 +1555,11 @@ class Engine:
         self._drop_request(c)
         tw = self.cfg.time_wait
         self._arm(c, now + tw + self.cfg.tombstone_margin)
-        ended = tuple(k for k, leg in ((c.c2s.key, _CLIENT), (c.s2c.key, _SERVER))
-                      if k in keys and c.dp_end & leg)
+        ended: tuple = ()
+        if c.dp_end & _CLIENT and c.c2s.key in keys:
+            ended = (c.c2s.key,)
+        if c.dp_end & _SERVER and c.s2c.key in keys:
+            ended += (c.s2c.key,)
         out: list = [RemoveFlows(keys, tw, ended)]
         if self.log_debug:
             out.append(self._log(c, "debug", "teardown", why=why, server=c.choice.server.name))

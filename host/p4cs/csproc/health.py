@@ -149,9 +149,14 @@ class HealthMonitor:
     def next_deadline(self) -> float | None:
         if not self.servers:
             return None
-        return min(min((h.due for h in self.servers.values() if h.probe is None),
-                       default=float("inf")),
-                   min((p.deadline for p in self.probes.values()), default=float("inf")))
+        best = float("inf")     # (the controller asks after every batch of packet-ins)
+        for h in self.servers.values():
+            if h.probe is None and h.due < best:
+                best = h.due
+        for p in self.probes.values():
+            if p.deadline < best:
+                best = p.deadline
+        return best
 
     def tick(self, now: float) -> list:
         if not self.servers:
