@@ -48,12 +48,17 @@ control FlowTable(inout headers_t hdr, inout local_metadata_t meta) {
                   bit<32> seq_delta, bit<32> ack_delta,
                   bit<16> ip_csum_delta, bit<16> tcp_csum_delta,
                   bit<32> flow_id) {
-        if ((hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
-            /* A new connection on the 4-tuple of a closed one whose entries are still here
-             * (a client reuses a port the server closed first): not spliced onto the old
-             * connection, not answered with a SYN cookie either; the controller binds it
-             * once the old entries are gone. (It counts into the old flow: BMv2 cannot make
-             * an extern call conditional in an action.) */
+        if ((hdr.tcp.flags & TCP_FLAG_SYN) == TCP_FLAG_SYN) {
+            /* A SYN never takes a spliced flow. A pure SYN: a new connection on the 4-tuple
+             * of a closed one whose entries are still here (a client reuses a port the server
+             * closed first): not spliced onto the old connection, not answered with a SYN
+             * cookie either; the controller binds it once the old entries are gone. A SYN-ACK:
+             * the server's answer to the CS processor's SYN of a new connection on such a
+             * 4-tuple, whose client-side entry was gone (the cookie handshake passed) while
+             * the server-side one was not; spliced, it reached the client with the old
+             * connection's rewrite and the connection hung until that entry expired. Both
+             * take the miss path (the controller). (It counts into the old flow: BMv2 cannot
+             * make an extern call conditional in an action.) */
             meta.flow_syn = true;
         } else {
             meta.flow_hit = true;

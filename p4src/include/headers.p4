@@ -175,7 +175,7 @@ struct local_metadata_t {
     bool    ip_exception;   /* IPv4 options or fragment */
     bool    flow_hit;
     bool    flow_end;       /* FIN or RST on a spliced flow: copy to the controller */
-    bool    flow_syn;       /* a pure SYN whose 5-tuple has an entry: to the controller */
+    bool    flow_syn;       /* a SYN whose 5-tuple has an entry: to the controller */
     bool    syn_answered;   /* a SYN the data plane answered with a SYN cookie */
     /* L4 virtual services (l4_service.p4) */
     bit<16> l4_sport;       /* the TCP or UDP ports */

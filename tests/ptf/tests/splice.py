@@ -109,22 +109,34 @@ class FlowForward(P4csTest):
 
 
 class SynBypassesFlowTable(SpliceBase):
-    """A pure SYN whose 5-tuple has flow entries (a client reusing the 4-tuple of a closed
-    connection before its entries are gone) is not spliced onto the old connection: it goes to
-    the controller (reason 1) untouched. A SYN-ACK or a segment with ACK on the same key is
-    still spliced."""
+    """A SYN whose 5-tuple has flow entries is not spliced onto the old connection: it goes to
+    the controller untouched. A pure SYN: a client reusing the 4-tuple of a closed connection
+    before its entries are gone (reason 1). A SYN-ACK: the server's answer to the CS
+    processor's SYN of a new connection on such a 4-tuple whose client-side entry was gone
+    while the server-side one was not (reason 2); spliced, it reached the client with the old
+    connection's rewrite. Segments with ACK alone on the same keys are still spliced."""
 
     def runTest(self):
-        from lib.topo import REASON_VIP_MISS  # noqa: PLC0415
+        from lib.topo import REASON_BACKEND_MISS, REASON_VIP_MISS  # noqa: PLC0415
         d_seq, d_ack = 0x100, 0x200
         self.splice_pair(40007, 50007, d_seq, d_ack)
         self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "punt_vip")
+        self.insert("backend_table", {"server_addr": SERVER_IP, "protocol": IP_TCP,
+                                      "server_port": SERVER_PORT_NO}, "punt_backend")
         syn = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40007, VIP_PORT, seq=5, ack=0, flags="S")
         self.send(CLIENT_PORT, syn)
         pi = self.expect_packet_in()
         self.assert_packet_in(pi, ingress_port=CLIENT_PORT, reason=REASON_VIP_MISS, payload=bytes(syn))
         self.expect_no_frames()
+        synack = tcp_frame(SERVER_MAC, SW_MAC[2], SERVER_IP, SNAT_IP, SERVER_PORT_NO, 50007, seq=77,
+                           ack=6, flags="SA")
+        self.send(SERVER_PORT, synack)
+        pi = self.expect_packet_in()
+        self.assert_packet_in(pi, ingress_port=SERVER_PORT, reason=REASON_BACKEND_MISS,
+                              payload=bytes(synack))
+        self.expect_no_frames()
         self.c2s(40007, 50007, 9, 10, d_seq, d_ack, flags="A")
+        self.s2c(40007, 50007, 11, 12, d_seq, d_ack, flags="A")
         self.expect_no_packet_in()
 
 
