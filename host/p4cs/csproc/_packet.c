@@ -164,34 +164,25 @@ static PyObject *parse(PyObject *self, PyObject *frame)
 	return seg;
 }
 
-/* An int argument in [0, max]; -1 if it is not (the Python version then decides). */
-static int64_t arg_uint(PyObject *o, uint64_t max)
+/* An int argument into *out: in [0, max], or with ``wrap`` any int taken modulo 2**32 (seq and
+ * ack, as packet.build does: seq & MOD32). -1 if it is not one (the Python version then
+ * decides). */
+static int arg_uint(PyObject *o, int wrap, uint64_t max, int64_t *out)
 {
 	unsigned long long v;
 
 	if (!PyLong_CheckExact(o))
 		return -1;
-	v = PyLong_AsUnsignedLongLong(o);
+	v = wrap ? PyLong_AsUnsignedLongLongMask(o) : PyLong_AsUnsignedLongLong(o);
 	if (v == (unsigned long long)-1 && PyErr_Occurred()) {
 		PyErr_Clear();
 		return -1;
 	}
-	return v <= max ? (int64_t)v : -1;
-}
-
-/* seq / ack: any int, taken modulo 2**32 as packet.build does (seq & MOD32). */
-static int arg_mod32(PyObject *o, uint32_t *out)
-{
-	unsigned long long v;
-
-	if (!PyLong_CheckExact(o))
+	if (wrap)
+		v &= 0xFFFFFFFFu;
+	else if (v > max)
 		return -1;
-	v = PyLong_AsUnsignedLongLongMask(o);
-	if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-		PyErr_Clear();
-		return -1;
-	}
-	*out = (uint32_t)v;
+	*out = (int64_t)v;
 	return 0;
 }
 
@@ -202,8 +193,8 @@ static PyObject *build(PyObject *self, PyObject *args, PyObject *kw)
 {
 	PyObject *smac, *dmac, *sip_o, *dip_o, *sport_o, *dport_o, *seq_o, *ack_o, *flags_o, *win_o;
 	PyObject *payload = NULL, *options = NULL, *ttl_o = NULL, *out;
-	int64_t sip, dip, sport, dport, flags, win, ttl = 64;
-	uint32_t seq, ack, hl, tot, olen, plen, opad;
+	int64_t sip, dip, sport, dport, flags, win, ttl = 64, seq, ack;
+	uint32_t hl, tot, olen, plen, opad;
 	uint8_t *p, *t;
 	uint64_t s;
 
@@ -216,11 +207,11 @@ static PyObject *build(PyObject *self, PyObject *args, PyObject *kw)
 	    !PyBytes_CheckExact(dmac) || PyBytes_GET_SIZE(dmac) != 6 ||
 	    (payload != NULL && !PyBytes_CheckExact(payload)) ||
 	    (options != NULL && !PyBytes_CheckExact(options)) ||
-	    (sip = arg_uint(sip_o, 0xFFFFFFFFu)) < 0 || (dip = arg_uint(dip_o, 0xFFFFFFFFu)) < 0 ||
-	    (sport = arg_uint(sport_o, 0xFFFF)) < 0 || (dport = arg_uint(dport_o, 0xFFFF)) < 0 ||
-	    (flags = arg_uint(flags_o, 0xFF)) < 0 || (win = arg_uint(win_o, 0xFFFF)) < 0 ||
-	    (ttl_o != NULL && (ttl = arg_uint(ttl_o, 0xFF)) < 0) ||
-	    arg_mod32(seq_o, &seq) < 0 || arg_mod32(ack_o, &ack) < 0)
+	    arg_uint(sip_o, 0, 0xFFFFFFFFu, &sip) < 0 || arg_uint(dip_o, 0, 0xFFFFFFFFu, &dip) < 0 ||
+	    arg_uint(sport_o, 0, 0xFFFF, &sport) < 0 || arg_uint(dport_o, 0, 0xFFFF, &dport) < 0 ||
+	    arg_uint(flags_o, 0, 0xFF, &flags) < 0 || arg_uint(win_o, 0, 0xFFFF, &win) < 0 ||
+	    (ttl_o != NULL && arg_uint(ttl_o, 0, 0xFF, &ttl) < 0) ||
+	    arg_uint(seq_o, 1, 0, &seq) < 0 || arg_uint(ack_o, 1, 0, &ack) < 0)
 		return PyObject_Call(build_py, args, kw);
 	olen = options ? (uint32_t)PyBytes_GET_SIZE(options) : 0;
 	plen = payload ? (uint32_t)PyBytes_GET_SIZE(payload) : 0;
@@ -249,8 +240,8 @@ static PyObject *build(PyObject *self, PyObject *args, PyObject *kw)
 	t = p + 20;
 	put16(t, (uint32_t)sport);
 	put16(t + 2, (uint32_t)dport);
-	put32(t + 4, seq);
-	put32(t + 8, ack);
+	put32(t + 4, (uint32_t)seq);
+	put32(t + 8, (uint32_t)ack);
 	t[12] = (uint8_t)((hl / 4) << 4);
 	t[13] = (uint8_t)flags;
 	put16(t + 14, (uint32_t)win);
