@@ -36,7 +36,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -691,9 +691,10 @@ class ControllerApp:
 
     async def _install_loop(self, sw: Switch) -> None:
         """Batch the flow installs of all connections that are ready: one WriteRequest. Up to
-        ``INSTALL_WRITES_IN_FLIGHT`` Writes are in flight (a connection ready while one is
-        written goes out at once, not after it); a batch with a key of one in flight waits
-        for it first (its INSERT and the later MODIFY must not pass each other)."""
+        ``INSTALL_WRITES_IN_FLIGHT`` Writes are in flight; the batch is taken when one can go,
+        so every connection that became ready meanwhile is in it. With more than one in
+        flight, a batch with a key of one in flight waits for it first (its INSERT and the
+        later MODIFY must not pass each other)."""
         inflight: collections.deque = collections.deque()   # (task, keys)
         self._deletes = []
         try:
@@ -955,14 +956,20 @@ class ControllerApp:
             return {}
         return await self._flow_counters(self.switch, fids)
 
+    async def _uncounted(self, skip: Container[int] = ()) -> dict[int, tuple[int, int]]:
+        """Counters of the flows whose counts are not in the totals yet (the installed ones,
+        and those being removed or waiting to be harvested: out of flow_of, still in book),
+        except ``skip``. Those harvested while the cells are read are in the totals then and
+        left out (they count once)."""
+        fids = set(self.flow_of.values()) | set(self.book.meta)
+        live = await self._live_counters(sorted(f for f in fids if f not in skip))
+        counted = set(self.flow_of.values()) | set(self.book.meta)
+        return {fid: v for fid, v in live.items() if fid in counted}
+
     async def fastpath_totals(self) -> dict:
         """Fast-path packets/bytes: finished flows plus the flows installed now (when
         connected as primary)."""
-        # Flows being removed (or waiting to be harvested) are out of flow_of but not yet in
-        # the totals: read them too; those harvested meanwhile count once.
-        live = await self._live_counters(sorted(set(self.flow_of.values()) | set(self.book.meta)))
-        counted = set(self.flow_of.values()) | set(self.book.meta)
-        live = [v for fid, v in live.items() if fid in counted]
+        live = (await self._uncounted()).values()
         return {"packets": self.counters["fastpath_packets"] + sum(p for p, _ in live),
                 "bytes": self.counters["fastpath_bytes"] + sum(b for _, b in live),
                 "controller_packet_in": self.counters["packet_in"],
@@ -970,17 +977,12 @@ class ControllerApp:
 
     async def sample_traffic(self) -> dict:
         """Totals and rates per server and per service, now (kept for the metrics)."""
-        # Flows being removed are out of flow_of but not yet added to the totals: read them too.
         # Not read: the entries left to expire after a FIN/RST (Teardown.ending; at thousands
         # of connections per second nearly all the entries), whose final counts come with their
         # expiry notification a few seconds later; meanwhile each counts with what an earlier
         # sample read of it, if one did, so that no total goes back.
         ending = self.teardown.ending
-        fids = set(self.flow_of.values()) | set(self.book.meta)
-        live = await self._live_counters(sorted(f for f in fids if f not in ending))
-        # Those harvested meanwhile are in the totals now: count them once.
-        counted = set(self.flow_of.values()) | set(self.book.meta)
-        live = {fid: v for fid, v in live.items() if fid in counted}
+        live = await self._uncounted(skip=ending)
         prev, meta = self._sampled, self.book.meta
         for fid in ending:
             was = prev.get(fid)

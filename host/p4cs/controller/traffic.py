@@ -47,6 +47,15 @@ def _zero() -> dict[str, int]:
     return dict.fromkeys(TOTALS, 0)
 
 
+def _totals(into: dict, key: tuple[str, str]) -> dict[str, int]:
+    """The totals of ``key`` in ``into``, zero ones added if there are none (setdefault
+    without building a zero record each time)."""
+    t = into.get(key)
+    if t is None:
+        t = into[key] = _zero()
+    return t
+
+
 class FlowBook:
     def __init__(self):
         self.meta: dict[int, FlowMeta] = {}
@@ -58,12 +67,8 @@ class FlowBook:
             return
         self.meta[fid] = meta
         if meta.direction == "c2s":
-            done = self._done
             for key in (("server", meta.server), ("service", meta.service)):
-                t = done.get(key)
-                if t is None:
-                    t = done[key] = _zero()
-                t["conns"] += 1
+                _totals(self._done, key)["conns"] += 1
 
     def drop(self, fid: int) -> None:
         self.meta.pop(fid, None)
@@ -78,9 +83,7 @@ class FlowBook:
     def _account(into: dict, meta: FlowMeta, packets: int, nbytes: int) -> None:
         pk, by = _FIELDS["in" if meta.direction == "c2s" else "out"]
         for key in (("server", meta.server), ("service", meta.service)):
-            t = into.get(key)
-            if t is None:
-                t = into[key] = _zero()
+            t = _totals(into, key)
             t[pk] += packets
             t[by] += nbytes
 
