@@ -241,6 +241,7 @@ def test_idle_notification_wire_format_equals_the_protobuf_objects():
     import time
 
     from p4cs.pbwire import varint
+    from p4cs.switch.dpdk.expiry import entry_field
     from p4cs.switch.dpdk.packetio import idle_notification
 
     rnd = random.Random(7)
@@ -265,8 +266,109 @@ def test_idle_notification_wire_format_equals_the_protobuf_objects():
             if counts is not None:
                 t.counter_data.packet_count, t.counter_data.byte_count = counts
         got = p4r.StreamMessageResponse.FromString(
-            idle_notification(entries, b"\x10" + varint(now)))
+            idle_notification([entry_field(b, c) for b, c in entries], b"\x10" + varint(now)))
         assert got == p4r.StreamMessageResponse(idle_timeout_notification=want)
         assert [t.HasField("counter_data") for t in got.idle_timeout_notification.table_entry] \
             == [c is not None or t.HasField("counter_data")
                 for (b, c), t in zip(entries, want.table_entry)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the daemon's `expired` messages: _wirefast.expired is expiry.expired_entries
+
+
+def _expiry_case(rnd) -> tuple[bytes, dict, dict]:
+    """A message of the daemon's shape (some lines mangled) and the tables it names: two that
+    notify, one that does not; each shadow holds some of the keys named and others."""
+    tables, shadows = {}, {}
+    for tid, name, notify in ((7, "flow_table", True), (9, "arp_learn", True),
+                              (11, "quiet", False)):
+        shadows[tid] = {}
+        tables[name] = (tid, shadows[tid], notify)
+    lines = []
+    for _ in range(rnd.randrange(0, 40)):
+        name = rnd.choice(["flow_table", "arp_learn", "quiet", "unknown"])
+        tid = tables.get(name, (None,))[0]
+        key = tuple(rnd.choice([rnd.randrange(1 << 32), rnd.randrange(1 << 16),
+                                rnd.randrange(1 << 128)]) for _ in range(rnd.randrange(0, 6)))
+        toks = ["expired", name] + [hex(v) if v >> 64 else str(v) for v in key]
+        if rnd.random() < 0.6:
+            toks += ["count", str(rnd.randrange(1 << 20)), str(rnd.randrange(1 << 40)),
+                     str(rnd.randrange(1 << 50))]
+        if tid is not None and rnd.random() < 0.8:
+            te = p4r.TableEntry(table_id=tid, idle_timeout_ns=3_000_000_000)
+            te.match.add(field_id=1).exact.value = rnd.randbytes(rnd.randrange(1, 200))
+            shadows[tid][key] = te.SerializeToString()
+        if rnd.random() < 0.15:                              # mangled
+            k = rnd.randrange(len(toks))
+            toks[k] = rnd.choice(["?", "-1", "010", "0x", "1_0", "x", "", "count",
+                                  "18446744073709551616", "+3", "0b101", "expiredx"])
+        sep = " " * rnd.randrange(1, 3)
+        lines.append((" " if rnd.random() < 0.05 else "") + sep.join(toks))
+    if rnd.random() < 0.3:
+        lines.append("")
+    shadows_copy = {tid: dict(s) for tid, s in shadows.items()}
+    return "\n".join(lines).encode(), tables, shadows_copy
+
+
+def _clone_tables(tables: dict, shadows: dict) -> dict:
+    return {name: (tid, dict(shadows[tid]), notify) for name, (tid, _s, notify) in tables.items()}
+
+
+def test_c_expired_is_the_python_expired():
+    """_wirefast.expired gives the reference's fields and bad lines and leaves the shadows as
+    the reference does, on daemon-shaped messages, mangled ones and random bytes."""
+    import random
+
+    from p4cs.switch.dpdk.expiry import expired_entries
+
+    if _wirefast is None:
+        pytest.skip("the _wirefast extension is not built (setup.py build_ext)")
+    rnd = random.Random(11)
+    taken = 0
+    for i in range(3000):
+        data, tables, shadows = _expiry_case(rnd)
+        if i % 10 == 0 and data:                   # a byte changed anywhere
+            b = bytearray(data)
+            b[rnd.randrange(len(b))] = rnd.randrange(256)
+            data = bytes(b)
+        t_py, t_c = _clone_tables(tables, shadows), _clone_tables(tables, shadows)
+        want = expired_entries(data, t_py)
+        got = _wirefast.expired(data, t_c)
+        if got is None:             # a byte the C leaves to Python: nothing changed
+            assert t_c == _clone_tables(tables, shadows)
+            continue
+        taken += 1
+        assert got == want, data
+        assert t_c == t_py
+    assert taken > 2500
+
+
+def test_expired_fields_parse_as_the_notification():
+    """The fields of one message, with the counts of each line, make the notification."""
+    import time
+
+    from p4cs.pbwire import varint
+    from p4cs.switch.dpdk.expiry import expired_entries
+    from p4cs.switch.dpdk.packetio import idle_notification
+
+    te = p4r.TableEntry(table_id=7, idle_timeout_ns=3_000_000_000)
+    te.match.add(field_id=1).exact.value = b"\x0a\x00\x00\x01"
+    b = te.SerializeToString()
+    data = b"expired flow_table 167772161 80 count 4 9 1234\nexpired flow_table 5\n" \
+           b"expired flow_table 1 ?\nexpiredx\nhello"
+    impls = [expired_entries] + ([] if _wirefast is None else [_wirefast.expired])
+    for impl in impls:
+        shadow = {(167772161, 80): b, (5,): b, (6,): b}
+        fields, bad = impl(data, {"flow_table": (7, shadow, True)})
+        assert bad == ["expired flow_table 1 ?", "expiredx"]
+        assert shadow == {(6,): b}
+        now = time.time_ns()
+        msg = p4r.StreamMessageResponse.FromString(idle_notification(fields[7],
+                                                                     b"\x10" + varint(now)))
+        n = msg.idle_timeout_notification
+        assert n.timestamp == now and len(n.table_entry) == 2
+        assert (n.table_entry[0].counter_data.packet_count,
+                n.table_entry[0].counter_data.byte_count) == (9, 1234)
+        assert not n.table_entry[1].HasField("counter_data")
+        assert n.table_entry[1].match == te.match

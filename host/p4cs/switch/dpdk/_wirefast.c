@@ -18,6 +18,15 @@
  *   buf[s:e]       one serialized p4.v1.Update
  * -> (update type, TableInfo, key tuple, key text, action text or None, idle_timeout_ns,
  *     TableEntry start, TableEntry end) or None
+ *
+ * The expiry notifications of the daemon (expiry.expired_entries, the reference) in C too:
+ *
+ * expired(data, tables)
+ *   data     one `expired` message of the daemon: lines `expired LEARNER V... [count I P B]`
+ *   tables   {learner name: (table id, shadow dict, notify)}
+ * -> ({table id: [TableEntry field of the notification]}, [bad line]) or None where the
+ *    message has a byte the Python reads differently (not printable ASCII or newline) or a
+ *    line of 512 tokens or more: the caller then takes the Python path
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,6 +34,7 @@
 #include <string.h>
 
 #define IDLE_CACHE_MAX 1024
+#define EXPIRED_TOKENS 512 /* a line with more (a key of ~500 fields) takes the Python path */
 
 static PyObject *s_line_fmt; /* "line_fmt" */
 static PyObject *s_space;    /* " " */
@@ -349,8 +359,251 @@ out:
 	return result;
 }
 
+/* Appends the protobuf varint of v to p; returns the end. */
+static uint8_t *put_varint(uint8_t *p, unsigned long long v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/* int(tok, base) for the token p[:n] (base 0: as int(x, 0)); NULL with an exception set when
+ * the Python would raise. */
+static PyObject *token_int(const char *p, Py_ssize_t n, int base)
+{
+	/* decimal without a leading zero (int(x, 0) refuses "010"), up to 18 digits: at once */
+	if (n > 0 && n <= 18 && (n == 1 || p[0] != '0' || base == 10)) {
+		unsigned long long v = 0;
+		Py_ssize_t k;
+
+		for (k = 0; k < n && p[k] >= '0' && p[k] <= '9'; k++)
+			v = v * 10 + (unsigned long long)(p[k] - '0');
+		if (k == n)
+			return PyLong_FromUnsignedLongLong(v);
+	}
+	char buf[160];
+	if (n >= (Py_ssize_t)sizeof(buf)) {
+		PyObject *u = PyUnicode_FromStringAndSize(p, n);
+		if (!u)
+			return NULL;
+		PyObject *r = PyLong_FromUnicodeObject(u, base);
+		Py_DECREF(u);
+		return r;
+	}
+	memcpy(buf, p, (size_t)n);
+	buf[n] = 0;
+	char *end;
+	PyObject *r = PyLong_FromString(buf, &end, base);
+	if (r && *end) { /* cannot happen for a token without NUL, kept for safety */
+		Py_DECREF(r);
+		PyErr_SetString(PyExc_ValueError, "invalid literal");
+		return NULL;
+	}
+	return r;
+}
+
+/* One line p[:n]: its table-entry field appended to out[tid] when its table notifies and the
+ * shadow held it. Returns 0, 1 (not such a line: bad when it starts with "expired") or -1. */
+static int expired_line(const char *p, Py_ssize_t n, PyObject *tables, PyObject *out)
+{
+	const char *tok[EXPIRED_TOKENS];
+	Py_ssize_t len[EXPIRED_TOKENS];
+	Py_ssize_t nt = 0, i = 0;
+	PyObject *key = NULL, *name = NULL;
+	int rc = -1;
+
+	while (i < n) {
+		while (i < n && p[i] == ' ')
+			i++;
+		if (i >= n)
+			break;
+		tok[nt] = p + i;
+		while (i < n && p[i] != ' ')
+			i++;
+		len[nt] = p + i - tok[nt];
+		nt++;
+	}
+	if (nt < 2 || len[0] != 7 || memcmp(tok[0], "expired", 7))
+		return 1;
+	unsigned long long pk = 0, by = 0;
+	int has_counts = 0;
+	if (nt >= 6 && len[nt - 4] == 5 && !memcmp(tok[nt - 4], "count", 5)) {
+		for (int k = 0; k < 2; k++) {
+			PyObject *a = token_int(tok[nt - 2 + k], len[nt - 2 + k], 10);
+			if (!a)
+				goto bad;
+			unsigned long long v = PyLong_AsUnsignedLongLong(a); /* < 0 or >= 2**64: bad */
+			Py_DECREF(a);
+			if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+				if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+					goto out;
+				PyErr_Clear();
+				return 1;
+			}
+			if (k)
+				by = v;
+			else
+				pk = v;
+		}
+		has_counts = 1;
+		nt -= 4;
+	}
+	key = PyTuple_New(nt - 2);
+	if (!key)
+		goto out;
+	for (Py_ssize_t k = 2; k < nt; k++) {
+		PyObject *v = token_int(tok[k], len[k], 0);
+		if (!v)
+			goto bad;
+		PyTuple_SET_ITEM(key, k - 2, v);
+	}
+	name = PyUnicode_DecodeASCII(tok[1], len[1], NULL);
+	if (!name)
+		goto out;
+	PyObject *t = PyDict_GetItemWithError(tables, name); /* borrowed */
+	if (!t) {
+		rc = PyErr_Occurred() ? -1 : 0;
+		goto out;
+	}
+	if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3 || !PyDict_Check(PyTuple_GET_ITEM(t, 1))) {
+		PyErr_SetString(PyExc_TypeError, "tables: (table id, shadow dict, notify) each");
+		goto out;
+	}
+	PyObject *shadow = PyTuple_GET_ITEM(t, 1);
+	PyObject *b = PyDict_GetItemWithError(shadow, key); /* borrowed */
+	if (!b) {
+		rc = PyErr_Occurred() ? -1 : 0;
+		goto out;
+	}
+	Py_INCREF(b);
+	if (PyDict_DelItem(shadow, key) < 0) {
+		Py_DECREF(b);
+		goto out;
+	}
+	int notify = PyObject_IsTrue(PyTuple_GET_ITEM(t, 2));
+	if (notify <= 0 || !PyBytes_Check(b)) {
+		Py_DECREF(b);
+		if (notify > 0) {
+			PyErr_SetString(PyExc_TypeError, "a shadow entry is not bytes");
+			goto out;
+		}
+		rc = notify < 0 ? -1 : 0;
+		goto out;
+	}
+	/* 0a L {TableEntry [3a L CounterData{08 bytes 10 packets}]} */
+	uint8_t cd[24], *q = cd;
+	if (has_counts) {
+		*q++ = 0x08;
+		q = put_varint(q, by);
+		*q++ = 0x10;
+		q = put_varint(q, pk);
+	}
+	Py_ssize_t cdn = q - cd, bn = PyBytes_GET_SIZE(b);
+	Py_ssize_t inner = bn + (has_counts ? 1 + 1 + cdn : 0);
+	PyObject *field = PyBytes_FromStringAndSize(NULL, 1 + 10 + inner);
+	if (!field) {
+		Py_DECREF(b);
+		goto out;
+	}
+	uint8_t *f0 = (uint8_t *)PyBytes_AS_STRING(field), *f = f0;
+	*f++ = 0x0a;
+	f = put_varint(f, (unsigned long long)inner);
+	memcpy(f, PyBytes_AS_STRING(b), (size_t)bn);
+	f += bn;
+	Py_DECREF(b);
+	if (has_counts) {
+		*f++ = 0x3a;
+		*f++ = (uint8_t)cdn; /* < 128 */
+		memcpy(f, cd, (size_t)cdn);
+		f += cdn;
+	}
+	if (_PyBytes_Resize(&field, f - f0) < 0)
+		goto out;
+	PyObject *tid = PyTuple_GET_ITEM(t, 0);
+	PyObject *lst = PyDict_GetItemWithError(out, tid); /* borrowed */
+	if (!lst) {
+		if (PyErr_Occurred()) {
+			Py_DECREF(field);
+			goto out;
+		}
+		lst = PyList_New(0);
+		if (!lst || PyDict_SetItem(out, tid, lst) < 0) {
+			Py_XDECREF(lst);
+			Py_DECREF(field);
+			goto out;
+		}
+		Py_DECREF(lst); /* the dict holds it */
+	}
+	rc = PyList_Append(lst, field);
+	Py_DECREF(field);
+	goto out;
+bad:
+	if (!PyErr_ExceptionMatches(PyExc_ValueError))
+		goto out;
+	PyErr_Clear();
+	rc = 1;
+out:
+	Py_XDECREF(key);
+	Py_XDECREF(name);
+	return rc;
+}
+
+static PyObject *expired(PyObject *self, PyObject *args)
+{
+	Py_buffer view;
+	PyObject *tables, *out = NULL, *bad = NULL, *result = NULL;
+
+	if (!PyArg_ParseTuple(args, "y*O!", &view, &PyDict_Type, &tables))
+		return NULL;
+	const char *p = view.buf;
+	Py_ssize_t n = view.len, i;
+	Py_ssize_t spaces = 0;
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		spaces = ch == '\n' ? 0 : spaces + (ch == ' ');
+		if ((ch < 0x20 && ch != '\n') || ch > 0x7e || spaces >= EXPIRED_TOKENS) {
+			result = Py_None;
+			Py_INCREF(result);
+			goto done;
+		}
+	}
+	out = PyDict_New();
+	bad = PyList_New(0);
+	if (!out || !bad)
+		goto done;
+	for (i = 0; i < n;) {
+		const char *nl = memchr(p + i, '\n', (size_t)(n - i));
+		Py_ssize_t e = nl ? nl - p : n;
+		if (e > i) {
+			int r = expired_line(p + i, e - i, tables, out);
+			if (r < 0)
+				goto done;
+			if (r == 1 && e - i >= 7 && !memcmp(p + i, "expired", 7)) {
+				PyObject *ln = PyUnicode_DecodeASCII(p + i, e - i, NULL);
+				if (!ln || PyList_Append(bad, ln) < 0) {
+					Py_XDECREF(ln);
+					goto done;
+				}
+				Py_DECREF(ln);
+			}
+		}
+		i = e + 1;
+	}
+	result = PyTuple_Pack(2, out, bad);
+done:
+	Py_XDECREF(out);
+	Py_XDECREF(bad);
+	PyBuffer_Release(&view);
+	return result;
+}
+
 static PyMethodDef methods[] = {
 	{"plan", plan, METH_VARARGS, "One flow-install Update of a Write, or None (see wire.py)."},
+	{"expired", expired, METH_VARARGS,
+	 "The daemon's expiry lines: notification fields per table, bad lines (see expiry.py)."},
 	{NULL, NULL, 0, NULL},
 };
 

@@ -111,7 +111,7 @@ class SwxDaemon:
         self._send_lock = asyncio.Lock()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self._tasks: list[asyncio.Task] = []
-        self.on_expired: Callable[[list[str]], None] | None = None
+        self.on_expired: Callable[[bytes], None] | None = None
         self.on_packet: Callable[[bytes], None] | None = None
         self.on_copy: Callable[[bytes], None] | None = None
         self.on_death: Callable[[str], None] | None = None
@@ -353,18 +353,17 @@ class SwxDaemon:
             if not data:
                 self._mark_dead("data-plane daemon closed its control socket")
                 return
-            text = data.decode(errors="replace")
-            if text.startswith("expired"):
-                lines = [ln for ln in text.split("\n") if ln]
+            if data.startswith(b"expired"):
                 # The copies the daemon sent before this report go first: a FIN/RST copy must
                 # reach the controller before the expiry its hit caused.
                 self._drain(self._copy, "copy", self.on_copy, limit=None)
                 if self.on_expired:
                     try:
-                        self.on_expired(lines)
+                        self.on_expired(data)
                     except Exception:  # noqa: BLE001 - never let a callback kill the reader
                         LOG.exception("expired-notification handler failed")
                 continue
+            text = data.decode(errors="replace")
             if not self._pending:
                 LOG.warning("unsolicited control message from the daemon: %.200s", text)
                 continue

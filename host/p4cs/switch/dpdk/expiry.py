@@ -20,6 +20,8 @@ import re
 
 from finsy.proto import p4i
 
+from p4cs.pbwire import varint
+
 from .schema import CounterInfo, Schema, SchemaError
 
 ANNOTATION = "@p4cs_end_expiry"
@@ -70,5 +72,48 @@ def parse_expired(line: str) -> tuple[str, tuple[int, ...], tuple[int, int] | No
     counts = None
     if len(parts) >= 6 and parts[-4] == "count":
         counts = (int(parts[-2]), int(parts[-1]))
+        if not (0 <= counts[0] < 1 << 64 and 0 <= counts[1] < 1 << 64):
+            raise ValueError("a count out of range")
         parts = parts[:-4]
     return parts[1], tuple(int(x, 0) for x in parts[2:]), counts
+
+
+Tables = dict[str, tuple[int, dict, bool]]   # learner name -> (table id, shadow, notify)
+
+
+def expired_entries(data: bytes, tables: Tables) -> tuple[dict[int, list[bytes]], list[str]]:
+    """The daemon's `expired` message ``data``: every entry it names leaves its table's shadow,
+    and those of tables that notify become TableEntry fields of an IdleTimeoutNotification
+    (:func:`entry_field`), per table id; with the lines that start with ``expired`` but are no
+    such line. The reference of ``_wirefast.expired`` (the same results, and the same shadow
+    changes, for every message that one takes)."""
+    out: dict[int, list[bytes]] = {}
+    bad: list[str] = []
+    for ln in data.decode(errors="replace").split("\n"):
+        if not ln:
+            continue
+        try:
+            dname, key, counts = parse_expired(ln)
+        except ValueError:
+            if ln.startswith("expired"):
+                bad.append(ln)
+            continue
+        t = tables.get(dname)
+        if t is None:
+            continue
+        tid, shadow, notify = t
+        b = shadow.pop(key, None)
+        if b is not None and notify:
+            out.setdefault(tid, []).append(entry_field(b, counts))
+    return out, bad
+
+
+def entry_field(b: bytes, counts: tuple[int, int] | None) -> bytes:
+    """IdleTimeoutNotification's ``table_entry`` field (1) of the TableEntry bytes ``b`` as
+    written, with ``counts`` (packets, bytes) as its counter_data (field 7) behind them (a
+    parser merges it into one already there, as MergeFrom does)."""
+    if counts is not None:
+        packets, nbytes = counts
+        cd = b"\x08" + varint(nbytes) + b"\x10" + varint(packets)
+        b = b + b"\x3a" + varint(len(cd)) + cd
+    return b"\x0a" + varint(len(b)) + b

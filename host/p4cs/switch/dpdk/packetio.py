@@ -24,9 +24,14 @@ from p4cs.pbwire import ld, varint
 
 from .arbitration import Arbiter, StreamConn
 from .errors import SC, P4RTError
-from .expiry import parse_expired
+from .expiry import expired_entries
 from .pipeline import NO_PIPELINE, Pipeline, TargetConfig
 from .schema import canonical_bytes
+
+try:
+    from p4cs.switch.dpdk import _wirefast
+except ImportError:  # the extension is optional (setup.py builds it where a C compiler is)
+    _wirefast = None
 
 LOG = logging.getLogger("p4cs.switch.dpdk.p4rt")
 
@@ -153,54 +158,38 @@ class PacketIO:
         for c in prims:
             c.put(data)
 
-    def on_expired(self, lines: list[str]) -> None:
-        """`expired TABLE KEY... [count INDEX PACKETS BYTES]` lines of the daemon: drop the
-        entries from the shadow and notify the primaries of those of tables with idle-timeout
-        notification, with the counts as the entry's counter_data."""
+    def on_expired(self, data: bytes) -> None:
+        """An `expired TABLE KEY... [count INDEX PACKETS BYTES]` message of the daemon: drop
+        the entries from the shadow and notify the primaries of those of tables with
+        idle-timeout notification, with the counts as the entry's counter_data (in C where
+        ``_wirefast`` is built: ~2 µs an entry instead of ~10)."""
         pipe = self._running()
         if pipe is None:
             return
-        by_table: dict[int, list[tuple[bytes, tuple[int, int] | None]]] = {}
-        for ln in lines:
-            try:
-                dname, key, counts = parse_expired(ln)
-            except ValueError:
-                if ln.startswith("expired"):
-                    LOG.warning("bad expiry notification from the daemon: %.200s", ln)
-                continue
-            t = pipe.schema.tables_by_dname.get(dname)
-            if t is None:
-                continue
-            b = pipe.shadow[t.id].pop(key, None)
-            if b is not None and t.idle_notify:
-                by_table.setdefault(t.id, []).append((b, counts))
+        tables = {dname: (t.id, pipe.shadow[t.id], t.idle_notify)
+                  for dname, t in pipe.schema.tables_by_dname.items()}
+        found = None if _wirefast is None else _wirefast.expired(data, tables)
+        by_table, bad = expired_entries(data, tables) if found is None else found
+        for ln in bad:
+            LOG.warning("bad expiry notification from the daemon: %.200s", ln)
         if not by_table:
             return
         prims = list(self.arbiter.primaries())
         if not prims:
             return
         stamp = b"\x10" + varint(time.time_ns())
-        for entries in by_table.values():
-            for i in range(0, len(entries), 1000):
-                data = idle_notification(entries[i : i + 1000], stamp)
+        for fields in by_table.values():
+            for i in range(0, len(fields), 1000):
+                data = idle_notification(fields[i : i + 1000], stamp)
                 for c in prims:
                     c.put(data)
 
 
-def idle_notification(entries: list[tuple[bytes, tuple[int, int] | None]], stamp: bytes) -> bytes:
+def idle_notification(fields: list[bytes], stamp: bytes) -> bytes:
     """StreamMessageResponse{idle_timeout_notification: {table_entry: [...], timestamp}} in
-    wire format: each entry's TableEntry bytes as written, with the counts as its counter_data
-    (field 7) behind them (a parser merges it into one already there, as MergeFrom does).
-    ``stamp``: the encoded timestamp field. Built per expired flow: no protobuf objects."""
-    parts = []
-    for b, counts in entries:
-        if counts is not None:
-            packets, nbytes = counts
-            cd = b"\x08" + varint(nbytes) + b"\x10" + varint(packets)
-            b = b + b"\x3a" + varint(len(cd)) + cd
-        parts.append(b"\x0a" + varint(len(b)) + b)
-    parts.append(stamp)
-    return ld(0x22, b"".join(parts))
+    wire format: ``fields``, the table_entry fields (:func:`.expiry.entry_field`); ``stamp``,
+    the encoded timestamp field. No protobuf objects."""
+    return ld(0x22, b"".join(fields) + stamp)
 
 
 def mirror_line(pipe: Pipeline, target: TargetConfig, cs: p4r.CloneSessionEntry) -> str:

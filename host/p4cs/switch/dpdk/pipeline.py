@@ -97,7 +97,7 @@ class DaemonListener(Protocol):
 
     def on_packet(self, frame: bytes) -> None: ...  # a frame from the CPU port
     def on_copy(self, frame: bytes) -> None: ...  # a frame from the copy port
-    def on_expired(self, lines: list[str]) -> None: ...  # learner entries that aged out
+    def on_expired(self, data: bytes) -> None: ...  # an `expired` message: entries that aged out
 
 
 class PipelineHost:
