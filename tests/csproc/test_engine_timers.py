@@ -19,7 +19,7 @@ def engine_with(n: int):
     eng._timeout = timeout
     conns = []
     for i in range(n):
-        c = SimpleNamespace(id=10_000 + i, tgen=0, deadline=None)
+        c = SimpleNamespace(id=10_000 + i, tgen=0, deadline=None, queued=None)
         eng.by_id[c.id] = c
         conns.append(c)
     return eng, conns, ran
@@ -74,3 +74,36 @@ def test_a_timer_armed_while_timers_run_at_or_before_now_runs_in_the_same_tick()
     eng.tick(1000.5)
     assert ran == [(a.id, 1000.5), (b.id, 1000.5)]
     assert eng.next_deadline() is None or eng.next_deadline() > 1000.5
+
+
+def test_a_later_rearm_waits_behind_the_queued_entry():
+    """A connection's typical arms (request timeout, server SYN, half-close, tombstone): a
+    later deadline adds no heap entry, it goes in when the queued one comes out, and runs at
+    its own time, once."""
+    eng, (c,), ran = engine_with(1)
+    eng._arm(c, 1010.0)             # request timeout
+    eng._arm(c, 1001.0)             # the server's SYN: earlier, a second entry
+    eng._disarm(c)                  # spliced
+    eng._arm(c, 1030.0)             # half-closed: later, no entry
+    eng._arm(c, 1005.0)             # closed: tombstone, later than the queued one
+    assert len(eng._timers) == 2
+    assert eng.next_deadline() <= 1005.0
+    eng.tick(1001.0)
+    assert ran == [] and c.deadline == 1005.0
+    eng.tick(1004.999)
+    assert ran == []
+    eng.tick(1005.0)
+    assert ran == [(c.id, 1005.0)]
+    eng.tick(1100.0)                # the request timeout's entry comes out: nothing runs
+    assert ran == [(c.id, 1005.0)] and not eng._timers
+
+
+def test_a_rearm_due_within_the_same_tick_keeps_the_order():
+    """An entry that comes out for a connection armed later, still before now, runs in
+    deadline order with the others of that tick."""
+    eng, (a, b), ran = engine_with(2)
+    eng._arm(a, 1000.0)
+    eng._arm(a, 1000.4)             # later: waits behind the entry at 1000.0
+    eng._arm(b, 1000.2)
+    eng.tick(1001.0)
+    assert ran == [(b.id, 1001.0), (a.id, 1001.0)]
