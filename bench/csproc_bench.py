@@ -8,7 +8,7 @@ send are built outside the timed region.  The clock is the thread's CPU time
 (CLOCK_THREAD_CPUTIME_ID), so time the scheduler gives to other processes on a busy host
 is not counted; each reading costs about a microsecond, included in the figures.
 
-    .venv/bin/python bench/csproc_bench.py [-n CONNECTIONS] [--snat]
+    .venv/bin/python bench/csproc_bench.py [-n CONNECTIONS] [--snat] [--rate CONN_PER_S]
 """
 
 from __future__ import annotations
@@ -78,10 +78,16 @@ def open_connection(eng: Engine, i: int, port: int, req: bytes, t: dict, now: fl
     return cip, cport, cisn, sisn, s, eff
 
 
-def run(n: int, snat: bool) -> dict:
+def run(n: int, snat: bool, rate: float = 0.0) -> dict:
+    """``rate`` (connections per second of a simulated clock, 0: all at once): the engine's
+    timers run as the controller runs them, every ``TICK_S`` of that clock, and are timed
+    (``tick``) with the largest number of timer entries held (``timer_entries``)."""
     eng = make_engine(snat)
     now = 1000.0
-    t_syn = t_req = t_synack = t_fin = 0.0
+    t_syn = t_req = t_synack = t_fin = t_tick = 0.0
+    step = 1.0 / rate if rate else 1e-5
+    next_tick = now + TICK_S
+    held = 0
     pc = time.thread_time
     for i in range(n):
         cip = 0xC0A80000 + (i >> 14)
@@ -113,12 +119,25 @@ def run(n: int, snat: bool) -> dict:
         eng.handle(fin_s, 2, 4, now)
         eng.handle(fin_c, 1, 4, now)
         t_fin += pc() - t
-        now += 1e-5
-    eng.tick(now + 10)
+        now += step
+        if rate and now >= next_tick:
+            held = max(held, len(eng._timers))       # noqa: SLF001
+            t = pc()
+            eng.tick(now)
+            t_tick += pc() - t
+            next_tick = now + TICK_S
+    eng.tick(now + 60)
     assert eng.stats.spliced == n and not eng.by_id, eng.stats.as_dict()
     us = lambda x: x / n * 1e6  # noqa: E731
-    return {"syn": us(t_syn), "ack+get": us(t_req), "synack": us(t_synack),
-            "setup": us(t_syn + t_req + t_synack), "teardown": us(t_fin)}
+    out = {"syn": us(t_syn), "ack+get": us(t_req), "synack": us(t_synack),
+           "setup": us(t_syn + t_req + t_synack), "teardown": us(t_fin)}
+    if rate:
+        out.update(tick=us(t_tick), timer_entries=held)
+    return out
+
+
+#: How often the simulated controller runs the engine's timers (``--rate``).
+TICK_S = 0.01
 
 
 def micro(n: int = 20000) -> dict:
@@ -155,14 +174,22 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--snat", action="store_true")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="connections per second of a simulated clock; the timers run every "
+                         f"{TICK_S * 1e3:.0f} ms of it and are timed (tick, timer_entries). "
+                         "Give -n for at least 40 s of it: the longest timer (half-closed) is 30 s")
     a = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {a.n} connections x {a.rounds} rounds, "
-          f"{'SNAT' if a.snat else 'transparent'}, request {len(GET)} bytes")
+          f"{'SNAT' if a.snat else 'transparent'}, request {len(GET)} bytes"
+          + (f", {a.rate:,.0f} connections/s of a simulated clock" if a.rate else ""))
     w = time.perf_counter()
-    rounds = [run(a.n, a.snat) for _ in range(a.rounds)]
+    rounds = [run(a.n, a.snat, a.rate) for _ in range(a.rounds)]
     w = time.perf_counter() - w
     for k in rounds[0]:
         vals = [r[k] for r in rounds]
+        if k == "timer_entries":
+            print(f"  {k:10s} {statistics.median(vals):7,.0f} at most")
+            continue
         print(f"  {k:10s} {statistics.median(vals):7.1f} us/conn  (min {min(vals):.1f})")
     setup = statistics.median(r["setup"] for r in rounds)
     total = statistics.median(r["setup"] + r["teardown"] for r in rounds)

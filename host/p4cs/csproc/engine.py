@@ -8,7 +8,6 @@ options policy, limits).  Nothing here does I/O or reads a clock: the caller pas
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import os
 from dataclasses import dataclass
 from typing import Iterable, Protocol
@@ -32,6 +31,7 @@ from .rulehits import RuleHits
 from .schedulers import Server, ServerGroup
 from .serverpool import Pools, ServerPool
 from .stats import Stats
+from .timers import Timers
 from . import tls
 from ..capabilities import PROTOCOL_FIELDS
 
@@ -335,7 +335,7 @@ class Engine:
         self.conns_s: dict[tuple, Conn] = {}
         self.by_id: dict[int, Conn] = {}
         self._next_id = 1
-        self._timers: list = []
+        self._timers = Timers()
         self._pmac: dict[int, bytes] = {}
         self._rl: dict[str, list] = {}
         self._options()
@@ -447,9 +447,9 @@ class Engine:
         except Exception as e:  # noqa: BLE001
             out += self._rl_log("internal", "error", "internal error in server pools", now,
                                 error=repr(e))
-        h = self._timers
-        while h and h[0][0] <= now:
-            when, cid, gen = heapq.heappop(h)
+        tm = self._timers
+        while (e := tm.pop_due(now)) is not None:
+            when, cid, gen = e
             c = self.by_id.get(cid)
             if c is None or c.tgen != gen:
                 continue
@@ -459,7 +459,7 @@ class Engine:
                 continue
             if d > when:            # armed later meanwhile: its entry goes in now (_arm)
                 c.queued = d
-                heapq.heappush(h, (d, cid, gen))
+                tm.push(d, cid, gen)
                 continue
             c.deadline = None
             try:
@@ -475,7 +475,7 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         """Earliest pending timer (may be stale: calling tick() then is harmless)."""
-        t = self._timers[0][0] if self._timers else None
+        t = self._timers.next_deadline()
         for d in (self.health.next_deadline(), self.pools.next_deadline()):
             if d is not None and (t is None or d < t):
                 t = d
@@ -644,17 +644,17 @@ class Engine:
 
     def _arm(self, c: Conn, when: float) -> None:
         """``c``'s timer runs at ``when`` (and not at any time armed before). A connection
-        has one entry in the heap at a time, at ``c.queued``: a deadline after it waits there
-        and goes in when that entry comes out (tick), an earlier one goes in at once and
-        leaves the other behind (its ``tgen`` no longer matches). Most re-arms are later
+        has one entry in the timers at a time, at ``c.queued``: a deadline after it waits
+        there and goes in when that entry comes out (tick), an earlier one goes in at once
+        and leaves the other behind (its ``tgen`` no longer matches). Most re-arms are later
         (request timeout, then the server's SYN, then half-close and tombstone): one entry,
-        not one each, and a heap a third of the size, which was the cost (cache misses)."""
+        not one each, and a third as many entries held."""
         c.deadline = when
         q = c.queued
         if q is None or when < q:
             c.tgen += 1
             c.queued = when
-            heapq.heappush(self._timers, (when, c.id, c.tgen))
+            self._timers.push(when, c.id, c.tgen)
 
     def _disarm(self, c: Conn) -> None:
         c.deadline = None           # its entry, if any, runs nothing when it comes out

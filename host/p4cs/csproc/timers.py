@@ -1,0 +1,69 @@
+"""The engine's connection timers: entries ``(when, conn id, generation)`` taken out in
+deadline order.
+
+A binary heap of every entry cost ~2.4 µs a pop at 45,000 entries (3,000 connections a second
+with a 10 s request timeout pending each): the tuples' comparisons miss the cache at every
+level. Here the entries wait in slots of ``GRAIN`` seconds (a dict of lists: O(1) to add);
+only the slot numbers, small ints, are in a heap (one per pending slot: a few thousand at
+most), and the entries of the slots that are due go into a small heap of their own, from which
+they come out in (deadline, conn id) order. Nothing comes out before its deadline, whatever
+the slot; ``next_deadline`` is exact.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+#: Seconds a slot spans.
+GRAIN = 0.01
+
+Entry = tuple  # (when: float, conn id: int, generation: int)
+
+
+class Timers:
+    __slots__ = ("_slots", "_first", "_heap", "_due", "_n")
+
+    def __init__(self):
+        self._slots: dict[int, list[Entry]] = {}   # slot -> its entries, in arming order
+        self._first: dict[int, float] = {}         # slot -> its earliest deadline
+        self._heap: list[int] = []                 # the slots that hold entries
+        self._due: list[Entry] = []                # entries of drained slots (a heap)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def push(self, when: float, cid: int, gen: int) -> None:
+        self._n += 1
+        s = int(when // GRAIN)
+        lst = self._slots.get(s)
+        if lst is None:
+            self._slots[s] = [(when, cid, gen)]
+            self._first[s] = when
+            heapq.heappush(self._heap, s)
+            return
+        lst.append((when, cid, gen))
+        if when < self._first[s]:
+            self._first[s] = when
+
+    def pop_due(self, now: float) -> Entry | None:
+        """The earliest entry whose deadline is at or before ``now``, removed; None if none."""
+        h, due = self._heap, self._due
+        while h and self._first[h[0]] <= now:
+            s = heapq.heappop(h)
+            del self._first[s]
+            for e in self._slots.pop(s):
+                heapq.heappush(due, e)
+        if due and due[0][0] <= now:
+            self._n -= 1
+            return heapq.heappop(due)
+        return None
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of an entry (None: no entry)."""
+        t = self._due[0][0] if self._due else None
+        if self._heap:
+            f = self._first[self._heap[0]]
+            if t is None or f < t:
+                t = f
+        return t

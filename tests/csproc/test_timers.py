@@ -1,0 +1,45 @@
+"""csproc.timers.Timers against a sorted list: entries come out in (deadline, id, gen) order,
+none before its deadline, and next_deadline is the earliest one held, whatever the slots."""
+
+import random
+
+from p4cs.csproc.timers import GRAIN, Timers
+
+
+def test_entries_come_out_in_order_and_never_early():
+    rnd = random.Random(5)
+    for _ in range(200):
+        tm, ref = Timers(), []
+        now = 1000.0 + rnd.random()
+        cid = 0
+        for _ in range(rnd.randrange(1, 300)):
+            if rnd.random() < 0.6:
+                # near the clock (same slot, the next ones), far, or already due
+                when = now + rnd.choice([rnd.random() * GRAIN, rnd.random() * 3 * GRAIN,
+                                         rnd.random() * 40, -rnd.random() * GRAIN, 0.0])
+                cid += 1
+                e = (when, cid, rnd.randrange(3))
+                tm.push(*e)
+                ref.append(e)
+            else:
+                now += rnd.random() * rnd.choice([GRAIN / 3, GRAIN, 2.0])
+                while (e := tm.pop_due(now)) is not None:
+                    ref.sort()
+                    assert e == ref.pop(0) and e[0] <= now
+                assert not [r for r in ref if r[0] <= now]
+            assert len(tm) == len(ref)
+            assert tm.next_deadline() == (min(ref)[0] if ref else None)
+
+
+def test_a_deadline_on_a_slot_boundary():
+    tm = Timers()
+    tm.push(1000.12, 1, 0)
+    tm.push(1000.1299, 2, 0)
+    assert tm.next_deadline() == 1000.12
+    assert tm.pop_due(1000.1199999) is None
+    assert tm.pop_due(1000.125) == (1000.12, 1, 0)
+    assert tm.next_deadline() == 1000.1299
+    tm.push(1000.121, 3, 0)          # into a slot already taken out: still in order
+    assert tm.pop_due(1000.2) == (1000.121, 3, 0)
+    assert tm.pop_due(1000.2) == (1000.1299, 2, 0)
+    assert tm.pop_due(1e9) is None and len(tm) == 0 and tm.next_deadline() is None
