@@ -62,7 +62,7 @@ def _raw_write_call(channel):
     return _RAW_WRITE[1]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)      # not frozen: two per connection, a frozen init costs 2.5x
 class Splice:
     port: int
     dmac: int

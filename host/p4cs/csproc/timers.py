@@ -1,7 +1,7 @@
 """The engine's connection timers: entries ``(when, conn id, generation)`` taken out in
 deadline order.
 
-A binary heap of every entry cost ~2.4 µs a pop at 45,000 entries (3,000 connections a second
+A binary heap of every entry cost ~2 µs a pop at 45,000 entries (3,000 connections a second
 with a 10 s request timeout pending each): the tuples' comparisons miss the cache at every
 level. Here the entries wait in slots of ``GRAIN`` seconds (a dict of lists: O(1) to add);
 only the slot numbers, small ints, are in a heap (one per pending slot: a few thousand at
