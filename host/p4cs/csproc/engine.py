@@ -643,12 +643,12 @@ class Engine:
                             port=port, reason=reason)
 
     def _arm(self, c: Conn, when: float) -> None:
-        """``c``'s timer runs at ``when`` (and not at any time armed before). A connection
-        has one entry in the timers at a time, at ``c.queued``: a deadline after it waits
-        there and goes in when that entry comes out (tick), an earlier one goes in at once
-        and leaves the other behind (its ``tgen`` no longer matches). Most re-arms are later
-        (request timeout, then the server's SYN, then half-close and tombstone): one entry,
-        not one each, and a third as many entries held."""
+        """``c``'s timer runs at ``when`` (and not at any time armed before). ``c.queued`` is
+        the deadline of its entry in the timers: a later ``when`` adds no entry (it waits
+        behind that one and goes in when it comes out, in ``tick``), an earlier one adds one
+        and leaves the other behind (its ``tgen`` no longer matches). The half-close and the
+        tombstone come after the server SYN's timer is queued and add none: a third as many
+        entries held."""
         c.deadline = when
         q = c.queued
         if q is None or when < q:

@@ -162,7 +162,7 @@ class PacketIO:
         """An `expired TABLE KEY... [count INDEX PACKETS BYTES]` message of the daemon: drop
         the entries from the shadow and notify the primaries of those of tables with
         idle-timeout notification, with the counts as the entry's counter_data (in C where
-        ``_wirefast`` is built: ~2 µs an entry instead of ~10)."""
+        ``_wirefast`` is built: ~0.4 µs an entry instead of ~3.5)."""
         pipe = self._running()
         if pipe is None:
             return
