@@ -180,9 +180,9 @@ class PacketIO:
         stamp = b"\x10" + varint(time.time_ns())
         for fields in by_table.values():
             for i in range(0, len(fields), 1000):
-                data = idle_notification(fields[i : i + 1000], stamp)
+                msg = idle_notification(fields[i : i + 1000], stamp)
                 for c in prims:
-                    c.put(data)
+                    c.put(msg)
 
 
 def idle_notification(fields: list[bytes], stamp: bytes) -> bytes:
