@@ -516,6 +516,8 @@ static int handle_line(char *line, struct sbuf *b)
 		cmd_reg(rest, b);
 	} else if (!strcmp(cmd, "mirror")) {
 		cmd_mirror(rest, b);
+	} else if (!strcmp(cmd, "spread")) {
+		cmd_spread(rest, b);
 	} else {
 		sb_printf(b, "err EINVAL unknown command '%.64s'\n", cmd);
 	}

@@ -121,6 +121,7 @@ struct rx_shim {
 };
 
 static struct rx_shim shims[SWXD_MAX_PORTS];
+#define COPY_PORT_HDR 4          /* the copy port's frames: ingress port (big endian), frame */
 static struct fd_writer *writers[SWXD_MAX_PORTS];   /* socket output of port i, else NULL */
 static uint32_t n_shims;
 static uint32_t n_dry;                  /* fd ports currently dry */
@@ -537,6 +538,57 @@ static inline int is_super(const struct rte_mbuf *m)
 	return m->tso_segsz != 0;
 }
 
+/* sendmmsg of n messages; the number sent. Like DPDK's fd writer, a full socket buffer drops
+ * the rest of the burst, except that one message rejected alone (EMSGSIZE...) does not. */
+static uint32_t send_burst(int fd, struct mmsghdr *msgs, uint32_t n)
+{
+	uint32_t sent = 0;
+
+	while (sent < n) {
+		int r = sendmmsg(fd, &msgs[sent], n - sent, MSG_DONTWAIT);
+
+		n_tx_syscalls++;
+		if (r <= 0) {
+			if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+				sent++;
+				continue;
+			}
+			break;
+		}
+		sent += (uint32_t)r;
+	}
+	return sent;
+}
+
+/* The CPU port's (or, with `copy`, the copy port's) burst spread over the workers' sockets
+ * (spread.c): each frame to its worker's socket, socket 0 = fd. The number sent. */
+static uint32_t spread_send(int fd, struct mmsghdr *msgs, uint32_t n, int copy)
+{
+	struct mmsghdr sub[BURST];
+	uint8_t to[BURST];
+	uint32_t off = copy ? COPY_PORT_HDR : spread.hdr, i, j, sent = 0;
+
+	for (i = 0; i < n; i++) {
+		const struct iovec *v = msgs[i].msg_hdr.msg_iov;
+
+		const uint8_t *f = (const uint8_t *)v->iov_base + off;
+		uint32_t len = v->iov_len > off ? (uint32_t)(v->iov_len - off) : 0;
+
+		to[i] = (uint8_t)(copy ? spread_copy_worker(f, len) : spread_worker(f, len));
+	}
+	for (j = 0; j < spread.n; j++) {
+		uint32_t m = 0;
+		int wfd = j ? spread_fd(copy, j) : fd;
+
+		for (i = 0; i < n; i++)
+			if (to[i] == j)
+				sub[m++] = msgs[i];
+		if (m)
+			sent += send_burst(wfd < 0 ? fd : wfd, sub, m);
+	}
+	return sent;
+}
+
 static void sock_flush(struct fd_writer *w)
 {
 	struct mmsghdr msgs[BURST];
@@ -574,21 +626,16 @@ static void sock_flush(struct fd_writer *w)
 	if (bad)
 		tx_dropped(w, bad);
 	n = k;
-	while (sent < n) {
-		int r = sendmmsg(w->params.fd, &msgs[sent], n - sent, MSG_DONTWAIT);
+	if (spread.n > 1 && !vnet && g.cpu_port >= 0) {
+		uint32_t port = writer_port(w);
 
-		n_tx_syscalls++;
-		if (r <= 0) {
-			/* Like DPDK's fd writer: a full socket buffer drops the rest of the burst,
-			 * except that one message rejected alone (EMSGSIZE...) does not. */
-			if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-				sent++;
-				continue;
-			}
-			break;
+		if (port == (uint32_t)g.cpu_port || (g.copy_port >= 0 && port == (uint32_t)g.copy_port)) {
+			sent = spread_send(w->params.fd, msgs, n, port != (uint32_t)g.cpu_port);
+			goto done;
 		}
-		sent += (uint32_t)r;
 	}
+	sent = send_burst(w->params.fd, msgs, n);
+done:
 	if (sent < n)
 		tx_dropped(w, n - sent);
 	rte_pktmbuf_free_bulk(w->pkts, w->n_pkts);
@@ -752,7 +799,6 @@ static void cut_flush(void *obj)
 /* ---------------------------------------------------------------------------------------- */
 /* Copy port: input port + frame per message                                                */
 
-#define COPY_PORT_HDR 4
 
 /* A copy of the packet, truncated to `truncation_length` bytes (0 = whole frame), behind its
  * input port; the packet itself stays with the pipeline. */

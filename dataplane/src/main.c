@@ -3,6 +3,7 @@
  * p4cs-swxd: the embedded DPDK SWX target's data-plane daemon (docs/interfaces.md section 1).
  *
  *   p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N --cpu-fd N --cpu-port P [--copy-fd N]
+ *             [--spread-fd CPU:COPY]...  (spare channel pairs for the workers, spread.c)
  *             [--port P=afxdp:IF | P=afpacket:IF | P=tap:NAME | P=source:FILE.pcap[:loop]
  *                     | P=sink[:FILE]]...
  *             [--learner-timeouts S1,S2,...] [--eal "EAL ARGS"] [--log-level N]
@@ -55,7 +56,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: p4cs-swxd --spec FILE.spec --workdir DIR --ctl-fd N [--cpu-fd N --cpu-port P]\n"
-		"                 [--copy-fd N]\n"
+		"                 [--copy-fd N] [--spread-fd CPU:COPY]...\n"
 		"                 [--port P=afxdp:IF|P=afpacket:IF|P=tap:NAME|P=source:FILE.pcap[:loop]\n"
 		"                         |P=sink[:FILE.pcap]]...\n"
 		"                 [--learner-timeouts S1,S2,...] [--eal \"EAL ARGS\"] [--log-level N]\n"
@@ -115,6 +116,7 @@ static int parse_args(int argc, char **argv)
 		{"cpu-fd", required_argument, NULL, 'f'},
 		{"cpu-port", required_argument, NULL, 'P'},
 		{"copy-fd", required_argument, NULL, 'C'},
+		{"spread-fd", required_argument, NULL, 'S'},
 		{"port", required_argument, NULL, 'p'},
 		{"learner-timeouts", required_argument, NULL, 't'},
 		{"eal", required_argument, NULL, 'e'},
@@ -149,6 +151,10 @@ static int parse_args(int argc, char **argv)
 			if (parse_int(optarg, 0, INT_MAX, &v))
 				goto bad;
 			g.copy_fd = (int)v;
+			break;
+		case 'S':
+			if (spread_fds_parse(optarg))
+				goto bad;
 			break;
 		case 'P':
 			if (parse_int(optarg, 0, SWXD_MAX_PORTS - 1, &v))

@@ -281,6 +281,29 @@ static inline uint32_t reg_slot_count_index(const uint8_t *s)
 }
 
 /* ctl.c */
+/* spread.c: punts spread over the CS-processor workers */
+struct sbuf;
+#define SWXD_MAX_SPREAD 15       /* --spread-fd pairs (workers beyond the first) */
+#define MAX_SPREAD_TOKENS 250    /* words of one `spread` line */
+struct spread_state {
+	uint32_t n;              /* workers; 0 or 1 = off (everything to socket 0) */
+	uint32_t hdr;            /* packet_in header bytes before a CPU-port frame */
+	uint32_t lo, hi;         /* the SNAT port pool */
+	int use_mask;
+	uint32_t mask;           /* client mask (persistence templates) */
+	uint32_t n_vips, n_snat, n_local;
+	uint32_t vip_ip[MAX_SPREAD_TOKENS], vip_port[MAX_SPREAD_TOKENS];
+	uint32_t snat[MAX_SPREAD_TOKENS], local[MAX_SPREAD_TOKENS];
+	uint32_t n_fds;
+	int cpu_fd[SWXD_MAX_SPREAD], copy_fd[SWXD_MAX_SPREAD];
+};
+extern struct spread_state spread;
+int spread_fds_parse(const char *arg);
+uint32_t spread_worker(const uint8_t *frame, uint32_t len);
+uint32_t spread_copy_worker(const uint8_t *frame, uint32_t len);
+int spread_fd(int copy, uint32_t worker);
+void cmd_spread(char *rest, struct sbuf *b);
+
 int ctl_handle(void);     /* <0: peer closed or fatal */
 void ctl_queue_unsolicited(const char *msg, size_t len);
 size_t ctl_pending_bytes(void);

@@ -106,13 +106,14 @@ class Daemon:
 
 def start_daemon(binary: Path, workdir: Path, ports: list[str], netns: str | None = None,
                  spec: Path = FLOW_SPEC, extra: list[str] | None = None,
-                 copy: bool = False, env: dict[str, str] | None = None) -> Daemon:
+                 copy: bool = False, env: dict[str, str] | None = None,
+                 pass_fds: list[int] | None = None) -> Daemon:
     ctl_a, ctl_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     cpu_a, cpu_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     cmd = [str(binary), "--spec", str(spec), "--workdir", str(workdir),
            "--ctl-fd", str(ctl_b.fileno()), "--cpu-fd", str(cpu_b.fileno()),
            "--cpu-port", str(CPU_PORT), "--log-level", "2"]
-    fds = [ctl_b.fileno(), cpu_b.fileno()]
+    fds = [ctl_b.fileno(), cpu_b.fileno()] + list(pass_fds or [])
     copy_a = copy_b = None
     if copy:
         copy_a, copy_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

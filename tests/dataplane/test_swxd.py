@@ -774,3 +774,34 @@ def test_jumbo_mtu(swxd_binary, workdir, topo, kind):
         s0.close()
         s1.close()
         d.stop()
+
+
+def test_spread_control(swxd_binary, workdir):
+    """The `spread` line (dataplane/src/spread.c): at most as many workers as the daemon has
+    packet channels (--spread-fd pairs + its own), malformed lines refused with nothing
+    changed, `spread off`."""
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(2)]
+    fds = [p[1].fileno() for p in pairs]
+    d = start_daemon(swxd_binary, workdir, ["0=sink", "1=sink"],
+                     extra=["--spread-fd", f"{fds[0]}:{fds[1]}"], pass_fds=fds)
+    try:
+        ok = "spread 2 4 20000 59999 - v=10.0.0.100:80 v=10.0.0.100:443 s=10.0.2.253 l=10.0.2.254"
+        assert d.ctl.req(ok, "spread 2 4 1024 65535 255.255.255.0", "spread off") == \
+            ["ok", "ok", "ok"]
+        assert d.ctl.one("spread 3 4 1024 65535 -").startswith("err ERANGE")
+        many = "spread 2 4 1024 65535 - " + " ".join(f"l=10.0.{i // 250}.{i % 250}"
+                                                     for i in range(250))
+        for line in ("spread", "spread on", "spread 2", "spread 1 4 1 2 -", "spread 2 65 1 2 -",
+                     "spread 2 4 2000 1000 -", "spread 2 4 1 70000 -", "spread 2 4 1 2 10.0.0",
+                     "spread 2 4 1 2 - v=10.0.0.1", "spread 2 4 1 2 - v=10.0.0.1:70000",
+                     "spread 2 4 1 2 - s=10.0.0.1:80", "spread 2 4 1 2 - x=10.0.0.1",
+                     "spread 2 4 1 2 - s=", "spread 2 4 1 2 - s=1.2.3.256", "spread x 4 1 2 -",
+                     many):
+            r = d.ctl.one(line)
+            assert r.startswith("err E"), (line[:60], r)
+        assert d.ctl.one("ping") == "ok pong"
+    finally:
+        d.stop()
+        for a, b in pairs:
+            a.close()
+            b.close()
