@@ -13,6 +13,7 @@ import pytest
 from finsy import P4Schema
 
 from p4cs.controller.packetchan import ChannelRefused, Headers, Lease, PacketPath, ask
+from p4cs.switch.dpdk.packetio import COPY_PORT_BYTES
 from p4cs.switch.dpdk.pktchan import METADATA_KEY
 
 from .conftest import MINI_P4INFO, raw_socket
@@ -290,3 +291,123 @@ def test_many_frames_each_way_in_batches(io, monkeypatch):
     assert [r[-604:] for r in received] == [f for _, f in outs]             # all, in order
     assert [r[:-604] for r in received] == [HEADERS.encode(p, b"") for p, _ in outs]
     assert why == "the data-plane daemon closed its ports"
+
+
+def _tcp(sip: str, dip: str, sport: int, dport: int, flags: str = "A") -> bytes:
+    from scapy.all import IP, TCP, Ether
+    return bytes(Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01") /
+                 IP(src=sip, dst=dip) / TCP(sport=sport, dport=dport, flags=flags))
+
+
+def test_punts_spread_over_the_workers_channels(make_switch, client_factory, netns_ports,
+                                                tmp_path):
+    """With ``workers`` N the lease carries N pairs of sockets and the daemon sends each
+    punt to the pair of the worker ``Spreader.worker`` names (dataplane/src/spread.c against
+    controller/spread.py): client legs by the client's hash, SNAT answers by port, the
+    switch's own addresses and other frames to worker 0. The lease's end stops the spread."""
+    import random
+
+    from p4cs.controller.spread import Spreader
+    from p4cs.csproc.packet import ip_int
+
+    ns, ports, peers = netns_ports((1, 2))
+    sw = make_switch(ports=ports, netns=ns, channels=3)
+    path = serve_channel(sw, tmp_path)
+    c = client_factory(sw.addr)
+    c.arbitrate(1)
+    h1 = raw_socket(ns, peers[1])
+    vip, snat, gw = "10.0.0.100", "10.0.2.253", "10.0.2.254"
+    sp = Spreader(3, {(ip_int(vip), 80), (ip_int(vip), 443)}, {ip_int(snat)}, (20000, 59999),
+                  {ip_int(gw), ip_int(vip)})
+
+    # more workers than the switch has channels: refused, with the reason
+    with pytest.raises(ChannelRefused, match="3 packet channels"):
+        asyncio.run(ask(path, HEADERS, 1, 1, workers=4, spread=sp.request()))
+    for bad in ({"vips": [["10.0.0.300", 80]]}, {"vips": [["10.0.0.1", 70000]]}, [], None,
+                {"mask": 5}, {"snat": "10.0.0.1"}):
+        with pytest.raises(ChannelRefused, match="malformed|spread"):
+            asyncio.run(ask(path, HEADERS, 1, 1, workers=2, spread=bad))
+
+    lease = asyncio.run(ask(path, HEADERS, 1, 1, workers=3, spread=sp.request()))
+    copy = lease.copy
+    socks = [lease.cpu] + [cpu for cpu, _copy in lease.extra]
+    assert len(socks) == 3
+    for s in socks:
+        s.settimeout(0.05)
+    rng = random.Random(7)
+    cases = []
+    for _ in range(60):
+        client = f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        cport = rng.randrange(1024, 65536)
+        cases += [(client, vip, cport, rng.choice((80, 443))),          # client leg
+                  ("10.0.2.1", client, 8080, cport),                     # transparent answer
+                  ("10.0.2.1", snat, 8080, rng.randrange(20000, 60000)),  # SNAT answer
+                  ("10.0.2.1", snat, 8080, rng.randrange(1024, 20000)),   # outside the pool
+                  ("10.0.2.1", gw, 8080, cport)]                         # the switch's own
+    want: dict[int, list[bytes]] = {0: [], 1: [], 2: []}
+    for sip, dip, sport, dport in cases:
+        f = _tcp(sip, dip, sport, dport)
+        want[sp.worker(f, 1)].append(f)
+        h1.send(f)
+    h1.send(_frame(ip_src="10.9.9.9"))          # UDP: worker 0
+    want[0].append(_frame(ip_src="10.9.9.9"))
+    assert all(want.values())                    # every worker has frames to get
+    got: dict[int, list[bytes]] = {0: [], 1: [], 2: []}
+    deadline = time.monotonic() + 5
+    while sum(map(len, got.values())) < len(cases) + 1 and time.monotonic() < deadline:
+        for i, s in enumerate(socks):
+            while True:
+                try:
+                    payload, port, _reason = HEADERS.decode(s.recv(65536))
+                except TimeoutError:
+                    break
+                assert port == 1
+                got[i].append(payload)
+    for i in want:
+        assert [g[:len(w)] for g, w in zip(got[i], want[i])] == want[i], i
+        assert len(got[i]) == len(want[i]), i
+
+    # the copy port (FIN/RST copies, as the splice rewrote them) by Spreader.copy_worker;
+    # a packet-out to the copy port leaves the way a mirrored copy does
+    copy_port = sw.server.pipe.daemon.info["copy_port"]
+    copies = [copy] + [cp for _cpu, cp in lease.extra]
+    for s in copies:
+        s.settimeout(0.05)
+    want = {0: [], 1: [], 2: []}
+    for _ in range(60):
+        client = f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        cport = rng.randrange(1024, 65536)
+        for sip, dip, sport, dport in ((vip, client, 80, cport),                      # to the client
+                                       (client, "10.0.2.1", cport, 8080),              # transparent
+                                       (snat, "10.0.2.1", rng.randrange(20000, 60000), 8080),
+                                       (gw, "10.0.2.1", cport, 8080)):                 # health probe
+            f = _tcp(sip, dip, sport, dport, "FA")
+            t = (ip_int(sip), ip_int(dip), sport, dport)
+            want[sp.copy_worker(*t)].append(f)
+            lease.cpu.send(HEADERS.encode(copy_port, f))
+    assert all(want.values())
+    got = {0: [], 1: [], 2: []}
+    deadline = time.monotonic() + 5
+    while sum(map(len, got.values())) < 240 and time.monotonic() < deadline:
+        for i, s in enumerate(copies):
+            while True:
+                try:
+                    msg = s.recv(65536)
+                except TimeoutError:
+                    break
+                got[i].append(msg[COPY_PORT_BYTES:])
+    for i in want:
+        assert [g[:len(w)] for g, w in zip(got[i], want[i])] == want[i], i
+        assert len(got[i]) == len(want[i]), i
+
+    # the lease ends: every punt comes on the stream again (the spread stopped)
+    lease.conn.close()
+    assert wait_until(lambda: sw.server.channel.lease is None)
+    lease2 = take(path, 1)
+    for sip, dip, sport, dport in cases[:10]:
+        h1.send(_tcp(sip, dip, sport, dport))
+    for _ in range(10):
+        payload, _port, _reason = HEADERS.decode(lease2.cpu.recv(65536))
+    for s in [lease.cpu, lease.copy, lease2.conn, lease2.cpu, lease2.copy] + \
+            [x for pair in lease.extra for x in pair]:
+        s.close()

@@ -149,6 +149,7 @@ async def _serve_dpdk(
     eal: str | None,
     daemon_log_level: int | None,
     packet_socket: str | None,
+    packet_channels: int | None = None,
 ) -> int:
     from .dpdk.errors import P4RTError
     from .dpdk.pipeline import TargetConfig, cookie_of
@@ -165,6 +166,7 @@ async def _serve_dpdk(
         learner_timeouts=learner_timeouts,
         eal=eal,
         log_level=daemon_log_level,
+        **({} if packet_channels is None else {"channels": packet_channels}),
     )
     pipeline = None if spec is None or p4info is None else _read_pipeline(spec, p4info)
     server = P4RuntimeServer(target, device_id=device_id)
@@ -236,6 +238,12 @@ def switch_cmd(
         help="dpdk: Unix socket of the direct packet channel, which hands the CPU port to the "
         "primary controller (default: <run dir>/p4rt-<host>-<port>.packets, the run dir being "
         "$P4CS_LOCK_DIR or /run/p4cs); none: packet I/O over P4Runtime only",
+    ),
+    packet_channels: Optional[int] = typer.Option(
+        None, "--packet-channels", min=1, max=16,
+        help="dpdk: pairs of CPU and copy sockets the data plane offers the controller's "
+        "CS-processor workers (p4cs controller --workers N takes N of them and the data plane "
+        "spreads the punts over them); default: the number of cores, at most 16",
     ),
     packet_veth: Optional[str] = typer.Option(
         None, "--packet-veth", metavar="NAME",
@@ -337,6 +345,7 @@ def switch_cmd(
             eal=eal,
             daemon_log_level=None,
             packet_socket=packet_socket,
+            packet_channels=packet_channels,
         )
     )
     if profile:

@@ -7,7 +7,9 @@ pipeline's mirror sessions deliver copies (FIN/RST of spliced flows) without a p
 All are driven from the asyncio loop with `add_reader`; the
 control socket is pipelined (replies come back in request order, matched FIFO). The CPU and
 copy ports can be handed to another process (`hand_out`, the direct packet channel) and taken
-back.
+back. The daemon also gets `channels - 1` spare pairs of CPU and copy sockets (`--spread-fd`):
+a controller with N CS-processor workers gets N pairs, and the daemon spreads the punts and
+copies over them (`spread`, dataplane/src/spread.c) for as long as it holds them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ LOG = logging.getLogger("p4cs.switch.dpdk.daemon")
 # Largest control message we send (the daemon reads messages of at least this size).
 MAX_MSG = 64 * 1024
 _RECV = 1 << 20
+#: Packet channels (CPU + copy socket pairs) a daemon offers by default: one per core, so
+#: that a controller may run one CS-processor worker per core (`p4cs controller --workers`).
+DEFAULT_CHANNELS = max(1, min(16, os.cpu_count() or 1))
+
 #: Socket buffers of the socketpairs. A Unix socket's sender holds what its peer has not read
 #: yet: the daemon's default send buffer holds ~280 small frames, fewer than a burst of
 #: FIN/RST copies or punts when many connections start or end at once.
@@ -44,6 +50,30 @@ def _big_send_buffer(s: socket.socket) -> None:
         s.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, SOCKBUF)
     except OSError:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
+
+
+def _drain(s: socket.socket) -> None:
+    """Drop what waits on the non-blocking socket ``s``."""
+    while True:
+        try:
+            if not s.recv(1 << 16):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+
+
+def _spread_off_done(task: asyncio.Future) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if isinstance(exc, DaemonDead):
+        return      # the daemon is gone: nothing is spread any more
+    if exc is not None:
+        LOG.warning("the daemon did not stop spreading its punts: %s", exc)
+    elif task.result() != ["ok"]:
+        LOG.warning("the daemon did not stop spreading its punts: %s", task.result())
 
 
 class DaemonError(Exception):
@@ -88,6 +118,7 @@ class SwxDaemon:
         log_level: int | None = None,
         extra_args: list[str] | None = None,
         start_timeout: float = 300.0,
+        channels: int = DEFAULT_CHANNELS,
     ):
         self.spec = str(spec)
         self.ports = dict(ports)
@@ -99,6 +130,11 @@ class SwxDaemon:
         self.log_level = log_level
         self.extra_args = list(extra_args or [])
         self.start_timeout = start_timeout
+        if not 1 <= channels <= 16:
+            raise ValueError("channels must be 1..16")
+        self.channels = channels
+        #: the controller's ends of the spare channel pairs (--spread-fd), workers 1..
+        self._spread: list[tuple[socket.socket, socket.socket]] = []
         self._own_workdir = workdir is None
         self.workdir = str(workdir) if workdir else ""
         self.proc: asyncio.subprocess.Process | None = None
@@ -123,7 +159,8 @@ class SwxDaemon:
 
     # -- lifetime -------------------------------------------------------------------------
 
-    def argv(self, ctl_fd: int, cpu_fd: int, copy_fd: int | None = None) -> list[str]:
+    def argv(self, ctl_fd: int, cpu_fd: int, copy_fd: int | None = None,
+             spread: list[tuple[int, int]] = ()) -> list[str]:
         argv = [
             self.binary,
             "--spec", self.spec,
@@ -134,6 +171,8 @@ class SwxDaemon:
         ]  # fmt: skip
         if copy_fd is not None:
             argv += ["--copy-fd", str(copy_fd)]
+        for cpu, copy in spread:
+            argv += ["--spread-fd", f"{cpu}:{copy}"]
         for p, spec in sorted(self.ports.items()):
             argv += ["--port", f"{p}={spec}"]
         if self.learner_timeouts:
@@ -176,12 +215,23 @@ class SwxDaemon:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
         for s in (cpu_b, copy_b):       # the daemon's ends: punts and copies wait there
             _big_send_buffer(s)
-        argv = self.argv(ctl_b.fileno(), cpu_b.fileno(), copy_b.fileno())
+        spare = [(socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET),
+                  socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+                 for _ in range(self.channels - 1)]
+        for (ca, cb), (pa, pb) in spare:
+            for s in (ca, pa):
+                s.setblocking(False)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKBUF)
+            for s in (cb, pb):
+                _big_send_buffer(s)
+        spare_b = [(cb.fileno(), pb.fileno()) for (_ca, cb), (_pa, pb) in spare]
+        argv = self.argv(ctl_b.fileno(), cpu_b.fileno(), copy_b.fileno(), spare_b)
         LOG.info("starting data-plane daemon: %s", " ".join(argv))
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv,
-                pass_fds=(ctl_b.fileno(), cpu_b.fileno(), copy_b.fileno()),
+                pass_fds=(ctl_b.fileno(), cpu_b.fileno(), copy_b.fileno(),
+                          *(fd for pair in spare_b for fd in pair)),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -190,10 +240,17 @@ class SwxDaemon:
         except OSError as e:
             for s in (ctl_a, ctl_b, cpu_a, cpu_b, copy_a, copy_b):
                 s.close()
+            for pair in spare:
+                for s in (*pair[0], *pair[1]):
+                    s.close()
             raise DaemonError(f"cannot start {self.binary}: {e}") from e
         ctl_b.close()
         cpu_b.close()
         copy_b.close()
+        for (ca, cb), (pa, pb) in spare:
+            cb.close()
+            pb.close()
+        self._spread = [(ca, pa) for (ca, _cb), (pa, _pb) in spare]
         self._ctl, self._cpu, self._copy = ctl_a, cpu_a, copy_a
         self.dead = None
         loop.add_reader(ctl_a.fileno(), self._on_ctl_readable)
@@ -272,10 +329,11 @@ class SwxDaemon:
         """Close the control socket (the daemon exits), then TERM, then KILL."""
         was_alive = self.dead is None
         self._mark_dead("data-plane daemon stopped", expected=True)
-        for s in (self._ctl, self._cpu, self._copy):
+        for s in (self._ctl, self._cpu, self._copy, *(x for p in self._spread for x in p)):
             if s is not None:
                 s.close()
         self._ctl = self._cpu = self._copy = None
+        self._spread = []
         proc = self.proc
         if proc is not None and proc.returncode is None:
             for sig in (None, signal.SIGTERM, signal.SIGKILL):
@@ -439,26 +497,41 @@ class SwxDaemon:
                 except Exception:  # noqa: BLE001
                     LOG.exception("%s handler failed", "packet-in" if what == "CPU" else "copy")
 
-    def hand_out(self, on_end: Callable[[], None]) -> tuple[socket.socket, socket.socket]:
+    def hand_out(self, on_end: Callable[[], None],
+                 workers: int = 1) -> list[tuple[socket.socket, socket.socket]]:
         """Stop reading the CPU and copy ports: another process reads them now (the direct
-        packet channel). Returns their sockets, to be passed on; `on_end` is called if the
-        daemon stops or dies before `take_back`. Sending on the CPU port goes on."""
+        packet channel). Returns the (CPU, copy) socket pairs of ``workers`` workers (the
+        ports' own first, then spare pairs emptied of what an earlier holder left), to be
+        passed on; `on_end` is called if the daemon stops or dies before `take_back`. Sending
+        on the CPU port goes on. With more than one worker the caller sends the daemon its
+        `spread` line."""
         if self.dead is not None or self._cpu is None or self._copy is None:
             raise DaemonDead(self.dead or "not started")
+        if not 1 <= workers <= 1 + len(self._spread):
+            raise ValueError(f"{workers} workers: this data plane has "
+                             f"{1 + len(self._spread)} packet channels (--packet-channels)")
+        extra = self._spread[:workers - 1]
+        for pair in extra:
+            for s in pair:
+                _drain(s)
         loop = asyncio.get_running_loop()
         loop.remove_reader(self._cpu.fileno())
         loop.remove_reader(self._copy.fileno())
         self._handed_out = on_end
-        return self._cpu, self._copy
+        return [(self._cpu, self._copy)] + extra
 
     def take_back(self) -> None:
-        """Read the CPU and copy ports again (after `hand_out`)."""
+        """Read the CPU and copy ports again (after `hand_out`); the punts are no longer
+        spread."""
         self._handed_out = None
         if self.dead is not None or self._cpu is None or self._copy is None:
             return
         loop = asyncio.get_running_loop()
         loop.add_reader(self._cpu.fileno(), self._on_cpu_readable)
         loop.add_reader(self._copy.fileno(), self._on_copy_readable)
+        if self._spread:
+            task = asyncio.ensure_future(self.request(["spread off"]))
+            task.add_done_callback(_spread_off_done)
 
     def send_packet(self, frame: bytes) -> bool:
         """Send one frame into the pipeline's CPU port; False when the socket is full."""

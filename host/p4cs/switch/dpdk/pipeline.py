@@ -16,7 +16,7 @@ from typing import Protocol
 from finsy.proto import p4i, p4r
 from google.protobuf import text_format
 
-from .daemon import DaemonError, SwxDaemon
+from .daemon import DEFAULT_CHANNELS, DaemonError, SwxDaemon
 from .errors import SC, P4RTError
 from .expiry import count_lines
 from .schema import Schema, SchemaError
@@ -76,6 +76,7 @@ class TargetConfig:
     eal: str | None = None
     log_level: int | None = None
     start_timeout: float = 300.0
+    channels: int = DEFAULT_CHANNELS
 
     def make_daemon(self, spec_path: str) -> SwxDaemon:
         return SwxDaemon(
@@ -89,6 +90,7 @@ class TargetConfig:
             eal=self.eal,
             log_level=self.log_level,
             start_timeout=self.start_timeout,
+            channels=self.channels,
         )
 
 

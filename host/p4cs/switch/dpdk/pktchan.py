@@ -6,13 +6,18 @@ packet). The server listens on a Unix socket (``SOCK_SEQPACKET``, mode 0600) and
 its path in the initial metadata of every Capabilities answer (key :data:`METADATA_KEY`).
 The protocol, one message each way:
 
-* the controller sends ``{"device_id": D, "role": R, "election_id": E}`` (JSON);
+* the controller sends ``{"device_id": D, "role": R, "election_id": E}`` (JSON), and, when
+  it runs N > 1 CS-processor workers, ``"workers": N`` and ``"spread"``: ``{"vips": [[IP,
+  PORT]...], "snat": [IP...], "local": [IP...], "ports": [LO, HI], "mask": IP or null}``
+  (dotted quads; :class:`p4cs.controller.spread.Spreader`'s parameters);
 * the server checks that (R, E) is the primary of a connected StreamChannel and that no other
   role has a primary (PacketIns go to every primary: with another one, the channel would take
   them away from it), then answers ``{"ok": true, "packet_in": [...], "packet_out": [...]}``
   (the controller headers of the running pipeline, ``[id, name, bits]`` each: the controller
   checks that its P4Info agrees) with the CPU port's and the copy port's sockets attached
-  (SCM_RIGHTS); otherwise ``{"ok": false, "error": "..."}``, and it closes the connection.
+  (SCM_RIGHTS), N pairs of them with N workers: the daemon then sends each punt and copy to
+  the pair of the worker that owns its connection (``spread``, dataplane/src/spread.c);
+  otherwise ``{"ok": false, "error": "..."}``, and it closes the connection.
 
 The connection then stays open: it is the lease. While it lasts the server does not read the
 two ports (the controller does; PacketOuts of the StreamChannel are still sent, and the
@@ -30,6 +35,7 @@ The socket answers one other request, ``{"op": "stats"}``: the data plane's coun
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -41,6 +47,7 @@ from finsy.proto import p4r
 
 from . import statsreq
 from .arbitration import Arbiter, StreamConn
+from .daemon import DaemonError
 from .errors import P4RTError
 from .pipeline import Pipeline
 from .schema import ControllerHeader
@@ -51,6 +58,9 @@ LOG = logging.getLogger("p4cs.switch.dpdk.p4rt")
 METADATA_KEY = "p4cs-packet-channel"
 #: Largest request or answer (JSON) on the channel socket.
 MAX_MSG = 4096
+#: Virtual services, SNAT and switch addresses a ``spread`` line carries at most (the
+#: daemon's MAX_SPREAD_TOKENS less the line's five numbers).
+MAX_SPREAD_ADDRESSES = 245
 #: Seconds a client may take between connecting and sending its request.
 REQUEST_TIMEOUT_S = 5.0
 
@@ -75,6 +85,43 @@ class Lease:
 
     def __init__(self, conn: socket.socket, stream: StreamConn, daemon):
         self.conn, self.stream, self.daemon = conn, stream, daemon
+
+
+def spread_line(spec, workers: int, packet_in: ControllerHeader | None) -> str:
+    """The daemon's ``spread`` line for ``workers`` workers and the request's ``spread``
+    object; ValueError when it is malformed."""
+    if not isinstance(spec, dict):
+        raise ValueError("malformed request: spread (an object) is expected with workers > 1")
+
+    def ip(x) -> str:
+        if not isinstance(x, str):
+            raise ValueError(f"malformed request: {x!r} is not an IPv4 address")
+        try:
+            return str(ipaddress.IPv4Address(x))
+        except ValueError:
+            raise ValueError(f"malformed request: {x!r} is not an IPv4 address") from None
+
+    def port(x) -> int:
+        if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x <= 65535:
+            raise ValueError(f"malformed request: {x!r} is not a port")
+        return x
+
+    try:
+        vips = [f"v={ip(a)}:{port(p)}" for a, p in spec.get("vips", [])]
+        snat = [f"s={ip(a)}" for a in spec.get("snat", [])]
+        local = [f"l={ip(a)}" for a in spec.get("local", [])]
+        lo, hi = (port(p) for p in spec.get("ports", [1024, 65535]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(str(e) if isinstance(e, ValueError) and "malformed" in str(e)
+                         else "malformed request: spread") from None
+    mask = spec.get("mask")
+    words = vips + snat + local
+    if len(words) > MAX_SPREAD_ADDRESSES:
+        raise ValueError(f"{len(words)} addresses to spread by: the data plane takes at most "
+                         f"{MAX_SPREAD_ADDRESSES}")
+    hdr = 0 if packet_in is None else packet_in.nbytes
+    return " ".join(["spread", str(workers), str(hdr), str(lo), str(hi),
+                     "-" if mask is None else ip(mask)] + words)
 
 
 class PacketChannel:
@@ -162,10 +209,13 @@ class PacketChannel:
         if statsreq.is_request(data):
             statsreq.answer(conn, self._running())
             return
+        asyncio.ensure_future(self._answer(conn, data))
+
+    async def _answer(self, conn: socket.socket, data: bytes) -> None:
         try:
-            stream, pipe = self._check(data)
-            self._grant(conn, stream, pipe)
-        except (ValueError, P4RTError, OSError) as e:
+            stream, pipe, workers, line = self._check(data)
+            await self._grant(conn, stream, pipe, workers, line)
+        except (ValueError, P4RTError, OSError, DaemonError) as e:
             why = e.message if isinstance(e, P4RTError) else str(e)
             self.counters["refused"] += 1
             LOG.info("packet channel refused: %s", why)
@@ -175,9 +225,10 @@ class PacketChannel:
                 pass
             conn.close()
 
-    def _check(self, data: bytes) -> tuple[StreamConn, Pipeline]:
-        """The primary stream a request names and the running pipeline; ValueError or
-        P4RTError (not primary) otherwise."""
+    def _check(self, data: bytes) -> tuple[StreamConn, Pipeline, int, str | None]:
+        """The primary stream a request names, the running pipeline, the number of workers
+        and the daemon's ``spread`` line for them (None: one worker); ValueError or P4RTError
+        (not primary) otherwise."""
         try:
             req = json.loads(data)
         except ValueError:
@@ -203,17 +254,36 @@ class PacketChannel:
         pipe = self._running()
         if pipe is None or pipe.daemon.dead is not None:
             raise ValueError("no running pipeline")
-        return stream, pipe
+        workers = req.get("workers", 1)
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
+            raise ValueError("malformed request: workers must be an integer 1..64")
+        line = None
+        if workers > 1:
+            if workers > pipe.daemon.channels:
+                raise ValueError(f"{workers} workers: this switch offers "
+                                 f"{pipe.daemon.channels} packet channels "
+                                 "(p4cs switch --packet-channels)")
+            line = spread_line(req.get("spread"), workers, pipe.schema.packet_in)
+        return stream, pipe, workers, line
 
-    def _grant(self, conn: socket.socket, stream: StreamConn, pipe: Pipeline) -> None:
+    async def _grant(self, conn: socket.socket, stream: StreamConn, pipe: Pipeline,
+                     workers: int, line: str | None) -> None:
         self.end("replaced by a new request of the primary")
-        cpu, copy = pipe.daemon.hand_out(lambda: self.end("the data-plane daemon stopped"))
+        if line is not None:
+            # before the sockets are handed out: no punt of a worker's reaches another's
+            reply = await pipe.daemon.request([line])
+            if reply != ["ok"]:
+                raise ValueError(f"the data plane refused to spread its punts: {reply[0]}")
+            if self._running() is not pipe or self.lease is not None:
+                raise ValueError("the pipeline changed meanwhile")
+        pairs = pipe.daemon.hand_out(lambda: self.end("the data-plane daemon stopped"), workers)
         lease = Lease(conn, stream, pipe.daemon)
         self.lease = lease
         answer = {"ok": True, "packet_in": header_layout(pipe.schema.packet_in),
                   "packet_out": header_layout(pipe.schema.packet_out)}
         try:
-            socket.send_fds(conn, [json.dumps(answer).encode()], [cpu.fileno(), copy.fileno()])
+            socket.send_fds(conn, [json.dumps(answer).encode()],
+                            [s.fileno() for pair in pairs for s in pair])
         except OSError:
             self.end("the answer could not be sent")
             raise
