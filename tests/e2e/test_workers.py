@@ -86,6 +86,13 @@ def test_two_workers_share_connections(lab):
     per = {w["worker"]: w["accepted"] for w in st["workers"]}
     assert min(per.values()) > 0, per       # the spread reaches both
     assert sum(per.values()) == st["csproc"]["accepted"]
+    if st["packet_io"] == "direct":
+        # the data plane spread the punts and the FIN/RST copies over the workers' own
+        # channels: the controller handed the worker none of them, and the connections
+        # ended at their copies, not when their entries expired
+        assert st["counters"]["worker_frames_relayed"] == 0, st["counters"]
+        assert st["csproc"]["teardowns"] >= 2 * N and st["csproc"]["flows_expired"] == 0, \
+            st["csproc"]
     # the connections of both services, over both workers, in the per-server counts
     assert sum(s["total"] for s in st["groups"]["echo"]) >= 2 * N
     conns = lab.control({"op": "connections"})["connections"]

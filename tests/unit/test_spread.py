@@ -120,3 +120,35 @@ def test_pure_syn_tuple():
         assert pure_syn_tuple(seg(flags)) is None, flags
     assert pure_syn_tuple(seg(P.SYN)[:47]) is None      # cut before the flags
     assert pure_syn_tuple(b"\x00" * 60) is None
+
+
+def test_rewritten_copies_reach_the_owner():
+    """A FIN/RST copy of the DPDK pipeline is the segment as the splice rewrote it:
+    ``copy_worker`` names the worker of the connection for both legs, in transparent and
+    SNAT mode, with and without a client mask; the switch's own segments go to worker 0."""
+    rng = random.Random(3)
+    for mask in (None, 0xFFFFFF00):
+        for n in (2, 3, 4):
+            sp = Spreader(n, {(VIP, 80)}, {SNAT}, SNAT_PORTS, {GW, VIP}, client_mask=mask)
+            for _ in range(300):
+                cip, cport = rng.getrandbits(32), rng.randrange(1024, 65536)
+                w = sp.worker(frame(cip, VIP, cport, 80), REASON_VIP_MISS)
+                # the server's FIN as it leaves for the client: from the virtual service
+                assert sp.copy_worker(VIP, cip, 80, cport) == w
+                # the client's FIN as it leaves for the server, transparent
+                assert sp.copy_worker(cip, SERVER, cport, 8080) == w
+            # SNAT: the client's FIN leaves from the worker's SNAT port
+            for w in range(n):
+                p = SNAT_PORTS[0] + rng.randrange(1000) * n + (w - SNAT_PORTS[0]) % n
+                assert p % n == w and sp.copy_worker(SNAT, SERVER, p, 8080) == w
+            assert sp.copy_worker(GW, SERVER, 40000, 8080) == 0          # a health probe
+            assert sp.copy_worker(SNAT, SERVER, 60001, 8080) == 0         # outside the pool
+    assert spreader(1).copy_worker(VIP, 5, 80, 40000) == 0
+
+
+def test_request_names_what_the_data_plane_spreads_by():
+    sp = Spreader(2, {(VIP, 80), (VIP, 443)}, {SNAT}, SNAT_PORTS, {GW, VIP},
+                  client_mask=0xFFFFFF00)
+    assert sp.request() == {"vips": [["10.0.0.100", 80], ["10.0.0.100", 443]],
+                            "snat": ["10.0.2.253"], "local": ["10.0.0.100", "10.0.2.254"],
+                            "ports": [20000, 59999], "mask": "255.255.255.0"}

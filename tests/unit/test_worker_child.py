@@ -172,3 +172,99 @@ def test_dead_workers_entries_index():
     assert sorted(ws.orphan_keys(a1)) == sorted([a1, a2])
     assert ws.orphan_keys(a2) is None and not ws.orphan_of and not ws._orphans
     assert ws.counters["worker_orphan_flows_removed"] == 2
+
+
+def test_worker_reads_and_writes_its_own_channel():
+    """child_main with its pair of the direct packet channel (the sockets a switch would
+    hand out, here socketpairs whose other ends play the data plane): a punted SYN is
+    answered on the CPU port itself, malformed frames are counted, a SYN comes back to the
+    controller while SYNs are held, the channel's end leaves the worker on its controller
+    socket alone, and closing that socket ends the worker."""
+    import gc
+    import pickle
+    import select
+    import socket
+    import threading
+
+    from p4cs.controller.packetchan import FrameCodec
+    from p4cs.controller.workers import child_main
+
+    codec = FrameCodec(4, (16, 0xFFFF), (0, 0xFFFF), 4, 16)     # like the lab's headers
+    ctl_ours, ctl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fds_ours, fds_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cpu_dp, cpu_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    copy_dp, copy_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    tx_dp, tx_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    thresholds = gc.get_threshold()
+    cfg = load_config(CONFIG)
+    ctl_ours.sendall(pack(("init", {
+        "cfg": cfg, "index": 1, "n": 2, "restarted": False, "snat": {}, "held": [],
+        "cookies": SynCookies(b"k" * 32), "servers": [],
+        "neighbours": from_config(cfg, time.monotonic()).entries, "rules": {},
+        "log_level": 30, "access_log": None})))
+    t = threading.Thread(target=child_main, args=(ctl_theirs.fileno(), fds_theirs.fileno()),
+                         daemon=True)
+    t.start()
+    buf = bytearray()
+
+    def from_worker(kind: str, timeout: float = 5.0) -> tuple:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in unpack(buf):
+                if m[0] == kind:
+                    return m
+            if select.select([ctl_ours], [], [], 0.1)[0]:
+                buf.extend(ctl_ours.recv(1 << 16))
+        raise AssertionError(f"no {kind} message")
+
+    try:
+        socket.send_fds(fds_ours, [pickle.dumps(("channel", codec, False))],
+                        [cpu_w.fileno(), copy_w.fileno(), tx_w.fileno()])
+        for s in (cpu_w, copy_w, tx_w):
+            s.close()      # the worker holds its own copies now
+        header = (1 << 16 | REASON_VIP_MISS).to_bytes(4, "big")
+        cpu_dp.sendall(b"\x00")                    # shorter than the header: counted, dropped
+        cpu_dp.sendall(header + ack(P.SYN))
+        tx_dp.settimeout(5)
+        sent = 0
+        while True:         # (the worker may probe a server's window scale first)
+            out = tx_dp.recv(65536)
+            sent += 1
+            seg = P.parse(out[4:])
+            if seg.dip == CLIENT:
+                break
+        port = from_config(cfg, time.monotonic()).route(CLIENT)[0]    # the client's port
+        assert int.from_bytes(out[:4], "big") >> 16 == port
+        assert seg.flags & (P.SYN | P.ACK) == P.SYN | P.ACK and seg.dport == 40001
+        # the status answer counts what the worker read and wrote itself
+        ctl_ours.sendall(pack(("ask", 1, "status")))
+        answer = from_worker("answer")[2]
+        assert answer["channel"]["packet_in"] == 1
+        assert answer["channel"]["packet_in_malformed"] == 1
+        assert answer["channel"]["packet_out"] >= sent
+        # SYNs held: this one goes to the controller, not to the engine
+        fds_ours.send(pickle.dumps(("hold", True)))
+        time.sleep(0.2)
+        cpu_dp.sendall(header + ack(P.SYN, sport=40002))
+        back = from_worker("back")[1]
+        assert [(p[1], p[2]) for p in back] == [(1, REASON_VIP_MISS)]
+        assert P.parse(back[0][0]).sport == 40002
+        # the channel ends: the worker closes its sockets (the data plane's ends see EOF)
+        fds_ours.send(pickle.dumps(("channel_end",)))
+        cpu_dp.settimeout(5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                cpu_dp.send(b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the worker kept its CPU-port socket")
+    finally:
+        ctl_ours.close()
+        t.join(10)
+        for s in (fds_ours, cpu_dp, copy_dp, tx_dp):
+            s.close()
+        gc.set_threshold(*thresholds)
+    assert not t.is_alive()

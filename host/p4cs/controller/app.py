@@ -288,6 +288,11 @@ class ControllerApp:
         self._refresh: asyncio.Task | None = None
         self.workers = Workers(self, workers) if workers > 1 else None
         self._worker_status: dict[int, dict] = {}     # the latest answers of the workers
+        if self.workers is not None:
+            # the data plane spreads the punts over the workers' own channels where it can
+            self.packets.spread = lambda: (self.workers.n, self.workers.spread.request())
+            self.packets.on_lease = self.workers.attach
+            self.packets.on_lease_end = self.workers.detach
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -496,13 +501,15 @@ class ControllerApp:
         LOG.info("flow table: %d flow(s) continue, %d entr(ies) of another controller left to "
                  "expire, %d flow(s) gone", len(scan.kept), self.flow_ids.adopted, len(gone))
 
-    async def _handle_packets(self, pkts: list[PacketIn], retaken: bool = False) -> None:
+    async def _handle_packets(self, pkts: list[PacketIn], retaken: bool = False,
+                              counted: bool = False) -> None:
         """Packet-ins (every one read at a wake-up): to the CS processor, their effects
         executed together. ``retaken``: packet-ins held back before (``_hold_syns``: counted
-        and checked then)."""
+        and checked then); ``counted``: SYNs a worker read on its own channel and sent back
+        (counted there, checked here)."""
         engine = self.engine
         now = time.monotonic()
-        if not retaken:
+        if not retaken and not counted:
             self.counters["packet_in"] += len(pkts)
         if not retaken and (self.flow_ids.adopted or
                             (self.workers is not None and self.workers.orphan_of)):
@@ -1060,8 +1067,7 @@ class ControllerApp:
                 [] if self.workers is None else [
                     {**w, "accepted": self._worker_status.get(w["worker"], {})
                      .get("csproc", {}).get("accepted", 0)} for w in self.workers.listing()]),
-            "counters": {**self.counters, **self.resolver.counters, **self.packets.counters,
-                         **({} if self.workers is None else self.workers.counters)},
+            "counters": self._all_counters(),
             "neighbours": self.resolver.table.as_list(time.monotonic()),
             "csproc": stats,
             "rules": rules,
@@ -1069,6 +1075,16 @@ class ControllerApp:
             "dataplane": self.switch_stats.latest,
             "l4": l4.status(self.cfg, self.l4_retired, time.monotonic()),
         }
+
+    def _all_counters(self) -> dict:
+        """The controller's counters, with the packets the workers read and wrote on their
+        own channels (their latest answers) added to its own."""
+        out = {**self.counters, **self.resolver.counters, **self.packets.counters,
+               **({} if self.workers is None else self.workers.counters)}
+        for part in self._worker_status.values():
+            for k, v in (part.get("channel") or {}).items():
+                out[k] = out.get(k, 0) + v
+        return out
 
     def _offered_scale(self, svc: ServiceConf) -> int | None:
         """The window scale the switch offers the clients of ``svc`` now (None: none)."""

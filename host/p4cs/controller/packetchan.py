@@ -95,36 +95,52 @@ def _receive(sock: socket.socket, limit: int | None) -> list[bytes]:
 PacketIn = tuple[bytes, int, int]
 
 
+def read_port(sock: socket.socket, codec: "FrameCodec", copy: bool,
+              limit: int | None) -> tuple[list[PacketIn], int, bool]:
+    """The frames waiting on a CPU port's socket (``copy``: a copy port's) as packet-ins, at
+    most ``limit`` (None: all); the number of malformed ones (dropped) and whether the peer
+    closed. OSError as ``_receive``."""
+    out: list[PacketIn] = []
+    bad = 0
+    for frame in _receive(sock, limit):
+        if not frame:
+            return out, bad, True
+        if copy:
+            pkt = None if len(frame) <= COPY_PORT_BYTES else (
+                frame[COPY_PORT_BYTES:], int.from_bytes(frame[:COPY_PORT_BYTES], "big"),
+                REASON_FLOW_END)
+        else:
+            pkt = codec.decode(frame)
+        if pkt is None:
+            bad += 1
+            continue
+        out.append(pkt)
+    return out, bad, False
+
+
 class ChannelRefused(Exception):
     """The switch refused the channel, or its answer is unusable."""
 
 
-class Headers:
-    """The packet_in and packet_out headers of the P4Info (the layout the daemon's CPU port
-    frames carry)."""
+class FrameCodec:
+    """The packet_in fields a CPU-port frame carries and the packet_out field it is sent with,
+    as shifts and masks of the header read as one integer (``ControllerHeader.decode`` /
+    ``encode``, unrolled); plain data, for the workers that read their own channel."""
 
-    def __init__(self, schema):
-        cpm = schema.controller_packet_metadata
-        self.pin = ControllerHeader.from_p4info(cpm["packet_in"].pbuf)
-        self.pout = ControllerHeader.from_p4info(cpm["packet_out"].pbuf)
-        self.reason_id = self.pin.field_id("reason")
-        self.port_id = self.pin.field_id("ingress_port")
-        self.egress_id = self.pout.field_id("egress_port")
-        if None in (self.reason_id, self.port_id, self.egress_id):
-            raise ValueError("the P4Info's packet_in needs reason and ingress_port fields, its "
-                             "packet_out an egress_port field")
-        # the two fields a packet-in needs and the one a packet-out sets, as shifts and masks
-        # of the header read as one integer (ControllerHeader.decode / encode, unrolled)
-        self._n_in = self.pin.nbytes
-        self._port = self._shift_mask(self.pin, self.port_id)
-        self._reason = self._shift_mask(self.pin, self.reason_id)
-        self._n_out = self.pout.nbytes
-        self._egress_shift = self.pout.by_id[self.egress_id][0]
+    __slots__ = ("_n_in", "_port", "_reason", "_n_out", "_egress_shift")
 
-    @staticmethod
-    def _shift_mask(hdr, mid: int) -> tuple[int, int]:
-        sh, bw = hdr.by_id[mid]
-        return sh, (1 << bw) - 1
+    def __init__(self, n_in: int, port: tuple[int, int], reason: tuple[int, int], n_out: int,
+                 egress_shift: int):
+        self._n_in, self._port, self._reason = n_in, port, reason
+        self._n_out, self._egress_shift = n_out, egress_shift
+
+    def codec(self) -> "FrameCodec":
+        return FrameCodec(self._n_in, self._port, self._reason, self._n_out,
+                          self._egress_shift)
+
+    def __reduce__(self):
+        return FrameCodec, (self._n_in, self._port, self._reason, self._n_out,
+                            self._egress_shift)
 
     def decode(self, frame: bytes) -> PacketIn | None:
         """A CPU-port frame as (payload, port, reason); None when it is shorter than the header."""
@@ -140,16 +156,47 @@ class Headers:
         return (port << self._egress_shift).to_bytes(self._n_out, "big") + frame
 
 
+class Headers(FrameCodec):
+    """The packet_in and packet_out headers of the P4Info (the layout the daemon's CPU port
+    frames carry)."""
+
+    __slots__ = ("pin", "pout", "reason_id", "port_id", "egress_id")
+
+    def __init__(self, schema):
+        cpm = schema.controller_packet_metadata
+        self.pin = ControllerHeader.from_p4info(cpm["packet_in"].pbuf)
+        self.pout = ControllerHeader.from_p4info(cpm["packet_out"].pbuf)
+        self.reason_id = self.pin.field_id("reason")
+        self.port_id = self.pin.field_id("ingress_port")
+        self.egress_id = self.pout.field_id("egress_port")
+        if None in (self.reason_id, self.port_id, self.egress_id):
+            raise ValueError("the P4Info's packet_in needs reason and ingress_port fields, its "
+                             "packet_out an egress_port field")
+        # the two fields a packet-in needs and the one a packet-out sets
+        super().__init__(self.pin.nbytes, self._shift_mask(self.pin, self.port_id),
+                         self._shift_mask(self.pin, self.reason_id), self.pout.nbytes,
+                         self.pout.by_id[self.egress_id][0])
+
+    @staticmethod
+    def _shift_mask(hdr, mid: int) -> tuple[int, int]:
+        sh, bw = hdr.by_id[mid]
+        return sh, (1 << bw) - 1
+
+
 class Lease:
     """The channel while this controller holds it: the connection (its end is the lease's
     end), the two ports' sockets and the headers of their frames. A packet port
     (:func:`open_port`) has neither connection nor copy port."""
 
     def __init__(self, conn: socket.socket | None, cpu: socket.socket,
-                 copy: socket.socket | None, headers: Headers):
+                 copy: socket.socket | None, headers: Headers,
+                 extra: list[tuple[socket.socket, socket.socket]] | None = None):
         self.conn, self.cpu, self.copy, self.headers = conn, cpu, copy, headers
+        #: the (CPU, copy) socket pairs of workers 1.. (the data plane spreads the punts)
+        self.extra = extra or []
         self.ended = asyncio.Event()
         self.why = ""
+        self.renew = False      # ended to be asked for again at once (``renew``)
         self.waiter: asyncio.Future | None = None   # hold()'s wait for frames (or the end)
         # the ports whose reader fired since they were last read (one receive call each then,
         # not one on each port at every wake-up)
@@ -174,11 +221,20 @@ class Lease:
             self.ended.set()
             self.wake()
 
+    def renew_now(self, why: str) -> None:
+        """End the lease to ask for the channel again at once (what the data plane was told
+        when it was granted has changed)."""
+        self.renew = True
+        self.end(why)
+
     def close(self) -> None:
         loop = asyncio.get_running_loop()
         for s in (self.conn, self.cpu, self.copy):
             if s is not None and s.fileno() >= 0:
                 loop.remove_reader(s.fileno())
+                s.close()
+        for pair in self.extra:
+            for s in pair:
                 s.close()
 
 
@@ -198,15 +254,18 @@ async def advertised_channel(sw: Switch) -> str | None:
 
 
 async def ask(path: str, headers: Headers, device_id: int, election_id: int,
-              role: str = "") -> Lease:
+              role: str = "", workers: int = 1, spread: dict | None = None) -> Lease:
     """Ask the switch's channel at ``path`` for the ports, as the primary of ``role`` with
-    ``election_id``. ChannelRefused, OSError."""
+    ``election_id``; for ``workers`` > 1, a pair of ports per worker, the punts spread over
+    them as ``spread`` says (``Spreader.request``). ChannelRefused, OSError."""
     loop = asyncio.get_running_loop()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.setblocking(False)
     try:
         await loop.sock_connect(conn, path)
         req = {"device_id": device_id, "role": role, "election_id": election_id}
+        if workers > 1:
+            req.update(workers=workers, spread=spread)
         await loop.sock_sendall(conn, json.dumps(req).encode())
         readable = loop.create_future()
         loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
@@ -216,7 +275,7 @@ async def ask(path: str, headers: Headers, device_id: int, election_id: int,
             raise ChannelRefused(f"no answer within {ASK_TIMEOUT_S:.0f} s") from None
         finally:
             loop.remove_reader(conn.fileno())
-        msg, fds, _flags, _addr = socket.recv_fds(conn, MAX_MSG, 2)
+        msg, fds, _flags, _addr = socket.recv_fds(conn, MAX_MSG, 2 * workers)
     except BaseException:
         conn.close()
         raise
@@ -230,8 +289,8 @@ async def ask(path: str, headers: Headers, device_id: int, election_id: int,
             raise ChannelRefused("the answer is not a JSON object")
         if not answer.get("ok"):
             raise ChannelRefused(str(answer.get("error", "refused")))
-        if len(socks) != 2:
-            raise ChannelRefused(f"the answer carries {len(socks)} sockets, not 2")
+        if len(socks) != 2 * workers:
+            raise ChannelRefused(f"the answer carries {len(socks)} sockets, not {2 * workers}")
         for key, hdr in (("packet_in", headers.pin), ("packet_out", headers.pout)):
             if answer.get(key) != header_layout(hdr):
                 raise ChannelRefused(f"the running pipeline's {key} header differs from the "
@@ -243,7 +302,8 @@ async def ask(path: str, headers: Headers, device_id: int, election_id: int,
         raise
     for s in socks:
         s.setblocking(False)
-    return Lease(conn, socks[0], socks[1], headers)
+    return Lease(conn, socks[0], socks[1], headers,
+                 [(socks[i], socks[i + 1]) for i in range(2, len(socks), 2)])
 
 
 #: Linux (<linux/if_packet.h>): SOL_PACKET, and the packet-socket option that keeps a socket's
@@ -286,6 +346,12 @@ class PacketPath:
         self.port = port
         self._handle = handle
         self._lease: Lease | None = None
+        #: with CS-processor workers (``controller.workers``): the number of workers and the
+        #: data plane's spread of the punts to ask the channel for, and what the workers are
+        #: told when a lease with their ports begins and ends
+        self.spread: Callable[[], tuple[int, dict]] | None = None
+        self.on_lease: Callable[[Lease], None] | None = None
+        self.on_lease_end: Callable[[], None] | None = None
         # grpc.aio allows one write in flight per stream (a second one fails with
         # GRPC_CALL_ERROR_TOO_MANY_OPERATIONS and kills it): packet-outs on the stream queue.
         self._stream_lock = asyncio.Lock()
@@ -332,11 +398,24 @@ class PacketPath:
             LOG.info("packet I/O over P4Runtime: the switch %s offers no direct packet channel",
                      sw.address)
             return
-        refused, first = "", True
+        refused, first, spread_refused = "", True, ""
         while True:
+            workers, spread = (1, None) if self.spread is None else self.spread()
             try:
-                lease = await ask(path, headers, sw.device_id, sw.election_id,
-                                  sw.role_name or "")
+                try:
+                    lease = await ask(path, headers, sw.device_id, sw.election_id,
+                                      sw.role_name or "", workers, spread)
+                except ChannelRefused as exc:
+                    if workers == 1:
+                        raise
+                    # a switch that cannot spread (too few channels, an older one): one
+                    # channel, the controller hands the workers their frames
+                    if str(exc) != spread_refused:
+                        LOG.warning("the switch does not spread the punts over %d workers "
+                                    "(%s): the controller relays them", workers, exc)
+                        spread_refused = str(exc)
+                    lease = await ask(path, headers, sw.device_id, sw.election_id,
+                                      sw.role_name or "")
             except (ChannelRefused, OSError) as exc:
                 if first and isinstance(exc, (FileNotFoundError, ConnectionRefusedError,
                                               PermissionError)):
@@ -355,8 +434,13 @@ class PacketPath:
                 continue
             refused, first = "", False
             self.counters["channel_grants"] += 1
-            LOG.info("packet I/O on the direct channel %s", path)
+            LOG.info("packet I/O on the direct channel %s%s", path,
+                     f", punts spread over {1 + len(lease.extra)} workers" if lease.extra
+                     else "")
             await self.hold(lease)
+            if lease.renew:
+                LOG.info("direct packet channel renewed (%s)", lease.why)
+                continue
             LOG.info("direct packet channel ended (%s): packet I/O over P4Runtime meanwhile",
                      lease.why)
             await asyncio.sleep(RETRY_S)
@@ -391,6 +475,8 @@ class PacketPath:
         if lease.copy is not None:
             loop.add_reader(lease.copy.fileno(), lease.copy_readable)
         self._lease = lease
+        if lease.extra and self.on_lease is not None:
+            self.on_lease(lease)
         try:
             while not lease.ended.is_set():
                 # one future per wake-up, resolved by the ports' readers or the lease's end
@@ -402,6 +488,8 @@ class PacketPath:
         finally:
             lease.waiter = None
             self._lease = None
+            if lease.extra and self.on_lease_end is not None:
+                self.on_lease_end()
             lease.close()
 
     async def flush_copies(self) -> None:
@@ -431,24 +519,15 @@ class PacketPath:
             if sock is None:
                 continue
             try:
-                frames = _receive(sock, None if copies_only else BATCH)
+                pkts, bad, closed = read_port(sock, hdr, copy, None if copies_only else BATCH)
             except OSError as exc:
                 lease.end(f"receive failed: {exc.strerror or exc}")
                 return out
-            for frame in frames:
-                if not frame:
-                    lease.end("the data-plane daemon closed its ports")
-                    return out
-                if copy:
-                    pkt = None if len(frame) <= COPY_PORT_BYTES else (
-                        frame[COPY_PORT_BYTES:], int.from_bytes(frame[:COPY_PORT_BYTES], "big"),
-                        REASON_FLOW_END)
-                else:
-                    pkt = hdr.decode(frame)
-                if pkt is None:
-                    self.counters["packet_in_malformed"] += 1
-                    continue
-                out.append(pkt)
+            out += pkts
+            self.counters["packet_in_malformed"] += bad
+            if closed:
+                lease.end("the data-plane daemon closed its ports")
+                return out
         return out
 
     # -- packet-outs ----------------------------------------------------------------------

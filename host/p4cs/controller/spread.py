@@ -15,6 +15,11 @@ hash takes the client's address alone, under the broadest netmask of the client-
 every connection a template may apply to reaches the worker that holds it (templates are per
 worker). The spread is coarser then (one client address, one worker).
 
+The switch's data plane spreads the punts by the same function over one packet channel per
+worker where it can (the embedded DPDK target, dataplane/src/spread.c: ``request`` is what it
+is told); the FIN/RST copies it mirrors after the splice's rewrite, and ``copy_worker`` reads
+those from the other end.
+
 Everything else goes to worker 0, the controller's own engine: ARP replies (neighbour
 resolution), the replies to health probes (they are addressed to a switch address and a port
 above the SNAT pool), and frames too short or not TCP over IPv4 (the engine counts them as
@@ -25,6 +30,7 @@ falls back on this function.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 
 from p4cs.constants import REASON_ARP
@@ -101,6 +107,33 @@ class Spreader:
         if dip in self.local:
             return 0
         return self._client(dip, dport) % n             # transparent server leg
+
+    def copy_worker(self, sip: int, dip: int, sport: int, dport: int) -> int:
+        """The worker of a FIN/RST copy ``sip:sport -> dip:dport`` as the splice rewrote it
+        (the DPDK pipeline mirrors the emitted segment): the server's answer goes from the
+        virtual service to the client, the client's segment to the server from the client
+        (transparent) or from a SNAT address and port."""
+        n = self.n
+        if n == 1:
+            return 0
+        if (sip, sport) in self.vips:
+            return self._client(dip, dport) % n          # to the client
+        if sip in self.snat:
+            return sport % n if self.lo <= sport <= self.hi else 0
+        if sip in self.local:
+            return 0
+        return self._client(sip, sport) % n              # from the client
+
+    def request(self) -> dict:
+        """What the switch's data plane needs to spread the punts the same way (the direct
+        packet channel's ``spread`` object, p4cs.switch.dpdk.pktchan)."""
+        def q(ip: int) -> str:
+            return str(ipaddress.IPv4Address(ip))
+        return {"vips": sorted([q(a), p] for a, p in self.vips),
+                "snat": sorted(q(a) for a in self.snat),
+                "local": sorted(q(a) for a in self.local),
+                "ports": [self.lo, self.hi],
+                "mask": None if self.mask is None else q(self.mask)}
 
     def _client(self, ip: int, port: int) -> int:
         return client_hash(ip, port) if self.mask is None else client_hash(ip & self.mask, 0)

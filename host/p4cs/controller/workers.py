@@ -4,10 +4,19 @@ The controller process keeps everything that talks to the switch (the P4Runtime 
 packet channel, flow installs and removals, the flow-id allocator, SYN-cookie keys, neighbour
 resolution, health checks) and runs worker 0's engine itself; workers 1..N-1 are child
 processes (``python -m p4cs.controller.workers FD``) that each run an engine for their share
-of the connections (:mod:`p4cs.controller.spread`). The controller reads every punted frame,
-hands a worker its frames over a Unix stream socket and executes the effects that come back:
-packet-outs are written to the CPU port, flow installs go into the controller's next batched
-Write, removals to :mod:`p4cs.controller.teardown`. What the controller learns for a
+of the connections (:mod:`p4cs.controller.spread`).
+
+Where the switch spreads the punts itself (the embedded DPDK target's direct packet channel:
+one pair of CPU and copy sockets per worker, ``dataplane/src/spread.c``), the controller
+passes worker k its pair and the CPU port's socket for its packet-outs (SCM_RIGHTS, on a
+second socket of its own: ``attach``); the worker then reads its punts and FIN/RST copies
+and writes its packet-outs itself, and sends the controller only its flow installs, removals
+and counts. Otherwise (BMv2's packet port, the P4Runtime stream, a switch with fewer
+channels) the controller reads every punted frame and hands a worker its frames over a Unix
+stream socket. Either way it executes the effects that come back: packet-outs are written
+to the CPU port, flow installs go into the controller's next batched Write, removals to
+:mod:`p4cs.controller.teardown`. A frame that reaches the controller's own socket but
+belongs to a worker is handed on as before. What the controller learns for a
 worker's flow (a failed install, an expiry, a lost entry) goes back to the worker that owns
 the flow's key. The controller keeps the workers' engines in step: SYN-cookie keys at every
 change (before the data plane gets them), the health and learned window scale of every server
@@ -45,7 +54,8 @@ from typing import TYPE_CHECKING, Any
 from p4cs.constants import REASON_FLOW_END, REASON_IP_EXCEPTION, REASON_VIP_MISS
 from p4cs.controller.neighbours import from_config
 from p4cs.controller.operator import log_effect, quiet_engine, setup_logging
-from p4cs.controller.spread import Spreader, segment_tuple
+from p4cs.controller.packetchan import SEND_TIMEOUT_S, _mmsg, read_port
+from p4cs.controller.spread import Spreader, pure_syn_tuple, segment_tuple
 from p4cs.controller.traffic import FlowMeta, inactive_per_server, meta_of
 from p4cs.csproc import effects as fx
 from p4cs.csproc import packet as P
@@ -185,6 +195,10 @@ class Worker:
         self.started = 0.0
         self.restarts = 0
         self.delay = RESTART_S[0]
+        #: the controller's end of the socket that passes the worker its channel's sockets,
+        #: and whether the worker sends the controller the pure SYNs it reads (``hold_syns``)
+        self.fds: socket.socket | None = None
+        self.hold = True
         #: SNAT (address, port) its segments to servers came from, the latest used last
         self.snat_used: dict[tuple[int, int], None] = {}
 
@@ -204,7 +218,7 @@ class Workers:
         self.spread = spreader_for(app.cfg, n, client_mask(app.cfg))
         self.pool = [Worker(i) for i in range(1, n)]
         self.counters = {"worker_restarts": 0, "worker_messages_bad": 0,
-                         "worker_orphan_flows_removed": 0}
+                         "worker_orphan_flows_removed": 0, "worker_frames_relayed": 0}
         #: flow key -> connection id, and connection id -> flow keys, of the connections of
         #: dead workers whose entries were in the flow table when the worker died
         self.orphan_of: dict[tuple, int] = {}
@@ -215,6 +229,8 @@ class Workers:
         self._tasks: list[asyncio.Task] = []
         self._synced: tuple = ()
         self._stopping = False
+        #: the direct packet channel's lease while the workers hold its sockets (``attach``)
+        self._lease = None
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -230,6 +246,8 @@ class Workers:
         for w in self.pool:
             if w.writer is not None:
                 w.writer.close()
+            if w.fds is not None:
+                w.fds.close()
             if w.proc is not None and w.proc.poll() is None:
                 w.proc.terminate()
         for w in self.pool:
@@ -242,12 +260,21 @@ class Workers:
     async def _spawn(self, w: Worker, restarted: bool) -> None:
         app = self.app
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fds_ours, fds_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             w.proc = subprocess.Popen(
-                [sys.executable, "-m", "p4cs.controller.workers", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+                [sys.executable, "-m", "p4cs.controller.workers", str(theirs.fileno()),
+                 str(fds_theirs.fileno())],
+                pass_fds=[theirs.fileno(), fds_theirs.fileno()], stdin=subprocess.DEVNULL)
+        except BaseException:
+            fds_ours.close()
+            raise
         finally:
             theirs.close()
+            fds_theirs.close()
+        if w.fds is not None:
+            w.fds.close()
+        w.fds = fds_ours
         w.started = time.monotonic()
         reader, w.writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 24)
         eng = app.engine
@@ -262,6 +289,8 @@ class Workers:
         LOG.info("CS-processor worker %d started (pid %d)%s", w.index, w.proc.pid,
                  " again" if restarted else "")
         self._tasks.append(asyncio.ensure_future(self._read(w, reader)))
+        if self._lease is not None:
+            self._pass_channel(w)
 
     def _snat_order(self, w: Worker) -> tuple[dict[int, list[int]], list[tuple[int, int]]]:
         """The order in which a restarted worker hands out its SNAT ports: first those its
@@ -371,7 +400,23 @@ class Workers:
 
     async def _message(self, w: Worker, msg: tuple) -> None:
         kind = msg[0]
-        if kind == "fx":
+        if kind == "back":
+            # pure SYNs the worker read on its channel while SYNs are held (``hold``): the
+            # controller's checks first, then back to the worker (``dispatch``)
+            try:
+                pkts = [(bytes(p), int(port), int(r)) for p, port, r in msg[1]]
+            except (ValueError, TypeError, IndexError):
+                self.counters["worker_messages_bad"] += 1
+                return
+            await self.app._handle_packets(pkts, counted=True)   # noqa: SLF001
+        elif kind == "snat":
+            try:
+                for ip, port in msg[1]:
+                    w.snat_used.pop((ip, port), None)
+                    w.snat_used[(ip, port)] = None
+            except (ValueError, TypeError):
+                self.counters["worker_messages_bad"] += 1
+        elif kind == "fx":
             try:
                 effects, metas = decode(msg[1], w.base)
             except (ValueError, TypeError, IndexError):
@@ -411,29 +456,85 @@ class Workers:
 
     def dispatch(self, pkts: list, owner_known) -> list:
         """Send the workers their frames; the frames of worker 0. A FIN/RST copy whose key is
-        no flow's (``owner_known``: the copy as rewritten by the splice) goes to every worker."""
+        no flow's (``owner_known``: the copy as rewritten by the splice) goes to every worker,
+        or, while the data plane spreads the punts (the DPDK pipeline's copies are the
+        rewritten segments), to the worker ``Spreader.copy_worker`` names."""
         n = self.n
         per: list[list] = [[] for _ in range(n)]
         worker = self.spread.worker
+        direct = self._lease is not None
         for pkt in pkts:
             payload, _port, reason = pkt
             if reason == REASON_FLOW_END and not owner_known(payload):
+                t = segment_tuple(payload) if direct else None
+                if t is not None:       # the DPDK pipeline's copy, as the splice rewrote it
+                    per[self.spread.copy_worker(*t)].append(pkt)
+                    continue
                 for lst in per:
                     lst.append(pkt)
                 continue
             per[worker(payload, reason)].append(pkt)
         for i in range(1, n):
             if per[i]:
+                self.counters["worker_frames_relayed"] += len(per[i])
                 self.send(i, ("pkts", per[i]))
         return per[0]
+
+    # -- the direct packet channel's sockets -------------------------------------------------
+
+    def attach(self, lease) -> None:
+        """The channel's lease carries a pair of sockets per worker: pass worker k its pair
+        and the CPU port's socket (its packet-outs), and the header layout of the frames."""
+        if len(lease.extra) != len(self.pool):
+            LOG.warning("the channel has %d worker sockets for %d workers: the controller "
+                        "relays the frames", len(lease.extra), len(self.pool))
+            return
+        self._lease = lease
+        for w in self.pool:
+            self._pass_channel(w)
+
+    def detach(self) -> None:
+        """The lease ended: the workers drop their channel sockets."""
+        if self._lease is None:
+            return
+        self._lease = None
+        for w in self.pool:
+            self._send_fds(w, ("channel_end",), [])
+
+    def _pass_channel(self, w: Worker) -> None:
+        lease = self._lease
+        cpu, copy = lease.extra[w.index - 1]
+        w.hold = self.hold_syns()
+        self._send_fds(w, ("channel", lease.headers.codec(), w.hold),
+                       [cpu.fileno(), copy.fileno(), lease.cpu.fileno()])
+
+    def _send_fds(self, w: Worker, msg: tuple, fds: list[int]) -> None:
+        if w.fds is None:
+            return
+        try:
+            socket.send_fds(w.fds, [pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)], fds)
+        except OSError as exc:      # a dead worker: its successor gets them
+            LOG.debug("worker %d: channel sockets not passed: %s", w.index, exc)
+
+    def hold_syns(self) -> bool:
+        """Whether the workers send the controller the pure SYNs they read (so that it may
+        first delete entries no engine knows: ``ControllerApp._hold_syns``)."""
+        return bool(self.orphan_of or self.app.flow_ids.adopted)
+
+    def direct(self) -> bool:
+        """Whether the workers read and write their own channel now."""
+        return self._lease is not None
 
     def reconfigure(self, cfg, reset: tuple[str, ...]) -> None:
         """A live edit: the workers run ``cfg`` too (``reset``: servers whose connections
         are reset), frames are spread by its services. The clients stay spread as they were
         (by address and port, or by network): a running connection's frames and flows keep
         their worker; a persistence edit changes that at the next start."""
+        old = self.spread.request()
         self.spread = spreader_for(cfg, self.n, self.spread.mask)
         self.broadcast(("config", cfg, reset))
+        if self._lease is not None and self.spread.request() != old:
+            self._lease.renew_now("the services changed: the data plane spreads by the new ones")
 
     def owner(self, key: fx.FlowKey) -> int:
         """The worker whose engine holds the connection of the flow ``key``."""
@@ -466,6 +567,12 @@ class Workers:
             if (servers, routes) != self._synced:
                 self._synced = (servers, routes)
                 self.broadcast(("sync", servers, app.resolver.table.entries))
+            if self._lease is not None:
+                hold = self.hold_syns()
+                for w in self.pool:
+                    if hold != w.hold:      # on the sockets' own socket: in order with them
+                        w.hold = hold
+                        self._send_fds(w, ("hold", hold), [])
             if self.orphan_of and time.monotonic() >= self._prune_at:
                 self._prune_orphans()       # the controller checks SYNs while any is left
                 self._prune_at = time.monotonic() + PRUNE_S
@@ -500,6 +607,10 @@ class _Child:
         for ip, order in init["snat"].items():
             self.engine.policy.order_sources(ip, order)
         self.held = set(init["held"])       # SNAT ports of the predecessor's running flows
+        self.spread = spreader_for(cfg, self.n, None)   # its SNAT addresses and pool
+        #: the worker's own share of the direct packet channel (child_main)
+        self.channel_counters = {"packet_in": 0, "packet_out": 0, "packet_in_malformed": 0,
+                                 "packet_out_dropped": 0}
         self._sync(init["servers"], time.monotonic())
         now = time.monotonic()
         # connections that may have been half-bound in the previous worker
@@ -564,6 +675,19 @@ class _Child:
             return [], ("answer", msg[1], self._answer(msg[2], now))
         return [], None
 
+    def snat_used(self, frames: list[tuple[int, bytes]]) -> list[tuple[int, int]]:
+        """The SNAT (address, port) of the segments to servers among packet-outs, in order
+        (the controller's ``Workers._note_snat`` when the worker writes them itself)."""
+        sp = self.spread
+        if not sp.snat:
+            return []
+        out = []
+        for _port, frame in frames:
+            t = segment_tuple(frame)
+            if t is not None and t[0] in sp.snat and sp.lo <= t[2] <= sp.hi:
+                out.append((t[0], t[2]))
+        return out
+
     def _orphan(self, payload: bytes, port: int, reason: int) -> list:
         """A RST for a client segment of a connection the previous worker held half-bound."""
         if reason not in (REASON_VIP_MISS, REASON_IP_EXCEPTION):
@@ -586,6 +710,7 @@ class _Child:
         servers = {s.name: s for g in eng.groups.values() for s in g.servers}
         out = eng.reconfigure(services, groups, ecfg, now)
         self.cfg, self.stores = cfg, stores
+        self.spread = spreader_for(cfg, self.n, None)
         for name in reset:
             if name in servers:
                 out += eng.reset_server(servers[name], now, "server deleted")
@@ -600,6 +725,7 @@ class _Child:
         inactive = inactive_per_server(eng)
         pooled = eng.pools.sizes()
         return {"csproc": eng.stats.as_dict(), "rules": eng.rule_hits.listing(now),
+                "channel": dict(self.channel_counters),
                 "servers": {s.name: (s.active, inactive.get(s.name, 0), s.total,
                                      pooled.get(s, {"idle": 0, "opening": 0}))
                             for g in eng.groups.values() for s in g.servers}}
@@ -618,11 +744,72 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, g1, g2)
 
 
-def child_main(fd: int) -> None:
-    """A worker process: its engine, fed by the controller on socket ``fd``, until the
-    controller closes the socket."""
+class _Channel:
+    """A worker's own pair of the direct packet channel: its punts, its FIN/RST copies, and
+    the CPU port's socket it writes its packet-outs to."""
+
+    def __init__(self, codec, cpu: socket.socket, copy: socket.socket, tx: socket.socket):
+        self.codec, self.cpu, self.copy, self.tx = codec, cpu, copy, tx
+        for sock in (cpu, copy):
+            sock.setblocking(False)
+        # tx shares its file status flags with the controller's socket: never changed here
+
+    def close(self) -> None:
+        for sock in (self.cpu, self.copy, self.tx):
+            sock.close()
+
+    def read(self, counters: dict) -> tuple[list, bool]:
+        """Every frame waiting on the two sockets (copies first: their order with the
+        controller's calls, ``Teardown.expired``); False when the data plane closed them."""
+        out: list = []
+        for sock, copy in ((self.copy, True), (self.cpu, False)):
+            try:
+                pkts, bad, closed = read_port(sock, self.codec, copy, None)
+            except OSError:
+                return out, False
+            out += pkts
+            counters["packet_in_malformed"] += bad
+            if closed:
+                return out, False
+        counters["packet_in"] += len(out)
+        return out, True
+
+    def send(self, frames: list[tuple[int, bytes]], counters: dict) -> bool:
+        """Write packet-outs to the CPU port (waiting up to SEND_TIMEOUT_S while it is full,
+        then dropping the rest); False when the socket failed."""
+        datas = [self.codec.encode(port, frame) for port, frame in frames]
+        fd = self.tx.fileno()
+        deadline = None
+        i = 0
+        while i < len(datas):
+            try:
+                if _mmsg is not None:
+                    i += _mmsg.send_many(fd, datas[i:])
+                else:
+                    os.write(fd, datas[i])
+                    i += 1
+                continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                return False
+            now = time.monotonic()
+            deadline = deadline or now + SEND_TIMEOUT_S
+            if now >= deadline:
+                counters["packet_out_dropped"] += len(datas) - i
+                break
+            select.select([], [fd], [], deadline - now)
+        counters["packet_out"] += i
+        return True
+
+
+def child_main(fd: int, fds_fd: int | None = None) -> None:
+    """A worker process: its engine, fed by the controller on socket ``fd`` and, while it
+    holds its pair of the direct packet channel (passed on ``fds_fd``), by the data plane,
+    until the controller closes the socket."""
     tune_gc()
     sock = socket.socket(fileno=fd)
+    fds = socket.socket(fileno=fds_fd) if fds_fd is not None else None
     buf = bytearray()
     child: _Child | None = None
 
@@ -648,25 +835,68 @@ def child_main(fd: int) -> None:
     setup_logging(child.access_log)
     quiet_engine(child.engine)
     sock.setblocking(False)
+    if fds is not None:
+        fds.setblocking(False)
     eng = child.engine
+    chan: _Channel | None = None
+    hold = True
+    counters = child.channel_counters
+    deadline = eng.next_deadline()
     while True:
-        deadline = eng.next_deadline()
         wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        select.select([sock], [], [], wait)
-        if not read():
+        watch = [sock] + ([fds] if fds is not None else []) + \
+            ([chan.cpu, chan.copy] if chan is not None else [])
+        ready, _w, _x = select.select(watch, [], [], wait)
+        if fds is not None and fds in ready:
+            chan, hold = _channel_messages(fds, chan, hold)
+        if sock in ready and not read():
+            if chan is not None:
+                chan.close()
             return
         now = time.monotonic()
         out: list = []
         answers: list = []
-        for msg in unpack(buf):
+        handled = False
+        if chan is not None and (chan.cpu in ready or chan.copy in ready):
+            pkts, alive = chan.read(counters)
+            if hold:
+                back = [p for p in pkts if p[2] == REASON_VIP_MISS and pure_syn_tuple(p[0])]
+                if back:
+                    answers.append(("back", back))
+                    pkts = [p for p in pkts if not (p[2] == REASON_VIP_MISS
+                                                     and pure_syn_tuple(p[0]))]
+            if pkts:
+                out += child.handle(("pkts", pkts), now)[0]
+                handled = True
+            if not alive:
+                LOG.warning("the data plane closed this worker's packet channel")
+                chan.close()
+                chan = None
+        msgs = unpack(buf)
+        for msg in msgs:
             effects, answer = child.handle(msg, now)
             out += effects
             if answer is not None:
                 answers.append(answer)
-        out += eng.tick(now)
+        due = deadline is not None and deadline <= now
+        if due:
+            out += eng.tick(now)
+        if due or msgs or handled:      # what was handled may have armed timers
+            deadline = eng.next_deadline()
         for e in out:
             if isinstance(e, fx.Log):
                 log_effect(e)
+        if chan is not None:
+            frames = [(e.port, e.frame) for e in out if isinstance(e, fx.PacketOut)]
+            if frames:
+                used = child.snat_used(frames)
+                if used:
+                    answers.append(("snat", used))
+                if not chan.send(frames, counters):
+                    LOG.warning("the CPU port failed: packet-outs go through the controller")
+                    chan.close()
+                    chan = None
+                out = [e for e in out if not isinstance(e, fx.PacketOut)]
         send = encode(out, eng)
         msgs = ([("fx", send)] if send else []) + answers
         if msgs:
@@ -677,9 +907,44 @@ def child_main(fd: int) -> None:
                 return
             sock.setblocking(False)
 
+
+def _channel_messages(fds: socket.socket, chan: "_Channel | None",
+                      hold: bool) -> tuple["_Channel | None", bool]:
+    """The controller's messages on the socket that passes the channel's sockets: a new
+    channel (its sockets attached), its end, whether to hold SYNs."""
+    while True:
+        try:
+            data, got, _flags, _addr = socket.recv_fds(fds, 4096, 3)
+        except (BlockingIOError, InterruptedError):
+            return chan, hold
+        except OSError:
+            return chan, hold
+        if not data:
+            return chan, hold
+        socks = [socket.socket(fileno=f) for f in got]
+        try:
+            msg = pickle.loads(data)
+        except Exception:  # noqa: BLE001 - never trusted blindly
+            msg = None
+        if isinstance(msg, tuple) and msg and msg[0] == "channel" and len(socks) == 3:
+            if chan is not None:
+                chan.close()
+            chan, hold = _Channel(msg[1], *socks), bool(msg[2])
+            LOG.info("reading its own packet channel")
+            continue
+        for s in socks:
+            s.close()
+        if isinstance(msg, tuple) and msg and msg[0] == "channel_end":
+            if chan is not None:
+                chan.close()
+                chan = None
+        elif isinstance(msg, tuple) and len(msg) == 2 and msg[0] == "hold":
+            hold = bool(msg[1])
+
+
 if __name__ == "__main__":
     try:
-        child_main(int(sys.argv[1]))
+        child_main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)
     except KeyboardInterrupt:
         pass
     os._exit(0)
