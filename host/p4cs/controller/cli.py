@@ -192,6 +192,7 @@ def status_cmd(
     if len(st.get("workers", ())) > 1:
         console.print("workers " + "  ".join(
             f"{w['worker']}: pid {w['pid']} accepted {w['accepted']} restarts {w['restarts']}"
+            + (f" channel {w['channel']}" if "channel" in w else "")
             for w in st["workers"]), highlight=False, markup=False)
     console.print(views.ipvs_listing(st), highlight=False, markup=False)
     t = Table("service", "vip:port", "mode", "rules")

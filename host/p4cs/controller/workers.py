@@ -579,8 +579,10 @@ class Workers:
             await asyncio.sleep(SYNC_S)
 
     def listing(self) -> list[dict]:
+        own = self._lease is not None
         return [{"worker": w.index, "pid": None if w.proc is None else w.proc.pid,
-                 "restarts": w.restarts} for w in self.pool]
+                 "restarts": w.restarts, "channel": "own" if own else "relayed"}
+                for w in self.pool]
 
 
 # ---------------------------------------------------------------------------- worker side
