@@ -69,6 +69,7 @@ from p4cs.csproc.policy import Persistence
 from p4cs.csproc.routing import PrefixRouter, Route, RuleSetDecider
 from p4cs.csproc.schedulers import Server, ServerGroup
 from p4cs.csproc.serverpool import ServerPool
+from p4cs.csproc.timers import wake_time
 from p4cs.errors import InputError
 
 LOG = logging.getLogger("p4cs.controller")
@@ -642,8 +643,9 @@ class ControllerApp:
 
     async def _timer_loop(self) -> None:
         """Run the engine's timers when they are due. The loop sleeps until the earliest
-        deadline (at most ``TIMER_IDLE_S``); packets and calls that arm an earlier timer wake
-        it (``_timers_changed``), the others leave it asleep: at thousands of connections per
+        deadline rounded up to the timers' grain (``timers.wake_time``; at most
+        ``TIMER_IDLE_S``); packets and calls that arm an earlier timer wake it
+        (``_timers_changed``), the others leave it asleep: at thousands of connections per
         second a wake-up after every batch of packet-ins was 6 % of the controller's CPU."""
         loop = asyncio.get_running_loop()
         while True:
@@ -656,7 +658,7 @@ class ControllerApp:
             deadline = self.engine.next_deadline()
             now = time.monotonic()
             wait = TIMER_IDLE_S if deadline is None else max(0.0, min(TIMER_IDLE_S,
-                                                                      deadline - now))
+                                                                      wake_time(deadline) - now))
             self._tick_at = now + wait
             wake = self._tick_wake = loop.create_future()
             handle = loop.call_at(loop.time() + wait, _resolve, wake)
@@ -671,7 +673,7 @@ class ControllerApp:
         wake = self._tick_wake
         if wake is not None and not wake.done():
             deadline = self.engine.next_deadline()
-            if deadline is not None and deadline < self._tick_at:
+            if deadline is not None and wake_time(deadline) < self._tick_at:
                 wake.set_result(None)
 
     async def _execute(self, effects: list) -> None:

@@ -62,6 +62,7 @@ from p4cs.csproc import packet as P
 from p4cs.csproc.engine import Config as EngineConfig
 from p4cs.csproc.engine import Engine
 from p4cs.csproc.packet import ACK, RST, SYN, ip_int
+from p4cs.csproc.timers import wake_time
 
 if TYPE_CHECKING:
     from p4cs.controller.app import ControllerApp
@@ -845,7 +846,9 @@ def child_main(fd: int, fds_fd: int | None = None) -> None:
     counters = child.channel_counters
     deadline = eng.next_deadline()
     while True:
-        wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+        # the timers due within one grain run together (as in the controller's timer loop)
+        wait = 0.5 if deadline is None else max(0.0, min(0.5, wake_time(deadline) -
+                                                         time.monotonic()))
         watch = [sock] + ([fds] if fds is not None else []) + \
             ([chan.cpu, chan.copy] if chan is not None else [])
         ready, _w, _x = select.select(watch, [], [], wait)

@@ -13,11 +13,20 @@ the slot; ``next_deadline`` is exact.
 from __future__ import annotations
 
 import heapq
+import math
 
 #: Seconds a slot spans.
 GRAIN = 0.01
 
 Entry = tuple  # (when: float, conn id: int, generation: int)
+
+
+def wake_time(deadline: float) -> float:
+    """When a loop that runs the timers (``Engine.tick``) wakes for ``deadline``: rounded up
+    to ``GRAIN``, so that the timers due within one grain run together, at most that late.
+    Woken at every deadline, the controller's loop ran ~650 times a second at 2,900
+    connections/s, a wake-up, a tick and a sleep each."""
+    return math.ceil(deadline / GRAIN) * GRAIN
 
 
 class Timers:
