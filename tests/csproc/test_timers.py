@@ -43,3 +43,18 @@ def test_a_deadline_on_a_slot_boundary():
     assert tm.pop_due(1000.2) == (1000.121, 3, 0)
     assert tm.pop_due(1000.2) == (1000.1299, 2, 0)
     assert tm.pop_due(1e9) is None and len(tm) == 0 and tm.next_deadline() is None
+
+
+def test_wake_time_runs_a_grain_together_never_early():
+    """The timer loops wake at ``wake_time(deadline)``: never before the deadline, at most one
+    grain after it, and every deadline of one grain wakes them once."""
+    import random
+
+    from p4cs.csproc.timers import GRAIN, wake_time
+    rng = random.Random(5)
+    for _ in range(20000):
+        d = rng.uniform(0, 1e6)
+        w = wake_time(d)
+        assert d <= w < d + GRAIN + 1e-9, (d, w)
+    base = 12345.0
+    assert len({wake_time(base + GRAIN * k / 10 + 1e-7) for k in range(9)}) == 1
