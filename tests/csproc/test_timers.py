@@ -58,3 +58,4 @@ def test_wake_time_runs_a_grain_together_never_early():
         assert d <= w < d + GRAIN + 1e-9, (d, w)
     base = 12345.0
     assert len({wake_time(base + GRAIN * k / 10 + 1e-7) for k in range(9)}) == 1
+    assert wake_time(float("inf")) == float("inf")      # Engine.next_deadline may say so
