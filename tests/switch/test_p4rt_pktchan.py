@@ -400,6 +400,32 @@ def test_punts_spread_over_the_workers_channels(make_switch, client_factory, net
         assert [g[:len(w)] for g, w in zip(got[i], want[i])] == want[i], i
         assert len(got[i]) == len(want[i]), i
 
+    # a new request of the primary replaces the lease: the punts are still spread (the old
+    # lease's `spread off` goes to the daemon before the new `spread` line)
+    old = lease
+    lease = asyncio.run(ask(path, HEADERS, 1, 1, workers=3, spread=sp.request()))
+    assert old.conn.recv(4096) == b""
+    for s in [old.conn, old.cpu, old.copy] + [x for pair in old.extra for x in pair]:
+        s.close()
+    socks = [lease.cpu] + [cpu for cpu, _copy in lease.extra]
+    for s in socks:
+        s.settimeout(0.05)
+    sent = {0: 0, 1: 0, 2: 0}
+    for _ in range(30):
+        f = _tcp(f"192.168.7.{rng.randrange(1, 255)}", vip, rng.randrange(1024, 65536), 80)
+        sent[sp.worker(f, 1)] += 1
+        h1.send(f)
+    got_n = {0: 0, 1: 0, 2: 0}
+    deadline = time.monotonic() + 5
+    while sum(got_n.values()) < 30 and time.monotonic() < deadline:
+        for i, s in enumerate(socks):
+            try:
+                s.recv(65536)
+                got_n[i] += 1
+            except TimeoutError:
+                pass
+    assert got_n == sent and min(sent.values()) > 0, (got_n, sent)
+
     # the lease ends: every punt comes on the stream again (the spread stopped)
     lease.conn.close()
     assert wait_until(lambda: sw.server.channel.lease is None)

@@ -522,10 +522,6 @@ class Workers:
         first delete entries no engine knows: ``ControllerApp._hold_syns``)."""
         return bool(self.orphan_of or self.app.flow_ids.adopted)
 
-    def direct(self) -> bool:
-        """Whether the workers read and write their own channel now."""
-        return self._lease is not None
-
     def reconfigure(self, cfg, reset: tuple[str, ...]) -> None:
         """A live edit: the workers run ``cfg`` too (``reset``: servers whose connections
         are reset), frames are spread by its services. The clients stay spread as they were
@@ -849,6 +845,8 @@ def child_main(fd: int, fds_fd: int | None = None) -> None:
         # the timers due within one grain run together (as in the controller's timer loop)
         wait = 0.5 if deadline is None else max(0.0, min(0.5, wake_time(deadline) -
                                                          time.monotonic()))
+        if buf:
+            wait = 0.0      # messages that came with the last read (the first, with init)
         watch = [sock] + ([fds] if fds is not None else []) + \
             ([chan.cpu, chan.copy] if chan is not None else [])
         ready, _w, _x = select.select(watch, [], [], wait)

@@ -135,6 +135,7 @@ class SwxDaemon:
         self.channels = channels
         #: the controller's ends of the spare channel pairs (--spread-fd), workers 1..
         self._spread: list[tuple[socket.socket, socket.socket]] = []
+        self._unspread: asyncio.Future | None = None    # take_back's `spread off`
         self._own_workdir = workdir is None
         self.workdir = str(workdir) if workdir else ""
         self.proc: asyncio.subprocess.Process | None = None
@@ -530,8 +531,15 @@ class SwxDaemon:
         loop.add_reader(self._cpu.fileno(), self._on_cpu_readable)
         loop.add_reader(self._copy.fileno(), self._on_copy_readable)
         if self._spread:
-            task = asyncio.ensure_future(self.request(["spread off"]))
+            task = self._unspread = asyncio.ensure_future(self.request(["spread off"]))
             task.add_done_callback(_spread_off_done)
+
+    async def unspread_sent(self) -> None:
+        """Wait for the `spread off` of the last `take_back` (a `spread` line sent now must
+        come after it)."""
+        task = self._unspread
+        if task is not None and not task.done():
+            await asyncio.wait([task])
 
     def send_packet(self, frame: bytes) -> bool:
         """Send one frame into the pipeline's CPU port; False when the socket is full."""

@@ -270,7 +270,9 @@ class PacketChannel:
                      workers: int, line: str | None) -> None:
         self.end("replaced by a new request of the primary")
         if line is not None:
-            # before the sockets are handed out: no punt of a worker's reaches another's
+            # after the `spread off` of the lease just ended, and before the sockets are
+            # handed out: no punt of a worker's reaches another's
+            await pipe.daemon.unspread_sent()
             reply = await pipe.daemon.request([line])
             if reply != ["ok"]:
                 raise ValueError(f"the data plane refused to spread its punts: {reply[0]}")
