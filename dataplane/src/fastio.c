@@ -570,7 +570,6 @@ static uint32_t spread_send(int fd, struct mmsghdr *msgs, uint32_t n, int copy)
 
 	for (i = 0; i < n; i++) {
 		const struct iovec *v = msgs[i].msg_hdr.msg_iov;
-
 		const uint8_t *f = (const uint8_t *)v->iov_base + off;
 		uint32_t len = v->iov_len > off ? (uint32_t)(v->iov_len - off) : 0;
 
@@ -798,7 +797,6 @@ static void cut_flush(void *obj)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Copy port: input port + frame per message                                                */
-
 
 /* A copy of the packet, truncated to `truncation_length` bytes (0 = whole frame), behind its
  * input port; the packet itself stays with the pipeline. */

@@ -135,12 +135,9 @@ class FrameCodec:
         self._n_out, self._egress_shift = n_out, egress_shift
 
     def codec(self) -> "FrameCodec":
+        """This codec alone (a ``Headers``' without its P4Info parts), to pass to a worker."""
         return FrameCodec(self._n_in, self._port, self._reason, self._n_out,
                           self._egress_shift)
-
-    def __reduce__(self):
-        return FrameCodec, (self._n_in, self._port, self._reason, self._n_out,
-                            self._egress_shift)
 
     def decode(self, frame: bytes) -> PacketIn | None:
         """A CPU-port frame as (payload, port, reason); None when it is shorter than the header."""

@@ -124,6 +124,14 @@ class Spreader:
             return 0
         return self._client(sip, sport) % n              # from the client
 
+    def snat_source(self, frame: bytes) -> tuple[int, int] | None:
+        """(address, port) of a segment the switch sends from its SNAT pool (to a server);
+        None for any other frame."""
+        t = segment_tuple(frame)
+        if t is None or t[0] not in self.snat or not self.lo <= t[2] <= self.hi:
+            return None
+        return t[0], t[2]
+
     def request(self) -> dict:
         """What the switch's data plane needs to spread the punts the same way (the direct
         packet channel's ``spread`` object, p4cs.switch.dpdk.pktchan)."""

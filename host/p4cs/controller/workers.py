@@ -311,13 +311,18 @@ class Workers:
 
     def _note_snat(self, w: Worker, effects: list) -> None:
         """Remember the SNAT ports of the worker's segments to servers, in order of use."""
-        sp, used = self.spread, w.snat_used
-        for e in effects:
-            if isinstance(e, fx.PacketOut):
-                t = segment_tuple(e.frame)
-                if t is not None and t[0] in sp.snat and sp.lo <= t[2] <= sp.hi:
-                    used.pop((t[0], t[2]), None)
-                    used[(t[0], t[2])] = None
+        sp = self.spread
+        self._note_sources(w, [src for e in effects if isinstance(e, fx.PacketOut)
+                               and (src := sp.snat_source(e.frame)) is not None])
+
+    @staticmethod
+    def _note_sources(w: Worker, sources) -> None:
+        """``_note_snat`` of SNAT (address, port) pairs (a worker that writes its packet-outs
+        itself reports them)."""
+        used = w.snat_used
+        for src in sources:
+            used.pop(src, None)
+            used[src] = None
 
     async def _read(self, w: Worker, reader: asyncio.StreamReader) -> None:
         proc = w.proc
@@ -412,11 +417,11 @@ class Workers:
             await self.app._handle_packets(pkts, counted=True)   # noqa: SLF001
         elif kind == "snat":
             try:
-                for ip, port in msg[1]:
-                    w.snat_used.pop((ip, port), None)
-                    w.snat_used[(ip, port)] = None
+                sources = [(int(ip), int(port)) for ip, port in msg[1]]
             except (ValueError, TypeError):
                 self.counters["worker_messages_bad"] += 1
+                return
+            self._note_sources(w, sources)
         elif kind == "fx":
             try:
                 effects, metas = decode(msg[1], w.base)
@@ -680,12 +685,7 @@ class _Child:
         sp = self.spread
         if not sp.snat:
             return []
-        out = []
-        for _port, frame in frames:
-            t = segment_tuple(frame)
-            if t is not None and t[0] in sp.snat and sp.lo <= t[2] <= sp.hi:
-                out.append((t[0], t[2]))
-        return out
+        return [src for _port, frame in frames if (src := sp.snat_source(frame)) is not None]
 
     def _orphan(self, payload: bytes, port: int, reason: int) -> list:
         """A RST for a client segment of a connection the previous worker held half-bound."""
@@ -863,11 +863,14 @@ def child_main(fd: int, fds_fd: int | None = None) -> None:
         if chan is not None and (chan.cpu in ready or chan.copy in ready):
             pkts, alive = chan.read(counters)
             if hold:
-                back = [p for p in pkts if p[2] == REASON_VIP_MISS and pure_syn_tuple(p[0])]
+                back: list = []
+                keep: list = []
+                for p in pkts:
+                    syn = p[2] == REASON_VIP_MISS and pure_syn_tuple(p[0]) is not None
+                    (back if syn else keep).append(p)
                 if back:
                     answers.append(("back", back))
-                    pkts = [p for p in pkts if not (p[2] == REASON_VIP_MISS
-                                                     and pure_syn_tuple(p[0]))]
+                    pkts = keep
             if pkts:
                 out += child.handle(("pkts", pkts), now)[0]
                 handled = True

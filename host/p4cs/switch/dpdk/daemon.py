@@ -52,15 +52,24 @@ def _big_send_buffer(s: socket.socket) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
 
 
-def _drain(s: socket.socket) -> None:
+def _port_pair() -> tuple[socket.socket, socket.socket]:
+    """A CPU or copy port's socketpair: our end non-blocking, the daemon's with a big send
+    buffer (punts and copies wait there)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKBUF)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
+    _big_send_buffer(theirs)
+    return ours, theirs
+
+
+def _discard(s: socket.socket) -> None:
     """Drop what waits on the non-blocking socket ``s``."""
     while True:
         try:
             if not s.recv(1 << 16):
                 return
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
+        except OSError:     # nothing waiting (BlockingIOError), or the socket failed
             return
 
 
@@ -208,23 +217,11 @@ class SwxDaemon:
                 "or point P4CS_SWXD at it)"
             )
         ctl_a, ctl_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        cpu_a, cpu_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        copy_a, copy_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        for s in (ctl_a, cpu_a, copy_a):
-            s.setblocking(False)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKBUF)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
-        for s in (cpu_b, copy_b):       # the daemon's ends: punts and copies wait there
-            _big_send_buffer(s)
-        spare = [(socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET),
-                  socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
-                 for _ in range(self.channels - 1)]
-        for (ca, cb), (pa, pb) in spare:
-            for s in (ca, pa):
-                s.setblocking(False)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKBUF)
-            for s in (cb, pb):
-                _big_send_buffer(s)
+        ctl_a.setblocking(False)
+        ctl_a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKBUF)
+        ctl_a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKBUF)
+        (cpu_a, cpu_b), (copy_a, copy_b) = _port_pair(), _port_pair()
+        spare = [(_port_pair(), _port_pair()) for _ in range(self.channels - 1)]
         spare_b = [(cb.fileno(), pb.fileno()) for (_ca, cb), (_pa, pb) in spare]
         argv = self.argv(ctl_b.fileno(), cpu_b.fileno(), copy_b.fileno(), spare_b)
         LOG.info("starting data-plane daemon: %s", " ".join(argv))
@@ -514,7 +511,7 @@ class SwxDaemon:
         extra = self._spread[:workers - 1]
         for pair in extra:
             for s in pair:
-                _drain(s)
+                _discard(s)
         loop = asyncio.get_running_loop()
         loop.remove_reader(self._cpu.fileno())
         loop.remove_reader(self._copy.fileno())
