@@ -411,8 +411,11 @@ class SwxDaemon:
                 return
             if data.startswith(b"expired"):
                 # The copies the daemon sent before this report go first: a FIN/RST copy must
-                # reach the controller before the expiry its hit caused.
-                self._drain(self._copy, "copy", self.on_copy, limit=None)
+                # reach the controller before the expiry its hit caused. While the copy port is
+                # handed out its reader does that (controller.packetchan.flush_copies): a drain
+                # here took its copies and sent them on the P4Runtime stream.
+                if self._handed_out is None:
+                    self._drain(self._copy, "copy", self.on_copy, limit=None)
                 if self.on_expired:
                     try:
                         self.on_expired(data)
