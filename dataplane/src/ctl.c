@@ -272,7 +272,12 @@ static void cmd_stats(struct sbuf *b)
 			  (unsigned long long)ls.n_pkts_rearm, (unsigned long long)ls.n_pkts_forget,
 			  l->reg.n_used, (unsigned long long)l->n_enospc);
 	}
-	sb_printf(b, "],\"tables\":[");
+	sb_printf(b, "],\"reuse\":{\"learner\":");
+	sb_json_str(b, reuse.l ? reuse.l->name : "");
+	sb_printf(b, ",\"ended\":%llu,\"ended_reverse\":%llu,\"punted\":%llu}",
+		  (unsigned long long)reuse.n_ended, (unsigned long long)reuse.n_ended_rev,
+		  (unsigned long long)reuse.n_punted);
+	sb_printf(b, ",\"tables\":[");
 	for (i = 0; i < g.info.n_tables; i++) {
 		struct rte_swx_table_stats ts;
 
@@ -357,11 +362,13 @@ static void cmd_learner(char *rest, char *out)
 
 	if (!op || !name) {
 		snprintf(out, LINE_OUT, "err EINVAL usage: learner add|mod|del|get|keep <learner> match ... | "
-			 "learner count <learner> <arg> <packets regarray> <bytes regarray>");
+			 "learner count <learner> <arg> <packets regarray> <bytes regarray> | "
+			 "learner reuse <learner> off|<profile> <hdr> <port_off> <port_len> "
+			 "<reason_off> <reason> <key sources>");
 		return;
 	}
 	if (strcmp(op, "add") && strcmp(op, "mod") && strcmp(op, "del") && strcmp(op, "get") &&
-	    strcmp(op, "keep") && strcmp(op, "count")) {
+	    strcmp(op, "keep") && strcmp(op, "count") && strcmp(op, "reuse")) {
 		snprintf(out, LINE_OUT, "err EINVAL unknown learner operation '%s'", op);
 		return;
 	}
@@ -377,6 +384,8 @@ static void cmd_learner(char *rest, char *out)
 	}
 	if (!strcmp(op, "count"))
 		learner_count_bind(&g.learners[id], tok, n, out, LINE_OUT);
+	else if (!strcmp(op, "reuse"))
+		learner_reuse_set(&g.learners[id], tok, n, out, LINE_OUT);
 	else
 		learner_op(&g.learners[id], op, tok, n, out, LINE_OUT);
 }

@@ -94,6 +94,7 @@ enum shim_kind { SHIM_IDLE, SHIM_SOURCE, SHIM_FD, SHIM_SOCK, SHIM_RING, SHIM_XSK
 #define SUPER_FRAME_MAX (256u << 10)   /* bounce buffer for super-frames off the ring */
 
 #define VNET_LEN sizeof(struct virtio_net_hdr)
+#define INJECT_MAX 64
 
 struct rx_shim {
 	enum shim_kind kind;
@@ -118,6 +119,9 @@ struct rx_shim {
 	int in_gso;                         /* segments of gso.data still to hand out */
 	int gso_holds_slot;                 /* ... which sits in ring slot ring_pos */
 	uint8_t *bounce;                    /* a super-frame read off the socket's queue */
+	/* frames to run through the pipeline again from this port (reuse.c), before any read */
+	struct rte_mbuf *inj[INJECT_MAX];
+	uint32_t inj_head, inj_n;
 };
 
 static struct rx_shim shims[SWXD_MAX_PORTS];
@@ -126,6 +130,8 @@ static struct fd_writer *writers[SWXD_MAX_PORTS];   /* socket output of port i, 
 static uint32_t n_shims;
 static uint32_t n_dry;                  /* fd ports currently dry */
 static uint32_t n_pollable;             /* fd ports (the ones that can be dry) */
+static uint32_t n_injected;             /* frames in the shims' inject queues */
+static struct fd_writer *cpu_writer;    /* the CPU port's socket output */
 static uint32_t n_sources;              /* pcap sources: never dry */
 static uint64_t n_rx_syscalls, n_tx_syscalls;
 
@@ -483,7 +489,23 @@ static int shim_pkt_rx(void *obj, struct rte_swx_pkt *pkt)
 	struct rx_shim *s = obj;
 	int n;
 
-	if (g.rx_gate_closed || s->dry)
+	if (g.rx_gate_closed)
+		return 0;
+	if (s->inj_n) {
+		struct rte_mbuf *m = s->inj[s->inj_head];
+
+		s->inj_head = (s->inj_head + 1) % INJECT_MAX;
+		s->inj_n--;
+		n_injected--;
+		pkt->handle = m;
+		pkt->pkt = m->buf_addr;
+		pkt->offset = m->data_off;
+		pkt->length = m->pkt_len;
+		m->port = (uint16_t)(s - shims);
+		g.rx_count++;
+		return 1;
+	}
+	if (s->dry)
 		return 0;
 	switch (s->kind) {
 	case SHIM_RING:
@@ -646,6 +668,30 @@ static void sock_writer_flush(void *obj)
 	sock_flush(obj);
 }
 
+/* Whether port's inject queue takes one more frame. */
+int fastio_inject_room(uint32_t port)
+{
+	return port < n_shims && shims[port].kind != SHIM_IDLE && shims[port].inj_n < INJECT_MAX;
+}
+
+/* A frame for the CPU port that reuse.c takes: it runs through the pipeline again from its
+ * ingress port, without the packet_in header. */
+static int reuse_inject(struct rte_mbuf *m)
+{
+	struct rx_shim *s;
+	uint32_t port;
+
+	if (m->nb_segs != 1 ||
+	    !reuse_take(rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), &port))
+		return 0;
+	rte_pktmbuf_adj(m, (uint16_t)reuse.hdr);
+	s = &shims[port];
+	s->inj[(s->inj_head + s->inj_n) % INJECT_MAX] = m;
+	s->inj_n++;
+	n_injected++;
+	return 1;
+}
+
 /* writer_pkt_tx() of rte_swx_port_fd.c with sock_flush() */
 static void sock_writer_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
 {
@@ -655,6 +701,8 @@ static void sock_writer_pkt_tx(void *obj, struct rte_swx_pkt *pkt)
 	m->data_len = (uint16_t)(pkt->length + m->data_len - m->pkt_len);
 	m->pkt_len = pkt->length;
 	m->data_off = (uint16_t)pkt->offset;
+	if (w == cpu_writer && reuse.l && reuse_inject(m))
+		return;
 	w->stats.n_pkts++;
 	w->stats.n_bytes += pkt->length;
 	w->pkts[w->n_pkts++] = m;
@@ -932,6 +980,8 @@ int pipeline_install_rx_shims(void)
 		if (pc->tx_fd < 0 || !is_socket(pc->tx_fd) || w->params.fd != pc->tx_fd)
 			continue;
 		writers[i] = w;
+		if ((int)i == g.cpu_port)
+			cpu_writer = w;
 		p->out[i].flush = sock_writer_flush;
 		if (pc->kind == PORT_COPY) {
 			p->out[i].pkt_tx = copy_writer_pkt_tx;
@@ -998,7 +1048,13 @@ int fastio_tx_unsent(void)
 /* Every input port waits for epoll: no rx attempt can find a packet. */
 int fastio_all_dry(void)
 {
-	return n_pollable && n_dry == n_pollable && !n_sources;
+	return n_pollable && n_dry == n_pollable && !n_sources && !n_injected;
+}
+
+/* Frames wait to run through the pipeline again (reuse.c). */
+int fastio_injected(void)
+{
+	return n_injected != 0;
 }
 
 void fastio_stats(uint64_t *rx_syscalls, uint64_t *tx_syscalls)

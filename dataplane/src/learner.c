@@ -244,6 +244,86 @@ static int lookup(struct learner_rt *l, uint64_t now, uint64_t *action_id, uint8
 	return hit;
 }
 
+/* The timeout profile of the entry the last lookup() hit. DPDK 22.11 has no call for it: it is
+ * read from the learner's own structures (lib/table/rte_swx_table_learner.c: struct mailbox,
+ * struct table_bucket), mirrored here. Every add checks the mirror against the profile it just
+ * set (learner_op); after one mismatch the profile reads as unknown (-1) for good. */
+struct mailbox_2211 {
+	void *bucket;
+	uint32_t input_sig;
+	uint8_t *input_key;
+	uint32_t hit;
+	size_t bucket_key_pos;
+	int state;
+};
+#define BUCKET_KEYS_2211 4
+struct bucket_2211 {
+	uint32_t time[BUCKET_KEYS_2211];
+	uint32_t sig[BUCKET_KEYS_2211];
+	uint8_t key_timeout_id[BUCKET_KEYS_2211];
+};
+static int profile_mirror_ok = 1;
+
+static int hit_profile(const struct learner_rt *l)
+{
+	const struct mailbox_2211 *m = l->mailbox;
+
+	if (!profile_mirror_ok || !m->hit || !m->bucket || m->bucket_key_pos >= BUCKET_KEYS_2211)
+		return -1;
+	return ((const struct bucket_2211 *)m->bucket)->key_timeout_id[m->bucket_key_pos];
+}
+
+static void check_profile_mirror(struct learner_rt *l, uint64_t now, uint32_t timeout_id)
+{
+	uint64_t action_id;
+	uint8_t *data;
+
+	if (profile_mirror_ok && (!lookup(l, now, &action_id, &data) ||
+				  hit_profile(l) != (int)timeout_id)) {
+		profile_mirror_ok = 0;
+		LOG_ERR("learner %s: the entries' timeout profiles cannot be read (another DPDK "
+			"version?): SYNs on closing entries are punted", l->name);
+	}
+}
+
+int learner_profiles_readable(void)
+{
+	return profile_mirror_ok;
+}
+
+/* The key of l->keybuf: field i of the learner's key from its big-endian value. */
+void learner_key_field(struct learner_rt *l, uint32_t i, const uint8_t *be)
+{
+	const struct field_desc *f = &l->fields[i];
+
+	field_store(&l->keybuf[f->offset], be, f->n_bits, f->is_header);
+}
+
+/* Looks the key of l->keybuf up: 1 on a hit, with the entry's action, action data and timeout
+ * profile (-1: unknown). */
+int learner_find_entry(struct learner_rt *l, uint64_t *action_id, uint8_t **data, int *profile)
+{
+	if (!lookup(l, rte_get_tsc_cycles(), action_id, data))
+		return 0;
+	*profile = hit_profile(l);
+	return 1;
+}
+
+/* Ends the entry learner_find_entry() just found, if the registry holds it: it leaves the
+ * learner and the registry, and its `expired` line (with its final counts) goes out with the
+ * next ones (sweeper_report). 0 if the registry does not know it (it stays). */
+int learner_end_found(struct learner_rt *l)
+{
+	uint8_t *slot = reg_find(&l->reg, &l->keybuf[l->key_offset]);
+
+	if (!slot)
+		return 0;
+	rte_swx_table_learner_delete(l->table, l->mailbox);
+	sweeper_report(l, slot);
+	reg_delete_slot(&l->reg, (size_t)(slot - l->reg.slots) / l->reg.slot_size);
+	return 1;
+}
+
 /* Looks up a registry key (key_size bytes as stored in the table). */
 int learner_lookup_slot_key(struct learner_rt *l, const uint8_t *key, uint64_t now)
 {
@@ -471,6 +551,7 @@ int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char
 			snprintf(out, out_size, "err ENOMEM registry");
 			return -ENOMEM;
 		}
+		check_profile_mirror(l, now, timeout_id);
 		slot[3] = count_index(l, action_id, &idx);
 		memcpy(slot + 4, &idx, sizeof(idx));
 		if (is_add && slot[3])

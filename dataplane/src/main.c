@@ -379,7 +379,8 @@ static int run(void)
 			n += RUN_CHUNK;
 		} while (n < quantum && !(fastio_all_dry() && pipeline_threads_idle()));
 		rte_swx_pipeline_flush(g.p);
-		idle = g.rx_count == rx0;
+		sweeper_flush_ended();
+		idle = g.rx_count == rx0 && !fastio_injected();
 		passes++;
 
 		if ((idle || fastio_all_dry()) && pipeline_threads_idle()) {

@@ -81,6 +81,34 @@ static void report_expired(struct learner_rt *l, const uint8_t *s, struct sbuf *
 	sb_printf(b, "\n");
 }
 
+/* `expired` lines of entries the daemon ended itself (reuse.c), sent after the pipeline pass
+ * that ended them (sweeper_flush_ended): one message for all of a burst. Not later: until it
+ * reaches the switch, its entry shadow holds the key, and the INSERT of the new connection on
+ * that 4-tuple would meet it (ALREADY_EXISTS). */
+static struct sbuf ended;
+static int ended_init;
+
+void sweeper_flush_ended(void)
+{
+	if (ended_init && ended.len) {
+		ctl_queue_unsolicited(ended.buf, ended.len);
+		ended.len = 0;
+	}
+}
+
+void sweeper_report(struct learner_rt *l, const uint8_t *s)
+{
+	if (!ended_init) {
+		sb_init(&ended);
+		ended_init = 1;
+	}
+	report_expired(l, s, &ended);
+	if (ended.len >= MSG_MAX) {
+		ctl_queue_unsolicited(ended.buf, ended.len);
+		ended.len = 0;
+	}
+}
+
 static void sweep_learner(struct learner_rt *l, size_t n, uint64_t now, struct sbuf *b)
 {
 	struct flow_registry *r = &l->reg;
@@ -126,6 +154,7 @@ void sweeper_tick(int full)
 	g.next_sweep_tsc = now + g.sweep_tick_tsc;
 	if (!full && ctl_pending_bytes() > PENDING_MAX)
 		return;   /* the controller is not reading: keep the keys, report later */
+	sweeper_flush_ended();
 	sb_init(&b);
 	for (i = 0; i < g.info.n_learners; i++) {
 		struct learner_rt *l = &g.learners[i];

@@ -255,10 +255,16 @@ int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char
 int learner_apply_timeouts(void);
 int learner_lookup_slot_key(struct learner_rt *l, const uint8_t *key, uint64_t now);
 int learner_count_bind(struct learner_rt *l, char **tok, int n_tok, char *out, size_t out_size);
+int learner_profiles_readable(void);
+void learner_key_field(struct learner_rt *l, uint32_t i, const uint8_t *be);
+int learner_find_entry(struct learner_rt *l, uint64_t *action_id, uint8_t **data, int *profile);
+int learner_end_found(struct learner_rt *l);
 
 /* sweeper.c */
 void sweeper_init(void);
 void sweeper_tick(int full);
+void sweeper_report(struct learner_rt *l, const uint8_t *slot);
+void sweeper_flush_ended(void);
 uint64_t sweeper_next_timeout_ms(void);
 
 /* registry (learner.c) */
@@ -303,6 +309,28 @@ uint32_t spread_worker(const uint8_t *frame, uint32_t len);
 uint32_t spread_copy_worker(const uint8_t *frame, uint32_t len);
 int spread_fd(int copy, uint32_t worker);
 void cmd_spread(char *rest, struct sbuf *b);
+
+/* reuse.c: a pure SYN that meets a closing flow entry ends it and runs again */
+#define SWXD_MAX_REUSE_KEY 8
+struct reuse_state {
+	struct learner_rt *l;    /* NULL: off */
+	uint32_t profile;        /* the closing (FIN/RST) timeout profile */
+	uint32_t hdr, port_off, port_len, reason_off, reason;
+	uint8_t src[SWXD_MAX_REUSE_KEY];
+	/* the entry of the other direction: the key that the rewrite of action rev_action leads
+	 * to, from its arguments (sip, dip, sport, dport; -1: none) */
+	int rev_on;
+	uint32_t rev_action;
+	int rev_arg[4];
+	uint64_t n_ended;        /* SYNs run again, their entries ended */
+	uint64_t n_ended_rev;    /* ... and the entries of the other direction with them */
+	uint64_t n_punted;       /* SYNs on entries in another profile: punted */
+};
+extern struct reuse_state reuse;
+int learner_reuse_set(struct learner_rt *l, char **tok, int n_tok, char *out, size_t out_size);
+int reuse_take(const uint8_t *frame, uint32_t len, uint32_t *port);
+int fastio_inject_room(uint32_t port);
+int fastio_injected(void);
 
 int ctl_handle(void);     /* <0: peer closed or fatal */
 void ctl_queue_unsolicited(const char *msg, size_t len);

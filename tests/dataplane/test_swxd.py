@@ -776,6 +776,34 @@ def test_jumbo_mtu(swxd_binary, workdir, topo, kind):
         d.stop()
 
 
+def test_reuse_control(sink_daemon):
+    """`learner reuse` (dataplane/src/reuse.c): the key sources must fit the learner's key
+    fields, the rewrite arguments its action's; malformed lines are refused, `off` ends it;
+    `stats` names the learner and counts what it did."""
+    ctl = sink_daemon.ctl
+    line = "learner reuse flow_table 0 4 0 2 3 1 sip dip proto sport dport"
+    rev = " reverse splice new_src new_dst new_sport new_dport"
+    assert ctl.req(line, line + rev) == ["ok", "ok"]
+    assert json.loads(ctl.one("stats")[3:])["reuse"] == {
+        "learner": "flow_table", "ended": 0, "ended_reverse": 0, "punted": 0}
+    for bad in ("learner reuse flow_table", "learner reuse flow_table 0 4 0 2 3 1 sip dip proto sport",
+                "learner reuse flow_table 0 4 0 2 3 1 sip dip sport proto dport",   # 16 bits != 8
+                "learner reuse flow_table 0 4 0 2 3 1 sip dip proto sport xport",
+                "learner reuse flow_table 9 4 0 2 3 1 sip dip proto sport dport",   # no profile 9
+                "learner reuse flow_table 0 4 3 2 3 1 sip dip proto sport dport",   # port past hdr
+                "learner reuse flow_table 0 4 0 2 4 1 sip dip proto sport dport",   # reason past hdr
+                "learner reuse flow_table 0 4 0 2 3 256 sip dip proto sport dport",
+                line + " reverse nope new_src new_dst new_sport new_dport",
+                line + " reverse splice new_src new_dst new_sport",
+                line + " reverse splice new_src new_dst new_dport new_sport x",
+                line + " reverse splice new_src dmac new_sport new_dport",          # 48 bits
+                line + " backward splice new_src new_dst new_sport new_dport"):
+        assert ctl.one(bad).startswith("err E"), bad
+    assert ctl.one("learner reuse flow_table off") == "ok"
+    assert json.loads(ctl.one("stats")[3:])["reuse"]["learner"] == ""
+    assert ctl.one("ping") == "ok pong"
+
+
 def test_spread_control(swxd_binary, workdir):
     """The `spread` line (dataplane/src/spread.c): at most as many workers as the daemon has
     packet channels (--spread-fd pairs + its own), malformed lines refused with nothing

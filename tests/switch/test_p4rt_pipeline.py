@@ -15,6 +15,7 @@ from finsy.proto import p4r
 from p4cs import paths
 from p4cs.switch import bmv2
 from p4cs.switch.cli import parse_ifaces
+from p4cs.switch.dpdk.expiry import END_PROFILE, reuse_lines
 from p4cs.switch.dpdk.pipeline import load_p4info
 from p4cs.switch.dpdk.schema import match_name
 
@@ -75,6 +76,14 @@ def test_p4cs_pipeline_maps_and_installs_flows(make_switch, client_factory):
     flow = next(t for t in schema.tables.values() if t.name.endswith("flow_table"))
     assert flow.learner and flow.timeouts
     assert schema.packet_in is not None and schema.packet_out is not None
+    # the flow learner (5-tuple key, @p4cs_end_expiry) ends its closing entries on a pure SYN,
+    # both directions (dataplane/src/reuse.c); the line is the one the daemon took
+    lines = reuse_lines(info, schema)
+    assert len(lines) == 1 and lines[0].startswith(f"learner reuse {flow.dname} {END_PROFILE} 4 0 2 2 1 ")
+    words = lines[0].split()
+    assert words[9:15] == ["sip", "dip", "proto", "sport", "dport", "reverse"] and len(words) == 20
+    st = sw.call(sw.server.pipe.daemon.stats())
+    assert st["reuse"] == {"learner": flow.dname, "ended": 0, "ended_reverse": 0, "punted": 0}
 
     c = client_factory(sw.addr)
     c.arbitrate(1)

@@ -73,3 +73,14 @@ def test_constants_render_into_params_and_the_check_covers_them(monkeypatch):
     # a constant changed on the host side makes the committed artifacts stale
     monkeypatch.setattr(constants, "REASON_FLOW_END", 9)
     assert "constants.py changed" in p4gen.check("dpdk")
+
+
+def test_end_profile_is_the_p4_programs():
+    """The DPDK server's END_PROFILE (its `learner reuse` line) is arch.p4's P4CS_END_PROFILE,
+    the profile a FIN or RST moves a flow entry to."""
+    import re
+
+    from p4cs.switch.dpdk.expiry import END_PROFILE
+
+    arch = (paths.p4src() / "include" / "arch.p4").read_text()
+    assert re.findall(r"#define P4CS_END_PROFILE\s+(\d+)", arch) == [str(END_PROFILE)]

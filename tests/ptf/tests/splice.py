@@ -140,6 +140,61 @@ class SynBypassesFlowTable(SpliceBase):
         self.expect_no_packet_in()
 
 
+class SynOnClosedFlowEndsIt(SpliceBase):
+    """A pure SYN on the 4-tuple of a closed connection whose entries are still in the flow
+    table (both FIN'd: a client reusing its port right after the server closed first). Where
+    the flow table removes the entries of closed connections itself (@p4cs_end_expiry: the
+    DPDK target), the SYN ends both entries at once (dataplane/src/reuse.c): their
+    IdleTimeoutNotifications carry the final counts (the SYN counted into the old flow) and the
+    SYN itself takes the miss path (here a VIP entry that punts, reason 1); the client's next
+    segment on the 4-tuple is no longer spliced onto the old connection. Elsewhere (BMv2) the
+    SYN is punted (SynBypassesFlowTable) and the entries stay for the controller to delete. A
+    SYN on entries without a FIN leaves them in place on every target
+    (SynBypassesFlowTable)."""
+
+    def runTest(self):
+        from lib.topo import REASON_VIP_MISS  # noqa: PLC0415
+        t = self.p4.tables["flow_table"]
+        end_expiry = any(a.startswith("@p4cs_end_expiry(") for a in t.preamble.annotations)
+        d_seq, d_ack = 0x300, 0x400
+        c2s, s2c = self.splice_pair(40610, 50610, d_seq, d_ack, flow_id=720,
+                                    idle_timeout_ns=300 * 10**9)
+        self.insert("vip_table", {"vip_addr": VIP, "protocol": IP_TCP, "vip_port": VIP_PORT}, "punt_vip")
+        self.c2s(40610, 50610, 100, 200, d_seq, d_ack, payload=b"", flags="FA")
+        self.s2c(40610, 50610, 200, 101, d_seq, d_ack, payload=b"", flags="FA")
+        syn = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40610, VIP_PORT, seq=9000, ack=0, flags="S")
+        self.send(CLIENT_PORT, syn)
+        pi = self.expect_packet_in()
+        self.assert_packet_in(pi, ingress_port=CLIENT_PORT, reason=REASON_VIP_MISS, payload=bytes(syn))
+        self.expect_no_frames()
+        ack = tcp_frame(CLIENT_MAC, SW_MAC[1], CLIENT_IP, VIP, 40610, VIP_PORT, seq=9001, ack=77, flags="A")
+        if not end_expiry:
+            self.c2s(40610, 50610, 101, 201, d_seq, d_ack, payload=b"", flags="A")
+            self.expect_no_packet_in()
+            return
+        self.send(CLIENT_PORT, ack)
+        pi = self.expect_packet_in()
+        self.assert_packet_in(pi, ingress_port=CLIENT_PORT, reason=REASON_VIP_MISS, payload=bytes(ack))
+        self.expect_no_frames()
+        def key(te):
+            return tuple(sorted(self.p4.describe_entry(te)["match"].items()))
+        want = {key(c2s): "c2s", key(s2c): "s2c"}
+        t0 = time.monotonic()
+        seen: dict[str, object] = {}
+        while time.monotonic() - t0 < 1.0 and len(seen) < 2:   # the short profile takes >= 1.1 s
+            n = self.client.get_idle_notification(0.2)
+            for te in (n.table_entry if n is not None else []):
+                if key(te) in want:
+                    seen[want[key(te)]] = te
+        self.assertEqual(sorted(seen), ["c2s", "s2c"], "the SYN did not end both entries at once")
+        for which, fid, n_pkts in (("c2s", 720, 2), ("s2c", 721, 1)):
+            te = seen[which]
+            self.assertTrue(te.HasField("counter_data"), f"no counter_data in {te}")
+            self.assertEqual(te.counter_data.packet_count, n_pkts, which)
+        self.forget(c2s)
+        self.forget(s2c)
+
+
 def _ones_sum(data: bytes) -> int:
     s = sum(int.from_bytes(data[i:i + 2].ljust(2, b"\0"), "big") for i in range(0, len(data), 2))
     while s >> 16:

@@ -20,11 +20,15 @@ import re
 
 from finsy.proto import p4i
 
+from p4cs.constants import REASON_VIP_MISS
 from p4cs.pbwire import varint
 
 from .schema import CounterInfo, Schema, SchemaError
 
 ANNOTATION = "@p4cs_end_expiry"
+#: The learner timeout profile a FIN or RST moves such a table's entries to: ``P4CS_END_PROFILE``
+#: of p4src/include/arch.p4 (tests/unit/test_p4gen.py checks that they agree).
+END_PROFILE = 0
 _ANNOTATION_RE = re.compile(r'^@p4cs_end_expiry\(\s*"([^"]*)"\s*,\s*"([^"]*)"\s*\)$')
 
 
@@ -52,6 +56,57 @@ def count_lines(p4info: p4i.P4Info, schema: Schema) -> list[str]:
                 raise SchemaError(f"table {name!r}: {ANNOTATION} names no action parameter "
                                   f"{m.group(2)!r} of the table")
             lines.append(f"learner count {ti.dname} {arg} {c.packets_reg or '-'} {c.bytes_reg or '-'}")
+    return lines
+
+
+#: The flow-table key fields a pure SYN's frame gives (`learner reuse`), by P4Info name (the
+#: last part of a dotted one).
+_KEY_SOURCES = {"src_addr": "sip", "dst_addr": "dip", "protocol": "proto", "src_port": "sport",
+                "dst_port": "dport"}
+
+
+#: The arguments of the flow table's action that rewrite the 4-tuple (splice): the entry of the
+#: other direction has the key from dip:dport to sip:sport.
+_REWRITE = ("sip", "dip", "sport", "dport")
+
+
+def reuse_lines(p4info: p4i.P4Info, schema: Schema) -> list[str]:
+    """The daemon's `learner reuse` line for the annotated learner table whose key is the
+    TCP/IPv4 5-tuple (dataplane/src/reuse.c): a pure SYN punted because it met an entry of that
+    table in the closing profile (``END_PROFILE``, where a FIN or RST moved it) ends the entry
+    and runs through the pipeline again, where the data plane answers it with its SYN cookie.
+    None when the program has no such table or its packet_in header says no ingress port and
+    reason in whole bytes."""
+    hdr = schema.packet_in
+    if hdr is None:
+        return []
+    at: dict[str, tuple[int, int]] = {}     # name -> (byte offset, bytes)
+    bit = 0
+    for _mid, name, bw in hdr.fields:
+        if bit % 8 == 0 and bw % 8 == 0:
+            at[name] = (bit // 8, bw // 8)
+        bit += bw
+    port, reason = at.get("ingress_port"), at.get("reason")
+    if port is None or reason is None or not 1 <= port[1] <= 4 or reason[1] != 1:
+        return []
+    lines = []
+    for t in p4info.tables:
+        if not any(a.startswith(ANNOTATION + "(") for a in t.preamble.annotations):
+            continue
+        ti = schema.tables.get(t.preamble.id)
+        if ti is None or not ti.learner or len(ti.timeouts) <= END_PROFILE:
+            continue
+        sources = [_KEY_SOURCES.get(f.name.rsplit(".", 1)[-1]) for f in ti.fields]
+        if None in sources or len(set(sources)) != len(sources) or len(sources) != 5:
+            continue
+        line = (f"learner reuse {ti.dname} {END_PROFILE} {hdr.nbytes} {port[0]} {port[1]} "
+                f"{reason[0]} {REASON_VIP_MISS} {' '.join(sources)}")
+        for ai in ti.actions.values():      # the rewrite: the other direction's key
+            params = {p.name: p for p in ai.params}
+            if all(n in params for n in _REWRITE):
+                line += f" reverse {ai.dname} " + " ".join(params[n].dname for n in _REWRITE)
+                break
+        lines.append(line)
     return lines
 
 

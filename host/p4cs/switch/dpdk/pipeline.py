@@ -18,7 +18,7 @@ from google.protobuf import text_format
 
 from .daemon import DEFAULT_CHANNELS, DaemonError, SwxDaemon
 from .errors import SC, P4RTError
-from .expiry import count_lines
+from .expiry import count_lines, reuse_lines
 from .schema import Schema, SchemaError
 from .wire import FlowFastPath
 
@@ -174,6 +174,7 @@ class PipelineHost:
         try:
             schema = Schema(p4info, info)
             counting = count_lines(p4info, schema)
+            reusing = reuse_lines(p4info, schema)
         except SchemaError as e:
             await daemon.stop()
             raise P4RTError(SC.INVALID_ARGUMENT, str(e)) from None
@@ -181,6 +182,9 @@ class PipelineHost:
         if bad:
             await daemon.stop()
             raise P4RTError(SC.INVALID_ARGUMENT, f"data-plane daemon rejected the pipeline: {bad[0]}")
+        for line, reply in zip(reusing, await daemon.request(reusing) if reusing else []):
+            if reply != "ok":   # SYNs on closing entries go to the controller, as on BMv2
+                LOG.warning("data-plane daemon: %s: %s", line, reply)
         pipe = Pipeline(p4info, device_config, cookie, schema, daemon)
         for t in schema.tables:
             pipe.shadow[t] = {}
