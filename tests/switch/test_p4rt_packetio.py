@@ -114,6 +114,34 @@ def test_idle_timeout_notification(switch, client_factory):
     c.write([upd("INSERT", short)])
 
 
+def test_expiry_messages_gathered_into_one_notification(switch, client_factory):
+    """The entries of the daemon's `expired` messages within EXPIRY_GATHER_S go to the
+    primary in one IdleTimeoutNotification (the entries a SYN ends come one message per
+    pipeline pass); the shadow drops each entry at once, so its key may be inserted again
+    meanwhile."""
+    from p4cs.switch.dpdk.packetio import EXPIRY_GATHER_S
+
+    c = client_factory(switch.addr)
+    c.arbitrate(1)
+    a, b = flow_entry(1, 2, idle_ns=60 * 10**9), flow_entry(1, 3, idle_ns=60 * 10**9)
+    c.write([upd("INSERT", a), upd("INSERT", b)])
+    d = switch.server.pipe.daemon
+    assert switch.call(d.request(["learner del flow_table match 1 2", "learner del flow_table match 1 3"])) == ["ok", "ok"]
+
+    async def report():     # as the daemon's control socket would, two messages
+        io = switch.server.packet_io
+        io.on_expired(b"expired flow_table 1 2\n")
+        io.on_expired(b"expired flow_table 1 3\n")
+    t0 = time.monotonic()
+    switch.call(report())
+    c.write([upd("INSERT", a)])          # gone from the shadow already
+    n = c.recv("idle_timeout_notification", timeout=5)
+    assert time.monotonic() - t0 >= EXPIRY_GATHER_S * 0.9
+    assert list(n.table_entry) == [a, b]
+    with pytest.raises(TimeoutError):
+        c.recv("idle_timeout_notification", timeout=0.3)
+
+
 def test_expiry_notification_carries_the_counts(make_switch, client_factory, tmp_path):
     """A learner annotated @p4cs_end_expiry: the notification's counter_data holds the final
     counts of the entry's counter cell; inserting an entry with that index zeroes the cell."""

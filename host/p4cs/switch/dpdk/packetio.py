@@ -8,11 +8,13 @@
   with reason REASON_FLOW_END and that ingress port;
 * learner entries the daemon aged out → IdleTimeoutNotification, many entries per message
   (after removing them from the shadow: this target deletes an expired entry itself), with the
-  final counts of the entry's counter cell in counter_data (:mod:`.expiry`).
+  final counts of the entry's counter cell in counter_data (:mod:`.expiry`); the entries of
+  the daemon's messages within ``EXPIRY_GATHER_S`` go out together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Callable
@@ -39,6 +41,16 @@ LOG = logging.getLogger("p4cs.switch.dpdk.p4rt")
 COPY_PORT_BYTES = 4
 
 
+#: How long the entries of the daemon's `expired` messages wait for more before they go to the
+#: primaries in one IdleTimeoutNotification. The sweeper sends a batch every 100 ms or so; the
+#: entries a new connection's SYN ends (dataplane/src/reuse.c) come one or two at a time, one
+#: message per pipeline pass, and a notification costs the server and the controller far more
+#: than its entries (a gRPC stream message; the controller's ordering with the packet-ins).
+#: The shadow drops them at once: a new entry with the key may be inserted meanwhile.
+EXPIRY_GATHER_S = 0.05
+EXPIRY_GATHER_MAX = 1000
+
+
 class PacketIO:
     """Both directions of the StreamChannel's packets, for the device's primaries."""
 
@@ -47,6 +59,8 @@ class PacketIO:
         self.arbiter = arbiter
         self._running = running  # the running pipeline, if any
         self.counters = {"packet_in": 0, "packet_in_dropped": 0, "packet_out": 0}
+        self._gathered: list[bytes] = []     # table_entry fields waiting for _send_expired
+        self._gather: asyncio.TimerHandle | None = None
 
     # -- controller -> data plane ---------------------------------------------------------
 
@@ -174,15 +188,29 @@ class PacketIO:
             LOG.warning("bad expiry notification from the daemon: %.200s", ln)
         if not by_table:
             return
+        for fields in by_table.values():
+            self._gathered += fields
+        if len(self._gathered) >= EXPIRY_GATHER_MAX:
+            self._send_expired()
+        elif self._gather is None:
+            self._gather = asyncio.get_running_loop().call_later(EXPIRY_GATHER_S,
+                                                                 self._send_expired)
+
+    def _send_expired(self) -> None:
+        """The entries gathered since the last notification, to every primary (those of
+        a pipeline replaced meanwhile included: its primaries learn that they are gone)."""
+        if self._gather is not None:
+            self._gather.cancel()
+            self._gather = None
+        fields, self._gathered = self._gathered, []
         prims = list(self.arbiter.primaries())
-        if not prims:
+        if not fields or not prims:
             return
         stamp = b"\x10" + varint(time.time_ns())
-        for fields in by_table.values():
-            for i in range(0, len(fields), 1000):
-                msg = idle_notification(fields[i : i + 1000], stamp)
-                for c in prims:
-                    c.put(msg)
+        for i in range(0, len(fields), EXPIRY_GATHER_MAX):
+            msg = idle_notification(fields[i : i + EXPIRY_GATHER_MAX], stamp)
+            for c in prims:
+                c.put(msg)
 
 
 def idle_notification(fields: list[bytes], stamp: bytes) -> bytes:
