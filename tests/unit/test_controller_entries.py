@@ -592,3 +592,27 @@ def test_channel_headers_match_the_generic_controller_header(target):
         payload = rnd.randbytes(rnd.randrange(0, 80))
         assert h.encode(port, payload) == h.pout.encode({h.egress_id: port}) + payload
     assert h.decode(b"\x00" * (h.pin.nbytes - 1)) is None
+
+
+def test_write_head_is_finsys_and_follows_the_election_id():
+    """write_raw's WriteRequest head (device id, role, election id) is the one finsy's client
+    completes, kept while those stay the same and made again when the election id or the role
+    changes."""
+    from finsy.p4arbitrator import Arbitrator
+
+    from p4cs.controller.p4rt import _write_head
+
+    def finsy_head(device_id, arb):
+        head = p4r.WriteRequest(device_id=device_id)
+        arb.complete_request(head)
+        return head.SerializeToString()
+
+    for role, config in (("", None), ("p4cs", p4r.WriteResponse())):
+        arb = Arbitrator(10, role, config)
+        assert _write_head(1, arb.complete_request) == finsy_head(1, arb)
+        assert _write_head(1, arb.complete_request) == finsy_head(1, arb)
+        arb.election_id = 11
+        assert _write_head(1, arb.complete_request) == finsy_head(1, arb)
+        assert p4r.WriteRequest.FromString(_write_head(2, arb.complete_request)).device_id == 2
+        assert p4r.WriteRequest.FromString(_write_head(2, arb.complete_request)).election_id.low == 11
+    assert _write_head(3, None) == p4r.WriteRequest(device_id=3).SerializeToString()

@@ -720,9 +720,11 @@ class ControllerApp:
                 self._install_event.clear()
                 batch, self._installs = self._installs, []
                 dels, self._deletes = self._deletes, []
-                keys = {tuple(f.key) for inst, _m in batch for f in inst.flows}
-                for dkeys, _u, _f in dels:
-                    keys |= dkeys
+                keys: set = set()
+                if INSTALL_WRITES_IN_FLIGHT > 1:    # with one, none is in flight now
+                    keys = {tuple(f.key) for inst, _m in batch for f in inst.flows}
+                    for dkeys, _u, _f in dels:
+                        keys |= dkeys
                 while inflight and (inflight[0][0].done()
                                     or any(keys & k for _t, k in inflight)):
                     await inflight.popleft()[0]
