@@ -96,8 +96,16 @@ def test_dead_server_taken_down_and_its_clients_reset(lab):
         lab.topo.exec(lab.servers[idx].name, ["ip", "link", "set", "dev", "eth0", "down"])
         assert wait_for(lambda: not servers_of(lab)[name]["up"], timeout=10), servers_of(lab)
         t_down = time.monotonic()
-        p.wait(timeout=5)
+        # The client's socket, not curl's exit: with --limit-rate curl sleeps between reads
+        # and may notice the reset only at its next one (curl's exit came 1.37 and 1.82 s
+        # after the server went down in two loaded suite runs, under 1 s alone).
+        def reset():
+            ss = lab.topo.exec(lab.clients[0].name, ["ss", "-Htn", "state", "established",
+                                                     "dst", f"{lab.vip}:80"])
+            return not ss.stdout.strip()
+        assert wait_for(reset, timeout=5, interval=0.02), "the client's connection was not reset"
         dt = time.monotonic() - t_down
+        p.wait(timeout=10)
         assert p.returncode != 0, "the download of the dead server's client was not reset"
         assert "reset" in p.stderr.read().lower()
         assert dt < 1.0, f"client reset {dt:.2f} s after the server went down"
