@@ -75,8 +75,8 @@ def reuse_lines(p4info: p4i.P4Info, schema: Schema) -> list[str]:
     TCP/IPv4 5-tuple (dataplane/src/reuse.c): a pure SYN punted because it met an entry of that
     table in the closing profile (``END_PROFILE``, where a FIN or RST moved it) ends the entry
     and runs through the pipeline again, where the data plane answers it with its SYN cookie.
-    None when the program has no such table or its packet_in header says no ingress port and
-    reason in whole bytes."""
+    No line when the program has no such table or its packet_in header has no ingress port
+    and reason in whole bytes."""
     hdr = schema.packet_in
     if hdr is None:
         return []
