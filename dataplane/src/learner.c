@@ -309,6 +309,12 @@ int learner_find_entry(struct learner_rt *l, uint64_t *action_id, uint8_t **data
 	return 1;
 }
 
+/* Whether the registry holds the key of l->keybuf (an entry added through the control socket). */
+int learner_registered(struct learner_rt *l)
+{
+	return reg_find(&l->reg, &l->keybuf[l->key_offset]) != NULL;
+}
+
 /* Ends the entry learner_find_entry() just found, if the registry holds it: it leaves the
  * learner and the registry, and its `expired` line (with its final counts) goes out with the
  * next ones (sweeper_report). 0 if the registry does not know it (it stays). */
@@ -369,7 +375,7 @@ static int parse_action(struct learner_rt *l, char **tok, int n_tok, uint64_t *a
 	const struct action_desc *a;
 	uint32_t id, i, j, n_args_seen = 0;
 	uint8_t be[64];
-	int k;
+	int k, arg;
 
 	if (n_tok < 2 || strcmp(tok[0], "action")) {
 		snprintf(out, out_size, "err EINVAL expected: action <name> [<arg> <value>]...");
@@ -405,13 +411,12 @@ static int parse_action(struct learner_rt *l, char **tok, int n_tok, uint64_t *a
 			*timeout_id = (uint32_t)t;
 			continue;
 		}
-		for (i = 0; i < a->n_args; i++)
-			if (!strcmp(a->args[i].name, tok[k]))
-				break;
-		if (i == a->n_args) {
+		arg = action_arg_find(a, tok[k]);
+		if (arg < 0) {
 			snprintf(out, out_size, "err EINVAL action %s has no argument '%s'", a->name, tok[k]);
 			return -EINVAL;
 		}
+		i = (uint32_t)arg;
 		if (a->args[i].n_bits > 8 * sizeof(be) ||
 		    parse_value(tok[k + 1], a->args[i].n_bits, be)) {
 			snprintf(out, out_size, "err EINVAL bad value '%s' for %u-bit argument %s",
@@ -462,15 +467,15 @@ static uint8_t count_index(struct learner_rt *l, uint64_t action_id, uint32_t *i
 	const struct action_desc *a = &g.actions[action_id];
 	uint8_t be[4];
 	uint32_t i, j;
+	int arg;
 
 	*idx = 0;
 	if (!l->count_arg[0])
 		return 0;
-	for (i = 0; i < a->n_args; i++)
-		if (!strcmp(a->args[i].name, l->count_arg))
-			break;
-	if (i == a->n_args || a->args[i].n_bits > 32)
+	arg = action_arg_find(a, l->count_arg);
+	if (arg < 0 || a->args[arg].n_bits > 32)
 		return 0;
+	i = (uint32_t)arg;
 	field_load(&l->databuf[a->args[i].offset], a->args[i].n_bits, a->args[i].nbo, be);
 	for (j = 0; j < a->args[i].n_bits / 8; j++)
 		*idx = (*idx << 8) | be[j];

@@ -278,6 +278,17 @@ const struct action_desc *action_find(const char *name, uint32_t *id)
 	return NULL;
 }
 
+/* The index of action a's argument `name`, or -1. */
+int action_arg_find(const struct action_desc *a, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < a->n_args; i++)
+		if (!strcmp(a->args[i].name, name))
+			return (int)i;
+	return -1;
+}
+
 int table_find(const char *name)
 {
 	uint32_t i;

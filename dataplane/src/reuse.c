@@ -11,7 +11,8 @@
  *
  * With `learner reuse <learner> ...` the daemon ends such an entry itself when the SYN reaches
  * the CPU port: the entry leaves the learner and the registry, its `expired` line (with its
- * final counts) goes out at once, as if it had expired, and the SYN runs through the pipeline
+ * final counts) goes out after the pipeline pass (sweeper_flush_ended), as if it had expired,
+ * and the SYN runs through the pipeline
  * again from its ingress port. It misses now, and the data plane answers it with its SYN
  * cookie: the CS processor never sees it. A SYN that meets an entry in another profile (a live
  * connection) is punted as before.
@@ -40,16 +41,6 @@ enum { K_SIP, K_DIP, K_PROTO, K_SPORT, K_DPORT };
 static const char *const key_names[] = { "sip", "dip", "proto", "sport", "dport" };
 
 struct reuse_state reuse;
-
-static int arg_index(const struct action_desc *a, const char *name)
-{
-	uint32_t i;
-
-	for (i = 0; i < a->n_args; i++)
-		if (!strcmp(a->args[i].name, name))
-			return (int)i;
-	return -1;
-}
 
 /* `learner reuse <learner> off` or `learner reuse <learner> <profile> <hdr> <port_off>
  * <port_len> <reason_off> <reason> <key source>... [reverse <action> <sip> <dip> <sport>
@@ -113,7 +104,7 @@ int learner_reuse_set(struct learner_rt *l, char **tok, int n_tok, char *out, si
 			return -EINVAL;
 		}
 		for (i = 0; i < 4; i++) {
-			rev_arg[i] = arg_index(a, tok[n_key + 2 + i]);
+			rev_arg[i] = action_arg_find(a, tok[n_key + 2 + i]);
 			if (rev_arg[i] < 0 || a->args[rev_arg[i]].n_bits != rev_bits[i]) {
 				snprintf(out, out_size, "err EINVAL action %s has no %u-bit argument '%s'",
 					 a->name, rev_bits[i], tok[n_key + 2 + i]);
@@ -140,16 +131,14 @@ int learner_reuse_set(struct learner_rt *l, char **tok, int n_tok, char *out, si
 	return 0;
 }
 
-/* The key of the other direction's entry into the learner's key buffer: the found entry's
- * rewrite, swapped. 0 if its action is not the rewrite. */
-static int reverse_key(struct learner_rt *l, uint64_t action_id, const uint8_t *data, uint8_t proto)
+/* The key of the other direction's entry into the learner's key buffer: the rewrite of the found
+ * entry (action reuse.rev_action, action data `data`), swapped. */
+static void reverse_key(struct learner_rt *l, uint64_t action_id, const uint8_t *data, uint8_t proto)
 {
 	const struct action_desc *a = &g.actions[action_id];
 	uint8_t v[4][4], be[4];
 	uint32_t i;
 
-	if (action_id != reuse.rev_action)
-		return 0;
 	for (i = 0; i < 4; i++) {
 		const struct arg_desc *ad = &a->args[reuse.rev_arg[i]];
 
@@ -175,40 +164,6 @@ static int reverse_key(struct learner_rt *l, uint64_t action_id, const uint8_t *
 			break;
 		}
 	}
-	return 1;
-}
-
-static uint8_t rev_key[256];
-static int rev_pending;
-
-/* With `reverse`: whether the found entry's other direction (action data `data`) is absent or
- * in the closing profile too; when it is there, its key is kept for reuse_take() to end it
- * after the found one. The learner's key buffer holds the found entry's key again on return. */
-static int reverse_ok(struct learner_rt *l, uint64_t action_id, const uint8_t *data, uint8_t proto)
-{
-	uint8_t fwd[256], *d;
-	uint64_t a;
-	int profile, ok = 1;
-
-	if (l->key_size > sizeof(fwd))
-		return 0;
-	memcpy(fwd, &l->keybuf[l->key_offset], l->key_size);
-	if (!reverse_key(l, action_id, data, proto))
-		return 1;
-	if (learner_find_entry(l, &a, &d, &profile)) {
-		ok = profile == (int)reuse.profile;
-		if (ok) {
-			memcpy(rev_key, &l->keybuf[l->key_offset], l->key_size);
-			rev_pending = 1;
-		}
-	}
-	memcpy(&l->keybuf[l->key_offset], fwd, l->key_size);
-	/* the mailbox must point at the found entry again for learner_end_found() */
-	if (!learner_find_entry(l, &a, &d, &profile)) {
-		rev_pending = 0;
-		return 0;
-	}
-	return ok;
 }
 
 /* Whether the CPU-port frame f (len bytes, packet_in header first) is a pure SYN whose entry
@@ -221,10 +176,9 @@ int reuse_take(const uint8_t *f, uint32_t len, uint32_t *port)
 	const uint8_t *e = f + reuse.hdr, *tcp;
 	uint32_t ihl, i, p = 0;
 	uint64_t action_id;
-	uint8_t be[4], *data;
-	int profile;
+	uint8_t be[4], fwd[256], *data;
+	int profile, found = 1;
 
-	rev_pending = 0;
 	if (len < reuse.hdr + 54 || f[reuse.reason_off] != reuse.reason)
 		return 0;
 	if (e[12] != 0x08 || e[13] != 0x00 || (e[14] >> 4) != 4 || e[23] != 6 ||
@@ -263,24 +217,29 @@ int reuse_take(const uint8_t *f, uint32_t len, uint32_t *port)
 	}
 	if (!learner_find_entry(l, &action_id, &data, &profile))
 		return 0;
-	if (profile != (int)reuse.profile || (reuse.rev_on && action_id == reuse.rev_action &&
-					       !reverse_ok(l, action_id, data, e[23]))) {
+	if (profile != (int)reuse.profile || !learner_registered(l) ||
+	    (reuse.rev_on && action_id == reuse.rev_action && l->key_size > sizeof(fwd))) {
 		reuse.n_punted++;
 		return 0;
 	}
-	if (!learner_end_found(l)) {
-		reuse.n_punted++;
-		return 0;
+	if (reuse.rev_on && action_id == reuse.rev_action) {
+		/* the other direction's entry: absent, or closing too (then it ends first) */
+		memcpy(fwd, &l->keybuf[l->key_offset], l->key_size);
+		reverse_key(l, action_id, data, e[23]);
+		if (learner_find_entry(l, &action_id, &data, &profile)) {
+			if (profile != (int)reuse.profile) {
+				reuse.n_punted++;
+				return 0;
+			}
+			reuse.n_ended_rev += (uint64_t)learner_end_found(l);
+		}
+		/* the mailbox back on this entry (gone only if it was its own other direction) */
+		memcpy(&l->keybuf[l->key_offset], fwd, l->key_size);
+		found = learner_find_entry(l, &action_id, &data, &profile);
 	}
+	if (found)
+		learner_end_found(l);
 	reuse.n_ended++;
-	if (rev_pending) {
-		/* the other direction's entry, found in the closing profile by reverse_ok() */
-		memcpy(&l->keybuf[l->key_offset], rev_key, l->key_size);
-		if (learner_find_entry(l, &action_id, &data, &profile) &&
-		    profile == (int)reuse.profile && learner_end_found(l))
-			reuse.n_ended_rev++;
-		rev_pending = 0;
-	}
 	*port = p;
 	return 1;
 }

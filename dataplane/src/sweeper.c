@@ -85,12 +85,11 @@ static void report_expired(struct learner_rt *l, const uint8_t *s, struct sbuf *
  * that ended them (sweeper_flush_ended): one message for all of a burst. Not later: until it
  * reaches the switch, its entry shadow holds the key, and the INSERT of the new connection on
  * that 4-tuple would meet it (ALREADY_EXISTS). */
-static struct sbuf ended;
-static int ended_init;
+static struct sbuf ended;     /* zeroed: an empty sbuf (sb_init) */
 
 void sweeper_flush_ended(void)
 {
-	if (ended_init && ended.len) {
+	if (ended.len) {
 		ctl_queue_unsolicited(ended.buf, ended.len);
 		ended.len = 0;
 	}
@@ -98,15 +97,7 @@ void sweeper_flush_ended(void)
 
 void sweeper_report(struct learner_rt *l, const uint8_t *s)
 {
-	if (!ended_init) {
-		sb_init(&ended);
-		ended_init = 1;
-	}
 	report_expired(l, s, &ended);
-	if (ended.len >= MSG_MAX) {
-		ctl_queue_unsolicited(ended.buf, ended.len);
-		ended.len = 0;
-	}
 }
 
 static void sweep_learner(struct learner_rt *l, size_t n, uint64_t now, struct sbuf *b)
@@ -154,7 +145,6 @@ void sweeper_tick(int full)
 	g.next_sweep_tsc = now + g.sweep_tick_tsc;
 	if (!full && ctl_pending_bytes() > PENDING_MAX)
 		return;   /* the controller is not reading: keep the keys, report later */
-	sweeper_flush_ended();
 	sb_init(&b);
 	for (i = 0; i < g.info.n_learners; i++) {
 		struct learner_rt *l = &g.learners[i];

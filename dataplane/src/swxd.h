@@ -204,6 +204,7 @@ void pipeline_resume(void);
 int pipeline_threads_idle(void);
 uint64_t pipeline_tx_packets(void);
 const struct action_desc *action_find(const char *name, uint32_t *id);
+int action_arg_find(const struct action_desc *a, const char *name);
 int table_find(const char *name);
 int learner_find(const char *name);
 int mirror_init(void);
@@ -258,6 +259,7 @@ int learner_count_bind(struct learner_rt *l, char **tok, int n_tok, char *out, s
 int learner_profiles_readable(void);
 void learner_key_field(struct learner_rt *l, uint32_t i, const uint8_t *be);
 int learner_find_entry(struct learner_rt *l, uint64_t *action_id, uint8_t **data, int *profile);
+int learner_registered(struct learner_rt *l);
 int learner_end_found(struct learner_rt *l);
 
 /* sweeper.c */
