@@ -10,7 +10,11 @@ the VIP for --duration seconds (the Lab of ``http_vs_haproxy.py`` with its defau
 * ``perf record -g`` on the data-plane daemon (p4cs-swxd),
 
 then prints CPU microseconds per connection of each process, the CS processor counters of the
-window, and the share of samples per top-level activity of each Python process. The
+window, and the share of samples per top-level activity of each Python process. With
+``--sched S`` it profiles nothing but takes ``perf sched record -a`` for S seconds in the middle
+of the run instead, and prints where the CPUs were idle: each CPU's idle share, the share of the
+time both were idle at once, the lengths of the idle gaps, and per command its CPU time and its
+average wait from wake-up to running. The
 controller's packet I/O is the direct packet channel (default) or the P4Runtime stream
 (``--packet-io p4runtime``). py-spy is looked for beside the Python that runs the script, then
 on PATH; without it only the CPU times and the daemon's profile are taken.
@@ -19,15 +23,18 @@ on PATH; without it only the CPU times and the daemon's profile are taken.
     sudo .venv/bin/python bench/slowpath_profile.py [--duration 15] [--outdir /tmp/p4cs-prof]
                                                     [--packet-io direct|p4runtime]
                                                     [--port-type afpacket|afxdp] [--workers N]
+                                                    [--sched 3]
     perf report -i /tmp/p4cs-prof/daemon.perf --children --sort sym --stdio | head -60
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,6 +72,90 @@ def activities(raw: Path) -> dict[str, float]:
     return {k: round(100 * v / total, 1) for k, v in cats.most_common(16)} if total else {}
 
 
+def sched_summary(data: Path, roles: dict[int, str]) -> dict:
+    """Idle time and scheduling of a ``perf sched record -a`` file (``perf sched timehist``).
+    ``alone``: while one CPU is idle, what the other runs (share of that time; the processes
+    of ``roles``, pid -> name, by name, the others by command)."""
+    text = subprocess.run([shutil.which("perf") or "perf", "sched", "timehist", "-i", str(data)],
+                          capture_output=True, text=True, check=True).stdout
+    idle: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)
+    busy: dict[int, list[tuple[float, float, str]]] = collections.defaultdict(list)
+    run: collections.Counter = collections.Counter()
+    delays: dict[str, list[float]] = collections.defaultdict(list)
+    for line in text.splitlines():
+        p = line.split()
+        if len(p) < 6 or not p[1].startswith("["):
+            continue
+        try:
+            t, cpu = float(p[0]), int(p[1].strip("[]"))
+            delay, ran = float(p[-2]) / 1e3, float(p[-1]) / 1e3
+        except ValueError:
+            continue
+        task = " ".join(p[2:-3])
+        if task == "<idle>":
+            idle[cpu].append((t - ran, t))
+        else:
+            cmd = task.split("[")[0]
+            run[cmd] += ran
+            delays[cmd].append(delay)
+            m = re.search(r"\[(\d+)(?:/(\d+))?\]$", task)
+            pid = int(m.group(2) or m.group(1)) if m else 0
+            busy[cpu].append((t - ran, t, roles.get(pid, cmd)))
+    spans = [iv for ivs in idle.values() for iv in ivs]
+    if not spans:
+        return {}
+    t0, t1 = min(s for s, _ in spans), max(e for _, e in spans)
+    window = t1 - t0
+
+    def merged(ivs):
+        out: list[list[float]] = []
+        for s, e in sorted(ivs):
+            if out and s <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], e)
+            else:
+                out.append([s, e])
+        return out
+
+    per_cpu = {c: merged(v) for c, v in sorted(idle.items())}
+    both = 0.0
+    if len(per_cpu) == 2:
+        a, b = per_cpu.values()
+        i = j = 0
+        while i < len(a) and j < len(b):
+            both += max(0.0, min(a[i][1], b[j][1]) - max(a[i][0], b[j][0]))
+            if a[i][1] < b[j][1]:
+                i += 1
+            else:
+                j += 1
+    gaps = sorted(e - s for ivs in per_cpu.values() for s, e in ivs)
+    alone: collections.Counter = collections.Counter()
+    if len(per_cpu) == 2:
+        for c, other in zip(per_cpu, reversed(list(per_cpu))):
+            runs = sorted(busy[other])
+            starts = [r[0] for r in runs]
+            for s, e in per_cpu[c]:
+                k = max(0, bisect.bisect_right(starts, s) - 1)
+                while k < len(runs) and runs[k][0] < e:
+                    alone[runs[k][2]] += max(0.0, min(e, runs[k][1]) - max(s, runs[k][0]))
+                    k += 1
+    idle_total = sum(e - s for ivs in per_cpu.values() for s, e in ivs) or 1.0
+
+    def q(x: float) -> float:
+        return round(gaps[min(len(gaps) - 1, int(len(gaps) * x))] * 1e3, 3)
+
+    busiest = [c for c, _ in run.most_common(8)]
+    return {"window_s": round(window, 3),
+            "cpu_idle": {c: round(sum(e - s for s, e in v) / window, 3)
+                         for c, v in per_cpu.items()},
+            "both_idle": round(both / window, 4) if len(per_cpu) == 2 else None,
+            "idle_gaps_ms": {"n": len(gaps), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
+                             "max": q(1.0)},
+            "cpu_s": {c: round(run[c], 3) for c in busiest},
+            "wake_to_run_ms": {c: round(sum(delays[c]) / max(1, len(delays[c])) * 1e3, 3)
+                               for c in busiest},
+            "alone": {k: round(v / idle_total, 3) for k, v in alone.most_common(6)}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prefix", default=f"sp{os.getpid() % 10000}")
@@ -74,7 +165,14 @@ def main() -> int:
     ap.add_argument("--port-type", default="afpacket", choices=("afpacket", "afxdp"))
     ap.add_argument("--workers", type=int, default=1,
                     help="CS-processor workers of the controller (p4cs controller --workers)")
+    ap.add_argument("--sched", type=float, default=0.0, metavar="S",
+                    help="no profilers: `perf sched record -a` for S seconds mid-run instead")
     args = ap.parse_args()
+    if args.sched and not 0 < args.sched < args.duration:
+        ap.error("--sched must be shorter than --duration")
+    perf = shutil.which("perf")
+    if args.sched and perf is None:
+        ap.error("--sched needs perf (Debian: apt install linux-perf)")
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     beside = Path(sys.executable).parent / "py-spy"
@@ -93,13 +191,22 @@ def main() -> int:
         d = args.duration
         for n in ("switch", "controller"):
             (out / f"{n}.txt").unlink(missing_ok=True)      # a previous run's
-        profilers = [subprocess.Popen([spy, "record", "-r", "200", "-d", str(d), "-f", "raw",
-                                       "-o", str(out / f"{n}.txt"), "-p", str(pids[n])],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for n in ("switch", "controller") if spy]
-        profilers.append(subprocess.Popen(["perf", "record", "-g", "-o", str(out / "daemon.perf"),
-                                           "-p", str(pids["daemon"]), "--", "sleep", str(d)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        if args.sched:
+            # from a third into the run, for S seconds, every CPU
+            profilers = [subprocess.Popen(
+                ["sh", "-c", f'sleep {d / 3:.1f} && exec "$0" sched record -a -o "$1" -- '
+                 f"sleep {args.sched}", perf, str(out / "sched.data")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        else:
+            profilers = [subprocess.Popen([spy, "record", "-r", "200", "-d", str(d), "-f", "raw",
+                                           "-o", str(out / f"{n}.txt"), "-p", str(pids[n])],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for n in ("switch", "controller") if spy]
+            if perf is not None:
+                profilers.append(subprocess.Popen(
+                    [perf, "record", "-g", "-o", str(out / "daemon.perf"), "-p",
+                     str(pids["daemon"]), "--", "sleep", str(d)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         c0 = {n: hx.cpu_s(p) for n, p in pids.items()}
         st0 = b.lab.status()["csproc"]
         r = b.lab.client_exec(["wrk", "-t2", "-c50", f"-d{d}s", "-H", "Connection: close",
@@ -118,6 +225,10 @@ def main() -> int:
                             if isinstance(st1[k], (int, float)) and st1[k] != st0.get(k, 0)},
            "samples_percent": {k: activities(out / f"{k}.txt") for k in ("controller", "switch")
                                if (out / f"{k}.txt").exists()}}
+    if args.sched:
+        res["sched"] = sched_summary(out / "sched.data",
+                                     {pid: {"switch": "p4runtime-server"}.get(name, name)
+                                      for name, pid in pids.items()})
     print(json.dumps(res, indent=1))
     return 0
 
