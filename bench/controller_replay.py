@@ -8,8 +8,10 @@ engine alone (~50 µs of the controller's ~160 µs per connection). This script 
 controller's own code paths (`ControllerApp` of `examples/lcs.yaml`, the DPDK target's P4Info)
 on connections replayed in batches as the live controller sees them at ~4,000 connections/s:
 
-* ``request``: the clients' ACK + GET (the data plane answered their SYNs with cookies), one
-  batch of packet-ins (`_handle_packets`: the engine, its effects, the SYNs to the servers);
+* ``request``: each client's handshake ACK, then its GET (the data plane answered their SYNs
+  with cookies), one batch of packet-ins (`_handle_packets`: the engine, its effects, the SYNs
+  to the servers); with ``--ports N`` the clients use N ports over and over, as wrk does, and
+  a new connection takes over the tombstone of the previous one on its 4-tuple;
 * ``synack``: the servers' SYN-ACKs, one batch (the flow installs queued);
 * ``install``: the batch's install Write built and answered (`_install`; the Write itself is
   not sent: ``write_raw`` returns at once) and the requests sent on;
@@ -22,7 +24,8 @@ Packet-outs go nowhere (the channel's send is replaced: ``send``, the system cal
 the figures), nor does the Write. The clock is the thread's CPU time; the frames and the
 notification are built outside the timed parts.
 
-    .venv/bin/python bench/controller_replay.py [-n 20000] [--batch 22] [--rounds 3] [--json F]
+    .venv/bin/python bench/controller_replay.py [-n 20000] [--batch 22] [--rounds 3] [--ports N]
+                                                [--json F]
 """
 
 from __future__ import annotations
@@ -81,17 +84,18 @@ def make_app() -> appmod.ControllerApp:
     return app
 
 
-async def replay(n: int, batch: int) -> dict[str, float]:
+async def replay(n: int, batch: int, ports: int = 0) -> dict[str, float]:
     """CPU µs per connection of each phase (and ``total``) for ``n`` connections in batches
-    of ``batch``."""
+    of ``batch``; ``ports``: the clients use that many ports over and over (0: a new one each
+    time), so that a new connection meets the previous one's tombstone."""
     write_raw, appmod.write_raw = appmod.write_raw, _no_write
     try:
-        return await _replay(n, batch)
+        return await _replay(n, batch, ports)
     finally:
         appmod.write_raw = write_raw
 
 
-async def _replay(n: int, batch: int) -> dict[str, float]:
+async def _replay(n: int, batch: int, ports: int) -> dict[str, float]:
     app = make_app()
     eng = app.engine
     sink = _Sink()
@@ -99,6 +103,7 @@ async def _replay(n: int, batch: int) -> dict[str, float]:
     sw = object()                         # passed through to the replaced calls only
     svc = next(iter(eng.services.values()))
     vip, vport = svc.vip, svc.port
+    cookies = eng.cookies
     t = dict.fromkeys(PHASES, 0.0)
     pc = time.thread_time
     done = 0
@@ -108,20 +113,23 @@ async def _replay(n: int, batch: int) -> dict[str, float]:
         now = time.monotonic()
         conns = []
         for i in range(base, base + k):
-            cip = P.ip_int("10.0.1.1") + (i >> 15)
-            cport = 1024 + (i & 0x7FFF)
+            j = i % ports if ports else i
+            cip = P.ip_int("10.0.1.1") + (j >> 15)
+            cport = 1024 + (j & 0x7FFF)
             cisn = (i * 2654435761) & 0xFFFFFFFF
-            syn = P.build(CMAC, SWMAC, cip, vip, cport, vport, cisn, 0, P.SYN,
-                          64240, b"", P.mss_option(1460))
             # the data plane's cookie (the engine makes the same one)
-            sisn = int.from_bytes(eng.handle(syn, 1, REASON_VIP_MISS, now)[0].frame[38:42], "big")
-            ack = P.build(CMAC, SWMAC, cip, vip, cport, vport, cisn + 1, sisn + 1,
+            sisn = cookies.make(cip, vip, cport, vport, cisn, 1460, now)
+            # the handshake's ACK, then the request, as a client sends them
+            ack = P.build(CMAC, SWMAC, cip, vip, cport, vport, cisn + 1, sisn + 1, P.ACK,
+                          64240)
+            req = P.build(CMAC, SWMAC, cip, vip, cport, vport, cisn + 1, sisn + 1,
                           P.ACK | P.PSH, 64240, GET)
-            conns.append((cip, cport, cisn, sisn, ack))
+            conns.append((cip, cport, cisn, sisn, ack, req))
         base += k
         sink.frames.clear()
         t0 = pc()
-        await app._handle_packets([(c[4], 1, REASON_VIP_MISS) for c in conns])  # noqa: SLF001
+        await app._handle_packets([(f, 1, REASON_VIP_MISS) for c in conns  # noqa: SLF001
+                                   for f in c[4:]])
         t["request"] += pc() - t0
         syns = [P.parse(f) for _port, f in sink.frames]
         syns = [s for s in syns if s is not None and s.flags & P.SYN]
@@ -170,15 +178,20 @@ async def _replay(n: int, batch: int) -> dict[str, float]:
         t["expiry"] += pc() - t0
         # the tombstones' timers, due later
         t0 = pc()
-        await app._execute(eng.tick(time.monotonic() + 3600))  # noqa: SLF001
+        await app._execute(eng.tick(time.monotonic() + (0 if ports else 3600)))  # noqa: SLF001
         t["timers"] += pc() - t0
         done += k
+    if ports:       # the last tombstones
+        t0 = pc()
+        await app._execute(eng.tick(time.monotonic() + 3600))  # noqa: SLF001
+        t["timers"] += pc() - t0
     # every connection bound, and nothing left behind once its entries expired
     assert eng.stats.spliced == n and eng.stats.teardowns == n, eng.stats.as_dict()
     assert not eng.by_id and not app.flow_of and not app.book.meta, \
         (len(eng.by_id), len(app.flow_of), len(app.book.meta))
     assert app.flow_ids.available() == app.flow_ids.size - 1, "flow ids not all freed"
     assert app.counters["fastpath_packets"] == 5 * 2 * n
+    assert (eng.stats.reincarnations > 0) == (0 < ports < n), eng.stats.reincarnations
     out = {p: t[p] / n * 1e6 for p in PHASES}
     out["total"] = sum(out.values())
     return out
@@ -190,18 +203,23 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=22,
                     help="connections per batch of packet-ins and per install Write")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ports", type=int, default=0,
+                    help="client ports used over and over (wrk -c50 reuses ~50 ports; 0: a new "
+                         "port for every connection)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    if a.n < 1 or a.batch < 1 or a.rounds < 1:
-        ap.error("-n, --batch and --rounds must be positive")
-    rounds = [asyncio.run(replay(a.n, a.batch)) for _ in range(a.rounds)]
+    if a.n < 1 or a.batch < 1 or a.rounds < 1 or a.ports < 0 or 0 < a.ports < a.batch:
+        ap.error("-n, --batch and --rounds must be positive, --ports 0 or at least --batch")
+    rounds = [asyncio.run(replay(a.n, a.batch, a.ports)) for _ in range(a.rounds)]
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(f"python {sys.version.split()[0]}, {a.n} connections x {a.rounds} rounds, "
-          f"batches of {a.batch}: controller CPU per connection (median of rounds)")
+          f"batches of {a.batch}, " + (f"{a.ports} client ports" if a.ports else "new ports")
+          + ": controller CPU per connection (median of rounds)")
     for k, v in med.items():
         print(f"  {k:8s} {v:7.1f} us  (min {min(r[k] for r in rounds):.1f})")
     if a.json:
-        a.json.write_text(json.dumps({"n": a.n, "batch": a.batch, "rounds": rounds,
+        a.json.write_text(json.dumps({"n": a.n, "batch": a.batch, "ports": a.ports,
+                                      "rounds": rounds,
                                       "median_us": med}, indent=1))
     return 0
 

@@ -25,3 +25,10 @@ def test_replay_leaves_the_write_call_in_place():
     before = controller_replay.appmod.write_raw
     asyncio.run(controller_replay.replay(30, 22))
     assert controller_replay.appmod.write_raw is before
+
+
+def test_replay_with_reused_ports_reincarnates_the_tombstones():
+    """Clients that reuse their ports (wrk does) meet their previous connection's tombstone:
+    a new incarnation each time, and still nothing left behind."""
+    out = asyncio.run(controller_replay.replay(300, 22, ports=44))
+    assert out["total"] > 0
