@@ -49,6 +49,7 @@ import p4cs.controller.app as appmod  # noqa: E402
 from p4cs.constants import REASON_BACKEND_MISS, REASON_FLOW_END, REASON_VIP_MISS  # noqa: E402
 from p4cs.controller.config import load_config  # noqa: E402
 from p4cs.controller.p4rt import FlowEncoder  # noqa: E402
+from p4cs.controller.workers import tune_gc  # noqa: E402
 from p4cs.csproc import packet as P  # noqa: E402
 from p4cs.csproc.effects import InstallFlows  # noqa: E402
 
@@ -84,18 +85,42 @@ def make_app() -> appmod.ControllerApp:
     return app
 
 
-async def replay(n: int, batch: int, ports: int = 0) -> dict[str, float]:
+class _Clock:
+    """The controller's clock (``time.monotonic`` of the app module): real, or ``rate``
+    connections a second of a simulated one that ``advance`` moves."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.t = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.t if self.rate else time.monotonic()
+
+    def advance(self, connections: int) -> None:
+        if self.rate:
+            self.t += connections / self.rate
+
+    def __getattr__(self, name):        # the rest of the time module
+        return getattr(time, name)
+
+
+async def replay(n: int, batch: int, ports: int = 0, rate: float = 0.0) -> dict[str, float]:
     """CPU µs per connection of each phase (and ``total``) for ``n`` connections in batches
     of ``batch``; ``ports``: the clients use that many ports over and over (0: a new one each
-    time), so that a new connection meets the previous one's tombstone."""
+    time), so that a new connection meets the previous one's tombstone; ``rate``: connections
+    a second of a simulated clock (0: the real one, the tombstones let go after every batch),
+    so that as many connections stay in the engine as at that rate."""
+    clock = _Clock(rate)
     write_raw, appmod.write_raw = appmod.write_raw, _no_write
+    appmod.time = clock
     try:
-        return await _replay(n, batch, ports)
+        return await _replay(n, batch, ports, clock)
     finally:
         appmod.write_raw = write_raw
+        appmod.time = time
 
 
-async def _replay(n: int, batch: int, ports: int) -> dict[str, float]:
+async def _replay(n: int, batch: int, ports: int, clock: _Clock) -> dict[str, float]:
     app = make_app()
     eng = app.engine
     sink = _Sink()
@@ -110,7 +135,7 @@ async def _replay(n: int, batch: int, ports: int) -> dict[str, float]:
     base = 0
     while done < n:
         k = min(batch, n - done)
-        now = time.monotonic()
+        now = clock.monotonic()
         conns = []
         for i in range(base, base + k):
             j = i % ports if ports else i
@@ -178,12 +203,14 @@ async def _replay(n: int, batch: int, ports: int) -> dict[str, float]:
         t["expiry"] += pc() - t0
         # the tombstones' timers, due later
         t0 = pc()
-        await app._execute(eng.tick(time.monotonic() + (0 if ports else 3600)))  # noqa: SLF001
+        await app._execute(eng.tick(  # noqa: SLF001
+            clock.monotonic() + (0 if ports or clock.rate else 3600)))
         t["timers"] += pc() - t0
         done += k
-    if ports:       # the last tombstones
+        clock.advance(k)
+    if ports or clock.rate:       # the last tombstones
         t0 = pc()
-        await app._execute(eng.tick(time.monotonic() + 3600))  # noqa: SLF001
+        await app._execute(eng.tick(clock.monotonic() + 3600))  # noqa: SLF001
         t["timers"] += pc() - t0
     # every connection bound, and nothing left behind once its entries expired
     assert eng.stats.spliced == n and eng.stats.teardowns == n, eng.stats.as_dict()
@@ -206,19 +233,27 @@ def main() -> int:
     ap.add_argument("--ports", type=int, default=0,
                     help="client ports used over and over (wrk -c50 reuses ~50 ports; 0: a new "
                          "port for every connection)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="connections a second of a simulated clock: the tombstones stay as "
+                         "long as at that rate (0: the real clock, each batch's let go)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     if a.n < 1 or a.batch < 1 or a.rounds < 1 or a.ports < 0 or 0 < a.ports < a.batch:
         ap.error("-n, --batch and --rounds must be positive, --ports 0 or at least --batch")
-    rounds = [asyncio.run(replay(a.n, a.batch, a.ports)) for _ in range(a.rounds)]
+    if a.rate < 0:
+        ap.error("--rate must not be negative")
+    tune_gc()       # the garbage collector's setting of the controller process
+    rounds = [asyncio.run(replay(a.n, a.batch, a.ports, a.rate)) for _ in range(a.rounds)]
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(f"python {sys.version.split()[0]}, {a.n} connections x {a.rounds} rounds, "
           f"batches of {a.batch}, " + (f"{a.ports} client ports" if a.ports else "new ports")
+          + (f", {a.rate:,.0f} connections/s simulated" if a.rate else "")
           + ": controller CPU per connection (median of rounds)")
     for k, v in med.items():
         print(f"  {k:8s} {v:7.1f} us  (min {min(r[k] for r in rounds):.1f})")
     if a.json:
         a.json.write_text(json.dumps({"n": a.n, "batch": a.batch, "ports": a.ports,
+                                      "rate": a.rate,
                                       "rounds": rounds,
                                       "median_us": med}, indent=1))
     return 0

@@ -13,8 +13,9 @@ then prints CPU microseconds per connection of each process, the CS processor co
 window, and the share of samples per top-level activity of each Python process. With
 ``--sched S`` it profiles nothing but takes ``perf sched record -a`` for S seconds in the middle
 of the run instead, and prints where the CPUs were idle: each CPU's idle share, the share of the
-time both were idle at once, the lengths of the idle gaps, and per command its CPU time and its
-average wait from wake-up to running. The
+time both were idle at once, the lengths of the idle gaps, what the other CPU runs while one is
+idle (``alone``: the controller, the P4Runtime server, the daemon, or another command), and per
+command its CPU time and its average wait from wake-up to running. The
 controller's packet I/O is the direct packet channel (default) or the P4Runtime stream
 (``--packet-io p4runtime``). py-spy is looked for beside the Python that runs the script, then
 on PATH; without it only the CPU times and the daemon's profile are taken.

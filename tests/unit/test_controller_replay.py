@@ -32,3 +32,12 @@ def test_replay_with_reused_ports_reincarnates_the_tombstones():
     a new incarnation each time, and still nothing left behind."""
     out = asyncio.run(controller_replay.replay(300, 22, ports=44))
     assert out["total"] > 0
+
+
+def test_replay_on_a_simulated_clock_keeps_and_then_frees_the_tombstones():
+    """At 200 connections a second of a simulated clock the tombstones of the last 5 s stay
+    in the engine (the replay's checks: freed when due, nothing behind at the end), and the
+    controller's own clock is the real one again afterwards."""
+    out = asyncio.run(controller_replay.replay(2000, 22, rate=200))
+    assert out["timers"] > 0
+    assert controller_replay.appmod.time is controller_replay.time
