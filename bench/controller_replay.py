@@ -77,7 +77,6 @@ async def _no_write(sw, updates) -> None:
 
 
 def make_app() -> appmod.ControllerApp:
-    logging.getLogger("p4cs").setLevel(logging.WARNING)
     app = appmod.ControllerApp(load_config(LCS), Path("/nonexistent"))
     app.enc = FlowEncoder(P4Schema(P4INFO))
     app.teardown.end_expiry = True        # the DPDK target: FIN/RST-hit entries expire
@@ -243,6 +242,7 @@ def main() -> int:
     if a.rate < 0:
         ap.error("--rate must not be negative")
     tune_gc()       # the garbage collector's setting of the controller process
+    logging.getLogger("p4cs").setLevel(logging.WARNING)   # no log effects printed
     rounds = [asyncio.run(replay(a.n, a.batch, a.ports, a.rate)) for _ in range(a.rounds)]
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(f"python {sys.version.split()[0]}, {a.n} connections x {a.rounds} rounds, "
