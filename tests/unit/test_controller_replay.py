@@ -41,3 +41,8 @@ def test_replay_on_a_simulated_clock_keeps_and_then_frees_the_tombstones():
     out = asyncio.run(controller_replay.replay(2000, 22, rate=200))
     assert out["timers"] > 0
     assert controller_replay.appmod.time is controller_replay.time
+
+
+def test_channel_cost_reads_and_sends_every_frame():
+    out = controller_replay.channel_cost(300)
+    assert len(out) == 6 and all(v > 0 for v in out.values())
