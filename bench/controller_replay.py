@@ -230,8 +230,8 @@ def channel_cost(frames: int = 20000) -> dict[str, float]:
     read from a socket pair as the controller reads its CPU port (``read_port``: ``recvmmsg``
     and the packet_in header), and packet-outs encoded and written (``sendmmsg``), in batches
     of 5, 14 and 50 frames. The peer's writes and reads are not counted."""
-    from p4cs.controller.packetchan import FrameCodec, _mmsg, read_port
-    codec = FrameCodec(4, (16, 0xFFFF), (8, 0xFF), 4, 16)   # the P4Info's packet_in / out
+    from p4cs.controller.packetchan import Headers, _mmsg, read_port
+    codec = Headers(P4Schema(P4INFO)).codec()     # the packet_in / packet_out of the P4Info
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     out: dict[str, float] = {}
     try:

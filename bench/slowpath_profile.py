@@ -73,11 +73,11 @@ def activities(raw: Path) -> dict[str, float]:
     return {k: round(100 * v / total, 1) for k, v in cats.most_common(16)} if total else {}
 
 
-def sched_summary(data: Path, roles: dict[int, str]) -> dict:
+def sched_summary(perf: str, data: Path, roles: dict[int, str]) -> dict:
     """Idle time and scheduling of a ``perf sched record -a`` file (``perf sched timehist``).
     ``alone``: while one CPU is idle, what the other runs (share of that time; the processes
     of ``roles``, pid -> name, by name, the others by command)."""
-    text = subprocess.run([shutil.which("perf") or "perf", "sched", "timehist", "-i", str(data)],
+    text = subprocess.run([perf, "sched", "timehist", "-i", str(data)],
                           capture_output=True, text=True, check=True).stdout
     idle: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)
     busy: dict[int, list[tuple[float, float, str]]] = collections.defaultdict(list)
@@ -227,7 +227,7 @@ def main() -> int:
            "samples_percent": {k: activities(out / f"{k}.txt") for k in ("controller", "switch")
                                if (out / f"{k}.txt").exists()}}
     if args.sched:
-        res["sched"] = sched_summary(out / "sched.data",
+        res["sched"] = sched_summary(perf, out / "sched.data",
                                      {pid: {"switch": "p4runtime-server"}.get(name, name)
                                       for name, pid in pids.items()})
     print(json.dumps(res, indent=1))
