@@ -41,15 +41,7 @@ done
 "$here/scripts/dpdk-headers.sh"
 
 # --- Python virtualenv ---------------------------------------------------------------------
-# The platform's interpreter (python3-venv and python3-dev above belong to it), not whichever
-# python3 comes first on PATH: Debian's is built with profile-guided and link-time optimization
-# and linked statically, and runs the controller's and the P4Runtime server's Python 10-15 %
-# faster than a --enable-shared build without them (docs/benchmarks.md, "New connections").
-# PYTHON=... chooses another; an existing .venv keeps the interpreter it was made with.
-PY=${PYTHON:-}
-if [ -z "$PY" ]; then
-  if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
-fi
+PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PY" -m venv .venv
