@@ -15,7 +15,11 @@ window, and the share of samples per top-level activity of each Python process. 
 of the run instead, and prints where the CPUs were idle: each CPU's idle share, the share of the
 time both were idle at once, the lengths of the idle gaps, what the other CPU runs while one is
 idle (``alone``: the controller, the P4Runtime server, the daemon, or another command), and per
-command its CPU time and its average wait from wake-up to running. The
+command its CPU time and its average wait from wake-up to running. With ``--stages`` it
+profiles nothing either: ``bench/stageprobe`` is loaded in the controller and the P4Runtime
+server (PYTHONPATH) and it prints, per connection, the thread CPU of every stage of their event
+loops (each task's steps, each callback), of the CS engine per kind of frame, and the
+controller's CPU per frame by the number of packet-ins handled at one wake-up. The
 controller's packet I/O is the direct packet channel (default) or the P4Runtime stream
 (``--packet-io p4runtime``). py-spy is looked for beside the Python that runs the script, then
 on PATH; without it only the CPU times and the daemon's profile are taken.
@@ -24,7 +28,7 @@ on PATH; without it only the CPU times and the daemon's profile are taken.
     sudo .venv/bin/python bench/slowpath_profile.py [--duration 15] [--outdir /tmp/p4cs-prof]
                                                     [--packet-io direct|p4runtime]
                                                     [--port-type afpacket|afxdp] [--workers N]
-                                                    [--sched 3]
+                                                    [--sched 3 | --stages]
     perf report -i /tmp/p4cs-prof/daemon.perf --children --sort sym --stdio | head -60
 """
 
@@ -39,6 +43,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -157,6 +162,42 @@ def sched_summary(perf: str, data: Path, roles: dict[int, str]) -> dict:
             "alone": {k: round(v / idle_total, 3) for k, v in alone.most_common(6)}}
 
 
+def stage_totals(probe: Path, pids: dict[str, int]) -> dict[str, dict]:
+    """The stage probe's latest totals of the controller and the P4Runtime server
+    (bench/stageprobe: ``{key: [calls, ns]}``), empty without ``--stages``."""
+    out = {}
+    for role, name in (("controller", "controller"), ("switch", "p4runtime_server")):
+        f = probe / f"{role}-{pids[role]}.json"
+        if f.exists():
+            out[name] = json.loads(f.read_text())
+    return out
+
+
+def stage_report(before: dict, after: dict, conns: int) -> dict:
+    """Per process, each stage's thread CPU µs and calls per connection over the window
+    (largest first); the controller's packet-in batches by size, with the CPU per frame."""
+    res: dict = {}
+    for proc, tot in after.items():
+        old = before.get(proc, {})
+        diff = {k: (v[0] - old.get(k, [0, 0])[0], v[1] - old.get(k, [0, 0])[1])
+                for k, v in tot.items()}
+        stages = {k: {"us_per_conn": round(ns / 1e3 / conns, 2),
+                      "calls_per_conn": round(c / conns, 3),
+                      "us_per_call": round(ns / 1e3 / c, 1) if c else None}
+                  for k, (c, ns) in diff.items()
+                  if not k.startswith("batch") and c > 0}
+        res[proc] = dict(sorted(stages.items(), key=lambda kv: -kv[1]["us_per_conn"]))
+        batches = {}
+        for k, (c, ns) in diff.items():
+            if k.startswith("batch") and not k.endswith("frames") and c > 0:
+                frames = diff.get(k + " frames", (0, 0))[0]
+                batches[k.split()[1]] = {"calls": c, "frames": frames,
+                                         "us_per_frame": round(ns / 1e3 / max(1, frames), 1)}
+        if batches:
+            res[proc + "_batches"] = dict(sorted(batches.items(), key=lambda kv: int(kv[0][2:])))
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prefix", default=f"sp{os.getpid() % 10000}")
@@ -168,7 +209,12 @@ def main() -> int:
                     help="CS-processor workers of the controller (p4cs controller --workers)")
     ap.add_argument("--sched", type=float, default=0.0, metavar="S",
                     help="no profilers: `perf sched record -a` for S seconds mid-run instead")
+    ap.add_argument("--stages", action="store_true",
+                    help="no profilers: the thread CPU of each event-loop stage of the "
+                         "controller and the P4Runtime server (bench/stageprobe) instead")
     args = ap.parse_args()
+    if args.stages and args.sched:
+        ap.error("--stages and --sched measure apart")
     if args.sched and not 0 < args.sched < args.duration:
         ap.error("--sched must be shorter than --duration")
     perf = shutil.which("perf")
@@ -179,6 +225,15 @@ def main() -> int:
     beside = Path(sys.executable).parent / "py-spy"
     spy = str(beside) if beside.exists() else shutil.which("py-spy")
     # The Lab http_vs_haproxy.py measures with its defaults (veths at MTU 1500, offloads off).
+    probe = out / "stages"
+    if args.stages:
+        shutil.rmtree(probe, ignore_errors=True)
+        probe.mkdir()
+        # the Lab's processes inherit these: bench/stageprobe/sitecustomize.py loads in each
+        os.environ["P4CS_STAGE_PROBE"] = str(probe)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).resolve().parent / "stageprobe")]
+            + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     b = hx.Bench(argparse.Namespace(prefix=args.prefix, duration=args.duration, rounds=1,
                                     target=["dpdk"], packet_io=[args.packet_io],
                                     port_type=[args.port_type], workers=[args.workers],
@@ -192,7 +247,9 @@ def main() -> int:
         d = args.duration
         for n in ("switch", "controller"):
             (out / f"{n}.txt").unlink(missing_ok=True)      # a previous run's
-        if args.sched:
+        if args.stages:
+            profilers = []
+        elif args.sched:
             # from a third into the run, for S seconds, every CPU
             profilers = [subprocess.Popen(
                 ["sh", "-c", f'sleep {d / 3:.1f} && exec "$0" sched record -a -o "$1" -- '
@@ -208,12 +265,18 @@ def main() -> int:
                     [perf, "record", "-g", "-o", str(out / "daemon.perf"), "-p",
                      str(pids["daemon"]), "--", "sleep", str(d)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        if args.stages:
+            time.sleep(1.0)                 # a dump of the idle Lab, after its start
+        s0 = stage_totals(probe, pids)
         c0 = {n: hx.cpu_s(p) for n, p in pids.items()}
         st0 = b.lab.status()["csproc"]
         r = b.lab.client_exec(["wrk", "-t2", "-c50", f"-d{d}s", "-H", "Connection: close",
                                "--latency", f"http://{b.lab.vip}/"], timeout=d + 120)
         c1 = {n: hx.cpu_s(p) for n, p in pids.items()}
         st1 = b.lab.status()["csproc"]
+        if args.stages:
+            time.sleep(1.0)                 # the dump after the run (its last expiries in it)
+        s1 = stage_totals(probe, pids)
         for p in profilers:
             p.wait()
     finally:
@@ -226,6 +289,8 @@ def main() -> int:
                             if isinstance(st1[k], (int, float)) and st1[k] != st0.get(k, 0)},
            "samples_percent": {k: activities(out / f"{k}.txt") for k in ("controller", "switch")
                                if (out / f"{k}.txt").exists()}}
+    if args.stages:
+        res["stages"] = stage_report(s0, s1, n)
     if args.sched:
         res["sched"] = sched_summary(perf, out / "sched.data",
                                      {pid: {"switch": "p4runtime-server"}.get(name, name)
