@@ -93,7 +93,7 @@ def fetch(args) -> None:
                     if not chunk:
                         break
                     data += chunk
-                reused, got = s.session_reused, s.session
+                reused, got, version = s.session_reused, s.session, s.version()
                 try:
                     # A clean shutdown both ways: OpenSSL drops from the server's cache a
                     # session whose connection was not shut down properly (Python 3.11.2's
@@ -106,7 +106,7 @@ def fetch(args) -> None:
                 out.append({"server": hdr["X-Server"], "server_resumed": hdr["X-Resumed"] == "1",
                             "client_resumed": reused, "sni": hdr["X-SNI"],
                             "exact": hashlib.sha256(body).hexdigest() == want,
-                            "version": s.version()})
+                            "version": version})
                 if args.resume and session is None:
                     session = got
     print(json.dumps(out))
