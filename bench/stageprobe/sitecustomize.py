@@ -9,6 +9,7 @@ counts the thread CPU time (``time.thread_time_ns``) of:
   steps (``task:<qualname>``) or by the callback's name: the event loop's stages, which add up
   to the loop thread's CPU (gRPC's own threads are not in it);
 * the event loop's ``select`` calls (wake-ups);
+* the cyclic garbage collector's collections, by generation (inside whatever stage allocated);
 * in the controller, ``Engine.handle`` by the kind of frame (packet-in reason, TCP flags, with
   or without payload) and ``ControllerApp._handle_packets`` by the number of packet-ins handled
   together: both run inside the ``PacketPath.run`` task's steps.
@@ -68,6 +69,18 @@ def _install(out: str, role: str) -> None:
             t[1] += clock() - t0
 
     selectors.EpollSelector.select = timed_select
+    import gc
+    started = [0]
+
+    def timed_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = clock()
+        else:
+            t = totals[f"gc generation {info['generation']}"]
+            t[0] += 1
+            t[1] += clock() - started[0]
+
+    gc.callbacks.append(timed_gc)
     if role == "controller":
         from p4cs.controller import app as appmod
         from p4cs.csproc import engine as enmod

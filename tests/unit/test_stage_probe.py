@@ -27,6 +27,8 @@ async def busy():
         await asyncio.sleep(0.01)
 
 asyncio.run(busy())
+import gc
+gc.collect()
 time.sleep(1.2)                           # a dump after the run
 """
 
@@ -44,6 +46,7 @@ def test_the_probe_counts_the_event_loop_stages_of_a_p4cs_process(tmp_path):
     calls, ns = totals["loop task:busy"]
     assert calls == 4 and ns > 0          # the task's four steps, with their CPU
     assert totals["select"][0] >= 3
+    assert totals["gc generation 2"][0] >= 1     # the collection, timed
 
 
 def test_a_process_that_is_not_a_p4cs_role_is_left_alone(tmp_path):
