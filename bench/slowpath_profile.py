@@ -20,9 +20,9 @@ profiles nothing either: ``bench/stageprobe`` is loaded in the controller and th
 server (PYTHONPATH) and it prints, per connection, the thread CPU of every stage of their event
 loops (each task's steps, each callback), of the CS engine per kind of frame, of the garbage
 collector's collections, and the controller's CPU per frame by the number of packet-ins handled
-at one wake-up. The controller's packet I/O is the direct packet channel (default) or the P4Runtime stream
-(``--packet-io p4runtime``). py-spy is looked for beside the Python that runs the script, then
-on PATH; without it only the CPU times and the daemon's profile are taken.
+at one wake-up. The controller's packet I/O is the direct packet channel (default) or the
+P4Runtime stream (``--packet-io p4runtime``). py-spy is looked for beside the Python that runs
+the script, then on PATH; without it only the CPU times and the daemon's profile are taken.
 
     sudo .venv/bin/pip install py-spy        # once
     sudo .venv/bin/python bench/slowpath_profile.py [--duration 15] [--outdir /tmp/p4cs-prof]
