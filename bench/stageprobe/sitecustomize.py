@@ -52,9 +52,10 @@ def _install(out: str, role: str) -> None:
     def timed_run(self) -> None:
         t0 = clock()
         run(self)
+        dt = clock() - t0
         t = totals["loop " + key(self)]
         t[0] += 1
-        t[1] += clock() - t0
+        t[1] += dt
 
     asyncio.events.Handle._run = timed_run                 # noqa: SLF001
     select = selectors.EpollSelector.select
@@ -102,9 +103,10 @@ def _install(out: str, role: str) -> None:
         def timed_handle(self, frame, port, reason, now):
             t0 = clock()
             out = handle(self, frame, port, reason, now)
+            dt = clock() - t0
             t = totals[kind(frame, reason)]
             t[0] += 1
-            t[1] += clock() - t0
+            t[1] += dt
             return out
 
         enmod.Engine.handle = timed_handle
@@ -115,13 +117,14 @@ def _install(out: str, role: str) -> None:
             try:
                 return await packets(self, pkts, *a, **kw)
             finally:
+                dt = clock() - t0
                 n = len(pkts)
                 size = 1
                 while size < n and size < 64:
                     size *= 2
                 t = totals[f"batch <={size}"]
                 t[0] += 1
-                t[1] += clock() - t0
+                t[1] += dt
                 totals[f"batch <={size} frames"][0] += n
 
         appmod.ControllerApp._handle_packets = timed_packets  # noqa: SLF001
