@@ -120,7 +120,7 @@ def _install(out: str, role: str) -> None:
                 dt = clock() - t0
                 n = len(pkts)
                 size = 1
-                while size < n and size < 64:
+                while size < n:
                     size *= 2
                 t = totals[f"batch <={size}"]
                 t[0] += 1
