@@ -352,20 +352,26 @@ class Bench:
         with several)."""
         args = self.args
         labs: dict[str, Lab] = {}
+        prefaults = getattr(args, "prefault", None) or [False]
         for t in args.target:
             for io in args.packet_io:
                 for pt in args.port_type:
                     for nw in args.workers:
-                        parts = ([t] if len(args.target) > 1 else []) + \
-                            ([io] if len(args.packet_io) > 1 else []) + \
-                            ([pt] if len(args.port_type) > 1 else []) + \
-                            ([f"w{nw}"] if len(args.workers) > 1 else [])
-                        name = "-".join(["p4cs", *parts])
-                        prefix = args.prefix + "".join(
-                            PREFIX_TAG.get(x, x if x.startswith("w") else x[0]) for x in parts)
-                        labs[name] = Lab(prefix, target=t, n_servers=3, packet_io=io,
-                                         port_type=pt, mtu=args.mtu, workers=nw,
-                                         **self.lab_kwargs())
+                        for pf in prefaults:
+                            parts = ([t] if len(args.target) > 1 else []) + \
+                                ([io] if len(args.packet_io) > 1 else []) + \
+                                ([pt] if len(args.port_type) > 1 else []) + \
+                                ([f"w{nw}"] if len(args.workers) > 1 else [])
+                            tags = [PREFIX_TAG.get(x, x if x.startswith("w") else x[0])
+                                    for x in parts]
+                            if len(prefaults) > 1 and pf:
+                                parts.append("prefault")
+                                tags.append("f")
+                            name = "-".join(["p4cs", *parts])
+                            labs[name] = Lab(args.prefix + "".join(tags), target=t, n_servers=3,
+                                             packet_io=io, port_type=pt, mtu=args.mtu,
+                                             workers=nw, prefault=pf and t == "dpdk",
+                                             **self.lab_kwargs())
         return labs
 
     def __init__(self, args: argparse.Namespace):
@@ -698,6 +704,10 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
     ap.add_argument("--workers", default="1",
                     help="CS-processor workers of the controller, comma-separated: one p4cs "
                          "lab per count (p4cs controller --workers)")
+    ap.add_argument("--prefault", default="off",
+                    help="DPDK target: off, on or off,on (one p4cs lab each, p4cs-prefault for "
+                         "on): the flow tables' memory resident from the start (p4cs switch "
+                         "--prefault), the cost per connection of a switch that has run a while")
     ap.add_argument("--json")
     bench_cls.add_arguments(ap)
     args = ap.parse_args(argv)
@@ -711,6 +721,10 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
         args.workers = [int(w) for w in args.workers.split(",")]
     except ValueError:
         ap.error(f"--workers: comma-separated integers expected, got {args.workers!r}")
+    pf = args.prefault.split(",")
+    if not pf or set(pf) - {"off", "on"} or len(set(pf)) != len(pf):
+        ap.error(f"--prefault: off, on or off,on expected, got {args.prefault!r}")
+    args.prefault = [x == "on" for x in pf]
     bad = [t for t in tests if t not in TESTS] + [t for t in args.target if t not in DATAPLANE_COMM] \
         + [m for m in args.packet_io if m not in ("direct", "p4runtime")] \
         + [p for p in args.port_type if p not in PREFIX_TAG] \
@@ -783,6 +797,7 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
            "tests": {k: f"wrk {' '.join(v[0])} -d{args.duration}s --latency <url>{v[1]}"
                      for k, v in TESTS.items() if k in tests},
            "p4_targets": args.target, "packet_io": args.packet_io, "port_type": args.port_type,
+           "prefault": args.prefault,
            "mtu": args.mtu, "offloads": args.offloads, "load_before_after": loads,
            **summarize(runs),
            "csproc_after": (status["p4cs"].get("csproc") if "p4cs" in status else

@@ -6,7 +6,7 @@
  *             [--spread-fd CPU:COPY]...  (spare channel pairs for the workers, spread.c)
  *             [--port P=afxdp:IF | P=afpacket:IF | P=tap:NAME | P=source:FILE.pcap[:loop]
  *                     | P=sink[:FILE]]...
- *             [--learner-timeouts S1,S2,...] [--eal "EAL ARGS"] [--log-level N]
+ *             [--learner-timeouts S1,S2,...] [--prefault] [--eal "EAL ARGS"] [--log-level N]
  *             [--dpdk-headers DIR] [--bench-packets N]
  *
  * Main loop (one thread): run the pipeline for a quantum of instructions, flush the outputs,
@@ -59,7 +59,8 @@ static void usage(FILE *f)
 		"                 [--copy-fd N] [--spread-fd CPU:COPY]...\n"
 		"                 [--port P=afxdp:IF|P=afpacket:IF|P=tap:NAME|P=source:FILE.pcap[:loop]\n"
 		"                         |P=sink[:FILE.pcap]]...\n"
-		"                 [--learner-timeouts S1,S2,...] [--eal \"EAL ARGS\"] [--log-level N]\n"
+		"                 [--learner-timeouts S1,S2,...] [--prefault] [--eal \"EAL ARGS\"]\n"
+		"                 [--log-level N]\n"
 		"                 [--dpdk-headers DIR] [--bench-packets N]\n"
 		"default EAL arguments: " DEFAULT_EAL "\n");
 }
@@ -119,6 +120,7 @@ static int parse_args(int argc, char **argv)
 		{"spread-fd", required_argument, NULL, 'S'},
 		{"port", required_argument, NULL, 'p'},
 		{"learner-timeouts", required_argument, NULL, 't'},
+		{"prefault", no_argument, NULL, 'F'},
 		{"eal", required_argument, NULL, 'e'},
 		{"log-level", required_argument, NULL, 'l'},
 		{"dpdk-headers", required_argument, NULL, 'H'},
@@ -135,6 +137,7 @@ static int parse_args(int argc, char **argv)
 		switch (c) {
 		case 's': g.spec_path = optarg; break;
 		case 'w': g.workdir = optarg; break;
+		case 'F': g.prefault = 1; break;
 		case 'e': g.eal_args = optarg; break;
 		case 'H': headers = optarg; break;
 		case 'c':
@@ -436,6 +439,17 @@ int main(int argc, char **argv)
 		rc = mirror_init();
 	if (!rc)
 		rc = learner_apply_timeouts();
+	if (!rc && g.prefault) {
+		uint64_t t0 = rte_get_tsc_cycles(), bytes;
+		int prc = learner_prefault(&bytes);
+
+		if (prc)
+			LOG_ERR("prefault: %s", strerror(-prc));
+		else
+			LOG_INFO("prefault: %lu MiB of learner tables resident in %.0f ms",
+				 (unsigned long)(bytes >> 20),
+				 (double)(rte_get_tsc_cycles() - t0) * 1e3 / rte_get_tsc_hz());
+	}
 	if (!rc)
 		rc = epoll_setup();
 	if (!rc)

@@ -148,6 +148,7 @@ struct swxd {
 	uint64_t bench_packets;   /* 0 = off */
 	uint32_t learner_timeouts[SWXD_MAX_TIMEOUTS];
 	uint32_t n_learner_timeouts;
+	int prefault;             /* --prefault: learner tables made resident at start */
 
 	/* Ports: index = P4 port number. */
 	struct port_cfg ports[SWXD_MAX_PORTS];
@@ -254,6 +255,7 @@ int offload_gso_hdr(uint8_t *f, uint32_t len, uint16_t gso_size, struct virtio_n
 int learner_setup(struct learner_rt *l);
 int learner_op(struct learner_rt *l, const char *op, char **tok, int n_tok, char *out, size_t out_size);
 int learner_apply_timeouts(void);
+int learner_prefault(uint64_t *bytes);
 int learner_lookup_slot_key(struct learner_rt *l, const uint8_t *key, uint64_t now);
 int learner_count_bind(struct learner_rt *l, char **tok, int n_tok, char *out, size_t out_size);
 int learner_profiles_readable(void);

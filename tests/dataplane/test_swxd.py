@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
@@ -177,6 +179,36 @@ def test_expiry_notification(swxd_binary, workdir):
         ctl.expired.clear()
         assert ctl.one("sweep") == "ok"
         assert ctl.poll_expired(0.3) == []
+    finally:
+        d.stop()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_prefault_makes_the_learner_tables_resident(swxd_binary, workdir):
+    """--prefault: the learner tables' pages are resident once the daemon answers (a fresh
+    daemon without it has touched almost none of them), and it works as before."""
+    plain = start_daemon(swxd_binary, workdir, ["0=sink", "1=sink"])
+    try:
+        rss_plain = _rss_kib(plain.proc.pid)
+    finally:
+        plain.stop()
+    d = start_daemon(swxd_binary, workdir, ["0=sink", "1=sink"], extra=["--prefault"])
+    try:
+        log = d.log.read_text()
+        m = re.search(r"prefault: (\d+) MiB of learner tables resident", log)
+        assert m, log
+        mib = int(m.group(1))
+        assert mib >= 1, log           # the test spec's flow table: 65,536 entries
+        assert _rss_kib(d.proc.pid) - rss_plain >= 0.9 * mib * 1024, (rss_plain, mib)
+        ctl = d.ctl
+        assert ctl.one(f"learner add flow_table {key()} {splice()}") == "ok"
+        assert ctl.one(f"learner get flow_table {key()}").startswith("ok hit")
     finally:
         d.stop()
 

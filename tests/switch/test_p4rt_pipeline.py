@@ -147,6 +147,17 @@ def test_controller_flow_installs_take_the_fast_path(make_switch):
             assert pipe.fast.plan_py(req, s, e) == (ut, t, k, ktext, atext, ns, ts, te_end)
 
 
+@pytest.mark.dpdk
+def test_prefault_reaches_the_daemon(make_switch):
+    """`p4cs switch --prefault` (TargetConfig.prefault) starts the daemon with --prefault
+    (what the daemon does with it: tests/dataplane/test_swxd.py)."""
+    sw = make_switch(prefault=True)
+    argv = Path(f"/proc/{sw.daemon_pid}/cmdline").read_bytes().split(b"\0")
+    assert b"--prefault" in argv, argv
+    plain = make_switch()
+    assert b"--prefault" not in Path(f"/proc/{plain.daemon_pid}/cmdline").read_bytes().split(b"\0")
+
+
 def _cpu(pid: int) -> float:
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")

@@ -65,7 +65,8 @@ def test_usage_errors_are_one_line(capsys):
                  ["rules", "load"], ["rules", "nope"], ["nope"], ["status", "--socket"],
                  ["controller", "-c", "x.yaml", "--packet-io", "grpc"],
                  ["switch", "--packet-veth", "cpu0"],
-                 ["switch", "--target", "bmv2", "--packet-veth", "a-name-far-too-long"]):
+                 ["switch", "--target", "bmv2", "--packet-veth", "a-name-far-too-long"],
+                 ["switch", "--target", "bmv2", "--prefault"]):
         code, _, err = run(capsys, argv)
         assert_one_line_error(code, err, argv)
     code, _, err = run(capsys, ["switch", "--learner-timeouts", "abc"])

@@ -200,6 +200,8 @@ class Lab:
     workers: int = 1
     #: DPDK target: how the switch attaches its interfaces (``p4cs switch --port-type``)
     port_type: str = "afxdp"
+    #: DPDK target: the flow tables' memory resident from the start (``p4cs switch --prefault``)
+    prefault: bool = False
     #: the MTU of every veth (the switch's ports, and the controller's ``ports:``, follow it)
     mtu: int = 1500
     workdir: Path | None = None
@@ -347,6 +349,8 @@ class Lab:
                 "--grpc-addr", f"127.0.0.1:{self.grpc_port}"]
         if self.target == "dpdk":
             argv += ["--workdir", str(self.workdir / "swxd"), "--port-type", self.port_type]
+            if self.prefault:
+                argv.append("--prefault")
         else:
             argv += ["--target", self.target, "--workdir", str(self.workdir / self.target)]
             if self.packet_port:

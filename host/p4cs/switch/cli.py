@@ -150,6 +150,7 @@ async def _serve_dpdk(
     daemon_log_level: int | None,
     packet_socket: str | None,
     packet_channels: int | None = None,
+    prefault: bool = False,
 ) -> int:
     from .dpdk.errors import P4RTError
     from .dpdk.pipeline import TargetConfig, cookie_of
@@ -166,6 +167,7 @@ async def _serve_dpdk(
         learner_timeouts=learner_timeouts,
         eal=eal,
         log_level=daemon_log_level,
+        prefault=prefault,
         **({} if packet_channels is None else {"channels": packet_channels}),
     )
     pipeline = None if spec is None or p4info is None else _read_pipeline(spec, p4info)
@@ -233,6 +235,12 @@ def switch_cmd(
         None, "--learner-timeouts", help="override the learner timeout profiles, e.g. 10,60,300"
     ),
     eal: Optional[str] = typer.Option(None, "--eal", help="DPDK EAL arguments for the daemon"),
+    prefault: bool = typer.Option(
+        False, "--prefault",
+        help="dpdk: make the flow tables' memory resident when the data plane starts (1,280 "
+        "MiB with the default program, zeroed at start) instead of page by page as keys "
+        "first hash into it: steady-state cost per connection from the first one",
+    ),
     packet_socket: Optional[str] = typer.Option(
         None, "--packet-socket", metavar="PATH|none",
         help="dpdk: Unix socket of the direct packet channel, which hands the CPU port to the "
@@ -279,6 +287,9 @@ def switch_cmd(
             packet_veth_peer(packet_veth)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--packet-veth") from None
+    if prefault and target != "dpdk":
+        raise typer.BadParameter("only with --target dpdk (BMv2 allocates its tables itself)",
+                                 param_hint="--prefault")
     ports = parse_ifaces(iface, dpdk=target == "dpdk", port_type=port_type)
     lt = parse_learner_timeouts(learner_timeouts) if learner_timeouts else None
     try:
@@ -346,6 +357,7 @@ def switch_cmd(
             daemon_log_level=None,
             packet_socket=packet_socket,
             packet_channels=packet_channels,
+            prefault=prefault,
         )
     )
     if profile:

@@ -128,6 +128,7 @@ class SwxDaemon:
         extra_args: list[str] | None = None,
         start_timeout: float = 300.0,
         channels: int = DEFAULT_CHANNELS,
+        prefault: bool = False,
     ):
         self.spec = str(spec)
         self.ports = dict(ports)
@@ -138,6 +139,7 @@ class SwxDaemon:
         self.eal = eal
         self.log_level = log_level
         self.extra_args = list(extra_args or [])
+        self.prefault = prefault
         self.start_timeout = start_timeout
         if not 1 <= channels <= 16:
             raise ValueError("channels must be 1..16")
@@ -187,6 +189,8 @@ class SwxDaemon:
             argv += ["--port", f"{p}={spec}"]
         if self.learner_timeouts:
             argv += ["--learner-timeouts", ",".join(str(t) for t in self.learner_timeouts)]
+        if self.prefault:
+            argv.append("--prefault")
         if self.eal:
             argv += ["--eal", self.eal]
         if self.log_level is not None:

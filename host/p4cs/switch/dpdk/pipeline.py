@@ -77,6 +77,8 @@ class TargetConfig:
     log_level: int | None = None
     start_timeout: float = 300.0
     channels: int = DEFAULT_CHANNELS
+    #: the flow tables' memory resident from the start (p4cs switch --prefault)
+    prefault: bool = False
 
     def make_daemon(self, spec_path: str) -> SwxDaemon:
         return SwxDaemon(
@@ -91,6 +93,7 @@ class TargetConfig:
             log_level=self.log_level,
             start_timeout=self.start_timeout,
             channels=self.channels,
+            prefault=self.prefault,
         )
 
 
