@@ -357,20 +357,20 @@ class Bench:
             for io in args.packet_io:
                 for pt in args.port_type:
                     for nw in args.workers:
-                        for pf in prefaults:
+                        for pf in (prefaults if t == "dpdk" else [False]):
                             parts = ([t] if len(args.target) > 1 else []) + \
                                 ([io] if len(args.packet_io) > 1 else []) + \
                                 ([pt] if len(args.port_type) > 1 else []) + \
                                 ([f"w{nw}"] if len(args.workers) > 1 else [])
                             tags = [PREFIX_TAG.get(x, x if x.startswith("w") else x[0])
                                     for x in parts]
-                            if len(prefaults) > 1 and pf:
+                            if pf and len(prefaults) > 1:
                                 parts.append("prefault")
                                 tags.append("f")
                             name = "-".join(["p4cs", *parts])
                             labs[name] = Lab(args.prefix + "".join(tags), target=t, n_servers=3,
                                              packet_io=io, port_type=pt, mtu=args.mtu,
-                                             workers=nw, prefault=pf and t == "dpdk",
+                                             workers=nw, prefault=pf,
                                              **self.lab_kwargs())
         return labs
 

@@ -164,7 +164,7 @@ def sched_summary(perf: str, data: Path, roles: dict[int, str]) -> dict:
 
 def stage_totals(probe: Path, pids: dict[str, int]) -> dict[str, dict]:
     """The stage probe's latest totals of the controller and the P4Runtime server
-    (bench/stageprobe: ``{key: [calls, ns]}``), empty without ``--stages``."""
+    (bench/stageprobe: ``{key: [calls, ns]}``)."""
     out = {}
     for role, name in (("controller", "controller"), ("switch", "p4runtime_server")):
         f = probe / f"{role}-{pids[role]}.json"
@@ -267,7 +267,7 @@ def main() -> int:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         if args.stages:
             time.sleep(1.0)                 # a dump of the idle Lab, after its start
-        s0 = stage_totals(probe, pids)
+        s0 = stage_totals(probe, pids) if args.stages else {}
         c0 = {n: hx.cpu_s(p) for n, p in pids.items()}
         st0 = b.lab.status()["csproc"]
         r = b.lab.client_exec(["wrk", "-t2", "-c50", f"-d{d}s", "-H", "Connection: close",
@@ -276,7 +276,7 @@ def main() -> int:
         st1 = b.lab.status()["csproc"]
         if args.stages:
             time.sleep(1.0)                 # the dump after the run (its last expiries in it)
-        s1 = stage_totals(probe, pids)
+        s1 = stage_totals(probe, pids) if args.stages else {}
         for p in profilers:
             p.wait()
     finally:

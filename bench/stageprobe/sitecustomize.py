@@ -39,6 +39,11 @@ def _install(out: str, role: str) -> None:
     clock = time.thread_time_ns
     totals: dict = collections.defaultdict(lambda: [0, 0])
 
+    def add(k: str, dt: int) -> None:
+        t = totals[k]
+        t[0] += 1
+        t[1] += dt
+
     def key(handle) -> str:
         cb = handle._callback                              # noqa: SLF001
         owner = getattr(cb, "__self__", None)
@@ -53,9 +58,7 @@ def _install(out: str, role: str) -> None:
         t0 = clock()
         run(self)
         dt = clock() - t0
-        t = totals["loop " + key(self)]
-        t[0] += 1
-        t[1] += dt
+        add("loop " + key(self), dt)
 
     asyncio.events.Handle._run = timed_run                 # noqa: SLF001
     select = selectors.EpollSelector.select
@@ -65,9 +68,7 @@ def _install(out: str, role: str) -> None:
         try:
             return select(self, timeout)
         finally:
-            t = totals["select"]
-            t[0] += 1
-            t[1] += clock() - t0
+            add("select", clock() - t0)
 
     selectors.EpollSelector.select = timed_select
     import gc
@@ -77,9 +78,7 @@ def _install(out: str, role: str) -> None:
         if phase == "start":
             started[0] = clock()
         else:
-            t = totals[f"gc generation {info['generation']}"]
-            t[0] += 1
-            t[1] += clock() - started[0]
+            add(f"gc generation {info['generation']}", clock() - started[0])
 
     gc.callbacks.append(timed_gc)
     if role == "controller":
@@ -103,10 +102,7 @@ def _install(out: str, role: str) -> None:
         def timed_handle(self, frame, port, reason, now):
             t0 = clock()
             out = handle(self, frame, port, reason, now)
-            dt = clock() - t0
-            t = totals[kind(frame, reason)]
-            t[0] += 1
-            t[1] += dt
+            add(kind(frame, reason), clock() - t0)
             return out
 
         enmod.Engine.handle = timed_handle
@@ -122,9 +118,7 @@ def _install(out: str, role: str) -> None:
                 size = 1
                 while size < n:
                     size *= 2
-                t = totals[f"batch <={size}"]
-                t[0] += 1
-                t[1] += dt
+                add(f"batch <={size}", dt)
                 totals[f"batch <={size} frames"][0] += n
 
         appmod.ControllerApp._handle_packets = timed_packets  # noqa: SLF001

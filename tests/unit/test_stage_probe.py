@@ -33,10 +33,15 @@ time.sleep(1.2)                           # a dump after the run
 """
 
 
+def probe_env(out: Path) -> dict[str, str]:
+    """The environment slowpath_profile.py --stages gives its Lab."""
+    path = [str(BENCH / "stageprobe")] + [p for p in os.environ.get("PYTHONPATH", "").split(
+        os.pathsep) if p]
+    return dict(os.environ, P4CS_STAGE_PROBE=str(out), PYTHONPATH=os.pathsep.join(path))
+
+
 def test_the_probe_counts_the_event_loop_stages_of_a_p4cs_process(tmp_path):
-    env = dict(os.environ, P4CS_STAGE_PROBE=str(tmp_path),
-               PYTHONPATH=os.pathsep.join([str(BENCH / "stageprobe"),
-                                           os.environ.get("PYTHONPATH", "")]))
+    env = probe_env(tmp_path)
     # "controller" in its arguments: the probe installs itself at start-up, as in the Lab
     r = subprocess.run([sys.executable, "-c", CHILD, "controller"], env=env, capture_output=True,
                        text=True, timeout=60)
@@ -50,9 +55,7 @@ def test_the_probe_counts_the_event_loop_stages_of_a_p4cs_process(tmp_path):
 
 
 def test_a_process_that_is_not_a_p4cs_role_is_left_alone(tmp_path):
-    env = dict(os.environ, P4CS_STAGE_PROBE=str(tmp_path),
-               PYTHONPATH=os.pathsep.join([str(BENCH / "stageprobe"),
-                                           os.environ.get("PYTHONPATH", "")]))
+    env = probe_env(tmp_path)
     code = ("import asyncio.events, sitecustomize; "
             "assert asyncio.events.Handle._run.__name__ == '_run'")
     r = subprocess.run([sys.executable, "-c", code, "status"], env=env, capture_output=True,
