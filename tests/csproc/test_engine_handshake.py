@@ -165,3 +165,51 @@ def test_routing_by_prefix_picks_group():
     h.handshake()
     syn = h.to_server_syn(h.send(b"GET /img/a.gif HTTP/1.1\r\nHost: x\r\n\r\n"))
     assert (syn[IP].dst, syn[TCP].dport) == ("10.0.1.2", 8081)
+
+
+def _effects(h, batch):
+    out = []
+    for frame, port, reason in batch:
+        out += h.client(frame, reason, port)
+    return out
+
+
+def test_a_request_in_the_same_batch_supersedes_the_handshake_ack():
+    """The client's ACK and its request read together: the ACK is not handled, and the
+    request opens the connection as it would have after it (the same server SYN, the same
+    state); a pure ACK with data after it in another batch, or of another 4-tuple, stays."""
+    a, b = Harness(), Harness()
+    for h in (a, b):
+        h.handshake(mss=1400)
+    other = a.cframe("A", ack=a.sisn + 5)                         # no data follows it
+    batch = [(a.cframe("A"), 1, 1), (other, 1, 1), (a.cframe("PA", data=GET), 1, 1)]
+    kept = a.eng.superseded(batch)
+    assert kept == batch[1:] and a.eng.stats.acks_superseded == 1
+    got = _effects(a, kept)
+    want = _effects(b, [(b.cframe("A"), 1, 1), (b.cframe("PA", data=GET), 1, 1)])
+    assert [bytes(p) for _, p in pkts(got)] == [bytes(p) for _, p in pkts(want)]
+    assert a.eng.stats.accepted == b.eng.stats.accepted == 1
+    (ca,), (cb,) = a.eng.conns_c.values(), b.eng.conns_c.values()
+    assert (ca.state, ca.cl.mss, ca.sl.our_isn) == (cb.state, cb.cl.mss, cb.sl.our_isn)
+    # the connection lives now: a pure ACK of it is always handled
+    live = [(a.cframe("A", rel=len(GET)), 1, 1), (a.cframe("PA", data=b"x", rel=len(GET)), 1, 1)]
+    assert a.eng.superseded(live) == live and a.eng.stats.acks_superseded == 1
+
+
+def test_a_request_supersedes_the_cookie_ack_on_a_tombstone():
+    """The ACK of a new cookie handshake on the 4-tuple of a closed connection (its
+    tombstone): the request read with it reincarnates the 4-tuple on its own."""
+    from test_engine_teardown import spliced     # noqa: PLC0415 - the teardown tests' helper
+    h, syn, _inst = spliced(config=Config(time_wait=2.0))
+    h.server(h.sframe(syn, "FA", 501, h.cisn + 1 + len(GET)), reason=4)
+    h.client(h.cframe("FA", rel=len(GET), ack=h.sisn + 2), reason=4)
+    cisn = (h.cisn + 100000) & 0xFFFFFFFF
+    h.sisn = h.eng.cookies.make(ip_int(CLIENT), ip_int(VIP), h.cport, 80, cisn, 1460, h.now,
+                                None)
+    h.cisn = cisn
+    batch = [(h.cframe("A"), 1, 1), (h.cframe("PA", data=GET), 1, 1)]
+    kept = h.eng.superseded(batch)
+    assert kept == batch[1:]
+    eff = _effects(h, kept)
+    assert h.eng.stats.reincarnations == 1 and h.eng.stats.accepted == 2
+    assert h.to_server_syn(eff)[TCP].seq == cisn

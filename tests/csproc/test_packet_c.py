@@ -128,3 +128,74 @@ def test_every_length_and_header_size_parses_alike():
             f = bytearray(base)
             f[pos] = v
             same_parse(bytes(f))
+
+
+def _seg(sport, seq, ack, flags, data=b""):
+    return P.build_py(b"\x02" * 6, b"\xaa" * 6, 0xC0A8010A, 0x0A000064, sport, 80, seq, ack,
+                      flags, 512, data)
+
+
+def same_superseded(pkts, reason=1):
+    c, py = P._packet.superseded_acks(pkts, reason), P.superseded_acks_py(pkts, reason)
+    assert c == py, (c, py)
+    return c
+
+
+def test_superseded_acks_are_the_pure_acks_a_later_request_repeats():
+    A, PA, V = P.ACK, P.ACK | P.PSH, 1
+    pkts = [(_seg(1, 10, 20, A), 1, V),            # superseded by 3
+            (_seg(2, 10, 20, A), 1, V),            # 2's data has another ack
+            (_seg(3, 10, 20, A), 1, 2),            # another punt reason
+            (_seg(1, 10, 20, PA, b"GET"), 1, V),
+            (_seg(2, 10, 21, PA, b"GET"), 1, V),
+            (_seg(4, 10, 20, PA, b"GET"), 1, V),   # data before its ACK: that ACK stays
+            (_seg(4, 10, 20, A), 1, V),
+            (_seg(3, 10, 20, PA, b"x"), 1, V),
+            (_seg(5, 10, 20, A), 1, V),            # SYN / RST with data supersede nothing
+            (_seg(5, 10, 20, A | P.RST, b"x"), 1, V),
+            (_seg(5, 10, 20, A | P.SYN, b"x"), 1, V),
+            (_seg(6, 10, 20, A | P.PSH), 1, V),    # not a pure ACK (PSH)
+            (_seg(6, 10, 20, PA | P.FIN, b"x"), 1, V),
+            (_seg(7, 10, 20, A), 1, V),            # superseded by a request with FIN
+            (_seg(7, 10, 20, A), 1, V),            # a duplicate as well
+            (_seg(7, 10, 20, PA | P.FIN, b"x"), 1, V)]
+    assert same_superseded(pkts) == [(0, (0xC0A8010A, 1, 0x0A000064, 80)),
+                                     (13, (0xC0A8010A, 7, 0x0A000064, 80)),
+                                     (14, (0xC0A8010A, 7, 0x0A000064, 80))]
+    # a request whose checksum is bad supersedes nothing
+    bad = bytearray(_seg(1, 10, 20, PA, b"GET"))
+    bad[-1] ^= 1
+    assert same_superseded([pkts[0], (bytes(bad), 1, V)]) == []
+    assert same_superseded([]) == [] and same_superseded(pkts[:1]) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(0, 2), st.integers(0, 2),
+                          st.sampled_from([P.ACK, P.ACK | P.PSH, P.ACK | P.FIN, P.RST, P.SYN,
+                                           P.ACK | P.RST, 0]),
+                          st.sampled_from([b"", b"x", b"GET /"]), st.integers(0, 2),
+                          st.integers(-1, 80)), max_size=24))
+def test_superseded_acks_match_python(items):
+    pkts = []
+    for sport, seq, ack, flags, data, reason, cut in items:
+        f = _seg(sport, seq, ack, flags, data)
+        if cut >= 0:                        # some frames mangled or cut short
+            f = f[:cut] if cut < 54 else f[:cut] + b"\x00" + f[cut + 1:]
+        pkts.append((f, 7, reason))
+    same_superseded(pkts)
+
+
+def test_superseded_acks_of_other_shapes_behave_as_in_python():
+    f = _seg(1, 10, 20, P.ACK)
+    g = _seg(1, 10, 20, P.ACK | P.PSH, b"x")
+    for pkts in ([(f, 1, 1), (bytearray(g), 1, 1)], ((f, 1, 1), (g, 1, 1)),
+                 [(f, 1, 1), (g, 1, 1, 0)], [(f, 1, 1), (g, 1, 2**70)]):
+        try:
+            want = P.superseded_acks_py(pkts, 1)
+        except Exception as e:  # noqa: BLE001 - the same error type either way
+            want = type(e)
+        try:
+            got = P._packet.superseded_acks(pkts, 1)
+        except Exception as e:  # noqa: BLE001
+            got = type(e)
+        assert got == want

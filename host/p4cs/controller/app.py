@@ -517,6 +517,7 @@ class ControllerApp:
             pkts = self._hold_syns(pkts)
         if self.workers is not None:
             pkts = self.workers.dispatch(pkts, self._flow_frame)
+        pkts = engine.superseded(pkts)      # handshake ACKs read with their request
         effects: list = []
         for payload, port, reason in pkts:
             if reason == REASON_ARP:

@@ -645,7 +645,7 @@ class _Child:
         kind = msg[0]
         if kind == "pkts":
             out: list = []
-            for payload, port, reason in msg[1]:
+            for payload, port, reason in eng.superseded(msg[1]):
                 got = eng.handle(payload, port, reason, now)
                 if now < self.reset_until and not any(isinstance(e, fx.PacketOut) for e in got):
                     got += self._orphan(payload, port, reason)

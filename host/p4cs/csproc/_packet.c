@@ -5,7 +5,8 @@
  * and the Python versions cost 3-4 µs a frame. The module p4cs.csproc.packet keeps the Python
  * versions (parse_py / build_py) as the reference and the fallback: the same checks in the
  * same order, the same BadFrame kinds, the same Segment fields, byte-identical frames
- * (tests/csproc/test_packet_c.py checks both on valid, mutated and random input). What this
+ * (tests/csproc/test_packet_c.py checks both on valid, mutated and random input). It also
+ * finds the handshake ACKs a batch of packet-ins supersedes (packet.superseded_acks). What this
  * code does not take (a frame that is not bytes, a MAC that is not 6 bytes, a number out of
  * its field's range) goes to the Python version, which gives the same answer or error as
  * before.
@@ -15,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-static PyObject *Segment, *BadFrame, *parse_py, *build_py;
+static PyObject *Segment, *BadFrame, *parse_py, *build_py, *superseded_py;
 static PyObject *n_dmac, *n_smac, *n_sip, *n_dip, *n_sport, *n_dport, *n_seq, *n_ack, *n_flags,
 	*n_window, *n_mss, *n_wscale, *n_payload, *n_ttl;
 
@@ -260,22 +261,158 @@ static PyObject *build(PyObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *setup_(PyObject *self, PyObject *args)
 {
-	PyObject *seg, *badf, *pp, *bp;
+	PyObject *seg, *badf, *pp, *bp, *sp;
 
 	(void)self;
-	if (!PyArg_ParseTuple(args, "OOOO", &seg, &badf, &pp, &bp))
+	if (!PyArg_ParseTuple(args, "OOOOO", &seg, &badf, &pp, &bp, &sp))
 		return NULL;
 	Py_XSETREF(Segment, Py_NewRef(seg));
 	Py_XSETREF(BadFrame, Py_NewRef(badf));
 	Py_XSETREF(parse_py, Py_NewRef(pp));
 	Py_XSETREF(build_py, Py_NewRef(bp));
+	Py_XSETREF(superseded_py, Py_NewRef(sp));
 	Py_RETURN_NONE;
+}
+
+/* What superseded_acks needs of a segment that parse() takes without error. */
+struct brief {
+	uint32_t sip, dip, seq, ack;
+	uint16_t sport, dport;
+	Py_ssize_t index;
+};
+
+/* 1 for a pure ACK, 2 for a segment with data, ACK set and SYN / RST clear, 0 for anything
+ * else (a frame parse() refuses included: the same checks). */
+static int brief_of(const uint8_t *f, Py_ssize_t n, struct brief *b)
+{
+	const uint8_t *ip, *tcp;
+	uint32_t ihl, tot, hl, tcp_len, flags;
+
+	if (n < 54 || be16(f + 12) != 0x0800)
+		return 0;
+	ip = f + 14;
+	ihl = (ip[0] & 15u) * 4;
+	if (ip[0] >> 4 != 4 || ihl < 20)
+		return 0;
+	tot = be16(ip + 2);
+	if (tot < ihl + 20 || 14 + (Py_ssize_t)tot > n || ip[9] != 6 || (be16(ip + 6) & 0x3FFF))
+		return 0;
+	if (words(ip, ihl) % 0xFFFF)
+		return 0;
+	b->sip = be32(ip + 12);
+	b->dip = be32(ip + 16);
+	tcp = ip + ihl;
+	tcp_len = tot - ihl;
+	hl = (uint32_t)(tcp[12] >> 4) * 4;
+	if (hl < 20 || hl > tcp_len)
+		return 0;
+	flags = tcp[13];
+	if (!(flags == 0x10 && tcp_len == hl) &&
+	    !((flags & 0x10) && !(flags & 0x06) && tcp_len > hl))
+		return 0;
+	if ((words(tcp, tcp_len) + (b->sip >> 16) + (b->sip & 0xFFFF) + (b->dip >> 16) +
+	     (b->dip & 0xFFFF) + 6 + tcp_len) % 0xFFFF)
+		return 0;
+	b->sport = (uint16_t)be16(tcp);
+	b->dport = (uint16_t)be16(tcp + 2);
+	b->seq = be32(tcp + 4);
+	b->ack = be32(tcp + 8);
+	return tcp_len == hl ? 1 : 2;
+}
+
+static PyObject *superseded_acks(PyObject *self, PyObject *args)
+{
+	PyObject *pkts, *reason, *seq, *out = NULL;
+	struct brief *acks = NULL, *datas = NULL, b;
+	Py_ssize_t n, i, j, na = 0, nd = 0;
+	long want;
+
+	(void)self;
+	if (!PyArg_ParseTuple(args, "OO", &pkts, &reason))
+		return NULL;
+	if (!PyList_CheckExact(pkts) || !PyLong_CheckExact(reason))
+		return PyObject_CallFunctionObjArgs(superseded_py, pkts, reason, NULL);
+	want = PyLong_AsLong(reason);
+	if (want == -1 && PyErr_Occurred()) {
+		PyErr_Clear();
+		return PyObject_CallFunctionObjArgs(superseded_py, pkts, reason, NULL);
+	}
+	seq = pkts;
+	n = PyList_GET_SIZE(seq);
+	/* Anything but (bytes, port, int reason) tuples: the Python version decides. */
+	for (i = 0; i < n; i++) {
+		PyObject *t = PyList_GET_ITEM(seq, i);
+
+		if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 3 ||
+		    !PyBytes_CheckExact(PyTuple_GET_ITEM(t, 0)) ||
+		    !PyLong_CheckExact(PyTuple_GET_ITEM(t, 2)))
+			return PyObject_CallFunctionObjArgs(superseded_py, pkts, reason, NULL);
+	}
+	out = PyList_New(0);
+	if (out == NULL || n < 2)
+		return out;
+	acks = PyMem_Malloc(sizeof(*acks) * (size_t)n);
+	datas = PyMem_Malloc(sizeof(*datas) * (size_t)n);
+	if (acks == NULL || datas == NULL) {
+		PyErr_NoMemory();
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		PyObject *t = PyList_GET_ITEM(seq, i), *fr = PyTuple_GET_ITEM(t, 0);
+		long r = PyLong_AsLong(PyTuple_GET_ITEM(t, 2));
+		int k;
+
+		if (r == -1 && PyErr_Occurred()) {
+			PyErr_Clear();
+			continue;
+		}
+		if (r != want)
+			continue;
+		k = brief_of((const uint8_t *)PyBytes_AS_STRING(fr), PyBytes_GET_SIZE(fr), &b);
+		b.index = i;
+		if (k == 1)
+			acks[na++] = b;
+		else if (k == 2)
+			datas[nd++] = b;
+	}
+	for (i = 0; i < na; i++) {
+		const struct brief *a = &acks[i];
+
+		for (j = 0; j < nd; j++) {
+			const struct brief *d = &datas[j];
+			PyObject *item;
+
+			if (d->index < a->index || d->sip != a->sip || d->dip != a->dip ||
+			    d->sport != a->sport || d->dport != a->dport || d->seq != a->seq ||
+			    d->ack != a->ack)
+				continue;
+			item = Py_BuildValue("(n(kkkk))", a->index, (unsigned long)a->sip,
+					     (unsigned long)a->sport, (unsigned long)a->dip,
+					     (unsigned long)a->dport);
+			if (item == NULL || PyList_Append(out, item) < 0) {
+				Py_XDECREF(item);
+				goto fail;
+			}
+			Py_DECREF(item);
+			break;
+		}
+	}
+	PyMem_Free(acks);
+	PyMem_Free(datas);
+	return out;
+fail:
+	PyMem_Free(acks);
+	PyMem_Free(datas);
+	Py_XDECREF(out);
+	return NULL;
 }
 
 static PyMethodDef methods[] = {
 	{"setup", setup_, METH_VARARGS,
 	 "setup(Segment, BadFrame, parse_py, build_py): the classes and the Python fallbacks."},
 	{"parse", parse, METH_O, "packet.parse in C (after setup)."},
+	{"superseded_acks", superseded_acks, METH_VARARGS,
+	 "packet.superseded_acks in C (after setup)."},
 	{"build", (PyCFunction)(void (*)(void))build, METH_VARARGS | METH_KEYWORDS,
 	 "packet.build in C (after setup)."},
 	{NULL, NULL, 0, NULL},

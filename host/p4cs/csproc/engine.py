@@ -433,6 +433,30 @@ class Engine:
             return self._rl_log("internal", "error", "internal error handling a packet",
                                 now, error=repr(e), reason=reason)
 
+    def superseded(self, pkts: list) -> list:
+        """``pkts``, a batch of packet-ins ((frame, port, reason) each), without the handshake
+        ACKs a request of the same batch supersedes (``packet.superseded_acks``): a client's
+        ACK of the data plane's SYN-ACK whose 4-tuple has no connection here, or a closed one
+        (a tombstone), followed in the batch by the client's first data segment, which carries
+        the same seq and ack. That segment validates the cookie and opens the connection as
+        the ACK would have, a few microseconds later; one frame fewer to handle. A pure ACK
+        of a connection that lives is always handled (a duplicate ACK means something)."""
+        if len(pkts) < 2:
+            return pkts
+        found = P.superseded_acks(pkts, REASON_VIP_MISS)
+        if not found:
+            return pkts
+        get = self.conns_c.get
+        skip = set()
+        for i, key in found:
+            c = get(key)
+            if c is None or c.state == TIME_WAIT:
+                skip.add(i)
+        if not skip:
+            return pkts
+        self.stats.acks_superseded += len(skip)
+        return [p for i, p in enumerate(pkts) if i not in skip]
+
     def tick(self, now: float) -> list[Effect]:
         """Run the timers due at ``now`` (call every 10-100 ms)."""
         out: list[Effect] = []

@@ -238,16 +238,45 @@ def apply_splice(frame: bytes, spec: FlowSpec) -> bytes:
     return b"".join((spec.dmac, spec.smac, frame[12:14], ip, tcp))
 
 
+def superseded_acks(pkts: list, reason: int) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """The pure ACKs among the packet-ins ``pkts`` ((frame, port, reason) each) that a later
+    packet-in of the same batch supersedes, as [(index, (sip, sport, dip, dport))] in index
+    order. Both have the punt reason ``reason``; the ACK's flags are ACK alone and it carries
+    no data; the later one is a valid segment of the same 4-tuple with the same seq and ack,
+    ACK set, SYN and RST clear, that carries data. A client sends the handshake's ACK and its
+    request one after the other: handled in the same batch, the request completes the
+    handshake just as well (``Engine.superseded``)."""
+    pending: dict[tuple, list[int]] = {}
+    out: list[tuple[int, tuple[int, int, int, int]]] = []
+    for i, pkt in enumerate(pkts):
+        if pkt[2] != reason:
+            continue
+        try:
+            seg = parse_py(pkt[0])
+        except BadFrame:
+            continue
+        f = seg.flags
+        key = (seg.sip, seg.sport, seg.dip, seg.dport, seg.seq, seg.ack)
+        if f == ACK and not seg.payload:
+            pending.setdefault(key, []).append(i)
+        elif f & ACK and not f & (SYN | RST) and seg.payload:
+            for j in pending.pop(key, ()):
+                out.append((j, key[:4]))
+    out.sort()
+    return out
+
+
 #: The Python versions: the reference, and what runs where ``_packet`` is not built.
-parse_py, build_py = parse, build
+parse_py, build_py, superseded_acks_py = parse, build, superseded_acks
 
 try:        # the same two in C (setup.py builds it; optional)
     from . import _packet
 except ImportError:     # pragma: no cover - the package built without a compiler
     _packet = None
 else:
-    _packet.setup(Segment, BadFrame, parse_py, build_py)
+    _packet.setup(Segment, BadFrame, parse_py, build_py, superseded_acks_py)
     parse, build = _packet.parse, _packet.build      # noqa: F811
+    superseded_acks = _packet.superseded_acks        # noqa: F811
 
 
 def seq_rel(seq: int, base: int) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 COUNTERS = (
     "packets",              # frames given to handle()
+    "acks_superseded",      # handshake ACKs not handled: the request in the same batch opened it
     "bad_frames",           # truncated / bad checksum / not IPv4-TCP / fragments
     "not_for_us",           # valid TCP that matches no service and no connection
     "syn_received",
