@@ -200,7 +200,7 @@ async def _replay(n: int, batch: int, ports: int, clock: _Clock) -> dict[str, fl
             te.counter_data.byte_count = 700
             entries.append(te)
         t0 = pc()
-        await app.teardown.expired(sw, 0, entries)
+        await app.teardown.expired(sw, 0, p4r.IdleTimeoutNotification(table_entry=entries))
         t["expiry"] += pc() - t0
         # the tombstones' timers, due later
         t0 = pc()

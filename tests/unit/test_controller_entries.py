@@ -507,6 +507,73 @@ def test_key_and_flow_id_from_bytes_is_what_the_object_says(schema, te):
         assert got is None or got == want
 
 
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.tuples(*[st.integers(0, 2**32 - 1)] * 2, st.just(6), *[st.integers(0, 65535)] * 2),
+       st.integers(0, 511), st.binary(min_size=6, max_size=6),
+       st.binary(min_size=6, max_size=6), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+       st.integers(0, 65535), st.integers(0, 65535), st.integers(-2**33, 2**33),
+       st.integers(-2**33, 2**33), st.sampled_from([0.0, 1e-9, 0.5, 3.0, 300.0, 86400.5]),
+       st.integers(0, 2**24 - 1), st.sampled_from([1, 2, 3]))
+def test_splice_update_of_a_flowspec_is_insert_raw(schema, key, port, dmac, smac, sip, dip,
+                                                   sport, dport, sd, ad, idle, fid, utype):
+    """FlowEncoder.splice_update (one C call from the FlowSpec where _p4wire is built) gives
+    the bytes insert_raw_py gives for the same flow."""
+    from p4cs.csproc.effects import FlowSpec
+
+    fe = FlowEncoder(schema)
+    f = FlowSpec(FlowKey(*key), port, dmac, smac, sip, dip, sport, dport, sd, ad, idle, 7,
+                 "c2s")
+    want = fe.insert_raw_py(f.key, Splice(port, int.from_bytes(dmac, "big"),
+                                          int.from_bytes(smac, "big"), sip, dip, sport, dport,
+                                          sd, ad, fid), idle, utype)
+    assert fe.splice_update(f, fid, utype) == want
+
+
+def _note_as_objects(fe, note):
+    return [(decode_match_key(te), fe.flow_id(te),
+             (te.counter_data.packet_count, te.counter_data.byte_count)
+             if te.HasField("counter_data") else None) for te in note.table_entry]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(_table_entries(), max_size=5), st.integers(0, 2**62))
+def test_expired_entries_from_bytes_are_what_the_objects_say(schema, tes, ts):
+    """FlowEncoder.expired_entries (one C call on the notification's bytes where _p4wire is
+    built) returns, entry by entry, the key, flow id and counter data the protobuf objects
+    hold; the C version declines (None) a notification with an entry it does not take, and
+    the objects are read."""
+    from p4cs.controller import p4rt
+
+    fe = FlowEncoder(schema)
+    note = p4r.IdleTimeoutNotification(table_entry=tes, timestamp=ts)
+    want = _note_as_objects(fe, note)
+    assert fe.expired_entries(note) == want
+    if p4rt._p4wire is not None:
+        got = p4rt._p4wire.expired_entries(note.SerializeToString(), fe._flow_id_param)
+        assert got is None or got == want
+        assert p4rt._p4wire.expired_entries(note.SerializeToString()[:-1],
+                                            fe._flow_id_param) in (None, [])
+
+
+def test_expired_entries_of_real_entries_in_c(schema):
+    from p4cs.controller import p4rt
+
+    if p4rt._p4wire is None:
+        pytest.skip("the _p4wire extension is not built (setup.py build_ext)")
+    fe = FlowEncoder(schema)
+    key = FlowKey(0x0A000101, 0x0A000064, 6, 40001, 80)
+    note = p4r.IdleTimeoutNotification(timestamp=123)
+    for fid in (0, 1, 70000, 2**24 - 1):
+        te = fe.insert(key, Splice(2, 0x020000000001, 0x020000000002, 0x0A000101, 0x0A000002,
+                                   40001, 8080, 1, 2, fid), 3.0).entity.table_entry
+        if fid:
+            te.counter_data.packet_count, te.counter_data.byte_count = fid, 3 * fid
+        note.table_entry.append(te)
+    assert p4rt._p4wire.expired_entries(note.SerializeToString(), fe._flow_id_param) == [
+        (tuple(key), 0, None), (tuple(key), 1, (1, 3)), (tuple(key), 70000, (70000, 210000)),
+        (tuple(key), 2**24 - 1, (2**24 - 1, 3 * (2**24 - 1)))]
+
+
 def test_key_and_flow_id_of_real_entries_in_c(schema):
     from p4cs.controller import p4rt
 

@@ -71,7 +71,7 @@ def entry(app: _App, fid: int, packets: int = 5) -> p4r.TableEntry:
 def expire(app: _App, entries) -> Teardown:
     t = Teardown(app)
     t.remove = lambda keys, *a, **k: app.told.append(("remove", [tuple(x) for x in keys]))
-    asyncio.run(t.expired(None, 0, entries))
+    asyncio.run(t.expired(None, 0, p4r.IdleTimeoutNotification(table_entry=entries)))
     return t
 
 
@@ -95,7 +95,7 @@ def test_an_entry_left_to_expire_after_a_fin_is_counted_not_told():
         t = Teardown(app)
         t.end_expiry = True
         t.flows_ended(fx.RemoveFlows([KEY], 3.0, (KEY,)))
-        await t.expired(None, 0, [entry(app, 7)])
+        await t.expired(None, 0, p4r.IdleTimeoutNotification(table_entry=[entry(app, 7)]))
         return t
 
     t = asyncio.run(run())

@@ -111,16 +111,11 @@ static int field(PyObject *heads, PyObject *bws, PyObject *values, Py_ssize_t i,
 	return bytes_of(PyTuple_GET_ITEM(heads, i), hp, hn);
 }
 
-static PyObject *update(PyObject *self, PyObject *args)
+static PyObject *encode_update(unsigned long utype, PyObject *te_head, PyObject *fm_heads,
+				PyObject *key_bws, PyObject *key, PyObject *action_head,
+				PyObject *p_heads, PyObject *p_bws, PyObject *vals,
+				unsigned long long idle_ns)
 {
-	unsigned long utype;
-	unsigned long long idle_ns;
-	PyObject *te_head, *fm_heads, *key_bws, *key, *action_head, *p_heads, *p_bws, *vals;
-	if (!PyArg_ParseTuple(args, "kSO!O!O!SO!O!O!K", &utype, &te_head, &PyTuple_Type, &fm_heads,
-			      &PyTuple_Type, &key_bws, &PyTuple_Type, &key, &action_head,
-			      &PyTuple_Type, &p_heads, &PyTuple_Type, &p_bws, &PyTuple_Type, &vals,
-			      &idle_ns))
-		return NULL;
 	Py_ssize_t nk = PyTuple_GET_SIZE(fm_heads), np = PyTuple_GET_SIZE(p_heads);
 	if (PyTuple_GET_SIZE(key_bws) != nk || PyTuple_GET_SIZE(key) != nk ||
 	    PyTuple_GET_SIZE(p_bws) != np || PyTuple_GET_SIZE(vals) != np) {
@@ -175,6 +170,126 @@ static PyObject *update(PyObject *self, PyObject *args)
 	    ld(&out, 0x12, tmp.b, tmp.n))
 		return NULL;
 	return PyBytes_FromStringAndSize((const char *)out.b, (Py_ssize_t)out.n);
+}
+
+static PyObject *update(PyObject *self, PyObject *args)
+{
+	unsigned long utype;
+	unsigned long long idle_ns;
+	PyObject *te_head, *fm_heads, *key_bws, *key, *action_head, *p_heads, *p_bws, *vals;
+	(void)self;
+	if (!PyArg_ParseTuple(args, "kSO!O!O!SO!O!O!K", &utype, &te_head, &PyTuple_Type, &fm_heads,
+			      &PyTuple_Type, &key_bws, &PyTuple_Type, &key, &action_head,
+			      &PyTuple_Type, &p_heads, &PyTuple_Type, &p_bws, &PyTuple_Type, &vals,
+			      &idle_ns))
+		return NULL;
+	return encode_update(utype, te_head, fm_heads, key_bws, key, action_head, p_heads, p_bws,
+			     vals, idle_ns);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * splice_update(utype, te_head, fm_heads, key_bws, action_head, p_heads, p_bws, spec, fid):
+ * update() of the `splice` entry of a FlowSpec (p4cs.csproc.effects) with flow id `fid`,
+ * the parameters in P4Info order as p4rt._splice_values makes them (port, dmac, smac, sip,
+ * dip, sport, dport, seq_delta, ack_delta mod 2**32, the two checksum deltas of
+ * packet.splice_csum_deltas, flow_id) and idle_timeout_ns = int(idle_timeout_s * 1e9):
+ * FlowEncoder.insert_raw(spec.key, Splice(...), spec.idle_timeout_s, utype) in one call.
+ * Anything it does not take (a key that is not 5 ints of 64 bits, a MAC that is not bytes)
+ * raises, as the Python version would or with TypeError / ValueError.
+ */
+static PyObject *n_key, *n_port, *n_dmac, *n_smac, *n_sip, *n_dip, *n_sport, *n_dport,
+	*n_seq_delta, *n_ack_delta, *n_idle;
+
+static int attr_i64(PyObject *o, PyObject *name, long long *v)
+{
+	PyObject *a = PyObject_GetAttr(o, name);
+	if (!a)
+		return -1;
+	*v = PyLong_AsLongLong(a);
+	Py_DECREF(a);
+	return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static long long mod_ffff(long long x)
+{
+	long long r = x % 0xFFFF;
+	return r < 0 ? r + 0xFFFF : r;
+}
+
+static PyObject *splice_update(PyObject *self, PyObject *args)
+{
+	unsigned long utype;
+	PyObject *te_head, *fm_heads, *key_bws, *action_head, *p_heads, *p_bws, *spec, *fid;
+	PyObject *key = NULL, *vals = NULL, *out = NULL, *dmac = NULL, *smac = NULL, *idle = NULL;
+	long long k[5], sip, dip, sport, dport, seq, ack;
+	double idle_s;
+	(void)self;
+	if (!PyArg_ParseTuple(args, "kSO!O!SO!O!OO", &utype, &te_head, &PyTuple_Type, &fm_heads,
+			      &PyTuple_Type, &key_bws, &action_head, &PyTuple_Type, &p_heads,
+			      &PyTuple_Type, &p_bws, &spec, &fid))
+		return NULL;
+	key = PyObject_GetAttr(spec, n_key);
+	if (!key)
+		return NULL;
+	if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 5) {
+		PyErr_SetString(PyExc_TypeError, "a 5-tuple flow key expected");
+		goto done;
+	}
+	for (int i = 0; i < 5; i++) {
+		k[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(key, i));
+		if (k[i] == -1 && PyErr_Occurred())
+			goto done;
+	}
+	if (attr_i64(spec, n_sip, &sip) || attr_i64(spec, n_dip, &dip) ||
+	    attr_i64(spec, n_sport, &sport) || attr_i64(spec, n_dport, &dport) ||
+	    attr_i64(spec, n_seq_delta, &seq) || attr_i64(spec, n_ack_delta, &ack))
+		goto done;
+	dmac = PyObject_GetAttr(spec, n_dmac);
+	smac = PyObject_GetAttr(spec, n_smac);
+	idle = PyObject_GetAttr(spec, n_idle);
+	if (!dmac || !smac || !idle)
+		goto done;
+	if (!PyBytes_Check(dmac) || !PyBytes_Check(smac)) {
+		PyErr_SetString(PyExc_TypeError, "MAC addresses as bytes expected");
+		goto done;
+	}
+	idle_s = PyFloat_AsDouble(idle);
+	if (idle_s == -1.0 && PyErr_Occurred())
+		goto done;
+	{
+		PyObject *port = PyObject_GetAttr(spec, n_port), *dm, *sm;
+		long long addr = mod_ffff(sip + dip - k[0] - k[1]);
+		long long tcp = mod_ffff(addr + sport + dport - k[3] - k[4]);
+		if (!port)
+			goto done;
+		dm = _PyLong_FromByteArray((const unsigned char *)PyBytes_AS_STRING(dmac),
+					   (size_t)PyBytes_GET_SIZE(dmac), 0, 0);
+		sm = _PyLong_FromByteArray((const unsigned char *)PyBytes_AS_STRING(smac),
+					   (size_t)PyBytes_GET_SIZE(smac), 0, 0);
+		if (dm && sm)
+			vals = Py_BuildValue("(NNNLLLLLLLLO)", port, dm, sm, sip, dip, sport, dport,
+					     seq & 0xFFFFFFFFLL, ack & 0xFFFFFFFFLL, addr, tcp, fid);
+		else {
+			Py_DECREF(port);
+			Py_XDECREF(dm);
+			Py_XDECREF(sm);
+		}
+		if (!vals)
+			goto done;
+	}
+	if (idle_s * 1e9 >= 18446744073709551616.0 || idle_s * 1e9 <= -1.0) {
+		PyErr_SetString(PyExc_ValueError, "idle timeout out of range");
+		goto done;
+	}
+	out = encode_update(utype, te_head, fm_heads, key_bws, key, action_head, p_heads, p_bws,
+			    vals, (unsigned long long)(idle_s * 1e9));
+done:
+	Py_XDECREF(key);
+	Py_XDECREF(vals);
+	Py_XDECREF(dmac);
+	Py_XDECREF(smac);
+	Py_XDECREF(idle);
+	return out;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -288,14 +403,16 @@ static int field_match(const uint8_t *p, const uint8_t *end, uint64_t *fid, uint
 	return have_id; /* no exact value: 0, as the object reads it */
 }
 
-static PyObject *key_flow_id(PyObject *self, PyObject *args)
+/* The (key, flow id) of the serialized TableEntry [p, end) as key_flow_id answers it; with
+ * ``counts`` not NULL, (key, flow id, (packets, bytes) or None) with the entry's
+ * counter_data (7: CounterData{1: byte_count, 2: packet_count}). Py_None where the entry is
+ * not the simple shape, NULL with an exception set. */
+static PyObject *entry_key_fid(const uint8_t *p, const uint8_t *end, PyObject *fid_params,
+			       int counts)
 {
-	Py_buffer view;
-	PyObject *fid_params;
-	if (!PyArg_ParseTuple(args, "y*O!", &view, &PyDict_Type, &fid_params))
-		return NULL;
-	const uint8_t *p = view.buf, *end = p + view.len;
 	uint64_t fids[MAXFIELDS], vals[MAXFIELDS];
+	uint64_t packets = 0, bytes = 0;
+	int have_counts = 0;
 	int nf = 0;
 	uint64_t action_id = 0;
 	const uint8_t *params[64][2];
@@ -343,6 +460,25 @@ static PyObject *key_flow_id(PyObject *self, PyObject *args)
 					} else {
 						goto slow;
 					}
+				}
+			}
+		} else if (tag == 0x3A && counts) { /* counter_data */
+			const uint8_t *s, *e;
+			if (rd_ld(&p, end, &s, &e))
+				goto slow;
+			have_counts = 1;
+			while (s < e) {
+				uint64_t t2;
+				if (rd_varint(&s, e, &t2))
+					goto slow;
+				if (t2 == 0x08) {
+					if (rd_varint(&s, e, &bytes))
+						goto slow;
+				} else if (t2 == 0x10) {
+					if (rd_varint(&s, e, &packets))
+						goto slow;
+				} else if (skip(&s, e, t2 & 7)) {
+					goto slow;
 				}
 			}
 		} else if (skip(&p, end, tag & 7)) {
@@ -417,7 +553,19 @@ static PyObject *key_flow_id(PyObject *self, PyObject *args)
 		}
 		PyTuple_SET_ITEM(key, k, v);
 	}
-	result = PyTuple_Pack(2, key, flow_id);
+	if (counts) {
+		PyObject *c = have_counts ? Py_BuildValue("(LL)", (long long)packets, (long long)bytes)
+					  : Py_NewRef(Py_None);
+		if (!c) {
+			Py_DECREF(key);
+			Py_DECREF(flow_id);
+			goto error;
+		}
+		result = PyTuple_Pack(3, key, flow_id, c);
+		Py_DECREF(c);
+	} else {
+		result = PyTuple_Pack(2, key, flow_id);
+	}
 	Py_DECREF(key);
 	Py_DECREF(flow_id);
 	goto out;
@@ -432,14 +580,83 @@ error_fid:
 error:
 	result = NULL;
 out:
+	return result;
+}
+
+static PyObject *key_flow_id(PyObject *self, PyObject *args)
+{
+	Py_buffer view;
+	PyObject *fid_params, *result;
+	(void)self;
+	if (!PyArg_ParseTuple(args, "y*O!", &view, &PyDict_Type, &fid_params))
+		return NULL;
+	result = entry_key_fid(view.buf, (const uint8_t *)view.buf + view.len, fid_params, 0);
 	PyBuffer_Release(&view);
 	return result;
+}
+
+/* expired_entries(notification, fid_params): every table_entry (1) of a serialized
+ * p4.v1.IdleTimeoutNotification as [(key, flow id or None, (packets, bytes) or None)], or
+ * None when one of them is not the simple shape (the caller reads the object then). */
+static PyObject *expired_entries(PyObject *self, PyObject *args)
+{
+	Py_buffer view;
+	PyObject *fid_params, *out;
+	(void)self;
+	if (!PyArg_ParseTuple(args, "y*O!", &view, &PyDict_Type, &fid_params))
+		return NULL;
+	const uint8_t *p = view.buf, *end = p + view.len;
+	out = PyList_New(0);
+	if (!out)
+		goto done;
+	while (p < end) {
+		uint64_t tag;
+		if (rd_varint(&p, end, &tag))
+			goto slow;
+		if (tag == 0x0A) {
+			const uint8_t *s, *e;
+			PyObject *one;
+			if (rd_ld(&p, end, &s, &e))
+				goto slow;
+			one = entry_key_fid(s, e, fid_params, 1);
+			if (!one) {
+				Py_CLEAR(out);
+				goto done;
+			}
+			if (one == Py_None) {
+				Py_DECREF(one);
+				goto slow;
+			}
+			if (PyList_Append(out, one) < 0) {
+				Py_DECREF(one);
+				Py_CLEAR(out);
+				goto done;
+			}
+			Py_DECREF(one);
+		} else if (skip(&p, end, tag & 7)) {
+			goto slow;
+		}
+	}
+	goto done;
+slow:
+	Py_DECREF(out);
+	out = Py_NewRef(Py_None);
+done:
+	PyBuffer_Release(&view);
+	return out;
 }
 
 static PyMethodDef methods[] = {
 	{"key_flow_id", key_flow_id, METH_VARARGS,
 	 "key_flow_id(table_entry_bytes, fid_params) -> (key, flow id or None) or None: the "
 	 "exact key and the flow id of a serialized p4.v1.TableEntry"},
+	{"expired_entries", expired_entries, METH_VARARGS,
+	 "expired_entries(idle_timeout_notification_bytes, fid_params) -> [(key, flow id or "
+	 "None, (packets, bytes) or None)] or None: every entry of a serialized "
+	 "p4.v1.IdleTimeoutNotification"},
+	{"splice_update", splice_update, METH_VARARGS,
+	 "splice_update(utype, te_head, fm_heads, key_bws, action_head, p_heads, p_bws, spec, "
+	 "fid) -> bytes: the serialized p4.v1.Update of a FlowSpec's splice entry"},
 	{"update", update, METH_VARARGS,
 	 "update(utype, te_head, fm_heads, key_bws, key, action_head, p_heads, p_bws, vals, "
 	 "idle_ns) -> bytes: a serialized p4.v1.Update of an exact-match table entry"},
@@ -454,5 +671,11 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__p4wire(void)
 {
+#define NAME(v, s) if ((v = PyUnicode_InternFromString(s)) == NULL) return NULL
+	NAME(n_key, "key"); NAME(n_port, "port"); NAME(n_dmac, "dmac"); NAME(n_smac, "smac");
+	NAME(n_sip, "sip"); NAME(n_dip, "dip"); NAME(n_sport, "sport"); NAME(n_dport, "dport");
+	NAME(n_seq_delta, "seq_delta"); NAME(n_ack_delta, "ack_delta");
+	NAME(n_idle, "idle_timeout_s");
+#undef NAME
 	return PyModule_Create(&module);
 }

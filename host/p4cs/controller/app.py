@@ -50,7 +50,7 @@ from finsy.proto import p4r
 from p4cs.constants import REASON_ARP, REASON_VIP_MISS
 from p4cs.controller import l4, neighbours, syncookies
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
-from p4cs.controller.p4rt import (FlowEncoder, Splice, decode_match_key, read_counter_cells,
+from p4cs.controller.p4rt import (FlowEncoder, decode_match_key, read_counter_cells,
                                   read_entities, write_raw)
 from p4cs.controller.operator import Operator, log_effect, quiet_engine
 from p4cs.controller.packetchan import PacketIn, PacketPath
@@ -640,7 +640,7 @@ class ControllerApp:
     async def _idle_loop(self, sw: Switch, scanned: asyncio.Event) -> None:
         async for mark, note in sw.read_idle_timeouts(queue_size=IDLE_QUEUE):
             await scanned.wait()    # entries read by _adopt_flows may expire while it runs
-            await self.teardown.expired(sw, mark, note.table_entry)
+            await self.teardown.expired(sw, mark, note)
 
     async def _timer_loop(self) -> None:
         """Run the engine's timers when they are due. The loop sleeps until the earliest
@@ -862,11 +862,7 @@ class ControllerApp:
         return fid if fid is not None and self.flow_conn.get(fid) == f.conn_id else None
 
     def _splice_update(self, f: fx.FlowSpec, fid: int, utype: int) -> bytes:
-        return self.enc.insert_raw(
-            f.key,
-            Splice(f.port, int.from_bytes(f.dmac, "big"), int.from_bytes(f.smac, "big"),
-                   f.sip, f.dip, f.sport, f.dport, f.seq_delta, f.ack_delta, fid),
-            f.idle_timeout_s, utype)
+        return self.enc.splice_update(f, fid, utype)
 
     async def _write_flows(self, sw: Switch, updates: list[bytes], owners: list[int],
                            keys: list[fx.FlowKey], fresh: set[int],

@@ -17,7 +17,7 @@ from finsy import P4Schema, Switch
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
-from p4cs.csproc.effects import FlowKey  # the flow table's key, shared with the CS processor
+from p4cs.csproc.effects import FlowKey, FlowSpec  # shared with the CS processor
 from p4cs.csproc.packet import splice_csum_deltas
 from p4cs.pbwire import ld, varint as _varint
 
@@ -175,6 +175,19 @@ class FlowEncoder:
                               self._action_head, p_heads, p_bws, _splice_values(key, s),
                               int(idle_timeout_s * 1e9))
 
+    def splice_update(self, f: FlowSpec, fid: int, update_type: int = p4r.Update.INSERT
+                      ) -> bytes:
+        """``insert_raw`` of the flow ``f`` (the CS processor's FlowSpec) with flow id ``fid``:
+        in one C call where ``_p4wire`` is built (the same bytes)."""
+        if self._c_args is not None:
+            fm_heads, key_bws, p_heads, p_bws = self._c_args
+            return _p4wire.splice_update(update_type, self._te_head, fm_heads, key_bws,
+                                         self._action_head, p_heads, p_bws, f, fid)
+        return self.insert_raw(
+            f.key, Splice(f.port, int.from_bytes(f.dmac, "big"), int.from_bytes(f.smac, "big"),
+                          f.sip, f.dip, f.sport, f.dport, f.seq_delta, f.ack_delta, fid),
+            f.idle_timeout_s, update_type)
+
     def insert_raw_py(self, key: FlowKey, s: Splice, idle_timeout_s: float = 0.0,
                       update_type: int = p4r.Update.INSERT) -> bytes:
         """``insert_raw`` in Python."""
@@ -240,6 +253,24 @@ class FlowEncoder:
             if r is not None:
                 return r
         return decode_match_key(entry), self.flow_id(entry)
+
+    def expired_entries(self, note: p4r.IdleTimeoutNotification
+                        ) -> list[tuple[tuple[int, ...], int | None, tuple[int, int] | None]]:
+        """Every entry of an idle-timeout notification as (key values, flow id or None,
+        (packets, bytes) of its counter_data or None): in one C call from the notification's
+        bytes where the package's extension is built, entry by entry from the object
+        otherwise or where an entry is not the simple shape."""
+        if _p4wire is not None:
+            r = _p4wire.expired_entries(note.SerializeToString(), self._flow_id_param)
+            if r is not None:
+                return r
+        out = []
+        for entry in note.table_entry:
+            vals, fid = self.key_flow_id(entry)
+            c = entry.counter_data
+            out.append((vals, fid, (c.packet_count, c.byte_count)
+                        if entry.HasField("counter_data") else None))
+        return out
 
     def packet_out(self, frame: bytes, port: int) -> p4r.StreamMessageRequest:
         meta = []

@@ -232,7 +232,7 @@ class Teardown:
         self.app.flow_ids.put(fid)
 
     # ------------------------------------------------------------------ expiry
-    async def expired(self, sw: Switch, mark: int, entries: Iterable[p4r.TableEntry]) -> None:
+    async def expired(self, sw: Switch, mark: int, note: p4r.IdleTimeoutNotification) -> None:
         """Flow entries the data plane aged out (one notification), once the controller has
         taken ``mark`` packet-ins (RawTimeoutSwitch) and every FIN/RST copy waiting on the
         direct packet channel. Those left to expire after a FIN/RST count
@@ -246,23 +246,22 @@ class Teardown:
             await asyncio.sleep(0.001)
         await app.packets.flush_copies()    # the same for copies on the direct channel
         done, unread, adopted = [], [], []
-        for entry in entries:
-            vals, nfid = app.enc.key_flow_id(entry)
-            key = flow_key(vals)
-            if key is None:
-                continue
-            cur = app.flow_of.get(tuple(key))
+        flow_of, ending, counters = app.flow_of, self.ending, app.counters
+        for vals, nfid, counts in app.enc.expired_entries(note):
+            if len(vals) != KEY_FIELDS:
+                continue                    # not the flow table's shape
+            cur = flow_of.get(vals)         # its keys: plain tuples, as vals
             if nfid is not None and cur is not None and nfid != cur:
                 # The entry of a closed connection whose key a new connection has taken
                 # (Teardown.superseded harvested its flow id): not the new one's expiry.
                 continue
-            fid = app.flow_of.pop(tuple(key), None)
+            fid = flow_of.pop(vals, None)
             if fid is not None:
-                if fid not in self.ending:
+                if fid not in ending:
                     # the entry of the key's connection: the engine ends it (an entry left to
                     # expire after a FIN/RST belongs to a connection the engine closed already,
                     # its tombstone on a timer of its own: Engine.flow_expired would do nothing)
-                    done.append(key)
+                    done.append(fx.FlowKey(*vals))
             else:
                 # No connection of this controller holds the key now (a previous controller's
                 # entry, or one whose removal or takeover came first): the engine must not
@@ -270,15 +269,15 @@ class Teardown:
                 # not installed its flows yet.
                 fid = nfid
                 if fid is not None and app.flow_ids.is_adopted(fid):
-                    adopted.append(key)
+                    adopted.append(fx.FlowKey(*vals))
                 else:
                     fid = None
             if fid is None:
-                app.counters["idle_timeouts"] += 1
+                counters["idle_timeouts"] += 1
                 continue
-            app.counters["flows_removed" if fid in self.ending else "idle_timeouts"] += 1
-            if entry.HasField("counter_data"):
-                self._account(fid, entry.counter_data.packet_count, entry.counter_data.byte_count)
+            counters["flows_removed" if fid in ending else "idle_timeouts"] += 1
+            if counts is not None:
+                self._account(fid, *counts)
                 self._release(fid)
             else:
                 unread.append(fid)
@@ -289,6 +288,10 @@ class Teardown:
         now = time.monotonic()
         for key in done:
             await app.to_engine(key, "flow_expired", key, now)
+
+
+#: Fields of the flow table's key (fx.FlowKey).
+KEY_FIELDS = len(fx.FlowKey._fields)
 
 
 def key_of(entry: p4r.TableEntry) -> fx.FlowKey | None:
