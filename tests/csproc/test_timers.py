@@ -59,3 +59,30 @@ def test_wake_time_runs_a_grain_together_never_early():
     base = 12345.0
     assert len({wake_time(base + GRAIN * k / 10 + 1e-7) for k in range(9)}) == 1
     assert wake_time(float("inf")) == float("inf")      # Engine.next_deadline may say so
+
+
+def test_all_due_at_once_is_one_by_one():
+    """pop_all_due gives what pop_due gives one by one, and leaves the same entries held."""
+    rnd = random.Random(11)
+    for _ in range(200):
+        one, many = Timers(), Timers()
+        now = 1000.0 + rnd.random()
+        cid = 0
+        for _ in range(rnd.randrange(1, 300)):
+            if rnd.random() < 0.6:
+                when = now + rnd.choice([rnd.random() * GRAIN, rnd.random() * 3 * GRAIN,
+                                         rnd.random() * 40, -rnd.random() * 3 * GRAIN, 0.0])
+                cid += 1
+                e = (when, cid if rnd.random() < 0.9 else 1, rnd.randrange(3))
+                one.push(*e)
+                many.push(*e)
+            else:
+                now += rnd.random() * rnd.choice([0.0, GRAIN / 3, GRAIN, 2.0])
+                got = many.pop_all_due(now)
+                want = []
+                while (e := one.pop_due(now)) is not None:
+                    want.append(e)
+                assert got == want and all(e[0] <= now for e in got)
+            assert len(one) == len(many)
+            assert one.next_deadline() == many.next_deadline()
+        assert many.pop_all_due(1e12) == sorted(e for e in iter(lambda: one.pop_due(1e12), None))

@@ -8,6 +8,7 @@ options policy, limits).  Nothing here does I/O or reads a clock: the caller pas
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import os
 from dataclasses import dataclass
 from typing import Iterable, Protocol
@@ -472,25 +473,41 @@ class Engine:
             out += self._rl_log("internal", "error", "internal error in server pools", now,
                                 error=repr(e))
         tm = self._timers
-        while (e := tm.pop_due(now)) is not None:
-            when, cid, gen = e
-            c = self.by_id.get(cid)
-            if c is None or c.tgen != gen:
-                continue
-            c.queued = None
-            d = c.deadline
-            if d is None:
-                continue
-            if d > when:            # armed later meanwhile: its entry goes in now (_arm)
-                c.queued = d
-                tm.push(d, cid, gen)
-                continue
-            c.deadline = None
-            try:
-                out += self._timeout(c, now)
-            except Exception as e:  # noqa: BLE001
-                out += self._rl_log("internal", "error", "internal error in a timer", now,
-                                    error=repr(e), conn=cid)
+        get = self.by_id.get
+        # Every entry due comes out at once, in deadline order; an entry re-armed for a later
+        # deadline that is due too runs in that order among them (``later``); what a timeout
+        # arms for ``now`` or before comes out with the next batch.
+        while batch := tm.pop_all_due(now):
+            later: list = []
+            i, n = 0, len(batch)
+            while True:
+                if later and (i == n or later[0] < batch[i]):
+                    when, cid, gen = heapq.heappop(later)
+                elif i < n:
+                    when, cid, gen = batch[i]
+                    i += 1
+                else:
+                    break
+                c = get(cid)
+                if c is None or c.tgen != gen:
+                    continue
+                c.queued = None
+                d = c.deadline
+                if d is None:
+                    continue
+                if d > when:            # armed later meanwhile: its entry goes in now (_arm)
+                    c.queued = d
+                    if d <= now:
+                        heapq.heappush(later, (d, cid, gen))
+                    else:
+                        tm.push(d, cid, gen)
+                    continue
+                c.deadline = None
+                try:
+                    out += self._timeout(c, now)
+                except Exception as e:  # noqa: BLE001
+                    out += self._rl_log("internal", "error", "internal error in a timer", now,
+                                        error=repr(e), conn=cid)
         return out
 
     def templates(self, now: float) -> list[dict]:

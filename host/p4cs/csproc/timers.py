@@ -12,6 +12,7 @@ the slot; ``next_deadline`` is exact.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 
@@ -70,6 +71,32 @@ class Timers:
             self._n -= 1
             return heapq.heappop(due)
         return None
+
+    def pop_all_due(self, now: float) -> list[Entry]:
+        """Every entry whose deadline is at or before ``now``, removed, in the order
+        ``pop_due`` gives them one by one. The due slots' entries are sorted together as one
+        list (a tick at 3,000 connections a second takes a slot or two, ~100 entries); those
+        of the last slot that are not due yet wait in the small heap."""
+        h, first, slots = self._heap, self._first, self._slots
+        batch: list[Entry] = []
+        while h and first[h[0]] <= now:
+            s = heapq.heappop(h)
+            del first[s]
+            batch += slots.pop(s)
+        due = self._due
+        if not batch:
+            if not due or due[0][0] > now:
+                return []
+        if due:
+            batch += due
+        batch.sort()
+        i = bisect.bisect_right(batch, (now, math.inf))
+        out = batch[:i]
+        rest = batch[i:]
+        heapq.heapify(rest)
+        self._due = rest
+        self._n -= i
+        return out
 
     def next_deadline(self) -> float | None:
         """The earliest deadline of an entry (None: no entry)."""
