@@ -372,6 +372,15 @@ class Bench:
                                              packet_io=io, port_type=pt, mtu=args.mtu,
                                              workers=nw, prefault=pf,
                                              **self.lab_kwargs())
+        before = getattr(args, "before", None)
+        if before is not None:
+            # the first Lab's settings, with the other checkout's package (--before)
+            first = next(iter(labs.values()))
+            labs["p4cs-before"] = Lab(args.prefix + "o", target=first.target, n_servers=3,
+                                      packet_io=first.packet_io, port_type=first.port_type,
+                                      mtu=args.mtu, workers=first.workers,
+                                      prefault=first.prefault, package=before,
+                                      **self.lab_kwargs())
         return labs
 
     def __init__(self, args: argparse.Namespace):
@@ -708,6 +717,11 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
                     help="DPDK target: off, on or off,on (one p4cs lab each, p4cs-prefault for "
                          "on): the flow tables' memory resident from the start (p4cs switch "
                          "--prefault), the cost per connection of a switch that has run a while")
+    ap.add_argument("--before", metavar="DIR",
+                    help="another checkout of p4cs (its extensions built: setup.py build_ext "
+                         "--inplace): one more Lab, p4cs-before, the first Lab's settings with "
+                         "that checkout's switch, controller and P4 program (this checkout's "
+                         "daemon, or $P4CS_SWXD), in every round: before/after in one run")
     ap.add_argument("--json")
     bench_cls.add_arguments(ap)
     args = ap.parse_args(argv)
@@ -725,6 +739,12 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
     if not pf or set(pf) - {"off", "on"} or len(set(pf)) != len(pf):
         ap.error(f"--prefault: off, on or off,on expected, got {args.prefault!r}")
     args.prefault = [x == "on" for x in pf]
+    if args.before is not None:
+        if bench_cls.make_labs is not Bench.make_labs:
+            ap.error("--before: not with this bench (it makes its own Labs)")
+        args.before = Path(args.before).resolve() / "host"
+        if not (args.before / "p4cs" / "__init__.py").is_file():
+            ap.error(f"--before: no p4cs package in {args.before}")
     bad = [t for t in tests if t not in TESTS] + [t for t in args.target if t not in DATAPLANE_COMM] \
         + [m for m in args.packet_io if m not in ("direct", "p4runtime")] \
         + [p for p in args.port_type if p not in PREFIX_TAG] \
@@ -798,20 +818,23 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
                      for k, v in TESTS.items() if k in tests},
            "p4_targets": args.target, "packet_io": args.packet_io, "port_type": args.port_type,
            "prefault": args.prefault,
+           "before": None if args.before is None else str(args.before.parent),
            "mtu": args.mtu, "offloads": args.offloads, "load_before_after": loads,
            **summarize(runs),
-           "csproc_after": (status["p4cs"].get("csproc") if "p4cs" in status else
+           "csproc_after": (status["p4cs"].get("csproc") if "p4cs" in status and
+                            args.before is None else
                             {name: st.get("csproc") for name, st in status.items()}),
            "packet_io_after": {name: st.get("packet_io") for name, st in status.items()},
            "controller_counters_after": {name: st.get("counters") for name, st in status.items()},
            **extra,
            "runs": runs}
     shown = ["median", *(k for k in out if k.startswith("ratio_to_")), "load_before_after", *extra]
-    for a, b in (("p4cs-bmv2", "p4cs-dpdk"), ("p4cs-direct", "p4cs-p4runtime"),
+    for a, b in (("p4cs", "p4cs-before"), ("p4cs-bmv2", "p4cs-dpdk"),
+                 ("p4cs-direct", "p4cs-p4runtime"),
                  ("p4cs-pool", "p4cs-nopool"), ("p4cs-nonsticky", "p4cs-sticky")):
         if {a, b} <= set(runs):
             med = out["median"]
-            key_ = f"ratio_{a[5:]}_to_{b[5:]}"
+            key_ = f"ratio_{a[5:] or 'now'}_to_{b[5:]}"
             out[key_] = {
                 test: round(med[a][test][key] / med[b][test][key], 4)
                 for test in tests

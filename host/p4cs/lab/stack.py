@@ -21,6 +21,7 @@ prefix and are removed on stop, also after a failure.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -204,6 +205,11 @@ class Lab:
     prefault: bool = False
     #: the MTU of every veth (the switch's ports, and the controller's ``ports:``, follow it)
     mtu: int = 1500
+    #: the directory holding the ``p4cs`` package that the switch, the controller and the lab
+    #: servers run (another checkout's ``host/``, with its extensions built: a before/after
+    #: benchmark); None: this one. Its switch runs the daemon this package would
+    #: (``$P4CS_SWXD`` / ``$P4CS_DPDK_HEADERS`` if set, else this checkout's).
+    package: Path | None = None
     workdir: Path | None = None
     log_level: str = "info"
     keep_workdir: bool = False
@@ -288,6 +294,12 @@ class Lab:
     def _spawn(self, name: str, argv: Sequence[str], host: str | None = None, **kw) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "wb")
         env = dict(paths.subprocess_env(), PYTHONUNBUFFERED="1")
+        if self.package is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(self.package), env["PYTHONPATH"]])
+            env.setdefault("P4CS_SWXD", paths.daemon_binary())
+            headers = paths.dpdk_headers()
+            if headers is not None:
+                env.setdefault("P4CS_DPDK_HEADERS", str(headers))
         if host is None:
             p = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env,
                                  stdin=subprocess.DEVNULL, **kw)
