@@ -269,7 +269,7 @@ def superseded_acks(pkts: list, reason: int) -> list[tuple[int, tuple[int, int, 
 #: The Python versions: the reference, and what runs where ``_packet`` is not built.
 parse_py, build_py, superseded_acks_py = parse, build, superseded_acks
 
-try:        # the same two in C (setup.py builds it; optional)
+try:        # the same three in C (setup.py builds it; optional)
     from . import _packet
 except ImportError:     # pragma: no cover - the package built without a compiler
     _packet = None

@@ -207,8 +207,8 @@ class Lab:
     mtu: int = 1500
     #: the directory holding the ``p4cs`` package that the switch, the controller and the lab
     #: servers run (another checkout's ``host/``, with its extensions built: a before/after
-    #: benchmark); None: this one. Its switch runs the daemon this package would
-    #: (``$P4CS_SWXD`` / ``$P4CS_DPDK_HEADERS`` if set, else this checkout's).
+    #: benchmark); None: this one. Its switch runs this checkout's daemon and DPDK headers
+    #: (or ``$P4CS_SWXD`` / ``$P4CS_DPDK_HEADERS`` where set).
     package: Path | None = None
     workdir: Path | None = None
     log_level: str = "info"
