@@ -23,7 +23,7 @@ def test_entries_come_out_in_order_and_never_early():
                 ref.append(e)
             else:
                 now += rnd.random() * rnd.choice([GRAIN / 3, GRAIN, 2.0])
-                while (e := tm.pop_due(now)) is not None:
+                for e in tm.pop_all_due(now):
                     ref.sort()
                     assert e == ref.pop(0) and e[0] <= now
                 assert not [r for r in ref if r[0] <= now]
@@ -36,13 +36,12 @@ def test_a_deadline_on_a_slot_boundary():
     tm.push(1000.12, 1, 0)
     tm.push(1000.1299, 2, 0)
     assert tm.next_deadline() == 1000.12
-    assert tm.pop_due(1000.1199999) is None
-    assert tm.pop_due(1000.125) == (1000.12, 1, 0)
+    assert tm.pop_all_due(1000.1199999) == []
+    assert tm.pop_all_due(1000.125) == [(1000.12, 1, 0)]
     assert tm.next_deadline() == 1000.1299
     tm.push(1000.121, 3, 0)          # into a slot already taken out: still in order
-    assert tm.pop_due(1000.2) == (1000.121, 3, 0)
-    assert tm.pop_due(1000.2) == (1000.1299, 2, 0)
-    assert tm.pop_due(1e9) is None and len(tm) == 0 and tm.next_deadline() is None
+    assert tm.pop_all_due(1000.2) == [(1000.121, 3, 0), (1000.1299, 2, 0)]
+    assert tm.pop_all_due(1e9) == [] and len(tm) == 0 and tm.next_deadline() is None
 
 
 def test_wake_time_runs_a_grain_together_never_early():
@@ -61,11 +60,13 @@ def test_wake_time_runs_a_grain_together_never_early():
     assert wake_time(float("inf")) == float("inf")      # Engine.next_deadline may say so
 
 
-def test_all_due_at_once_is_one_by_one():
-    """pop_all_due gives what pop_due gives one by one, and leaves the same entries held."""
+def test_all_due_at_once_with_shared_ids_and_past_deadlines():
+    """pop_all_due against a sorted list, with entries of one id armed again, deadlines
+    already past and calls at the same instant: every due entry, in order, none early,
+    and the same entries held."""
     rnd = random.Random(11)
     for _ in range(200):
-        one, many = Timers(), Timers()
+        tm, ref = Timers(), []
         now = 1000.0 + rnd.random()
         cid = 0
         for _ in range(rnd.randrange(1, 300)):
@@ -74,15 +75,15 @@ def test_all_due_at_once_is_one_by_one():
                                          rnd.random() * 40, -rnd.random() * 3 * GRAIN, 0.0])
                 cid += 1
                 e = (when, cid if rnd.random() < 0.9 else 1, rnd.randrange(3))
-                one.push(*e)
-                many.push(*e)
+                tm.push(*e)
+                ref.append(e)
             else:
                 now += rnd.random() * rnd.choice([0.0, GRAIN / 3, GRAIN, 2.0])
-                got = many.pop_all_due(now)
-                want = []
-                while (e := one.pop_due(now)) is not None:
-                    want.append(e)
+                ref.sort()
+                want = [e for e in ref if e[0] <= now]
+                del ref[:len(want)]
+                got = tm.pop_all_due(now)
                 assert got == want and all(e[0] <= now for e in got)
-            assert len(one) == len(many)
-            assert one.next_deadline() == many.next_deadline()
-        assert many.pop_all_due(1e12) == sorted(e for e in iter(lambda: one.pop_due(1e12), None))
+            assert len(tm) == len(ref)
+            assert tm.next_deadline() == (min(ref)[0] if ref else None)
+        assert tm.pop_all_due(1e12) == sorted(ref)

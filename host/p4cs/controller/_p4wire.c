@@ -404,7 +404,7 @@ static int field_match(const uint8_t *p, const uint8_t *end, uint64_t *fid, uint
 }
 
 /* The (key, flow id) of the serialized TableEntry [p, end) as key_flow_id answers it; with
- * ``counts`` not NULL, (key, flow id, (packets, bytes) or None) with the entry's
+ * ``counts`` nonzero, (key, flow id, (packets, bytes) or None) with the entry's
  * counter_data (7: CounterData{1: byte_count, 2: packet_count}). Py_None where the entry is
  * not the simple shape, NULL with an exception set. */
 static PyObject *entry_key_fid(const uint8_t *p, const uint8_t *end, PyObject *fid_params,
