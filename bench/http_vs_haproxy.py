@@ -761,7 +761,10 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
         ap.error(f"--mtu {args.mtu}: expected 576..65535")
     if args.port_type[0] == "afxdp" and set(args.targets.split(",")) - {"p4cs"}:
         ap.error("the kernel phases (haproxy, direct) need an afpacket Lab first in --port-type")
-    b = bench_cls(args)
+    try:
+        b = bench_cls(args)     # makes the Labs: a --prefix too long for their names fails here
+    except ValueError as exc:
+        ap.error(f"--prefix {args.prefix!r}: {exc}")
     # "p4cs" in --targets stands for p4cs on every --target
     targets = [n for t in args.targets.split(",") for n in (b.variants if t == "p4cs" else [t])]
     suffix = {"off": "", "on": "+tso"}
