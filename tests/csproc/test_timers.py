@@ -7,28 +7,36 @@ from p4cs.csproc.timers import GRAIN, Timers
 
 
 def test_entries_come_out_in_order_and_never_early():
-    rnd = random.Random(5)
-    for _ in range(200):
-        tm, ref = Timers(), []
-        now = 1000.0 + rnd.random()
-        cid = 0
-        for _ in range(rnd.randrange(1, 300)):
-            if rnd.random() < 0.6:
-                # near the clock (same slot, the next ones), far, or already due
-                when = now + rnd.choice([rnd.random() * GRAIN, rnd.random() * 3 * GRAIN,
-                                         rnd.random() * 40, -rnd.random() * GRAIN, 0.0])
-                cid += 1
-                e = (when, cid, rnd.randrange(3))
-                tm.push(*e)
-                ref.append(e)
-            else:
-                now += rnd.random() * rnd.choice([GRAIN / 3, GRAIN, 2.0])
-                for e in tm.pop_all_due(now):
-                    ref.sort()
-                    assert e == ref.pop(0) and e[0] <= now
-                assert not [r for r in ref if r[0] <= now]
-            assert len(tm) == len(ref)
-            assert tm.next_deadline() == (min(ref)[0] if ref else None)
+    """pop_all_due against a sorted list, with entries of one id armed again, deadlines
+    already past and calls at the same instant: every due entry, in order, none early, and
+    the same entries held."""
+    for seed, shared, past, steps in ((5, 0.0, 1, [GRAIN / 3, GRAIN, 2.0]),
+                                      (11, 0.1, 3, [0.0, GRAIN / 3, GRAIN, 2.0])):
+        rnd = random.Random(seed)
+        for _ in range(200):
+            tm, ref = Timers(), []
+            now = 1000.0 + rnd.random()
+            cid = 0
+            for _ in range(rnd.randrange(1, 300)):
+                if rnd.random() < 0.6:
+                    # near the clock (same slot, the next ones), far, or already due
+                    when = now + rnd.choice([rnd.random() * GRAIN, rnd.random() * 3 * GRAIN,
+                                             rnd.random() * 40, -rnd.random() * past * GRAIN,
+                                             0.0])
+                    cid += 1
+                    e = (when, 1 if rnd.random() < shared else cid, rnd.randrange(3))
+                    tm.push(*e)
+                    ref.append(e)
+                else:
+                    now += rnd.random() * rnd.choice(steps)
+                    got = tm.pop_all_due(now)
+                    for e in got:
+                        ref.sort()
+                        assert e == ref.pop(0) and e[0] <= now
+                    assert not [r for r in ref if r[0] <= now]
+                assert len(tm) == len(ref)
+                assert tm.next_deadline() == (min(ref)[0] if ref else None)
+            assert tm.pop_all_due(1e12) == sorted(ref)
 
 
 def test_a_deadline_on_a_slot_boundary():
@@ -58,32 +66,3 @@ def test_wake_time_runs_a_grain_together_never_early():
     base = 12345.0
     assert len({wake_time(base + GRAIN * k / 10 + 1e-7) for k in range(9)}) == 1
     assert wake_time(float("inf")) == float("inf")      # Engine.next_deadline may say so
-
-
-def test_all_due_at_once_with_shared_ids_and_past_deadlines():
-    """pop_all_due against a sorted list, with entries of one id armed again, deadlines
-    already past and calls at the same instant: every due entry, in order, none early,
-    and the same entries held."""
-    rnd = random.Random(11)
-    for _ in range(200):
-        tm, ref = Timers(), []
-        now = 1000.0 + rnd.random()
-        cid = 0
-        for _ in range(rnd.randrange(1, 300)):
-            if rnd.random() < 0.6:
-                when = now + rnd.choice([rnd.random() * GRAIN, rnd.random() * 3 * GRAIN,
-                                         rnd.random() * 40, -rnd.random() * 3 * GRAIN, 0.0])
-                cid += 1
-                e = (when, cid if rnd.random() < 0.9 else 1, rnd.randrange(3))
-                tm.push(*e)
-                ref.append(e)
-            else:
-                now += rnd.random() * rnd.choice([0.0, GRAIN / 3, GRAIN, 2.0])
-                ref.sort()
-                want = [e for e in ref if e[0] <= now]
-                del ref[:len(want)]
-                got = tm.pop_all_due(now)
-                assert got == want and all(e[0] <= now for e in got)
-            assert len(tm) == len(ref)
-            assert tm.next_deadline() == (min(ref)[0] if ref else None)
-        assert tm.pop_all_due(1e12) == sorted(ref)
