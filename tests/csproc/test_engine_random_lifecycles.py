@@ -1,0 +1,308 @@
+"""Many connections through the engine at once, in random interleavings: handshakes answered
+by the engine or by the data plane's cookie, requests cut and reordered and retransmitted,
+the handshake ACK superseded by its request, servers that answer, refuse, answer early or
+never, installs that fail, FIN and RST copies from either side, SYNs on the 4-tuple of a
+spliced connection (a client reusing its port), idle expiries, mangled frames and time
+jumps over every timer; plain, SNAT, pooled server connections and client-IP persistence.
+
+After every call: the accounting invariants (``Harness.check``), no error log, every frame
+sent well formed (checksums) and addressed as its side expects, every flow entry keyed by
+the connection's own 4-tuples. At the end, once every flow has expired and the timers have
+run out: no connection, no half-bound or spliced count, no buffered byte and no active
+connection on a server is left (nothing leaks, whatever the order of events)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from p4cs.csproc import Config, CountFlows, InstallFlows, PacketOut, RemoveFlows
+from p4cs.csproc import packet as P
+from p4cs.csproc.effects import FlowKey
+from p4cs.csproc.policy import Persistence
+from p4cs.csproc.serverpool import ServerPool
+
+from cs_harness import (CLI_MAC, CLIENT, S1, S1_MAC, S2, S2_MAC, SNAT, SW_C, SW_S, VIP,
+                        Harness, errors)
+
+SYN, FIN, RST, PSH, ACK = 0x02, 0x01, 0x04, 0x08, 0x10
+M32 = 0xFFFFFFFF
+GET = b"GET /x HTTP/1.1\r\nHost: a\r\nUser-Agent: t\r\n\r\n"
+SERVER_MAC = {P.ip_int(S1): P.mac_bytes(S1_MAC), P.ip_int(S2): P.mac_bytes(S2_MAC)}
+CIP, VIP_I, SNAT_I = P.ip_int(CLIENT), P.ip_int(VIP), P.ip_int(SNAT)
+CMAC, SWC, SWS = P.mac_bytes(CLI_MAC), P.mac_bytes(SW_C), P.mac_bytes(SW_S)
+VARIANTS = [("transparent", "plain"), ("snat", "plain"), ("snat", "pool"),
+            ("transparent", "persistence")]
+
+
+class Client:
+    """What the test knows of one client connection."""
+
+    def __init__(self, port: int, isn: int):
+        self.port, self.isn = port, isn
+        self.cookie: int | None = None    # the switch's ISN towards the client
+        self.sent = 0                     # request bytes sent in order
+        self.syn = None                   # the switch's SYN to the server (Segment)
+        self.server_isn: int | None = None
+        self.resp = 0                     # bytes the server sent through the data plane
+
+
+class Run:
+    def __init__(self, seed: int, mode: str, variant: str):
+        self.rnd = rnd = random.Random(seed)
+        cfg = Config(window_scale=7, request_timeout=rnd.choice([2.0, 10.0]),
+                     time_wait=rnd.choice([0.5, 2.0]))
+        kw: dict = {}
+        if variant == "pool":
+            kw["server_pool"] = ServerPool(idle=2, max_age=rnd.choice([5.0, 30.0]))
+        elif variant == "persistence":
+            kw["persistence"] = Persistence(timeout=rnd.choice([5.0, 300.0]))
+        self.h = Harness(mode=mode, config=cfg, **kw)
+        self.mode = mode
+        self.eng = self.h.eng
+        self.clients: list[Client] = []
+        self.by_isn: dict[int, Client] = {}
+        self.installed: dict[tuple, int] = {}     # flow key -> connection id
+        self.pending: list[int] = []              # connection ids of unwritten installs
+        self.pool_syns: list = []                 # SYNs to servers no client caused
+        self.ports = [40000 + i for i in range(rnd.choice([3, 8, 30]))]
+
+    # -- the engine's answers -----------------------------------------------------------
+    def effects(self, eff: list) -> list:
+        assert not errors(eff), errors(eff)
+        self.h.check()
+        for e in eff:
+            if isinstance(e, PacketOut):
+                self._packet_out(e)
+            elif isinstance(e, InstallFlows):
+                for f in e.flows:
+                    self._check_key(f.key)
+                    self.installed[tuple(f.key)] = f.conn_id
+                self.pending.append(e.flows[0].conn_id)
+                for p in e.then:
+                    self._packet_out(p)
+            elif isinstance(e, RemoveFlows):
+                for k in e.keys:
+                    self.installed.pop(tuple(k), None)
+            elif isinstance(e, CountFlows):
+                for k in e.keys:
+                    self.effects(self.eng.flows_counted((k, self.rnd.choice([None, 0, 5])),
+                                                        self.h.now))
+        return eff
+
+    def _packet_out(self, e: PacketOut) -> None:
+        s = P.parse(e.frame)        # raises on a bad checksum or a malformed frame
+        if e.port == 1:             # to the client, from the virtual service
+            assert (s.sip, s.sport, s.dip) == (VIP_I, 80, CIP), s
+        else:                       # to a server, as the client or the SNAT address
+            assert e.port == 2 and s.dip in SERVER_MAC, s
+            assert s.sip == (CIP if self.mode == "transparent" else SNAT_I), s
+            if s.flags & SYN and not s.flags & ACK:
+                c = self.by_isn.get(s.seq)
+                if c is not None:
+                    c.syn = s
+                else:
+                    self.pool_syns.append(s)
+
+    def _check_key(self, k: FlowKey) -> None:
+        if k.src_ip == CIP:         # client -> VIP
+            assert (k.dst_ip, k.proto, k.dport) == (VIP_I, 6, 80), k
+        else:                       # server -> client (or the SNAT address)
+            assert k.src_ip in SERVER_MAC and k.proto == 6, k
+            assert k.dst_ip == (CIP if self.mode == "transparent" else SNAT_I), k
+
+    # -- frames -------------------------------------------------------------------------
+    def client(self, c: Client, flags: int, data: bytes = b"", seq: int | None = None,
+               reason: int = 1) -> list:
+        seq = c.isn + 1 + c.sent if seq is None else seq
+        f = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, seq, (c.cookie or 0) + 1 + c.resp,
+                    flags, 64240, data)
+        return self.effects(self.eng.handle(f, 1, reason, self.h.now))
+
+    def server(self, c: Client, flags: int, data: bytes = b"", seq: int | None = None,
+               ack: int | None = None, reason: int = 2) -> list:
+        s = c.syn
+        seq = c.server_isn if seq is None else seq
+        if ack is None:             # a SYN-ACK acknowledges the SYN, the rest the request
+            ack = s.seq + 1 + (0 if flags & SYN else c.sent)
+        f = P.build(SERVER_MAC[s.dip], SWS, s.dip, s.sip, s.dport, s.sport, seq, ack, flags,
+                    29200, data, P.mss_option(1460) if flags & SYN else b"")
+        return self.effects(self.eng.handle(f, 2, reason, self.h.now))
+
+    # -- one random step ----------------------------------------------------------------
+    def step(self) -> None:
+        rnd, h, eng = self.rnd, self.h, self.eng
+        r = rnd.random()
+        live = [c for c in self.clients if c.cookie is not None]
+        answered = [c for c in self.clients if c.syn is not None and c.server_isn is not None]
+        if r < 0.12 or not self.clients:
+            self.new_client()
+        elif r < 0.45:
+            self.progress(rnd.choice(self.clients[-12:]))
+        elif r < 0.50 and live:
+            self.client(rnd.choice(live), ACK)
+        elif r < 0.62 and live:
+            self.request_bytes(rnd.choice(live))
+        elif r < 0.70:
+            asked = [c for c in self.clients if c.syn is not None]
+            if asked:
+                c = rnd.choice(asked)
+                if c.server_isn is None:
+                    c.server_isn = rnd.randrange(1 << 32)
+                if rnd.random() < 0.08:
+                    self.server(c, RST | ACK, seq=0, ack=c.syn.seq + 1)   # refused
+                else:
+                    self.server(c, SYN | ACK)                    # (again, sometimes)
+        elif r < 0.74 and self.pending:
+            cid = self.pending.pop(rnd.randrange(len(self.pending)))
+            if rnd.random() < 0.1:
+                self.effects(eng.install_failed(cid, h.now))
+        elif r < 0.81 and answered:
+            self.close(rnd.choice(answered))
+        elif r < 0.84 and self.pool_syns:
+            s = self.pool_syns.pop(rnd.randrange(len(self.pool_syns)))
+            fl = SYN | ACK if rnd.random() < 0.9 else RST | ACK
+            f = P.build(SERVER_MAC[s.dip], SWS, s.dip, s.sip, s.dport, s.sport,
+                        rnd.randrange(1 << 32), s.seq + 1, fl, 29200, b"",
+                        P.mss_option(1460) if fl & SYN else b"")
+            self.effects(eng.handle(f, 2, 2, h.now))
+        elif r < 0.86 and live:
+            # the handshake ACK and the whole request, read in one batch
+            c = rnd.choice(live)
+            a = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1, ACK, 64240)
+            d = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1, PSH | ACK,
+                        64240, GET)
+            for fr, port, reason in eng.superseded([(a, 1, 1), (d, 1, 1)]):
+                self.effects(eng.handle(fr, port, reason, h.now))
+            c.sent = len(GET)
+        elif r < 0.87 and answered:
+            c = rnd.choice(answered)
+            if rnd.random() < 0.5:      # the server answers before its flow is written
+                self.server(c, PSH | ACK, b"HTTP/1.1 200 OK\r\n\r\n", seq=(c.server_isn + 1) & M32)
+            else:                       # a new SYN on the 4-tuple (a reused client port)
+                f = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, rnd.randrange(1 << 32), 0, SYN,
+                            64240, b"", P.mss_option(1460))
+                self.effects(eng.handle(f, 1, 1, h.now))
+        elif r < 0.89:
+            h.now += rnd.choice([0.01, 0.2, 1.0, 3.0, 12.0])
+            self.effects(eng.tick(h.now))
+        elif r < 0.93 and self.installed:
+            k = rnd.choice(list(self.installed))
+            del self.installed[k]
+            self.effects(eng.flow_expired(FlowKey(*k), h.now))
+        elif r < 0.95 and live:
+            c = rnd.choice(live)
+            f = bytearray(P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1,
+                                  rnd.choice([ACK, PSH | ACK, FIN | ACK, SYN]), 64240,
+                                  GET[:rnd.randrange(len(GET))]))
+            if rnd.random() < 0.5:      # a bit flipped: dropped as malformed
+                f[rnd.randrange(14, len(f))] ^= 1 << rnd.randrange(8)
+            self.effects(eng.handle(bytes(f), 1, rnd.choice([1, 4]), h.now))
+
+    def progress(self, c: Client) -> None:
+        """The next step of ``c``'s ordinary life: handshake, request, the server's
+        answer, the install written, the close."""
+        if c.cookie is None:
+            return
+        if c.sent < len(GET):
+            if self.rnd.random() < 0.3:
+                self.client(c, ACK)
+            self.client(c, PSH | ACK, GET[c.sent:])
+            c.sent = len(GET)
+        elif c.syn is None:
+            return
+        elif c.server_isn is None:
+            c.server_isn = self.rnd.randrange(1 << 32)
+            self.server(c, SYN | ACK)
+        elif self.pending and self.rnd.random() < 0.5:
+            cid = self.pending.pop()
+            if self.rnd.random() < 0.15:
+                self.effects(self.eng.install_failed(cid, self.h.now))
+        else:
+            self.close(c)
+
+    def new_client(self) -> None:
+        rnd, h = self.rnd, self.h
+        c = Client(rnd.choice(self.ports), rnd.randrange(1 << 32))
+        self.clients.append(c)
+        self.by_isn[c.isn] = c
+        if rnd.random() < 0.5:          # the engine answers the SYN
+            opts = P.mss_option(1460) + (P.wscale_option(7) if rnd.random() < 0.5 else b"")
+            f = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn, 0, SYN, 64240, b"", opts)
+            for e in self.effects(self.eng.handle(f, 1, 1, h.now)):
+                if isinstance(e, PacketOut):
+                    s = P.parse(e.frame)
+                    if s.flags == SYN | ACK:
+                        c.cookie = s.seq
+        else:                           # the data plane answered it with a cookie
+            c.cookie = self.eng.cookies.make(CIP, VIP_I, c.port, 80, c.isn, 1460, h.now, None)
+
+    def request_bytes(self, c: Client) -> None:
+        rnd = self.rnd
+        if c.sent >= len(GET):          # a retransmission
+            self.client(c, PSH | ACK, GET, seq=c.isn + 1)
+            return
+        n = rnd.randint(1, len(GET) - c.sent)
+        if rnd.random() < 0.15 and c.sent + n < len(GET):   # a later piece first
+            self.client(c, PSH | ACK, GET[c.sent + n:], seq=c.isn + 1 + c.sent + n)
+        else:
+            self.client(c, PSH | ACK, GET[c.sent:c.sent + n])
+            c.sent += n
+
+    def close(self, c: Client) -> None:
+        x = self.rnd.random()
+        if x < 0.4:                     # the client's FIN as it hit its flow (a copy)
+            self.client(c, FIN | ACK, reason=4)
+        elif x < 0.8:                   # the server's, after its response
+            c.resp = self.rnd.choice([0, 100, 5000])
+            self.server(c, FIN | PSH | ACK, seq=(c.server_isn + 1 + c.resp) & M32,
+                        ack=(c.syn.seq + 1 + len(GET)) & M32, reason=4)
+        elif x < 0.9:
+            self.client(c, RST | ACK, reason=self.rnd.choice([1, 4]))
+        else:
+            self.server(c, RST | ACK, seq=(c.server_isn + 1 + c.resp) & M32,
+                        reason=self.rnd.choice([2, 4]))
+
+    def finish(self) -> None:
+        """Every flow expires, every timer runs out: nothing may be left."""
+        h, eng = self.h, self.eng
+        for _ in range(3):
+            for k in list(self.installed):
+                if self.installed.pop(k, None) is not None:
+                    self.effects(eng.flow_expired(FlowKey(*k), h.now))
+            for _ in range(6):
+                h.now += 40.0
+                self.effects(eng.tick(h.now))
+        st = eng.stats
+        assert not eng.by_id, [(c.id, c.state) for c in eng.by_id.values()]
+        assert (st.half_bound, st.spliced_active, st.buffered_bytes) == (0, 0, 0), st.as_dict()
+        assert [s.active for s in h.servers] == [0] * len(h.servers)
+
+
+@pytest.mark.parametrize("mode,variant", VARIANTS)
+@pytest.mark.parametrize("seed", range(6))
+def test_random_lifecycles_keep_the_books_and_leak_nothing(seed, mode, variant):
+    run = Run(seed, mode, variant)
+    for _ in range(500):
+        run.step()
+    run.finish()
+    st = run.eng.stats
+    assert st.accepted > 0 and st.packets > 0
+
+
+def test_the_random_lifecycles_reach_every_phase():
+    """The interleavings above bind, splice, tear down, reincarnate and fail connections
+    (a guard against a driver that never gets past the handshake)."""
+    total: dict[str, int] = {}
+    for seed in range(6):
+        for mode, variant in VARIANTS:
+            run = Run(seed, mode, variant)
+            for _ in range(500):
+                run.step()
+            run.finish()
+            for k, v in run.eng.stats.as_dict().items():
+                total[k] = total.get(k, 0) + v
+    for k in ("spliced", "teardowns", "reincarnations", "install_failures", "server_refused",
+              "acks_superseded", "flows_expired", "pooled_used", "sw_spliced"):
+        assert total.get(k, 0) > 0, (k, total)
