@@ -3,7 +3,9 @@ by the engine or by the data plane's cookie, requests cut and reordered and retr
 the handshake ACK superseded by its request, servers that answer, refuse, answer early or
 never, installs that fail, FIN and RST copies from either side, SYNs on the 4-tuple of a
 spliced connection (a client reusing its port), idle expiries, mangled frames and time
-jumps over every timer; plain, SNAT, pooled server connections and client-IP persistence.
+jumps over every timer; plain, SNAT, pooled server connections, client-IP persistence,
+NONSTICKY (every request classified) and an SMTP front (the switch greets first; the
+driver's client does not wait for the replies).
 
 After every call: the accounting invariants (``Harness.check``), no error log, every frame
 sent well formed (checksums) and addressed as its side expects, every flow entry keyed by
@@ -21,6 +23,10 @@ from p4cs.csproc import Config, CountFlows, InstallFlows, PacketOut, RemoveFlows
 from p4cs.csproc import packet as P
 from p4cs.csproc.effects import FlowKey
 from p4cs.csproc.policy import Persistence
+from p4cs.csproc.routing import Decision
+from p4cs.csproc import RuleSetDecider
+from p4cs.rules import parse_rules
+from p4cs.rules.store import RuleStore
 from p4cs.csproc.serverpool import ServerPool
 
 from cs_harness import (CLI_MAC, CLIENT, S1, S1_MAC, S2, S2_MAC, SNAT, SW_C, SW_S, VIP,
@@ -32,8 +38,18 @@ GET = b"GET /x HTTP/1.1\r\nHost: a\r\nUser-Agent: t\r\n\r\n"
 SERVER_MAC = {P.ip_int(S1): P.mac_bytes(S1_MAC), P.ip_int(S2): P.mac_bytes(S2_MAC)}
 CIP, VIP_I, SNAT_I = P.ip_int(CLIENT), P.ip_int(VIP), P.ip_int(SNAT)
 CMAC, SWC, SWS = P.mac_bytes(CLI_MAC), P.mac_bytes(SW_C), P.mac_bytes(SW_S)
+SMTP = b"EHLO c\r\nMAIL FROM:<x@c.example>\r\nRCPT TO:<u@a.example>\r\nDATA\r\n"
 VARIANTS = [("transparent", "plain"), ("snat", "plain"), ("snat", "pool"),
-            ("transparent", "persistence")]
+            ("transparent", "persistence"), ("transparent", "nonsticky"), ("snat", "smtp")]
+
+
+class EveryRequest:
+    """A NONSTICKY decider: every request classified on its own, all to the default group."""
+
+    needs_body = False
+
+    def decide(self, raw, client, vip):
+        return Decision("each", "routeTo", "web", sticky=False)
 
 
 class Client:
@@ -58,7 +74,14 @@ class Run:
             kw["server_pool"] = ServerPool(idle=2, max_age=rnd.choice([5.0, 30.0]))
         elif variant == "persistence":
             kw["persistence"] = Persistence(timeout=rnd.choice([5.0, 300.0]))
+        elif variant == "nonsticky":
+            kw["router"] = EveryRequest()
+        elif variant == "smtp":
+            kw["protocol"] = "smtp"
+            kw["router"] = RuleSetDecider(RuleStore(parse_rules(
+                'a: if (suffix(smtp.to, "@a.example")) { routeTo(web); }')))
         self.h = Harness(mode=mode, config=cfg, **kw)
+        self.req = SMTP if variant == "smtp" else GET
         self.mode = mode
         self.eng = self.h.eng
         self.clients: list[Client] = []
@@ -172,10 +195,10 @@ class Run:
             c = rnd.choice(live)
             a = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1, ACK, 64240)
             d = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1, PSH | ACK,
-                        64240, GET)
+                        64240, self.req)
             for fr, port, reason in eng.superseded([(a, 1, 1), (d, 1, 1)]):
                 self.effects(eng.handle(fr, port, reason, h.now))
-            c.sent = len(GET)
+            c.sent = len(self.req)
         elif r < 0.87 and answered:
             c = rnd.choice(answered)
             if rnd.random() < 0.5:      # the server answers before its flow is written
@@ -195,7 +218,7 @@ class Run:
             c = rnd.choice(live)
             f = bytearray(P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1,
                                   rnd.choice([ACK, PSH | ACK, FIN | ACK, SYN]), 64240,
-                                  GET[:rnd.randrange(len(GET))]))
+                                  self.req[:rnd.randrange(len(self.req))]))
             if rnd.random() < 0.5:      # a bit flipped: dropped as malformed
                 f[rnd.randrange(14, len(f))] ^= 1 << rnd.randrange(8)
             self.effects(eng.handle(bytes(f), 1, rnd.choice([1, 4]), h.now))
@@ -205,11 +228,11 @@ class Run:
         answer, the install written, the close."""
         if c.cookie is None:
             return
-        if c.sent < len(GET):
+        if c.sent < len(self.req):
             if self.rnd.random() < 0.3:
                 self.client(c, ACK)
-            self.client(c, PSH | ACK, GET[c.sent:])
-            c.sent = len(GET)
+            self.client(c, PSH | ACK, self.req[c.sent:])
+            c.sent = len(self.req)
         elif c.syn is None:
             return
         elif c.server_isn is None:
@@ -240,14 +263,14 @@ class Run:
 
     def request_bytes(self, c: Client) -> None:
         rnd = self.rnd
-        if c.sent >= len(GET):          # a retransmission
-            self.client(c, PSH | ACK, GET, seq=c.isn + 1)
+        if c.sent >= len(self.req):          # a retransmission
+            self.client(c, PSH | ACK, self.req, seq=c.isn + 1)
             return
-        n = rnd.randint(1, len(GET) - c.sent)
-        if rnd.random() < 0.15 and c.sent + n < len(GET):   # a later piece first
-            self.client(c, PSH | ACK, GET[c.sent + n:], seq=c.isn + 1 + c.sent + n)
+        n = rnd.randint(1, len(self.req) - c.sent)
+        if rnd.random() < 0.15 and c.sent + n < len(self.req):   # a later piece first
+            self.client(c, PSH | ACK, self.req[c.sent + n:], seq=c.isn + 1 + c.sent + n)
         else:
-            self.client(c, PSH | ACK, GET[c.sent:c.sent + n])
+            self.client(c, PSH | ACK, self.req[c.sent:c.sent + n])
             c.sent += n
 
     def close(self, c: Client) -> None:
@@ -257,7 +280,7 @@ class Run:
         elif x < 0.8:                   # the server's, after its response
             c.resp = self.rnd.choice([0, 100, 5000])
             self.server(c, FIN | PSH | ACK, seq=(c.server_isn + 1 + c.resp) & M32,
-                        ack=(c.syn.seq + 1 + len(GET)) & M32, reason=4)
+                        ack=(c.syn.seq + 1 + len(self.req)) & M32, reason=4)
         elif x < 0.9:
             self.client(c, RST | ACK, reason=self.rnd.choice([1, 4]))
         else:

@@ -3,9 +3,9 @@
 import pytest
 from scapy.layers.inet import IP, TCP
 
-from p4cs.csproc import Config, Decision, InstallFlows, Log, PrefixRouter, Route
+from p4cs.csproc import Config, Decision, InstallFlows, Log, PacketOut, PrefixRouter, Route
 
-from cs_harness import S1, S2, Harness, of, payload, pkts
+from cs_harness import CLIENT, S1, S2, VIP, Harness, ip_int, of, payload, pkts, valid
 
 M = 2**32
 
@@ -368,3 +368,35 @@ def test_syn_on_established_half_bound_connection():
     # another ISN on the same 4-tuple while the connection lives: ignored
     assert h.client(h.cframe("S", seq=h.cisn + 99999, ack=0)) == []
     assert len(h.eng.by_id) == 1
+
+
+class EveryRequest:
+    """NONSTICKY: every request classified on its own, to the default group."""
+
+    needs_body = False
+
+    def decide(self, raw, client=None, vip=None):
+        return Decision("each", "routeTo", "web", sticky=False)
+
+
+@pytest.mark.parametrize("router", [None, EveryRequest()], ids=["sticky", "nonsticky"])
+def test_a_fin_before_bytes_already_received_does_not_cut_the_request(router):
+    """A FIN whose place in the stream is before bytes the client already sent (a bogus or
+    mangled old segment) is not the end of its stream: the whole request still goes to the
+    server (it was cut to the FIN's place, and a NONSTICKY connection then failed to find
+    the end of its header block when the server answered)."""
+    get = b"GET /a HTTP/1.1\r\nHost: a\r\nUser-Agent: t\r\n\r\n"
+    h = Harness(router=router)
+    h.handshake()
+    syn = h.to_server_syn(h.send(get))
+    h.client(h.cframe("FA", data=get[:30]))              # FIN at offset 30 of 45
+    h.client(h.cframe("FA", data=b"", rel=10))           # and one at 10, without data
+    req = h.eng.conns_c[(ip_int(CLIENT), h.cport, ip_int(VIP), 80)].req
+    assert bytes(req.buf) == get and req.fin_at is None
+    eff = h.server(h.sframe(syn, "SA", 3, h.cisn + 1))
+    inst = of(eff, InstallFlows)
+    frames = inst[0].then if inst else [e for e in eff if isinstance(e, PacketOut)]
+    assert b"".join(payload(valid(p.frame)) for p in frames) == get
+    # the client's real FIN, after its request, still counts
+    h.client(h.cframe("FA", rel=len(get)))
+    assert h.eng.stats.bad_frames == 0

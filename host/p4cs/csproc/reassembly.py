@@ -48,7 +48,11 @@ class Reassembler:
             gap, dup = self._reassemble(rb, rel, data)
         if fin:
             end = rel + len(data)
-            if rb.fin_at is None and 0 <= end <= rb.cap:
+            # A FIN before bytes the client already sent (in order or beyond a gap) is not
+            # the end of its stream: a TCP receiver takes it for an old segment (the bytes
+            # before it would otherwise be cut from the request).
+            if (rb.fin_at is None and len(buf) <= end <= rb.cap
+                    and all(r + len(d) <= end for r, d in rb.ooo.items())):
                 rb.fin_at = end
         if rb.fin_at is not None and not rb.fin_rcvd and len(rb.buf) >= rb.fin_at:
             self.stats.buffered_bytes -= max(0, len(rb.buf) - rb.fin_at)
