@@ -61,7 +61,10 @@ class Client:
         self.sent = 0                     # request bytes sent in order
         self.syn = None                   # the switch's SYN to the server (Segment)
         self.server_isn: int | None = None
-        self.resp = 0                     # bytes the server sent through the data plane
+        self.resp = 0                     # bytes the client has from the switch or server
+        self.srv_rcvd = 0                 # bytes the switch sent the server, in order
+        self.srv_lines = 0                # ... the command lines among them (SMTP)
+        self.srv_sent = 0                 # bytes the server sent (SMTP: greeting, replies)
 
 
 class Run:
@@ -86,6 +89,9 @@ class Run:
         self.eng = self.h.eng
         self.clients: list[Client] = []
         self.by_isn: dict[int, Client] = {}
+        self.by_port: dict[int, Client] = {}     # the latest client on each port
+        self.by_leg: dict[tuple, Client] = {}    # (server, source port) -> its client
+        self.smtp = variant == "smtp"
         self.installed: dict[tuple, int] = {}     # flow key -> connection id
         self.pending: list[int] = []              # connection ids of unwritten installs
         self.pool_syns: list = []                 # SYNs to servers no client caused
@@ -118,6 +124,12 @@ class Run:
         s = P.parse(e.frame)        # raises on a bad checksum or a malformed frame
         if e.port == 1:             # to the client, from the virtual service
             assert (s.sip, s.sport, s.dip) == (VIP_I, 80, CIP), s
+            c = self.by_port.get(s.dport)
+            if c is not None and c.cookie is not None and s.payload:
+                # what the switch says itself (an SMTP front's replies): the client acks it
+                got = (s.seq + len(s.payload) - c.cookie - 1) & M32
+                if got < 1 << 20:
+                    c.resp = max(c.resp, got)
         else:                       # to a server, as the client or the SNAT address
             assert e.port == 2 and s.dip in SERVER_MAC, s
             assert s.sip == (CIP if self.mode == "transparent" else SNAT_I), s
@@ -125,8 +137,15 @@ class Run:
                 c = self.by_isn.get(s.seq)
                 if c is not None:
                     c.syn = s
+                    self.by_leg[(s.dip, s.sport)] = c
                 else:
                     self.pool_syns.append(s)
+            elif s.payload:
+                c = self.by_leg.get((s.dip, s.sport))
+                if c is not None and c.syn is not None and \
+                        (s.seq - c.syn.seq - 1) & M32 == c.srv_rcvd:
+                    c.srv_rcvd += len(s.payload)
+                    c.srv_lines += s.payload.count(b"\n")
 
     def _check_key(self, k: FlowKey) -> None:
         if k.src_ip == CIP:         # client -> VIP
@@ -214,6 +233,8 @@ class Run:
             k = rnd.choice(list(self.installed))
             del self.installed[k]
             self.effects(eng.flow_expired(FlowKey(*k), h.now))
+        elif r < 0.94:
+            self.operator()
         elif r < 0.95 and live:
             c = rnd.choice(live)
             f = bytearray(P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1,
@@ -222,6 +243,26 @@ class Run:
             if rnd.random() < 0.5:      # a bit flipped: dropped as malformed
                 f[rnd.randrange(14, len(f))] ^= 1 << rnd.randrange(8)
             self.effects(eng.handle(bytes(f), 1, rnd.choice([1, 4]), h.now))
+
+    def operator(self) -> None:
+        """What happens around the connections: a server goes down or comes back (health
+        checks), is drained or weighted again, the switch loses a flow entry (a restart),
+        a listing is taken."""
+        rnd, h, eng = self.rnd, self.h, self.eng
+        x = rnd.random()
+        server = rnd.choice(h.servers)
+        group = next(g for g in eng.groups.values() if server in g.servers)
+        if x < 0.3:
+            self.effects(eng._health_change(server, group, rnd.random() < 0.5, h.now,
+                                            "test"))
+        elif x < 0.5:
+            eng.set_weight(group.name, server.name, rnd.choice([0, 1, 3]), h.now)
+        elif x < 0.8 and self.installed:
+            k = rnd.choice(list(self.installed))
+            self.effects(eng.flow_lost(FlowKey(*k), h.now))
+        else:
+            listing = eng.connections()
+            assert len(listing) == len(eng.by_id)
 
     def progress(self, c: Client) -> None:
         """The next step of ``c``'s ordinary life: handshake, request, the server's
@@ -238,6 +279,12 @@ class Run:
         elif c.server_isn is None:
             c.server_isn = self.rnd.randrange(1 << 32)
             self.server(c, SYN | ACK)
+        elif self.smtp and (c.srv_sent == 0 or c.srv_lines > c.srv_sent // 8):
+            # the server greets first, then answers each command the switch replays
+            said = b"220 s\r\n" if c.srv_sent == 0 else b"250 ok\r\n"
+            self.server(c, PSH | ACK, said, seq=(c.server_isn + 1 + c.srv_sent) & M32,
+                        ack=(c.syn.seq + 1 + c.srv_rcvd) & M32)
+            c.srv_sent += len(said)
         elif self.pending and self.rnd.random() < 0.5:
             cid = self.pending.pop()
             if self.rnd.random() < 0.15:
@@ -250,6 +297,7 @@ class Run:
         c = Client(rnd.choice(self.ports), rnd.randrange(1 << 32))
         self.clients.append(c)
         self.by_isn[c.isn] = c
+        self.by_port[c.port] = c
         if rnd.random() < 0.5:          # the engine answers the SYN
             opts = P.mss_option(1460) + (P.wscale_option(7) if rnd.random() < 0.5 else b"")
             f = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn, 0, SYN, 64240, b"", opts)
