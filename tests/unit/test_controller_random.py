@@ -292,3 +292,45 @@ def test_the_random_interleavings_reach_the_hard_cases(fast_loops):
     for k in ("reincarnations", "install_failures", "flows_expired", "teardowns",
               "app.install_errors", "app.flows_removed", "app.idle_timeouts"):
         assert counters.get(k, 0) > 0, (k, counters)
+
+
+def test_a_failed_install_gives_its_flow_id_back_clean(fast_loops):
+    """A removal the engine asked for while the connection's install was in flight, with its
+    entry left to expire (a FIN hit it), runs once that Write is over and marks the flow id
+    ``ending``; when the Write failed, that id is freed at once. It must leave ``ending``
+    with it: the next flow to take the id was taken for a closed connection's, and its
+    expiry never reached the engine (found by the random interleavings above)."""
+    from p4cs.csproc import effects as fx
+
+    app = appmod.ControllerApp(load_config(REPO / "examples" / "lcs.yaml"), P4INFO)
+    app.enc = FlowEncoder(P4Schema(P4INFO))
+    app.teardown.end_expiry = True
+    key = fx.FlowKey(0x0A000201, 0x0A000101, 6, 80, 40000)
+    flow = fx.FlowSpec(key, 1, b"\x02" * 6, b"\x04" * 6, 0x0A000064, 0x0A000101, 80, 40000,
+                       5, 7, 300, conn_id=9, direction="s2c")
+    gate = asyncio.Event()
+
+    async def failing_write(sw, updates):
+        await gate.wait()
+        raise _write_error(len(updates), {0: INTERNAL})
+
+    appmod.write_raw = failing_write
+
+    async def run():
+        loop = asyncio.ensure_future(app._install_loop(Switch(random.Random(0), app)))  # noqa: SLF001
+        await app._execute([fx.InstallFlows([flow])])                  # noqa: SLF001
+        for _ in range(5):
+            await asyncio.sleep(0)
+        fid = app.flow_of[tuple(key)]
+        await app._execute([fx.RemoveFlows([key], 2.0, (key,))])      # noqa: SLF001
+        gate.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        return fid
+
+    fid = asyncio.run(run())
+    assert app.counters["install_errors"] == 1 and tuple(key) not in app.flow_of
+    assert fid not in app.teardown.ending
+    assert app.flow_ids.available() == app.flow_ids.size - 1

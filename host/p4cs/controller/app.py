@@ -810,7 +810,8 @@ class ControllerApp:
                     fid = self._flow_of_conn(f)
                     if fid is not None:
                         del self.flow_of[tuple(f.key)]
-                        self.flow_ids.put(fid)
+                        # (a removal waiting for this Write may have marked it ending)
+                        self.teardown.release(fid)
                         self.book.drop(fid)
                 conn_ids = {f.conn_id for f in inst.flows}
                 for cid in conn_ids:

@@ -219,7 +219,7 @@ class Teardown:
             except P4ClientError as exc:
                 LOG.warning("cannot reset flow counters: %s", exc)
         for fid in fids:
-            self._release(fid)
+            self.release(fid)
 
     def _account(self, fid: int, pkts: int, nbytes: int) -> None:
         app = self.app
@@ -227,7 +227,11 @@ class Teardown:
         app.counters["fastpath_bytes"] += nbytes
         app.book.done(fid, pkts, nbytes)
 
-    def _release(self, fid: int) -> None:
+    def release(self, fid: int) -> None:
+        """Free flow id ``fid`` (its entry is gone, or was never written). It leaves
+        ``ending`` too: an id still there when a new flow takes it would make that flow's
+        expiry look like the end of a connection the engine had closed, and the engine would
+        never hear of it."""
         self.ending.discard(fid)
         self.app.flow_ids.put(fid)
 
@@ -278,7 +282,7 @@ class Teardown:
             counters["flows_removed" if fid in ending else "idle_timeouts"] += 1
             if counts is not None:
                 self._account(fid, *counts)
-                self._release(fid)
+                self.release(fid)
             else:
                 unread.append(fid)
         if adopted:
