@@ -222,3 +222,31 @@ def test_a_decision_with_an_unknown_algorithm_answers_503():
     h.handshake()
     eff = h.send(GET)
     assert any(b"503" in bytes(p[TCP].payload) for _, p in pkts(eff))
+
+
+def test_a_template_that_moves_away_and_back_counts_the_connections_that_stayed():
+    """A template follows its client's connection to another server when its server refuses
+    one; the client's connections still spliced on the first server go on. When the
+    template comes back to that server, it counts them again: it lives as long as any of
+    them (before, it came back counting only the new connection, reached 0 while the
+    others ran, and could expire under them)."""
+    h = Harness(persistence=Persistence(10))
+    assert splice(h, 43000)[IP].dst == S1                       # A, spliced on s1
+    syn = connect(h, 43001)                                     # B: s1 refuses it
+    assert syn[IP].dst == S1
+    eff = h.server(h.sframe(syn, "RA", 0, (syn[TCP].seq + 1) % M))
+    (port, moved), = [(p, q) for p, q in pkts(eff) if q[TCP].flags == "S"]
+    assert moved[IP].dst == S2                                  # the template moves to s2
+    syn = connect(h, 43002)                                     # C: s2 refuses it
+    assert syn[IP].dst == S2
+    eff = h.server(h.sframe(syn, "RA", 0, (syn[TCP].seq + 1) % M))
+    (port, back), = [(p, q) for p, q in pkts(eff) if q[TCP].flags == "S"]
+    assert back[IP].dst == S1                                   # and back to s1
+    t, = h.eng.templates(h.now)
+    assert t["server"] == f"{S1}:8080" and t["connections"] == 2        # A and C
+    h.cport = 43000
+    h.client(h.cframe("R", rel=len(GET)))                       # A ends: C still holds it
+    t, = h.eng.templates(h.now)
+    assert t["connections"] == 1
+    h.tick(30.0)
+    assert h.eng.templates(h.now)

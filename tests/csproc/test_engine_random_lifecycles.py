@@ -101,6 +101,7 @@ class Run:
     def effects(self, eff: list) -> list:
         assert not errors(eff), errors(eff)
         self.h.check()
+        self._check_templates()
         for e in eff:
             if isinstance(e, PacketOut):
                 self._packet_out(e)
@@ -119,6 +120,16 @@ class Run:
                     self.effects(self.eng.flows_counted((k, self.rnd.choice([None, 0, 5])),
                                                         self.h.now))
         return eff
+
+    def _check_templates(self) -> None:
+        """A persistence template counts the connections bound to its server through it."""
+        held: dict = {}
+        for c in self.eng.by_id.values():
+            ch = c.choice
+            if ch is not None and ch.counted and ch.template is not None:
+                held[(ch.template, ch.server)] = held.get((ch.template, ch.server), 0) + 1
+        for key, t in self.eng.policy.templates.items():
+            assert t.conns == held.get((key, t.server), 0), (key, t.conns, held)
 
     def _packet_out(self, e: PacketOut) -> None:
         s = P.parse(e.frame)        # raises on a bad checksum or a malformed frame

@@ -113,6 +113,10 @@ class Policy:
             self.groups = {g.name: g for g in groups}
         self._snat: dict[int, deque] = {}
         self.templates: dict[tuple[str, int | str], Template] = {}
+        # (template key, id of a server) -> the counted connections bound to that server
+        # through that key: a template that moves to a server and back counts those of its
+        # connections that stayed there all along (Template.conns is the entry of its server)
+        self._held: dict[tuple, int] = {}
         self._sessions: dict[str, int] = {}     # session templates per service
         self._persist: dict[str, Persistence] = {}
         self.clock = 0.0        # the ``now`` of the engine's latest call
@@ -254,16 +258,16 @@ class Policy:
 
     def _hold(self, ch: Choice) -> None:
         """Count the bound connection ``ch`` in its template, which points to its server
-        from now on."""
+        from now on (it moves there if it pointed to another one, whose server failed)."""
         server = ch.server
+        held = (ch.template, id(server))
+        n = self._held[held] = self._held.get(held, 0) + 1
         t = self.templates.get(ch.template)
         expires = self.clock + self._persist[ch.template[0]].timeout
         if t is None or t.server is not server:
-            if t is not None:        # its server failed: the template moves
-                t.conns = 0
             t = self._put(ch.template, server, expires)
         t.expires = expires
-        t.conns += 1
+        t.conns = n
 
     def _put(self, key: tuple, server: Server, expires: float) -> Template:
         if key not in self.templates and isinstance(key[1], str):
@@ -323,10 +327,19 @@ class Policy:
     def _unhold(self, ch: Choice) -> None:
         """The connection ``ch`` no longer counts in its template: its timeout starts
         when none does."""
-        t = self.templates.get(ch.template) if ch.template is not None else None
-        if t is not None and t.server is ch.server and t.conns > 0:
-            t.conns -= 1
-            if t.conns == 0:
+        if ch.template is None:
+            return
+        held = (ch.template, id(ch.server))
+        n = self._held.get(held, 0) - 1
+        if n > 0:
+            self._held[held] = n
+        else:
+            self._held.pop(held, None)
+            n = 0
+        t = self.templates.get(ch.template)
+        if t is not None and t.server is ch.server:
+            t.conns = n
+            if n == 0:
                 t.expires = max(t.expires, self.clock + self._persist[ch.template[0]].timeout)
 
     # ------------------------------------------------------------------ templates
