@@ -102,6 +102,7 @@ class Run:
         assert not errors(eff), errors(eff)
         self.h.check()
         self._check_templates()
+        self._check_timers()
         for e in eff:
             if isinstance(e, PacketOut):
                 self._packet_out(e)
@@ -120,6 +121,17 @@ class Run:
                     self.effects(self.eng.flows_counted((k, self.rnd.choice([None, 0, 5])),
                                                         self.h.now))
         return eff
+
+    def _check_timers(self) -> None:
+        """Every connection but a spliced one waits for a timer of its own (a spliced one
+        ends by its FINs, an RST or its entries' expiry), and a timer armed has its entry in
+        the timers, due no later than it."""
+        for c in self.eng.by_id.values():
+            if c.state != "spliced":
+                assert c.deadline is not None, (c.id, c.state)
+            if c.deadline is not None:
+                assert c.queued is not None and c.queued <= c.deadline, \
+                    (c.id, c.state, c.queued, c.deadline)
 
     def _check_templates(self) -> None:
         """A persistence template counts the connections bound to its server through it."""
