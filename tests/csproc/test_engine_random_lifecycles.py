@@ -119,6 +119,7 @@ class Run:
         self.by_port: dict[int, Client] = {}     # the latest client on each port
         self.by_leg: dict[tuple, Client] = {}    # (server, source port) -> its client
         self.smtp = variant == "smtp"
+        self.watch = variant == "cookie-learn"
         self.installed: dict[tuple, int] = {}     # flow key -> connection id
         self.pending: list[int] = []              # connection ids of unwritten installs
         self.pool_syns: list = []                 # SYNs to servers no client caused
@@ -332,6 +333,10 @@ class Run:
         elif c.server_isn is None:
             c.server_isn = self.rnd.randrange(1 << 32)
             self.server(c, SYN | ACK)
+        elif self.watch and not c.srv_sent:    # the server's response, read by the engine
+            said = self.rnd.choice(RESPONSES)
+            self.server(c, PSH | ACK, said, seq=(c.server_isn + 1) & M32)
+            c.srv_sent = len(said)
         elif self.smtp and (c.srv_sent == 0 or c.srv_lines > c.srv_sent // 8):
             # the server greets first, then answers each command the switch replays
             said = b"220 s\r\n" if c.srv_sent == 0 else b"250 ok\r\n"
