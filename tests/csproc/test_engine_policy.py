@@ -250,3 +250,21 @@ def test_a_template_that_moves_away_and_back_counts_the_connections_that_stayed(
     assert t["connections"] == 1
     h.tick(30.0)
     assert h.eng.templates(h.now)
+
+
+def test_a_live_edit_that_ends_persistence_under_a_connecting_client():
+    """A connection chosen under a template whose service loses its persistence (a live
+    edit) before its server answers is bound without one when it is redispatched: no
+    internal error (the template's timeout was looked up in the service's persistence)."""
+    import dataclasses
+
+    h = Harness(persistence=Persistence(10))
+    syn = connect(h, 44000)
+    assert syn[IP].dst == S1
+    h.eng.reconfigure([dataclasses.replace(h.svc, persistence=None)],
+                      {g.name: g for g in h.groups}, h.cfg, h.now)
+    eff = h.server(h.sframe(syn, "RA", 0, (syn[TCP].seq + 1) % M))   # s1 refuses
+    (port, moved), = [(p, q) for p, q in pkts(eff) if q[TCP].flags == "S"]
+    assert moved[IP].dst == S2 and h.eng.templates(h.now) == []
+    inst, = of(h.server(h.sframe(moved, "SA", 5000, (h.cisn + 1) % M)), InstallFlows)
+    assert h.servers[1].active == 1

@@ -16,12 +16,14 @@ connection on a server is left (nothing leaks, whatever the order of events)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import ssl
 
 import pytest
 
-from p4cs.csproc import Config, CountFlows, InstallFlows, PacketOut, RemoveFlows
+from p4cs.csproc import (Config, CountFlows, InstallFlows, PacketOut, RemoveFlows, Server,
+                         ServerGroup)
 from p4cs.csproc import packet as P
 from p4cs.csproc.effects import FlowKey
 from p4cs.csproc.policy import Persistence
@@ -112,7 +114,7 @@ class Run:
                 'a: if (suffix(smtp.to, "@a.example")) { routeTo(web); }')))
         self.h = Harness(mode=mode, config=cfg, **kw)
         self.req = {"smtp": SMTP, "tls": HELLO}.get(variant, GET)
-        self.mode = mode
+        self.mode, self.variant = mode, variant
         self.eng = self.h.eng
         self.clients: list[Client] = []
         self.by_isn: dict[int, Client] = {}
@@ -304,19 +306,45 @@ class Run:
         a listing is taken."""
         rnd, h, eng = self.rnd, self.h, self.eng
         x = rnd.random()
-        server = rnd.choice(h.servers)
-        group = next(g for g in eng.groups.values() if server in g.servers)
+        group = eng.groups["web"]
+        server = rnd.choice(group.servers)
         if x < 0.3:
             self.effects(eng._health_change(server, group, rnd.random() < 0.5, h.now,
                                             "test"))
         elif x < 0.5:
             eng.set_weight(group.name, server.name, rnd.choice([0, 1, 3]), h.now)
-        elif x < 0.8 and self.installed:
+        elif x < 0.65 and self.installed:
             k = rnd.choice(list(self.installed))
             self.effects(eng.flow_lost(FlowKey(*k), h.now))
+        elif x < 0.85:
+            self.live_edit()
         else:
             listing = eng.connections()
             assert len(listing) == len(eng.by_id)
+
+    def live_edit(self) -> None:
+        """The group's servers, scheduler and weights change, and maybe the service's
+        persistence; a server taken out has its connections reset or not (``server.del``
+        with and without ``reset``)."""
+        rnd, h, eng = self.rnd, self.h, self.eng
+        names = sorted(rnd.sample(["s1", "s2"], rnd.randint(1, 2)))
+        servers = [Server(n, {"s1": S1, "s2": S2}[n], 8080, weight=rnd.choice([1, 2, 5]))
+                   for n in names]
+        group = ServerGroup("web", servers, rnd.choice(["rr", "wrr", "lc", "wlc", "sh", "maglev"]))
+        svc = h.svc
+        if self.variant in ("persistence", "plain") and rnd.random() < 0.3:
+            svc = dataclasses.replace(svc, persistence=rnd.choice(
+                [None, Persistence(timeout=5.0), Persistence(timeout=60.0)]))
+        before = list(eng.groups["web"].servers)
+        self.effects(eng.reconfigure([svc], {"web": group}, h.cfg, h.now))
+        h.svc = svc
+        now_in = eng.groups["web"].servers
+        for s in now_in:
+            if all(s is not o for o in h.servers):
+                h.servers.append(s)
+        for s in before:
+            if all(s is not o for o in now_in) and rnd.random() < 0.5:
+                self.effects(eng.reset_server(s, h.now, "server deleted"))
 
     def progress(self, c: Client) -> None:
         """The next step of ``c``'s ordinary life: handshake, request, the server's

@@ -259,11 +259,15 @@ class Policy:
     def _hold(self, ch: Choice) -> None:
         """Count the bound connection ``ch`` in its template, which points to its server
         from now on (it moves there if it pointed to another one, whose server failed)."""
+        pers = self._persist.get(ch.template[0])
+        if pers is None:        # its service has no persistence any more (a live edit)
+            ch.template = None
+            return
         server = ch.server
         held = (ch.template, id(server))
         n = self._held[held] = self._held.get(held, 0) + 1
         t = self.templates.get(ch.template)
-        expires = self.clock + self._persist[ch.template[0]].timeout
+        expires = self.clock + pers.timeout
         if t is None or t.server is not server:
             t = self._put(ch.template, server, expires)
         t.expires = expires
@@ -339,8 +343,9 @@ class Policy:
         t = self.templates.get(ch.template)
         if t is not None and t.server is ch.server:
             t.conns = n
-            if n == 0:
-                t.expires = max(t.expires, self.clock + self._persist[ch.template[0]].timeout)
+            pers = self._persist.get(ch.template[0])
+            if n == 0 and pers is not None:
+                t.expires = max(t.expires, self.clock + pers.timeout)
 
     # ------------------------------------------------------------------ templates
     def expire(self, now: float) -> None:
