@@ -111,6 +111,8 @@ class Client:
         self.srv_rcvd = 0                 # bytes the switch sent the server, in order
         self.srv_lines = 0                # ... the command lines among them (SMTP)
         self.srv_sent = 0                 # bytes the server sent (SMTP: greeting, replies)
+        self.srv_reqs = 0                 # requests the server received (HTTP)
+        self.srv_answers = 0              # responses it sent
 
 
 class Run:
@@ -146,7 +148,7 @@ class Run:
         self.by_port: dict[int, Client] = {}     # the latest client on each port
         self.by_leg: dict[tuple, Client] = {}    # (server, source port) -> its client
         self.smtp = variant == "smtp"
-        self.watch = variant == "cookie-learn"
+        self.watch = variant in ("cookie-learn", "nonsticky")
         self.installed: dict[tuple, int] = {}     # flow key -> connection id
         self.pending: list[int] = []              # connection ids of unwritten installs
         self.pool_syns: list = []                 # SYNs to servers no client caused
@@ -229,6 +231,7 @@ class Run:
                         (s.seq - c.syn.seq - 1) & M32 == c.srv_rcvd:
                     c.srv_rcvd += len(s.payload)
                     c.srv_lines += s.payload.count(b"\n")
+                    c.srv_reqs += s.payload.count(b"\r\n\r\n")
 
     def _check_key(self, k: FlowKey) -> None:
         if k.src_ip == CIP:         # client -> VIP
@@ -388,16 +391,27 @@ class Run:
         elif c.server_isn is None:
             c.server_isn = self.rnd.randrange(1 << 32)
             self.server(c, SYN | ACK)
-        elif self.watch and not c.srv_sent:    # the server's response, read by the engine
-            said = self.rnd.choice(RESPONSES)
-            self.server(c, PSH | ACK, said, seq=(c.server_isn + 1) & M32)
-            c.srv_sent = len(said)
+        elif self.watch and c.srv_answers < max(1, c.srv_reqs):
+            # the server's response, read by the engine (a NONSTICKY service reads every one,
+            # to know when the next request may go)
+            said = self.rnd.choice(RESPONSES if self.variant == "cookie-learn" else
+                                   [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+            self.server(c, PSH | ACK, said, seq=(c.server_isn + 1 + c.srv_sent) & M32,
+                        ack=(c.syn.seq + 1 + c.srv_rcvd) & M32)
+            c.srv_sent += len(said)
+            c.srv_answers += 1
         elif self.smtp and (c.srv_sent == 0 or c.srv_lines > c.srv_sent // 8):
             # the server greets first, then answers each command the switch replays
             said = b"220 s\r\n" if c.srv_sent == 0 else b"250 ok\r\n"
             self.server(c, PSH | ACK, said, seq=(c.server_isn + 1 + c.srv_sent) & M32,
                         ack=(c.syn.seq + 1 + c.srv_rcvd) & M32)
             c.srv_sent += len(said)
+        elif self.rnd.random() < 0.15 and not self.smtp:
+            # the client's next request on the same connection (keep-alive): spliced in
+            # software while its flow is not in, classified again on a NONSTICKY service
+            more = b"GET /y HTTP/1.1\r\nHost: a\r\n\r\n"
+            self.client(c, PSH | ACK, more)
+            c.sent += len(more)
         elif self.pending and self.rnd.random() < 0.5:
             cid = self.pending.pop()
             if self.rnd.random() < 0.15:
