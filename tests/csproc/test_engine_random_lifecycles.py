@@ -26,6 +26,7 @@ from p4cs.csproc import (Config, CountFlows, InstallFlows, PacketOut, RemoveFlow
                          ServerGroup)
 from p4cs.csproc import packet as P
 from p4cs.csproc.effects import FlowKey
+from p4cs.csproc.health import HealthCheck
 from p4cs.csproc.policy import Persistence
 from p4cs.csproc.routing import Decision
 from p4cs.csproc import RuleSetDecider
@@ -33,7 +34,7 @@ from p4cs.rules import parse_rules
 from p4cs.rules.store import RuleStore
 from p4cs.csproc.serverpool import ServerPool
 
-from cs_harness import (CLI_MAC, CLIENT, S1, S1_MAC, S2, S2_MAC, SNAT, SW_C, SW_S, VIP,
+from cs_harness import (CLI_MAC, CLIENT, S1, S1_MAC, S2, S2_MAC, SNAT, SW_C, SW_IP, SW_S, VIP,
                         Harness, errors)
 
 SYN, FIN, RST, PSH, ACK = 0x02, 0x01, 0x04, 0x08, 0x10
@@ -41,12 +42,13 @@ M32 = 0xFFFFFFFF
 GET = b"GET /x HTTP/1.1\r\nHost: a\r\nUser-Agent: t\r\n\r\n"
 SERVER_MAC = {P.ip_int(S1): P.mac_bytes(S1_MAC), P.ip_int(S2): P.mac_bytes(S2_MAC)}
 CIP, VIP_I, SNAT_I = P.ip_int(CLIENT), P.ip_int(VIP), P.ip_int(SNAT)
+SW_IP_I = P.ip_int(SW_IP)
 CMAC, SWC, SWS = P.mac_bytes(CLI_MAC), P.mac_bytes(SW_C), P.mac_bytes(SW_S)
 SMTP = b"EHLO c\r\nMAIL FROM:<x@c.example>\r\nRCPT TO:<u@a.example>\r\nDATA\r\n"
 VARIANTS = [("transparent", "plain"), ("snat", "plain"), ("snat", "pool"),
             ("transparent", "persistence"), ("transparent", "nonsticky"), ("snat", "smtp"),
             ("transparent", "tls"), ("transparent", "cookie-learn"),
-            ("transparent", "answers")]
+            ("transparent", "answers"), ("snat", "health")]
 
 
 def _client_hello() -> bytes:
@@ -127,6 +129,14 @@ class Run:
             kw["persistence"] = Persistence(timeout=rnd.choice([5.0, 300.0]))
         elif variant == "cookie-learn":
             kw["persistence"] = Persistence(30.0, kind="cookie-learn", name="SID")
+        elif variant == "health":       # active checks, and the servers' scale learned
+            servers = [Server("s1", S1, 8080), Server("s2", S2, 8080)]
+            kw["servers"] = servers
+            kw["groups"] = [ServerGroup("web", servers, "rr", slow_start=rnd.choice([0, 5.0]),
+                                        health=HealthCheck(rnd.choice(["tcp", "http"]),
+                                                           interval=1.0, timeout=0.5,
+                                                           rise=2, fall=2))]
+            cfg = Config(request_timeout=cfg.request_timeout, time_wait=cfg.time_wait)
         elif variant == "answers":
             kw["router"] = Sometimes(seed)
         elif variant == "nonsticky":
@@ -217,7 +227,7 @@ class Run:
                     c.resp = max(c.resp, got)
         else:                       # to a server, as the client or the SNAT address
             assert e.port == 2 and s.dip in SERVER_MAC, s
-            assert s.sip == (CIP if self.mode == "transparent" else SNAT_I), s
+            assert s.sip in ((CIP if self.mode == "transparent" else SNAT_I), SW_IP_I), s
             if s.flags & SYN and not s.flags & ACK:
                 c = self.by_isn.get(s.seq)
                 if c is not None:

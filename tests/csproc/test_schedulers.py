@@ -148,3 +148,20 @@ def test_group_override_uses_other_scheduler():
     assert g.pick("lc") is s[1]
     with pytest.raises(ValueError):
         make_scheduler("magic", s)
+
+
+def test_a_live_edit_that_turns_slow_start_off_ends_the_ramps():
+    """A server ramping up (slow start) when a live edit sets the group's slow start to 0
+    gets its whole weight at once: the next pick divided by the new 0 (every connection to
+    the group then failed with an internal error; found by the engine's random life
+    cycles)."""
+    a, b = Server("a", "10.0.0.1", 80), Server("b", "10.0.0.2", 80)
+    g = ServerGroup("g", [a, b], "wrr", slow_start=10.0)
+    g.set_up(a, False, 0.0)
+    g.set_up(a, True, 1.0)                      # a ramps from 1 % over 10 s
+    g.pick(now=2.0)
+    assert 0 < a.ramp < 1
+    g.update(ServerGroup("g", [Server("a", "10.0.0.1", 80), Server("b", "10.0.0.2", 80)],
+                         "wrr"), 3.0)
+    assert a.ramp == 1.0
+    assert {g.pick(now=4.0).name for _ in range(4)} == {"a", "b"}

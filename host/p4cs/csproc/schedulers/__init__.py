@@ -109,6 +109,10 @@ class ServerGroup:
         self.scheduler = make_scheduler(self.algorithm, servers)
         self._alt = {}
         self._ramping = {s: t for s, t in self._ramping.items() if s in servers}
+        if self.slow_start <= 0:        # slow start turned off: the ramps end now
+            for s in self._ramping:
+                s.ramp = 1.0
+            self._ramping = {}
         for s, w in weights:
             if s.weight != w:
                 self.set_weight(s, w, now)
