@@ -120,8 +120,9 @@ class Client:
 class Run:
     def __init__(self, seed: int, mode: str, variant: str):
         self.rnd = rnd = random.Random(seed)
-        cfg = Config(window_scale=7, request_timeout=rnd.choice([2.0, 10.0]),
-                     time_wait=rnd.choice([0.5, 2.0]))
+        # the window scale fixed, or learned from the servers' SYN-ACKs (probes of their own)
+        cfg = Config(window_scale=rnd.choice([7, "auto"]),
+                     request_timeout=rnd.choice([2.0, 10.0]), time_wait=rnd.choice([0.5, 2.0]))
         kw: dict = {}
         if variant == "pool":
             kw["server_pool"] = ServerPool(idle=2, max_age=rnd.choice([5.0, 30.0]))
@@ -370,7 +371,11 @@ class Run:
         names = sorted(rnd.sample(["s1", "s2"], rnd.randint(1, 2)))
         servers = [Server(n, {"s1": S1, "s2": S2}[n], 8080, weight=rnd.choice([1, 2, 5]))
                    for n in names]
-        group = ServerGroup("web", servers, rnd.choice(["rr", "wrr", "lc", "wlc", "sh", "maglev"]))
+        group = ServerGroup("web", servers, rnd.choice(["rr", "wrr", "lc", "wlc", "sh", "maglev"]),
+                            slow_start=rnd.choice([0, 0, 5.0]),
+                            health=rnd.choice([None, None, HealthCheck(
+                                rnd.choice(["tcp", "http"]), interval=1.0, timeout=0.5,
+                                rise=rnd.randint(1, 3), fall=rnd.randint(1, 3))]))
         svc = h.svc
         if self.variant in ("persistence", "plain") and rnd.random() < 0.3:
             svc = dataclasses.replace(svc, persistence=rnd.choice(
