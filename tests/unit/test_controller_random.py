@@ -24,6 +24,8 @@ from finsy.proto import rpc_status as status_pb2
 from google.protobuf import any_pb2
 
 import p4cs.controller.app as appmod
+import p4cs.controller.neighbours as nbmod
+import p4cs.controller.operator as opmod
 import p4cs.controller.teardown as tdmod
 from p4cs import paths
 from p4cs.constants import REASON_BACKEND_MISS, REASON_FLOW_END, REASON_VIP_MISS
@@ -165,6 +167,7 @@ class Run:
             return {f: (1, 100) for f in fids}
 
         app.packets.send = send
+        app.ready.set()                 # primary, its session's loops running (below)
         app._flow_counters = counters                        # noqa: SLF001
         queue = app._queue_install                           # noqa: SLF001
 
@@ -233,10 +236,32 @@ class Run:
         elif r < 0.82 and self.sw.entries:  # entries age out in the data plane
             keys = rnd.sample(list(self.sw.entries), rnd.randint(1, min(8, len(self.sw.entries))))
             await app.teardown.expired(self.sw, 0, self.sw.expire(keys))
+        elif r < 0.86:                      # the operator edits the running configuration
+            await self.operator()
         elif r < 0.92:                      # time passes: the engine's timers
             appmod.time.t += rnd.choice([0.05, 0.5, 2.0, 6.0])
             await app._execute(eng.tick(appmod.time.t))  # noqa: SLF001
         await self.settle()
+
+    async def operator(self) -> None:
+        """A control request as `p4cs` sends it: a server taken out of the group (its
+        connections reset or not) or put back, a weight changed, the TCP timeouts set."""
+        rnd, app = self.rnd, self.app
+        addr = f"10.0.2.{rnd.randint(1, 3)}:80"
+        x = rnd.random()
+        if x < 0.3:
+            req = {"op": "server.del", "group": "all", "address": addr,
+                   "reset": rnd.random() < 0.5}
+        elif x < 0.6:
+            req = {"op": "server.add", "group": "all", "address": addr,
+                   "weight": rnd.randint(1, 3)}
+        elif x < 0.8:
+            req = {"op": "server.weight", "group": "all", "server": f"all/{addr}",
+                   "weight": rnd.choice([0, 1, 2])}
+        else:
+            req = {"op": "set", "tcp": rnd.choice([30, 300]), "tcpfin": rnd.choice([1, 2])}
+        resp = await app.handle_control(req)
+        assert isinstance(resp, dict) and "ok" in resp, resp
 
     async def finish(self) -> None:
         app = self.app
@@ -270,8 +295,8 @@ async def _play(seed: int, end_expiry: bool, steps: int, variant: str = "plain")
 @pytest.fixture
 def fast_loops(monkeypatch):
     clock = _Clock()                    # one clock for every module that reads one
-    monkeypatch.setattr(appmod, "time", clock)
-    monkeypatch.setattr(tdmod, "time", clock)
+    for mod in (appmod, tdmod, opmod, nbmod):
+        monkeypatch.setattr(mod, "time", clock)
     monkeypatch.setattr(appmod, "write_raw", None)      # each run sets its switch's
     monkeypatch.setattr(tdmod, "BATCH_S", 0.001)
     monkeypatch.setattr(tdmod, "SUPERSEDED_S", 0.005)
@@ -351,3 +376,36 @@ def test_a_failed_install_gives_its_flow_id_back_clean(fast_loops):
     assert app.counters["install_errors"] == 1 and tuple(key) not in app.flow_of
     assert fid not in app.teardown.ending
     assert app.flow_ids.available() == app.flow_ids.size - 1
+
+
+def test_an_edit_while_not_primary_runs_the_engines_effects(fast_loops):
+    """A live edit while the controller has no session with the switch (or is backup) runs
+    what the engine answers it with: its installs and removals wait for the next session's
+    loops, only its packets are dropped. Before, every effect was dropped: a connection the
+    edit redispatched onto a pooled server connection stayed spliced in the engine with no
+    entry ever written (found by the random interleavings above, with edits)."""
+    from p4cs.csproc import effects as fx
+
+    app = appmod.ControllerApp(_config("plain"), P4INFO)
+    app.enc = FlowEncoder(P4Schema(P4INFO))
+    key = fx.FlowKey(0x0A000101, 0x0A000064, 6, 40000, 80)
+    flow = fx.FlowSpec(key, 2, b"\x02" * 6, b"\x04" * 6, 0x0A000101, 0x0A000203, 40000, 80,
+                       5, 7, 300, conn_id=9, direction="c2s")
+    sent: list = []
+
+    async def send(sw, enc, frames):
+        sent.extend(frames)
+
+    app.packets.send = send
+    app.engine.reset_server = lambda server, now, why: [
+        fx.RemoveFlows([key], 0.0), fx.InstallFlows([flow]), fx.PacketOut(1, b"x" * 60)]
+    assert app.switch is None and not app.ready.is_set()
+
+    async def edit():
+        return await app.handle_control({"op": "server.del", "group": "all",
+                                         "address": "10.0.2.3:80", "reset": True})
+
+    assert asyncio.run(edit())["ok"]
+    assert [k for k, _owner in app.teardown._removals] == [tuple(key)]   # noqa: SLF001
+    assert [e.flows for e, _m in app._installs] == [[flow]]                # noqa: SLF001
+    assert sent == []

@@ -374,13 +374,21 @@ class Operator:
                     for e in eng.reset_server(servers[name], now, "server deleted")]
         LOG.info("configuration changed: %d service(s), %d group(s)%s", len(cfg.services),
                  len(cfg.groups), f", reset connections of {', '.join(reset)}" if reset else "")
+        # The engine's effects run whatever becomes of the switch's tables: its connections
+        # moved on (a redispatched one may be spliced onto a pooled server connection at
+        # once), and an install or removal left out would leave it believing in entries that
+        # never come (or stay).
         sw = app.switch
         if sw is None or not app.ready.is_set():
+            # Installs and removals wait for the next session's loops; packets cannot go out
+            # (the connections' timers retransmit).
+            await app._execute([e for e in effects if not isinstance(e, fx.PacketOut)])
             return {"ok": True}     # the base tables are reconciled when the switch is back
         try:
             await BaseTables(app.base_entries(), app.clone_session(), "flow_table").reconcile(sw)
         except P4ClientError as exc:
             LOG.warning("configuration changed, switch not updated: %s", exc)
+            await app._execute(effects)
             return {"ok": False, "errors": [f"the controller runs the change, but the switch "
                                             f"was not updated ({exc.message or exc}): it is "
                                             "reconciled at the next connection"]}
