@@ -377,18 +377,20 @@ class Operator:
         # The engine's effects run whatever becomes of the switch's tables: its connections
         # moved on (a redispatched one may be spliced onto a pooled server connection at
         # once), and an install or removal left out would leave it believing in entries that
-        # never come (or stay).
+        # never come (or stay). Without a session, or when the base tables' write just
+        # failed, the installs and removals go to the install and teardown loops (those of
+        # the next session, without one) and the packets are not sent (the connections'
+        # timers retransmit).
+        quiet = [e for e in effects if not isinstance(e, fx.PacketOut)]
         sw = app.switch
         if sw is None or not app.ready.is_set():
-            # Installs and removals wait for the next session's loops; packets cannot go out
-            # (the connections' timers retransmit).
-            await app._execute([e for e in effects if not isinstance(e, fx.PacketOut)])
+            await app._execute(quiet)
             return {"ok": True}     # the base tables are reconciled when the switch is back
         try:
             await BaseTables(app.base_entries(), app.clone_session(), "flow_table").reconcile(sw)
         except P4ClientError as exc:
             LOG.warning("configuration changed, switch not updated: %s", exc)
-            await app._execute(effects)
+            await app._execute(quiet)
             return {"ok": False, "errors": [f"the controller runs the change, but the switch "
                                             f"was not updated ({exc.message or exc}): it is "
                                             "reconciled at the next connection"]}

@@ -277,6 +277,7 @@ class Policy:
         if key not in self.templates and isinstance(key[1], str):
             self._sessions[key[0]] = self._sessions.get(key[0], 0) + 1
         t = self.templates[key] = Template(key[0], key[1], server, expires)
+        t.conns = self._held.get((key, id(server)), 0)
         return t
 
     def _drop(self, key: tuple) -> None:
