@@ -2,8 +2,11 @@
 (``_handle_packets``, the install loop, the teardown loop, the expiry notifications, the
 engine's timers) against a switch whose Writes fail at random (the whole Write, or some of
 its updates: ALREADY_EXISTS, NOT_FOUND, INTERNAL) and whose entries expire at random, with
-clients reusing their ports, FIN/RST copies and time jumps. Run on the DPDK target's
-semantics (entries a FIN hit end in the pipeline) and on BMv2's (the controller deletes).
+clients reusing their ports, FIN/RST copies, time jumps and live edits through the control
+socket (servers taken out and put back, weights, timeouts). Run on the DPDK target's
+semantics (entries a FIN hit end in the pipeline) and on BMv2's (the controller deletes), for
+the example's service as it is, in SNAT mode with pooled server connections, and with
+client-IP persistence.
 
 At the end, once every entry has expired and every timer has run: no connection, no flow id
 taken, nothing in ``flow_of``, the traffic book or the teardown's sets, no install waiting;
