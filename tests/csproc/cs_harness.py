@@ -6,9 +6,9 @@ from scapy.layers.inet import IP, TCP  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
-from p4cs.csproc import (Config, Engine, InstallFlows, Log, PacketOut, PrefixRouter,  # noqa: E402
-                         RemoveFlows, Route, Server, ServerGroup, StaticTopology,
-                         VirtualService)
+from p4cs.csproc import (Config, Decision, Engine, InstallFlows, Log, PacketOut,  # noqa: E402
+                         PrefixRouter, RemoveFlows, Route, Server, ServerGroup,
+                         StaticTopology, VirtualService)
 from p4cs.csproc.packet import ip_int  # noqa: E402
 
 SW_C = "02:00:00:00:00:01"     # switch MAC on the client port (1)
@@ -60,6 +60,16 @@ def opts(p: Ether) -> dict:
 
 def payload(p: Ether) -> bytes:
     return bytes(p[TCP].payload)
+
+
+class EveryRequest:
+    """A NONSTICKY decider: every request classified on its own, all to the default group
+    ``web``."""
+
+    needs_body = False
+
+    def decide(self, raw, client=None, vip=None):
+        return Decision("each", "routeTo", "web", sticky=False)
 
 
 class Harness:
@@ -172,5 +182,5 @@ class Harness:
         return out[0][1]
 
 
-__all__ = ["Harness", "valid", "pkts", "of", "opts", "payload", "ip_int", "InstallFlows",
+__all__ = ["EveryRequest", "Harness", "valid", "pkts", "of", "opts", "payload", "ip_int", "InstallFlows",
            "RemoveFlows", "Log", "PacketOut"]

@@ -35,7 +35,7 @@ from p4cs.rules.store import RuleStore
 from p4cs.csproc.serverpool import ServerPool
 
 from cs_harness import (CLI_MAC, CLIENT, S1, S1_MAC, S2, S2_MAC, SNAT, SW_C, SW_IP, SW_S, VIP,
-                        Harness, errors)
+                        EveryRequest, Harness, errors)
 
 SYN, FIN, RST, PSH, ACK = 0x02, 0x01, 0x04, 0x08, 0x10
 M32 = 0xFFFFFFFF
@@ -69,6 +69,12 @@ RESPONSES = [b"HTTP/1.1 200 OK\r\n\r\n",
              b"HTTP/1.1 200 OK\r\nSet-Cookie: SID=x\r\n"]
 
 
+def _cframe(port: int, seq: int, ack: int, flags: int, data: bytes = b"",
+            opts: bytes = b"") -> bytes:
+    """A frame of the client from ``port`` to the virtual service."""
+    return P.build(CMAC, SWC, CIP, VIP_I, port, 80, seq, ack, flags, 64240, data, opts)
+
+
 class Sometimes:
     """A decider that routes, rejects, redirects, names a group that does not exist or
     fails, at random: the switch answers many requests itself."""
@@ -89,15 +95,6 @@ class Sometimes:
         if x < 0.9:
             return Decision("gone", "routeTo", "nogroup")
         raise RuntimeError("the decider failed")
-
-
-class EveryRequest:
-    """A NONSTICKY decider: every request classified on its own, all to the default group."""
-
-    needs_body = False
-
-    def decide(self, raw, client, vip):
-        return Decision("each", "routeTo", "web", sticky=False)
 
 
 class Client:
@@ -255,8 +252,7 @@ class Run:
     def client(self, c: Client, flags: int, data: bytes = b"", seq: int | None = None,
                reason: int = 1) -> list:
         seq = c.isn + 1 + c.sent if seq is None else seq
-        f = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, seq, (c.cookie or 0) + 1 + c.resp,
-                    flags, 64240, data)
+        f = _cframe(c.port, seq, (c.cookie or 0) + 1 + c.resp, flags, data)
         return self.effects(self.eng.handle(f, 1, reason, self.h.now))
 
     def server(self, c: Client, flags: int, data: bytes = b"", seq: int | None = None,
@@ -309,9 +305,8 @@ class Run:
         elif r < 0.86 and live:
             # the handshake ACK and the whole request, read in one batch
             c = rnd.choice(live)
-            a = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1, ACK, 64240)
-            d = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1, PSH | ACK,
-                        64240, self.req)
+            a = _cframe(c.port, c.isn + 1, c.cookie + 1, ACK)
+            d = _cframe(c.port, c.isn + 1, c.cookie + 1, PSH | ACK, self.req)
             for fr, port, reason in eng.superseded([(a, 1, 1), (d, 1, 1)]):
                 self.effects(eng.handle(fr, port, reason, h.now))
             c.sent = len(self.req)
@@ -320,8 +315,7 @@ class Run:
             if rnd.random() < 0.5:      # the server answers before its flow is written
                 self.server(c, PSH | ACK, rnd.choice(RESPONSES), seq=(c.server_isn + 1) & M32)
             else:                       # a new SYN on the 4-tuple (a reused client port)
-                f = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, rnd.randrange(1 << 32), 0, SYN,
-                            64240, b"", P.mss_option(1460))
+                f = _cframe(c.port, rnd.randrange(1 << 32), 0, SYN, opts=P.mss_option(1460))
                 self.effects(eng.handle(f, 1, 1, h.now))
         elif r < 0.89:
             h.now += rnd.choice([0.01, 0.2, 1.0, 3.0, 12.0])
@@ -334,8 +328,8 @@ class Run:
             self.operator()
         elif r < 0.95 and live:
             c = rnd.choice(live)
-            f = bytearray(P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn + 1, c.cookie + 1,
-                                  rnd.choice([ACK, PSH | ACK, FIN | ACK, SYN]), 64240,
+            f = bytearray(_cframe(c.port, c.isn + 1, c.cookie + 1,
+                                  rnd.choice([ACK, PSH | ACK, FIN | ACK, SYN]),
                                   self.req[:rnd.randrange(len(self.req))]))
             if rnd.random() < 0.5:      # a bit flipped: dropped as malformed
                 f[rnd.randrange(14, len(f))] ^= 1 << rnd.randrange(8)
@@ -442,7 +436,7 @@ class Run:
         self.by_port[c.port] = c
         if rnd.random() < 0.5:          # the engine answers the SYN
             opts = P.mss_option(1460) + (P.wscale_option(7) if rnd.random() < 0.5 else b"")
-            f = P.build(CMAC, SWC, CIP, VIP_I, c.port, 80, c.isn, 0, SYN, 64240, b"", opts)
+            f = _cframe(c.port, c.isn, 0, SYN, opts=opts)
             for e in self.effects(self.eng.handle(f, 1, 1, h.now)):
                 if isinstance(e, PacketOut):
                     s = P.parse(e.frame)

@@ -5,7 +5,8 @@ from scapy.layers.inet import IP, TCP
 
 from p4cs.csproc import Config, Decision, InstallFlows, Log, PacketOut, PrefixRouter, Route
 
-from cs_harness import CLIENT, S1, S2, VIP, Harness, ip_int, of, payload, pkts, valid
+from cs_harness import (CLIENT, S1, S2, VIP, EveryRequest, Harness, ip_int, of, payload,
+                        pkts, valid)
 
 M = 2**32
 
@@ -368,15 +369,6 @@ def test_syn_on_established_half_bound_connection():
     # another ISN on the same 4-tuple while the connection lives: ignored
     assert h.client(h.cframe("S", seq=h.cisn + 99999, ack=0)) == []
     assert len(h.eng.by_id) == 1
-
-
-class EveryRequest:
-    """NONSTICKY: every request classified on its own, to the default group."""
-
-    needs_body = False
-
-    def decide(self, raw, client=None, vip=None):
-        return Decision("each", "routeTo", "web", sticky=False)
 
 
 @pytest.mark.parametrize("router", [None, EveryRequest()], ids=["sticky", "nonsticky"])

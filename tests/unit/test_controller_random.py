@@ -159,7 +159,6 @@ class Run:
         self.sw = Switch(rnd, app)
         self.sent: list[tuple[int, bytes]] = []
         self.installs: list[InstallFlows] = []
-        self.clients: dict[tuple, tuple[int, int]] = {}     # (ip, port) -> (isn, cookie)
         self.ports = rnd.choice([4, 16, 64])
         self.turns = 0
 
@@ -202,7 +201,6 @@ class Run:
                 cport = 1024 + rnd.randrange(self.ports)
                 cisn = rnd.randrange(1 << 32)
                 cookie = eng.cookies.make(cip, svc.vip, cport, svc.port, cisn, 1460, now)
-                self.clients[(cip, cport)] = (cisn, cookie)
                 for flags, data in ((P.ACK, b""), (P.ACK | P.PSH, GET)):
                     if flags == P.ACK and rnd.random() < 0.5:
                         continue
