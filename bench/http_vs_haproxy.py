@@ -23,7 +23,10 @@ both measured in every round (``p4cs-dpdk``, ``p4cs-bmv2``, and their ratio); HA
 direct then run on the first Lab's namespaces. The controller's packet I/O is the switch's
 direct packet channel (``--packet-io direct``, the default) or the P4Runtime stream
 (``p4runtime``); ``--packet-io direct,p4runtime`` makes one Lab per mode as well (results
-``p4cs-direct`` and ``p4cs-p4runtime``, prefixes ``<prefix>d`` / ``<prefix>p``).
+``p4cs-direct`` and ``p4cs-p4runtime``, prefixes ``<prefix>d`` / ``<prefix>p``). Its flow
+Writes go on the switch's channel socket (``--writes channel``; the default, but ``grpc``
+with ``--packet-io p4runtime``) or over gRPC (``grpc``); ``--writes channel,grpc`` makes one
+Lab each (``p4cs-channel``, ``p4cs-grpc``).
 The DPDK switch attaches its veths with AF_PACKET (``--port-type``, default ``afpacket``): an
 AF_XDP port keeps redirecting the veth's frames to its socket while the daemon is stopped, so
 the kernel phases would see no traffic; ``--port-type afpacket,afxdp`` adds a second Lab (prefix
@@ -77,6 +80,7 @@ received (``cpu_ms_per_mb``).
     sudo .venv/bin/python bench/http_vs_haproxy.py [--rounds 3] [--duration 8] [--json FILE]
                                                    [--target dpdk|bmv2|dpdk,bmv2]
                                                    [--packet-io direct|p4runtime|direct,p4runtime]
+                                                   [--writes channel|grpc|channel,grpc]
                                                    [--port-type afpacket|afxdp|afpacket,afxdp]
                                                    [--mtu 1500] [--offloads off|on|off,on]
                                                    [--daemon-sched 0,all] [--sched]
@@ -323,7 +327,7 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 
 #: Lab prefix letter of each port type (``--port-type afpacket,afxdp``).
-PREFIX_TAG = {"afpacket": "p", "afxdp": "x"}
+PREFIX_TAG = {"afpacket": "p", "afxdp": "x", "channel": "c", "grpc": "g"}
 
 #: The data-plane process of each target (its /proc comm), stopped during the kernel phases.
 DATAPLANE_COMM = {"dpdk": "p4cs-swxd", "bmv2": "simple_switch_g"}   # simple_switch_grpc
@@ -353,25 +357,28 @@ class Bench:
         args = self.args
         labs: dict[str, Lab] = {}
         prefaults = getattr(args, "prefault", None) or [False]
+        writes = getattr(args, "writes", None) or [None]
         for t in args.target:
             for io in args.packet_io:
                 for pt in args.port_type:
                     for nw in args.workers:
                         for pf in (prefaults if t == "dpdk" else [False]):
-                            parts = ([t] if len(args.target) > 1 else []) + \
-                                ([io] if len(args.packet_io) > 1 else []) + \
-                                ([pt] if len(args.port_type) > 1 else []) + \
-                                ([f"w{nw}"] if len(args.workers) > 1 else [])
-                            tags = [PREFIX_TAG.get(x, x if x.startswith("w") else x[0])
-                                    for x in parts]
-                            if pf and len(prefaults) > 1:
-                                parts.append("prefault")
-                                tags.append("f")
-                            name = "-".join(["p4cs", *parts])
-                            labs[name] = Lab(args.prefix + "".join(tags), target=t, n_servers=3,
-                                             packet_io=io, port_type=pt, mtu=args.mtu,
-                                             workers=nw, prefault=pf,
-                                             **self.lab_kwargs())
+                            for wr in writes:
+                                parts = ([t] if len(args.target) > 1 else []) + \
+                                    ([io] if len(args.packet_io) > 1 else []) + \
+                                    ([pt] if len(args.port_type) > 1 else []) + \
+                                    ([f"w{nw}"] if len(args.workers) > 1 else []) + \
+                                    ([wr] if len(writes) > 1 else [])
+                                tags = [PREFIX_TAG.get(x, x if x.startswith("w") else x[0])
+                                        for x in parts]
+                                if pf and len(prefaults) > 1:
+                                    parts.append("prefault")
+                                    tags.append("f")
+                                name = "-".join(["p4cs", *parts])
+                                labs[name] = Lab(args.prefix + "".join(tags), target=t,
+                                                 n_servers=3, packet_io=io, port_type=pt,
+                                                 mtu=args.mtu, workers=nw, prefault=pf,
+                                                 writes=wr, **self.lab_kwargs())
         before = getattr(args, "before", None)
         if before is not None:
             # the first Lab's settings, with the other checkout's package (--before)
@@ -691,6 +698,10 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
     ap.add_argument("--packet-io", default="direct",
                     help="the controller's packet I/O: direct, p4runtime, or direct,p4runtime "
                          "(one Lab each, measured in turn in every round)")
+    ap.add_argument("--writes", default="",
+                    help="the controller's flow Writes: channel, grpc, or channel,grpc (one Lab "
+                         "each, results p4cs-channel and p4cs-grpc); default: the Lab's "
+                         "(grpc with --packet-io p4runtime, else channel)")
     ap.add_argument("--port-type", default="afpacket",
                     help="how the DPDK switch attaches its veths: afpacket, afxdp, or "
                          "afpacket,afxdp (one Lab each, results p4cs-afpacket and p4cs-afxdp; "
@@ -728,6 +739,9 @@ def main(argv: list[str] | None = None, bench_cls: type = Bench, doc: str = __do
     tests = args.tests.split(",")
     args.target = args.target.split(",")
     args.packet_io = args.packet_io.split(",")
+    args.writes = [w for w in args.writes.split(",") if w]
+    if set(args.writes) - {"channel", "grpc"} or len(set(args.writes)) != len(args.writes):
+        ap.error(f"--writes: channel, grpc or channel,grpc expected, got {args.writes!r}")
     args.port_type = args.port_type.split(",")
     args.offloads = args.offloads.split(",")
     args.daemon_sched = [c for c in args.daemon_sched.split(",") if c]

@@ -43,6 +43,28 @@ def test_packet_io_as_configured(lab, variant):
 
 
 @pytest.mark.root
+def test_flow_writes_as_configured(lab, variant):
+    """[dpdk]: the flow installs go on the switch's channel socket (every install Write, and
+    any removal's); [dpdk-p4runtime] (everything over P4Runtime's gRPC), [bmv2] (no channel
+    socket): over gRPC, none on a socket."""
+    want = "channel" if variant == "dpdk" else "grpc"
+    assert wait_for(lambda: lab.status()["writes"] == want, 10), lab.status()["writes"]
+    before = lab.status()["counters"]
+    for _ in range(3):
+        code, hdrs, _body = get(lab, "/~lcs2/")
+        assert (code, hdrs.get("x-server")) == ("200", "wait")
+    after = lab.status()["counters"]
+    installs = after["install_writes"] - before["install_writes"]
+    assert installs >= 3
+    on_socket = after["channel_writes"] - before["channel_writes"]
+    if variant == "dpdk":
+        assert on_socket >= installs
+    else:
+        assert on_socket == 0
+    assert after["install_errors"] == before["install_errors"]
+
+
+@pytest.mark.root
 def test_url_routing(lab):
     """/~lcs1/ → ace, /~lcs2/ → wait (every time), anything else balanced over all three,
     port 8080 to the echo group: the answers come from the server the rules name."""

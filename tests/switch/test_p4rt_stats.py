@@ -26,7 +26,8 @@ def test_stats_without_a_primary_tables_named_as_in_the_p4info(make_switch, tmp_
     assert {t["name"] for t in st["tables"]} == {"MainControlImpl.l2_fwd"}
     assert [(t["name"], t["entries"]) for t in st["learners"]] == [("MainControlImpl.flow_table", 0)]
     assert sw.server.channel.lease is None
-    assert sw.server.channel.counters == {"granted": 0, "refused": 0, "ended": 0}
+    assert sw.server.channel.counters == {"granted": 0, "refused": 0, "ended": 0, "writes": 0,
+                                          "write_malformed": 0}
 
 
 def test_stats_without_a_pipeline_and_a_request_that_is_not_one(make_switch, tmp_path):

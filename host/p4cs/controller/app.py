@@ -48,12 +48,12 @@ from finsy.switch import SwitchEvent
 from finsy.proto import p4r
 
 from p4cs.constants import REASON_ARP, REASON_VIP_MISS
-from p4cs.controller import l4, neighbours, syncookies
+from p4cs.controller import chanwriter, l4, neighbours, syncookies
 from p4cs.controller.config import Config, ServiceConf, mac_to_int, rule_target_errors
 from p4cs.controller.p4rt import (FlowEncoder, decode_match_key, read_counter_cells,
                                   read_entities, write_raw)
 from p4cs.controller.operator import Operator, log_effect, quiet_engine
-from p4cs.controller.packetchan import PacketIn, PacketPath
+from p4cs.controller.packetchan import PacketIn, PacketPath, advertised_channel
 from p4cs.controller.reconcile import BaseTables, FlowScan
 from p4cs.controller.teardown import RawTimeoutSwitch, Teardown, key_of, removes_ended_entries
 from p4cs.controller.spread import pure_syn_tuple, segment_tuple
@@ -229,9 +229,14 @@ class ControllerApp:
 
     def __init__(self, cfg: Config, p4info: Path, p4blob: Path | None = None,
                  push_pipeline: bool = False, packet_io: str | None = None,
-                 workers: int = 1, access_log: str | None = None):
+                 workers: int = 1, access_log: str | None = None, writes: str | None = None):
         self.cfg = cfg
         self.access_log = access_log
+        self.writes = writes or cfg.switch.writes
+        if self.writes not in chanwriter.MODES:
+            raise ValueError(f"writes must be one of {', '.join(chanwriter.MODES)}, "
+                             f"got {self.writes!r}")
+        self.channel_writer: chanwriter.ChannelWriter | None = None
         self.p4info = p4info
         self.p4blob = p4blob
         self.push = push_pipeline
@@ -256,7 +261,8 @@ class ControllerApp:
         self.counters = {"packet_in": 0, "packet_out": 0, "flows_installed": 0, "install_writes": 0,
                          "flows_removed": 0, "install_errors": 0, "idle_timeouts": 0,
                          "fastpath_packets": 0, "fastpath_bytes": 0, "reconnects": 0,
-                         "takeovers": 0, "teardown_rpcs": 0, "adopted_flows_removed": 0}
+                         "takeovers": 0, "teardown_rpcs": 0, "adopted_flows_removed": 0,
+                         **dict.fromkeys(chanwriter.COUNTERS, 0)}
         self.state = "connecting"
         self._state_since = time.monotonic()
         self.election_id: int | None = None     # None: finsy's default (no store)
@@ -455,6 +461,9 @@ class ControllerApp:
         await asyncio.sleep(0)      # its queue is open before the flow table is read
         await self._adopt_flows(sw)
         scanned.set()
+        if self.writes == "channel":
+            sw.create_task(chanwriter.run(sw, advertised_channel, self._writer_changed,
+                                          self.counters))
         for coro in (self.packets.run(sw), self._timer_loop(), self._install_loop(sw),
                      self.teardown.run(sw), self.resolver.run(sw, self.enc),
                      syncookies.run(sw, self.engine, keys_changed=self._keys_changed),
@@ -463,6 +472,14 @@ class ControllerApp:
         self.ready.set()
         self._set_state("primary", f"election id {sw.election_id}")
         LOG.info("controller ready: %d service(s)", len(self.cfg.services))
+
+    def _writer_changed(self, w: chanwriter.ChannelWriter | None) -> None:
+        self.channel_writer = w
+
+    def _writes_active(self) -> str:
+        """How the flow Writes go right now: ``channel`` or ``grpc``."""
+        w = self.channel_writer
+        return "channel" if w is not None and not w.closed else "grpc"
 
     def _keys_changed(self) -> None:
         if self.workers is not None:
@@ -1064,6 +1081,7 @@ class ControllerApp:
             "flows": len(self.flow_of),
             "adopted_flows": self.flow_ids.adopted,
             "packet_io": self.packets.active,
+            "writes": self._writes_active(),
             "workers": [{"worker": 0, "pid": os.getpid(), "restarts": 0,
                          "accepted": self.engine.stats.accepted}] + (
                 [] if self.workers is None else [

@@ -32,6 +32,11 @@ def controller_cmd(
         help="packet-ins and packet-outs on the switch's direct packet channel when it offers "
              "one, else on the P4Runtime stream (direct), or on the stream always (p4runtime); "
              "default: switch.packet_io, else direct"),
+    writes: Optional[str] = typer.Option(
+        None, "--writes", metavar="channel|grpc",
+        help="the primary's flow Writes on the switch's channel socket when it offers one, "
+             "else over gRPC (channel), or over gRPC always (grpc); default: switch.writes, "
+             "else channel"),
     workers: int = typer.Option(
         1, "--workers", min=1, max=64,
         help="CS-processor workers: the controller's engine and N-1 worker processes, each "
@@ -43,6 +48,8 @@ def controller_cmd(
     """Run the content-switch controller against a switch (P4Runtime)."""
     if packet_io not in (None, "direct", "p4runtime"):
         raise typer.BadParameter("expected direct or p4runtime", param_hint="--packet-io")
+    if writes not in (None, "channel", "grpc"):
+        raise typer.BadParameter("expected channel or grpc", param_hint="--writes")
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("finsy").setLevel(logging.WARNING)
@@ -62,7 +69,8 @@ def controller_cmd(
     check_p4info(p4info)
     from p4cs.controller.app import AlreadyRunning, ControllerApp
     try:
-        app = ControllerApp(cfg, p4info, p4blob, push, packet_io, workers, access_log)
+        app = ControllerApp(cfg, p4info, p4blob, push, packet_io, workers, access_log,
+                            writes=writes)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
@@ -188,7 +196,7 @@ def status_cmd(
         return
     console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
                   f"primary={st['primary']}  packets={st.get('packet_io', '-')}  "
-                  f"flows={st['flows']}  adopted={st['adopted_flows']}")
+                  f"writes={st.get('writes', '-')}  flows={st['flows']}  adopted={st['adopted_flows']}")
     if len(st.get("workers", ())) > 1:
         console.print("workers " + "  ".join(
             f"{w['worker']}: pid {w['pid']} accepted {w['accepted']} restarts {w['restarts']}"

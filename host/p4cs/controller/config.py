@@ -259,6 +259,9 @@ class SwitchConf:
     #: with packet_io direct: the interface cabled to the switch's CPU port (BMv2
     #: ``p4cs switch --packet-veth``), where packet-ins and packet-outs ride with their headers
     packet_port: str | None = None
+    #: channel: the primary's flow Writes on the switch's channel socket when it offers one
+    #: (p4cs.controller.chanwriter); grpc: every Write over gRPC
+    writes: str = "channel"
 
 
 @dataclass(frozen=True)
@@ -459,8 +462,8 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
                   "ha"}, "the top level")
 
     sw = v.map(doc, "switch")
-    v.known(sw, {"address", "device_id", "target", "p4info", "p4blob", "packet_io", "packet_port"},
-            "switch")
+    v.known(sw, {"address", "device_id", "target", "p4info", "p4blob", "packet_io", "packet_port",
+                 "writes"}, "switch")
     base = path.parent if path else Path.cwd()
     target = v.str_(sw, "target", False, "dpdk")
     if target not in ("dpdk", "bmv2"):
@@ -469,6 +472,9 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
     if packet_io not in ("direct", "p4runtime"):
         raise v.err(f"switch.packet_io must be direct or p4runtime, got {packet_io!r}", sw,
                     "packet_io")
+    writes = v.str_(sw, "writes", False, "channel")
+    if writes not in ("channel", "grpc"):
+        raise v.err(f"switch.writes must be channel or grpc, got {writes!r}", sw, "writes")
     packet_port = v.str_(sw, "packet_port", False, None)
     if packet_port is not None:
         if packet_io != "direct":
@@ -491,6 +497,7 @@ def parse_config(text: str, path: Path | str | None = None) -> Config:
         p4blob=v.file_(sw, "p4blob", base),
         packet_io=packet_io,
         packet_port=packet_port,
+        writes=writes,
     )
 
     ports: dict[int, PortConf] = {}

@@ -17,6 +17,7 @@ from finsy import P4Schema, Switch
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
+from p4cs.controller.chanwriter import writer_of
 from p4cs.csproc.effects import FlowKey, FlowSpec  # shared with the CS processor
 from p4cs.csproc.packet import splice_csum_deltas
 from p4cs.pbwire import ld, varint as _varint
@@ -36,11 +37,16 @@ def enc(value: int, bitwidth: int) -> bytes:
 
 async def write_raw(sw: Switch, updates: list[bytes]) -> None:
     """One WriteRequest of serialized p4.v1.Updates, as ``Switch.write`` sends it (device id,
-    role and election id of the switch's client). Errors are finsy's ``P4ClientError`` with
-    the per-update details."""
+    role and election id of the switch's client), on the switch's channel socket where the
+    controller holds a writer for it (:mod:`.chanwriter`), else over gRPC. Errors are finsy's
+    ``P4ClientError`` with the per-update details either way."""
     client = sw._p4client                                # noqa: SLF001
     data = _write_head(sw.device_id, client._complete_request) + b"".join(  # noqa: SLF001
         ld(0x22, u) for u in updates)  # updates = 4
+    w = writer_of(sw)
+    if w is not None and w.takes(len(data)):
+        await w.write(data)
+        return
     try:
         await _raw_write_call(client._channel)(data, timeout=WRITE_TIMEOUT_S)  # noqa: SLF001
     except grpc.RpcError as exc:

@@ -95,7 +95,8 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
                       groups: dict[str, Any] | None = None,
                       limits: dict[str, Any] | None = None, static_server_macs: bool = True,
                       neighbours: dict[str, Any] | None = None,
-                      packet_io: str = "direct", packet_port: str | None = None) -> dict:
+                      packet_io: str = "direct", packet_port: str | None = None,
+                      writes: str = "channel") -> dict:
     """The controller configuration of a content-switch topology described by ``desc``
     (``Topology.describe()`` or the Mininet topology's ``describe()``): its ports, hosts, one
     group per server (named by ``names(i)``) plus ``all`` (port 80) and ``echo`` (8080), and,
@@ -103,7 +104,9 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
     first two servers and the echo service. Without ``static_server_macs`` the servers are
     left out of ``hosts:`` (the controller resolves them with ARP, timers ``neighbours``).
     ``packet_io``: the controller's packet I/O (``switch.packet_io``); ``packet_port``: the
-    interface cabled to the switch's CPU port (``switch.packet_port``)."""
+    interface cabled to the switch's CPU port (``switch.packet_port``); ``writes``: how its
+    flow Writes go (``switch.writes``; written only when not the default, ``channel``, which
+    an older controller does not know)."""
     mode = desc["mode"]
     mtu = {"mtu": desc["mtu"]} if desc.get("mtu", 1500) != 1500 else {}
     ports = {p["port"]: {"mac": p["mac"], "gateway": f"{p['gateway_ip'] or SNAT_IP}/24", **mtu}
@@ -136,7 +139,8 @@ def controller_config(desc: dict, *, target: str, grpc_addr: str, control_socket
         svcs.append(s)
     return {
         "switch": {"address": grpc_addr, "device_id": 1, "target": target, "packet_io": packet_io,
-                   **({"packet_port": packet_port} if packet_port else {})},
+                   **({"packet_port": packet_port} if packet_port else {}),
+                   **({"writes": writes} if writes != "channel" else {})},
         "ports": ports,
         "hosts": hosts,
         "groups": groups,
@@ -197,6 +201,10 @@ class Lab:
     #: the controller's packet I/O: ``direct`` (the DPDK target's channel; on BMv2 a packet
     #: port, ``p4cs switch --packet-veth``) or ``p4runtime``
     packet_io: str = "direct"
+    #: the controller's flow Writes (``switch.writes``): ``channel`` (the DPDK target's
+    #: channel socket) or ``grpc``; None: ``grpc`` with packet I/O ``p4runtime`` (everything
+    #: over P4Runtime's gRPC), else ``channel``
+    writes: str | None = None
     #: CS-processor workers of the controller (``p4cs controller --workers``)
     workers: int = 1
     #: DPDK target: how the switch attaches its interfaces (``p4cs switch --port-type``)
@@ -387,7 +395,9 @@ class Lab:
                                  services=self.services, groups=self.groups, limits=self.limits,
                                  static_server_macs=self.static_server_macs,
                                  neighbours=self.neighbours, packet_io=self.packet_io,
-                                 packet_port=self.packet_port)
+                                 packet_port=self.packet_port,
+                                 writes=self.writes or ("grpc" if self.packet_io == "p4runtime"
+                                                        else "channel"))
 
     def _write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))

@@ -28,8 +28,9 @@ replaces it, and when the daemon stops (pipeline change, death). The server then
 connection (the controller must drop its copies of the sockets when it reads the end) and
 reads the ports again: PacketIns flow over the StreamChannel until a primary asks again.
 
-The socket answers one other request, ``{"op": "stats"}``: the data plane's counters
-(:mod:`.statsreq`).
+The socket answers two other requests: ``{"op": "stats"}``, the data plane's counters
+(:mod:`.statsreq`), and ``{"op": "write"}``, which makes the connection one that carries
+P4Runtime Writes (:mod:`.chanwrite`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Callable
 
 from finsy.proto import p4r
 
-from . import statsreq
+from . import chanwrite, statsreq
 from .arbitration import Arbiter, StreamConn
 from .daemon import DaemonError
 from .errors import P4RTError
@@ -127,12 +128,16 @@ def spread_line(spec, workers: int, packet_in: ControllerHeader | None) -> str:
 class PacketChannel:
     """The Unix socket of the channel and its lease (at most one)."""
 
-    def __init__(self, path: str | Path, arbiter: Arbiter, running: Callable[[], Pipeline | None]):
+    def __init__(self, path: str | Path, arbiter: Arbiter, running: Callable[[], Pipeline | None],
+                 write: chanwrite.WriteFn | None = None):
         self.path = str(path)
+        self._write = write
+        self._writers: set[chanwrite.WriteConn] = set()
         self.arbiter = arbiter
         self._running = running
         self.lease: Lease | None = None
-        self.counters = {"granted": 0, "refused": 0, "ended": 0}
+        self.counters = {"granted": 0, "refused": 0, "ended": 0, "writes": 0,
+                         "write_malformed": 0}
         self._sock: socket.socket | None = None
         self._inode = 0
 
@@ -164,6 +169,9 @@ class PacketChannel:
 
     def stop(self) -> None:
         self.end("the switch stops")
+        for w in self._writers:
+            w.close()
+        self._writers.clear()
         if self._sock is None:
             return
         asyncio.get_running_loop().remove_reader(self._sock.fileno())
@@ -208,6 +216,12 @@ class PacketChannel:
             return
         if statsreq.is_request(data):
             statsreq.answer(conn, self._running())
+            return
+        if self._write is not None and chanwrite.is_request(data):
+            w = chanwrite.WriteConn(conn, self._write, self.counters)
+            self._writers = {x for x in self._writers if x.conn.fileno() >= 0}
+            self._writers.add(w)
+            w.start()
             return
         asyncio.ensure_future(self._answer(conn, data))
 

@@ -10,7 +10,9 @@ service; the work is done by:
 * `reads`: Read requests answered from the shadow store and the daemon's registers;
 * `packetio`: PacketOut / PacketIn, FIN/RST copies, clone sessions' ports, idle timeouts;
 * `pktchan`: the direct packet channel, which hands the CPU and copy ports to the primary
-  controller (its path is advertised in the Capabilities answer's initial metadata).
+  controller (its path is advertised in the Capabilities answer's initial metadata);
+* `chanwrite`: Writes on that socket, for a controller on this host: the same handler
+  (`apply_write`) as the gRPC Write, another transport.
 
 Design points, for readers who know other P4Runtime servers:
 
@@ -51,6 +53,10 @@ from .reads import plan_reads, read_responses
 LOG = logging.getLogger("p4cs.switch.dpdk.p4rt")
 
 P4RUNTIME_API_VERSION = "1.5.0"
+
+
+#: google.rpc.Code number -> grpc.StatusCode
+_STATUS_CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 def _raw_or_message(m: Any) -> bytes:
@@ -123,7 +129,8 @@ class P4RuntimeServer:
     def serve_packet_channel(self, path: str) -> None:
         """Offer the direct packet channel on the Unix socket `path` (see `pktchan`).
         OSError: the path is unusable or another process serves it."""
-        channel = PacketChannel(path, self.arbiter, lambda: self.pipelines.pipe)
+        channel = PacketChannel(path, self.arbiter, lambda: self.pipelines.pipe,
+                                self._write_bytes)
         channel.start()
         self.channel = channel
 
@@ -214,6 +221,22 @@ class P4RuntimeServer:
             await self._abort(context, e)
 
     async def Write(self, raw, context):
+        status = await self.apply_write(raw)
+        if status is None:
+            return p4r.WriteResponse()
+        if status.details:
+            await context.abort(
+                SC.UNKNOWN,
+                status.message,
+                trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+            )
+        await context.abort(_STATUS_CODES[status.code], status.message)
+
+    async def apply_write(self, raw: bytes) -> rpc_status.Status | None:
+        """One serialized WriteRequest, checked and applied, for either transport (gRPC, the
+        channel socket's `chanwrite`): None when every update succeeded, else the
+        google.rpc.Status of the failure (UNKNOWN with one p4.v1.Error per update when
+        updates failed)."""
         try:
             try:
                 request = p4r.WriteRequest.FromString(raw)
@@ -227,17 +250,22 @@ class P4RuntimeServer:
                     SC.UNIMPLEMENTED, "only CONTINUE_ON_ERROR atomicity is supported by this target"
                 )
             errors = await self.writer.write(pipe, request, raw)
+        except P4RTError as e:
+            return rpc_status.Status(code=e.code.value[0], message=e.message)
+        except DaemonDead as e:
+            return rpc_status.Status(code=SC.UNAVAILABLE.value[0],
+                                     message=f"data plane unavailable: {e}")
         except Exception as e:  # noqa: BLE001
-            await self._abort(context, e)
-            return None
+            LOG.exception("internal error")
+            return rpc_status.Status(code=SC.INTERNAL.value[0],
+                                     message=f"internal error: {type(e).__name__}: {e}")
         if errors is None:
-            return p4r.WriteResponse()
-        status = _write_failure(errors)
-        await context.abort(
-            SC.UNKNOWN,
-            status.message,
-            trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
-        )
+            return None
+        return _write_failure(errors)
+
+    async def _write_bytes(self, raw: bytes) -> bytes:
+        status = await self.apply_write(raw)
+        return b"" if status is None else status.SerializeToString()
 
     async def Read(self, request, context):
         try:
