@@ -64,6 +64,7 @@ def test_usage_errors_are_one_line(capsys):
                  ["switch", "--cpu-port", "1", "--iface", "1=lo"], ["controller"],
                  ["rules", "load"], ["rules", "nope"], ["nope"], ["status", "--socket"],
                  ["controller", "-c", "x.yaml", "--packet-io", "grpc"],
+                 ["controller", "-c", "x.yaml", "--writes", "socket"],
                  ["switch", "--packet-veth", "cpu0"],
                  ["switch", "--target", "bmv2", "--packet-veth", "a-name-far-too-long"],
                  ["switch", "--target", "bmv2", "--prefault"]):

@@ -50,6 +50,10 @@ def test_minimal_defaults():
     cfg = parse_config(BASE.replace("switch: {address: 127.0.0.1:9559}",
                                     "switch: {address: 127.0.0.1:9559, packet_port: p4cs-cpu0}"))
     assert (cfg.switch.packet_io, cfg.switch.packet_port) == ("direct", "p4cs-cpu0")
+    assert cfg.switch.writes == "channel"
+    cfg = parse_config(BASE.replace("switch: {address: 127.0.0.1:9559}",
+                                    "switch: {address: 127.0.0.1:9559, writes: grpc}"))
+    assert cfg.switch.writes == "grpc"
 
 
 @pytest.mark.parametrize("old,new,line,words", [
@@ -70,6 +74,8 @@ def test_minimal_defaults():
     ("switch: {address: 127.0.0.1:9559}", "switch: {address: 127.0.0.1:9559, device_id: -3}", 1, "device_id"),
     ("switch: {address: 127.0.0.1:9559}", "switch: {address: 127.0.0.1:9559, packet_io: grpc}", 1,
      "switch.packet_io must be direct or p4runtime, got 'grpc'"),
+    ("switch: {address: 127.0.0.1:9559}", "switch: {address: 127.0.0.1:9559, writes: socket}", 1,
+     "switch.writes must be channel or grpc, got 'socket'"),
     ("switch: {address: 127.0.0.1:9559}",
      "switch: {address: 127.0.0.1:9559, packet_io: p4runtime, packet_port: cpu0}", 1,
      "switch.packet_port needs switch.packet_io: direct"),
