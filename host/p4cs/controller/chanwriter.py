@@ -3,8 +3,8 @@
 
 ``switch.writes: channel`` (the default): when the switch advertises a channel socket (the
 Capabilities answer, as for the direct packet channel) and this controller can open it (same
-host, same user), the primary's raw Writes (:func:`p4cs.controller.p4rt.write_raw`: flow
-installs, their removals, the expiry profile moves) go over it, each a serialized
+host, same user), the primary's raw Writes (:func:`p4cs.controller.p4rt.write_raw`: the
+flow installs and the removals' Deletes) go over it, each a serialized
 ``p4.v1.WriteRequest`` as gRPC would carry it, answered with what gRPC's status would carry.
 Failures come back as the same ``P4ClientError`` (per-update details included), so the callers
 cannot tell the transports apart. Writes larger than the switch's limit, and every Write while

@@ -196,7 +196,8 @@ def status_cmd(
         return
     console.print(f"switch {st['switch']}  {st['state']} for {st['state_for_s']:.0f} s  "
                   f"primary={st['primary']}  packets={st.get('packet_io', '-')}  "
-                  f"writes={st.get('writes', '-')}  flows={st['flows']}  adopted={st['adopted_flows']}")
+                  f"writes={st.get('writes', '-')}  flows={st['flows']}  "
+                  f"adopted={st['adopted_flows']}")
     if len(st.get("workers", ())) > 1:
         console.print("workers " + "  ".join(
             f"{w['worker']}: pid {w['pid']} accepted {w['accepted']} restarts {w['restarts']}"

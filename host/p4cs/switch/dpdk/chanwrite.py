@@ -101,7 +101,7 @@ class WriteConn:
             if not data:
                 self.close()
                 return
-            if len(data) <= RID.size or flags & socket.MSG_TRUNC:
+            if len(data) < RID.size or flags & socket.MSG_TRUNC:
                 self._counters["write_malformed"] += 1
                 LOG.warning("P4Runtime Writes on the channel socket: a malformed message "
                             "(%d bytes%s): connection closed", len(data),
