@@ -25,6 +25,7 @@ from finsy import Switch
 from finsy.p4client import P4ClientError
 from finsy.proto import rpc_status
 
+from p4cs.controller.packetchan import Refusals, granted
 from p4cs.switch.dpdk.chanwrite import MAX_ANSWER, REQUEST, RID
 
 LOG = logging.getLogger("p4cs.controller")
@@ -90,15 +91,7 @@ class ChannelWriter:
                 msg = await asyncio.wait_for(loop.sock_recv(sock, 4096), ASK_TIMEOUT_S)
             except asyncio.TimeoutError:
                 raise ValueError(f"no answer within {ASK_TIMEOUT_S:.0f} s") from None
-            try:
-                answer = json.loads(msg) if msg else None
-            except ValueError:
-                answer = None
-            if not isinstance(answer, dict):
-                raise ValueError("the answer is not a JSON object")
-            if not answer.get("ok"):
-                raise ValueError(str(answer.get("error", "refused")))
-            limit = answer.get("max")
+            limit = granted(msg, ValueError).get("max")
             if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
                 raise ValueError("the answer has no valid max")
         except BaseException:
@@ -211,29 +204,24 @@ async def run(sw: Switch, advertised, on_change=None, counters: dict | None = No
         LOG.info("P4Runtime Writes over gRPC: the switch %s offers no channel socket",
                  sw.address)
         return
-    refused, first = "", True
+    tries = Refusals()
     while True:
         try:
             w = await ChannelWriter.open(path, counters)
         except (OSError, ValueError) as exc:
-            if first and isinstance(exc, (FileNotFoundError, ConnectionRefusedError,
-                                          PermissionError)):
-                LOG.info("P4Runtime Writes over gRPC: the channel socket %s of the switch %s "
-                         "cannot be used from here (%s)", path, sw.address,
-                         exc.strerror or exc)
+            if tries.unusable(exc, lambda why: LOG.info(
+                    "P4Runtime Writes over gRPC: the channel socket %s of the switch %s cannot "
+                    "be used from here (%s)", path, sw.address, why)):
                 return
-            if first and isinstance(exc, ValueError):
+            if tries.first and isinstance(exc, ValueError):
                 LOG.info("P4Runtime Writes over gRPC: the switch %s takes none on its channel "
                          "socket (%s)", sw.address, exc)
                 return
-            first = False
-            if str(exc) != refused:
-                LOG.warning("P4Runtime Writes on the channel socket %s: %s; over gRPC "
-                            "meanwhile", path, exc)
-                refused = str(exc)
+            tries.failed(exc, lambda why: LOG.warning(
+                "P4Runtime Writes on the channel socket %s: %s; over gRPC meanwhile", path, why))
             await asyncio.sleep(RETRY_S)
             continue
-        refused, first = "", False
+        tries.succeeded()
         _WRITERS[id(sw)] = w
         if on_change is not None:
             on_change(w)

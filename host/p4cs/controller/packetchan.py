@@ -250,6 +250,20 @@ async def advertised_channel(sw: Switch) -> str | None:
     return None
 
 
+def granted(msg: bytes, error: type[Exception]) -> dict:
+    """The channel socket's JSON answer ``msg`` when it grants the request; ``error`` with
+    the switch's reason (or what is wrong with the answer) otherwise."""
+    try:
+        answer = json.loads(msg) if msg else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise error("the answer is not a JSON object")
+    if not answer.get("ok"):
+        raise error(str(answer.get("error", "refused")))
+    return answer
+
+
 async def ask(path: str, headers: Headers, device_id: int, election_id: int,
               role: str = "", workers: int = 1, spread: dict | None = None) -> Lease:
     """Ask the switch's channel at ``path`` for the ports, as the primary of ``role`` with
@@ -278,14 +292,7 @@ async def ask(path: str, headers: Headers, device_id: int, election_id: int,
         raise
     socks = [socket.socket(fileno=fd) for fd in fds]
     try:
-        try:
-            answer = json.loads(msg)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            raise ChannelRefused("the answer is not a JSON object")
-        if not answer.get("ok"):
-            raise ChannelRefused(str(answer.get("error", "refused")))
+        answer = granted(msg, ChannelRefused)
         if len(socks) != 2 * workers:
             raise ChannelRefused(f"the answer carries {len(socks)} sockets, not {2 * workers}")
         for key, hdr in (("packet_in", headers.pin), ("packet_out", headers.pout)):
@@ -329,6 +336,35 @@ def open_port(iface: str, headers: Headers) -> Lease:
         sock.close()
         raise
     return Lease(None, sock, None, headers)
+
+
+class Refusals:
+    """The retry loop of a channel socket (packets, Writes): whether an error met at the first
+    attempt means that this controller cannot use the socket at all, and one warning per
+    distinct reason while it retries."""
+
+    def __init__(self) -> None:
+        self.first, self.last = True, ""
+
+    def unusable(self, exc: BaseException, say: Callable[[str], object]) -> bool:
+        """At the first attempt: ``exc`` says the socket is not for this controller (a switch
+        on another host or in another mount namespace, or of another user); ``say(reason)``
+        then."""
+        if self.first and isinstance(exc, (FileNotFoundError, ConnectionRefusedError,
+                                           PermissionError)):
+            say(getattr(exc, "strerror", None) or str(exc))
+            return True
+        return False
+
+    def failed(self, exc: BaseException, warn: Callable[[str], object]) -> None:
+        """An attempt failed: ``warn(reason)`` unless the previous one failed the same way."""
+        self.first = False
+        if str(exc) != self.last:
+            self.last = str(exc)
+            warn(self.last)
+
+    def succeeded(self) -> None:
+        self.first, self.last = False, ""
 
 
 class PacketPath:
@@ -395,7 +431,7 @@ class PacketPath:
             LOG.info("packet I/O over P4Runtime: the switch %s offers no direct packet channel",
                      sw.address)
             return
-        refused, first, spread_refused = "", True, ""
+        tries, spread_refused = Refusals(), ""
         while True:
             workers, spread = (1, None) if self.spread is None else self.spread()
             try:
@@ -414,22 +450,16 @@ class PacketPath:
                     lease = await ask(path, headers, sw.device_id, sw.election_id,
                                       sw.role_name or "")
             except (ChannelRefused, OSError) as exc:
-                if first and isinstance(exc, (FileNotFoundError, ConnectionRefusedError,
-                                              PermissionError)):
-                    # A switch on another host (or in another mount namespace), or of a user
-                    # this controller's is not.
-                    LOG.info("packet I/O over P4Runtime: the direct packet channel %s of the "
-                             "switch %s cannot be used from here (%s)", path, sw.address,
-                             exc.strerror or exc)
+                if tries.unusable(exc, lambda why: LOG.info(
+                        "packet I/O over P4Runtime: the direct packet channel %s of the switch "
+                        "%s cannot be used from here (%s)", path, sw.address, why)):
                     return
-                first = False
-                if str(exc) != refused:
-                    LOG.warning("direct packet channel %s refused (%s): packet I/O over "
-                                "P4Runtime meanwhile", path, exc)
-                    refused = str(exc)
+                tries.failed(exc, lambda why: LOG.warning(
+                    "direct packet channel %s refused (%s): packet I/O over P4Runtime "
+                    "meanwhile", path, why))
                 await asyncio.sleep(RETRY_S)
                 continue
-            refused, first = "", False
+            tries.succeeded()
             self.counters["channel_grants"] += 1
             LOG.info("packet I/O on the direct channel %s%s", path,
                      f", punts spread over {1 + len(lease.extra)} workers" if lease.extra
