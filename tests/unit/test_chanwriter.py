@@ -170,3 +170,72 @@ def test_an_answer_that_is_not_a_status_is_an_internal_error():
         b.close()
 
     asyncio.run(run())
+
+
+class _Sw:
+    address = "127.0.0.1:9559"
+
+
+def test_run_holds_a_writer_per_term_and_says_why_not(tmp_path, caplog, monkeypatch):
+    """``chanwriter.run``: no socket, a socket of no use from here, a switch that takes no
+    Writes: gRPC, said once; a socket that takes them: the writer is held (``write_raw``
+    finds it) until the switch closes it, then asked for again while the term lasts."""
+    monkeypatch.setattr(chanwriter, "RETRY_S", 0.05)
+
+    async def advertised_none(sw):
+        return None
+
+    async def run():
+        sw = _Sw()
+        await chanwriter.run(sw, advertised_none)
+        path = str(tmp_path / "chan.sock")
+
+        async def advertised(sw):
+            return path
+
+        await chanwriter.run(sw, advertised)                     # nothing listens there
+        loop = asyncio.get_running_loop()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener.bind(path)
+        listener.listen(4)
+        listener.setblocking(False)
+        conns: list[socket.socket] = []
+
+        async def serve(answer: bytes):
+            conn, _ = await loop.sock_accept(listener)
+            conn.setblocking(False)
+            conns.append(conn)
+            await loop.sock_recv(conn, 4096)
+            await loop.sock_sendall(conn, answer)
+
+        server = asyncio.ensure_future(serve(b'{"ok": false, "error": "malformed request"}'))
+        await chanwriter.run(sw, advertised)                     # an older switch
+        await server
+        changes: list = []
+        server = asyncio.ensure_future(serve(b'{"ok": true, "max": 1000}'))
+        task = asyncio.ensure_future(chanwriter.run(sw, advertised, changes.append))
+        await server
+        for _ in range(100):
+            if changes:
+                break
+            await asyncio.sleep(0.01)
+        w = changes[0]
+        assert isinstance(w, ChannelWriter) and writer_of(sw) is w and w.max == 1000
+        conns[-1].close()                                         # the switch closes it
+        await asyncio.wait_for(w.wait_closed(), 5)
+        await asyncio.sleep(0.2)                                  # asks again, retries
+        assert changes[1:] == [None] and writer_of(sw) is None and not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        listener.close()
+        for c in conns:
+            c.close()
+
+    with caplog.at_level("INFO", logger="p4cs.controller"):
+        asyncio.run(run())
+    text = caplog.text
+    assert "offers no channel socket" in text
+    assert "cannot be used from here" in text
+    assert "takes none on its channel socket (malformed request)" in text
+    assert "P4Runtime Writes of flows on the channel socket" in text
+    assert "ended (the switch closed it): over gRPC meanwhile" in text
