@@ -281,12 +281,36 @@ def test_lost_flows_reset_both_legs_when_they_answer():
     assert h.eng.connections()[0]["state"] == "resetting"
     (port, rst), = pkts(h.client(h.cframe("A", seq=h.cisn + 1 + len(GET), ack=123456789)))
     assert port == 1 and rst[TCP].flags == "R" and rst[TCP].seq == 123456789
-    assert h.client(h.cframe("A", seq=h.cisn + 1 + len(GET), ack=123456789)) == []  # done
-    # the probes are repeated to the leg that has not answered, then the connection is gone
+    # A reset leg is answered so until the next probe time: its challenge ACK (RCV.NXT moved
+    # on by data still in flight) gets the exact RST.
+    (port, rst), = pkts(h.client(h.cframe("A", seq=h.cisn + 1 + len(GET), ack=123460000)))
+    assert port == 1 and rst[TCP].flags == "R" and rst[TCP].seq == 123460000
+    assert h.client(h.cframe("R", seq=h.cisn + 1 + len(GET), ack=0)) == []
+    # the probes are repeated to the leg that has not answered
     assert [port for port, _ in pkts(h.tick(1.0))] == [2]
     (port, rst), = pkts(h.server(h.sframe(syn, "A", 987654321, 55555)))
     assert port == 2 and rst[TCP].flags == "R" and rst[TCP].seq == 55555
-    assert not h.eng.by_id and h.servers[0].active == 0
+    assert h.servers[0].active == 0
+    # both legs reset: forgotten at the next probe time, nothing more sent
+    assert pkts(h.tick(1.0)) == [] and not h.eng.by_id
+
+
+def test_a_reset_clients_next_connection_on_its_port_is_not_reset():
+    """A leg once reset is answered with RSTs until the next probe time, but a new connection
+    of the client on the same 4-tuple (its SYN, then the ACK of the cookie) is bound."""
+    h, syn, inst = spliced(config=Config(reset_probes=3, reset_probe_interval=1.0, window_scale=7))
+    h.eng.flow_lost(inst.flows[0].key, h.now)
+    (port, rst), = pkts(h.client(h.cframe("A", seq=h.cisn + 1 + len(GET), ack=123456789)))
+    assert rst[TCP].flags == "R" and h.eng.connections()[0]["state"] == "resetting"
+    h.cisn += 100000
+    rm, = of(h.syn(), RemoveFlows)               # the tombstone ends for the new connection
+    (port, synack), = pkts(list(rm.then))        # (its SYN-ACK once the old keys are gone)
+    assert synack[TCP].flags == "SA" and h.eng.stats.reincarnations == 1
+    h.sisn = synack[TCP].seq
+    eff = h.send(GET)
+    assert h.to_server_syn(eff)[TCP].flags == "S"
+    assert not [p for _port, p in pkts(eff) if p[TCP].flags == "R"]
+    assert [c["state"] for c in h.eng.connections()] == ["connecting"]
 
 
 def test_lost_flows_forgotten_when_nobody_answers():

@@ -264,7 +264,7 @@ class Conn:
         "id", "svc", "state", "cl", "sl", "req", "framer", "front", "tail", "choice",
         "rule", "created", "deadline", "queued", "tgen", "c2s", "s2c", "relay_tries", "owned_end",
         "resp", "resp_seq", "our_fin_acked", "close_hard", "close_tries", "probe_legs",
-        "relay", "hello", "watch", "dp_end", "shift", "ka", "half_count",
+        "reset_legs", "relay", "hello", "watch", "dp_end", "shift", "ka", "half_count",
     )
 
     def __init__(self, cl: ClientLeg, req: RequestBuffer):
@@ -782,6 +782,8 @@ class Engine:
         if st == DIALOG or st == REPLAY:
             return self._client_segment(c, seg, now)
         if st == RESETTING:
+            if c.reset_legs & _CLIENT and self._new_incarnation(c, seg, now):
+                return self._reincarnate(c, seg, port, now)
             return self._resetting_segment(c, seg, port, _CLIENT)
         return []
 
@@ -1657,6 +1659,7 @@ class Engine:
         self.stats.spliced_active -= 1
         c.state = RESETTING
         c.probe_legs = legs
+        c.reset_legs = 0
         c.close_tries = 0
         if first > 0:
             self._arm(c, now + first)
@@ -1666,6 +1669,9 @@ class Engine:
         return out + [self._log(c, "warning", why + ": resetting", **fields)]
 
     def _reset_probes(self, c: Conn, now: float) -> list:
+        if not c.probe_legs:    # every probed leg answered and was reset (_resetting_segment)
+            self._free(c)
+            return []
         if c.close_tries >= self.cfg.reset_probes:
             self._free(c)
             return [self._log(c, "info", "no answer to the reset probes: connection forgotten")]
@@ -1681,15 +1687,21 @@ class Engine:
 
     def _resetting_segment(self, c: Conn, seg: Segment, port: int, leg: int) -> list:
         """A leg of a RESETTING connection answered: reset it at the ACK it sent. A client
-        whose server is not probed (it went down) takes the server's RST with it."""
-        if seg.flags & RST or not seg.flags & ACK or not c.probe_legs & leg:
+        whose server is not probed (it went down) takes the server's RST with it, once.
+        A leg that was reset is answered so until the next probe time, when the connection
+        is forgotten: segments of the data plane still in flight when its entries went may
+        have moved the leg's RCV.NXT past the ACK the RST answered, and a TCP answers an
+        RST that is in its window but not exact with a challenge ACK at RCV.NXT (RFC 5961
+        3.2), whose RST is exact."""
+        if seg.flags & RST or not seg.flags & ACK or not (c.probe_legs | c.reset_legs) & leg:
             return []
         out = [self._rst_reply(seg, port, self._pm(port))]
-        if leg == _CLIENT and not c.probe_legs & _SERVER:
+        if leg == _CLIENT and not c.reset_legs & _CLIENT and not c.probe_legs & _SERVER:
             out.append(self._to_server(c, (seg.seq + c.c2s.seq_delta) & MOD32, 0, RST))
         c.probe_legs &= ~leg
-        if not c.probe_legs:
-            self._free(c)
+        c.reset_legs |= leg
+        if not c.probe_legs and c.choice is not None:
+            self.policy.release(c.choice)       # no longer counts on its server
         return out
 
     def _abort(self, c: Conn, now: float, why: str, level: str = "info") -> list:
