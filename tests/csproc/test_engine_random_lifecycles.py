@@ -210,8 +210,10 @@ class Run:
             ch = c.choice
             if ch is not None and ch.counted and ch.template is not None:
                 held[(ch.template, ch.server)] = held.get((ch.template, ch.server), 0) + 1
-        for key, t in self.eng.policy.templates.items():
-            assert t.conns == held.get((key, t.server), 0), (key, t.conns, held)
+        policy = self.eng.policy
+        for key, t in policy.templates.items():
+            n = policy.template_conns(t)
+            assert n == held.get((key, t.server), 0), (key, n, held)
 
     def _packet_out(self, e: PacketOut) -> None:
         s = P.parse(e.frame)        # raises on a bad checksum or a malformed frame

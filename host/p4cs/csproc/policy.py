@@ -68,12 +68,11 @@ class Template:
     """A persistence template: client network (an int) or session (a str key: TLS
     session, cookie value) -> server (``ipvsadm -L -c`` lists them)."""
 
-    __slots__ = ("service", "net", "server", "expires", "conns")
+    __slots__ = ("service", "net", "server", "expires")
 
     def __init__(self, service: str, net: int | str, server: Server, expires: float):
         self.service, self.net, self.server = service, net, server
         self.expires = expires
-        self.conns = 0
 
 
 class Choice:
@@ -115,7 +114,7 @@ class Policy:
         self.templates: dict[tuple[str, int | str], Template] = {}
         # (template key, id of a server) -> the counted connections bound to that server
         # through that key: a template that moves to a server and back counts those of its
-        # connections that stayed there all along (Template.conns is the entry of its server)
+        # connections that stayed there all along (template_conns: the entry of its server)
         self._held: dict[tuple, int] = {}
         self._sessions: dict[str, int] = {}     # session templates per service
         self._persist: dict[str, Persistence] = {}
@@ -232,7 +231,7 @@ class Policy:
         t = self.templates.get(ch.template)
         if t is None:
             return None
-        if t.conns == 0 and t.expires <= self.clock:
+        if self.template_conns(t) == 0 and t.expires <= self.clock:
             self._drop(ch.template)
             return None
         s = t.server
@@ -265,20 +264,22 @@ class Policy:
             return
         server = ch.server
         held = (ch.template, id(server))
-        n = self._held[held] = self._held.get(held, 0) + 1
+        self._held[held] = self._held.get(held, 0) + 1
         t = self.templates.get(ch.template)
         expires = self.clock + pers.timeout
         if t is None or t.server is not server:
             t = self._put(ch.template, server, expires)
         t.expires = expires
-        t.conns = n
 
     def _put(self, key: tuple, server: Server, expires: float) -> Template:
         if key not in self.templates and isinstance(key[1], str):
             self._sessions[key[0]] = self._sessions.get(key[0], 0) + 1
         t = self.templates[key] = Template(key[0], key[1], server, expires)
-        t.conns = self._held.get((key, id(server)), 0)
         return t
+
+    def template_conns(self, t: Template) -> int:
+        """The counted connections template ``t`` holds on its server."""
+        return self._held.get(((t.service, t.net), id(t.server)), 0)
 
     def _drop(self, key: tuple) -> None:
         if self.templates.pop(key, None) is not None and isinstance(key[1], str):
@@ -292,7 +293,7 @@ class Policy:
         for n, (k, t) in enumerate(self.templates.items()):
             if n >= 64:
                 return False
-            if k[0] == service and t.conns == 0 and isinstance(k[1], str):
+            if k[0] == service and isinstance(k[1], str) and self.template_conns(t) == 0:
                 self._drop(k)
                 return True
         return False
@@ -342,10 +343,9 @@ class Policy:
             self._held.pop(held, None)
             n = 0
         t = self.templates.get(ch.template)
-        if t is not None and t.server is ch.server:
-            t.conns = n
+        if n == 0 and t is not None and t.server is ch.server:
             pers = self._persist.get(ch.template[0])
-            if n == 0 and pers is not None:
+            if pers is not None:
                 t.expires = max(t.expires, self.clock + pers.timeout)
 
     # ------------------------------------------------------------------ templates
@@ -356,7 +356,8 @@ class Policy:
         if now < self._prune_at:
             return
         self._prune_at = now + 1.0
-        dead = [k for k, t in self.templates.items() if t.conns == 0 and t.expires <= now]
+        dead = [k for k, t in self.templates.items()
+                if t.expires <= now and self.template_conns(t) == 0]
         for k in dead:
             self._drop(k)
 
@@ -369,7 +370,7 @@ class Policy:
                  "netmask": ("-" if isinstance(t.net, str)
                              else ip_str(self._persist[t.service].netmask)),
                  "server": f"{ip_str(t.server.ip)}:{t.server.port}",
-                 "server_name": t.server.name, "connections": t.conns,
+                 "server_name": t.server.name, "connections": self.template_conns(t),
                  "expires_in": round(max(0.0, t.expires - now), 1)}
                 for t in self.templates.values()]
 
@@ -379,7 +380,8 @@ class Policy:
         whole timeout left: it starts counting when its last connection ends)."""
         out = []
         for t in self.templates.values():
-            left = self._persist[t.service].timeout if t.conns else t.expires - now
+            left = (self._persist[t.service].timeout if self.template_conns(t)
+                    else t.expires - now)
             if left > 0:
                 out.append([t.service, t.net, t.server.name, round(left, 1)])
         return out
