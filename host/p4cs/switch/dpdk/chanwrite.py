@@ -54,14 +54,6 @@ BATCH = 64
 WriteFn = Callable[[bytes], Awaitable[bytes]]
 
 
-def is_request(data: bytes) -> bool:
-    """True when ``data`` (the first message of a new connection) asks for Writes."""
-    try:
-        return json.loads(data) == REQUEST
-    except ValueError:
-        return False
-
-
 class WriteConn:
     """One Write connection: each message applied by ``write``, answered with its id."""
 

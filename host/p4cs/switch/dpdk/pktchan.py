@@ -214,20 +214,24 @@ class PacketChannel:
         if not data:        # closed without asking (e.g. a switch checking the path is free)
             conn.close()
             return
-        if statsreq.is_request(data):
+        try:
+            req = json.loads(data)
+        except ValueError:
+            req = None
+        if req == statsreq.REQUEST:
             statsreq.answer(conn, self._running())
             return
-        if self._write is not None and chanwrite.is_request(data):
+        if self._write is not None and req == chanwrite.REQUEST:
             w = chanwrite.WriteConn(conn, self._write, self.counters)
             self._writers = {x for x in self._writers if x.conn.fileno() >= 0}
             self._writers.add(w)
             w.start()
             return
-        asyncio.ensure_future(self._answer(conn, data))
+        asyncio.ensure_future(self._answer(conn, req))
 
-    async def _answer(self, conn: socket.socket, data: bytes) -> None:
+    async def _answer(self, conn: socket.socket, req) -> None:
         try:
-            stream, pipe, workers, line = self._check(data)
+            stream, pipe, workers, line = self._check(req)
             await self._grant(conn, stream, pipe, workers, line)
         except (ValueError, P4RTError, OSError, DaemonError) as e:
             why = e.message if isinstance(e, P4RTError) else str(e)
@@ -239,14 +243,10 @@ class PacketChannel:
                 pass
             conn.close()
 
-    def _check(self, data: bytes) -> tuple[StreamConn, Pipeline, int, str | None]:
-        """The primary stream a request names, the running pipeline, the number of workers
-        and the daemon's ``spread`` line for them (None: one worker); ValueError or P4RTError
-        (not primary) otherwise."""
-        try:
-            req = json.loads(data)
-        except ValueError:
-            req = None
+    def _check(self, req) -> tuple[StreamConn, Pipeline, int, str | None]:
+        """The primary stream a request (its JSON, None if it is none) names, the running
+        pipeline, the number of workers and the daemon's ``spread`` line for them (None: one
+        worker); ValueError or P4RTError (not primary) otherwise."""
         if not isinstance(req, dict):
             raise ValueError("malformed request: a JSON object is expected")
         dev, role, eid = req.get("device_id"), req.get("role", ""), req.get("election_id")

@@ -28,14 +28,6 @@ MAX_ANSWER = 1 << 20
 _answering: set[asyncio.Task] = set()
 
 
-def is_request(data: bytes) -> bool:
-    """True when ``data`` (one message of a new connection) asks for the stats."""
-    try:
-        return json.loads(data) == REQUEST
-    except ValueError:
-        return False
-
-
 def p4_names(pipe, st: dict) -> dict:
     """The daemon's stats with its tables and learners named as in the P4Info."""
     names = {t.dname: t.name for t in pipe.schema.tables.values()}
