@@ -236,7 +236,6 @@ class ControllerApp:
         if self.writes not in chanwriter.MODES:
             raise ValueError(f"writes must be one of {', '.join(chanwriter.MODES)}, "
                              f"got {self.writes!r}")
-        self.channel_writer: chanwriter.ChannelWriter | None = None
         self.p4info = p4info
         self.p4blob = p4blob
         self.push = push_pipeline
@@ -462,8 +461,7 @@ class ControllerApp:
         await self._adopt_flows(sw)
         scanned.set()
         if self.writes == "channel":
-            sw.create_task(chanwriter.run(sw, advertised_channel, self._writer_changed,
-                                          self.counters))
+            sw.create_task(chanwriter.run(sw, advertised_channel, self.counters))
         for coro in (self.packets.run(sw), self._timer_loop(), self._install_loop(sw),
                      self.teardown.run(sw), self.resolver.run(sw, self.enc),
                      syncookies.run(sw, self.engine, keys_changed=self._keys_changed),
@@ -473,13 +471,9 @@ class ControllerApp:
         self._set_state("primary", f"election id {sw.election_id}")
         LOG.info("controller ready: %d service(s)", len(self.cfg.services))
 
-    def _writer_changed(self, w: chanwriter.ChannelWriter | None) -> None:
-        self.channel_writer = w
-
     def _writes_active(self) -> str:
         """How the flow Writes go right now: ``channel`` or ``grpc``."""
-        w = self.channel_writer
-        return "channel" if w is not None and not w.closed else "grpc"
+        return "grpc" if chanwriter.writer_of(self.switch) is None else "channel"
 
     def _keys_changed(self) -> None:
         if self.workers is not None:

@@ -190,11 +190,11 @@ class ChannelWriter:
         await self._done
 
 
-async def run(sw: Switch, advertised, on_change=None, counters: dict | None = None) -> None:
-    """For one primary term: hold a channel writer for ``sw`` whenever its channel socket
-    (``await advertised(sw)``, None: none) takes Writes; its Writes go over gRPC otherwise.
-    ``on_change`` is told of each writer and of its end (None); ``counters`` get the
-    writers' counts. Cancelled when the term ends."""
+async def run(sw: Switch, advertised, counters: dict | None = None) -> None:
+    """For one primary term: hold a channel writer for ``sw`` (:func:`writer_of`) whenever
+    its channel socket (``await advertised(sw)``, None: none) takes Writes; its Writes go
+    over gRPC otherwise. ``counters`` get the writers' counts. Cancelled when the term
+    ends."""
     try:
         path = await advertised(sw)
     except Exception as exc:  # noqa: BLE001 - P4ClientError, a P4Info without a channel
@@ -223,8 +223,6 @@ async def run(sw: Switch, advertised, on_change=None, counters: dict | None = No
             continue
         tries.succeeded()
         _WRITERS[id(sw)] = w
-        if on_change is not None:
-            on_change(w)
         LOG.info("P4Runtime Writes of flows on the channel socket %s", path)
         try:
             await w.wait_closed()
@@ -232,8 +230,6 @@ async def run(sw: Switch, advertised, on_change=None, counters: dict | None = No
             if _WRITERS.get(id(sw)) is w:
                 del _WRITERS[id(sw)]
             w.close("the primary term ended")
-            if on_change is not None:
-                on_change(None)
         LOG.warning("P4Runtime Writes on the channel socket ended (%s): over gRPC meanwhile",
                     w.why)
         await asyncio.sleep(RETRY_S)
