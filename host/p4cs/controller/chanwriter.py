@@ -27,6 +27,7 @@ from finsy.proto import rpc_status
 
 from p4cs.controller.packetchan import Refusals, granted
 from p4cs.switch.dpdk.chanwrite import MAX_ANSWER, REQUEST, RID
+from p4cs.switch.dpdk.errors import STATUS_CODES
 
 LOG = logging.getLogger("p4cs.controller")
 
@@ -34,7 +35,7 @@ MODES = ("channel", "grpc")
 #: Seconds to wait for the switch's answer to the request, and before asking again.
 ASK_TIMEOUT_S = 5.0
 RETRY_S = 1.0
-#: Deadline of a Write (finsy's own for its requests, as over gRPC).
+#: Deadline of a Write, on the socket and over gRPC (finsy's own for its requests).
 WRITE_TIMEOUT_S = 10.0
 
 COUNTERS = ("channel_writes", "channel_writes_too_large")
@@ -53,9 +54,6 @@ def _error(code: grpc.StatusCode, message: str, status: bytes = b"") -> P4Client
                 else grpc.aio.Metadata())
     return P4ClientError(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing,
                                               details=message), "WriteRequest")
-
-
-_CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 class ChannelWriter:
@@ -142,7 +140,7 @@ class ChannelWriter:
         except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends
             raise _error(grpc.StatusCode.INTERNAL, "malformed answer on the channel socket") \
                 from None
-        code = _CODES.get(st.code, grpc.StatusCode.UNKNOWN)
+        code = STATUS_CODES.get(st.code, grpc.StatusCode.UNKNOWN)
         raise _error(code, st.message, answer if st.details else b"")
 
     def _expire(self, rid: int) -> None:

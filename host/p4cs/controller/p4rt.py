@@ -17,7 +17,7 @@ from finsy import P4Schema, Switch
 from finsy.p4client import P4ClientError
 from finsy.proto import p4r
 
-from p4cs.controller.chanwriter import writer_of
+from p4cs.controller.chanwriter import WRITE_TIMEOUT_S, writer_of
 from p4cs.csproc.effects import FlowKey, FlowSpec  # shared with the CS processor
 from p4cs.csproc.packet import splice_csum_deltas
 from p4cs.pbwire import ld, varint as _varint
@@ -77,8 +77,6 @@ def _write_head(device_id: int, complete: Any) -> bytes:
     return _HEAD[1]
 
 
-#: Deadline of a Write (finsy's own for its requests).
-WRITE_TIMEOUT_S = 10.0
 #: (channel, its Write call taking serialized requests): the last channel written to
 _RAW_WRITE: tuple | None = None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import grpc
 
 SC = grpc.StatusCode
+#: google.rpc.Code number -> grpc.StatusCode (a google.rpc.Status read back as gRPC's code)
+STATUS_CODES = {c.value[0]: c for c in SC}
 
 _ERRNO_CODE = {
     "EEXIST": SC.ALREADY_EXISTS,

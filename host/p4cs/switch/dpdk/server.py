@@ -43,7 +43,7 @@ from google.protobuf.message import DecodeError
 
 from .arbitration import Arbiter, StreamConn
 from .daemon import DaemonDead
-from .errors import SC, P4RTError, unknown_device
+from .errors import SC, STATUS_CODES, P4RTError, unknown_device
 from .packetio import PacketIO
 from .pipeline import Pipeline, PipelineHost, TargetConfig
 from .pktchan import METADATA_KEY, PacketChannel
@@ -53,10 +53,6 @@ from .reads import plan_reads, read_responses
 LOG = logging.getLogger("p4cs.switch.dpdk.p4rt")
 
 P4RUNTIME_API_VERSION = "1.5.0"
-
-
-#: google.rpc.Code number -> grpc.StatusCode
-_STATUS_CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 def _raw_or_message(m: Any) -> bytes:
@@ -230,7 +226,7 @@ class P4RuntimeServer:
                 status.message,
                 trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
             )
-        await context.abort(_STATUS_CODES[status.code], status.message)
+        await context.abort(STATUS_CODES[status.code], status.message)
 
     async def apply_write(self, raw: bytes) -> rpc_status.Status | None:
         """One serialized WriteRequest, checked and applied, for either transport (gRPC, the
