@@ -25,16 +25,13 @@ from finsy import Switch
 from finsy.p4client import P4ClientError
 from finsy.proto import rpc_status
 
-from p4cs.controller.packetchan import Refusals, granted
+from p4cs.controller.packetchan import ASK_TIMEOUT_S, RETRY_S, Refusals, granted
 from p4cs.switch.dpdk.chanwrite import MAX_ANSWER, REQUEST, RID
 from p4cs.switch.dpdk.errors import STATUS_CODES
 
 LOG = logging.getLogger("p4cs.controller")
 
 MODES = ("channel", "grpc")
-#: Seconds to wait for the switch's answer to the request, and before asking again.
-ASK_TIMEOUT_S = 5.0
-RETRY_S = 1.0
 #: Deadline of a Write, on the socket and over gRPC (finsy's own for its requests).
 WRITE_TIMEOUT_S = 10.0
 

@@ -431,7 +431,7 @@ class PacketPath:
             LOG.info("packet I/O over P4Runtime: the switch %s offers no direct packet channel",
                      sw.address)
             return
-        tries, spread_refused = Refusals(), ""
+        tries, spread_refusals = Refusals(), Refusals()
         while True:
             workers, spread = (1, None) if self.spread is None else self.spread()
             try:
@@ -443,10 +443,9 @@ class PacketPath:
                         raise
                     # a switch that cannot spread (too few channels, an older one): one
                     # channel, the controller hands the workers their frames
-                    if str(exc) != spread_refused:
-                        LOG.warning("the switch does not spread the punts over %d workers "
-                                    "(%s): the controller relays them", workers, exc)
-                        spread_refused = str(exc)
+                    spread_refusals.failed(exc, lambda why: LOG.warning(
+                        "the switch does not spread the punts over %d workers (%s): the "
+                        "controller relays them", workers, why))
                     lease = await ask(path, headers, sw.device_id, sw.election_id,
                                       sw.role_name or "")
             except (ChannelRefused, OSError) as exc:
