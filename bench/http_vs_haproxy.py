@@ -358,27 +358,23 @@ class Bench:
         labs: dict[str, Lab] = {}
         prefaults = getattr(args, "prefault", None) or [False]
         writes = getattr(args, "writes", None) or [None]
-        for t in args.target:
-            for io in args.packet_io:
-                for pt in args.port_type:
-                    for nw in args.workers:
-                        for pf in (prefaults if t == "dpdk" else [False]):
-                            for wr in writes:
-                                parts = ([t] if len(args.target) > 1 else []) + \
-                                    ([io] if len(args.packet_io) > 1 else []) + \
-                                    ([pt] if len(args.port_type) > 1 else []) + \
-                                    ([f"w{nw}"] if len(args.workers) > 1 else []) + \
-                                    ([wr] if len(writes) > 1 else [])
-                                tags = [PREFIX_TAG.get(x, x if x.startswith("w") else x[0])
-                                        for x in parts]
-                                if pf and len(prefaults) > 1:
-                                    parts.append("prefault")
-                                    tags.append("f")
-                                name = "-".join(["p4cs", *parts])
-                                labs[name] = Lab(args.prefix + "".join(tags), target=t,
-                                                 n_servers=3, packet_io=io, port_type=pt,
-                                                 mtu=args.mtu, workers=nw, prefault=pf,
-                                                 writes=wr, **self.lab_kwargs())
+        combos = [(t, io, pt, nw, pf, wr) for t in args.target for io in args.packet_io
+                  for pt in args.port_type for nw in args.workers
+                  for pf in (prefaults if t == "dpdk" else [False]) for wr in writes]
+        for t, io, pt, nw, pf, wr in combos:
+            parts = ([t] if len(args.target) > 1 else []) + \
+                ([io] if len(args.packet_io) > 1 else []) + \
+                ([pt] if len(args.port_type) > 1 else []) + \
+                ([f"w{nw}"] if len(args.workers) > 1 else []) + \
+                ([wr] if len(writes) > 1 else [])
+            tags = [PREFIX_TAG.get(x, x if x.startswith("w") else x[0]) for x in parts]
+            if pf and len(prefaults) > 1:
+                parts.append("prefault")
+                tags.append("f")
+            name = "-".join(["p4cs", *parts])
+            labs[name] = Lab(args.prefix + "".join(tags), target=t, n_servers=3, packet_io=io,
+                             port_type=pt, mtu=args.mtu, workers=nw, prefault=pf, writes=wr,
+                             **self.lab_kwargs())
         before = getattr(args, "before", None)
         if before is not None:
             # the first Lab's settings, with the other checkout's package (--before)
